@@ -1,0 +1,230 @@
+//! A reference interpreter: runs a validated graph node by node on the runtime's reference kernels.
+//! It is the oracle that proves passes keep the numbers and that the ONNX front end agrees with tract;
+//! it is never what users ship.
+
+use std::collections::HashMap;
+
+use resnext_runtime::kernels::{self, ConvShape, Epilogue, KernelError, PoolShape, reference};
+
+use crate::ir::{self, Graph, GraphInfo, NodeId, Op};
+
+/// Why the interpreter could not run a graph.
+#[derive(Debug, thiserror::Error)]
+pub enum InterpError {
+    #[error("expected {expected} input tensor(s), got {actual}")]
+    InputCount { expected: usize, actual: usize },
+    #[error("input `{name}`: expected {expected} floats for batch {batch}, got {actual}")]
+    InputLength {
+        name: String,
+        batch: usize,
+        expected: usize,
+        actual: usize,
+    },
+    #[error("{op} node `{node}`: {source}")]
+    Kernel {
+        node: String,
+        op: &'static str,
+        source: KernelError,
+    },
+}
+
+/// Runs `graph` on `inputs` (one flat NCHW buffer per model input) for `batch` items and returns the
+/// model outputs in order.
+pub fn run(
+    graph: &Graph,
+    info: &GraphInfo,
+    inputs: &[&[f32]],
+    batch: usize,
+) -> Result<Vec<Vec<f32>>, InterpError> {
+    if inputs.len() != graph.inputs.len() {
+        return Err(InterpError::InputCount {
+            expected: graph.inputs.len(),
+            actual: inputs.len(),
+        });
+    }
+    let mut values: HashMap<NodeId, Vec<f32>> = HashMap::new();
+    for (&id, &data) in graph.inputs.iter().zip(inputs) {
+        let node = graph.node(id);
+        let expected = batch * node.output.shape.item_len().unwrap_or(0);
+        if data.len() != expected {
+            return Err(InterpError::InputLength {
+                name: node.name.clone(),
+                batch,
+                expected,
+                actual: data.len(),
+            });
+        }
+        values.insert(id, data.to_vec());
+    }
+    for &id in &info.order {
+        let node = graph.node(id);
+        if matches!(node.op, Op::Input) {
+            continue;
+        }
+        let args: Vec<&[f32]> = graph
+            .inputs_of(id)
+            .iter()
+            .map(|i| values[i].as_slice())
+            .collect();
+        let out_len = batch * node.output.shape.item_len().unwrap_or(0);
+        let mut out = vec![0.0f32; out_len];
+        let err = |source| InterpError::Kernel {
+            node: node.name.clone(),
+            op: node.op.name(),
+            source,
+        };
+        eval(graph, id, &args, batch, &mut out).map_err(err)?;
+        values.insert(id, out);
+    }
+    Ok(graph
+        .outputs
+        .iter()
+        .map(|(id, _)| values[id].clone())
+        .collect())
+}
+
+fn eval(
+    graph: &Graph,
+    id: NodeId,
+    args: &[&[f32]],
+    batch: usize,
+    out: &mut [f32],
+) -> Result<(), KernelError> {
+    let node = graph.node(id);
+    let w = |id| graph.weights.data(id);
+    let in_type = &graph.node(graph.inputs_of(id)[0]).output;
+    match &node.op {
+        Op::Input => unreachable!("inputs are bound before evaluation"),
+        Op::Conv(c) => {
+            let shape = conv_shape(c, in_type, &node.output);
+            let epilogue = Epilogue {
+                bias: c.bias.map(w),
+                residual: c.epilogue.residual.then(|| args[1]),
+                activation: activation(c.epilogue.activation),
+            };
+            reference::conv2d(&shape, batch, args[0], w(c.weight), &epilogue, out)
+        }
+        Op::BatchNorm(b) => {
+            let (c, spatial) = channels_spatial(in_type);
+            reference::batch_norm(
+                batch,
+                c,
+                spatial,
+                args[0],
+                w(b.scale),
+                w(b.bias),
+                w(b.mean),
+                w(b.var),
+                b.epsilon,
+                out,
+            )
+        }
+        Op::ScaleShift(s) => {
+            let (c, spatial) = channels_spatial(in_type);
+            reference::scale_shift(
+                batch,
+                c,
+                spatial,
+                args[0],
+                w(s.scale),
+                w(s.shift),
+                activation(s.activation),
+                out,
+            )
+        }
+        Op::Relu => reference::activation(args[0], kernels::Activation::Relu, out),
+        Op::Clip { min, max } => reference::activation(
+            args[0],
+            kernels::Activation::Clip {
+                min: *min,
+                max: *max,
+            },
+            out,
+        ),
+        Op::Add { activation: a } => reference::add(args[0], args[1], activation(*a), out),
+        Op::MaxPool(p) => {
+            reference::max_pool2d(&pool_shape(p, in_type, &node.output), batch, args[0], out)
+        }
+        Op::AveragePool(p) => reference::avg_pool2d(
+            &pool_shape(p, in_type, &node.output),
+            p.count_include_pad,
+            batch,
+            args[0],
+            out,
+        ),
+        Op::GlobalAveragePool { .. } => {
+            let (c, spatial) = channels_spatial(in_type);
+            reference::global_avg_pool(batch, c, spatial, args[0], out)
+        }
+        Op::Flatten { .. } | Op::Reshape { .. } | Op::Identity => {
+            kernels::reference::activation(args[0], kernels::Activation::None, out)
+        }
+        Op::Dense(d) => {
+            let epilogue = Epilogue {
+                bias: d.bias.map(w),
+                residual: d.epilogue.residual.then(|| args[1]),
+                activation: activation(d.epilogue.activation),
+            };
+            reference::dense(
+                batch,
+                d.in_features,
+                d.out_features,
+                args[0],
+                w(d.weight),
+                &epilogue,
+                out,
+            )
+        }
+    }
+}
+
+/// The runtime's activation for an IR activation.
+pub fn activation(a: ir::Activation) -> kernels::Activation {
+    match a {
+        ir::Activation::None => kernels::Activation::None,
+        ir::Activation::Relu => kernels::Activation::Relu,
+        ir::Activation::Clip { min, max } => kernels::Activation::Clip { min, max },
+    }
+}
+
+/// The runtime's conv shape for a conv node with these input and output types (validated graph).
+pub fn conv_shape(c: &ir::Conv, input: &ir::TensorType, output: &ir::TensorType) -> ConvShape {
+    let (in_c, in_h, in_w) = input.shape.chw().expect("validated conv input is NCHW");
+    let (out_c, out_h, out_w) = output.shape.chw().expect("validated conv output is NCHW");
+    ConvShape {
+        in_c,
+        in_h,
+        in_w,
+        out_c,
+        out_h,
+        out_w,
+        kernel: c.kernel,
+        stride: c.stride,
+        dilation: c.dilation,
+        pads: c.pads,
+        group: c.group,
+    }
+}
+
+/// The runtime's pool shape for a pool node with these input and output types (validated graph).
+pub fn pool_shape(p: &ir::Pool, input: &ir::TensorType, output: &ir::TensorType) -> PoolShape {
+    let (channels, in_h, in_w) = input.shape.chw().expect("validated pool input is NCHW");
+    let (_, out_h, out_w) = output.shape.chw().expect("validated pool output is NCHW");
+    PoolShape {
+        channels,
+        in_h,
+        in_w,
+        out_h,
+        out_w,
+        kernel: p.kernel,
+        stride: p.stride,
+        pads: p.pads,
+    }
+}
+
+/// `(channels, elements per channel)` of a batch-first value.
+pub fn channels_spatial(t: &ir::TensorType) -> (usize, usize) {
+    let dims = t.shape.per_item().unwrap_or_default();
+    let c = dims.first().copied().unwrap_or(1);
+    (c, dims.iter().skip(1).product())
+}

@@ -1,0 +1,433 @@
+//! Operations of the IR and their attributes, with the shape rule of each.
+//! An op names its weights by [`WeightId`]; activations arrive on numbered input edges ("slots").
+
+use super::types::{Dim, Shape, TensorType};
+use super::weights::{WeightId, WeightStore};
+
+/// What a node computes once its inputs are known. Activations come in through the node's input edges,
+/// slot 0 first; parameters are handles into the graph's [`WeightStore`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum Op {
+    /// A model input. No incoming edges.
+    Input,
+    /// 2-D convolution, `[N, Cin, H, W] -> [N, Cout, Ho, Wo]`, with a fused epilogue.
+    /// Slot 0: input; slot 1: the residual, present iff `epilogue.residual`.
+    Conv(Conv),
+    /// Inference BatchNormalization over channel dim 1 (not yet folded).
+    BatchNorm(BatchNorm),
+    /// Per-channel `y = act(x * scale + shift)`: what a BatchNorm with no conv to fold into becomes.
+    ScaleShift(ScaleShift),
+    Relu,
+    /// `min(max(x, min), max)`; ReLU6 is `Clip { min: 0, max: 6 }`.
+    Clip {
+        min: f32,
+        max: f32,
+    },
+    /// Elementwise sum of two same-shaped inputs, then an activation (`Activation::None` until fused).
+    Add {
+        activation: Activation,
+    },
+    MaxPool(Pool),
+    AveragePool(Pool),
+    /// Mean over H and W: `[N, C, H, W] -> [N, C, 1, 1]` (`keep_dims`) or `[N, C]`.
+    /// Both ONNX GlobalAveragePool and ReduceMean over axes {2, 3} land here.
+    GlobalAveragePool {
+        keep_dims: bool,
+    },
+    /// Collapse dims `[axis..]` into one: `[N, C, 1, 1] -> [N, C]` for `axis = 1`.
+    Flatten {
+        axis: usize,
+    },
+    /// Reshape to a fixed per-item shape; the batch dimension is kept.
+    Reshape {
+        per_item: Vec<usize>,
+    },
+    /// Fully connected layer `y = act(x · Wᵀ + b)`, `x: [N, K]`, `W: [M, K]`. ONNX Gemm (any transB,
+    /// alpha, beta folded into the weights) and MatMul with a constant right-hand side land here.
+    Dense(Dense),
+    /// Passes its input through unchanged (ONNX Identity, Dropout in inference).
+    Identity,
+}
+
+/// A conv's activation function, applied last.
+#[derive(Clone, Copy, Debug, PartialEq, Default)]
+pub enum Activation {
+    #[default]
+    None,
+    Relu,
+    Clip {
+        min: f32,
+        max: f32,
+    },
+}
+
+/// What a conv or dense node does after the MACs, in this order: add bias, add the residual input
+/// (slot 1), apply the activation.
+#[derive(Clone, Copy, Debug, PartialEq, Default)]
+pub struct Epilogue {
+    pub residual: bool,
+    pub activation: Activation,
+}
+
+/// Which kernel computes a conv. The front ends leave `Reference`; kernel selection (issue 4) picks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ConvKernel {
+    #[default]
+    Reference,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Conv {
+    /// `[out_channels, in_channels / group, kernel[0], kernel[1]]`.
+    pub weight: WeightId,
+    /// `[out_channels]`.
+    pub bias: Option<WeightId>,
+    pub in_channels: usize,
+    pub out_channels: usize,
+    pub group: usize,
+    /// `[kh, kw]`.
+    pub kernel: [usize; 2],
+    pub stride: [usize; 2],
+    pub dilation: [usize; 2],
+    /// `[top, left, bottom, right]`, explicit (ONNX auto_pad is resolved by the front end).
+    pub pads: [usize; 4],
+    pub epilogue: Epilogue,
+    pub kernel_choice: ConvKernel,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct BatchNorm {
+    pub scale: WeightId,
+    pub bias: WeightId,
+    pub mean: WeightId,
+    pub var: WeightId,
+    pub epsilon: f32,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScaleShift {
+    pub scale: WeightId,
+    pub shift: WeightId,
+    pub activation: Activation,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Pool {
+    pub kernel: [usize; 2],
+    pub stride: [usize; 2],
+    /// `[top, left, bottom, right]`.
+    pub pads: [usize; 4],
+    pub ceil_mode: bool,
+    /// AveragePool only: divide by the full window (true) or by the in-bounds part (false).
+    pub count_include_pad: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dense {
+    /// `[out_features, in_features]`.
+    pub weight: WeightId,
+    /// `[out_features]`.
+    pub bias: Option<WeightId>,
+    pub in_features: usize,
+    pub out_features: usize,
+    pub epilogue: Epilogue,
+}
+
+/// Why an op cannot apply to its inputs; the caller adds which node it was.
+pub type ShapeError = String;
+
+impl Op {
+    /// The op's name as `inspect` prints it (ONNX spelling where there is one).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Input => "Input",
+            Op::Conv(_) => "Conv",
+            Op::BatchNorm(_) => "BatchNormalization",
+            Op::ScaleShift(_) => "ScaleShift",
+            Op::Relu => "Relu",
+            Op::Clip { .. } => "Clip",
+            Op::Add { .. } => "Add",
+            Op::MaxPool(_) => "MaxPool",
+            Op::AveragePool(_) => "AveragePool",
+            Op::GlobalAveragePool { .. } => "GlobalAveragePool",
+            Op::Flatten { .. } => "Flatten",
+            Op::Reshape { .. } => "Reshape",
+            Op::Dense(_) => "Dense",
+            Op::Identity => "Identity",
+        }
+    }
+
+    /// How many activation inputs (incoming edges) the op takes.
+    pub fn arity(&self) -> usize {
+        match self {
+            Op::Input => 0,
+            Op::Conv(c) => 1 + c.epilogue.residual as usize,
+            Op::Dense(d) => 1 + d.epilogue.residual as usize,
+            Op::Add { .. } => 2,
+            _ => 1,
+        }
+    }
+
+    /// Every weight the op refers to.
+    pub fn weights(&self) -> Vec<WeightId> {
+        match self {
+            Op::Conv(c) => std::iter::once(c.weight).chain(c.bias).collect(),
+            Op::Dense(d) => std::iter::once(d.weight).chain(d.bias).collect(),
+            Op::BatchNorm(b) => vec![b.scale, b.bias, b.mean, b.var],
+            Op::ScaleShift(s) => vec![s.scale, s.shift],
+            _ => Vec::new(),
+        }
+    }
+
+    /// Multiply-accumulates per batch item for an output of type `out`.
+    pub fn macs(&self, out: &TensorType) -> u64 {
+        let out_len = out.shape.item_len().unwrap_or(0) as u64;
+        match self {
+            Op::Conv(c) => {
+                out_len * (c.in_channels / c.group.max(1) * c.kernel[0] * c.kernel[1]) as u64
+            }
+            Op::Dense(d) => (d.in_features * d.out_features) as u64,
+            _ => 0,
+        }
+    }
+
+    /// The output type for these input types, checking every shape constraint of the op.
+    pub fn infer(
+        &self,
+        inputs: &[&TensorType],
+        weights: &WeightStore,
+    ) -> Result<TensorType, ShapeError> {
+        if inputs.len() != self.arity() {
+            return Err(format!(
+                "expects {} input(s), has {}",
+                self.arity(),
+                inputs.len()
+            ));
+        }
+        let expect_weight = |id: WeightId, what: &str, dims: &[usize]| -> Result<(), ShapeError> {
+            let t = weights
+                .get(id)
+                .ok_or_else(|| format!("{what} refers to a missing weight {id:?}"))?;
+            if t.dims != dims {
+                return Err(format!(
+                    "{what} `{}` has shape {:?}, expected {dims:?}",
+                    t.name, t.dims
+                ));
+            }
+            Ok(())
+        };
+        match self {
+            Op::Input => Err("an Input node's type is given, not inferred".into()),
+            Op::Conv(c) => {
+                let (ci, h, w) = chw(inputs[0])?;
+                if ci != c.in_channels {
+                    return Err(format!(
+                        "input has {ci} channels, the weights expect {}",
+                        c.in_channels
+                    ));
+                }
+                if c.group == 0 || ci % c.group != 0 || c.out_channels % c.group != 0 {
+                    return Err(format!(
+                        "group {} must divide both input channels {ci} and output channels {}",
+                        c.group, c.out_channels
+                    ));
+                }
+                if c.stride.contains(&0) || c.dilation.contains(&0) || c.kernel.contains(&0) {
+                    return Err("kernel, strides and dilations must be positive".into());
+                }
+                expect_weight(
+                    c.weight,
+                    "weight",
+                    &[c.out_channels, ci / c.group, c.kernel[0], c.kernel[1]],
+                )?;
+                if let Some(b) = c.bias {
+                    expect_weight(b, "bias", &[c.out_channels])?;
+                }
+                let ho = window_out(
+                    h,
+                    c.kernel[0],
+                    c.stride[0],
+                    c.dilation[0],
+                    c.pads[0],
+                    c.pads[2],
+                    false,
+                )?;
+                let wo = window_out(
+                    w,
+                    c.kernel[1],
+                    c.stride[1],
+                    c.dilation[1],
+                    c.pads[1],
+                    c.pads[3],
+                    false,
+                )?;
+                let out = TensorType::f32(Shape::nchw(c.out_channels, ho, wo));
+                if c.epilogue.residual {
+                    same_shape(&out, inputs[1], "residual")?;
+                }
+                Ok(out)
+            }
+            Op::BatchNorm(b) => {
+                let c = channels(inputs[0])?;
+                for (id, what) in [
+                    (b.scale, "scale"),
+                    (b.bias, "bias"),
+                    (b.mean, "mean"),
+                    (b.var, "var"),
+                ] {
+                    expect_weight(id, what, &[c])?;
+                }
+                Ok(inputs[0].clone())
+            }
+            Op::ScaleShift(s) => {
+                let c = channels(inputs[0])?;
+                expect_weight(s.scale, "scale", &[c])?;
+                expect_weight(s.shift, "shift", &[c])?;
+                Ok(inputs[0].clone())
+            }
+            Op::Relu | Op::Clip { .. } | Op::Identity => Ok(inputs[0].clone()),
+            Op::Add { .. } => {
+                same_shape(inputs[0], inputs[1], "second operand")?;
+                Ok(inputs[0].clone())
+            }
+            Op::MaxPool(p) | Op::AveragePool(p) => {
+                let (c, h, w) = chw(inputs[0])?;
+                if p.stride.contains(&0) || p.kernel.contains(&0) {
+                    return Err("kernel and strides must be positive".into());
+                }
+                let ho = window_out(
+                    h,
+                    p.kernel[0],
+                    p.stride[0],
+                    1,
+                    p.pads[0],
+                    p.pads[2],
+                    p.ceil_mode,
+                )?;
+                let wo = window_out(
+                    w,
+                    p.kernel[1],
+                    p.stride[1],
+                    1,
+                    p.pads[1],
+                    p.pads[3],
+                    p.ceil_mode,
+                )?;
+                Ok(TensorType::f32(Shape::nchw(c, ho, wo)))
+            }
+            Op::GlobalAveragePool { keep_dims } => {
+                let (c, _, _) = chw(inputs[0])?;
+                Ok(TensorType::f32(if *keep_dims {
+                    Shape::nchw(c, 1, 1)
+                } else {
+                    Shape::nc(c)
+                }))
+            }
+            Op::Flatten { axis } => {
+                let dims = per_item(inputs[0])?;
+                if *axis != 1 {
+                    return Err(format!(
+                        "Flatten axis {axis} would mix the batch into features; only axis 1 is supported"
+                    ));
+                }
+                Ok(TensorType::f32(Shape::nc(dims.iter().product())))
+            }
+            Op::Reshape { per_item: target } => {
+                let dims = per_item(inputs[0])?;
+                let (from, to) = (
+                    dims.iter().product::<usize>(),
+                    target.iter().product::<usize>(),
+                );
+                if from != to {
+                    return Err(format!(
+                        "cannot reshape {} elements per item into {target:?}",
+                        from
+                    ));
+                }
+                let mut shape = vec![Dim::Batch];
+                shape.extend(target.iter().map(|&d| Dim::Fixed(d)));
+                Ok(TensorType::f32(Shape(shape)))
+            }
+            Op::Dense(d) => {
+                let dims = per_item(inputs[0])?;
+                if dims != [d.in_features] {
+                    return Err(format!(
+                        "input {} must be [N, {}]",
+                        inputs[0].shape, d.in_features
+                    ));
+                }
+                expect_weight(d.weight, "weight", &[d.out_features, d.in_features])?;
+                if let Some(b) = d.bias {
+                    expect_weight(b, "bias", &[d.out_features])?;
+                }
+                let out = TensorType::f32(Shape::nc(d.out_features));
+                if d.epilogue.residual {
+                    same_shape(&out, inputs[1], "residual")?;
+                }
+                Ok(out)
+            }
+        }
+    }
+}
+
+fn per_item(t: &TensorType) -> Result<Vec<usize>, ShapeError> {
+    t.shape.per_item().ok_or_else(|| {
+        format!(
+            "input {} must be batch-first with fixed other dimensions",
+            t.shape
+        )
+    })
+}
+
+fn chw(t: &TensorType) -> Result<(usize, usize, usize), ShapeError> {
+    t.shape
+        .chw()
+        .ok_or_else(|| format!("input {} must be 4-D [N, C, H, W]", t.shape))
+}
+
+fn channels(t: &TensorType) -> Result<usize, ShapeError> {
+    match per_item(t)?.first() {
+        Some(&c) => Ok(c),
+        None => Err(format!("input {} has no channel dimension", t.shape)),
+    }
+}
+
+fn same_shape(a: &TensorType, b: &TensorType, what: &str) -> Result<(), ShapeError> {
+    if a.shape != b.shape {
+        return Err(format!(
+            "{what} has shape {}, expected {}",
+            b.shape, a.shape
+        ));
+    }
+    Ok(())
+}
+
+/// Output size of a sliding window (conv or pool) along one axis.
+pub fn window_out(
+    size: usize,
+    kernel: usize,
+    stride: usize,
+    dilation: usize,
+    pad_begin: usize,
+    pad_end: usize,
+    ceil_mode: bool,
+) -> Result<usize, ShapeError> {
+    let padded = size + pad_begin + pad_end;
+    let span = dilation * (kernel - 1) + 1;
+    if span > padded {
+        return Err(format!(
+            "kernel extent {span} is larger than the padded input {padded} ({size} + pads {pad_begin}, {pad_end})"
+        ));
+    }
+    let steps = padded - span;
+    let mut out = if ceil_mode {
+        steps.div_ceil(stride)
+    } else {
+        steps / stride
+    } + 1;
+    // ONNX/PyTorch rule: with ceil_mode the last window must start inside the input or left padding.
+    if ceil_mode && (out - 1) * stride >= size + pad_begin {
+        out -= 1;
+    }
+    Ok(out)
+}

@@ -1,0 +1,196 @@
+//! Kernels and the shape descriptions they share. `reference` holds the plain-loop oracle; fast
+//! kernels live beside it, per ISA, and are tested against it.
+
+pub mod reference;
+
+/// A kernel was handed slices or a shape that do not fit together.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum KernelError {
+    #[error("{what}: expected {expected} elements, got {actual}")]
+    Length {
+        what: &'static str,
+        expected: usize,
+        actual: usize,
+    },
+    #[error("bad shape: {0}")]
+    BadShape(String),
+}
+
+pub(crate) fn check_len(
+    what: &'static str,
+    expected: usize,
+    actual: usize,
+) -> Result<(), KernelError> {
+    if expected == actual {
+        Ok(())
+    } else {
+        Err(KernelError::Length {
+            what,
+            expected,
+            actual,
+        })
+    }
+}
+
+/// The activation applied last by a fused epilogue.
+#[derive(Clone, Copy, Debug, PartialEq, Default)]
+pub enum Activation {
+    #[default]
+    None,
+    Relu,
+    /// `min(max(x, min), max)`; ReLU6 is `Clip { min: 0.0, max: 6.0 }`.
+    Clip {
+        min: f32,
+        max: f32,
+    },
+}
+
+impl Activation {
+    #[inline(always)]
+    pub fn apply(self, x: f32) -> f32 {
+        match self {
+            Activation::None => x,
+            Activation::Relu => x.max(0.0),
+            Activation::Clip { min, max } => x.max(min).min(max),
+        }
+    }
+}
+
+/// What a conv or dense kernel does after its MACs: `out = act(acc + bias[c] + residual[i])`, where
+/// `c` is the output channel and `i` the output element, in the output's own layout.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Epilogue<'a> {
+    pub bias: Option<&'a [f32]>,
+    pub residual: Option<&'a [f32]>,
+    pub activation: Activation,
+}
+
+impl Epilogue<'_> {
+    /// Checks the bias and residual lengths for an output of `batch × channels × spatial`.
+    pub fn check(&self, batch: usize, channels: usize, spatial: usize) -> Result<(), KernelError> {
+        if let Some(b) = self.bias {
+            check_len("bias", channels, b.len())?;
+        }
+        if let Some(r) = self.residual {
+            check_len("residual", batch * channels * spatial, r.len())?;
+        }
+        Ok(())
+    }
+
+    /// The epilogue of output element `index` of channel `channel`.
+    #[inline(always)]
+    pub fn apply(&self, acc: f32, channel: usize, index: usize) -> f32 {
+        let mut v = acc;
+        if let Some(b) = self.bias {
+            v += b[channel];
+        }
+        if let Some(r) = self.residual {
+            v += r[index];
+        }
+        self.activation.apply(v)
+    }
+}
+
+/// The static shape of one conv layer (per batch item), NCHW.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ConvShape {
+    pub in_c: usize,
+    pub in_h: usize,
+    pub in_w: usize,
+    pub out_c: usize,
+    pub out_h: usize,
+    pub out_w: usize,
+    /// `[kh, kw]`.
+    pub kernel: [usize; 2],
+    pub stride: [usize; 2],
+    pub dilation: [usize; 2],
+    /// `[top, left, bottom, right]`.
+    pub pads: [usize; 4],
+    pub group: usize,
+}
+
+impl ConvShape {
+    pub fn input_len(&self) -> usize {
+        self.in_c * self.in_h * self.in_w
+    }
+
+    pub fn output_len(&self) -> usize {
+        self.out_c * self.out_h * self.out_w
+    }
+
+    pub fn weight_len(&self) -> usize {
+        self.out_c * (self.in_c / self.group.max(1)) * self.kernel[0] * self.kernel[1]
+    }
+
+    /// Multiply-accumulates per batch item.
+    pub fn macs(&self) -> usize {
+        self.output_len() * (self.in_c / self.group.max(1)) * self.kernel[0] * self.kernel[1]
+    }
+
+    /// Checks that the shape is self-consistent: groups divide channels, and the output size is what
+    /// the input, kernel, stride, dilation and pads give.
+    pub fn check(&self) -> Result<(), KernelError> {
+        let bad = |m: String| Err(KernelError::BadShape(m));
+        if self.group == 0 || self.in_c % self.group != 0 || self.out_c % self.group != 0 {
+            return bad(format!(
+                "group {} must divide {} and {} channels",
+                self.group, self.in_c, self.out_c
+            ));
+        }
+        if self.kernel.contains(&0) || self.stride.contains(&0) || self.dilation.contains(&0) {
+            return bad("kernel, stride and dilation must be positive".into());
+        }
+        for axis in 0..2 {
+            let size = [self.in_h, self.in_w][axis] + self.pads[axis] + self.pads[axis + 2];
+            let span = self.dilation[axis] * (self.kernel[axis] - 1) + 1;
+            let want = if span > size {
+                0
+            } else {
+                (size - span) / self.stride[axis] + 1
+            };
+            if want == 0 || want != [self.out_h, self.out_w][axis] {
+                return bad(format!("{self:?} has an inconsistent output size"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The static shape of one pooling layer (per batch item), NCHW.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PoolShape {
+    pub channels: usize,
+    pub in_h: usize,
+    pub in_w: usize,
+    pub out_h: usize,
+    pub out_w: usize,
+    pub kernel: [usize; 2],
+    pub stride: [usize; 2],
+    /// `[top, left, bottom, right]`.
+    pub pads: [usize; 4],
+}
+
+impl PoolShape {
+    /// Every window must hold at least one in-bounds element: pads smaller than the kernel, and the
+    /// last window starting inside the input or its leading padding.
+    pub fn check(&self) -> Result<(), KernelError> {
+        let bad = |m: String| Err(KernelError::BadShape(m));
+        if self.kernel.contains(&0) || self.stride.contains(&0) {
+            return bad("pool kernel and stride must be positive".into());
+        }
+        for axis in 0..2 {
+            let (k, p0, p1) = (self.kernel[axis], self.pads[axis], self.pads[axis + 2]);
+            if p0 >= k || p1 >= k {
+                return bad(format!(
+                    "pool pads {:?} must be smaller than the kernel {:?}",
+                    self.pads, self.kernel
+                ));
+            }
+            let (size, out) = ([self.in_h, self.in_w][axis], [self.out_h, self.out_w][axis]);
+            if out == 0 || (out - 1) * self.stride[axis] >= size + p0 {
+                return bad(format!("{self:?}: the last window lies in the padding"));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,281 @@
+//! Reference kernels: plain loops over NCHW tensors, written to be obviously correct rather than fast.
+//! They are the oracle every fast kernel is tested against, and what the emitted code runs for a node
+//! no specialised kernel handles. Each checks the lengths of its slices and returns an error, never
+//! panics, on a mismatch.
+
+use super::{Activation, ConvShape, Epilogue, KernelError, PoolShape, check_len};
+
+/// 2-D convolution, NCHW in and out, weights `[out_c, in_c / group, kh, kw]`, then the epilogue:
+/// `out = act(conv + bias + residual)`.
+pub fn conv2d(
+    s: &ConvShape,
+    batch: usize,
+    input: &[f32],
+    weight: &[f32],
+    epilogue: &Epilogue,
+    output: &mut [f32],
+) -> Result<(), KernelError> {
+    s.check()?;
+    check_len("conv input", batch * s.input_len(), input.len())?;
+    check_len("conv weight", s.weight_len(), weight.len())?;
+    check_len("conv output", batch * s.output_len(), output.len())?;
+    epilogue.check(batch, s.out_c, s.out_h * s.out_w)?;
+    let cin_g = s.in_c / s.group;
+    let cout_g = s.out_c / s.group;
+    let [kh, kw] = s.kernel;
+    for n in 0..batch {
+        for oc in 0..s.out_c {
+            let g = oc / cout_g;
+            for oy in 0..s.out_h {
+                for ox in 0..s.out_w {
+                    let mut acc = 0.0f64;
+                    for icg in 0..cin_g {
+                        let ic = g * cin_g + icg;
+                        for ky in 0..kh {
+                            let iy = (oy * s.stride[0] + ky * s.dilation[0]) as isize
+                                - s.pads[0] as isize;
+                            if iy < 0 || iy >= s.in_h as isize {
+                                continue;
+                            }
+                            for kx in 0..kw {
+                                let ix = (ox * s.stride[1] + kx * s.dilation[1]) as isize
+                                    - s.pads[1] as isize;
+                                if ix < 0 || ix >= s.in_w as isize {
+                                    continue;
+                                }
+                                let x = input[((n * s.in_c + ic) * s.in_h + iy as usize) * s.in_w
+                                    + ix as usize];
+                                let w = weight[((oc * cin_g + icg) * kh + ky) * kw + kx];
+                                acc += x as f64 * w as f64;
+                            }
+                        }
+                    }
+                    let o = ((n * s.out_c + oc) * s.out_h + oy) * s.out_w + ox;
+                    output[o] = epilogue.apply(acc as f32, oc, o);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Inference batch normalization over dim 1 of `[batch, channels, spatial]`:
+/// `y = (x - mean) / sqrt(var + eps) * scale + bias`.
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm(
+    batch: usize,
+    channels: usize,
+    spatial: usize,
+    input: &[f32],
+    scale: &[f32],
+    bias: &[f32],
+    mean: &[f32],
+    var: &[f32],
+    epsilon: f32,
+    output: &mut [f32],
+) -> Result<(), KernelError> {
+    let len = batch * channels * spatial;
+    check_len("batch_norm input", len, input.len())?;
+    check_len("batch_norm output", len, output.len())?;
+    for (what, p) in [
+        ("scale", scale),
+        ("bias", bias),
+        ("mean", mean),
+        ("var", var),
+    ] {
+        check_len(what, channels, p.len())?;
+    }
+    for (i, (y, &x)) in output.iter_mut().zip(input).enumerate() {
+        let c = (i / spatial) % channels;
+        *y = ((x as f64 - mean[c] as f64) / (var[c] as f64 + epsilon as f64).sqrt()
+            * scale[c] as f64
+            + bias[c] as f64) as f32;
+    }
+    Ok(())
+}
+
+/// Per-channel `y = act(x * scale + shift)` over `[batch, channels, spatial]`.
+#[allow(clippy::too_many_arguments)]
+pub fn scale_shift(
+    batch: usize,
+    channels: usize,
+    spatial: usize,
+    input: &[f32],
+    scale: &[f32],
+    shift: &[f32],
+    activation: Activation,
+    output: &mut [f32],
+) -> Result<(), KernelError> {
+    let len = batch * channels * spatial;
+    check_len("scale_shift input", len, input.len())?;
+    check_len("scale_shift output", len, output.len())?;
+    check_len("scale", channels, scale.len())?;
+    check_len("shift", channels, shift.len())?;
+    for (i, (y, &x)) in output.iter_mut().zip(input).enumerate() {
+        let c = (i / spatial) % channels;
+        *y = activation.apply(x * scale[c] + shift[c]);
+    }
+    Ok(())
+}
+
+/// Elementwise `y = act(x)`.
+pub fn activation(
+    input: &[f32],
+    activation: Activation,
+    output: &mut [f32],
+) -> Result<(), KernelError> {
+    check_len("activation output", input.len(), output.len())?;
+    for (y, &x) in output.iter_mut().zip(input) {
+        *y = activation.apply(x);
+    }
+    Ok(())
+}
+
+/// Elementwise `y = act(a + b)`.
+pub fn add(
+    a: &[f32],
+    b: &[f32],
+    activation: Activation,
+    output: &mut [f32],
+) -> Result<(), KernelError> {
+    check_len("add second operand", a.len(), b.len())?;
+    check_len("add output", a.len(), output.len())?;
+    for ((y, &x), &z) in output.iter_mut().zip(a).zip(b) {
+        *y = activation.apply(x + z);
+    }
+    Ok(())
+}
+
+/// Max pooling, NCHW. Padding never wins (it is -inf).
+pub fn max_pool2d(
+    s: &PoolShape,
+    batch: usize,
+    input: &[f32],
+    output: &mut [f32],
+) -> Result<(), KernelError> {
+    pool2d(s, batch, input, output, |window, _| {
+        window.iter().copied().fold(f32::NEG_INFINITY, f32::max)
+    })
+}
+
+/// Average pooling, NCHW; divides by the whole window if `count_include_pad`, else by its in-bounds part.
+pub fn avg_pool2d(
+    s: &PoolShape,
+    count_include_pad: bool,
+    batch: usize,
+    input: &[f32],
+    output: &mut [f32],
+) -> Result<(), KernelError> {
+    pool2d(s, batch, input, output, |window, padded_count| {
+        let sum: f32 = window.iter().sum();
+        let count = if count_include_pad {
+            padded_count
+        } else {
+            window.len()
+        };
+        sum / count as f32
+    })
+}
+
+/// Shared window walk of the pools: `reduce(values in bounds, window cells inside the padded input)`.
+fn pool2d(
+    s: &PoolShape,
+    batch: usize,
+    input: &[f32],
+    output: &mut [f32],
+    reduce: impl Fn(&[f32], usize) -> f32,
+) -> Result<(), KernelError> {
+    s.check()?;
+    check_len(
+        "pool input",
+        batch * s.channels * s.in_h * s.in_w,
+        input.len(),
+    )?;
+    check_len(
+        "pool output",
+        batch * s.channels * s.out_h * s.out_w,
+        output.len(),
+    )?;
+    let mut window = Vec::with_capacity(s.kernel[0] * s.kernel[1]);
+    let (padded_h, padded_w) = (
+        s.in_h + s.pads[0] + s.pads[2],
+        s.in_w + s.pads[1] + s.pads[3],
+    );
+    for nc in 0..batch * s.channels {
+        let plane = &input[nc * s.in_h * s.in_w..(nc + 1) * s.in_h * s.in_w];
+        for oy in 0..s.out_h {
+            for ox in 0..s.out_w {
+                window.clear();
+                let mut padded_count = 0;
+                for ky in 0..s.kernel[0] {
+                    for kx in 0..s.kernel[1] {
+                        let (py, px) = (oy * s.stride[0] + ky, ox * s.stride[1] + kx);
+                        if py < padded_h && px < padded_w {
+                            padded_count += 1;
+                        }
+                        let (iy, ix) = (
+                            py as isize - s.pads[0] as isize,
+                            px as isize - s.pads[1] as isize,
+                        );
+                        if iy >= 0 && ix >= 0 && (iy as usize) < s.in_h && (ix as usize) < s.in_w {
+                            window.push(plane[iy as usize * s.in_w + ix as usize]);
+                        }
+                    }
+                }
+                output[(nc * s.out_h + oy) * s.out_w + ox] = reduce(&window, padded_count);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Mean over the spatial dim of `[batch * channels, spatial]`.
+pub fn global_avg_pool(
+    batch: usize,
+    channels: usize,
+    spatial: usize,
+    input: &[f32],
+    output: &mut [f32],
+) -> Result<(), KernelError> {
+    check_len(
+        "global_avg_pool input",
+        batch * channels * spatial,
+        input.len(),
+    )?;
+    check_len("global_avg_pool output", batch * channels, output.len())?;
+    if spatial == 0 {
+        return Err(KernelError::BadShape(
+            "global_avg_pool over an empty plane".into(),
+        ));
+    }
+    for (y, plane) in output.iter_mut().zip(input.chunks_exact(spatial)) {
+        *y = (plane.iter().map(|&x| x as f64).sum::<f64>() / spatial as f64) as f32;
+    }
+    Ok(())
+}
+
+/// Fully connected: `out[n, m] = act(Σ_k x[n, k] · w[m, k] + bias[m] + residual[n, m])`.
+pub fn dense(
+    batch: usize,
+    in_features: usize,
+    out_features: usize,
+    input: &[f32],
+    weight: &[f32],
+    epilogue: &Epilogue,
+    output: &mut [f32],
+) -> Result<(), KernelError> {
+    check_len("dense input", batch * in_features, input.len())?;
+    check_len("dense weight", out_features * in_features, weight.len())?;
+    check_len("dense output", batch * out_features, output.len())?;
+    epilogue.check(batch, out_features, 1)?;
+    for n in 0..batch {
+        let x = &input[n * in_features..(n + 1) * in_features];
+        for m in 0..out_features {
+            let w = &weight[m * in_features..(m + 1) * in_features];
+            let acc: f64 = x.iter().zip(w).map(|(&a, &b)| a as f64 * b as f64).sum();
+            let o = n * out_features + m;
+            output[o] = epilogue.apply(acc as f32, m, o);
+        }
+    }
+    Ok(())
+}
