@@ -226,7 +226,7 @@ impl Op {
                         c.in_channels
                     ));
                 }
-                if c.group == 0 || ci % c.group != 0 || c.out_channels % c.group != 0 {
+                if c.group == 0 || !ci.is_multiple_of(c.group) || !c.out_channels.is_multiple_of(c.group) {
                     return Err(format!(
                         "group {} must divide both input channels {ci} and output channels {}",
                         c.group, c.out_channels
