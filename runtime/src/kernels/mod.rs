@@ -1,6 +1,9 @@
 //! Kernels and the shape descriptions they share. `reference` holds the plain-loop oracle; fast
 //! kernels live beside it, per ISA, and are tested against it.
 
+pub mod depthwise;
+pub mod grouped;
+pub mod pool;
 pub mod reference;
 
 /// A kernel was handed slices or a shape that do not fit together.

@@ -1,0 +1,47 @@
+//! Depthwise convolution (one input and one output channel per group, as in MobileNetV2), 3×3 or
+//! 5×5, stride 1 or 2, NCHW: the direct kernel of `grouped.rs` with single-channel groups.
+
+use super::grouped;
+use super::{ConvShape, Epilogue, KernelError};
+use crate::isa::Isa;
+use crate::threads::Threads;
+
+/// Whether [`run`] handles this conv: `group == in_c == out_c`, a 3×3 or 5×5 kernel, dilation 1,
+/// strides 1 or 2.
+pub fn supports(shape: &ConvShape) -> bool {
+    shape.group == shape.in_c
+        && shape.group == shape.out_c
+        && (shape.kernel == [3, 3] || shape.kernel == [5, 5])
+        && shape.dilation == [1, 1]
+        && shape.stride.iter().all(|s| (1..=2).contains(s))
+        && shape.check().is_ok()
+}
+
+/// The packed layout is `grouped`'s, which for one channel per group is the ONNX layout
+/// `[c, 1, kh, kw]` itself. A weight slice of the wrong length gives an empty vector.
+pub fn pack(shape: &ConvShape, weight: &[f32]) -> Vec<f32> {
+    grouped::pack(shape, weight)
+}
+
+/// Depthwise conv with its fused epilogue: `output = act(conv(input) + bias + residual)`.
+/// An `isa` the CPU lacks falls back to the generic tier.
+#[allow(clippy::too_many_arguments)]
+pub fn run(
+    shape: &ConvShape,
+    batch: usize,
+    input: &[f32],
+    packed: &[f32],
+    epilogue: &Epilogue,
+    output: &mut [f32],
+    isa: Isa,
+    threads: &Threads,
+) -> Result<(), KernelError> {
+    if !supports(shape) {
+        shape.check()?;
+        return Err(KernelError::BadShape(format!(
+            "depthwise kernel needs group == in_c == out_c, a 3×3 or 5×5 kernel, dilation 1 and \
+             stride 1 or 2: {shape:?}"
+        )));
+    }
+    grouped::run_direct(shape, batch, input, packed, epilogue, output, isa, threads)
+}

@@ -1,0 +1,244 @@
+//! Direct grouped convolution (ResNeXt's 3×3 convs with 4–32 channels per group), NCHW, no im2col:
+//! register tiles of output channels × output rows × a vector of consecutive output columns.
+//!
+//! Every ISA tier reads the same packed weights. For each group, the output channels are cut into
+//! blocks of [`OC_BLOCK`] (the last one narrower); a block's weights are stored as
+//! `[in channel of the group][ky][kx][output channel of the block]`, so the micro-kernel broadcasts
+//! consecutive scalars while it reuses one input vector for every output channel of the block.
+//! Depthwise convs (`depthwise.rs`) are the same kernel with one channel per group.
+
+use std::ops::Range;
+
+use super::{Activation, ConvShape, Epilogue, KernelError, check_len};
+use crate::isa::Isa;
+use crate::threads::Threads;
+
+mod generic;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+/// Output channels per packed weight block (and the widest register tile over channels).
+pub const OC_BLOCK: usize = 8;
+
+/// Whether [`run`] handles this conv: grouped (more than one group), 3×3, dilation 1, strides 1 or 2.
+pub fn supports(shape: &ConvShape) -> bool {
+    shape.group > 1
+        && shape.kernel == [3, 3]
+        && shape.dilation == [1, 1]
+        && shape.stride.iter().all(|s| (1..=2).contains(s))
+        && shape.check().is_ok()
+}
+
+/// Packs `[out_c, in_c / group, kh, kw]` weights into the block layout described in the module doc.
+/// Done once at compile time; the layout is the same for every ISA. A weight slice of the wrong
+/// length gives an empty vector, which [`run`] then rejects with a length error.
+pub fn pack(shape: &ConvShape, weight: &[f32]) -> Vec<f32> {
+    if shape.group == 0 || weight.len() != shape.weight_len() {
+        return Vec::new();
+    }
+    let cin_g = shape.in_c / shape.group;
+    let cout_g = shape.out_c / shape.group;
+    let taps = shape.kernel[0] * shape.kernel[1];
+    let mut packed = Vec::with_capacity(weight.len());
+    for g in 0..shape.group {
+        for block in (0..cout_g).step_by(OC_BLOCK) {
+            let width = OC_BLOCK.min(cout_g - block);
+            for ic in 0..cin_g {
+                for tap in 0..taps {
+                    for o in 0..width {
+                        let oc = g * cout_g + block + o;
+                        packed.push(weight[(oc * cin_g + ic) * taps + tap]);
+                    }
+                }
+            }
+        }
+    }
+    packed
+}
+
+/// Grouped 3×3 conv with its fused epilogue: `output = act(conv(input) + bias + residual)`.
+/// `packed` comes from [`pack`]. An `isa` the CPU lacks falls back to the generic tier.
+#[allow(clippy::too_many_arguments)]
+pub fn run(
+    shape: &ConvShape,
+    batch: usize,
+    input: &[f32],
+    packed: &[f32],
+    epilogue: &Epilogue,
+    output: &mut [f32],
+    isa: Isa,
+    threads: &Threads,
+) -> Result<(), KernelError> {
+    if !supports(shape) {
+        shape.check()?;
+        return Err(KernelError::BadShape(format!(
+            "grouped conv kernel needs groups > 1, a 3×3 kernel, dilation 1 and stride 1 or 2: {shape:?}"
+        )));
+    }
+    run_direct(shape, batch, input, packed, epilogue, output, isa, threads)
+}
+
+/// A `*mut f32` that tasks on other threads may write through; each task writes a disjoint part.
+#[derive(Clone, Copy)]
+struct SharedOut(*mut f32);
+// SAFETY: the pointer is only written by tasks whose output regions are disjoint (see `run_direct`),
+// and the owning `&mut [f32]` outlives `Threads::run`, which joins every task before returning.
+unsafe impl Send for SharedOut {}
+// SAFETY: as above.
+unsafe impl Sync for SharedOut {}
+
+impl SharedOut {
+    /// Through a method, so closures capture the whole (`Sync`) wrapper, not its field.
+    fn ptr(self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// The part of the output one micro-kernel call computes: one block of output channels of one group
+/// of one batch item, over a band of output rows.
+pub(crate) struct Band<'a> {
+    pub in_h: usize,
+    pub in_w: usize,
+    pub out_h: usize,
+    pub out_w: usize,
+    pub stride: [usize; 2],
+    pub pad_top: usize,
+    pub pad_left: usize,
+    pub kernel: usize,
+    pub cin_g: usize,
+    /// The group's `cin_g` input planes of this batch item.
+    pub input: &'a [f32],
+    /// The block's packed weights: tap `(ic, ky, kx)` of channel `o` at `((ic·k + ky)·k + kx)·wstride + o`.
+    pub weights: &'a [f32],
+    pub wstride: usize,
+    /// Channels in this block (`1..=OC_BLOCK`).
+    pub width: usize,
+    /// `width` entries, or none.
+    pub bias: Option<&'a [f32]>,
+    /// The block's `width` residual planes, laid out like the output.
+    pub residual: Option<&'a [f32]>,
+    pub activation: Activation,
+    /// The block's first output plane; `width` planes of `out_h × out_w` follow.
+    pub output: *mut f32,
+    /// The output rows this call writes; nothing outside them is touched.
+    pub rows: Range<usize>,
+}
+
+/// The shared driver of the grouped and depthwise kernels: checks, then splits (batch item, group,
+/// row band) tasks over the threads.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn run_direct(
+    shape: &ConvShape,
+    batch: usize,
+    input: &[f32],
+    packed: &[f32],
+    epilogue: &Epilogue,
+    output: &mut [f32],
+    isa: Isa,
+    threads: &Threads,
+) -> Result<(), KernelError> {
+    shape.check()?;
+    if shape.kernel[0] != shape.kernel[1] || shape.dilation != [1, 1] || shape.stride[1] > 2 {
+        return Err(KernelError::BadShape(format!(
+            "direct conv needs a square kernel, dilation 1 and a column stride of 1 or 2: {shape:?}"
+        )));
+    }
+    check_len("conv input", batch * shape.input_len(), input.len())?;
+    check_len("conv packed weight", shape.weight_len(), packed.len())?;
+    check_len("conv output", batch * shape.output_len(), output.len())?;
+    epilogue.check(batch, shape.out_c, shape.out_h * shape.out_w)?;
+    let isa = if isa.supported() { isa } else { Isa::Generic };
+
+    let s = *shape;
+    let cin_g = s.in_c / s.group;
+    let cout_g = s.out_c / s.group;
+    let k = s.kernel[0];
+    let (in_plane, out_plane) = (s.in_h * s.in_w, s.out_h * s.out_w);
+    // Enough tasks to balance the threads; bands are whole multiples of 8 rows where possible so
+    // the row tiles of the micro-kernels are rarely cut short.
+    let items = batch * s.group;
+    let want_bands = (4 * threads.count()).div_ceil(items).min(s.out_h.div_ceil(8)).max(1);
+    let band_rows = s.out_h.div_ceil(want_bands);
+    let bands = s.out_h.div_ceil(band_rows);
+    let out = SharedOut(output.as_mut_ptr());
+    let task = |t: usize| {
+        let band = t % bands;
+        let g = (t / bands) % s.group;
+        let n = t / (bands * s.group);
+        let rows = band * band_rows..((band + 1) * band_rows).min(s.out_h);
+        let in_start = (n * s.in_c + g * cin_g) * in_plane;
+        for block in (0..cout_g).step_by(OC_BLOCK) {
+            let width = OC_BLOCK.min(cout_g - block);
+            let oc = g * cout_g + block;
+            let out_start = (n * s.out_c + oc) * out_plane;
+            let w_start = oc * cin_g * k * k;
+            let b = Band {
+                in_h: s.in_h,
+                in_w: s.in_w,
+                out_h: s.out_h,
+                out_w: s.out_w,
+                stride: s.stride,
+                pad_top: s.pads[0],
+                pad_left: s.pads[1],
+                kernel: k,
+                cin_g,
+                input: &input[in_start..in_start + cin_g * in_plane],
+                weights: &packed[w_start..w_start + width * cin_g * k * k],
+                wstride: width,
+                width,
+                bias: epilogue.bias.map(|b| &b[oc..oc + width]),
+                residual: epilogue
+                    .residual
+                    .map(|r| &r[out_start..out_start + width * out_plane]),
+                activation: epilogue.activation,
+                // The offset stays inside `output`, whose length was checked above.
+                output: out.ptr().wrapping_add(out_start),
+                rows: rows.clone(),
+            };
+            // SAFETY: `b.output` points at `width` planes inside `output` (lengths checked above);
+            // this task alone writes rows `rows` of channels `oc..oc + width` of item `n`, so no two
+            // tasks write the same element, and `isa` is supported by this CPU.
+            unsafe { band_dispatch(&b, isa) };
+        }
+    };
+    threads.run(bands * items, &task);
+    Ok(())
+}
+
+/// Runs one band on the chosen tier.
+///
+/// # Safety
+/// `b.output` must be valid for writes of `b.width` planes of `out_h × out_w` (rows `b.rows`), not
+/// written concurrently by anyone else there, and `isa` must be supported by this CPU.
+unsafe fn band_dispatch(b: &Band, isa: Isa) {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => {
+            // SAFETY: forwarded from the caller.
+            if unsafe { x86::band_avx512(b) } {
+                return;
+            }
+        }
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => {
+            // SAFETY: forwarded from the caller.
+            if unsafe { x86::band_avx2(b) } {
+                return;
+            }
+        }
+        _ => {}
+    }
+    // SAFETY: forwarded from the caller.
+    unsafe { generic::band(b) }
+}
+
+/// The lanes `l` in `0..lanes` whose input column `start + l·stride` lies in `0..width`.
+#[inline(always)]
+pub(crate) fn lane_range(start: isize, stride: usize, width: usize, lanes: usize) -> Range<usize> {
+    let s = stride as isize;
+    let lo = if start < 0 { (-start + s - 1) / s } else { 0 };
+    let room = width as isize - start;
+    let hi = if room <= 0 { 0 } else { (room + s - 1) / s };
+    let (lo, hi) = ((lo as usize).min(lanes), (hi as usize).min(lanes));
+    lo..hi.max(lo)
+}

@@ -1,0 +1,303 @@
+//! AVX-512 and AVX2 micro-kernels of the direct grouped/depthwise conv: `OB` output channels × `R`
+//! output rows × one vector of consecutive output columns, borders and tails by masked loads.
+//!
+//! Every input vector is loaded once per (channel, tap, row) and reused by all `OB` channels; each
+//! weight is broadcast once and reused by all `R` rows. Stride 2 loads two vectors and keeps the even
+//! lanes (`vpermt2ps`). Masked-off lanes read zero and are never touched in memory, which is why the
+//! row pointers may point just outside the input (`wrapping_*` arithmetic, never dereferenced there).
+
+use std::arch::x86_64::*;
+
+use super::{Band, lane_range};
+use crate::kernels::Activation;
+
+/// Dispatches `b` to a monomorphised AVX-512 tile; false if no tile fits (the caller then runs the
+/// generic tier).
+///
+/// # Safety
+/// The CPU must support AVX-512F; `b.output` must be valid for writes of the band (see `Band`)
+/// with no concurrent access there.
+pub(super) unsafe fn band_avx512(b: &Band) -> bool {
+    macro_rules! go {
+        ($k:literal, $s:literal, $ob:literal, $r:literal) => {
+            // SAFETY: forwarded from the caller.
+            unsafe { band512::<$k, $s, $ob, $r>(b) }
+        };
+    }
+    match (b.kernel, b.stride[1], b.width) {
+        (3, 1, 1) => go!(3, 1, 1, 8),
+        (3, 1, 2) => go!(3, 1, 2, 8),
+        (3, 1, 3) => go!(3, 1, 3, 4),
+        (3, 1, 4) => go!(3, 1, 4, 4),
+        (3, 1, 5) => go!(3, 1, 5, 2),
+        (3, 1, 6) => go!(3, 1, 6, 2),
+        (3, 1, 7) => go!(3, 1, 7, 2),
+        (3, 1, 8) => go!(3, 1, 8, 2),
+        (3, 2, 1) => go!(3, 2, 1, 8),
+        (3, 2, 2) => go!(3, 2, 2, 8),
+        (3, 2, 3) => go!(3, 2, 3, 4),
+        (3, 2, 4) => go!(3, 2, 4, 4),
+        (3, 2, 5) => go!(3, 2, 5, 2),
+        (3, 2, 6) => go!(3, 2, 6, 2),
+        (3, 2, 7) => go!(3, 2, 7, 2),
+        (3, 2, 8) => go!(3, 2, 8, 2),
+        (5, 1, 1) => go!(5, 1, 1, 8),
+        (5, 2, 1) => go!(5, 2, 1, 8),
+        _ => return false,
+    }
+    true
+}
+
+/// The AVX2 twin of [`band_avx512`], with 8-lane vectors and fewer registers.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA; `b.output` as for [`band_avx512`].
+pub(super) unsafe fn band_avx2(b: &Band) -> bool {
+    macro_rules! go {
+        ($k:literal, $s:literal, $ob:literal, $r:literal) => {
+            // SAFETY: forwarded from the caller.
+            unsafe { band256::<$k, $s, $ob, $r>(b) }
+        };
+    }
+    match (b.kernel, b.stride[1], b.width) {
+        (3, 1, 1) => go!(3, 1, 1, 4),
+        (3, 1, 2) => go!(3, 1, 2, 4),
+        (3, 1, 3) => go!(3, 1, 3, 2),
+        (3, 1, 4) => go!(3, 1, 4, 2),
+        (3, 1, 5) => go!(3, 1, 5, 1),
+        (3, 1, 6) => go!(3, 1, 6, 1),
+        (3, 1, 7) => go!(3, 1, 7, 1),
+        (3, 1, 8) => go!(3, 1, 8, 1),
+        (3, 2, 1) => go!(3, 2, 1, 4),
+        (3, 2, 2) => go!(3, 2, 2, 4),
+        (3, 2, 3) => go!(3, 2, 3, 2),
+        (3, 2, 4) => go!(3, 2, 4, 2),
+        (3, 2, 5) => go!(3, 2, 5, 1),
+        (3, 2, 6) => go!(3, 2, 6, 1),
+        (3, 2, 7) => go!(3, 2, 7, 1),
+        (3, 2, 8) => go!(3, 2, 8, 1),
+        (5, 1, 1) => go!(5, 1, 1, 4),
+        (5, 2, 1) => go!(5, 2, 1, 4),
+        _ => return false,
+    }
+    true
+}
+
+/// Bit `l` set for the lanes `l < 16` whose column `start + l` lies in `0..width`.
+#[inline(always)]
+fn mask16(start: isize, width: usize) -> u16 {
+    let r = lane_range(start, 1, width, 16);
+    (((1u32 << r.end) - 1) & !((1u32 << r.start) - 1)) as u16
+}
+
+/// Where the input rows of a tile start and whether they exist: `[r][ky]`.
+#[inline(always)]
+fn row_offsets<const K: usize, const R: usize>(
+    b: &Band,
+    oy: usize,
+    col0: isize,
+) -> ([[isize; K]; R], [[bool; K]; R]) {
+    let mut off = [[0isize; K]; R];
+    let mut ok = [[false; K]; R];
+    for r in 0..R {
+        for ky in 0..K {
+            let iy = ((oy + r) * b.stride[0] + ky) as isize - b.pad_top as isize;
+            if oy + r < b.rows.end && iy >= 0 && iy < b.in_h as isize {
+                off[r][ky] = iy * b.in_w as isize + col0;
+                ok[r][ky] = true;
+            }
+        }
+    }
+    (off, ok)
+}
+
+#[target_feature(enable = "avx512f")]
+unsafe fn band512<const K: usize, const S: usize, const OB: usize, const R: usize>(b: &Band) {
+    const L: usize = 16;
+    let plane = b.in_h * b.in_w;
+    let out_plane = b.out_h * b.out_w;
+    let input = b.input.as_ptr();
+    let weights = b.weights.as_ptr();
+    let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    let mut oy = b.rows.start;
+    while oy < b.rows.end {
+        let mut ox0 = 0;
+        while ox0 < b.out_w {
+            let lanes = L.min(b.out_w - ox0);
+            let col0 = (ox0 * S) as isize - b.pad_left as isize;
+            let mut m_lo = [0u16; K];
+            let mut m_hi = [0u16; K];
+            for kx in 0..K {
+                m_lo[kx] = mask16(col0 + kx as isize, b.in_w);
+                m_hi[kx] = mask16(col0 + kx as isize + L as isize, b.in_w);
+            }
+            let (off, ok) = row_offsets::<K, R>(b, oy, col0);
+            let mut acc = [[_mm512_setzero_ps(); R]; OB];
+            for ic in 0..b.cin_g {
+                let chan = input.wrapping_add(ic * plane);
+                for ky in 0..K {
+                    for kx in 0..K {
+                        let mut v = [_mm512_setzero_ps(); R];
+                        for r in 0..R {
+                            let m = if ok[r][ky] { m_lo[kx] } else { 0 };
+                            let p = chan.wrapping_offset(off[r][ky] + kx as isize);
+                            // SAFETY: lanes set in the mask are columns `0..in_w` of an existing
+                            // row of channel `ic` (see `mask16`, `row_offsets`), so inside `b.input`;
+                            // masked-off lanes are not accessed.
+                            v[r] = unsafe { _mm512_maskz_loadu_ps(m, p) };
+                            if S == 2 {
+                                let mh = if ok[r][ky] { m_hi[kx] } else { 0 };
+                                // SAFETY: as above, for the next 16 columns.
+                                let hi = unsafe { _mm512_maskz_loadu_ps(mh, p.wrapping_add(L)) };
+                                v[r] = _mm512_permutex2var_ps(v[r], even, hi);
+                            }
+                        }
+                        let tap = ((ic * K + ky) * K + kx) * b.wstride;
+                        for o in 0..OB {
+                            // SAFETY: `tap + o < cin_g·K·K·wstride = b.weights.len()` as o < OB = width.
+                            let w = _mm512_set1_ps(unsafe { *weights.add(tap + o) });
+                            for r in 0..R {
+                                acc[o][r] = _mm512_fmadd_ps(w, v[r], acc[o][r]);
+                            }
+                        }
+                    }
+                }
+            }
+            let store = ((1u32 << lanes) - 1) as u16;
+            for (o, acc) in acc.iter().enumerate() {
+                let bias = b.bias.map(|bias| _mm512_set1_ps(bias[o]));
+                for (r, &a) in acc.iter().enumerate() {
+                    if oy + r >= b.rows.end {
+                        continue;
+                    }
+                    let at = o * out_plane + (oy + r) * b.out_w + ox0;
+                    let mut v = a;
+                    if let Some(bias) = bias {
+                        v = _mm512_add_ps(v, bias);
+                    }
+                    if let Some(res) = b.residual {
+                        // SAFETY: `at + lanes <= width·out_plane = res.len()`; other lanes masked.
+                        v = _mm512_add_ps(v, unsafe {
+                            _mm512_maskz_loadu_ps(store, res.as_ptr().add(at))
+                        });
+                    }
+                    v = match b.activation {
+                        Activation::None => v,
+                        Activation::Relu => _mm512_max_ps(v, _mm512_setzero_ps()),
+                        Activation::Clip { min, max } => _mm512_min_ps(
+                            _mm512_max_ps(v, _mm512_set1_ps(min)),
+                            _mm512_set1_ps(max),
+                        ),
+                    };
+                    // SAFETY: row `oy + r` is in `b.rows` and columns `ox0..ox0 + lanes` in the row;
+                    // the caller vouches for exclusive access there.
+                    unsafe { _mm512_mask_storeu_ps(b.output.add(at), store, v) };
+                }
+            }
+            ox0 += L;
+        }
+        oy += R;
+    }
+}
+
+/// An AVX2 lane mask for the lanes `l < 8` whose column `start + l` lies in `0..width`.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn mask8(start: isize, width: usize) -> __m256i {
+    let r = lane_range(start, 1, width, 8);
+    let iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    let below_end = _mm256_cmpgt_epi32(_mm256_set1_epi32(r.end as i32), iota);
+    let from_start = _mm256_cmpgt_epi32(iota, _mm256_set1_epi32(r.start as i32 - 1));
+    _mm256_and_si256(below_end, from_start)
+}
+
+#[target_feature(enable = "avx2,fma")]
+unsafe fn band256<const K: usize, const S: usize, const OB: usize, const R: usize>(b: &Band) {
+    const L: usize = 8;
+    let plane = b.in_h * b.in_w;
+    let out_plane = b.out_h * b.out_w;
+    let input = b.input.as_ptr();
+    let weights = b.weights.as_ptr();
+    let even = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
+    let mut oy = b.rows.start;
+    while oy < b.rows.end {
+        let mut ox0 = 0;
+        while ox0 < b.out_w {
+            let lanes = L.min(b.out_w - ox0);
+            let col0 = (ox0 * S) as isize - b.pad_left as isize;
+            let mut m_lo = [_mm256_setzero_si256(); K];
+            let mut m_hi = [_mm256_setzero_si256(); K];
+            for kx in 0..K {
+                m_lo[kx] = mask8(col0 + kx as isize, b.in_w);
+                if S == 2 {
+                    m_hi[kx] = mask8(col0 + kx as isize + L as isize, b.in_w);
+                }
+            }
+            let (off, ok) = row_offsets::<K, R>(b, oy, col0);
+            let mut acc = [[_mm256_setzero_ps(); R]; OB];
+            for ic in 0..b.cin_g {
+                let chan = input.wrapping_add(ic * plane);
+                for ky in 0..K {
+                    for kx in 0..K {
+                        let mut v = [_mm256_setzero_ps(); R];
+                        for r in 0..R {
+                            if !ok[r][ky] {
+                                continue;
+                            }
+                            let p = chan.wrapping_offset(off[r][ky] + kx as isize);
+                            // SAFETY: lanes set in the mask are columns `0..in_w` of an existing
+                            // row of channel `ic`, inside `b.input`; masked-off lanes are not read.
+                            v[r] = unsafe { _mm256_maskload_ps(p, m_lo[kx]) };
+                            if S == 2 {
+                                // SAFETY: as above, for the next 8 columns.
+                                let hi = unsafe { _mm256_maskload_ps(p.wrapping_add(L), m_hi[kx]) };
+                                v[r] = _mm256_blend_ps::<0xF0>(
+                                    _mm256_permutevar8x32_ps(v[r], even),
+                                    _mm256_permutevar8x32_ps(hi, even),
+                                );
+                            }
+                        }
+                        let tap = ((ic * K + ky) * K + kx) * b.wstride;
+                        for o in 0..OB {
+                            // SAFETY: `tap + o < b.weights.len()` as o < OB = width.
+                            let w = _mm256_set1_ps(unsafe { *weights.add(tap + o) });
+                            for r in 0..R {
+                                acc[o][r] = _mm256_fmadd_ps(w, v[r], acc[o][r]);
+                            }
+                        }
+                    }
+                }
+            }
+            let store = mask8(0, lanes);
+            for (o, acc) in acc.iter().enumerate() {
+                let bias = b.bias.map(|bias| _mm256_set1_ps(bias[o]));
+                for (r, &a) in acc.iter().enumerate() {
+                    if oy + r >= b.rows.end {
+                        continue;
+                    }
+                    let at = o * out_plane + (oy + r) * b.out_w + ox0;
+                    let mut v = a;
+                    if let Some(bias) = bias {
+                        v = _mm256_add_ps(v, bias);
+                    }
+                    if let Some(res) = b.residual {
+                        // SAFETY: `at + lanes <= res.len()`; other lanes masked off.
+                        v = _mm256_add_ps(v, unsafe { _mm256_maskload_ps(res.as_ptr().add(at), store) });
+                    }
+                    v = match b.activation {
+                        Activation::None => v,
+                        Activation::Relu => _mm256_max_ps(v, _mm256_setzero_ps()),
+                        Activation::Clip { min, max } => _mm256_min_ps(
+                            _mm256_max_ps(v, _mm256_set1_ps(min)),
+                            _mm256_set1_ps(max),
+                        ),
+                    };
+                    // SAFETY: row `oy + r` is in `b.rows`, columns `ox0..ox0 + lanes` in the row.
+                    unsafe { _mm256_maskstore_ps(b.output.add(at), store, v) };
+                }
+            }
+            ox0 += L;
+        }
+        oy += R;
+    }
+}

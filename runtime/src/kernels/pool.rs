@@ -1,0 +1,279 @@
+//! Fast max, average and global average pooling, NCHW, threaded over planes: the semantics of the
+//! reference pools, with the borders peeled off so the interior loops carry no bounds logic.
+//!
+//! Each plane is walked row by row: an output row accumulates its window's input rows in order, and
+//! within a row its columns in order, which is exactly the reference's summation order, so max and
+//! average pooling agree with the reference bit for bit. The SIMD tiers are the same code compiled
+//! with the tier's target features (the interior loops vectorise), and 3×3 windows of stride 1 or 2
+//! get monomorphised copies.
+
+use std::ops::Range;
+
+use super::{KernelError, PoolShape, check_len};
+use crate::isa::Isa;
+use crate::threads::Threads;
+
+/// Max pooling with the semantics of `reference::max_pool2d` (padding never wins).
+pub fn max_pool2d(
+    s: &PoolShape,
+    batch: usize,
+    input: &[f32],
+    output: &mut [f32],
+    isa: Isa,
+    threads: &Threads,
+) -> Result<(), KernelError> {
+    pool(s, batch, input, output, isa, threads, Reduce::Max)
+}
+
+/// Average pooling with the semantics of `reference::avg_pool2d`: divides by the window cells inside
+/// the padded input if `count_include_pad`, else by the in-bounds ones.
+pub fn avg_pool2d(
+    s: &PoolShape,
+    count_include_pad: bool,
+    batch: usize,
+    input: &[f32],
+    output: &mut [f32],
+    isa: Isa,
+    threads: &Threads,
+) -> Result<(), KernelError> {
+    let reduce = Reduce::Avg { count_include_pad };
+    pool(s, batch, input, output, isa, threads, reduce)
+}
+
+/// Mean over the spatial dim of `[batch · channels, spatial]`. Sums in f32 over 16 interleaved
+/// partial sums (the reference sums in f64).
+pub fn global_avg_pool(
+    batch: usize,
+    channels: usize,
+    spatial: usize,
+    input: &[f32],
+    output: &mut [f32],
+    isa: Isa,
+    threads: &Threads,
+) -> Result<(), KernelError> {
+    check_len("global_avg_pool input", batch * channels * spatial, input.len())?;
+    check_len("global_avg_pool output", batch * channels, output.len())?;
+    if spatial == 0 {
+        return Err(KernelError::BadShape("global_avg_pool over an empty plane".into()));
+    }
+    let planes = batch * channels;
+    let per_task = planes.div_ceil(4 * threads.count()).max(64);
+    let tasks = planes.div_ceil(per_task);
+    let out = SharedOut(output.as_mut_ptr());
+    let isa = if isa.supported() { isa } else { Isa::Generic };
+    threads.run(tasks, &|t| {
+        let range = t * per_task..((t + 1) * per_task).min(planes);
+        let src = &input[range.start * spatial..range.end * spatial];
+        // SAFETY: task `t` alone writes `range`, which lies inside `output` (length checked).
+        let dst = unsafe {
+            std::slice::from_raw_parts_mut(out.ptr().wrapping_add(range.start), range.len())
+        };
+        match isa {
+            // SAFETY: the tier is supported by this CPU (checked above).
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => unsafe { gap_avx512(src, spatial, dst) },
+            // SAFETY: as above.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => unsafe { gap_avx2(src, spatial, dst) },
+            _ => gap_planes(src, spatial, dst),
+        }
+    });
+    Ok(())
+}
+
+#[derive(Clone, Copy)]
+enum Reduce {
+    Max,
+    Avg { count_include_pad: bool },
+}
+
+/// A `*mut f32` that tasks on other threads may write through; each task writes a disjoint part.
+#[derive(Clone, Copy)]
+struct SharedOut(*mut f32);
+// SAFETY: only written by tasks with disjoint output ranges; the owning `&mut [f32]` outlives
+// `Threads::run`, which joins every task before returning.
+unsafe impl Send for SharedOut {}
+// SAFETY: as above.
+unsafe impl Sync for SharedOut {}
+
+impl SharedOut {
+    /// Through a method, so closures capture the whole (`Sync`) wrapper, not its field.
+    fn ptr(self) -> *mut f32 {
+        self.0
+    }
+}
+
+fn pool(
+    s: &PoolShape,
+    batch: usize,
+    input: &[f32],
+    output: &mut [f32],
+    isa: Isa,
+    threads: &Threads,
+    reduce: Reduce,
+) -> Result<(), KernelError> {
+    s.check()?;
+    let (in_plane, out_plane) = (s.in_h * s.in_w, s.out_h * s.out_w);
+    check_len("pool input", batch * s.channels * in_plane, input.len())?;
+    check_len("pool output", batch * s.channels * out_plane, output.len())?;
+    let planes = batch * s.channels;
+    let per_task = planes.div_ceil(4 * threads.count()).max(1);
+    let tasks = planes.div_ceil(per_task);
+    let out = SharedOut(output.as_mut_ptr());
+    let isa = if isa.supported() { isa } else { Isa::Generic };
+    threads.run(tasks, &|t| {
+        for p in t * per_task..((t + 1) * per_task).min(planes) {
+            let src = &input[p * in_plane..(p + 1) * in_plane];
+            // SAFETY: plane `p` lies inside `output` (length checked) and only this task writes it.
+            let dst = unsafe {
+                std::slice::from_raw_parts_mut(out.ptr().wrapping_add(p * out_plane), out_plane)
+            };
+            match isa {
+                // SAFETY: the tier is supported by this CPU (checked above).
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx512 => unsafe { plane_avx512(s, reduce, src, dst) },
+                // SAFETY: as above.
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx2 => unsafe { plane_avx2(s, reduce, src, dst) },
+                _ => plane(s, reduce, src, dst),
+            }
+        }
+    });
+    Ok(())
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn plane_avx512(s: &PoolShape, reduce: Reduce, src: &[f32], dst: &mut [f32]) {
+    plane(s, reduce, src, dst)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn plane_avx2(s: &PoolShape, reduce: Reduce, src: &[f32], dst: &mut [f32]) {
+    plane(s, reduce, src, dst)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn gap_avx512(src: &[f32], spatial: usize, dst: &mut [f32]) {
+    gap_planes(src, spatial, dst)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn gap_avx2(src: &[f32], spatial: usize, dst: &mut [f32]) {
+    gap_planes(src, spatial, dst)
+}
+
+#[inline(always)]
+fn gap_planes(src: &[f32], spatial: usize, dst: &mut [f32]) {
+    const P: usize = 16;
+    for (y, plane) in dst.iter_mut().zip(src.chunks_exact(spatial)) {
+        let mut part = [0f32; P];
+        let mut chunks = plane.chunks_exact(P);
+        for c in &mut chunks {
+            for (a, &x) in part.iter_mut().zip(c) {
+                *a += x;
+            }
+        }
+        for (a, &x) in part.iter_mut().zip(chunks.remainder()) {
+            *a += x;
+        }
+        *y = part.iter().sum::<f32>() / spatial as f32;
+    }
+}
+
+/// One plane, with monomorphised copies for the common 3×3 windows.
+#[inline(always)]
+fn plane(s: &PoolShape, reduce: Reduce, src: &[f32], dst: &mut [f32]) {
+    match (s.kernel[1], s.stride[1]) {
+        (3, 1) => plane_k::<3, 1>(s, reduce, src, dst),
+        (3, 2) => plane_k::<3, 2>(s, reduce, src, dst),
+        (2, 2) => plane_k::<2, 2>(s, reduce, src, dst),
+        _ => plane_k::<0, 0>(s, reduce, src, dst),
+    }
+}
+
+/// The input range a window covers along one axis, clipped to the input: `start..end` in input
+/// coordinates, and the cells inside the padded input (for `count_include_pad`).
+#[inline(always)]
+fn window(o: usize, k: usize, stride: usize, pad: usize, size: usize, pad_end: usize) -> (Range<usize>, usize) {
+    let p0 = o * stride;
+    let padded = size + pad + pad_end;
+    let in_padded = (p0 + k).min(padded).saturating_sub(p0);
+    let start = p0.saturating_sub(pad).min(size);
+    let end = (p0 + k).saturating_sub(pad).min(size);
+    (start..end.max(start), in_padded)
+}
+
+/// `KW`/`SW` fix the column window and stride when non-zero (else they come from `s`).
+#[inline(always)]
+fn plane_k<const KW: usize, const SW: usize>(s: &PoolShape, reduce: Reduce, src: &[f32], dst: &mut [f32]) {
+    let kw = if KW == 0 { s.kernel[1] } else { KW };
+    let sw = if SW == 0 { s.stride[1] } else { SW };
+    let (pl, in_w) = (s.pads[1], s.in_w);
+    // Output columns whose window lies inside the input row: `interior`.
+    let first = pl.div_ceil(sw).min(s.out_w);
+    let last = if in_w + pl >= kw { ((in_w + pl - kw) / sw + 1).min(s.out_w) } else { 0 };
+    let interior = first..last.max(first);
+    let init = match reduce {
+        Reduce::Max => f32::NEG_INFINITY,
+        Reduce::Avg { .. } => 0.0,
+    };
+    for oy in 0..s.out_h {
+        let (rows, padded_rows) = window(oy, s.kernel[0], s.stride[0], s.pads[0], s.in_h, s.pads[2]);
+        let out = &mut dst[oy * s.out_w..(oy + 1) * s.out_w];
+        out.fill(init);
+        for iy in rows.clone() {
+            let row = &src[iy * in_w..(iy + 1) * in_w];
+            let edge = |o: &mut f32, ox: usize| {
+                let (cols, _) = window(ox, kw, sw, pl, in_w, s.pads[3]);
+                for &x in &row[cols] {
+                    *o = match reduce {
+                        Reduce::Max => o.max(x),
+                        Reduce::Avg { .. } => *o + x,
+                    };
+                }
+            };
+            for (ox, o) in out.iter_mut().enumerate().take(interior.start) {
+                edge(o, ox);
+            }
+            let inner = &mut out[interior.clone()];
+            // An empty interior may start left of the padding; its base is then never used.
+            let base = (interior.start * sw).saturating_sub(pl);
+            match reduce {
+                Reduce::Max => {
+                    for (i, o) in inner.iter_mut().enumerate() {
+                        let w = &row[base + i * sw..base + i * sw + kw];
+                        for &x in w {
+                            *o = o.max(x);
+                        }
+                    }
+                }
+                Reduce::Avg { .. } => {
+                    for (i, o) in inner.iter_mut().enumerate() {
+                        let w = &row[base + i * sw..base + i * sw + kw];
+                        for &x in w {
+                            *o += x;
+                        }
+                    }
+                }
+            }
+            for (ox, o) in out.iter_mut().enumerate().skip(interior.end) {
+                edge(o, ox);
+            }
+        }
+        if let Reduce::Avg { count_include_pad } = reduce {
+            for (ox, o) in out.iter_mut().enumerate() {
+                let (cols, padded_cols) = window(ox, kw, sw, pl, in_w, s.pads[3]);
+                let count = if count_include_pad {
+                    padded_rows * padded_cols
+                } else {
+                    rows.len() * cols.len()
+                };
+                *o /= count as f32;
+            }
+        }
+    }
+}
