@@ -116,7 +116,10 @@ fn activation() -> impl Strategy<Value = Activation> {
         Just(Activation::None),
         Just(Activation::Relu),
         Just(Activation::Clip { min: 0.0, max: 6.0 }),
-        Just(Activation::Clip { min: -0.25, max: 0.5 }),
+        Just(Activation::Clip {
+            min: -0.25,
+            max: 0.5
+        }),
     ]
 }
 
@@ -297,11 +300,17 @@ fn bad_inputs_are_errors_not_panics() {
     let ep = Epilogue::default();
     for isa in Isa::all_supported() {
         let short = grouped::run(&s, 1, &input[1..], &packed, &ep, &mut out, isa, &t);
-        assert!(matches!(short, Err(KernelError::Length { .. })), "{short:?}");
+        assert!(
+            matches!(short, Err(KernelError::Length { .. })),
+            "{short:?}"
+        );
         let two = grouped::run(&s, 2, &input, &packed, &ep, &mut out, isa, &t);
         assert!(matches!(two, Err(KernelError::Length { .. })), "{two:?}");
         let bias = [0.0; 3];
-        let ep_bad = Epilogue { bias: Some(&bias), ..Epilogue::default() };
+        let ep_bad = Epilogue {
+            bias: Some(&bias),
+            ..Epilogue::default()
+        };
         let b = grouped::run(&s, 1, &input, &packed, &ep_bad, &mut out, isa, &t);
         assert!(matches!(b, Err(KernelError::Length { .. })), "{b:?}");
         let mut dilated = s;
@@ -313,7 +322,10 @@ fn bad_inputs_are_errors_not_panics() {
         let w = grouped::run(&wrong_out, 1, &input, &packed, &ep, &mut out, isa, &t);
         assert!(matches!(w, Err(KernelError::BadShape(_))), "{w:?}");
         let not_dw = depthwise::run(&s, 1, &input, &packed, &ep, &mut out, isa, &t);
-        assert!(matches!(not_dw, Err(KernelError::BadShape(_))), "{not_dw:?}");
+        assert!(
+            matches!(not_dw, Err(KernelError::BadShape(_))),
+            "{not_dw:?}"
+        );
     }
     // A weight slice of the wrong length packs to nothing, which `run` rejects.
     assert!(grouped::pack(&s, &[1.0; 5]).is_empty());

@@ -157,7 +157,10 @@ pub(crate) fn run_direct(
     // Enough tasks to balance the threads; bands are whole multiples of 8 rows where possible so
     // the row tiles of the micro-kernels are rarely cut short.
     let items = batch * s.group;
-    let want_bands = (4 * threads.count()).div_ceil(items).min(s.out_h.div_ceil(8)).max(1);
+    let want_bands = (4 * threads.count())
+        .div_ceil(items)
+        .min(s.out_h.div_ceil(8))
+        .max(1);
     let band_rows = s.out_h.div_ceil(want_bands);
     let bands = s.out_h.div_ceil(band_rows);
     let out = SharedOut(output.as_mut_ptr());

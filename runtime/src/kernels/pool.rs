@@ -51,10 +51,16 @@ pub fn global_avg_pool(
     isa: Isa,
     threads: &Threads,
 ) -> Result<(), KernelError> {
-    check_len("global_avg_pool input", batch * channels * spatial, input.len())?;
+    check_len(
+        "global_avg_pool input",
+        batch * channels * spatial,
+        input.len(),
+    )?;
     check_len("global_avg_pool output", batch * channels, output.len())?;
     if spatial == 0 {
-        return Err(KernelError::BadShape("global_avg_pool over an empty plane".into()));
+        return Err(KernelError::BadShape(
+            "global_avg_pool over an empty plane".into(),
+        ));
     }
     let planes = batch * channels;
     let per_task = planes.div_ceil(4 * threads.count()).max(64);
@@ -198,7 +204,14 @@ fn plane(s: &PoolShape, reduce: Reduce, src: &[f32], dst: &mut [f32]) {
 /// The input range a window covers along one axis, clipped to the input: `start..end` in input
 /// coordinates, and the cells inside the padded input (for `count_include_pad`).
 #[inline(always)]
-fn window(o: usize, k: usize, stride: usize, pad: usize, size: usize, pad_end: usize) -> (Range<usize>, usize) {
+fn window(
+    o: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+    size: usize,
+    pad_end: usize,
+) -> (Range<usize>, usize) {
     let p0 = o * stride;
     let padded = size + pad + pad_end;
     let in_padded = (p0 + k).min(padded).saturating_sub(p0);
@@ -209,20 +222,30 @@ fn window(o: usize, k: usize, stride: usize, pad: usize, size: usize, pad_end: u
 
 /// `KW`/`SW` fix the column window and stride when non-zero (else they come from `s`).
 #[inline(always)]
-fn plane_k<const KW: usize, const SW: usize>(s: &PoolShape, reduce: Reduce, src: &[f32], dst: &mut [f32]) {
+fn plane_k<const KW: usize, const SW: usize>(
+    s: &PoolShape,
+    reduce: Reduce,
+    src: &[f32],
+    dst: &mut [f32],
+) {
     let kw = if KW == 0 { s.kernel[1] } else { KW };
     let sw = if SW == 0 { s.stride[1] } else { SW };
     let (pl, in_w) = (s.pads[1], s.in_w);
     // Output columns whose window lies inside the input row: `interior`.
     let first = pl.div_ceil(sw).min(s.out_w);
-    let last = if in_w + pl >= kw { ((in_w + pl - kw) / sw + 1).min(s.out_w) } else { 0 };
+    let last = if in_w + pl >= kw {
+        ((in_w + pl - kw) / sw + 1).min(s.out_w)
+    } else {
+        0
+    };
     let interior = first..last.max(first);
     let init = match reduce {
         Reduce::Max => f32::NEG_INFINITY,
         Reduce::Avg { .. } => 0.0,
     };
     for oy in 0..s.out_h {
-        let (rows, padded_rows) = window(oy, s.kernel[0], s.stride[0], s.pads[0], s.in_h, s.pads[2]);
+        let (rows, padded_rows) =
+            window(oy, s.kernel[0], s.stride[0], s.pads[0], s.in_h, s.pads[2]);
         let out = &mut dst[oy * s.out_w..(oy + 1) * s.out_w];
         out.fill(init);
         for iy in rows.clone() {

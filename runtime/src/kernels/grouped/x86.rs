@@ -282,7 +282,9 @@ unsafe fn band256<const K: usize, const S: usize, const OB: usize, const R: usiz
                     }
                     if let Some(res) = b.residual {
                         // SAFETY: `at + lanes <= res.len()`; other lanes masked off.
-                        v = _mm256_add_ps(v, unsafe { _mm256_maskload_ps(res.as_ptr().add(at), store) });
+                        v = _mm256_add_ps(v, unsafe {
+                            _mm256_maskload_ps(res.as_ptr().add(at), store)
+                        });
                     }
                     v = match b.activation {
                         Activation::None => v,

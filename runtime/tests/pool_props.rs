@@ -1,0 +1,184 @@
+//! Property tests of the fast pools against the reference pools, on every ISA tier this CPU
+//! supports: random windows, strides, pads (floor and ceil output sizes), odd sizes, 1–3 threads.
+//!
+//! Tolerances: max and average pooling must agree bit for bit (same values, same summation order,
+//! same divisor). Global average pooling sums in f32 over 16 partial sums where the reference sums in
+//! f64; each input passes through at most `⌈spatial/16⌉ + 16` f32 additions and one division, so
+//! `|fast − reference| ≤ (⌈spatial/16⌉ + 18) · u · mean|x|` with `u = 2⁻²⁴`.
+
+use proptest::prelude::*;
+use resnext_runtime::isa::Isa;
+use resnext_runtime::kernels::{KernelError, PoolShape, pool, reference};
+use resnext_runtime::threads::Threads;
+
+fn values(seed: u64, len: usize) -> Vec<f32> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            ((x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40) as f32 / (1u64 << 23) as f32) - 1.0
+        })
+        .collect()
+}
+
+fn same(a: f32, b: f32) -> bool {
+    a == b || (a.is_nan() && b.is_nan())
+}
+
+/// Compares max and both average poolings with the reference on every tier.
+fn check_pools(
+    s: &PoolShape,
+    batch: usize,
+    threads: usize,
+    seed: u64,
+) -> Result<(), TestCaseError> {
+    let input = values(seed, batch * s.channels * s.in_h * s.in_w);
+    let len = batch * s.channels * s.out_h * s.out_w;
+    let threads = Threads::new(threads);
+    let mut want_max = vec![0.0; len];
+    reference::max_pool2d(s, batch, &input, &mut want_max).unwrap();
+    let mut want_avg = [vec![0.0; len], vec![0.0; len]];
+    for (include, want) in [false, true].into_iter().zip(want_avg.iter_mut()) {
+        reference::avg_pool2d(s, include, batch, &input, want).unwrap();
+    }
+    for isa in Isa::all_supported() {
+        let mut got = vec![f32::NAN; len];
+        pool::max_pool2d(s, batch, &input, &mut got, isa, &threads).unwrap();
+        for (i, (&g, &w)) in got.iter().zip(&want_max).enumerate() {
+            prop_assert!(same(g, w), "max {isa:?} [{i}]: {g} vs {w} in {s:?}");
+        }
+        for (include, want) in [false, true].into_iter().zip(&want_avg) {
+            let mut got = vec![f32::NAN; len];
+            pool::avg_pool2d(s, include, batch, &input, &mut got, isa, &threads).unwrap();
+            for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+                prop_assert!(
+                    same(g, w),
+                    "avg({include}) {isa:?} [{i}]: {g} vs {w} in {s:?}"
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+prop_compose! {
+    fn pool_case()(
+        channels in 1usize..=20,
+        in_h in 1usize..=23,
+        in_w in 1usize..=41,
+        kernel in (1usize..=4, 1usize..=4),
+        stride in (1usize..=3, 1usize..=3),
+        pads in [0usize..=3, 0usize..=3, 0usize..=3, 0usize..=3],
+        ceil in any::<bool>(),
+        batch in 1usize..=2,
+        threads in 1usize..=3,
+        seed in any::<u64>(),
+    ) -> (Option<PoolShape>, usize, usize, u64) {
+        let k = [kernel.0, kernel.1];
+        let st = [stride.0, stride.1];
+        let pads = [pads[0].min(k[0] - 1), pads[1].min(k[1] - 1), pads[2].min(k[0] - 1), pads[3].min(k[1] - 1)];
+        let size = |axis: usize, n: usize| {
+            let padded = n + pads[axis] + pads[axis + 2];
+            if padded < k[axis] {
+                return 0;
+            }
+            let span = padded - k[axis];
+            if ceil { span.div_ceil(st[axis]) + 1 } else { span / st[axis] + 1 }
+        };
+        let s = PoolShape {
+            channels, in_h, in_w,
+            out_h: size(0, in_h),
+            out_w: size(1, in_w),
+            kernel: k,
+            stride: st,
+            pads,
+        };
+        (s.check().is_ok().then_some(s), batch, threads, seed)
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn pools_match_reference((s, batch, threads, seed) in pool_case()) {
+        prop_assume!(s.is_some());
+        check_pools(&s.unwrap(), batch, threads, seed)?;
+    }
+
+    #[test]
+    fn global_avg_pool_matches_reference(
+        batch in 1usize..=3,
+        channels in 1usize..=200,
+        spatial in 1usize..=300,
+        threads in 1usize..=3,
+        seed in any::<u64>(),
+    ) {
+        let input = values(seed, batch * channels * spatial);
+        let mut want = vec![0.0; batch * channels];
+        reference::global_avg_pool(batch, channels, spatial, &input, &mut want).unwrap();
+        let u = f32::EPSILON / 2.0;
+        for isa in Isa::all_supported() {
+            let mut got = vec![f32::NAN; want.len()];
+            pool::global_avg_pool(batch, channels, spatial, &input, &mut got, isa, &Threads::new(threads))
+                .unwrap();
+            for (p, (&g, &w)) in got.iter().zip(&want).enumerate() {
+                let plane = &input[p * spatial..(p + 1) * spatial];
+                let mean_abs = plane.iter().map(|x| x.abs()).sum::<f32>() / spatial as f32;
+                let tol = (spatial.div_ceil(16) as f32 + 18.0) * u * mean_abs;
+                prop_assert!((g - w).abs() <= tol, "{isa:?} plane {p}: {g} vs {w} (tol {tol})");
+            }
+        }
+    }
+}
+
+#[test]
+fn resnext_stem_max_pool_matches_reference() {
+    let s = PoolShape {
+        channels: 64,
+        in_h: 112,
+        in_w: 112,
+        out_h: 56,
+        out_w: 56,
+        kernel: [3, 3],
+        stride: [2, 2],
+        pads: [1, 1, 1, 1],
+    };
+    check_pools(&s, 2, 2, 7).unwrap();
+}
+
+#[test]
+fn bad_inputs_are_errors_not_panics() {
+    let s = PoolShape {
+        channels: 4,
+        in_h: 9,
+        in_w: 9,
+        out_h: 5,
+        out_w: 5,
+        kernel: [3, 3],
+        stride: [2, 2],
+        pads: [1, 1, 1, 1],
+    };
+    let input = vec![0.0; 4 * 81];
+    let mut out = vec![0.0; 4 * 25];
+    let t = Threads::new(2);
+    for isa in Isa::all_supported() {
+        let short = pool::max_pool2d(&s, 1, &input[1..], &mut out, isa, &t);
+        assert!(
+            matches!(short, Err(KernelError::Length { .. })),
+            "{short:?}"
+        );
+        let bad = PoolShape {
+            pads: [3, 0, 0, 0],
+            ..s
+        };
+        let e = pool::avg_pool2d(&bad, true, 1, &input, &mut out, isa, &t);
+        assert!(matches!(e, Err(KernelError::BadShape(_))), "{e:?}");
+        let g = pool::global_avg_pool(1, 4, 0, &[], &mut out[..4], isa, &t);
+        assert!(matches!(g, Err(KernelError::BadShape(_))), "{g:?}");
+        let g = pool::global_avg_pool(1, 4, 81, &input, &mut out[..3], isa, &t);
+        assert!(matches!(g, Err(KernelError::Length { .. })), "{g:?}");
+    }
+}
