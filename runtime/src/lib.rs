@@ -1,7 +1,14 @@
 //! The runtime that code emitted by `resnext-compiler` depends on, and nothing else: kernels, the
 //! weights file format and `.npy` I/O. It never depends on the compiler.
 
+pub mod error;
 pub mod fold;
+pub mod hash;
 pub mod isa;
 pub mod kernels;
+pub mod npy;
 pub mod threads;
+pub mod weights;
+
+pub use error::RunError;
+pub use weights::{LoadError, Weights};
