@@ -7,6 +7,8 @@ pub mod hash;
 pub mod isa;
 pub mod kernels;
 pub mod npy;
+#[cfg(feature = "safetensors")]
+pub mod safetensors;
 pub mod threads;
 pub mod weights;
 

@@ -30,7 +30,7 @@ pub use op::{
 };
 pub use types::{DType, Dim, Layout, Shape, TensorType};
 pub use validate::{GraphInfo, validate};
-pub use weights::{Weight, WeightId, WeightStore};
+pub use weights::{BnParams, FoldedPart, Weight, WeightId, WeightSource, WeightStore};
 
 /// A violation of the IR's rules, naming the node at fault.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

@@ -120,7 +120,11 @@ pub fn validate(graph: &Graph) -> Result<GraphInfo, IrErrors> {
         macs += node.op.macs(&node.output);
         for w in node.op.weights() {
             if seen.insert(w) {
-                params += graph.weights.data(w).len() as u64;
+                params += graph
+                    .weights
+                    .get(w)
+                    .map_or(0, |t| t.dims.iter().product::<usize>())
+                    as u64;
             }
         }
     }

@@ -11,7 +11,51 @@ pub struct Weight {
     /// Where it came from: the ONNX initializer, the state_dict key, or what a pass derived it from.
     pub name: String,
     pub dims: Vec<usize>,
+    /// The values, when known at compile time ([`WeightSource::Data`]); empty otherwise.
     pub data: Vec<f32>,
+    /// How the values are obtained.
+    pub source: WeightSource,
+}
+
+/// Where a weight's values come from. ONNX models carry their data ([`WeightSource::Data`]); a model
+/// declared with the `resnext!` DSL has none at compile time: its weights are read from a PyTorch
+/// state_dict at load time, and a pass that derives a tensor from such weights records a recipe
+/// for the loader instead of computing data.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub enum WeightSource {
+    /// `Weight::data` holds the values.
+    #[default]
+    Data,
+    /// The state_dict tensor of this key (torchvision naming), loaded at run time.
+    StateDict { key: String },
+    /// One output of `resnext_runtime::fold::fold_batch_norm` applied at load time to a layer's
+    /// weight/bias and the BatchNorm parameters after it.
+    FoldedBn {
+        part: FoldedPart,
+        weight: WeightId,
+        bias: Option<WeightId>,
+        bn: BnParams,
+        out_channels: usize,
+    },
+    /// One output of `resnext_runtime::fold::batch_norm_scale_shift` applied at load time.
+    BnScaleShift { part: FoldedPart, bn: BnParams },
+}
+
+/// Which of a fold's two results a derived weight is: the weight (or scale) or the bias (or shift).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FoldedPart {
+    Weight,
+    Bias,
+}
+
+/// The BatchNorm parameters a load-time fold reads.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BnParams {
+    pub gamma: WeightId,
+    pub beta: WeightId,
+    pub mean: WeightId,
+    pub var: WeightId,
+    pub epsilon: f32,
 }
 
 /// All constant tensors of a graph. Passes add derived tensors (folded weights); tensors no op refers
@@ -34,8 +78,31 @@ impl WeightStore {
             name: name.into(),
             dims,
             data,
+            source: WeightSource::Data,
         });
         WeightId(self.tensors.len() as u32 - 1)
+    }
+
+    /// Adds a tensor whose values are not known at compile time: `source` says how the loader
+    /// obtains them (not [`WeightSource::Data`]).
+    pub fn add_deferred(
+        &mut self,
+        name: impl Into<String>,
+        dims: Vec<usize>,
+        source: WeightSource,
+    ) -> WeightId {
+        self.tensors.push(Weight {
+            name: name.into(),
+            dims,
+            data: Vec::new(),
+            source,
+        });
+        WeightId(self.tensors.len() as u32 - 1)
+    }
+
+    /// Whether tensor `id` has its values now (false for deferred and missing tensors).
+    pub fn is_loaded(&self, id: WeightId) -> bool {
+        self.get(id).is_some_and(|w| w.source == WeightSource::Data)
     }
 
     pub fn get(&self, id: WeightId) -> Option<&Weight> {
@@ -46,7 +113,8 @@ impl WeightStore {
         self.tensors.get_mut(id.0 as usize)
     }
 
-    /// The data of a tensor that an op of a validated graph refers to.
+    /// The data of a tensor that an op of a validated graph refers to (empty for a deferred
+    /// tensor, whose values only the loader of the emitted code computes).
     ///
     /// # Panics
     /// If `id` is not in the store: the validator guarantees every op's handles are.
