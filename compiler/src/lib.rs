@@ -4,5 +4,7 @@
 //! fuse it; the validator proves it well formed; back ends (`back::rust`) emit standalone Rust that
 //! depends on `resnext-runtime` alone. [`interp`] runs a graph on the reference kernels as an oracle.
 
+pub mod front;
 pub mod interp;
 pub mod ir;
+pub mod passes;

@@ -1,0 +1,104 @@
+//! `fuse-epilogue`: folds a residual Add into the conv/dense computing one of its operands, and a Relu
+//! or Clip into the conv, dense, Add or ScaleShift computing its input, so each becomes one node.
+
+use std::collections::HashMap;
+
+use super::sole_consumer;
+use crate::ir::{Activation, Epilogue, Graph, IrError, NodeId, Op};
+
+/// Fuses residual Adds first, then activations (so `conv → Add → Relu` ends as one conv); returns
+/// whether anything changed.
+pub fn fuse_epilogue(graph: &mut Graph) -> Result<bool, IrError> {
+    let mut changed = false;
+    let order = graph.topo_order()?;
+    let position: HashMap<NodeId, usize> = order.iter().enumerate().map(|(i, &n)| (n, i)).collect();
+    for &id in &order {
+        if matches!(
+            graph.node(id).op,
+            Op::Add {
+                activation: Activation::None
+            }
+        ) {
+            changed |= fuse_residual(graph, id, &position)?;
+        }
+    }
+    for id in graph.topo_order()? {
+        if graph.nodes.contains_node(id) {
+            changed |= fuse_activation(graph, id);
+        }
+    }
+    Ok(changed)
+}
+
+/// Makes the Add `add` the residual step of the conv/dense producing one of its operands, the other
+/// operand becoming that layer's slot-1 input. Of two candidate layers it picks the one later in
+/// topological order: in a ResNet block that is the main path's last conv, and the shortcut (a
+/// downsample conv, computed earlier) is what must stay live as the residual anyway.
+fn fuse_residual(
+    graph: &mut Graph,
+    add: NodeId,
+    position: &HashMap<NodeId, usize>,
+) -> Result<bool, IrError> {
+    let operands = graph.inputs_of(add);
+    let [a, b] = operands[..] else {
+        return Ok(false);
+    };
+    // An Add of a value to itself has no other operand to become the residual.
+    let fusable = |x: NodeId| {
+        a != b
+            && sole_consumer(graph, x) == Some(add)
+            && match &graph.node(x).op {
+                Op::Conv(c) => c.epilogue == Epilogue::default(),
+                Op::Dense(d) => d.epilogue == Epilogue::default(),
+                _ => false,
+            }
+    };
+    let Some(layer) = [a, b]
+        .into_iter()
+        .filter(|&x| fusable(x))
+        .max_by_key(|x| position.get(x).copied().unwrap_or(0))
+    else {
+        return Ok(false);
+    };
+    let residual = if layer == a { b } else { a };
+    let Some(&layer_input) = graph.inputs_of(layer).first() else {
+        return Ok(false);
+    };
+    match &mut graph.nodes[layer].op {
+        Op::Conv(c) => c.epilogue.residual = true,
+        Op::Dense(d) => d.epilogue.residual = true,
+        _ => return Ok(false),
+    }
+    graph.set_inputs(layer, &[layer_input, residual]);
+    graph.replace_uses(add, layer);
+    graph.remove_node(add);
+    graph.retype(layer)?;
+    Ok(true)
+}
+
+/// Moves a Relu/Clip into the node computing its input, if that node has no activation yet and the
+/// activation is its only reader.
+fn fuse_activation(graph: &mut Graph, id: NodeId) -> bool {
+    let Some(consumer) = sole_consumer(graph, id) else {
+        return false;
+    };
+    let activation = match graph.node(consumer).op {
+        Op::Relu => Activation::Relu,
+        Op::Clip { min, max } => Activation::Clip { min, max },
+        _ => return false,
+    };
+    let slot = match &mut graph.nodes[id].op {
+        Op::Conv(c) => &mut c.epilogue.activation,
+        Op::Dense(d) => &mut d.epilogue.activation,
+        Op::Add { activation } => activation,
+        Op::ScaleShift(s) => &mut s.activation,
+        _ => return false,
+    };
+    if *slot != Activation::None {
+        return false;
+    }
+    *slot = activation;
+    graph.replace_uses(consumer, id);
+    graph.remove_node(consumer);
+    true
+}

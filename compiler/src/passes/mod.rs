@@ -1,0 +1,213 @@
+//! The optimisation pipeline: one explicit list of graph-to-graph passes ([`optimize`]), each reporting
+//! whether it changed the graph, optionally verified after each, and a memory plan at the end.
+//!
+//! The order is fixed and reads top to bottom in [`optimize`]: `simplify` removes no-ops so the
+//! patterns below see producer → consumer directly; `fold-batch-norm` folds BatchNorm into the conv
+//! or dense before it (or turns it into a ScaleShift); `fuse-epilogue` folds residual Adds and
+//! activations into the node that produces their input; `simplify` runs again to drop what the fusions
+//! left dead or redundant; `plan-memory` places every activation in one arena. `stop_after` and
+//! `print_after` take these names ([`PASSES`]) to bisect a miscompile.
+
+mod fold_batch_norm;
+mod fuse_epilogue;
+mod plan_memory;
+mod print;
+mod simplify;
+
+use std::time::{Duration, Instant};
+
+pub use fold_batch_norm::fold_batch_norm;
+pub use fuse_epilogue::fuse_epilogue;
+pub use plan_memory::{MemoryPlan, PlanOptions, plan_memory};
+pub use print::graph_text;
+pub use simplify::simplify;
+
+use crate::ir::{self, Graph, IrError, IrErrors};
+
+/// Every pass name, in pipeline order, as the CLI spells them (`--stop-after`, `--print-after`).
+pub const PASSES: &[&str] = &[
+    "simplify",
+    "fold-batch-norm",
+    "fuse-epilogue",
+    "plan-memory",
+];
+
+/// How to run the pipeline.
+#[derive(Clone, Debug, Default)]
+pub struct PassOptions {
+    /// Run the validator after every pass and fail with the pass's name if it broke the graph.
+    pub verify: bool,
+    /// Stop after the first run of the named pass (one of [`PASSES`]).
+    pub stop_after: Option<String>,
+    /// Record the graph's text after every run of the named pass in [`PassStat::printed`].
+    pub print_after: Option<String>,
+    /// How `plan-memory` places values.
+    pub plan: PlanOptions,
+}
+
+/// What one run of one pass did.
+#[derive(Clone, Debug)]
+pub struct PassStat {
+    pub name: &'static str,
+    pub changed: bool,
+    pub time: Duration,
+    pub nodes_before: usize,
+    pub nodes_after: usize,
+    /// The graph's text after this pass, when `print_after` named it.
+    pub printed: Option<String>,
+}
+
+/// What the pipeline did, pass by pass, and the memory plan if it got that far.
+#[derive(Clone, Debug, Default)]
+pub struct PassReport {
+    pub passes: Vec<PassStat>,
+    pub memory: Option<MemoryPlan>,
+}
+
+impl PassReport {
+    /// One line per pass run, for `resnextc -v`.
+    pub fn summary(&self) -> String {
+        let mut s = String::new();
+        for p in &self.passes {
+            s.push_str(&format!(
+                "{:<16} {:>9.3} ms  nodes {:>4} -> {:<4} {}\n",
+                p.name,
+                p.time.as_secs_f64() * 1e3,
+                p.nodes_before,
+                p.nodes_after,
+                if p.changed { "changed" } else { "unchanged" }
+            ));
+        }
+        if let Some(m) = &self.memory {
+            s.push_str(&format!(
+                "peak activation memory: {} bytes per batch item ({} values, lower bound {} bytes)\n",
+                m.peak_bytes_per_item,
+                m.offsets.len(),
+                m.lower_bound_per_item * 4
+            ));
+        }
+        s
+    }
+}
+
+/// Why the pipeline stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum PassError {
+    #[error("unknown pass `{0}`; the passes are: {passes}", passes = PASSES.join(", "))]
+    UnknownPass(String),
+    #[error("the graph is invalid after pass `{pass}`: {errors}")]
+    Verify {
+        pass: &'static str,
+        errors: IrErrors,
+    },
+    #[error("pass `{pass}`: {source}")]
+    Ir {
+        pass: &'static str,
+        #[source]
+        source: IrError,
+    },
+}
+
+/// Runs the pass pipeline on `graph`. Each pass returns whether it changed the graph; with
+/// `opts.verify` the validator runs after each, so a broken pass is named, not found later.
+pub fn optimize(graph: &mut Graph, opts: &PassOptions) -> Result<PassReport, PassError> {
+    for name in [&opts.stop_after, &opts.print_after].into_iter().flatten() {
+        if !PASSES.contains(&name.as_str()) {
+            return Err(PassError::UnknownPass(name.clone()));
+        }
+    }
+    let mut run = Pipeline {
+        graph,
+        opts,
+        report: PassReport::default(),
+        stopped: false,
+    };
+    run.pass("simplify", simplify)?;
+    run.pass("fold-batch-norm", fold_batch_norm)?;
+    run.pass("fuse-epilogue", fuse_epilogue)?;
+    run.pass("simplify", simplify)?;
+    if !run.stopped {
+        let started = Instant::now();
+        let nodes = run.graph.nodes.node_count();
+        let info = ir::validate(run.graph).map_err(|errors| PassError::Verify {
+            pass: "plan-memory",
+            errors,
+        })?;
+        let plan = plan_memory(run.graph, &info, &opts.plan).map_err(|source| PassError::Ir {
+            pass: "plan-memory",
+            source,
+        })?;
+        run.report.passes.push(PassStat {
+            name: "plan-memory",
+            changed: false,
+            time: started.elapsed(),
+            nodes_before: nodes,
+            nodes_after: nodes,
+            printed: (opts.print_after.as_deref() == Some("plan-memory"))
+                .then(|| format!("{}{}", graph_text(run.graph), plan.text(run.graph))),
+        });
+        run.report.memory = Some(plan);
+    }
+    Ok(run.report)
+}
+
+/// The state threaded through [`optimize`]: runs one pass, verifies, records, honours `stop_after`.
+struct Pipeline<'a> {
+    graph: &'a mut Graph,
+    opts: &'a PassOptions,
+    report: PassReport,
+    stopped: bool,
+}
+
+impl Pipeline<'_> {
+    fn pass(
+        &mut self,
+        name: &'static str,
+        pass: fn(&mut Graph) -> Result<bool, IrError>,
+    ) -> Result<(), PassError> {
+        if self.stopped {
+            return Ok(());
+        }
+        let nodes_before = self.graph.nodes.node_count();
+        let started = Instant::now();
+        let changed = pass(self.graph).map_err(|source| PassError::Ir { pass: name, source })?;
+        let time = started.elapsed();
+        if self.opts.verify {
+            ir::validate(self.graph).map_err(|errors| PassError::Verify { pass: name, errors })?;
+        }
+        self.report.passes.push(PassStat {
+            name,
+            changed,
+            time,
+            nodes_before,
+            nodes_after: self.graph.nodes.node_count(),
+            printed: (self.opts.print_after.as_deref() == Some(name))
+                .then(|| graph_text(self.graph)),
+        });
+        self.stopped = self.opts.stop_after.as_deref() == Some(name);
+        Ok(())
+    }
+}
+
+/// The node that alone reads `id`'s value, if exactly one node reads it (on one slot) and it is not a
+/// model output: the condition for merging `id` into that reader.
+pub(crate) fn sole_consumer(graph: &Graph, id: ir::NodeId) -> Option<ir::NodeId> {
+    match graph.consumers(id).as_slice() {
+        [(consumer, _)] if !graph.is_output(id) => Some(*consumer),
+        _ => None,
+    }
+}
+
+/// Removes a single-input node that computes its input unchanged, rewiring its readers to the input.
+/// Returns false (and leaves the graph alone) where that would make a model input a model output.
+pub(crate) fn bypass(graph: &mut Graph, id: ir::NodeId) -> bool {
+    let Some(&input) = graph.inputs_of(id).first() else {
+        return false;
+    };
+    if graph.is_output(id) && matches!(graph.node(input).op, ir::Op::Input) {
+        return false;
+    }
+    graph.replace_uses(id, input);
+    graph.remove_node(id);
+    true
+}

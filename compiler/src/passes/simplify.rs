@@ -1,0 +1,121 @@
+//! `simplify`: removes nodes that compute nothing (Identity, Dropout, no-op reshapes, a Relu of a value
+//! already non-negative), merges chains of reshapes, and deletes nodes no model output depends on.
+
+use std::collections::HashSet;
+
+use petgraph::Direction;
+
+use super::bypass;
+use crate::ir::{Activation, Graph, IrError, NodeId, Op};
+
+/// Runs the rewrites to a fixpoint; returns whether anything changed.
+pub fn simplify(graph: &mut Graph) -> Result<bool, IrError> {
+    let mut changed = false;
+    loop {
+        let mut round = false;
+        for id in graph.topo_order()? {
+            if graph.nodes.contains_node(id) {
+                round |= simplify_node(graph, id)?;
+            }
+        }
+        round |= remove_dead(graph);
+        if !round {
+            return Ok(changed);
+        }
+        changed = true;
+    }
+}
+
+fn simplify_node(graph: &mut Graph, id: NodeId) -> Result<bool, IrError> {
+    let Some(&input) = graph.inputs_of(id).first() else {
+        return Ok(false);
+    };
+    let node = graph.node(id);
+    match &node.op {
+        Op::Identity => Ok(bypass(graph, id)),
+        Op::Relu if non_negative(graph, input) => Ok(bypass(graph, id)),
+        Op::Clip { min, max }
+            if *min <= 0.0 && *max == f32::INFINITY && non_negative(graph, input) =>
+        {
+            Ok(bypass(graph, id))
+        }
+        Op::Flatten { .. } | Op::Reshape { .. } => {
+            if graph.node(input).output.shape == node.output.shape {
+                return Ok(bypass(graph, id));
+            }
+            // A reshape of a reshape is one reshape of the first one's input; the inner node, if
+            // nothing else reads it, dies.
+            if matches!(
+                graph.node(input).op,
+                Op::Flatten { .. } | Op::Reshape { .. }
+            ) {
+                let source = graph.inputs_of(input);
+                graph.set_inputs(id, &source);
+                return Ok(true);
+            }
+            // `GlobalAveragePool{keep_dims} → Flatten` is one GlobalAveragePool without the 1×1 dims.
+            let flat = node.output.shape.rank() == 2;
+            if flat
+                && matches!(
+                    graph.node(input).op,
+                    Op::GlobalAveragePool { keep_dims: true }
+                )
+                && super::sole_consumer(graph, input) == Some(id)
+            {
+                graph.nodes[input].op = Op::GlobalAveragePool { keep_dims: false };
+                graph.retype(input)?;
+                return Ok(bypass(graph, id));
+            }
+            Ok(false)
+        }
+        _ => Ok(false),
+    }
+}
+
+/// Whether every element of `id`'s value is ≥ 0, judged from the op alone (ReLU-like activations and
+/// ops that only select, average or move such values).
+fn non_negative(graph: &Graph, id: NodeId) -> bool {
+    let act = |a: &Activation| match a {
+        Activation::None => false,
+        Activation::Relu => true,
+        Activation::Clip { min, .. } => *min >= 0.0,
+    };
+    match &graph.node(id).op {
+        Op::Relu => true,
+        Op::Clip { min, .. } => *min >= 0.0,
+        Op::Conv(c) => act(&c.epilogue.activation),
+        Op::Dense(d) => act(&d.epilogue.activation),
+        Op::Add { activation } => act(activation),
+        Op::ScaleShift(s) => act(&s.activation),
+        Op::MaxPool(_)
+        | Op::AveragePool(_)
+        | Op::GlobalAveragePool { .. }
+        | Op::Flatten { .. }
+        | Op::Reshape { .. }
+        | Op::Identity => graph
+            .inputs_of(id)
+            .first()
+            .is_some_and(|&i| non_negative(graph, i)),
+        Op::Input | Op::BatchNorm(_) => false,
+    }
+}
+
+/// Removes every node that no model output depends on (model inputs stay: they are the interface).
+fn remove_dead(graph: &mut Graph) -> bool {
+    let mut live: HashSet<NodeId> = HashSet::new();
+    let mut stack: Vec<NodeId> = graph.outputs.iter().map(|(o, _)| *o).collect();
+    while let Some(n) = stack.pop() {
+        if live.insert(n) {
+            stack.extend(graph.nodes.neighbors_directed(n, Direction::Incoming));
+        }
+    }
+    let dead: Vec<NodeId> = graph
+        .nodes
+        .node_indices()
+        .filter(|n| !live.contains(n) && !matches!(graph.nodes[*n].op, Op::Input))
+        .collect();
+    for &n in &dead {
+        graph.remove_node(n);
+    }
+    !dead.is_empty()
+}
