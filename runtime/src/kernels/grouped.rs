@@ -214,25 +214,19 @@ pub(crate) fn run_direct(
 /// `b.output` must be valid for writes of `b.width` planes of `out_h × out_w` (rows `b.rows`), not
 /// written concurrently by anyone else there, and `isa` must be supported by this CPU.
 unsafe fn band_dispatch(b: &Band, isa: Isa) {
-    match isa {
+    let done = match isa {
+        // SAFETY: forwarded from the caller.
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => {
-            // SAFETY: forwarded from the caller.
-            if unsafe { x86::band_avx512(b) } {
-                return;
-            }
-        }
+        Isa::Avx512 => unsafe { x86::band_avx512(b) },
+        // SAFETY: forwarded from the caller.
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => {
-            // SAFETY: forwarded from the caller.
-            if unsafe { x86::band_avx2(b) } {
-                return;
-            }
-        }
-        _ => {}
+        Isa::Avx2 => unsafe { x86::band_avx2(b) },
+        _ => false,
+    };
+    if !done {
+        // SAFETY: forwarded from the caller.
+        unsafe { generic::band(b) }
     }
-    // SAFETY: forwarded from the caller.
-    unsafe { generic::band(b) }
 }
 
 /// The lanes `l` in `0..lanes` whose input column `start + l·stride` lies in `0..width`.

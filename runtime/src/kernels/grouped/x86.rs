@@ -21,7 +21,13 @@ pub(super) unsafe fn band_avx512(b: &Band) -> bool {
     macro_rules! go {
         ($k:literal, $s:literal, $ob:literal, $r:literal) => {
             // SAFETY: forwarded from the caller.
-            unsafe { band512::<$k, $s, $ob, $r>(b) }
+            unsafe {
+                if b.out_w <= 8 {
+                    band512_pairs::<$k, $s, $ob, $r>(b)
+                } else {
+                    band512::<$k, $s, $ob, $r>(b)
+                }
+            }
         };
     }
     match (b.kernel, b.stride[1], b.width) {
@@ -83,6 +89,9 @@ pub(super) unsafe fn band_avx2(b: &Band) -> bool {
     true
 }
 
+/// The largest kernel (5×5) has this many taps.
+const MAX_TAPS: usize = 25;
+
 /// Bit `l` set for the lanes `l < 16` whose column `start + l` lies in `0..width`.
 #[inline(always)]
 fn mask16(start: isize, width: usize) -> u16 {
@@ -111,6 +120,8 @@ fn row_offsets<const K: usize, const R: usize>(
     (off, ok)
 }
 
+// Register tiles read best indexed by channel and row.
+#[allow(clippy::needless_range_loop)]
 #[target_feature(enable = "avx512f")]
 unsafe fn band512<const K: usize, const S: usize, const OB: usize, const R: usize>(b: &Band) {
     const L: usize = 16;
@@ -125,40 +136,49 @@ unsafe fn band512<const K: usize, const S: usize, const OB: usize, const R: usiz
         while ox0 < b.out_w {
             let lanes = L.min(b.out_w - ox0);
             let col0 = (ox0 * S) as isize - b.pad_left as isize;
-            let mut m_lo = [0u16; K];
-            let mut m_hi = [0u16; K];
-            for kx in 0..K {
-                m_lo[kx] = mask16(col0 + kx as isize, b.in_w);
-                m_hi[kx] = mask16(col0 + kx as isize + L as isize, b.in_w);
-            }
+            // Per tap and row: where the input vector starts and which lanes exist (0 for a row
+            // in the padding), so the channel loop below carries no bounds logic.
             let (off, ok) = row_offsets::<K, R>(b, oy, col0);
+            let mut at = [[0isize; R]; MAX_TAPS];
+            let mut m_lo = [[0u16; R]; MAX_TAPS];
+            let mut m_hi = [[0u16; R]; MAX_TAPS];
+            for ky in 0..K {
+                for kx in 0..K {
+                    let col = col0 + kx as isize;
+                    for r in 0..R {
+                        if ok[r][ky] {
+                            at[ky * K + kx][r] = off[r][ky] + kx as isize;
+                            m_lo[ky * K + kx][r] = mask16(col, b.in_w);
+                            m_hi[ky * K + kx][r] = mask16(col + L as isize, b.in_w);
+                        }
+                    }
+                }
+            }
             let mut acc = [[_mm512_setzero_ps(); R]; OB];
             for ic in 0..b.cin_g {
                 let chan = input.wrapping_add(ic * plane);
-                for ky in 0..K {
-                    for kx in 0..K {
-                        let mut v = [_mm512_setzero_ps(); R];
-                        for r in 0..R {
-                            let m = if ok[r][ky] { m_lo[kx] } else { 0 };
-                            let p = chan.wrapping_offset(off[r][ky] + kx as isize);
-                            // SAFETY: lanes set in the mask are columns `0..in_w` of an existing
-                            // row of channel `ic` (see `mask16`, `row_offsets`), so inside `b.input`;
-                            // masked-off lanes are not accessed.
-                            v[r] = unsafe { _mm512_maskz_loadu_ps(m, p) };
-                            if S == 2 {
-                                let mh = if ok[r][ky] { m_hi[kx] } else { 0 };
-                                // SAFETY: as above, for the next 16 columns.
-                                let hi = unsafe { _mm512_maskz_loadu_ps(mh, p.wrapping_add(L)) };
-                                v[r] = _mm512_permutex2var_ps(v[r], even, hi);
-                            }
+                let w_ic = ic * K * K * b.wstride;
+                for t in 0..K * K {
+                    let mut v = [_mm512_setzero_ps(); R];
+                    for r in 0..R {
+                        let p = chan.wrapping_offset(at[t][r]);
+                        // SAFETY: lanes set in the mask are columns `0..in_w` of an existing row of
+                        // channel `ic` (see `mask16`, `row_offsets`), so inside `b.input`;
+                        // masked-off lanes are not accessed.
+                        v[r] = unsafe { _mm512_maskz_loadu_ps(m_lo[t][r], p) };
+                        if S == 2 {
+                            // SAFETY: as above, for the next 16 columns.
+                            let hi =
+                                unsafe { _mm512_maskz_loadu_ps(m_hi[t][r], p.wrapping_add(L)) };
+                            v[r] = _mm512_permutex2var_ps(v[r], even, hi);
                         }
-                        let tap = ((ic * K + ky) * K + kx) * b.wstride;
-                        for o in 0..OB {
-                            // SAFETY: `tap + o < cin_g·K·K·wstride = b.weights.len()` as o < OB = width.
-                            let w = _mm512_set1_ps(unsafe { *weights.add(tap + o) });
-                            for r in 0..R {
-                                acc[o][r] = _mm512_fmadd_ps(w, v[r], acc[o][r]);
-                            }
+                    }
+                    let tap = w_ic + t * b.wstride;
+                    for o in 0..OB {
+                        // SAFETY: `tap + o < cin_g·K·K·wstride = b.weights.len()` as o < OB = width.
+                        let w = _mm512_set1_ps(unsafe { *weights.add(tap + o) });
+                        for r in 0..R {
+                            acc[o][r] = _mm512_fmadd_ps(w, v[r], acc[o][r]);
                         }
                     }
                 }
@@ -200,6 +220,132 @@ unsafe fn band512<const K: usize, const S: usize, const OB: usize, const R: usiz
     }
 }
 
+/// [`band512`] for planes at most 8 wide (ResNeXt's 7×7 stage): each vector holds two output rows,
+/// lanes 0–7 the upper and 8–15 the lower, so 14 of 16 lanes work instead of 7. `R` counts such row
+/// pairs.
+// Register tiles read best indexed by channel and row.
+#[allow(clippy::needless_range_loop)]
+#[target_feature(enable = "avx512f")]
+unsafe fn band512_pairs<const K: usize, const S: usize, const OB: usize, const R: usize>(b: &Band) {
+    let plane = b.in_h * b.in_w;
+    let out_plane = b.out_h * b.out_w;
+    let input = b.input.as_ptr();
+    let weights = b.weights.as_ptr();
+    let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    let row_ok = |y: usize, ky: usize| -> Option<isize> {
+        let iy = (y * b.stride[0] + ky) as isize - b.pad_top as isize;
+        (y < b.rows.end && iy >= 0 && iy < b.in_h as isize).then_some(iy * b.in_w as isize)
+    };
+    let mut oy = b.rows.start;
+    while oy < b.rows.end {
+        // Per tap and pair: the upper row's vector start and lanes, and the lower row's. With
+        // stride 1 the lower row is loaded into lanes 8–15 (its start shifted back by 8); with
+        // stride 2 each row fills a whole vector whose even lanes `vpermt2ps` keeps.
+        let mut at = [[[0isize; 2]; R]; MAX_TAPS];
+        let mut m = [[[0u16; 2]; R]; MAX_TAPS];
+        for ky in 0..K {
+            for kx in 0..K {
+                let col = kx as isize - b.pad_left as isize;
+                let cols = mask16(col, b.in_w);
+                let t = ky * K + kx;
+                for r in 0..R {
+                    let y = oy + 2 * r;
+                    if let Some(row) = row_ok(y, ky) {
+                        at[t][r][0] = row + col;
+                        m[t][r][0] = if S == 1 { cols & 0xFF } else { cols };
+                    }
+                    if let Some(row) = row_ok(y + 1, ky) {
+                        at[t][r][1] = row + col - if S == 1 { 8 } else { 0 };
+                        m[t][r][1] = if S == 1 { (cols & 0xFF) << 8 } else { cols };
+                    }
+                }
+            }
+        }
+        let mut acc = [[_mm512_setzero_ps(); R]; OB];
+        for ic in 0..b.cin_g {
+            let chan = input.wrapping_add(ic * plane);
+            let w_ic = ic * K * K * b.wstride;
+            for t in 0..K * K {
+                let mut v = [_mm512_setzero_ps(); R];
+                for r in 0..R {
+                    let (p0, p1) = (
+                        chan.wrapping_offset(at[t][r][0]),
+                        chan.wrapping_offset(at[t][r][1]),
+                    );
+                    // SAFETY: lanes set in the masks are columns `0..in_w` of existing rows of
+                    // channel `ic`, inside `b.input`; masked-off lanes are not accessed.
+                    unsafe {
+                        let upper = _mm512_maskz_loadu_ps(m[t][r][0], p0);
+                        v[r] = if S == 1 {
+                            _mm512_mask_loadu_ps(upper, m[t][r][1], p1)
+                        } else {
+                            let lower = _mm512_maskz_loadu_ps(m[t][r][1], p1);
+                            _mm512_permutex2var_ps(upper, even, lower)
+                        };
+                    }
+                }
+                let tap = w_ic + t * b.wstride;
+                for o in 0..OB {
+                    // SAFETY: `tap + o < b.weights.len()` as o < OB = width.
+                    let w = _mm512_set1_ps(unsafe { *weights.add(tap + o) });
+                    for r in 0..R {
+                        acc[o][r] = _mm512_fmadd_ps(w, v[r], acc[o][r]);
+                    }
+                }
+            }
+        }
+        let row_lanes = ((1u32 << b.out_w) - 1) as u16;
+        for (o, acc) in acc.iter().enumerate() {
+            let bias = b.bias.map(|bias| _mm512_set1_ps(bias[o]));
+            for (r, &a) in acc.iter().enumerate() {
+                let y = oy + 2 * r;
+                if y >= b.rows.end {
+                    continue;
+                }
+                let upper = o * out_plane + y * b.out_w;
+                // The lower row's lanes 8.. land at its columns 0..: shift its base back by 8.
+                let lower = (upper + b.out_w) as isize - 8;
+                let (m0, m1) = (
+                    row_lanes,
+                    if y + 1 < b.rows.end {
+                        row_lanes << 8
+                    } else {
+                        0
+                    },
+                );
+                let mut v = a;
+                if let Some(bias) = bias {
+                    v = _mm512_add_ps(v, bias);
+                }
+                if let Some(res) = b.residual {
+                    let res = res.as_ptr();
+                    // SAFETY: the set lanes are columns `0..out_w` of rows `y`, `y + 1` of plane
+                    // `o`, inside `res` (`width` planes); masked-off lanes are not accessed.
+                    let rv = unsafe {
+                        let rv = _mm512_maskz_loadu_ps(m0, res.add(upper));
+                        _mm512_mask_loadu_ps(rv, m1, res.wrapping_offset(lower))
+                    };
+                    v = _mm512_add_ps(v, rv);
+                }
+                v = match b.activation {
+                    Activation::None => v,
+                    Activation::Relu => _mm512_max_ps(v, _mm512_setzero_ps()),
+                    Activation::Clip { min, max } => {
+                        _mm512_min_ps(_mm512_max_ps(v, _mm512_set1_ps(min)), _mm512_set1_ps(max))
+                    }
+                };
+                // SAFETY: rows `y` and (if set) `y + 1` are in `b.rows`, columns `0..out_w`; the
+                // caller vouches for exclusive access there.
+                unsafe {
+                    _mm512_mask_storeu_ps(b.output.add(upper), m0, v);
+                    _mm512_mask_storeu_ps(b.output.wrapping_offset(lower), m1, v);
+                }
+            }
+        }
+        oy += 2 * R;
+    }
+}
+
 /// An AVX2 lane mask for the lanes `l < 8` whose column `start + l` lies in `0..width`.
 #[inline]
 #[target_feature(enable = "avx2")]
@@ -211,6 +357,7 @@ fn mask8(start: isize, width: usize) -> __m256i {
     _mm256_and_si256(below_end, from_start)
 }
 
+#[allow(clippy::needless_range_loop)]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn band256<const K: usize, const S: usize, const OB: usize, const R: usize>(b: &Band) {
     const L: usize = 8;
