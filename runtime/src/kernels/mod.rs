@@ -1,7 +1,9 @@
 //! Kernels and the shape descriptions they share. `reference` holds the plain-loop oracle; fast
 //! kernels live beside it, per ISA, and are tested against it.
 
+pub mod conv;
 pub mod depthwise;
+pub mod gemm;
 pub mod grouped;
 pub mod pool;
 pub mod reference;

@@ -1,0 +1,368 @@
+//! The conv and dense entry points the emitted code calls: choose an algorithm per layer shape,
+//! prepack its weights at compile time, and run it with a fused epilogue on the process's ISA tier.
+//!
+//! - [`ConvAlgo::Pointwise`]: 1×1 convs without padding (any stride, any groups) as GEMMs
+//!   `out[oc, p] = Σ_ic W[oc, ic] · X[ic, p]` over the NCHW planes (`gemm`).
+//! - [`ConvAlgo::Grouped`] / [`ConvAlgo::Depthwise`]: the direct kernels of `grouped.rs` and
+//!   `depthwise.rs`, for the shapes their `supports` accepts.
+//! - [`ConvAlgo::Im2col`]: every other shape (the 7×7/2 stem, dense 3×3, dilations, any groups) as
+//!   an im2col GEMM per group; the im2col matrix is packed block by block, never materialised.
+//!
+//! Packed weights are ISA-independent, so one weights file serves every tier.
+
+use super::gemm::{self, BSource, BiasAlong, Gemm, Problem};
+use super::{ConvShape, Epilogue, KernelError, check_len, depthwise, grouped};
+use crate::isa::{self, Isa};
+use crate::threads::Threads;
+
+/// How a conv layer is computed; chosen at compile time by [`ConvAlgo::select`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ConvAlgo {
+    Pointwise,
+    Grouped,
+    Depthwise,
+    Im2col,
+}
+
+impl ConvAlgo {
+    /// The fastest algorithm that supports `shape`; [`ConvAlgo::Im2col`] supports every valid one.
+    pub fn select(shape: &ConvShape) -> ConvAlgo {
+        if depthwise::supports(shape) {
+            ConvAlgo::Depthwise
+        } else if grouped::supports(shape) {
+            ConvAlgo::Grouped
+        } else if is_pointwise(shape) {
+            ConvAlgo::Pointwise
+        } else {
+            ConvAlgo::Im2col
+        }
+    }
+
+    /// Whether this algorithm can run `shape` (which must also pass `ConvShape::check`).
+    pub fn supports(self, shape: &ConvShape) -> bool {
+        shape.check().is_ok()
+            && match self {
+                ConvAlgo::Pointwise => is_pointwise(shape),
+                ConvAlgo::Grouped => grouped::supports(shape),
+                ConvAlgo::Depthwise => depthwise::supports(shape),
+                ConvAlgo::Im2col => true,
+            }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ConvAlgo::Pointwise => "pointwise",
+            ConvAlgo::Grouped => "grouped",
+            ConvAlgo::Depthwise => "depthwise",
+            ConvAlgo::Im2col => "im2col",
+        }
+    }
+}
+
+fn is_pointwise(s: &ConvShape) -> bool {
+    s.kernel == [1, 1] && s.pads == [0; 4]
+}
+
+fn unsupported(algo: ConvAlgo, shape: &ConvShape) -> KernelError {
+    KernelError::BadShape(format!(
+        "the {} conv algorithm does not support {shape:?}",
+        algo.name()
+    ))
+}
+
+/// GEMM sizes of one group: `(m, k, n)` = (output channels, taps, output pixels).
+fn gemm_dims(s: &ConvShape) -> (usize, usize, usize) {
+    (
+        s.out_c / s.group,
+        s.in_c / s.group * s.kernel[0] * s.kernel[1],
+        s.out_h * s.out_w,
+    )
+}
+
+/// Floats [`pack`] returns for `algo` and `shape` (a valid shape the algorithm supports).
+pub fn packed_len(algo: ConvAlgo, shape: &ConvShape) -> usize {
+    match algo {
+        ConvAlgo::Grouped | ConvAlgo::Depthwise => shape.weight_len(),
+        ConvAlgo::Pointwise | ConvAlgo::Im2col => {
+            let (m, k, _) = gemm_dims(shape);
+            shape.group * gemm::packed_a_len(m, k)
+        }
+    }
+}
+
+/// Packs ONNX-layout weights `[out_c, in_c / group, kh, kw]` for `algo`. Done at compile time; the
+/// result is stored in the weights file and read by every ISA tier.
+pub fn pack(algo: ConvAlgo, shape: &ConvShape, weight: &[f32]) -> Result<Vec<f32>, KernelError> {
+    shape.check()?;
+    check_len("conv weight", shape.weight_len(), weight.len())?;
+    if !algo.supports(shape) {
+        return Err(unsupported(algo, shape));
+    }
+    Ok(match algo {
+        ConvAlgo::Grouped => grouped::pack(shape, weight),
+        ConvAlgo::Depthwise => depthwise::pack(shape, weight),
+        ConvAlgo::Pointwise | ConvAlgo::Im2col => {
+            let (m, k, _) = gemm_dims(shape);
+            let mut packed = Vec::with_capacity(packed_len(algo, shape));
+            for g in 0..shape.group {
+                gemm::pack_a(&weight[g * m * k..(g + 1) * m * k], m, k, k, &mut packed);
+            }
+            packed
+        }
+    })
+}
+
+/// Scratch floats [`conv2d`] needs for `algo` on a pool of `threads` threads.
+pub fn scratch_len(algo: ConvAlgo, _shape: &ConvShape, _batch: usize, threads: usize) -> usize {
+    match algo {
+        ConvAlgo::Pointwise | ConvAlgo::Im2col => gemm::scratch_len(threads),
+        ConvAlgo::Grouped | ConvAlgo::Depthwise => 0,
+    }
+}
+
+/// Conv with its fused epilogue, `output = act(conv(input) + bias + residual)`, NCHW, on the
+/// process's ISA tier ([`isa::isa`]). `packed` comes from [`pack`] with the same `algo`; `scratch`
+/// holds at least [`scratch_len`] floats for `threads.count()`. Allocates nothing.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d(
+    algo: ConvAlgo,
+    shape: &ConvShape,
+    batch: usize,
+    input: &[f32],
+    packed: &[f32],
+    epilogue: &Epilogue,
+    output: &mut [f32],
+    scratch: &mut [f32],
+    threads: &Threads,
+) -> Result<(), KernelError> {
+    conv2d_with_isa(
+        algo,
+        shape,
+        batch,
+        input,
+        packed,
+        epilogue,
+        output,
+        scratch,
+        isa::isa(),
+        threads,
+    )
+}
+
+/// [`conv2d`] on an explicit tier (one the CPU lacks runs the generic tier): for tests and benches.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_with_isa(
+    algo: ConvAlgo,
+    shape: &ConvShape,
+    batch: usize,
+    input: &[f32],
+    packed: &[f32],
+    epilogue: &Epilogue,
+    output: &mut [f32],
+    scratch: &mut [f32],
+    isa: Isa,
+    threads: &Threads,
+) -> Result<(), KernelError> {
+    shape.check()?;
+    if !algo.supports(shape) {
+        return Err(unsupported(algo, shape));
+    }
+    match algo {
+        ConvAlgo::Grouped => {
+            return grouped::run(
+                shape, batch, input, packed, epilogue, output, isa, threads,
+            );
+        }
+        ConvAlgo::Depthwise => {
+            return depthwise::run(
+                shape, batch, input, packed, epilogue, output, isa, threads,
+            );
+        }
+        ConvAlgo::Pointwise | ConvAlgo::Im2col => {}
+    }
+    check_len("conv input", batch * shape.input_len(), input.len())?;
+    check_len("conv packed weight", packed_len(algo, shape), packed.len())?;
+    check_len("conv output", batch * shape.output_len(), output.len())?;
+    let (m, k, n) = gemm_dims(shape);
+    epilogue.check(batch, shape.out_c, n)?;
+    let need = scratch_len(algo, shape, batch, threads.count());
+    if scratch.len() < need {
+        return Err(KernelError::Length {
+            what: "conv scratch",
+            expected: need,
+            actual: scratch.len(),
+        });
+    }
+    if batch == 0 {
+        return Ok(());
+    }
+    let s = *shape;
+    let cin_g = s.in_c / s.group;
+    let in_plane = s.in_h * s.in_w;
+    let a_len = gemm::packed_a_len(m, k);
+    // Stride-1 1×1 convs read the input planes as B's rows directly; the rest go through im2col
+    // (a strided 1×1 conv's im2col rows are its subsampled planes).
+    let direct_rows = algo == ConvAlgo::Pointwise && s.stride == [1, 1];
+    let problem = |p: usize| {
+        let (img, g) = (p / s.group, p % s.group);
+        let inp = &input[(img * s.in_c + g * cin_g) * in_plane..][..cin_g * in_plane];
+        Problem {
+            a: &packed[g * a_len..(g + 1) * a_len],
+            b: if direct_rows {
+                BSource::Rows { data: inp, ld: n }
+            } else {
+                BSource::Im2col {
+                    data: inp,
+                    shape: s,
+                }
+            },
+            c: (img * s.out_c + g * m) * n,
+            bias: epilogue.bias.map(|b| &b[g * m..(g + 1) * m]),
+        }
+    };
+    let g = Gemm {
+        m,
+        n,
+        k,
+        ldc: n,
+        bias_along: BiasAlong::Rows,
+        residual: epilogue.residual,
+        activation: epilogue.activation,
+    };
+    // A fixed-size array keeps the common cases allocation-free; many groups or images go in
+    // batches of problems.
+    const BATCH: usize = 64;
+    let total = batch * s.group;
+    let per_call = BATCH.min(total.max(1));
+    let mut problems = [problem(0); BATCH];
+    let mut first = 0;
+    while first < total {
+        let count = per_call.min(total - first);
+        for (i, slot) in problems[..count].iter_mut().enumerate() {
+            *slot = problem(first + i);
+        }
+        gemm::run(&g, &problems[..count], output, scratch, isa, threads)?;
+        first += count;
+    }
+    Ok(())
+}
+
+/// Packs dense weights `[out_features, in_features]` (ONNX Gemm with `transB = 1`, PyTorch
+/// `Linear`) for [`dense`]. Done at compile time.
+pub fn dense_pack(
+    in_features: usize,
+    out_features: usize,
+    weight: &[f32],
+) -> Result<Vec<f32>, KernelError> {
+    check_len("dense weight", in_features * out_features, weight.len())?;
+    Ok(gemm::pack_b_transposed(
+        weight,
+        in_features,
+        out_features,
+        in_features,
+    ))
+}
+
+/// Floats [`dense_pack`] returns.
+pub fn dense_packed_len(in_features: usize, out_features: usize) -> usize {
+    gemm::packed_b_len(in_features, out_features)
+}
+
+/// Scratch floats [`dense`] needs (the input rows packed as GEMM panels).
+pub fn dense_scratch_len(batch: usize, in_features: usize, _threads: usize) -> usize {
+    gemm::packed_a_len(batch, in_features)
+}
+
+/// Fully connected with a fused epilogue on the process's ISA tier:
+/// `out[b, m] = act(Σ_k x[b, k] · W[m, k] + bias[m] + residual[b, m])`.
+#[allow(clippy::too_many_arguments)]
+pub fn dense(
+    batch: usize,
+    in_features: usize,
+    out_features: usize,
+    input: &[f32],
+    packed: &[f32],
+    epilogue: &Epilogue,
+    output: &mut [f32],
+    scratch: &mut [f32],
+    threads: &Threads,
+) -> Result<(), KernelError> {
+    dense_with_isa(
+        batch,
+        in_features,
+        out_features,
+        input,
+        packed,
+        epilogue,
+        output,
+        scratch,
+        isa::isa(),
+        threads,
+    )
+}
+
+/// [`dense`] on an explicit tier (one the CPU lacks runs the generic tier).
+#[allow(clippy::too_many_arguments)]
+pub fn dense_with_isa(
+    batch: usize,
+    in_features: usize,
+    out_features: usize,
+    input: &[f32],
+    packed: &[f32],
+    epilogue: &Epilogue,
+    output: &mut [f32],
+    scratch: &mut [f32],
+    isa: Isa,
+    threads: &Threads,
+) -> Result<(), KernelError> {
+    check_len("dense input", batch * in_features, input.len())?;
+    check_len(
+        "dense packed weight",
+        dense_packed_len(in_features, out_features),
+        packed.len(),
+    )?;
+    check_len("dense output", batch * out_features, output.len())?;
+    epilogue.check(batch, out_features, 1)?;
+    let a_len = gemm::packed_a_len(batch, in_features);
+    if scratch.len() < a_len {
+        return Err(KernelError::Length {
+            what: "dense scratch",
+            expected: a_len,
+            actual: scratch.len(),
+        });
+    }
+    if batch == 0 || out_features == 0 {
+        return Ok(());
+    }
+    // The activations are A (broadcast), the prepacked weights B: C = out, row-major `[batch, out]`.
+    let (a, _) = scratch.split_at_mut(a_len);
+    pack_a_into(input, batch, in_features, a);
+    let g = Gemm {
+        m: batch,
+        n: out_features,
+        k: in_features,
+        ldc: out_features,
+        bias_along: BiasAlong::Cols,
+        residual: epilogue.residual,
+        activation: epilogue.activation,
+    };
+    let problems = [Problem {
+        a: &*a,
+        b: BSource::Packed { data: packed },
+        c: 0,
+        bias: epilogue.bias,
+    }];
+    gemm::run(&g, &problems, output, &mut [], isa, threads)
+}
+
+/// `gemm::pack_a` into a preallocated slice of `packed_a_len(m, k)` floats.
+fn pack_a_into(src: &[f32], m: usize, k: usize, dst: &mut [f32]) {
+    for (panel, block) in dst.chunks_exact_mut(k * gemm::MR).enumerate() {
+        for (kk, lane) in block.chunks_exact_mut(gemm::MR).enumerate() {
+            for (r, v) in lane.iter_mut().enumerate() {
+                let row = panel * gemm::MR + r;
+                *v = if row < m { src[row * k + kk] } else { 0.0 };
+            }
+        }
+    }
+}

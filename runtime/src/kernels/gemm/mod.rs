@@ -1,0 +1,449 @@
+//! The cache- and register-blocked SGEMM behind pointwise, im2col and dense layers:
+//! `C[m, n] = act(Σ_k A[m, k] · B[k, n] + bias + residual)`, C row-major, epilogue fused in registers.
+//!
+//! Layouts, the same for every ISA tier:
+//! - A (the weights of a conv, or the activations of a dense layer) is packed into panels of
+//!   [`MR`] rows: `[panel][k][MR]`, the last panel zero-padded.
+//! - B (activations of a conv, or weights of a dense layer) is packed into tiles of [`NR`] columns:
+//!   `[tile][k][NR]`, zero-padded. Conv activations are packed at run time, [`KC`] rows of k at a
+//!   time, from their NCHW planes (plain rows for a 1×1 conv, im2col otherwise) into per-thread
+//!   scratch; dense weights are packed once at compile time.
+//!
+//! A micro-kernel computes one `MR × NR` tile of C over a block of k (AVX-512: 8 × 3 zmm = 24
+//! accumulators; AVX2: 4 × 3 ymm sub-tiles; generic: plain loops), loading C back between k blocks
+//! and applying the epilogue after the last one. Tasks are (problem, row chunk, column chunk)
+//! rectangles of C, run by [`Threads::run_indexed`]; each thread packs B into its own scratch slot.
+
+use super::{Activation, ConvShape, KernelError};
+use crate::isa::Isa;
+use crate::threads::Threads;
+
+mod generic;
+#[cfg(target_arch = "x86_64")]
+mod x86_64;
+
+/// Rows of C per micro-tile (output channels of a conv).
+pub const MR: usize = 8;
+/// Columns of C per micro-tile (output pixels of a conv): three 16-lane vectors.
+pub const NR: usize = 48;
+/// Depth of one k block: the packed B tile of one block (`KC × NR` floats) stays in L1/L2.
+pub const KC: usize = 256;
+/// Tiles of B per column chunk of a task: `KC × NR × NC_TILES` floats of scratch per thread.
+pub const NC_TILES: usize = 8;
+
+/// Scratch floats each thread needs to pack B.
+pub const B_SCRATCH: usize = KC * NR * NC_TILES;
+
+/// Length of A packed in `MR`-row panels.
+pub fn packed_a_len(m: usize, k: usize) -> usize {
+    m.div_ceil(MR) * MR * k
+}
+
+/// Length of B packed in `NR`-column tiles.
+pub fn packed_b_len(k: usize, n: usize) -> usize {
+    n.div_ceil(NR) * NR * k
+}
+
+/// Packs a row-major `m × k` matrix (row `r` at `src[r * ld..][..k]`) into `MR`-row panels,
+/// appending to `dst`.
+pub fn pack_a(src: &[f32], m: usize, k: usize, ld: usize, dst: &mut Vec<f32>) {
+    for panel in 0..m.div_ceil(MR) {
+        for kk in 0..k {
+            for r in 0..MR {
+                let row = panel * MR + r;
+                dst.push(if row < m { src[row * ld + kk] } else { 0.0 });
+            }
+        }
+    }
+}
+
+/// Packs B given as `b[k][n] = src[n * ld + k]` (the transpose of a row-major `n × k` matrix,
+/// e.g. dense weights `[out, in]`) into `NR`-column tiles.
+pub fn pack_b_transposed(src: &[f32], k: usize, n: usize, ld: usize) -> Vec<f32> {
+    let mut dst = Vec::with_capacity(packed_b_len(k, n));
+    for tile in 0..n.div_ceil(NR) {
+        for kk in 0..k {
+            for c in 0..NR {
+                let col = tile * NR + c;
+                dst.push(if col < n { src[col * ld + kk] } else { 0.0 });
+            }
+        }
+    }
+    dst
+}
+
+/// Where the B operand of one problem comes from.
+#[derive(Clone, Copy)]
+pub(crate) enum BSource<'a> {
+    /// `B[k][n] = data[k * ld + n]`: the input planes of a stride-1 1×1 conv.
+    Rows { data: &'a [f32], ld: usize },
+    /// The im2col matrix of one group of one image: `data` holds the group's input planes,
+    /// `k = (ic · kh + ky) · kw + kx`, `n = oy · out_w + ox`.
+    Im2col { data: &'a [f32], shape: ConvShape },
+    /// Already packed with [`pack_b_transposed`] for the whole k.
+    Packed { data: &'a [f32] },
+}
+
+/// Which way the bias runs.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum BiasAlong {
+    /// One bias per row of C (a conv's output channel).
+    Rows,
+    /// One bias per column of C (a dense layer's output feature).
+    Cols,
+}
+
+/// One GEMM of a batch of same-sized GEMMs: its A panels, its B, and where its C starts.
+#[derive(Clone, Copy)]
+pub(crate) struct Problem<'a> {
+    pub a: &'a [f32],
+    pub b: BSource<'a>,
+    /// Offset of `C[0, 0]` in the output (and in the residual, which has the output's layout).
+    pub c: usize,
+    /// The bias entries of this problem's rows (or columns).
+    pub bias: Option<&'a [f32]>,
+}
+
+/// Sizes and epilogue shared by every problem of one call.
+pub(crate) struct Gemm<'a> {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    /// Row stride of C (and of the residual).
+    pub ldc: usize,
+    pub bias_along: BiasAlong,
+    pub residual: Option<&'a [f32]>,
+    pub activation: Activation,
+}
+
+/// What a micro-kernel does with its accumulators after the last k block.
+#[derive(Clone, Copy)]
+pub(crate) struct Finish {
+    /// `rows` (or `cols`) entries, or null.
+    pub bias: *const f32,
+    pub bias_along: BiasAlong,
+    /// Laid out like C (same offset and `ldc`), or null.
+    pub residual: *const f32,
+    pub activation: Activation,
+}
+
+/// One micro-kernel call: `C[0..rows, 0..cols] (+)= A·B` over `kc`, then `finish` if given.
+#[derive(Clone, Copy)]
+pub(crate) struct Tile {
+    pub kc: usize,
+    /// `kc × MR` packed A.
+    pub a: *const f32,
+    /// `kc × NR` packed B.
+    pub b: *const f32,
+    pub c: *mut f32,
+    pub ldc: usize,
+    /// `1..=MR`.
+    pub rows: usize,
+    /// `1..=NR`.
+    pub cols: usize,
+    /// Add C's current values (every k block but the first).
+    pub load_c: bool,
+    pub finish: Option<Finish>,
+}
+
+/// A `*mut f32` that tasks on other threads write through; each task writes a disjoint rectangle.
+#[derive(Clone, Copy)]
+struct SharedOut(*mut f32);
+// SAFETY: tasks write disjoint rectangles of C (see `run`), and the owning `&mut [f32]` outlives
+// `Threads::run_indexed`, which returns only when every task is done.
+unsafe impl Send for SharedOut {}
+// SAFETY: as above.
+unsafe impl Sync for SharedOut {}
+
+impl SharedOut {
+    /// Through a method, so closures capture the whole (`Sync`) wrapper, not its field.
+    fn ptr(self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// How the output of one call is cut into tasks.
+struct Split {
+    m_panels: usize,
+    n_tiles: usize,
+    /// Panels per row chunk and tiles per column chunk.
+    chunk_panels: usize,
+    chunk_tiles: usize,
+    m_chunks: usize,
+    n_chunks: usize,
+}
+
+impl Split {
+    /// Column chunks of at most `NC_TILES` tiles, then more row and column chunks until there are
+    /// about four tasks per thread to balance them.
+    fn new(m: usize, n: usize, problems: usize, threads: usize) -> Split {
+        let m_panels = m.div_ceil(MR);
+        let n_tiles = n.div_ceil(NR);
+        let target = if threads > 1 { 4 * threads } else { 1 };
+        let mut n_chunks = n_tiles.div_ceil(NC_TILES);
+        let mut m_chunks = 1;
+        while problems * m_chunks * n_chunks < target {
+            if m_panels >= 4 * m_chunks {
+                m_chunks *= 2;
+            } else if n_tiles > n_chunks {
+                n_chunks = (2 * n_chunks).min(n_tiles);
+            } else if m_panels > m_chunks {
+                m_chunks += 1;
+            } else {
+                break;
+            }
+        }
+        let chunk_panels = m_panels.div_ceil(m_chunks);
+        let chunk_tiles = n_tiles.div_ceil(n_chunks);
+        Split {
+            m_panels,
+            n_tiles,
+            chunk_panels,
+            chunk_tiles,
+            m_chunks: m_panels.div_ceil(chunk_panels),
+            n_chunks: n_tiles.div_ceil(chunk_tiles),
+        }
+    }
+}
+
+/// Scratch floats [`run`] needs for `threads` threads when B is packed at run time.
+pub fn scratch_len(threads: usize) -> usize {
+    threads.max(1) * B_SCRATCH
+}
+
+/// Runs every problem into `output`. The caller has checked that each problem's A holds
+/// `packed_a_len(m, k)` floats, that B covers `k × n` (or `packed_b_len(k, n)` floats when packed),
+/// that every `C` rectangle (`c + r·ldc + col` for `r < m`, `col < n`) lies inside `output` and
+/// the residual, that distinct problems' rectangles do not overlap, and that biases are long
+/// enough. `scratch` must hold [`scratch_len`]`(threads.count())` floats unless every B is packed.
+pub(crate) fn run(
+    g: &Gemm,
+    problems: &[Problem],
+    output: &mut [f32],
+    scratch: &mut [f32],
+    isa: Isa,
+    threads: &Threads,
+) -> Result<(), KernelError> {
+    if g.m == 0 || g.n == 0 || problems.is_empty() {
+        return Ok(());
+    }
+    let isa = if isa.supported() { isa } else { Isa::Generic };
+    let needs_scratch = problems
+        .iter()
+        .any(|p| !matches!(p.b, BSource::Packed { .. }));
+    if needs_scratch && scratch.len() < scratch_len(threads.count()) {
+        return Err(KernelError::Length {
+            what: "gemm scratch",
+            expected: scratch_len(threads.count()),
+            actual: scratch.len(),
+        });
+    }
+    let split = Split::new(g.m, g.n, problems.len(), threads.count());
+    let out = SharedOut(output.as_mut_ptr());
+    let scr = SharedOut(scratch.as_mut_ptr());
+    let per_problem = split.m_chunks * split.n_chunks;
+    let task = |t: usize, worker: usize| {
+        let p = &problems[t / per_problem];
+        let (mc, nc) = ((t % per_problem) / split.n_chunks, t % split.n_chunks);
+        let panels = mc * split.chunk_panels..((mc + 1) * split.chunk_panels).min(split.m_panels);
+        let tiles = nc * split.chunk_tiles..((nc + 1) * split.chunk_tiles).min(split.n_tiles);
+        // SAFETY: worker `worker` alone uses slot `worker` of the scratch, which holds
+        // `threads.count()` slots when any B is packed at run time (checked above).
+        let bbuf = needs_scratch.then(|| unsafe {
+            std::slice::from_raw_parts_mut(scr.ptr().add(worker * B_SCRATCH), B_SCRATCH)
+        });
+        // SAFETY: the rectangle (rows of `panels`, columns of `tiles`) of problem `p` is written
+        // by this task alone and lies inside `output` (the caller's contract).
+        unsafe { task_body(g, p, panels, tiles, bbuf, out.ptr(), isa) };
+    };
+    threads.run_indexed(problems.len() * per_problem, &task);
+    Ok(())
+}
+
+/// Computes rows `panels` × columns `tiles` of one problem's C, k block by k block.
+///
+/// # Safety
+/// `out` must be valid for writes of that rectangle (see [`run`]) with nobody else touching it,
+/// and `isa` supported by this CPU.
+unsafe fn task_body(
+    g: &Gemm,
+    p: &Problem,
+    panels: std::ops::Range<usize>,
+    tiles: std::ops::Range<usize>,
+    mut bbuf: Option<&mut [f32]>,
+    out: *mut f32,
+    isa: Isa,
+) {
+    let k = g.k;
+    // Few columns: keep one A panel in L1 and sweep the tiles; many: keep one B tile in L1 and
+    // sweep the A panels (streamed from L2).
+    let panel_outer = tiles.len() <= 2;
+    for k0 in (0..k).step_by(KC) {
+        let kc = KC.min(k - k0);
+        let b_block: &[f32] = match (&p.b, bbuf.as_deref_mut()) {
+            (BSource::Packed { data }, _) => data,
+            (src, Some(buf)) => {
+                pack_b_block(src, g.n, k0, kc, tiles.clone(), buf);
+                buf
+            }
+            // `run` supplies scratch whenever a B is not packed.
+            (_, None) => return,
+        };
+        let b_tile = |j: usize| -> *const f32 {
+            match p.b {
+                BSource::Packed { .. } => b_block[(j * k + k0) * NR..].as_ptr(),
+                _ => b_block[(j - tiles.start) * kc * NR..].as_ptr(),
+            }
+        };
+        let finish = (k0 + kc == k).then(|| Finish {
+            bias: p.bias.map_or(std::ptr::null(), |b| b.as_ptr()),
+            bias_along: g.bias_along,
+            residual: g
+                .residual
+                .map_or(std::ptr::null(), |r| r.as_ptr().wrapping_add(p.c)),
+            activation: g.activation,
+        });
+        let tile = |i: usize, j: usize| {
+            let (row, col) = (i * MR, j * NR);
+            let mut f = finish;
+            if let Some(f) = f.as_mut() {
+                if !f.bias.is_null() {
+                    let off = if f.bias_along == BiasAlong::Rows { row } else { col };
+                    f.bias = f.bias.wrapping_add(off);
+                }
+                if !f.residual.is_null() {
+                    f.residual = f.residual.wrapping_add(row * g.ldc + col);
+                }
+            }
+            let t = Tile {
+                kc,
+                a: p.a[(i * k + k0) * MR..].as_ptr(),
+                b: b_tile(j),
+                c: out.wrapping_add(p.c + row * g.ldc + col),
+                ldc: g.ldc,
+                rows: MR.min(g.m - row),
+                cols: NR.min(g.n - col),
+                load_c: k0 > 0,
+                finish: f,
+            };
+            // SAFETY: A and B hold `kc` packed rows from these offsets (packed lengths checked by
+            // the caller, B packed just above); C and the residual rectangles are inside their
+            // buffers and C is ours alone (this function's contract).
+            unsafe { micro(&t, isa) };
+        };
+        if panel_outer {
+            for i in panels.clone() {
+                for j in tiles.clone() {
+                    tile(i, j);
+                }
+            }
+        } else {
+            for j in tiles.clone() {
+                for i in panels.clone() {
+                    tile(i, j);
+                }
+            }
+        }
+    }
+}
+
+/// Runs one micro-tile on the chosen tier.
+///
+/// # Safety
+/// The pointers of `t` must be valid as documented on [`Tile`] and `isa` supported by this CPU.
+#[inline]
+unsafe fn micro(t: &Tile, isa: Isa) {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: forwarded from the caller.
+        Isa::Avx512 => unsafe { x86_64::avx512::tile(t) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: forwarded from the caller.
+        Isa::Avx2 => unsafe { x86_64::avx2::tile(t) },
+        // SAFETY: forwarded from the caller.
+        _ => unsafe { generic::tile(t) },
+    }
+}
+
+/// Packs rows `k0..k0 + kc` of B, columns of `tiles`, into `dst` as `[tile][kc][NR]`, zero-padded
+/// past column `n`.
+fn pack_b_block(
+    src: &BSource,
+    n: usize,
+    k0: usize,
+    kc: usize,
+    tiles: std::ops::Range<usize>,
+    dst: &mut [f32],
+) {
+    for (t, j) in tiles.enumerate() {
+        let col0 = j * NR;
+        let width = NR.min(n - col0);
+        let tile = &mut dst[t * kc * NR..(t + 1) * kc * NR];
+        match *src {
+            BSource::Rows { data, ld } => {
+                for (kk, row) in tile.chunks_exact_mut(NR).enumerate() {
+                    let s = (k0 + kk) * ld + col0;
+                    row[..width].copy_from_slice(&data[s..s + width]);
+                    row[width..].fill(0.0);
+                }
+            }
+            BSource::Im2col { data, ref shape } => {
+                for (kk, row) in tile.chunks_exact_mut(NR).enumerate() {
+                    im2col_row(data, shape, k0 + kk, col0, &mut row[..width]);
+                    row[width..].fill(0.0);
+                }
+            }
+            BSource::Packed { .. } => {}
+        }
+    }
+}
+
+/// Row `k` of the im2col matrix, columns `col0..col0 + dst.len()`, into `dst`.
+fn im2col_row(data: &[f32], s: &ConvShape, k: usize, col0: usize, dst: &mut [f32]) {
+    let [kh, kw] = s.kernel;
+    let (ic, ky, kx) = (k / (kh * kw), (k / kw) % kh, k % kw);
+    let plane = &data[ic * s.in_h * s.in_w..(ic + 1) * s.in_h * s.in_w];
+    let (sy, sx) = (s.stride[0], s.stride[1]);
+    let x_off = (kx * s.dilation[1]) as isize - s.pads[1] as isize;
+    let mut col = col0;
+    let mut filled = 0;
+    while filled < dst.len() {
+        let (oy, ox0) = (col / s.out_w, col % s.out_w);
+        let run = (s.out_w - ox0).min(dst.len() - filled);
+        let seg = &mut dst[filled..filled + run];
+        let iy = (oy * sy + ky * s.dilation[0]) as isize - s.pads[0] as isize;
+        if iy < 0 || iy >= s.in_h as isize {
+            seg.fill(0.0);
+        } else {
+            let line = &plane[iy as usize * s.in_w..(iy as usize + 1) * s.in_w];
+            // Output columns whose input column `ox·sx + x_off` lies in `0..in_w`.
+            let lo = if x_off < 0 {
+                (-x_off as usize).div_ceil(sx)
+            } else {
+                0
+            };
+            let hi = if x_off >= s.in_w as isize {
+                0
+            } else {
+                (s.in_w as isize - x_off) as usize
+            }
+            .div_ceil(sx);
+            let a = lo.saturating_sub(ox0).min(run);
+            let b = hi.saturating_sub(ox0).min(run).max(a);
+            seg[..a].fill(0.0);
+            seg[b..].fill(0.0);
+            let first = ((ox0 + a) * sx).wrapping_add_signed(x_off);
+            if b == a {
+                // The whole run lies in the padding.
+            } else if sx == 1 {
+                seg[a..b].copy_from_slice(&line[first..first + (b - a)]);
+            } else {
+                for (i, v) in seg[a..b].iter_mut().enumerate() {
+                    *v = line[first + i * sx];
+                }
+            }
+        }
+        filled += run;
+        col += run;
+    }
+}

@@ -1,0 +1,95 @@
+//! The AVX-512F GEMM micro-kernel: up to 8 rows × 3 zmm (48 columns) of accumulators, one B row
+//! loaded per k and reused by every row, A broadcast; ragged columns by masked loads and stores.
+
+use std::arch::x86_64::*;
+
+use crate::kernels::Activation;
+use crate::kernels::gemm::{BiasAlong, MR, NR, Tile};
+
+/// Runs `t`, monomorphised on its row count (rounded up to 1, 2, 4 or 8; the packed A rows past
+/// `rows` are zero) and on its vectors of columns.
+///
+/// # Safety
+/// The CPU must support AVX-512F; the pointers of `t` must be valid as documented on `Tile`
+/// (see `generic::tile`), with no one else writing C there.
+pub(crate) unsafe fn tile(t: &Tile) {
+    macro_rules! go {
+        ($r:literal) => {
+            // SAFETY: forwarded from the caller.
+            unsafe {
+                match t.cols.div_ceil(16) {
+                    1 => tile_rn::<$r, 1>(t),
+                    2 => tile_rn::<$r, 2>(t),
+                    _ => tile_rn::<$r, 3>(t),
+                }
+            }
+        };
+    }
+    match t.rows {
+        1 => go!(1),
+        2 => go!(2),
+        3 | 4 => go!(4),
+        _ => go!(8),
+    }
+}
+
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::needless_range_loop)]
+unsafe fn tile_rn<const R: usize, const NV: usize>(t: &Tile) {
+    let mut acc = [[_mm512_setzero_ps(); NV]; R];
+    let (mut a, mut b) = (t.a, t.b);
+    for _ in 0..t.kc {
+        let mut bv = [_mm512_setzero_ps(); NV];
+        for v in 0..NV {
+            // SAFETY: B holds `kc` rows of `NR >= 16·NV` floats (caller's contract).
+            bv[v] = unsafe { _mm512_loadu_ps(b.add(16 * v)) };
+        }
+        for r in 0..R {
+            // SAFETY: A holds `kc` rows of `MR >= R` floats.
+            let x = _mm512_set1_ps(unsafe { *a.add(r) });
+            for v in 0..NV {
+                acc[r][v] = _mm512_fmadd_ps(x, bv[v], acc[r][v]);
+            }
+        }
+        a = a.wrapping_add(MR);
+        b = b.wrapping_add(NR);
+    }
+    for r in 0..R.min(t.rows) {
+        for v in 0..NV {
+            let rem = t.cols - 16 * v;
+            let m: __mmask16 = if rem >= 16 { 0xFFFF } else { (1u16 << rem) - 1 };
+            let at = r * t.ldc + 16 * v;
+            // SAFETY: lanes of `m` are columns `< cols` of row `r < rows` of C, of the residual
+            // (laid out like C) and of the column bias; masked-off lanes are not accessed.
+            unsafe {
+                let mut x = acc[r][v];
+                if t.load_c {
+                    x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(m, t.c.add(at)));
+                }
+                if let Some(f) = t.finish {
+                    if !f.bias.is_null() {
+                        x = _mm512_add_ps(
+                            x,
+                            match f.bias_along {
+                                BiasAlong::Rows => _mm512_set1_ps(*f.bias.add(r)),
+                                BiasAlong::Cols => _mm512_maskz_loadu_ps(m, f.bias.add(16 * v)),
+                            },
+                        );
+                    }
+                    if !f.residual.is_null() {
+                        x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(m, f.residual.add(at)));
+                    }
+                    x = match f.activation {
+                        Activation::None => x,
+                        Activation::Relu => _mm512_max_ps(x, _mm512_setzero_ps()),
+                        Activation::Clip { min, max } => _mm512_min_ps(
+                            _mm512_max_ps(x, _mm512_set1_ps(min)),
+                            _mm512_set1_ps(max),
+                        ),
+                    };
+                }
+                _mm512_mask_storeu_ps(t.c.add(at), m, x);
+            }
+        }
+    }
+}
