@@ -1,0 +1,152 @@
+//! The ONNX front end: decodes a `ModelProto` with tract-onnx's generated protobuf types and maps
+//! every node through an op registry onto the IR, reporting every problem of the model at once.
+//!
+//! Only this module sees tract types, and only the protobuf ones: tract's own model loader is not
+//! used, so what we accept and how we read it is ours alone (tract serves as an independent oracle
+//! in the tests).
+//!
+//! Supported: the default ONNX domain at opsets 11 to 18; 4-D float inputs whose first dimension is
+//! the batch (symbolic like `batch`, or any fixed value); initializers stored as `raw_data`,
+//! `float_data`, `int64_data`/`int32_data` or in external data files. The ops are those of
+//! [`supported_ops`].
+
+mod import;
+mod ops;
+mod tensor;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use prost::Message;
+use tract_onnx::pb;
+
+use crate::ir::{self, IrError};
+
+/// The lowest and highest opset of the default ONNX domain we accept.
+pub const OPSETS: std::ops::RangeInclusive<i64> = 11..=18;
+
+/// Why an ONNX model could not be imported. Every variant names what is at fault: the file, the
+/// node (name and op), the initializer, or the graph input/output.
+#[derive(Debug, thiserror::Error)]
+pub enum OnnxError {
+    #[error("cannot read `{}`: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("not an ONNX model: protobuf decode failed: {0}")]
+    Decode(#[from] prost::DecodeError),
+    #[error("not an ONNX model: {0}")]
+    NotAModel(String),
+    #[error(
+        "unsupported opset {version} of the default ONNX domain: opsets {} to {} are supported",
+        OPSETS.start(),
+        OPSETS.end()
+    )]
+    Opset { version: i64 },
+    #[error("unsupported ops ({}): {}", .0.len(), join(.0))]
+    UnsupportedOps(Vec<UnsupportedOp>),
+    #[error("{op} node `{node}`: {message}")]
+    Node {
+        node: String,
+        op: String,
+        message: String,
+    },
+    #[error("initializer `{name}`: {message}")]
+    Initializer { name: String, message: String },
+    #[error("graph input `{name}`: {message}")]
+    Input { name: String, message: String },
+    #[error("graph output `{name}`: {message}")]
+    Output { name: String, message: String },
+    /// A shape rule of the IR rejected a node; the IR error names the node and op.
+    #[error(transparent)]
+    Ir(#[from] IrError),
+    /// Several independent problems, all found in one pass over the model.
+    #[error("{} problems: {}", .0.len(), join(.0))]
+    Many(Vec<OnnxError>),
+}
+
+impl OnnxError {
+    /// The individual problems: the list of [`OnnxError::Many`], or this error alone.
+    pub fn problems(&self) -> Vec<&OnnxError> {
+        match self {
+            OnnxError::Many(all) => all.iter().collect(),
+            one => vec![one],
+        }
+    }
+
+    /// One error for a non-empty list of problems.
+    fn from_list(mut list: Vec<OnnxError>) -> OnnxError {
+        if list.len() == 1 {
+            list.remove(0)
+        } else {
+            OnnxError::Many(list)
+        }
+    }
+}
+
+/// A node whose op the front end does not know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnsupportedOp {
+    pub node: String,
+    /// `op_type`, prefixed with the domain for ops outside the default one (`com.microsoft.Gelu`).
+    pub op: String,
+    pub opset: i64,
+}
+
+impl fmt::Display for UnsupportedOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "node `{}` op {} (opset {})", self.node, self.op, self.opset)
+    }
+}
+
+fn join<T: fmt::Display>(items: &[T]) -> String {
+    items
+        .iter()
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The `op_type`s of the default domain that the front end imports.
+pub fn supported_ops() -> impl Iterator<Item = &'static str> {
+    ops::REGISTRY.iter().map(|entry| entry.op_type)
+}
+
+/// Reads and imports the ONNX model at `path`; external data files are found relative to its
+/// directory.
+pub fn load(path: &Path) -> Result<ir::Graph, OnnxError> {
+    let bytes = std::fs::read(path).map_err(|source| OnnxError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    from_bytes(&bytes, Some(dir))
+}
+
+/// Imports an ONNX model from its serialized bytes. `base_dir` is where external data files are
+/// looked up; a model with external data and no `base_dir` is an error.
+pub fn from_bytes(bytes: &[u8], base_dir: Option<&Path>) -> Result<ir::Graph, OnnxError> {
+    if bytes.is_empty() {
+        return Err(OnnxError::NotAModel("the file is empty".into()));
+    }
+    let model = pb::ModelProto::decode(bytes)?;
+    let Some(graph) = model.graph.as_ref() else {
+        return Err(OnnxError::NotAModel(
+            "the protobuf holds no graph (is this an ONNX file?)".into(),
+        ));
+    };
+    let opset = model
+        .opset_import
+        .iter()
+        .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
+        .map(|o| o.version)
+        .ok_or_else(|| {
+            OnnxError::NotAModel("it declares no opset for the default ONNX domain".into())
+        })?;
+    if !OPSETS.contains(&opset) {
+        return Err(OnnxError::Opset { version: opset });
+    }
+    import::import_graph(graph, opset, base_dir)
+}
