@@ -33,7 +33,9 @@ pub struct Threads {
 
 impl std::fmt::Debug for Threads {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Threads").field("count", &self.count).finish()
+        f.debug_struct("Threads")
+            .field("count", &self.count)
+            .finish()
     }
 }
 
@@ -220,7 +222,7 @@ fn spin_until(ready: impl Fn() -> bool) {
     let mut spins = 0u32;
     while !ready() {
         spins = spins.wrapping_add(1);
-        if spins % 4096 == 0 {
+        if spins.is_multiple_of(4096) {
             std::thread::yield_now();
         } else {
             std::hint::spin_loop();
@@ -243,7 +245,7 @@ fn worker_loop(sh: &Shared, worker: usize) {
                 break g;
             }
             spins = spins.wrapping_add(1);
-            if spins % 64 != 0 || started.elapsed() < SPIN {
+            if !spins.is_multiple_of(64) || started.elapsed() < SPIN {
                 std::hint::spin_loop();
                 continue;
             }

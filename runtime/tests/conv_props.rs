@@ -30,7 +30,14 @@ fn values(seed: u64, len: usize) -> Vec<f32> {
         .collect()
 }
 
-fn out_size(size: usize, k: usize, stride: usize, dil: usize, p0: usize, p1: usize) -> Option<usize> {
+fn out_size(
+    size: usize,
+    k: usize,
+    stride: usize,
+    dil: usize,
+    p0: usize,
+    p1: usize,
+) -> Option<usize> {
     let padded = size + p0 + p1;
     let span = dil * (k - 1) + 1;
     (padded >= span).then(|| (padded - span) / stride + 1)
@@ -76,7 +83,15 @@ fn check_case(algo: ConvAlgo, c: &Case) -> Result<(), TestCaseError> {
         activation: Activation::None,
     };
     let mut magnitude = vec![0.0; want.len()];
-    reference::conv2d(&s, c.batch, &abs(&input), &abs(&weight), &abs_ep, &mut magnitude).unwrap();
+    reference::conv2d(
+        &s,
+        c.batch,
+        &abs(&input),
+        &abs(&weight),
+        &abs_ep,
+        &mut magnitude,
+    )
+    .unwrap();
     let taps = s.in_c / s.group * s.kernel[0] * s.kernel[1];
 
     let packed = conv::pack(algo, &s, &weight).unwrap();
@@ -86,7 +101,16 @@ fn check_case(algo: ConvAlgo, c: &Case) -> Result<(), TestCaseError> {
         let mut scratch = vec![f32::NAN; conv::scratch_len(algo, &s, c.batch, threads.count())];
         let mut got = vec![f32::NAN; want.len()];
         conv::conv2d_with_isa(
-            algo, &s, c.batch, &input, &packed, &ep, &mut got, &mut scratch, isa, &threads,
+            algo,
+            &s,
+            c.batch,
+            &input,
+            &packed,
+            &ep,
+            &mut got,
+            &mut scratch,
+            isa,
+            &threads,
         )
         .unwrap();
         for (i, ((&g, &w), &m)) in got.iter().zip(&want).zip(&magnitude).enumerate() {
@@ -123,33 +147,46 @@ fn pointwise_case() -> impl Strategy<Value = Case> {
     (
         (1usize..=3, 1usize..=20, 1usize..=20),
         (1usize..=14, 1usize..=14, 1usize..=2, 1usize..=2),
-        (1usize..=2, any::<bool>(), any::<bool>(), activation(), 1usize..=3, any::<u64>()),
+        (
+            1usize..=2,
+            any::<bool>(),
+            any::<bool>(),
+            activation(),
+            1usize..=3,
+            any::<u64>(),
+        ),
     )
-        .prop_map(|((groups_log, icg, ocg), (h, w, sy, sx), (batch, bias, residual, activation, threads, seed))| {
-            let group = 1 << (groups_log - 1);
-            let (in_c, out_c) = (icg * group, ocg * group);
-            Case {
-                shape: ConvShape {
-                    in_c,
-                    in_h: h,
-                    in_w: w,
-                    out_c,
-                    out_h: (h - 1) / sy + 1,
-                    out_w: (w - 1) / sx + 1,
-                    kernel: [1, 1],
-                    stride: [sy, sx],
-                    dilation: [1, 1],
-                    pads: [0; 4],
-                    group,
-                },
-                batch,
-                bias,
-                residual,
-                activation,
-                threads,
-                seed,
-            }
-        })
+        .prop_map(
+            |(
+                (groups_log, icg, ocg),
+                (h, w, sy, sx),
+                (batch, bias, residual, activation, threads, seed),
+            )| {
+                let group = 1 << (groups_log - 1);
+                let (in_c, out_c) = (icg * group, ocg * group);
+                Case {
+                    shape: ConvShape {
+                        in_c,
+                        in_h: h,
+                        in_w: w,
+                        out_c,
+                        out_h: (h - 1) / sy + 1,
+                        out_w: (w - 1) / sx + 1,
+                        kernel: [1, 1],
+                        stride: [sy, sx],
+                        dilation: [1, 1],
+                        pads: [0; 4],
+                        group,
+                    },
+                    batch,
+                    bias,
+                    residual,
+                    activation,
+                    threads,
+                    seed,
+                }
+            },
+        )
 }
 
 /// Any conv: kernels 1–7 (not square), strides 1–3, dilations 1–2, asymmetric pads, groups
@@ -158,13 +195,35 @@ fn general_case() -> impl Strategy<Value = Option<Case>> {
     (
         (0usize..5, 1usize..=4, 1usize..=3),
         (1usize..=12, 1usize..=12, 1usize..=7, 1usize..=7),
-        (1usize..=3, 1usize..=3, 1usize..=2, 1usize..=2, [0usize..=3, 0usize..=3, 0usize..=3, 0usize..=3]),
-        (1usize..=2, any::<bool>(), any::<bool>(), activation(), 1usize..=3, any::<u64>()),
+        (
+            1usize..=3,
+            1usize..=3,
+            1usize..=2,
+            1usize..=2,
+            [0usize..=3, 0usize..=3, 0usize..=3, 0usize..=3],
+        ),
+        (
+            1usize..=2,
+            any::<bool>(),
+            any::<bool>(),
+            activation(),
+            1usize..=3,
+            any::<u64>(),
+        ),
     )
         .prop_map(
-            |((gsel, icg, ocg), (h, w, kh, kw), (sy, sx, dy, dx, pads), (batch, bias, residual, activation, threads, seed))| {
+            |(
+                (gsel, icg, ocg),
+                (h, w, kh, kw),
+                (sy, sx, dy, dx, pads),
+                (batch, bias, residual, activation, threads, seed),
+            )| {
                 let group = [1, 2, 8, 32, 0][gsel];
-                let (group, icg, ocg) = if group == 0 { (3 * icg, 1, 1) } else { (group, icg, ocg) };
+                let (group, icg, ocg) = if group == 0 {
+                    (3 * icg, 1, 1)
+                } else {
+                    (group, icg, ocg)
+                };
                 let out_h = out_size(h, kh, sy, dy, pads[0], pads[2])?;
                 let out_w = out_size(w, kw, sx, dx, pads[1], pads[3])?;
                 Some(Case {
@@ -255,14 +314,32 @@ fn check_dense(
         activation: Activation::None,
     };
     let mut magnitude = vec![0.0; want.len()];
-    reference::dense(batch, in_f, out_f, &abs(&x), &abs(&w), &abs_ep, &mut magnitude).unwrap();
+    reference::dense(
+        batch,
+        in_f,
+        out_f,
+        &abs(&x),
+        &abs(&w),
+        &abs_ep,
+        &mut magnitude,
+    )
+    .unwrap();
     let packed = conv::dense_pack(in_f, out_f, &w).unwrap();
     let threads = Threads::new(threads);
     for isa in Isa::all_supported() {
         let mut scratch = vec![f32::NAN; conv::dense_scratch_len(batch, in_f, threads.count())];
         let mut got = vec![f32::NAN; want.len()];
         conv::dense_with_isa(
-            batch, in_f, out_f, &x, &packed, &ep, &mut got, &mut scratch, isa, &threads,
+            batch,
+            in_f,
+            out_f,
+            &x,
+            &packed,
+            &ep,
+            &mut got,
+            &mut scratch,
+            isa,
+            &threads,
         )
         .unwrap();
         for (i, ((&g, &wv), &m)) in got.iter().zip(&want).zip(&magnitude).enumerate() {
@@ -281,7 +358,15 @@ fn check_dense(
     Ok(())
 }
 
-fn shape(in_c: usize, hw: usize, out_c: usize, k: usize, stride: usize, pad: usize, group: usize) -> ConvShape {
+fn shape(
+    in_c: usize,
+    hw: usize,
+    out_c: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+    group: usize,
+) -> ConvShape {
     let out = (hw + 2 * pad - k) / stride + 1;
     ConvShape {
         in_c,
@@ -345,11 +430,26 @@ fn prop_assert_ok(r: Result<(), TestCaseError>) {
 
 #[test]
 fn select_picks_the_specialised_kernels() {
-    assert_eq!(ConvAlgo::select(&shape(256, 56, 64, 1, 1, 0, 1)), ConvAlgo::Pointwise);
-    assert_eq!(ConvAlgo::select(&shape(512, 28, 1024, 1, 2, 0, 1)), ConvAlgo::Pointwise);
-    assert_eq!(ConvAlgo::select(&shape(128, 56, 128, 3, 1, 1, 32)), ConvAlgo::Grouped);
-    assert_eq!(ConvAlgo::select(&shape(96, 28, 96, 3, 2, 1, 96)), ConvAlgo::Depthwise);
-    assert_eq!(ConvAlgo::select(&shape(3, 224, 64, 7, 2, 3, 1)), ConvAlgo::Im2col);
+    assert_eq!(
+        ConvAlgo::select(&shape(256, 56, 64, 1, 1, 0, 1)),
+        ConvAlgo::Pointwise
+    );
+    assert_eq!(
+        ConvAlgo::select(&shape(512, 28, 1024, 1, 2, 0, 1)),
+        ConvAlgo::Pointwise
+    );
+    assert_eq!(
+        ConvAlgo::select(&shape(128, 56, 128, 3, 1, 1, 32)),
+        ConvAlgo::Grouped
+    );
+    assert_eq!(
+        ConvAlgo::select(&shape(96, 28, 96, 3, 2, 1, 96)),
+        ConvAlgo::Depthwise
+    );
+    assert_eq!(
+        ConvAlgo::select(&shape(3, 224, 64, 7, 2, 3, 1)),
+        ConvAlgo::Im2col
+    );
 }
 
 #[test]
@@ -367,16 +467,30 @@ fn bad_lengths_are_errors_not_panics() {
     let mut out = vec![0.0; s.output_len()];
     let mut scratch = vec![0.0; conv::scratch_len(ConvAlgo::Pointwise, &s, 1, 2)];
     let ep = Epilogue::default();
-    let run = |input: &[f32], packed: &[f32], out: &mut [f32], scratch: &mut [f32], ep: &Epilogue| {
-        conv::conv2d(ConvAlgo::Pointwise, &s, 1, input, packed, ep, out, scratch, &threads)
-    };
+    let run =
+        |input: &[f32], packed: &[f32], out: &mut [f32], scratch: &mut [f32], ep: &Epilogue| {
+            conv::conv2d(
+                ConvAlgo::Pointwise,
+                &s,
+                1,
+                input,
+                packed,
+                ep,
+                out,
+                scratch,
+                &threads,
+            )
+        };
     assert!(run(&input[1..], &packed, &mut out, &mut scratch, &ep).is_err());
     assert!(run(&input, &packed[1..], &mut out, &mut scratch, &ep).is_err());
     assert!(run(&input, &packed, &mut out[1..], &mut scratch, &ep).is_err());
     let mut small = vec![0.0; 10];
     assert!(run(&input, &packed, &mut out, &mut small, &ep).is_err());
     let short_bias = [0.0; 3];
-    let bad = Epilogue { bias: Some(&short_bias), ..Epilogue::default() };
+    let bad = Epilogue {
+        bias: Some(&short_bias),
+        ..Epilogue::default()
+    };
     assert!(run(&input, &packed, &mut out, &mut scratch, &bad).is_err());
     assert!(run(&input, &packed, &mut out, &mut scratch, &ep).is_ok());
     assert!(conv::dense_pack(10, 5, &w[..49]).is_err());

@@ -169,14 +169,10 @@ pub fn conv2d_with_isa(
     }
     match algo {
         ConvAlgo::Grouped => {
-            return grouped::run(
-                shape, batch, input, packed, epilogue, output, isa, threads,
-            );
+            return grouped::run(shape, batch, input, packed, epilogue, output, isa, threads);
         }
         ConvAlgo::Depthwise => {
-            return depthwise::run(
-                shape, batch, input, packed, epilogue, output, isa, threads,
-            );
+            return depthwise::run(shape, batch, input, packed, epilogue, output, isa, threads);
         }
         ConvAlgo::Pointwise | ConvAlgo::Im2col => {}
     }

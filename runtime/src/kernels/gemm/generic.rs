@@ -59,7 +59,11 @@ pub(crate) unsafe fn store_row(t: &Tile, r: usize, vals: &[f32]) {
 #[inline(always)]
 pub(crate) unsafe fn finish_one(f: &Finish, mut x: f32, r: usize, col: usize, ldc: usize) -> f32 {
     if !f.bias.is_null() {
-        let i = if f.bias_along == BiasAlong::Rows { r } else { col };
+        let i = if f.bias_along == BiasAlong::Rows {
+            r
+        } else {
+            col
+        };
         // SAFETY: forwarded from the caller.
         x += unsafe { *f.bias.add(i) };
     }

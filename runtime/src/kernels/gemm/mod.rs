@@ -308,7 +308,11 @@ unsafe fn task_body(
             let mut f = finish;
             if let Some(f) = f.as_mut() {
                 if !f.bias.is_null() {
-                    let off = if f.bias_along == BiasAlong::Rows { row } else { col };
+                    let off = if f.bias_along == BiasAlong::Rows {
+                        row
+                    } else {
+                        col
+                    };
                     f.bias = f.bias.wrapping_add(off);
                 }
                 if !f.residual.is_null() {

@@ -23,7 +23,11 @@ pub(crate) unsafe fn tile(t: &Tile) {
             sub.cols = (t.cols - col).min(24);
             if let Some(f) = sub.finish.as_mut() {
                 if !f.bias.is_null() {
-                    let off = if f.bias_along == BiasAlong::Rows { row } else { col };
+                    let off = if f.bias_along == BiasAlong::Rows {
+                        row
+                    } else {
+                        col
+                    };
                     f.bias = f.bias.wrapping_add(off);
                 }
                 if !f.residual.is_null() {
