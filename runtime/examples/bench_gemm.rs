@@ -43,20 +43,21 @@ fn values(seed: u64, len: usize) -> Vec<f32> {
         .collect()
 }
 
-/// The fastest of several timed batches of `f` (the machine is shared: the minimum is the signal).
-fn best_time(budget: Duration, mut f: impl FnMut()) -> Duration {
+/// Seconds per call of `f`: the fastest of eight timed batches (the machine is shared, so the
+/// minimum is the signal).
+fn best_time(budget: Duration, mut f: impl FnMut()) -> f64 {
     f();
     let start = Instant::now();
     f();
     let once = start.elapsed().max(Duration::from_nanos(100));
     let reps = ((budget.as_secs_f64() / 8.0 / once.as_secs_f64()) as usize).clamp(1, 100_000);
-    let mut best = Duration::MAX;
+    let mut best = f64::MAX;
     for _ in 0..8 {
         let t = Instant::now();
         for _ in 0..reps {
             f();
         }
-        best = best.min(t.elapsed() / reps as u32);
+        best = best.min(t.elapsed().as_secs_f64() / reps as f64);
     }
     best
 }
@@ -113,10 +114,9 @@ fn time_conv(s: &ConvShape, isa: Isa, threads: &Threads, budget: Duration) -> f6
         )
         .expect("conv runs");
     })
-    .as_secs_f64()
 }
 
-/// Single-core FMA peak in GFLOP/s: 12 independent chains of 512-bit FMAs.
+/// Single-core FMA peak: 12 independent chains of 512-bit FMAs.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 fn fma_loop_avx512(iters: usize) -> f32 {
@@ -135,19 +135,25 @@ fn fma_loop_avx512(iters: usize) -> f32 {
     _mm512_reduce_add_ps(sum)
 }
 
+/// FMA peak of the pool in GFLOP/s (all its threads together).
 fn fma_peak(threads: &Threads) -> Option<f64> {
     #[cfg(target_arch = "x86_64")]
     if Isa::Avx512.supported() {
-        let iters = 20_000_000;
-        let t = Instant::now();
-        threads.run(threads.count(), &|_| {
-            // SAFETY: AVX-512F is supported (checked above).
-            std::hint::black_box(unsafe { fma_loop_avx512(iters) });
-        });
+        let iters = 4_000_000;
         let flops = (iters * 12 * 16 * 2 * threads.count()) as f64;
-        return Some(flops / t.elapsed().as_secs_f64() / 1e9);
+        let secs = best_time(Duration::from_millis(400), || {
+            threads.run(threads.count(), &|_| {
+                // SAFETY: AVX-512F is supported (checked above).
+                std::hint::black_box(unsafe { fma_loop_avx512(iters) });
+            })
+        });
+        return Some(flops / secs / 1e9);
     }
     None
+}
+
+fn pct(rate: f64, peak: Option<f64>) -> String {
+    peak.map_or(String::from("-"), |p| format!("{:.0}%", 100.0 * rate / p))
 }
 
 fn main() {
@@ -173,7 +179,7 @@ fn main() {
     // Per-call overhead: tasks of a fixed 5 µs of spinning, one per thread, minus those 5 µs.
     let work = Duration::from_micros(5);
     for p in &pools {
-        let t = best_time(Duration::from_millis(50), || {
+        let secs = best_time(Duration::from_millis(50), || {
             p.run(p.count(), &|_| {
                 let t = Instant::now();
                 while t.elapsed() < work {
@@ -185,15 +191,22 @@ fn main() {
             "thread pool: overhead of one run ({} tasks of 5 µs on {} thread(s)): {:.2} µs",
             p.count(),
             p.count(),
-            (t.as_secs_f64() - work.as_secs_f64()) * 1e6
+            (secs - work.as_secs_f64()) * 1e6
         );
     }
     if args.iter().any(|a| a == "--peak") {
         return;
     }
+    if args.iter().any(|a| a == "--stem") {
+        // Profiling aid: the stem alone, single-threaded, for a few seconds.
+        let stem = conv_shape(3, 64, 224, 7, 2, 3);
+        let secs = time_conv(&stem, isa, &pools[0], Duration::from_secs(3));
+        println!("stem: {:.1} µs", secs * 1e6);
+        return;
+    }
     println!();
     println!(
-        "{:>5} {:>5} {:>4} {:>2} {:>3} | {:>9} {:>7} {:>5} | {:>9} {:>7} {:>5}",
+        "{:>5} {:>5} {:>4} {:>2} {:>3} | {:>8} {:>7} {:>5} | {:>8} {:>7} {:>5}",
         "in", "out", "hw", "s", "n", "1T µs", "GFLOP/s", "peak", "2T µs", "GFLOP/s", "peak"
     );
     let mut totals = [0.0f64; 2];
@@ -207,24 +220,24 @@ fn main() {
             let secs = time_conv(&s, isa, p, budget);
             totals[i] += count as f64 * secs;
             let rate = gflop / secs;
-            let frac =
-                peaks[i].map_or(String::from("-"), |pk| format!("{:.0}%", 100.0 * rate / pk));
-            line += &format!(" {:>9.1} {:>7.0} {:>5} |", secs * 1e6, rate, frac);
+            line += &format!(
+                " {:>8.1} {:>7.0} {:>5} |",
+                secs * 1e6,
+                rate,
+                pct(rate, peaks[i])
+            );
         }
         println!("{}", line.trim_end_matches('|'));
     }
     for (i, p) in pools.iter().enumerate() {
         let rate = 2.0 * macs_total / totals[i] / 1e9;
         println!(
-            "all 1×1 convs of ResNeXt-50 ({:.2} GMAC), {} thread(s): {:.2} ms, {:.0} GFLOP/s{}",
+            "all 1×1 convs of ResNeXt-50 ({:.2} GMAC), {} thread(s): {:.2} ms, {:.0} GFLOP/s ({} of peak)",
             macs_total / 1e9,
             p.count(),
             totals[i] * 1e3,
             rate,
-            peaks[i].map_or(String::new(), |pk| format!(
-                " ({:.0}% of peak)",
-                100.0 * rate / pk
-            ))
+            pct(rate, peaks[i])
         );
     }
     println!();
@@ -249,14 +262,14 @@ fn main() {
             bias: Some(&bias),
             ..Epilogue::default()
         };
-        let t = best_time(budget, || {
+        let secs = best_time(budget, || {
             conv::dense_with_isa(1, k, m, &x, &packed, &ep, &mut out, &mut scratch, isa, p)
                 .expect("dense runs");
         });
         println!(
             "classifier 2048→1000, batch 1, {} thread(s): {:.1} µs",
             p.count(),
-            t.as_secs_f64() * 1e6
+            secs * 1e6
         );
     }
 }

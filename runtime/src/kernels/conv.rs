@@ -113,12 +113,23 @@ pub fn pack(algo: ConvAlgo, shape: &ConvShape, weight: &[f32]) -> Result<Vec<f32
 }
 
 /// Scratch floats [`conv2d`] needs for `algo` on a pool of `threads` threads.
-pub fn scratch_len(algo: ConvAlgo, _shape: &ConvShape, _batch: usize, threads: usize) -> usize {
+pub fn scratch_len(algo: ConvAlgo, shape: &ConvShape, batch: usize, threads: usize) -> usize {
     match algo {
-        ConvAlgo::Pointwise | ConvAlgo::Im2col => gemm::scratch_len(threads),
+        ConvAlgo::Pointwise | ConvAlgo::Im2col => {
+            let (m, k, n) = gemm_dims(shape);
+            let total = batch * shape.group;
+            let per_call = PROBLEMS_PER_CALL.min(total.max(1));
+            let last = total % per_call;
+            let len = |problems| gemm::scratch_len(m, n, k, problems, threads);
+            len(per_call).max(if last > 0 { len(last) } else { 0 })
+        }
         ConvAlgo::Grouped | ConvAlgo::Depthwise => 0,
     }
 }
+
+/// GEMMs (batch items × groups) handed to one `gemm::run`, from a fixed-size array so that
+/// `conv2d` allocates nothing.
+const PROBLEMS_PER_CALL: usize = 64;
 
 /// Conv with its fused epilogue, `output = act(conv(input) + bias + residual)`, NCHW, on the
 /// process's ISA tier ([`isa::isa`]). `packed` comes from [`pack`] with the same `algo`; `scratch`
@@ -225,12 +236,9 @@ pub fn conv2d_with_isa(
         residual: epilogue.residual,
         activation: epilogue.activation,
     };
-    // A fixed-size array keeps the common cases allocation-free; many groups or images go in
-    // batches of problems.
-    const BATCH: usize = 64;
     let total = batch * s.group;
-    let per_call = BATCH.min(total.max(1));
-    let mut problems = [problem(0); BATCH];
+    let per_call = PROBLEMS_PER_CALL.min(total.max(1));
+    let mut problems = [problem(0); PROBLEMS_PER_CALL];
     let mut first = 0;
     while first < total {
         let count = per_call.min(total - first);

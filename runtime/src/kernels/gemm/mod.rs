@@ -31,6 +31,9 @@ pub const KC: usize = 256;
 /// Tiles of B per column chunk of a task: `KC × NR × NC_TILES` floats of scratch per thread.
 pub const NC_TILES: usize = 8;
 
+/// Tasks with at most this many column tiles loop over A panels outside and B tiles inside.
+const PANEL_OUTER_MAX_TILES: usize = NC_TILES;
+
 /// Scratch floats each thread needs to pack B.
 pub const B_SCRATCH: usize = KC * NR * NC_TILES;
 
@@ -206,16 +209,22 @@ impl Split {
     }
 }
 
-/// Scratch floats [`run`] needs for `threads` threads when B is packed at run time.
-pub fn scratch_len(threads: usize) -> usize {
-    threads.max(1) * B_SCRATCH
+/// Scratch floats [`run`] needs for `problems` GEMMs of `m × n × k` on `threads` threads when B
+/// is packed at run time: one B block per thread, or, when the rows are split across tasks (which
+/// would make each task pack the same B), every problem's whole B, packed once up front.
+pub fn scratch_len(m: usize, n: usize, k: usize, problems: usize, threads: usize) -> usize {
+    if Split::new(m, n, problems, threads).m_chunks > 1 {
+        problems * packed_b_len(k, n)
+    } else {
+        threads.max(1) * B_SCRATCH
+    }
 }
 
 /// Runs every problem into `output`. The caller has checked that each problem's A holds
 /// `packed_a_len(m, k)` floats, that B covers `k × n` (or `packed_b_len(k, n)` floats when packed),
 /// that every `C` rectangle (`c + r·ldc + col` for `r < m`, `col < n`) lies inside `output` and
 /// the residual, that distinct problems' rectangles do not overlap, and that biases are long
-/// enough. `scratch` must hold [`scratch_len`]`(threads.count())` floats unless every B is packed.
+/// enough. `scratch` must hold [`scratch_len`] floats unless every B is packed.
 pub(crate) fn run(
     g: &Gemm,
     problems: &[Problem],
@@ -228,33 +237,63 @@ pub(crate) fn run(
         return Ok(());
     }
     let isa = if isa.supported() { isa } else { Isa::Generic };
-    let needs_scratch = problems
+    let split = Split::new(g.m, g.n, problems.len(), threads.count());
+    let runtime_b = problems
         .iter()
         .any(|p| !matches!(p.b, BSource::Packed { .. }));
-    if needs_scratch && scratch.len() < scratch_len(threads.count()) {
+    let need = scratch_len(g.m, g.n, g.k, problems.len(), threads.count());
+    if runtime_b && scratch.len() < need {
         return Err(KernelError::Length {
             what: "gemm scratch",
-            expected: scratch_len(threads.count()),
+            expected: need,
             actual: scratch.len(),
         });
     }
-    let split = Split::new(g.m, g.n, problems.len(), threads.count());
+    // Rows split across tasks: pack every B once, in parallel, instead of once per row chunk.
+    let prepack = runtime_b && split.m_chunks > 1;
+    let b_len = packed_b_len(g.k, g.n);
+    let (prepacked, scratch) =
+        scratch.split_at_mut(if prepack { problems.len() * b_len } else { 0 });
+    if prepack {
+        let dst = SharedOut(prepacked.as_mut_ptr());
+        let tile_len = g.k * NR;
+        threads.run(problems.len() * split.n_tiles, &|t| {
+            let (p, j) = (t / split.n_tiles, t % split.n_tiles);
+            // SAFETY: tile `j` of problem `p` occupies its own `tile_len` floats of `prepacked`
+            // (`problems.len() · n_tiles · tile_len` floats), written by this task alone.
+            let tile = unsafe {
+                std::slice::from_raw_parts_mut(
+                    dst.ptr().add((p * split.n_tiles + j) * tile_len),
+                    tile_len,
+                )
+            };
+            pack_b_block(&problems[p].b, g.n, 0, g.k, j..j + 1, tile);
+        });
+    }
+    let prepacked: &[f32] = prepacked;
+    let needs_scratch = runtime_b && !prepack;
     let out = SharedOut(output.as_mut_ptr());
     let scr = SharedOut(scratch.as_mut_ptr());
     let per_problem = split.m_chunks * split.n_chunks;
     let task = |t: usize, worker: usize| {
-        let p = &problems[t / per_problem];
+        let pi = t / per_problem;
+        let mut p = problems[pi];
+        if prepack {
+            p.b = BSource::Packed {
+                data: &prepacked[pi * b_len..(pi + 1) * b_len],
+            };
+        }
         let (mc, nc) = ((t % per_problem) / split.n_chunks, t % split.n_chunks);
         let panels = mc * split.chunk_panels..((mc + 1) * split.chunk_panels).min(split.m_panels);
         let tiles = nc * split.chunk_tiles..((nc + 1) * split.chunk_tiles).min(split.n_tiles);
         // SAFETY: worker `worker` alone uses slot `worker` of the scratch, which holds
-        // `threads.count()` slots when any B is packed at run time (checked above).
+        // `threads.count()` slots when B is packed per task (checked above).
         let bbuf = needs_scratch.then(|| unsafe {
             std::slice::from_raw_parts_mut(scr.ptr().add(worker * B_SCRATCH), B_SCRATCH)
         });
         // SAFETY: the rectangle (rows of `panels`, columns of `tiles`) of problem `p` is written
         // by this task alone and lies inside `output` (the caller's contract).
-        unsafe { task_body(g, p, panels, tiles, bbuf, out.ptr(), isa) };
+        unsafe { task_body(g, &p, panels, tiles, bbuf, out.ptr(), isa) };
     };
     threads.run_indexed(problems.len() * per_problem, &task);
     Ok(())
@@ -275,11 +314,16 @@ unsafe fn task_body(
     isa: Isa,
 ) {
     let k = g.k;
-    // Few columns: keep one A panel in L1 and sweep the tiles; many: keep one B tile in L1 and
-    // sweep the A panels (streamed from L2).
-    let panel_outer = tiles.len() <= 2;
-    for k0 in (0..k).step_by(KC) {
-        let kc = KC.min(k - k0);
+    // Keep one A panel in L1 and sweep the tiles of B (in L2). The k blocks are as deep as the
+    // B block allows (at least `KC`): with few columns (7×7 maps) the whole of A then streams
+    // from memory in one sequential pass, which the prefetchers follow.
+    let panel_outer = tiles.len() <= PANEL_OUTER_MAX_TILES;
+    let kc_step = match p.b {
+        BSource::Packed { .. } => k,
+        _ => (B_SCRATCH / (tiles.len().max(1) * NR)).max(KC),
+    };
+    for k0 in (0..k).step_by(kc_step) {
+        let kc = kc_step.min(k - k0);
         let b_block: &[f32] = match (&p.b, bbuf.as_deref_mut()) {
             (BSource::Packed { data }, _) => data,
             (src, Some(buf)) => {
@@ -442,8 +486,8 @@ fn im2col_row(data: &[f32], s: &ConvShape, k: usize, col0: usize, dst: &mut [f32
             } else if sx == 1 {
                 seg[a..b].copy_from_slice(&line[first..first + (b - a)]);
             } else {
-                for (i, v) in seg[a..b].iter_mut().enumerate() {
-                    *v = line[first + i * sx];
+                for (v, &x) in seg[a..b].iter_mut().zip(line[first..].iter().step_by(sx)) {
+                    *v = x;
                 }
             }
         }
