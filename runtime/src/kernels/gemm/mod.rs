@@ -267,7 +267,7 @@ pub(crate) fn run(
                     tile_len,
                 )
             };
-            pack_b_block(&problems[p].b, g.n, 0, g.k, j..j + 1, tile);
+            pack_b_block(&problems[p].b, g.n, 0, g.k, j..j + 1, tile, isa);
         });
     }
     let prepacked: &[f32] = prepacked;
@@ -327,7 +327,7 @@ unsafe fn task_body(
         let b_block: &[f32] = match (&p.b, bbuf.as_deref_mut()) {
             (BSource::Packed { data }, _) => data,
             (src, Some(buf)) => {
-                pack_b_block(src, g.n, k0, kc, tiles.clone(), buf);
+                pack_b_block(src, g.n, k0, kc, tiles.clone(), buf, isa);
                 buf
             }
             // `run` supplies scratch whenever a B is not packed.
@@ -422,76 +422,129 @@ fn pack_b_block(
     kc: usize,
     tiles: std::ops::Range<usize>,
     dst: &mut [f32],
+    isa: Isa,
 ) {
-    for (t, j) in tiles.enumerate() {
-        let col0 = j * NR;
-        let width = NR.min(n - col0);
-        let tile = &mut dst[t * kc * NR..(t + 1) * kc * NR];
-        match *src {
-            BSource::Rows { data, ld } => {
+    match *src {
+        BSource::Rows { data, ld } => {
+            for (t, j) in tiles.enumerate() {
+                let col0 = j * NR;
+                let width = NR.min(n - col0);
+                let tile = &mut dst[t * kc * NR..(t + 1) * kc * NR];
                 for (kk, row) in tile.chunks_exact_mut(NR).enumerate() {
                     let s = (k0 + kk) * ld + col0;
-                    row[..width].copy_from_slice(&data[s..s + width]);
-                    row[width..].fill(0.0);
+                    if let (Ok(d), Ok(s)) = (
+                        <&mut [f32; NR]>::try_from(&mut *row),
+                        <&[f32; NR]>::try_from(data.get(s..s + NR).unwrap_or(&[])),
+                    ) {
+                        // A fixed-size copy: a few vector moves instead of a memcpy call.
+                        *d = *s;
+                    } else {
+                        row[..width].copy_from_slice(&data[s..s + width]);
+                        row[width..].fill(0.0);
+                    }
                 }
             }
-            BSource::Im2col { data, ref shape } => {
-                for (kk, row) in tile.chunks_exact_mut(NR).enumerate() {
-                    im2col_row(data, shape, k0 + kk, col0, &mut row[..width]);
-                    row[width..].fill(0.0);
-                }
-            }
-            BSource::Packed { .. } => {}
         }
+        BSource::Im2col { data, ref shape } => pack_im2col(data, shape, n, k0, kc, tiles, dst, isa),
+        BSource::Packed { .. } => {}
     }
 }
 
-/// Row `k` of the im2col matrix, columns `col0..col0 + dst.len()`, into `dst`.
-fn im2col_row(data: &[f32], s: &ConvShape, k: usize, col0: usize, dst: &mut [f32]) {
+/// [`pack_b_block`] for an im2col B: k rows outside (their `(ic, ky, kx)` and valid column
+/// range are worked out once each), then each tile's runs of output columns within one output
+/// row, which are zeros (padding) or strided copies of one input line.
+#[allow(clippy::too_many_arguments)]
+fn pack_im2col(
+    data: &[f32],
+    s: &ConvShape,
+    n: usize,
+    k0: usize,
+    kc: usize,
+    tiles: std::ops::Range<usize>,
+    dst: &mut [f32],
+    isa: Isa,
+) {
     let [kh, kw] = s.kernel;
-    let (ic, ky, kx) = (k / (kh * kw), (k / kw) % kh, k % kw);
-    let plane = &data[ic * s.in_h * s.in_w..(ic + 1) * s.in_h * s.in_w];
     let (sy, sx) = (s.stride[0], s.stride[1]);
-    let x_off = (kx * s.dilation[1]) as isize - s.pads[1] as isize;
-    let mut col = col0;
-    let mut filled = 0;
-    while filled < dst.len() {
-        let (oy, ox0) = (col / s.out_w, col % s.out_w);
-        let run = (s.out_w - ox0).min(dst.len() - filled);
-        let seg = &mut dst[filled..filled + run];
-        let iy = (oy * sy + ky * s.dilation[0]) as isize - s.pads[0] as isize;
-        if iy < 0 || iy >= s.in_h as isize {
-            seg.fill(0.0);
+    let plane_len = s.in_h * s.in_w;
+    let (mut ic, mut ky, mut kx) = (k0 / (kh * kw), (k0 / kw) % kh, k0 % kw);
+    for kk in 0..kc {
+        let plane = &data[ic * plane_len..(ic + 1) * plane_len];
+        let y_off = (ky * s.dilation[0]) as isize - s.pads[0] as isize;
+        let x_off = (kx * s.dilation[1]) as isize - s.pads[1] as isize;
+        // Output columns whose input column `ox·sx + x_off` lies in `0..in_w`.
+        let lo = if x_off < 0 {
+            (-x_off as usize).div_ceil(sx)
         } else {
-            let line = &plane[iy as usize * s.in_w..(iy as usize + 1) * s.in_w];
-            // Output columns whose input column `ox·sx + x_off` lies in `0..in_w`.
-            let lo = if x_off < 0 {
-                (-x_off as usize).div_ceil(sx)
-            } else {
-                0
-            };
-            let hi = if x_off >= s.in_w as isize {
-                0
-            } else {
-                (s.in_w as isize - x_off) as usize
-            }
-            .div_ceil(sx);
-            let a = lo.saturating_sub(ox0).min(run);
-            let b = hi.saturating_sub(ox0).min(run).max(a);
-            seg[..a].fill(0.0);
-            seg[b..].fill(0.0);
-            let first = ((ox0 + a) * sx).wrapping_add_signed(x_off);
-            if b == a {
-                // The whole run lies in the padding.
-            } else if sx == 1 {
-                seg[a..b].copy_from_slice(&line[first..first + (b - a)]);
-            } else {
-                for (v, &x) in seg[a..b].iter_mut().zip(line[first..].iter().step_by(sx)) {
-                    *v = x;
+            0
+        };
+        let hi = if x_off >= s.in_w as isize {
+            0
+        } else {
+            (s.in_w as isize - x_off) as usize
+        }
+        .div_ceil(sx);
+        for (t, j) in tiles.clone().enumerate() {
+            let col0 = j * NR;
+            let width = NR.min(n - col0);
+            let row = &mut dst[(t * kc + kk) * NR..][..NR];
+            let (mut oy, mut ox) = (col0 / s.out_w, col0 % s.out_w);
+            let mut filled = 0;
+            while filled < width {
+                let run = (s.out_w - ox).min(width - filled);
+                let seg = &mut row[filled..filled + run];
+                let iy = (oy * sy) as isize + y_off;
+                if iy < 0 || iy >= s.in_h as isize {
+                    seg.fill(0.0);
+                } else {
+                    let line = &plane[iy as usize * s.in_w..(iy as usize + 1) * s.in_w];
+                    let a = lo.saturating_sub(ox).min(run);
+                    let b = hi.saturating_sub(ox).min(run).max(a);
+                    if a > 0 {
+                        seg[..a].fill(0.0);
+                    }
+                    if b < run {
+                        seg[b..].fill(0.0);
+                    }
+                    if b > a {
+                        let first = ((ox + a) * sx).wrapping_add_signed(x_off);
+                        let out = &mut seg[a..b];
+                        match sx {
+                            1 => out.copy_from_slice(&line[first..first + (b - a)]),
+                            #[cfg(target_arch = "x86_64")]
+                            2 if isa == Isa::Avx512 => {
+                                // SAFETY: `run` only passes tiers the CPU supports.
+                                unsafe { x86_64::avx512::gather_stride2(&line[first..], out) }
+                            }
+                            2 => {
+                                let src = &line[first..first + 2 * out.len() - 1];
+                                for (i, v) in out.iter_mut().enumerate() {
+                                    *v = src[2 * i];
+                                }
+                            }
+                            _ => {
+                                for (v, &x) in out.iter_mut().zip(line[first..].iter().step_by(sx))
+                                {
+                                    *v = x;
+                                }
+                            }
+                        }
+                    }
                 }
+                filled += run;
+                ox = 0;
+                oy += 1;
+            }
+            row[width..].fill(0.0);
+        }
+        kx += 1;
+        if kx == kw {
+            kx = 0;
+            ky += 1;
+            if ky == kh {
+                ky = 0;
+                ic += 1;
             }
         }
-        filled += run;
-        col += run;
     }
 }

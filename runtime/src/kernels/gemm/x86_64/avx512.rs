@@ -160,3 +160,44 @@ unsafe fn tile_narrow<const C: usize>(t: &Tile) {
         }
     }
 }
+
+/// `dst[i] = src[2·i]` for every `i` in `0..dst.len()`: the stride-2 im2col gather, 16 outputs
+/// per two loads and one two-source permute. `src` must hold at least `2·dst.len() − 1` floats.
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn gather_stride2(src: &[f32], dst: &mut [f32]) {
+    let len = dst.len();
+    if len == 0 || src.len() < 2 * len - 1 {
+        return;
+    }
+    let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    let mut i = 0;
+    while i < len {
+        let r = (len - i).min(16);
+        // Inputs needed: `2r − 1` from `2i`; the first vector holds 16 of them, the second the rest.
+        let need = 2 * r - 1;
+        let m_lo: __mmask16 = if need >= 16 {
+            0xFFFF
+        } else {
+            (1u16 << need) - 1
+        };
+        let m_hi: __mmask16 = if need > 16 {
+            ((1u32 << (need - 16)) - 1) as u16
+        } else {
+            0
+        };
+        let m_out: __mmask16 = if r == 16 { 0xFFFF } else { (1u16 << r) - 1 };
+        // SAFETY: the masks cover inputs `2i .. 2i + need ≤ 2·len − 1 ≤ src.len()` and outputs
+        // `i .. i + r ≤ len`; masked-off lanes are not accessed.
+        unsafe {
+            let p = src.as_ptr().add(2 * i);
+            let lo = _mm512_maskz_loadu_ps(m_lo, p);
+            let hi = _mm512_maskz_loadu_ps(m_hi, p.wrapping_add(16));
+            let v = _mm512_permutex2var_ps(lo, even, hi);
+            _mm512_mask_storeu_ps(dst.as_mut_ptr().add(i), m_out, v);
+        }
+        i += r;
+    }
+}
