@@ -495,3 +495,25 @@ fn bad_lengths_are_errors_not_panics() {
     assert!(run(&input, &packed, &mut out, &mut scratch, &ep).is_ok());
     assert!(conv::dense_pack(10, 5, &w[..49]).is_err());
 }
+
+/// Regression (found by proptest): a dilated 1×4 kernel whose first tap reads only left padding
+/// for a whole output run, so the run's valid range is empty.
+#[test]
+fn a_run_entirely_in_the_padding() {
+    let s = ConvShape {
+        in_c: 1,
+        in_h: 7,
+        in_w: 8,
+        out_c: 1,
+        out_h: 7,
+        out_w: 7,
+        kernel: [1, 4],
+        stride: [1, 1],
+        dilation: [1, 2],
+        pads: [0, 3, 0, 2],
+        group: 1,
+    };
+    for threads in [1, 2] {
+        prop_assert_ok(check_case(ConvAlgo::Im2col, &case(s, threads)));
+    }
+}
