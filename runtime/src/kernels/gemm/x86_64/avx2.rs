@@ -36,21 +36,28 @@ pub(crate) unsafe fn tile(t: &Tile) {
             }
             // SAFETY: the sub-tile lies inside `t` (same strides), forwarded from the caller.
             unsafe {
-                match sub.cols.div_ceil(8) {
-                    1 => sub_tile::<1>(&sub),
-                    2 => sub_tile::<2>(&sub),
-                    _ => sub_tile::<3>(&sub),
+                match (sub.rows, sub.cols.div_ceil(8)) {
+                    (1, 1) => sub_tile::<1, 1>(&sub),
+                    (1, 2) => sub_tile::<1, 2>(&sub),
+                    (1, _) => sub_tile::<1, 3>(&sub),
+                    (2, 1) => sub_tile::<2, 1>(&sub),
+                    (2, 2) => sub_tile::<2, 2>(&sub),
+                    (2, _) => sub_tile::<2, 3>(&sub),
+                    (_, 1) => sub_tile::<4, 1>(&sub),
+                    (_, 2) => sub_tile::<4, 2>(&sub),
+                    (_, _) => sub_tile::<4, 3>(&sub),
                 }
             }
         }
     }
 }
 
-/// A 4-row sub-tile of `NV` ymm columns; A rows at stride `MR`, B rows at stride `NR`.
+/// An `R`-row (`R >= rows`, at most 4) sub-tile of `NV` ymm columns; A rows at stride `MR`, B
+/// rows at stride `NR`.
 #[target_feature(enable = "avx2,fma")]
 #[allow(clippy::needless_range_loop)]
-unsafe fn sub_tile<const NV: usize>(t: &Tile) {
-    let mut acc = [[_mm256_setzero_ps(); NV]; 4];
+unsafe fn sub_tile<const R: usize, const NV: usize>(t: &Tile) {
+    let mut acc = [[_mm256_setzero_ps(); NV]; R];
     let (mut a, mut b) = (t.a, t.b);
     for _ in 0..t.kc {
         let mut bv = [_mm256_setzero_ps(); NV];
@@ -58,8 +65,8 @@ unsafe fn sub_tile<const NV: usize>(t: &Tile) {
             // SAFETY: B holds `kc` rows of `NR` floats; this sub-tile reads `8·NV` of them.
             bv[v] = unsafe { _mm256_loadu_ps(b.add(8 * v)) };
         }
-        for r in 0..4 {
-            // SAFETY: A holds `kc` rows of `MR` floats; this sub-tile reads 4 of them.
+        for r in 0..R {
+            // SAFETY: A holds `kc` rows of `MR` floats; this sub-tile reads `R <= 4` of them.
             let x = _mm256_set1_ps(unsafe { *a.add(r) });
             for v in 0..NV {
                 acc[r][v] = _mm256_fmadd_ps(x, bv[v], acc[r][v]);
@@ -69,7 +76,7 @@ unsafe fn sub_tile<const NV: usize>(t: &Tile) {
         b = b.wrapping_add(NR);
     }
     let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    for r in 0..t.rows.min(4) {
+    for r in 0..t.rows.min(R) {
         for v in 0..NV {
             let rem = (t.cols - 8 * v).min(8);
             let m = _mm256_cmpgt_epi32(_mm256_set1_epi32(rem as i32), lanes);
