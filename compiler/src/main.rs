@@ -1,1 +1,294 @@
-fn main() {}
+//! `resnextc`: the command line. `compile` turns an ONNX model into a standalone Rust crate;
+//! `inspect` prints the graph (text, JSON or graphviz dot) with shapes, parameters and MACs.
+//!
+//! Exit codes: 0 success, 1 bad model or input, 2 usage, 3 I/O.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use resnext_compiler::back::rust::RuntimeDep;
+use resnext_compiler::driver::{self, Compiled};
+use resnext_compiler::ir::Op;
+
+#[derive(Parser)]
+#[command(
+    name = "resnextc",
+    version,
+    about = "Ahead-of-time compiler for ResNeXt-style CNNs"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Compile an ONNX model into a standalone Rust crate.
+    Compile {
+        /// The ONNX model.
+        model: PathBuf,
+        /// Directory of the crate to write.
+        #[arg(short, long)]
+        out: PathBuf,
+        /// Package name (default: the model file's name).
+        #[arg(long)]
+        name: Option<String>,
+        /// Depend on this published version of resnext-runtime instead of this checkout's.
+        #[arg(long)]
+        runtime_version: Option<String>,
+        /// Skip the optimisation passes.
+        #[arg(long)]
+        no_opt: bool,
+        /// Print each stage and its time.
+        #[arg(short, long)]
+        verbose: bool,
+    },
+    /// Print the model's graph: one row per node, and totals.
+    Inspect {
+        model: PathBuf,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        /// Show the graph after the optimisation passes (and the memory plan's peak).
+        #[arg(long)]
+        after_passes: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+    Dot,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // Help and version exit 0, usage errors exit 2.
+        Err(e) => e.exit(),
+    };
+    let result = match cli.command {
+        Command::Compile {
+            model,
+            out,
+            name,
+            runtime_version,
+            no_opt,
+            verbose,
+        } => compile(model, out, name, runtime_version, no_opt, verbose),
+        Command::Inspect {
+            model,
+            format,
+            after_passes,
+        } => inspect(model, format, after_passes),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let mut message = format!("error: {e}");
+            let mut source = std::error::Error::source(&e);
+            while let Some(cause) = source {
+                message.push_str(&format!("\n  caused by: {cause}"));
+                source = cause.source();
+            }
+            eprintln!("{message}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+fn compile(
+    model: PathBuf,
+    out: PathBuf,
+    name: Option<String>,
+    runtime_version: Option<String>,
+    no_opt: bool,
+    verbose: bool,
+) -> Result<(), driver::Error> {
+    let mut options = driver::Options {
+        verbose,
+        ..driver::Options::default()
+    };
+    if no_opt {
+        options.passes = None;
+    }
+    options.back.name = name.unwrap_or_else(|| driver::default_name(&model));
+    options.back.source = model.file_name().map(|f| f.to_string_lossy().into_owned());
+    if let Some(v) = runtime_version {
+        options.back.runtime = RuntimeDep::Version(v);
+    }
+    let graph = driver::load(&model, &options)?;
+    driver::compile_to_crate(graph, &out, &options)?;
+    eprintln!(
+        "wrote {}: build and run it with `cargo run --release --manifest-path {}/Cargo.toml -- INPUT.npy OUTPUT.npy`",
+        out.display(),
+        out.display()
+    );
+    Ok(())
+}
+
+/// One row of `inspect`.
+struct Row {
+    op: &'static str,
+    name: String,
+    shape: String,
+    detail: String,
+    params: u64,
+    macs: u64,
+    inputs: Vec<usize>,
+    index: usize,
+}
+
+fn inspect(model: PathBuf, format: Format, after_passes: bool) -> Result<(), driver::Error> {
+    let mut options = driver::Options::default();
+    if !after_passes {
+        options.passes = None;
+    }
+    let graph = driver::load(&model, &options)?;
+    let compiled = driver::compile(graph, &options)?;
+    let rows = rows(&compiled);
+    let peak = compiled.memory.as_ref().map(|m| m.peak_bytes_per_item);
+    let (params, macs) = (compiled.info.params, compiled.info.macs);
+    match format {
+        Format::Text => {
+            println!(
+                "{:<4} {:<18} {:<44} {:<22} {:>10} {:>14}  detail",
+                "#", "op", "name", "output", "params", "MACs"
+            );
+            for r in &rows {
+                println!(
+                    "{:<4} {:<18} {:<44} {:<22} {:>10} {:>14}  {}",
+                    r.index, r.op, r.name, r.shape, r.params, r.macs, r.detail
+                );
+            }
+            println!(
+                "total: {} nodes, {params} params, {:.3} GMACs per item, peak activation {}",
+                rows.len(),
+                macs as f64 * 1e-9,
+                peak.map_or("not planned (use --after-passes)".into(), |p| format!(
+                    "{p} bytes per item"
+                ))
+            );
+        }
+        Format::Json => {
+            let nodes: Vec<_> = rows
+                .iter()
+                .map(|r| {
+                    serde_json::json!({
+                        "index": r.index, "op": r.op, "name": r.name, "output_shape": r.shape,
+                        "detail": r.detail, "params": r.params, "macs": r.macs, "inputs": r.inputs,
+                    })
+                })
+                .collect();
+            let doc = serde_json::json!({
+                "model": model.display().to_string(),
+                "after_passes": after_passes,
+                "nodes": nodes,
+                "totals": {
+                    "nodes": rows.len(),
+                    "params": params,
+                    "macs": macs,
+                    "gmacs": macs as f64 * 1e-9,
+                    "peak_activation_bytes": peak,
+                },
+            });
+            println!("{doc:#}");
+        }
+        Format::Dot => {
+            println!("digraph model {{\n  node [shape=box, fontname=monospace];");
+            for r in &rows {
+                let label = format!("{}\\n{}\\n{}", r.op, r.name, r.shape).replace('"', "'");
+                println!("  n{} [label=\"{label}\"];", r.index);
+                for i in &r.inputs {
+                    println!("  n{i} -> n{};", r.index);
+                }
+            }
+            println!("}}");
+        }
+    }
+    Ok(())
+}
+
+fn rows(compiled: &Compiled) -> Vec<Row> {
+    let graph = &compiled.graph;
+    let position: std::collections::HashMap<_, _> = compiled
+        .info
+        .order
+        .iter()
+        .enumerate()
+        .map(|(i, &id)| (id, i))
+        .collect();
+    compiled
+        .info
+        .order
+        .iter()
+        .enumerate()
+        .map(|(index, &id)| {
+            let node = graph.node(id);
+            let params = node
+                .op
+                .weights()
+                .iter()
+                .filter_map(|&w| graph.weights.get(w))
+                .map(|w| w.dims.iter().product::<usize>() as u64)
+                .sum();
+            Row {
+                op: node.op.name(),
+                name: node.name.clone(),
+                shape: node.output.shape.to_string(),
+                detail: detail(&node.op),
+                params,
+                macs: node.op.macs(&node.output),
+                inputs: graph
+                    .inputs_of(id)
+                    .iter()
+                    .filter_map(|i| position.get(i).copied())
+                    .collect(),
+                index,
+            }
+        })
+        .collect()
+}
+
+/// The attributes worth a glance: kernel, stride, group, fused epilogue.
+fn detail(op: &Op) -> String {
+    let epilogue = |e: &resnext_compiler::ir::Epilogue| {
+        let mut s = String::new();
+        if e.residual {
+            s.push_str(" +residual");
+        }
+        match e.activation {
+            resnext_compiler::ir::Activation::None => {}
+            a => s.push_str(&format!(" +{a:?}")),
+        }
+        s
+    };
+    match op {
+        Op::Conv(c) => format!(
+            "{}x{} /{} group {} pads {:?}{}",
+            c.kernel[0],
+            c.kernel[1],
+            c.stride[0],
+            c.group,
+            c.pads,
+            epilogue(&c.epilogue)
+        ),
+        Op::Dense(d) => format!(
+            "{} -> {}{}",
+            d.in_features,
+            d.out_features,
+            epilogue(&d.epilogue)
+        ),
+        Op::MaxPool(p) | Op::AveragePool(p) => {
+            format!(
+                "{}x{} /{} pads {:?}",
+                p.kernel[0], p.kernel[1], p.stride[0], p.pads
+            )
+        }
+        Op::Clip { min, max } => format!("[{min}, {max}]"),
+        Op::Add { activation } if *activation != Default::default() => format!("+{activation:?}"),
+        Op::ScaleShift(s) if s.activation != Default::default() => format!("+{:?}", s.activation),
+        _ => String::new(),
+    }
+}

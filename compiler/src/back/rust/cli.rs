@@ -1,0 +1,133 @@
+//! The emitted `main.rs`: a dependency-free CLI that runs the model on an `.npy` batch and writes the
+//! logits, with `--bench N` timing N runs after warm-up and printing `median_ms=<x>` last.
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote};
+
+/// `main.rs` of a crate whose library is `lib` and whose model struct is `model`.
+pub(super) fn main_tokens(lib: &syn::Ident, model: &str) -> TokenStream {
+    let model = format_ident!("{}", model);
+    quote! {
+        use std::process::ExitCode;
+        use std::time::Instant;
+
+        use #lib::{#model, INPUT_SHAPE, OUTPUT_SHAPE, WEIGHTS_PATH};
+
+        const USAGE: &str = "usage: INPUT.npy OUTPUT.npy [--bench N] [--threads T] [--weights PATH]";
+
+        /// A failure and its exit code: 1 bad input or model, 2 usage, 3 I/O.
+        struct Failure {
+            code: u8,
+            message: String,
+        }
+
+        fn fail(code: u8, message: impl ToString) -> Failure {
+            Failure { code, message: message.to_string() }
+        }
+
+        struct Args {
+            input: String,
+            output: String,
+            bench: Option<usize>,
+            threads: Option<usize>,
+            weights: String,
+        }
+
+        fn parse_args() -> Result<Args, Failure> {
+            let mut positional = Vec::new();
+            let (mut bench, mut threads, mut weights) = (None, None, WEIGHTS_PATH.to_string());
+            let mut args = std::env::args().skip(1);
+            while let Some(arg) = args.next() {
+                let mut value = |flag: &str| {
+                    args.next().ok_or_else(|| fail(2, format!("{flag} needs a value\n{USAGE}")))
+                };
+                let count = |flag: &str, v: String| {
+                    v.parse::<usize>()
+                        .ok()
+                        .filter(|&n| n > 0)
+                        .ok_or_else(|| fail(2, format!("{flag} takes a positive integer, not `{v}`")))
+                };
+                match arg.as_str() {
+                    "--bench" => bench = Some(count("--bench", value("--bench")?)?),
+                    "--threads" => threads = Some(count("--threads", value("--threads")?)?),
+                    "--weights" => weights = value("--weights")?,
+                    "-h" | "--help" => return Err(fail(0, USAGE)),
+                    flag if flag.starts_with("--") => {
+                        return Err(fail(2, format!("unknown option `{flag}`\n{USAGE}")));
+                    }
+                    _ => positional.push(arg),
+                }
+            }
+            let [input, output]: [String; 2] = positional
+                .try_into()
+                .map_err(|_| fail(2, USAGE))?;
+            Ok(Args { input, output, bench, threads, weights })
+        }
+
+        fn run() -> Result<(), Failure> {
+            let args = parse_args()?;
+            if let Some(t) = args.threads {
+                if t > 1 {
+                    eprintln!("note: the reference kernels are single-threaded; --threads {t} has no effect yet");
+                }
+            }
+            let model = #model::load(&args.weights).map_err(|e| {
+                let code = if matches!(e, ::resnext_runtime::LoadError::Io { .. }) { 3 } else { 1 };
+                fail(code, e)
+            })?;
+            let (shape, data) = ::resnext_runtime::npy::read_f32(&args.input).map_err(|e| {
+                let code = if matches!(e, ::resnext_runtime::npy::NpyError::Io { .. }) { 3 } else { 1 };
+                fail(code, e)
+            })?;
+            let batch = match shape.split_first() {
+                Some((&batch, item)) if item == INPUT_SHAPE => batch,
+                _ => {
+                    return Err(fail(1, format!(
+                        "{}: shape {shape:?} is not [batch, {}]",
+                        args.input,
+                        INPUT_SHAPE.map(|d| d.to_string()).join(", ")
+                    )));
+                }
+            };
+            let logits = model.forward(&data, batch).map_err(|e| fail(1, e))?;
+            let mut out_shape = vec![batch];
+            out_shape.extend(OUTPUT_SHAPE);
+            ::resnext_runtime::npy::write_f32(&args.output, &out_shape, &logits).map_err(|e| fail(3, e))?;
+            if let Some(runs) = args.bench {
+                let mut output = vec![0.0f32; logits.len()];
+                for _ in 0..runs.clamp(1, 3) {
+                    model.forward_into(&data, batch, &mut output).map_err(|e| fail(1, e))?;
+                }
+                let mut times = Vec::with_capacity(runs);
+                for _ in 0..runs {
+                    let start = Instant::now();
+                    model.forward_into(&data, batch, &mut output).map_err(|e| fail(1, e))?;
+                    times.push(start.elapsed().as_secs_f64() * 1e3);
+                }
+                times.sort_by(f64::total_cmp);
+                let median = if runs % 2 == 1 {
+                    times[runs / 2]
+                } else {
+                    (times[runs / 2 - 1] + times[runs / 2]) / 2.0
+                };
+                println!("batch={batch} runs={runs} min_ms={:.3} max_ms={:.3}", times[0], times[runs - 1]);
+                println!("median_ms={median:.3}");
+            }
+            Ok(())
+        }
+
+        fn main() -> ExitCode {
+            match run() {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(Failure { code: 0, message }) => {
+                    println!("{message}");
+                    ExitCode::SUCCESS
+                }
+                Err(Failure { code, message }) => {
+                    eprintln!("error: {message}");
+                    ExitCode::from(code)
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,259 @@
+//! The body of the emitted `forward_into`: one statement per node, each a call to a runtime kernel
+//! with the layer's shape written out as constants and its weights read by index.
+
+use proc_macro2::{Literal, TokenStream};
+use quote::quote;
+use resnext_runtime::kernels::{ConvShape, PoolShape};
+
+use super::Model;
+use crate::interp;
+use crate::ir::{self, ConvKernel, NodeId, Op};
+
+/// An unsuffixed integer literal.
+pub(super) fn lit(n: usize) -> Literal {
+    Literal::usize_unsuffixed(n)
+}
+
+pub(super) fn usizes(values: &[usize]) -> Vec<Literal> {
+    values.iter().map(|&v| lit(v)).collect()
+}
+
+/// The straight-line body: buffers allocated as they are produced and dropped after their last use.
+pub(super) fn forward_body(model: &Model) -> TokenStream {
+    let mut body = TokenStream::new();
+    if !model.weight_order.is_empty() {
+        body.extend(quote!(let w = &self.weights;));
+    }
+    let input = model.value(model.input);
+    body.extend(quote!(let #input = input;));
+    for (pos, &id) in model.order.iter().enumerate() {
+        let node = model.graph.node(id);
+        if matches!(node.op, Op::Input) {
+            continue;
+        }
+        let out = model.value(id);
+        let len = lit(node.output.shape.item_len().unwrap_or(0));
+        let args: Vec<TokenStream> = model
+            .graph
+            .inputs_of(id)
+            .into_iter()
+            .map(|src| {
+                let v = model.value(src);
+                if model.is_input(src) {
+                    quote!(#v)
+                } else {
+                    quote!(&#v)
+                }
+            })
+            .collect();
+        let call = emit_node(model, id, &args, quote!(&mut #out));
+        let name = &node.name;
+        body.extend(quote! {
+            let mut #out = vec![0.0f32; batch * #len];
+            #call.map_err(::resnext_runtime::RunError::at(#name))?;
+        });
+        for src in model.graph.inputs_of(id) {
+            if model.last_use.get(&src) == Some(&pos) && !model.is_input(src) && src != model.output
+            {
+                let v = model.value(src);
+                body.extend(quote!(drop(#v);));
+            }
+        }
+    }
+    let out = model.value(model.output);
+    body.extend(quote!(output.copy_from_slice(&#out);));
+    body
+}
+
+/// The kernel call computing node `id` from `args` (slot order) into `out`; an expression of type
+/// `Result<(), KernelError>`. One arm per op.
+fn emit_node(model: &Model, id: NodeId, args: &[TokenStream], out: TokenStream) -> TokenStream {
+    let graph = model.graph;
+    let node = graph.node(id);
+    let in_type = &graph.node(graph.inputs_of(id)[0]).output;
+    let reference = quote!(::resnext_runtime::kernels::reference);
+    match &node.op {
+        Op::Input => quote!(Ok::<(), ::resnext_runtime::kernels::KernelError>(())),
+        Op::Conv(c) => emit_conv(model, c, in_type, &node.output, args, out),
+        Op::Dense(d) => emit_dense(model, d, args, out),
+        Op::BatchNorm(b) => {
+            let (c, spatial) = spatial_lits(in_type);
+            let [scale, bias, mean, var] =
+                [b.scale, b.bias, b.mean, b.var].map(|w| weight(model, w));
+            let eps = f32_tokens(b.epsilon);
+            let x = &args[0];
+            quote!(#reference::batch_norm(batch, #c, #spatial, #x, #scale, #bias, #mean, #var, #eps, #out))
+        }
+        Op::ScaleShift(s) => {
+            let (c, spatial) = spatial_lits(in_type);
+            let (scale, shift) = (weight(model, s.scale), weight(model, s.shift));
+            let act = activation(s.activation);
+            let x = &args[0];
+            quote!(#reference::scale_shift(batch, #c, #spatial, #x, #scale, #shift, #act, #out))
+        }
+        Op::Relu => emit_activation(&args[0], ir::Activation::Relu, out),
+        Op::Clip { min, max } => emit_activation(
+            &args[0],
+            ir::Activation::Clip {
+                min: *min,
+                max: *max,
+            },
+            out,
+        ),
+        // Reshapes copy: the reference path keeps one buffer per value; passes may alias later.
+        Op::Flatten { .. } | Op::Reshape { .. } | Op::Identity => {
+            emit_activation(&args[0], ir::Activation::None, out)
+        }
+        Op::Add { activation: a } => {
+            let act = activation(*a);
+            let (x, y) = (&args[0], &args[1]);
+            quote!(#reference::add(#x, #y, #act, #out))
+        }
+        Op::MaxPool(p) => {
+            let shape = pool_shape(&interp::pool_shape(p, in_type, &node.output));
+            let x = &args[0];
+            quote!(#reference::max_pool2d(&#shape, batch, #x, #out))
+        }
+        Op::AveragePool(p) => {
+            let shape = pool_shape(&interp::pool_shape(p, in_type, &node.output));
+            let include = p.count_include_pad;
+            let x = &args[0];
+            quote!(#reference::avg_pool2d(&#shape, #include, batch, #x, #out))
+        }
+        Op::GlobalAveragePool { .. } => {
+            let (c, spatial) = spatial_lits(in_type);
+            let x = &args[0];
+            quote!(#reference::global_avg_pool(batch, #c, #spatial, #x, #out))
+        }
+    }
+}
+
+fn emit_conv(
+    model: &Model,
+    c: &ir::Conv,
+    in_type: &ir::TensorType,
+    out_type: &ir::TensorType,
+    args: &[TokenStream],
+    out: TokenStream,
+) -> TokenStream {
+    let shape = conv_shape(&interp::conv_shape(c, in_type, out_type));
+    let epilogue = epilogue(model, c.bias, c.epilogue, args.get(1));
+    let (x, wt) = (&args[0], weight(model, c.weight));
+    match c.kernel_choice {
+        ConvKernel::Reference => quote! {
+            ::resnext_runtime::kernels::reference::conv2d(&#shape, batch, #x, #wt, &#epilogue, #out)
+        },
+    }
+}
+
+fn emit_dense(model: &Model, d: &ir::Dense, args: &[TokenStream], out: TokenStream) -> TokenStream {
+    let epilogue = epilogue(model, d.bias, d.epilogue, args.get(1));
+    let (x, wt) = (&args[0], weight(model, d.weight));
+    let (k, m) = (lit(d.in_features), lit(d.out_features));
+    quote! {
+        ::resnext_runtime::kernels::reference::dense(batch, #k, #m, #x, #wt, &#epilogue, #out)
+    }
+}
+
+fn emit_activation(x: &TokenStream, a: ir::Activation, out: TokenStream) -> TokenStream {
+    let act = activation(a);
+    quote!(::resnext_runtime::kernels::reference::activation(#x, #act, #out))
+}
+
+fn epilogue(
+    model: &Model,
+    bias: Option<ir::WeightId>,
+    e: ir::Epilogue,
+    residual: Option<&TokenStream>,
+) -> TokenStream {
+    let bias = match bias {
+        Some(b) => {
+            let b = weight(model, b);
+            quote!(Some(#b))
+        }
+        None => quote!(None),
+    };
+    let residual = match residual.filter(|_| e.residual) {
+        Some(r) => quote!(Some(#r)),
+        None => quote!(None),
+    };
+    let act = activation(e.activation);
+    quote! {
+        ::resnext_runtime::kernels::Epilogue { bias: #bias, residual: #residual, activation: #act }
+    }
+}
+
+/// `w.tensor(i)` for a weight; every weight of an op is in the index (collected from the same ops).
+fn weight(model: &Model, id: ir::WeightId) -> TokenStream {
+    let index = lit(model.weight_index.get(&id).copied().unwrap_or(usize::MAX));
+    quote!(w.tensor(#index))
+}
+
+fn activation(a: ir::Activation) -> TokenStream {
+    match a {
+        ir::Activation::None => quote!(::resnext_runtime::kernels::Activation::None),
+        ir::Activation::Relu => quote!(::resnext_runtime::kernels::Activation::Relu),
+        ir::Activation::Clip { min, max } => {
+            let (min, max) = (f32_tokens(min), f32_tokens(max));
+            quote!(::resnext_runtime::kernels::Activation::Clip { min: #min, max: #max })
+        }
+    }
+}
+
+/// An f32 constant; infinities (a one-sided Clip) have no literal.
+fn f32_tokens(x: f32) -> TokenStream {
+    if x == f32::INFINITY {
+        quote!(f32::INFINITY)
+    } else if x == f32::NEG_INFINITY {
+        quote!(f32::NEG_INFINITY)
+    } else if x.is_nan() {
+        quote!(f32::NAN)
+    } else {
+        let l = Literal::f32_suffixed(x);
+        quote!(#l)
+    }
+}
+
+fn spatial_lits(t: &ir::TensorType) -> (Literal, Literal) {
+    let (c, spatial) = interp::channels_spatial(t);
+    (lit(c), lit(spatial))
+}
+
+fn pair(v: [usize; 2]) -> TokenStream {
+    let [a, b] = v.map(lit);
+    quote!([#a, #b])
+}
+
+fn quad(v: [usize; 4]) -> TokenStream {
+    let [a, b, c, d] = v.map(lit);
+    quote!([#a, #b, #c, #d])
+}
+
+fn conv_shape(s: &ConvShape) -> TokenStream {
+    let [in_c, in_h, in_w, out_c, out_h, out_w, group] =
+        [s.in_c, s.in_h, s.in_w, s.out_c, s.out_h, s.out_w, s.group].map(lit);
+    let (kernel, stride, dilation, pads) = (
+        pair(s.kernel),
+        pair(s.stride),
+        pair(s.dilation),
+        quad(s.pads),
+    );
+    quote! {
+        ::resnext_runtime::kernels::ConvShape {
+            in_c: #in_c, in_h: #in_h, in_w: #in_w, out_c: #out_c, out_h: #out_h, out_w: #out_w,
+            kernel: #kernel, stride: #stride, dilation: #dilation, pads: #pads, group: #group,
+        }
+    }
+}
+
+fn pool_shape(s: &PoolShape) -> TokenStream {
+    let [channels, in_h, in_w, out_h, out_w] =
+        [s.channels, s.in_h, s.in_w, s.out_h, s.out_w].map(lit);
+    let (kernel, stride, pads) = (pair(s.kernel), pair(s.stride), quad(s.pads));
+    quote! {
+        ::resnext_runtime::kernels::PoolShape {
+            channels: #channels, in_h: #in_h, in_w: #in_w, out_h: #out_h, out_w: #out_w,
+            kernel: #kernel, stride: #stride, pads: #pads,
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! The compile pipeline as one function: load a model, (optimise), validate, emit, write; shared by
+//! `resnextc`, [`crate::Builder`] and tests, with timings reported on stderr when verbose.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::back::rust as back_rust;
+use crate::front::onnx::{self, OnnxError};
+use crate::ir::{self, Graph, GraphInfo, IrErrors};
+use crate::passes::{self, MemoryPlan, PassError, PassOptions};
+
+/// How to compile.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub back: back_rust::Options,
+    /// The optimisation pipeline's settings; `None` skips it (the graph as the front end built it).
+    pub passes: Option<PassOptions>,
+    /// Print each stage and its time on stderr.
+    pub verbose: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            back: back_rust::Options::default(),
+            passes: Some(PassOptions::default()),
+            verbose: false,
+        }
+    }
+}
+
+/// Why compilation failed. Each variant says the stage; the sources name the node at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot load the model {}", path.display())]
+    Load {
+        path: PathBuf,
+        #[source]
+        source: OnnxError,
+    },
+    #[error("optimisation failed")]
+    Passes(#[source] PassError),
+    #[error("the model is invalid")]
+    Invalid(#[source] IrErrors),
+    #[error("code generation failed")]
+    Emit(#[source] back_rust::Error),
+}
+
+impl Error {
+    /// The process exit code `resnextc` uses: 1 for a bad model, 3 for I/O.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Load {
+                source: OnnxError::Io { .. },
+                ..
+            }
+            | Error::Emit(back_rust::Error::Io { .. }) => 3,
+            _ => 1,
+        }
+    }
+}
+
+/// A graph ready for the back ends: optimised, validated, with its info.
+#[derive(Debug)]
+pub struct Compiled {
+    pub graph: Graph,
+    pub info: GraphInfo,
+    /// The memory plan, when the passes ran.
+    pub memory: Option<MemoryPlan>,
+}
+
+impl Compiled {
+    /// Emits the model with the Rust back end, in memory.
+    pub fn emit(&self, options: &back_rust::Options) -> Result<back_rust::Emitted<'_>, Error> {
+        back_rust::emit(&self.graph, &self.info, options).map_err(Error::Emit)
+    }
+}
+
+/// Reads an ONNX model.
+pub fn load(path: &Path, options: &Options) -> Result<Graph, Error> {
+    let started = Instant::now();
+    let graph = onnx::load(path).map_err(|source| Error::Load {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    report_stage(
+        options,
+        "load",
+        started,
+        &format!(
+            "{} nodes, {} weights",
+            graph.nodes.node_count(),
+            graph.weights.len()
+        ),
+    );
+    Ok(graph)
+}
+
+/// Runs the pipeline on a graph: the passes (unless `options.passes` is `None`), then validation.
+pub fn compile(mut graph: Graph, options: &Options) -> Result<Compiled, Error> {
+    let mut memory = None;
+    if let Some(pass_options) = &options.passes {
+        let started = Instant::now();
+        let report = passes::optimize(&mut graph, pass_options).map_err(Error::Passes)?;
+        if options.verbose {
+            eprint!("{}", report.summary());
+        }
+        report_stage(
+            options,
+            "passes",
+            started,
+            &format!("{} nodes", graph.nodes.node_count()),
+        );
+        memory = report.memory;
+    }
+    let started = Instant::now();
+    let info = ir::validate(&graph).map_err(Error::Invalid)?;
+    report_stage(
+        options,
+        "validate",
+        started,
+        &format!(
+            "{} nodes, {:.3} GMAC per item, {} params",
+            info.order.len(),
+            info.macs as f64 * 1e-9,
+            info.params
+        ),
+    );
+    Ok(Compiled {
+        graph,
+        info,
+        memory,
+    })
+}
+
+/// `compile`, then writes the emitted crate into `dir`.
+pub fn compile_to_crate(graph: Graph, dir: &Path, options: &Options) -> Result<Compiled, Error> {
+    let compiled = compile(graph, options)?;
+    let started = Instant::now();
+    let emitted = compiled.emit(&options.back)?;
+    report_stage(
+        options,
+        "emit",
+        started,
+        &format!("model hash {:#018x}", emitted.model_hash),
+    );
+    let started = Instant::now();
+    emitted.write_crate(dir).map_err(Error::Emit)?;
+    report_stage(
+        options,
+        "write",
+        started,
+        &format!(
+            "{} ({} weight tensors)",
+            dir.display(),
+            emitted.weight_count()
+        ),
+    );
+    drop(emitted);
+    Ok(compiled)
+}
+
+fn report_stage(options: &Options, stage: &str, started: Instant, what: &str) {
+    if options.verbose {
+        eprintln!(
+            "[resnextc] {stage:<9} {:>9.1} ms  {what}",
+            started.elapsed().as_secs_f64() * 1e3
+        );
+    }
+}
+
+/// A crate name derived from a model file's name: `resnext50_32x4d_bn.onnx` → `resnext50_32x4d_bn`.
+pub fn default_name(model: &Path) -> String {
+    model
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .map(|s| s.replace(|c: char| !c.is_ascii_alphanumeric() && c != '_', "_"))
+        .filter(|s| s.starts_with(|c: char| c.is_ascii_alphabetic()))
+        .unwrap_or_else(|| "model".into())
+}
