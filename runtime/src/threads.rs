@@ -141,8 +141,9 @@ impl Threads {
     }
 
     /// Like [`Threads::run`], but `task(i, worker)` also learns which thread runs it, `worker` in
-    /// `0..count()`, so tasks can use per-thread scratch space. Two tasks never run at once with
-    /// the same `worker`.
+    /// `0..count()`, so tasks can use per-thread scratch space: two tasks of one call never run
+    /// at once with the same `worker` (tasks of a concurrent call may, so scratch must belong to
+    /// the call).
     pub fn run_indexed(&self, tasks: usize, task: &(dyn Fn(usize, usize) + Sync)) {
         if tasks == 0 {
             return;
@@ -314,6 +315,25 @@ mod tests {
             total.fetch_add(1, Ordering::Relaxed);
         });
         assert_eq!(total.load(Ordering::Relaxed), 22);
+    }
+
+    #[test]
+    fn concurrent_callers_share_one_pool() {
+        let threads = Threads::new(2);
+        let total = AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..3 {
+                s.spawn(|| {
+                    for _ in 0..200 {
+                        threads.run_indexed(5, &|_, w| {
+                            assert!(w < 2);
+                            total.fetch_add(1, Ordering::Relaxed);
+                        });
+                    }
+                });
+            }
+        });
+        assert_eq!(total.load(Ordering::Relaxed), 3 * 200 * 5);
     }
 
     #[test]
