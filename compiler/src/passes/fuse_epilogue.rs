@@ -11,7 +11,17 @@ use crate::ir::{Activation, Epilogue, Graph, IrError, NodeId, Op};
 pub fn fuse_epilogue(graph: &mut Graph) -> Result<bool, IrError> {
     let mut changed = false;
     let order = graph.topo_order()?;
-    let position: HashMap<NodeId, usize> = order.iter().enumerate().map(|(i, &n)| (n, i)).collect();
+    // Rank of each node: (longest path from a model input, topological position).
+    let mut rank: HashMap<NodeId, (usize, usize)> = HashMap::new();
+    for (position, &id) in order.iter().enumerate() {
+        let depth = graph
+            .inputs_of(id)
+            .iter()
+            .filter_map(|i| rank.get(i).map(|r| r.0 + 1))
+            .max()
+            .unwrap_or(0);
+        rank.insert(id, (depth, position));
+    }
     for &id in &order {
         if matches!(
             graph.node(id).op,
@@ -19,7 +29,7 @@ pub fn fuse_epilogue(graph: &mut Graph) -> Result<bool, IrError> {
                 activation: Activation::None
             }
         ) {
-            changed |= fuse_residual(graph, id, &position)?;
+            changed |= fuse_residual(graph, id, &rank)?;
         }
     }
     for id in graph.topo_order()? {
@@ -31,13 +41,14 @@ pub fn fuse_epilogue(graph: &mut Graph) -> Result<bool, IrError> {
 }
 
 /// Makes the Add `add` the residual step of the conv/dense producing one of its operands, the other
-/// operand becoming that layer's slot-1 input. Of two candidate layers it picks the one later in
-/// topological order: in a ResNet block that is the main path's last conv, and the shortcut (a
-/// downsample conv, computed earlier) is what must stay live as the residual anyway.
+/// operand becoming that layer's slot-1 input. Of two candidate layers it picks the deeper one (the
+/// longer path from the model input; ties: later in topological order): in a ResNet block that is the
+/// main path's last conv, whatever order the source listed the nodes in, and the shortcut (a
+/// downsample conv, one step from the block input) becomes the residual.
 fn fuse_residual(
     graph: &mut Graph,
     add: NodeId,
-    position: &HashMap<NodeId, usize>,
+    rank: &HashMap<NodeId, (usize, usize)>,
 ) -> Result<bool, IrError> {
     let operands = graph.inputs_of(add);
     let [a, b] = operands[..] else {
@@ -56,7 +67,7 @@ fn fuse_residual(
     let Some(layer) = [a, b]
         .into_iter()
         .filter(|&x| fusable(x))
-        .max_by_key(|x| position.get(x).copied().unwrap_or(0))
+        .max_by_key(|x| rank.get(x).copied().unwrap_or_default())
     else {
         return Ok(false);
     };
