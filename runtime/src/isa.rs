@@ -38,12 +38,18 @@ impl Isa {
 
     /// The best supported tier.
     pub fn detect() -> Isa {
-        [Isa::Avx512, Isa::Avx2].into_iter().find(|i| i.supported()).unwrap_or(Isa::Generic)
+        [Isa::Avx512, Isa::Avx2]
+            .into_iter()
+            .find(|i| i.supported())
+            .unwrap_or(Isa::Generic)
     }
 
     /// Every tier this CPU supports, best last.
     pub fn all_supported() -> Vec<Isa> {
-        [Isa::Generic, Isa::Avx2, Isa::Avx512].into_iter().filter(|i| i.supported()).collect()
+        [Isa::Generic, Isa::Avx2, Isa::Avx512]
+            .into_iter()
+            .filter(|i| i.supported())
+            .collect()
     }
 
     fn parse(s: &str) -> Option<Isa> {
