@@ -120,7 +120,12 @@ impl ConvModel {
                 ints_attr("pads", &[self.pads; 4]),
                 ints_attr("strides", &[self.stride, self.stride]),
             ],
-            ..node("/layer1/conv/Conv", "Conv", &["x", "conv.weight", "conv.bias"], &["c"])
+            ..node(
+                "/layer1/conv/Conv",
+                "Conv",
+                &["x", "conv.weight", "conv.bias"],
+                &["c"],
+            )
         };
         let graph = pb::GraphProto {
             name: "test".into(),
@@ -174,7 +179,10 @@ fn error_of(bytes: &[u8]) -> String {
 
 fn assert_mentions(message: &str, parts: &[&str]) {
     for p in parts {
-        assert!(message.contains(p), "error {message:?} should mention {p:?}");
+        assert!(
+            message.contains(p),
+            "error {message:?} should mention {p:?}"
+        );
     }
 }
 
@@ -249,7 +257,10 @@ fn unsupported_opsets_are_rejected() {
             ..Default::default()
         }
         .bytes();
-        assert_mentions(&error_of(&bytes), &["opset", &opset.to_string(), "11 to 18"]);
+        assert_mentions(
+            &error_of(&bytes),
+            &["opset", &opset.to_string(), "11 to 18"],
+        );
     }
     for opset in [11, 18] {
         let bytes = ConvModel {
@@ -328,7 +339,11 @@ fn missing_initializer_names_node_and_value() {
     model.graph.as_mut().unwrap().initializer.remove(0);
     assert_mentions(
         &error_of(&model.encode_to_vec()),
-        &["Conv node `/layer1/conv/Conv`", "`conv.weight`", "not defined"],
+        &[
+            "Conv node `/layer1/conv/Conv`",
+            "`conv.weight`",
+            "not defined",
+        ],
     );
 }
 
@@ -350,14 +365,23 @@ fn independent_problems_are_all_reported() {
     }
     .model();
     let graph = model.graph.as_mut().unwrap();
-    graph.node.push(node("/head/Gather", "Gather", &["y", "idx"], &["z"]));
-    graph.node.push(node("/head/relu", "Relu", &["missing"], &["w"]));
+    graph
+        .node
+        .push(node("/head/Gather", "Gather", &["y", "idx"], &["z"]));
+    graph
+        .node
+        .push(node("/head/relu", "Relu", &["missing"], &["w"]));
     let err = import(&model.encode_to_vec()).expect_err("three problems");
     let message = err.to_string();
     assert!(err.problems().len() >= 3, "{message}");
     assert_mentions(
         &message,
-        &["group 3", "op Gather", "Relu node `/head/relu`", "`missing`"],
+        &[
+            "group 3",
+            "op Gather",
+            "Relu node `/head/relu`",
+            "`missing`",
+        ],
     );
 }
 
@@ -377,7 +401,10 @@ fn non_float_input_is_rejected() {
         pb::tensor_proto::DataType::Uint8 as i32,
         nchw(8, 10, 10),
     );
-    assert_mentions(&error_of(&model.encode_to_vec()), &["input `x`", "UINT8", "FLOAT"]);
+    assert_mentions(
+        &error_of(&model.encode_to_vec()),
+        &["input `x`", "UINT8", "FLOAT"],
+    );
 }
 
 #[test]
@@ -386,7 +413,12 @@ fn symbolic_spatial_dims_are_rejected() {
     model.graph.as_mut().unwrap().input[0] = value_info(
         "x",
         FLOAT,
-        vec![dim_param("batch"), dim_value(8), dim_param("height"), dim_param("width")],
+        vec![
+            dim_param("batch"),
+            dim_value(8),
+            dim_param("height"),
+            dim_param("width"),
+        ],
     );
     assert_mentions(
         &error_of(&model.encode_to_vec()),
@@ -403,7 +435,10 @@ fn fixed_batch_dimension_is_the_batch() {
         vec![dim_value(1), dim_value(8), dim_value(10), dim_value(10)],
     );
     let graph = import(&model.encode_to_vec()).expect("batch-1 export");
-    assert_eq!(graph.node(graph.inputs[0]).output.shape, ir::Shape::nchw(8, 10, 10));
+    assert_eq!(
+        graph.node(graph.inputs[0]).output.shape,
+        ir::Shape::nchw(8, 10, 10)
+    );
 }
 
 #[test]
@@ -421,7 +456,9 @@ fn non_float_weight_is_named() {
 #[test]
 fn initializer_with_wrong_data_length_is_named() {
     let mut model = ConvModel::default().model();
-    model.graph.as_mut().unwrap().initializer[1].raw_data.truncate(10);
+    model.graph.as_mut().unwrap().initializer[1]
+        .raw_data
+        .truncate(10);
     assert_mentions(
         &error_of(&model.encode_to_vec()),
         &["initializer `conv.bias`", "bytes"],
@@ -432,9 +469,11 @@ fn initializer_with_wrong_data_length_is_named() {
 fn initializers_listed_as_inputs_are_weights() {
     let mut model = ConvModel::default().model();
     let graph = model.graph.as_mut().unwrap();
-    graph
-        .input
-        .push(value_info("conv.weight", FLOAT, vec![dim_value(16), dim_value(8), dim_value(3), dim_value(3)]));
+    graph.input.push(value_info(
+        "conv.weight",
+        FLOAT,
+        vec![dim_value(16), dim_value(8), dim_value(3), dim_value(3)],
+    ));
     let graph = import(&model.encode_to_vec()).expect("old-exporter style");
     assert_eq!(graph.inputs.len(), 1);
 }
@@ -457,7 +496,10 @@ fn auto_pad_same_upper_keeps_the_size() {
     });
     let graph = import(&model.encode_to_vec()).expect("auto_pad");
     // ceil(9 / 2) = 5.
-    assert_eq!(graph.node(graph.outputs[0].0).output.shape, ir::Shape::nchw(16, 5, 5));
+    assert_eq!(
+        graph.node(graph.outputs[0].0).output.shape,
+        ir::Shape::nchw(16, 5, 5)
+    );
 }
 
 #[test]

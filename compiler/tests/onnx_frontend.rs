@@ -101,7 +101,12 @@ fn mobilenet_v2_matches_pytorch() {
         &[("Input", 1), ("Clip", 35), ("Dense", 1)],
     );
     // ReLU6 arrives as Clip with constant min/max inputs.
-    assert!(graph.nodes.node_weights().any(|n| n.op == ir::Op::Clip { min: 0.0, max: 6.0 }));
+    assert!(
+        graph
+            .nodes
+            .node_weights()
+            .any(|n| n.op == ir::Op::Clip { min: 0.0, max: 6.0 })
+    );
     // Depthwise convs: group = channels.
     assert!(graph.nodes.node_weights().any(|n| matches!(
         &n.op,

@@ -39,8 +39,8 @@ fn run_tract(model: &Path, chw: (usize, usize, usize), batch: usize, x: &[f32]) 
         .and_then(|m| m.into_optimized())
         .and_then(|m| m.into_runnable())
         .unwrap_or_else(|e| panic!("tract on {}: {e:?}", model.display()));
-    let input = tract_ndarray::Array4::from_shape_vec((batch, c, h, w), x.to_vec())
-        .expect("input shape");
+    let input =
+        tract_ndarray::Array4::from_shape_vec((batch, c, h, w), x.to_vec()).expect("input shape");
     let out = plan
         .run(tvec!(Tensor::from(input).into()))
         .expect("tract runs");

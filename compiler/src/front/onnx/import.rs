@@ -217,7 +217,10 @@ impl<'a> Importer<'a> {
         } else {
             t.name.clone()
         };
-        let id = self.graph.weights.add(name.clone(), t.dims.clone(), data.clone());
+        let id = self
+            .graph
+            .weights
+            .add(name.clone(), t.dims.clone(), data.clone());
         self.weight_ids.insert(name, id);
         Ok(id)
     }
@@ -229,7 +232,11 @@ impl<'a> Importer<'a> {
 
     /// Adds an IR node named after the ONNX node; a shape error names node and op.
     pub fn add(&mut self, ctx: &NodeCtx, op: Op, inputs: &[NodeId]) -> Result<Value, OnnxError> {
-        Ok(Value::Act(self.graph.add_node(ctx.name.clone(), op, inputs)?))
+        Ok(Value::Act(self.graph.add_node(
+            ctx.name.clone(),
+            op,
+            inputs,
+        )?))
     }
 
     pub fn ty(&self, id: NodeId) -> &TensorType {
@@ -266,7 +273,11 @@ pub(crate) fn import_graph(
         }
     }
     for s in &g.sparse_initializer {
-        let name = s.values.as_ref().map(|v| v.name.clone()).unwrap_or_default();
+        let name = s
+            .values
+            .as_ref()
+            .map(|v| v.name.clone())
+            .unwrap_or_default();
         errors.push(OnnxError::Initializer {
             name: name.clone(),
             message: "sparse initializers are not supported".into(),
@@ -300,7 +311,11 @@ pub(crate) fn import_graph(
     if let Some(n) = batch_name {
         im.graph.batch_name = n;
     }
-    if g.input.iter().all(|i| im.values.get(&i.name).is_none_or(|v| matches!(v, Value::Const(_)))) {
+    if g.input.iter().all(|i| {
+        im.values
+            .get(&i.name)
+            .is_none_or(|v| matches!(v, Value::Const(_)))
+    }) {
         errors.push(OnnxError::NotAModel("the graph has no inputs".into()));
     }
 
@@ -312,11 +327,7 @@ pub(crate) fn import_graph(
         } else {
             proto.name.clone()
         };
-        let ctx = NodeCtx {
-            proto,
-            name,
-            opset,
-        };
+        let ctx = NodeCtx { proto, name, opset };
         let entry = if proto.domain.is_empty() || proto.domain == "ai.onnx" {
             ops::lookup(&proto.op_type)
         } else {
@@ -440,15 +451,21 @@ enum BatchDim {
 /// The IR type of a graph input: 4-D float, first dimension the batch, the others fixed.
 fn input_type(input: &pb::ValueInfoProto) -> Result<(TensorType, BatchDim), String> {
     use pb::tensor_shape_proto::dimension::Value as D;
-    let Some(pb::type_proto::Value::TensorType(t)) = input.r#type.as_ref().and_then(|t| t.value.as_ref())
+    let Some(pb::type_proto::Value::TensorType(t)) =
+        input.r#type.as_ref().and_then(|t| t.value.as_ref())
     else {
         return Err("is not a tensor".into());
     };
     if t.elem_type != DataType::Float as i32 {
         let name = DataType::try_from(t.elem_type).map_or("an unknown type", |d| d.as_str_name());
-        return Err(format!("has element type {name}; only FLOAT inputs are supported"));
+        return Err(format!(
+            "has element type {name}; only FLOAT inputs are supported"
+        ));
     }
-    let shape = t.shape.as_ref().ok_or("has no shape; a 4-D [N, C, H, W] shape is required")?;
+    let shape = t
+        .shape
+        .as_ref()
+        .ok_or("has no shape; a 4-D [N, C, H, W] shape is required")?;
     if shape.dim.len() != 4 {
         return Err(format!(
             "has rank {}; only 4-D [N, C, H, W] inputs are supported",
@@ -478,8 +495,5 @@ fn input_type(input: &pb::ValueInfoProto) -> Result<(TensorType, BatchDim), Stri
             }
         };
     }
-    Ok((
-        TensorType::f32(Shape::nchw(chw[0], chw[1], chw[2])),
-        batch,
-    ))
+    Ok((TensorType::f32(Shape::nchw(chw[0], chw[1], chw[2])), batch))
 }

@@ -97,7 +97,11 @@ pub struct UnsupportedOp {
 
 impl fmt::Display for UnsupportedOp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "node `{}` op {} (opset {})", self.node, self.op, self.opset)
+        write!(
+            f,
+            "node `{}` op {} (opset {})",
+            self.node, self.op, self.opset
+        )
     }
 }
 

@@ -34,7 +34,14 @@ pub(crate) const REGISTRY: &[OpImport] = &[
     entry(
         "Conv",
         conv,
-        &["auto_pad", "dilations", "group", "kernel_shape", "pads", "strides"],
+        &[
+            "auto_pad",
+            "dilations",
+            "group",
+            "kernel_shape",
+            "pads",
+            "strides",
+        ],
     ),
     entry(
         "BatchNormalization",
@@ -47,12 +54,28 @@ pub(crate) const REGISTRY: &[OpImport] = &[
     entry(
         "MaxPool",
         max_pool,
-        &["auto_pad", "ceil_mode", "dilations", "kernel_shape", "pads", "storage_order", "strides"],
+        &[
+            "auto_pad",
+            "ceil_mode",
+            "dilations",
+            "kernel_shape",
+            "pads",
+            "storage_order",
+            "strides",
+        ],
     ),
     entry(
         "AveragePool",
         average_pool,
-        &["auto_pad", "ceil_mode", "count_include_pad", "dilations", "kernel_shape", "pads", "strides"],
+        &[
+            "auto_pad",
+            "ceil_mode",
+            "count_include_pad",
+            "dilations",
+            "kernel_shape",
+            "pads",
+            "strides",
+        ],
     ),
     entry("GlobalAveragePool", global_average_pool, &[]),
     entry(
@@ -67,7 +90,13 @@ pub(crate) const REGISTRY: &[OpImport] = &[
     entry(
         "Constant",
         constant,
-        &["value", "value_float", "value_floats", "value_int", "value_ints"],
+        &[
+            "value",
+            "value_float",
+            "value_floats",
+            "value_int",
+            "value_ints",
+        ],
     ),
     entry("Identity", identity, &[]),
     // `seed` only matters in training mode, which is rejected.
@@ -283,9 +312,9 @@ fn add(im: &mut Importer, ctx: &NodeCtx) -> Result<Value, OnnxError> {
                 &[a, b],
             )
         }
-        (true, true) => Err(ctx.err(
-            "both operands are constants; constant folding is not supported",
-        )),
+        (true, true) => {
+            Err(ctx.err("both operands are constants; constant folding is not supported"))
+        }
         (a_const, _) => {
             let (k, other) = if a_const { (0, 1) } else { (1, 0) };
             let t = im.req_const(ctx, k, "constant operand")?;
@@ -373,7 +402,10 @@ fn reduce_mean(im: &mut Importer, ctx: &NodeCtx) -> Result<Value, OnnxError> {
             "reducing over all axes (no `axes`) is not supported; only axes [2, 3] (H, W) are",
         ));
     };
-    let mut norm: Vec<i64> = axes.iter().map(|&a| if a < 0 { a + 4 } else { a }).collect();
+    let mut norm: Vec<i64> = axes
+        .iter()
+        .map(|&a| if a < 0 { a + 4 } else { a })
+        .collect();
     norm.sort_unstable();
     if norm != [2, 3] {
         return Err(ctx.err(format!(
@@ -401,9 +433,13 @@ fn flatten(im: &mut Importer, ctx: &NodeCtx) -> Result<Value, OnnxError> {
 fn reshape(im: &mut Importer, ctx: &NodeCtx) -> Result<Value, OnnxError> {
     let x = im.act(ctx, 0)?;
     let t = im.req_const(ctx, 1, "shape")?;
-    let target = t
-        .ints()
-        .ok_or_else(|| ctx.err(format!("shape `{}` must be INT64, is {}", t.name, t.dtype_name())))?;
+    let target = t.ints().ok_or_else(|| {
+        ctx.err(format!(
+            "shape `{}` must be INT64, is {}",
+            t.name,
+            t.dtype_name()
+        ))
+    })?;
     let allow_zero = ctx.int("allowzero", 0)? != 0;
     let input = im.ty(x).shape.per_item().ok_or_else(|| {
         ctx.err(format!(
@@ -493,12 +529,22 @@ fn gemm(im: &mut Importer, ctx: &NodeCtx) -> Result<Value, OnnxError> {
     let alpha = ctx.float("alpha")?.unwrap_or(1.0);
     let beta = ctx.float("beta")?.unwrap_or(1.0);
     let trans_b = ctx.int("transB", 0)? != 0;
-    dense(im, ctx, x, &b, trans_b, alpha, c.as_deref().map(|c| (c, beta)))
+    dense(
+        im,
+        ctx,
+        x,
+        &b,
+        trans_b,
+        alpha,
+        c.as_deref().map(|c| (c, beta)),
+    )
 }
 
 fn matmul(im: &mut Importer, ctx: &NodeCtx) -> Result<Value, OnnxError> {
     if im.is_const(ctx, 0) {
-        return Err(ctx.err("a constant left operand is not supported; only x · W with W constant is"));
+        return Err(
+            ctx.err("a constant left operand is not supported; only x · W with W constant is")
+        );
     }
     let x = im.act(ctx, 0)?;
     let b = im.req_const(ctx, 1, "right operand (weight)")?;
@@ -536,7 +582,11 @@ fn dense(
         let mut w = vec![0f32; rows * cols];
         for o in 0..out_f {
             for i in 0..in_f {
-                let v = if trans_b { data[o * cols + i] } else { data[i * cols + o] };
+                let v = if trans_b {
+                    data[o * cols + i]
+                } else {
+                    data[i * cols + o]
+                };
                 w[o * in_f + i] = alpha * v;
             }
         }
@@ -619,7 +669,9 @@ fn dropout(im: &mut Importer, ctx: &NodeCtx) -> Result<Value, OnnxError> {
     if let Some(t) = im.opt_const(ctx, 2, "training_mode")?
         && t.ints().is_none_or(|v| v.iter().any(|&b| b != 0))
     {
-        return Err(ctx.err("training_mode = true is not supported; Dropout is imported for inference"));
+        return Err(
+            ctx.err("training_mode = true is not supported; Dropout is imported for inference")
+        );
     }
     im.opt_const(ctx, 1, "ratio")?;
     identity(im, ctx)

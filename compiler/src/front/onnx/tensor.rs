@@ -53,7 +53,9 @@ impl ConstTensor {
 pub(crate) fn decode(t: &pb::TensorProto, base_dir: Option<&Path>) -> Result<ConstTensor, String> {
     let mut dims = Vec::with_capacity(t.dims.len());
     for &d in &t.dims {
-        dims.push(usize::try_from(d).map_err(|_| format!("negative dimension {d} in {:?}", t.dims))?);
+        dims.push(
+            usize::try_from(d).map_err(|_| format!("negative dimension {d} in {:?}", t.dims))?,
+        );
     }
     let len = dims
         .iter()
@@ -84,11 +86,17 @@ pub(crate) fn decode(t: &pb::TensorProto, base_dir: Option<&Path>) -> Result<Con
         }),
         DataType::Int32 => ConstData::I64(match raw {
             Some(bytes) => from_le::<4, i64>(&bytes, len, |b| i32::from_le_bytes(b).into())?,
-            None => typed(&t.int32_data, len)?.into_iter().map(i64::from).collect(),
+            None => typed(&t.int32_data, len)?
+                .into_iter()
+                .map(i64::from)
+                .collect(),
         }),
         DataType::Bool | DataType::Uint8 => ConstData::I64(match raw {
             Some(bytes) => from_le::<1, i64>(&bytes, len, |b| b[0].into())?,
-            None => typed(&t.int32_data, len)?.into_iter().map(i64::from).collect(),
+            None => typed(&t.int32_data, len)?
+                .into_iter()
+                .map(i64::from)
+                .collect(),
         }),
         other => ConstData::Other(other.as_str_name()),
     };
@@ -109,7 +117,11 @@ fn typed<T: Copy>(values: &[T], len: usize) -> Result<Vec<T>, String> {
     Ok(values.to_vec())
 }
 
-fn from_le<const N: usize, T>(bytes: &[u8], len: usize, f: impl Fn([u8; N]) -> T) -> Result<Vec<T>, String> {
+fn from_le<const N: usize, T>(
+    bytes: &[u8],
+    len: usize,
+    f: impl Fn([u8; N]) -> T,
+) -> Result<Vec<T>, String> {
     if Some(bytes.len()) != len.checked_mul(N) {
         return Err(format!(
             "holds {} bytes of data, its shape needs {len} × {N}",
