@@ -1,6 +1,7 @@
 //! The runtime that code emitted by `resnext-compiler` depends on, and nothing else: kernels, the
 //! weights file format and `.npy` I/O. It never depends on the compiler.
 
+pub mod arena;
 pub mod error;
 pub mod fold;
 pub mod hash;
