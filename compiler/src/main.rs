@@ -89,7 +89,11 @@ fn main() -> ExitCode {
             let mut message = format!("error: {e}");
             let mut source = std::error::Error::source(&e);
             while let Some(cause) = source {
-                message.push_str(&format!("\n  caused by: {cause}"));
+                // Some errors print their source inline too; do not repeat it.
+                let text = cause.to_string();
+                if !message.ends_with(&text) {
+                    message.push_str(&format!("\n  caused by: {text}"));
+                }
                 source = cause.source();
             }
             eprintln!("{message}");
