@@ -232,6 +232,41 @@ impl StateDict {
     }
 }
 
+/// Deterministic pseudo-random values for the state_dict tensor `key` of shape `dims`, in the range
+/// a trained network has: BatchNorm `weight` in [0.6, 1.4], `bias` and `running_mean` in
+/// [-0.3, 0.3], `running_var` in [0.5, 1.5]; conv/linear weights uniform with He-like scale
+/// `±√(3 / fan_in)`, biases in [-0.1, 0.1]. The same `(key, seed)` always gives the same values.
+pub fn random_tensor(key: &str, dims: &[usize], seed: u64) -> Vec<f32> {
+    let len: usize = dims.iter().product();
+    // FNV-1a of the key, mixed with the seed, seeds a SplitMix64 stream per tensor.
+    let mut state = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+    }) ^ seed.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    let mut uniform = move || {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        ((z ^ (z >> 31)) >> 40) as f32 / (1u64 << 24) as f32
+    };
+    let (lo, hi) = if key.ends_with("running_var") {
+        (0.5, 1.5)
+    } else if key.ends_with("running_mean") || (dims.len() == 1 && key.ends_with(".bias")) {
+        if key.starts_with("fc") {
+            (-0.1, 0.1)
+        } else {
+            (-0.3, 0.3)
+        }
+    } else if dims.len() == 1 {
+        (0.6, 1.4)
+    } else {
+        let fan_in: usize = dims[1..].iter().product();
+        let a = (3.0 / fan_in.max(1) as f32).sqrt();
+        (-a, a)
+    };
+    (0..len).map(|_| lo + (hi - lo) * uniform()).collect()
+}
+
 /// IEEE half → single, exactly (every f16 is an f32).
 fn f16_to_f32(h: u16) -> f32 {
     let sign = ((h >> 15) as u32) << 31;

@@ -1,0 +1,238 @@
+//! Turns the parsed fields into a [`ModelSpec`], collecting every error (unknown, duplicate, missing
+//! or mistyped field; the spec's own problems) with the span of the user's tokens it is about.
+
+use proc_macro2::Span;
+use quote::ToTokens;
+use resnext_compiler::front::dsl::{Field, ModelSpec, Stem};
+use syn::spanned::Spanned;
+use syn::{Expr, ExprArray, Lit};
+
+use crate::parse::{FieldDecl, ModelDecl};
+
+const REQUIRED: &[&str] = &["input", "stages", "cardinality", "width", "classes"];
+const OPTIONAL: &[&str] = &["stem", "bottleneck", "bn_epsilon"];
+
+/// Collects errors; the first becomes the combined error, the rest are appended to it.
+#[derive(Default)]
+struct Errors(Option<syn::Error>);
+
+impl Errors {
+    fn push(&mut self, e: syn::Error) {
+        match &mut self.0 {
+            Some(all) => all.combine(e),
+            None => self.0 = Some(e),
+        }
+    }
+
+    fn at(&mut self, tokens: impl ToTokens, message: impl std::fmt::Display) {
+        self.push(syn::Error::new_spanned(tokens, message));
+    }
+}
+
+/// The declared spec, or every error found in the declaration.
+pub fn validate(decl: &ModelDecl) -> Result<ModelSpec, syn::Error> {
+    let mut errors = Errors::default();
+    let mut seen: Vec<&FieldDecl> = Vec::new();
+    for f in &decl.fields {
+        let name = f.name.to_string();
+        if !REQUIRED.contains(&name.as_str()) && !OPTIONAL.contains(&name.as_str()) {
+            errors.at(
+                &f.name,
+                format!(
+                    "unknown field `{name}`; the fields are {}",
+                    REQUIRED
+                        .iter()
+                        .chain(OPTIONAL)
+                        .map(|n| format!("`{n}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            );
+        } else if seen.iter().any(|s| s.name == f.name) {
+            errors.at(&f.name, format!("duplicate field `{name}`"));
+        } else {
+            seen.push(f);
+        }
+    }
+    let get = |name: &str| seen.iter().find(|f| f.name == name).copied();
+    for &name in REQUIRED {
+        let has_width_alternative = name == "width" && get("bottleneck").is_some();
+        if get(name).is_none() && !has_width_alternative {
+            errors.push(syn::Error::new(
+                decl.name.span(),
+                format!("missing field `{name}` in model `{}`", decl.name),
+            ));
+        }
+    }
+
+    let input =
+        get("input").and_then(|f| fixed_array::<3>(f, "[channels, height, width]", &mut errors));
+    let stages = get("stages").and_then(|f| int_array(f, &mut errors));
+    let int = |name: &str, errors: &mut Errors| get(name).and_then(|f| integer(&f.value, errors));
+    let cardinality = int("cardinality", &mut errors);
+    let mut width = int("width", &mut errors);
+    let classes = int("classes", &mut errors);
+    let bottleneck = int("bottleneck", &mut errors);
+    let stem = get("stem").and_then(|f| stem(&f.value, &mut errors));
+    let bn_epsilon = get("bn_epsilon").and_then(|f| float(&f.value, &mut errors));
+
+    if let (Some(total), Some(c), Some(f)) = (bottleneck, cardinality, get("bottleneck")) {
+        let card = get("cardinality").map(|f| &f.value);
+        if c == 0 {
+            // Reported by the spec's own check below.
+        } else if total % c != 0 {
+            errors.at(
+                card,
+                format!("cardinality ({c}) must divide the bottleneck width ({total})"),
+            );
+        } else if let Some(d) = width {
+            if d * c != total {
+                errors.at(
+                    &f.value,
+                    format!(
+                        "bottleneck ({total}) must equal cardinality × width ({c} × {d} = {})",
+                        c * d
+                    ),
+                );
+            }
+        } else {
+            width = Some(total / c);
+        }
+    }
+
+    let (Some(input), Some(stages), Some(cardinality), Some(width), Some(classes)) =
+        (input, stages, cardinality, width, classes)
+    else {
+        return Err(errors
+            .0
+            .unwrap_or_else(|| syn::Error::new(decl.name.span(), "invalid model declaration")));
+    };
+    let mut spec = ModelSpec::new(
+        decl.name.to_string(),
+        input,
+        stages,
+        cardinality,
+        width,
+        classes,
+    );
+    if let Some(s) = stem {
+        spec.stem = s;
+    }
+    if let Some(e) = bn_epsilon {
+        spec.bn_epsilon = e;
+    }
+    for p in spec.problems() {
+        let field = match p.field {
+            Field::Input => "input",
+            Field::Stages => "stages",
+            Field::Cardinality => "cardinality",
+            Field::Width => {
+                if get("width").is_some() {
+                    "width"
+                } else {
+                    "bottleneck"
+                }
+            }
+            Field::Classes => "classes",
+            Field::Stem => "stem",
+            Field::BnEpsilon => "bn_epsilon",
+        };
+        let span = get(field).map_or(decl.name.span(), |f| element_span(&f.value, p.index));
+        errors.push(syn::Error::new(span, p.message));
+    }
+    match errors.0 {
+        Some(e) => Err(e),
+        None => Ok(spec),
+    }
+}
+
+/// The span of element `index` of an array value, or of the whole value.
+fn element_span(value: &Expr, index: Option<usize>) -> Span {
+    match (value, index) {
+        (Expr::Array(a), Some(i)) => a.elems.iter().nth(i).map_or(value.span(), |e| e.span()),
+        _ => value.span(),
+    }
+}
+
+fn integer(value: &Expr, errors: &mut Errors) -> Option<usize> {
+    if let Expr::Lit(lit) = value
+        && let Lit::Int(i) = &lit.lit
+    {
+        return match i.base10_parse::<usize>() {
+            Ok(n) => Some(n),
+            Err(e) => {
+                errors.push(e);
+                None
+            }
+        };
+    }
+    errors.at(value, "expected a non-negative integer literal");
+    None
+}
+
+fn float(value: &Expr, errors: &mut Errors) -> Option<f32> {
+    if let Expr::Lit(lit) = value {
+        let parsed = match &lit.lit {
+            Lit::Float(f) => Some(f.base10_parse::<f32>()),
+            Lit::Int(i) => Some(i.base10_parse::<f32>()),
+            _ => None,
+        };
+        match parsed {
+            Some(Ok(x)) => return Some(x),
+            Some(Err(e)) => {
+                errors.push(e);
+                return None;
+            }
+            None => {}
+        }
+    }
+    errors.at(value, "expected a number such as `1e-5`");
+    None
+}
+
+fn array<'a>(f: &'a FieldDecl, what: &str, errors: &mut Errors) -> Option<&'a ExprArray> {
+    match &f.value {
+        Expr::Array(a) => Some(a),
+        other => {
+            errors.at(other, format!("expected an array `{what}`"));
+            None
+        }
+    }
+}
+
+fn int_array(f: &FieldDecl, errors: &mut Errors) -> Option<Vec<usize>> {
+    let a = array(f, "[blocks, ...]", errors)?;
+    let values: Vec<_> = a.elems.iter().map(|e| integer(e, errors)).collect();
+    values.into_iter().collect()
+}
+
+fn fixed_array<const N: usize>(
+    f: &FieldDecl,
+    what: &str,
+    errors: &mut Errors,
+) -> Option<[usize; N]> {
+    let a = array(f, what, errors)?;
+    if a.elems.len() != N {
+        errors.at(
+            a,
+            format!("expected {N} values `{what}`, found {}", a.elems.len()),
+        );
+        return None;
+    }
+    let values: Option<Vec<usize>> = a.elems.iter().map(|e| integer(e, errors)).collect();
+    values?.try_into().ok()
+}
+
+fn stem(value: &Expr, errors: &mut Errors) -> Option<Stem> {
+    if let Expr::Path(p) = value
+        && let Some(ident) = p.path.get_ident()
+    {
+        match ident.to_string().as_str() {
+            "imagenet" => return Some(Stem::ImageNet),
+            "cifar" => return Some(Stem::Cifar),
+            _ => {}
+        }
+    }
+    errors.at(value, "expected `imagenet` or `cifar`");
+    None
+}
