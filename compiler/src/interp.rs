@@ -1,10 +1,14 @@
-//! A reference interpreter: runs a validated graph node by node on the runtime's reference kernels.
+//! A reference interpreter: runs a validated graph node by node on the runtime's reference kernels
+//! (and, for convs and dense layers whose weights `select-kernels` packed, on the kernel it chose).
 //! It is the oracle that proves passes keep the numbers and that the ONNX front end agrees with tract;
 //! it is never what users ship.
 
 use std::collections::HashMap;
 
-use resnext_runtime::kernels::{self, ConvShape, Epilogue, KernelError, PoolShape, reference};
+use resnext_runtime::kernels::{
+    self, ConvShape, Epilogue, KernelError, PoolShape, conv, reference,
+};
+use resnext_runtime::threads::Threads;
 
 use crate::ir::{self, Graph, GraphInfo, NodeId, Op};
 
@@ -102,7 +106,27 @@ fn eval(
                 residual: c.epilogue.residual.then(|| args[1]),
                 activation: activation(c.epilogue.activation),
             };
-            reference::conv2d(&shape, batch, args[0], w(c.weight), &epilogue, out)
+            match c.kernel_choice {
+                ir::ConvKernel::Reference => {
+                    reference::conv2d(&shape, batch, args[0], w(c.weight), &epilogue, out)
+                }
+                // After `select-kernels` the weight is packed for the runtime's kernel: run that.
+                ir::ConvKernel::Fast(algo) => {
+                    let mut scratch = vec![0.0; conv::scratch_len(algo, &shape, batch, 1)];
+                    let threads = Threads::new(1);
+                    conv::conv2d(
+                        algo,
+                        &shape,
+                        batch,
+                        args[0],
+                        w(c.weight),
+                        &epilogue,
+                        out,
+                        &mut scratch,
+                        &threads,
+                    )
+                }
+            }
         }
         Op::BatchNorm(b) => {
             let (c, spatial) = channels_spatial(in_type);
@@ -165,15 +189,27 @@ fn eval(
                 residual: d.epilogue.residual.then(|| args[1]),
                 activation: activation(d.epilogue.activation),
             };
-            reference::dense(
-                batch,
-                d.in_features,
-                d.out_features,
-                args[0],
-                w(d.weight),
-                &epilogue,
-                out,
-            )
+            let (k, m) = (d.in_features, d.out_features);
+            match d.kernel {
+                ir::DenseKernel::Reference => {
+                    reference::dense(batch, k, m, args[0], w(d.weight), &epilogue, out)
+                }
+                ir::DenseKernel::Packed => {
+                    let mut scratch = vec![0.0; conv::dense_scratch_len(batch, k, 1)];
+                    let threads = Threads::new(1);
+                    conv::dense(
+                        batch,
+                        k,
+                        m,
+                        args[0],
+                        w(d.weight),
+                        &epilogue,
+                        out,
+                        &mut scratch,
+                        &threads,
+                    )
+                }
+            }
         }
     }
 }

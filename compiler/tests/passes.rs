@@ -346,6 +346,7 @@ fn simplify_and_dense_fold() {
             in_features: 8,
             out_features: 5,
             epilogue: Epilogue::default(),
+            kernel: resnext_compiler::ir::DenseKernel::Reference,
         }),
         &[flat],
     );

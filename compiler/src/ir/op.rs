@@ -1,6 +1,9 @@
 //! Operations of the IR and their attributes, with the shape rule of each.
 //! An op names its weights by [`WeightId`]; activations arrive on numbered input edges ("slots").
 
+use resnext_runtime::kernels::ConvShape;
+use resnext_runtime::kernels::conv::{self, ConvAlgo};
+
 use super::types::{Dim, Shape, TensorType};
 use super::weights::{WeightId, WeightStore};
 
@@ -69,11 +72,33 @@ pub struct Epilogue {
     pub activation: Activation,
 }
 
-/// Which kernel computes a conv. The front ends leave `Reference`; kernel selection (issue 4) picks.
+/// Which kernel computes a conv. The front ends leave `Reference` (weights in ONNX layout
+/// `[out_c, in_c / group, kh, kw]`); `select-kernels` picks one of the runtime's fast algorithms and
+/// replaces the weight by its prepacked form, a 1-D tensor of `conv::packed_len(algo, shape)` floats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum ConvKernel {
     #[default]
     Reference,
+    /// `resnext_runtime::kernels::conv` with this algorithm.
+    Fast(ConvAlgo),
+}
+
+impl ConvKernel {
+    pub fn name(self) -> &'static str {
+        match self {
+            ConvKernel::Reference => "reference",
+            ConvKernel::Fast(algo) => algo.name(),
+        }
+    }
+}
+
+/// Which kernel computes a dense layer: the reference (weight `[out, in]`) or the runtime's packed
+/// GEMM (weight prepacked by `conv::dense_pack`, 1-D).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum DenseKernel {
+    #[default]
+    Reference,
+    Packed,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -131,6 +156,7 @@ pub struct Dense {
     pub in_features: usize,
     pub out_features: usize,
     pub epilogue: Epilogue,
+    pub kernel: DenseKernel,
 }
 
 /// Why an op cannot apply to its inputs; the caller adds which node it was.
@@ -226,7 +252,10 @@ impl Op {
                         c.in_channels
                     ));
                 }
-                if c.group == 0 || !ci.is_multiple_of(c.group) || !c.out_channels.is_multiple_of(c.group) {
+                if c.group == 0
+                    || !ci.is_multiple_of(c.group)
+                    || !c.out_channels.is_multiple_of(c.group)
+                {
                     return Err(format!(
                         "group {} must divide both input channels {ci} and output channels {}",
                         c.group, c.out_channels
@@ -234,14 +263,6 @@ impl Op {
                 }
                 if c.stride.contains(&0) || c.dilation.contains(&0) || c.kernel.contains(&0) {
                     return Err("kernel, strides and dilations must be positive".into());
-                }
-                expect_weight(
-                    c.weight,
-                    "weight",
-                    &[c.out_channels, ci / c.group, c.kernel[0], c.kernel[1]],
-                )?;
-                if let Some(b) = c.bias {
-                    expect_weight(b, "bias", &[c.out_channels])?;
                 }
                 let ho = window_out(
                     h,
@@ -261,6 +282,42 @@ impl Op {
                     c.pads[3],
                     false,
                 )?;
+                match c.kernel_choice {
+                    ConvKernel::Reference => expect_weight(
+                        c.weight,
+                        "weight",
+                        &[c.out_channels, ci / c.group, c.kernel[0], c.kernel[1]],
+                    )?,
+                    ConvKernel::Fast(algo) => {
+                        let shape = ConvShape {
+                            in_c: ci,
+                            in_h: h,
+                            in_w: w,
+                            out_c: c.out_channels,
+                            out_h: ho,
+                            out_w: wo,
+                            kernel: c.kernel,
+                            stride: c.stride,
+                            dilation: c.dilation,
+                            pads: c.pads,
+                            group: c.group,
+                        };
+                        if !algo.supports(&shape) {
+                            return Err(format!(
+                                "the {} kernel does not support {shape:?}",
+                                algo.name()
+                            ));
+                        }
+                        expect_weight(
+                            c.weight,
+                            "packed weight",
+                            &[conv::packed_len(algo, &shape)],
+                        )?;
+                    }
+                }
+                if let Some(b) = c.bias {
+                    expect_weight(b, "bias", &[c.out_channels])?;
+                }
                 let out = TensorType::f32(Shape::nchw(c.out_channels, ho, wo));
                 if c.epilogue.residual {
                     same_shape(&out, inputs[1], "residual")?;
@@ -356,7 +413,16 @@ impl Op {
                         inputs[0].shape, d.in_features
                     ));
                 }
-                expect_weight(d.weight, "weight", &[d.out_features, d.in_features])?;
+                match d.kernel {
+                    DenseKernel::Reference => {
+                        expect_weight(d.weight, "weight", &[d.out_features, d.in_features])?
+                    }
+                    DenseKernel::Packed => expect_weight(
+                        d.weight,
+                        "packed weight",
+                        &[conv::dense_packed_len(d.in_features, d.out_features)],
+                    )?,
+                }
                 if let Some(b) = d.bias {
                     expect_weight(b, "bias", &[d.out_features])?;
                 }

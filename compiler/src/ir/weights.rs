@@ -39,6 +39,19 @@ pub enum WeightSource {
     },
     /// One output of `resnext_runtime::fold::batch_norm_scale_shift` applied at load time.
     BnScaleShift { part: FoldedPart, bn: BnParams },
+    /// `resnext_runtime::kernels::conv::pack(algo, shape, ·)` of another weight, at load time.
+    PackedConv {
+        algo: resnext_runtime::kernels::conv::ConvAlgo,
+        shape: resnext_runtime::kernels::ConvShape,
+        source: WeightId,
+    },
+    /// `resnext_runtime::kernels::conv::dense_pack(in_features, out_features, ·)` of another weight,
+    /// at load time.
+    PackedDense {
+        in_features: usize,
+        out_features: usize,
+        source: WeightId,
+    },
 }
 
 /// Which of a fold's two results a derived weight is: the weight (or scale) or the bias (or shift).

@@ -12,6 +12,7 @@ mod fold_batch_norm;
 mod fuse_epilogue;
 mod plan_memory;
 mod print;
+mod select_kernels;
 mod simplify;
 
 use std::time::{Duration, Instant};
@@ -20,6 +21,7 @@ pub use fold_batch_norm::fold_batch_norm;
 pub use fuse_epilogue::fuse_epilogue;
 pub use plan_memory::{MemoryPlan, PlanOptions, plan_memory};
 pub use print::graph_text;
+pub use select_kernels::select_kernels;
 pub use simplify::simplify;
 
 use crate::ir::{self, Graph, IrError, IrErrors};
@@ -29,11 +31,13 @@ pub const PASSES: &[&str] = &[
     "simplify",
     "fold-batch-norm",
     "fuse-epilogue",
+    "select-kernels",
     "plan-memory",
 ];
 
-/// How to run the pipeline.
-#[derive(Clone, Debug, Default)]
+/// How to run the pipeline. The default runs every pass, kernel selection included, without
+/// verification.
+#[derive(Clone, Debug)]
 pub struct PassOptions {
     /// Run the validator after every pass and fail with the pass's name if it broke the graph.
     pub verify: bool,
@@ -43,6 +47,21 @@ pub struct PassOptions {
     pub print_after: Option<String>,
     /// How `plan-memory` places values.
     pub plan: PlanOptions,
+    /// Run `select-kernels` (fast, prepacked kernels). Off, every layer runs on the reference
+    /// kernels: slow, but the oracle the fast path is checked against.
+    pub select_kernels: bool,
+}
+
+impl Default for PassOptions {
+    fn default() -> PassOptions {
+        PassOptions {
+            verify: false,
+            stop_after: None,
+            print_after: None,
+            plan: PlanOptions::default(),
+            select_kernels: true,
+        }
+    }
 }
 
 /// What one run of one pass did.
@@ -126,6 +145,9 @@ pub fn optimize(graph: &mut Graph, opts: &PassOptions) -> Result<PassReport, Pas
     run.pass("fold-batch-norm", fold_batch_norm)?;
     run.pass("fuse-epilogue", fuse_epilogue)?;
     run.pass("simplify", simplify)?;
+    if opts.select_kernels {
+        run.pass("select-kernels", select_kernels)?;
+    }
     if !run.stopped {
         let started = Instant::now();
         let nodes = run.graph.nodes.node_count();

@@ -419,6 +419,11 @@ impl<'g> Model<'g> {
         );
         let weight_count = ops::lit(self.weight_order.len());
         let body = ops::forward_body(self);
+        let scratch_lens: Vec<TokenStream> = self
+            .order
+            .iter()
+            .filter_map(|&id| ops::scratch_len(self, id))
+            .collect();
         let out_len = ops::lit(self.output_shape.iter().product());
         quote! {
             /// Ties this code to its weights file: `load` refuses a file written for another model.
@@ -435,13 +440,38 @@ impl<'g> Model<'g> {
             /// The compiled model: its weights, and a forward pass over NCHW f32 batches.
             pub struct #name {
                 weights: ::resnext_runtime::Weights,
+                threads: ::resnext_runtime::threads::Threads,
+                kernel_scratch: ::resnext_runtime::arena::Scratch,
+            }
+
+            /// Floats of scratch the kernels need for `batch` items on `threads` threads (the most any
+            /// one layer needs: layers run one after another).
+            #[allow(unused_variables)]
+            fn kernel_scratch_len(batch: usize, threads: usize) -> usize {
+                let mut len = 0usize;
+                #(len = len.max(#scratch_lens);)*
+                len
             }
 
             impl #name {
                 /// Loads the weights file, checking that it was written for this code.
                 pub fn load(path: impl AsRef<::std::path::Path>) -> Result<Self, ::resnext_runtime::LoadError> {
                     let weights = ::resnext_runtime::Weights::load(path, MODEL_HASH)?.expect_count(WEIGHT_COUNT)?;
-                    Ok(Self { weights })
+                    Ok(Self {
+                        weights,
+                        threads: ::resnext_runtime::threads::Threads::available(),
+                        kernel_scratch: ::resnext_runtime::arena::Scratch::new(),
+                    })
+                }
+
+                /// Runs the kernels on `threads` threads (at least 1; the default is one per core).
+                pub fn set_threads(&mut self, threads: usize) {
+                    self.threads = ::resnext_runtime::threads::Threads::new(threads);
+                }
+
+                /// How many threads the kernels use.
+                pub fn threads(&self) -> usize {
+                    self.threads.count()
                 }
 
                 /// Runs the model on `batch` items laid out as `[batch, INPUT_SHAPE..]` and returns
@@ -457,8 +487,11 @@ impl<'g> Model<'g> {
                 pub fn forward_into(&self, input: &[f32], batch: usize, output: &mut [f32]) -> Result<(), ::resnext_runtime::RunError> {
                     ::resnext_runtime::RunError::check_input(&INPUT_SHAPE, batch, input.len())?;
                     ::resnext_runtime::RunError::check_output(OUTPUT_LEN, batch, output.len())?;
-                    #body
-                    Ok(())
+                    let threads = &self.threads;
+                    self.kernel_scratch.with(kernel_scratch_len(batch, threads.count()), |scratch| {
+                        #body
+                        Ok(())
+                    })
                 }
             }
         }

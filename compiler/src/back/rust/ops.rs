@@ -2,12 +2,13 @@
 //! with the layer's shape written out as constants and its weights read by index.
 
 use proc_macro2::{Literal, TokenStream};
-use quote::quote;
+use quote::{format_ident, quote};
+use resnext_runtime::kernels::conv::ConvAlgo;
 use resnext_runtime::kernels::{ConvShape, PoolShape};
 
 use super::Model;
 use crate::interp;
-use crate::ir::{self, ConvKernel, NodeId, Op};
+use crate::ir::{self, ConvKernel, DenseKernel, NodeId, Op};
 
 /// An unsuffixed integer literal.
 pub(super) fn lit(n: usize) -> Literal {
@@ -112,18 +113,18 @@ fn emit_node(model: &Model, id: NodeId, args: &[TokenStream], out: TokenStream) 
         Op::MaxPool(p) => {
             let shape = pool_shape(&interp::pool_shape(p, in_type, &node.output));
             let x = &args[0];
-            quote!(#reference::max_pool2d(&#shape, batch, #x, #out))
+            quote!(::resnext_runtime::kernels::pool::max_pool2d(&#shape, batch, #x, #out, ::resnext_runtime::isa::isa(), threads))
         }
         Op::AveragePool(p) => {
             let shape = pool_shape(&interp::pool_shape(p, in_type, &node.output));
             let include = p.count_include_pad;
             let x = &args[0];
-            quote!(#reference::avg_pool2d(&#shape, #include, batch, #x, #out))
+            quote!(::resnext_runtime::kernels::pool::avg_pool2d(&#shape, #include, batch, #x, #out, ::resnext_runtime::isa::isa(), threads))
         }
         Op::GlobalAveragePool { .. } => {
             let (c, spatial) = spatial_lits(in_type);
             let x = &args[0];
-            quote!(#reference::global_avg_pool(batch, #c, #spatial, #x, #out))
+            quote!(::resnext_runtime::kernels::pool::global_avg_pool(batch, #c, #spatial, #x, #out, ::resnext_runtime::isa::isa(), threads))
         }
     }
 }
@@ -143,6 +144,43 @@ fn emit_conv(
         ConvKernel::Reference => quote! {
             ::resnext_runtime::kernels::reference::conv2d(&#shape, batch, #x, #wt, &#epilogue, #out)
         },
+        ConvKernel::Fast(algo) => {
+            let algo = conv_algo(algo);
+            quote! {
+                ::resnext_runtime::kernels::conv::conv2d(#algo, &#shape, batch, #x, #wt, &#epilogue, #out, scratch, threads)
+            }
+        }
+    }
+}
+
+/// `ConvAlgo::X` as a path.
+fn conv_algo(algo: ConvAlgo) -> TokenStream {
+    let variant = format_ident!("{}", format!("{algo:?}"));
+    quote!(::resnext_runtime::kernels::conv::ConvAlgo::#variant)
+}
+
+/// An expression for the kernel scratch (floats) node `id` needs for `batch` on `threads` threads,
+/// if its kernel needs any.
+pub(super) fn scratch_len(model: &Model, id: NodeId) -> Option<TokenStream> {
+    let graph = model.graph;
+    let node = graph.node(id);
+    match &node.op {
+        Op::Conv(c) => {
+            let ConvKernel::Fast(algo) = c.kernel_choice else {
+                return None;
+            };
+            let in_type = &graph.node(graph.inputs_of(id)[0]).output;
+            let shape = conv_shape(&interp::conv_shape(c, in_type, &node.output));
+            let algo = conv_algo(algo);
+            Some(
+                quote!(::resnext_runtime::kernels::conv::scratch_len(#algo, &#shape, batch, threads)),
+            )
+        }
+        Op::Dense(d) if d.kernel == DenseKernel::Packed => {
+            let k = lit(d.in_features);
+            Some(quote!(::resnext_runtime::kernels::conv::dense_scratch_len(batch, #k, threads)))
+        }
+        _ => None,
     }
 }
 
@@ -150,8 +188,13 @@ fn emit_dense(model: &Model, d: &ir::Dense, args: &[TokenStream], out: TokenStre
     let epilogue = epilogue(model, d.bias, d.epilogue, args.get(1));
     let (x, wt) = (&args[0], weight(model, d.weight));
     let (k, m) = (lit(d.in_features), lit(d.out_features));
-    quote! {
-        ::resnext_runtime::kernels::reference::dense(batch, #k, #m, #x, #wt, &#epilogue, #out)
+    match d.kernel {
+        DenseKernel::Reference => quote! {
+            ::resnext_runtime::kernels::reference::dense(batch, #k, #m, #x, #wt, &#epilogue, #out)
+        },
+        DenseKernel::Packed => quote! {
+            ::resnext_runtime::kernels::conv::dense(batch, #k, #m, #x, #wt, &#epilogue, #out, scratch, threads)
+        },
     }
 }
 

@@ -91,6 +91,7 @@ pub fn build(spec: &ModelSpec) -> Result<Graph, DslError> {
         in_features: features,
         out_features: spec.classes,
         epilogue: Epilogue::default(),
+        kernel: crate::ir::DenseKernel::Reference,
     };
     let logits = b.graph.add_node("fc", Op::Dense(fc), &[x])?;
     b.graph.outputs.push((logits, "logits".into()));
