@@ -66,15 +66,13 @@ pub(super) fn main_tokens(lib: &syn::Ident, model: &str) -> TokenStream {
 
         fn run() -> Result<(), Failure> {
             let args = parse_args()?;
-            if let Some(t) = args.threads {
-                if t > 1 {
-                    eprintln!("note: the reference kernels are single-threaded; --threads {t} has no effect yet");
-                }
-            }
-            let model = #model::load(&args.weights).map_err(|e| {
+            let mut model = #model::load(&args.weights).map_err(|e| {
                 let code = if matches!(e, ::resnext_runtime::LoadError::Io { .. }) { 3 } else { 1 };
                 fail(code, e)
             })?;
+            if let Some(t) = args.threads {
+                model.set_threads(t);
+            }
             let (shape, data) = ::resnext_runtime::npy::read_f32(&args.input).map_err(|e| {
                 let code = if matches!(e, ::resnext_runtime::npy::NpyError::Io { .. }) { 3 } else { 1 };
                 fail(code, e)
