@@ -105,6 +105,11 @@ pub fn compile(mut graph: Graph, options: &Options) -> Result<Compiled, Error> {
         if options.verbose {
             eprint!("{}", report.summary());
         }
+        for pass in &report.passes {
+            if let Some(text) = &pass.printed {
+                println!("// graph after {}\n{text}", pass.name);
+            }
+        }
         report_stage(
             options,
             "passes",

@@ -6,10 +6,12 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use clap::builder::PossibleValuesParser;
 use clap::{Parser, Subcommand, ValueEnum};
 use resnext_compiler::back::rust::RuntimeDep;
 use resnext_compiler::driver::{self, Compiled};
 use resnext_compiler::ir::Op;
+use resnext_compiler::passes::{self, PassOptions};
 
 #[derive(Parser)]
 #[command(
@@ -40,7 +42,16 @@ enum Command {
         /// Skip the optimisation passes.
         #[arg(long)]
         no_opt: bool,
-        /// Print each stage and its time.
+        /// Stop the pass pipeline after this pass (to bisect a miscompile).
+        #[arg(long, value_name = "PASS", value_parser = PossibleValuesParser::new(passes::PASSES))]
+        stop_after: Option<String>,
+        /// Print the graph (on stdout) after this pass.
+        #[arg(long, value_name = "PASS", value_parser = PossibleValuesParser::new(passes::PASSES))]
+        print_after: Option<String>,
+        /// Run the validator after every pass.
+        #[arg(long)]
+        verify: bool,
+        /// Print each stage and its time (and each pass's time and node counts).
         #[arg(short, long)]
         verbose: bool,
     },
@@ -75,8 +86,19 @@ fn main() -> ExitCode {
             name,
             runtime_version,
             no_opt,
+            stop_after,
+            print_after,
+            verify,
             verbose,
-        } => compile(model, out, name, runtime_version, no_opt, verbose),
+        } => {
+            let passes = (!no_opt).then(|| PassOptions {
+                verify,
+                stop_after,
+                print_after,
+                ..PassOptions::default()
+            });
+            compile(model, out, name, runtime_version, passes, verbose)
+        }
         Command::Inspect {
             model,
             format,
@@ -107,16 +129,14 @@ fn compile(
     out: PathBuf,
     name: Option<String>,
     runtime_version: Option<String>,
-    no_opt: bool,
+    passes: Option<PassOptions>,
     verbose: bool,
 ) -> Result<(), driver::Error> {
     let mut options = driver::Options {
         verbose,
+        passes,
         ..driver::Options::default()
     };
-    if no_opt {
-        options.passes = None;
-    }
     options.back.name = name.unwrap_or_else(|| driver::default_name(&model));
     options.back.source = model.file_name().map(|f| f.to_string_lossy().into_owned());
     if let Some(v) = runtime_version {
