@@ -105,3 +105,275 @@ fn resnext50_agrees_with_tract() {
     };
     differential(&PathBuf::from(dir).join("resnext50_32x4d_bn.onnx"), 1, 7);
 }
+
+/// Builders for hand-made models covering the ops and attribute forms the torchvision exports do
+/// not use.
+mod zoo {
+    use tract_onnx::pb;
+    use tract_onnx::pb::attribute_proto::AttributeType;
+    use tract_onnx::pb::tensor_shape_proto::{Dimension, dimension};
+
+    pub const FLOAT: i32 = pb::tensor_proto::DataType::Float as i32;
+    pub const INT64: i32 = pb::tensor_proto::DataType::Int64 as i32;
+
+    pub fn input(name: &str, c: i64, h: i64, w: i64) -> pb::ValueInfoProto {
+        let dim = |v: dimension::Value| Dimension {
+            value: Some(v),
+            ..Default::default()
+        };
+        pb::ValueInfoProto {
+            name: name.into(),
+            r#type: Some(pb::TypeProto {
+                value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
+                    elem_type: FLOAT,
+                    shape: Some(pb::TensorShapeProto {
+                        dim: vec![
+                            dim(dimension::Value::DimParam("batch".into())),
+                            dim(dimension::Value::DimValue(c)),
+                            dim(dimension::Value::DimValue(h)),
+                            dim(dimension::Value::DimValue(w)),
+                        ],
+                    }),
+                })),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    pub fn output(name: &str) -> pb::ValueInfoProto {
+        pb::ValueInfoProto {
+            name: name.into(),
+            r#type: Some(pb::TypeProto {
+                value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
+                    elem_type: FLOAT,
+                    shape: None,
+                })),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// A float tensor with deterministic, varied values (`float_data` storage).
+    pub fn floats(name: &str, dims: &[i64], seed: u64) -> pb::TensorProto {
+        let len = dims.iter().product::<i64>() as usize;
+        let data = super::random_input(len, seed)
+            .into_iter()
+            .map(|v| v * 0.3)
+            .collect();
+        pb::TensorProto {
+            name: name.into(),
+            dims: dims.to_vec(),
+            data_type: FLOAT,
+            float_data: data,
+            ..Default::default()
+        }
+    }
+
+    pub fn scalar(name: &str, v: f32) -> pb::TensorProto {
+        pb::TensorProto {
+            name: name.into(),
+            data_type: FLOAT,
+            raw_data: v.to_le_bytes().to_vec(),
+            ..Default::default()
+        }
+    }
+
+    pub fn int64s(name: &str, v: &[i64]) -> pb::TensorProto {
+        pb::TensorProto {
+            name: name.into(),
+            dims: vec![v.len() as i64],
+            data_type: INT64,
+            int64_data: v.to_vec(),
+            ..Default::default()
+        }
+    }
+
+    pub enum A {
+        I(i64),
+        F(f32),
+        Is(Vec<i64>),
+        S(&'static str),
+        T(pb::TensorProto),
+    }
+
+    pub fn node(op: &str, inputs: &[&str], output: &str, attrs: Vec<(&str, A)>) -> pb::NodeProto {
+        pb::NodeProto {
+            name: format!("/zoo/{output}/{op}"),
+            op_type: op.into(),
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: vec![output.into()],
+            attribute: attrs
+                .into_iter()
+                .map(|(name, a)| {
+                    let mut p = pb::AttributeProto {
+                        name: name.into(),
+                        ..Default::default()
+                    };
+                    match a {
+                        A::I(i) => (p.r#type, p.i) = (AttributeType::Int as i32, i),
+                        A::F(f) => (p.r#type, p.f) = (AttributeType::Float as i32, f),
+                        A::Is(v) => (p.r#type, p.ints) = (AttributeType::Ints as i32, v),
+                        A::S(s) => (p.r#type, p.s) = (AttributeType::String as i32, s.into()),
+                        A::T(t) => (p.r#type, p.t) = (AttributeType::Tensor as i32, Some(t)),
+                    }
+                    p
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    pub fn model(graph: pb::GraphProto, opset: i64) -> pb::ModelProto {
+        pb::ModelProto {
+            ir_version: 8,
+            opset_import: vec![pb::OperatorSetIdProto {
+                domain: String::new(),
+                version: opset,
+            }],
+            graph: Some(graph),
+            ..Default::default()
+        }
+    }
+}
+
+/// A model through every op and attribute form the torchvision exports leave out: Conv with
+/// auto_pad SAME_LOWER and stride 2, Clip with a Constant-node min and an initializer max,
+/// AveragePool (pads, count_include_pad, ceil_mode), MaxPool SAME_UPPER, residual Add,
+/// (sizes chosen so that SAME pads are asymmetric and ceil_mode adds a window),
+/// ReduceMean (axes as attribute, or as input at opset 18), Reshape from a Constant with 0 and -1,
+/// Dropout, Identity, Gemm with transB = 0 and alpha/beta and a [1, M] bias, MatMul, Flatten.
+fn zoo_model(opset: i64) -> Vec<u8> {
+    use zoo::{A, floats, int64s, node, scalar};
+    let mut nodes = vec![
+        node(
+            "Conv",
+            &["x", "w1", "b1"],
+            "c1",
+            vec![
+                ("auto_pad", A::S("SAME_LOWER")),
+                ("strides", A::Is(vec![2, 2])),
+                ("kernel_shape", A::Is(vec![3, 3])),
+            ],
+        ),
+        node(
+            "Constant",
+            &[],
+            "clip_min",
+            vec![("value", A::T(scalar("", -0.5)))],
+        ),
+        node("Clip", &["c1", "clip_min", "clip_max"], "c2", vec![]),
+        node(
+            "AveragePool",
+            &["c2"],
+            "p1",
+            vec![
+                ("kernel_shape", A::Is(vec![3, 3])),
+                ("strides", A::Is(vec![1, 1])),
+                ("pads", A::Is(vec![1, 1, 1, 1])),
+                ("count_include_pad", A::I(1)),
+            ],
+        ),
+        node(
+            "AveragePool",
+            &["c2"],
+            "p2",
+            vec![
+                ("kernel_shape", A::Is(vec![3, 3])),
+                ("strides", A::Is(vec![2, 2])),
+                ("ceil_mode", A::I(1)),
+            ],
+        ),
+        node(
+            "MaxPool",
+            &["p1"],
+            "p3",
+            vec![
+                ("kernel_shape", A::Is(vec![3, 3])),
+                ("strides", A::Is(vec![2, 2])),
+                ("auto_pad", A::S("SAME_UPPER")),
+            ],
+        ),
+        node("Add", &["p3", "p2"], "s1", vec![]),
+        node("Relu", &["s1"], "r1", vec![]),
+    ];
+    let mut initializers = vec![
+        floats("w1", &[6, 4, 3, 3], 1),
+        floats("b1", &[6], 2),
+        scalar("clip_max", 0.8),
+        floats("gemm_b", &[6, 5], 3),
+        floats("gemm_c", &[1, 5], 4),
+        floats("mm_b", &[5, 3], 5),
+    ];
+    if opset >= 18 {
+        initializers.push(int64s("axes", &[-1, -2]));
+        nodes.push(node("ReduceMean", &["r1", "axes"], "m1", vec![]));
+    } else {
+        nodes.push(node(
+            "ReduceMean",
+            &["r1"],
+            "m1",
+            vec![("axes", A::Is(vec![2, 3])), ("keepdims", A::I(1))],
+        ));
+    }
+    nodes.extend([
+        node(
+            "Constant",
+            &[],
+            "shape",
+            vec![("value", A::T(int64s("", &[0, -1])))],
+        ),
+        node("Reshape", &["m1", "shape"], "f1", vec![]),
+        node("Dropout", &["f1"], "d1", vec![]),
+        node("Identity", &["d1"], "i1", vec![]),
+        node(
+            "Gemm",
+            &["i1", "gemm_b", "gemm_c"],
+            "g1",
+            vec![("alpha", A::F(0.5)), ("beta", A::F(2.0))],
+        ),
+        node("Relu", &["g1"], "r2", vec![]),
+        node("MatMul", &["r2", "mm_b"], "mm", vec![]),
+        node("Flatten", &["mm"], "y", vec![("axis", A::I(1))]),
+    ]);
+    let graph = tract_onnx::pb::GraphProto {
+        name: "zoo".into(),
+        node: nodes,
+        initializer: initializers,
+        input: vec![zoo::input("x", 4, 12, 12)],
+        output: vec![zoo::output("y")],
+        ..Default::default()
+    };
+    prost::Message::encode_to_vec(&zoo::model(graph, opset))
+}
+
+#[test]
+fn op_zoo_agrees_with_tract() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for opset in [13, 18] {
+        let path = dir.path().join(format!("zoo{opset}.onnx"));
+        std::fs::write(&path, zoo_model(opset)).expect("write model");
+        let graph = onnx::load(&path).unwrap_or_else(|e| panic!("opset {opset}: {e}"));
+        let counts = graph.op_counts();
+        for op in [
+            "Conv",
+            "Clip",
+            "AveragePool",
+            "MaxPool",
+            "Add",
+            "GlobalAveragePool",
+            "Reshape",
+            "Identity",
+            "Dense",
+            "Flatten",
+        ] {
+            assert!(
+                counts.contains_key(op),
+                "opset {opset}: no {op} in {counts:?}"
+            );
+        }
+        assert_eq!(counts["Dense"], 2, "Gemm and MatMul");
+        differential(&path, 3, 100 + opset as u64);
+    }
+}

@@ -610,6 +610,7 @@ fn dense(
         in_features: in_f,
         out_features: out_f,
         epilogue: ir::Epilogue::default(),
+        kernel: ir::DenseKernel::default(),
     });
     im.add(ctx, op, &[x])
 }
