@@ -555,3 +555,46 @@ fn external_data_is_read_with_bounds_checks() {
         .to_string();
     assert_mentions(&message, &["initializer `conv.weight`", "relative path"]);
 }
+
+#[test]
+fn absurd_attribute_values_are_errors_not_overflows() {
+    for (name, value) in [
+        ("pads", vec![i64::MAX; 4]),
+        ("strides", vec![i64::MAX, 1]),
+        ("pads", vec![-1, 0, 0, 0]),
+    ] {
+        let mut model = ConvModel::default().model();
+        let conv = &mut model.graph.as_mut().unwrap().node[0];
+        conv.attribute.retain(|a| a.name != name);
+        conv.attribute.push(ints_attr(name, &value));
+        assert_mentions(
+            &error_of(&model.encode_to_vec()),
+            &["Conv node `/layer1/conv/Conv`", name],
+        );
+    }
+    let mut model = ConvModel::default().model();
+    model.graph.as_mut().unwrap().input[0] = value_info("x", FLOAT, nchw(8, 1 << 40, 1 << 40));
+    assert_mentions(&error_of(&model.encode_to_vec()), &["input `x`", "large"]);
+}
+
+/// Every prefix and many single-byte corruptions of a valid model: each import returns (an error or,
+/// for harmless corruptions, a graph) and never panics.
+#[test]
+fn corrupted_models_never_panic() {
+    let bytes = ConvModel::default().bytes();
+    for cut in 0..bytes.len() {
+        let _ = import(&bytes[..cut]);
+    }
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    for _ in 0..3000 {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let mut corrupt = bytes.clone();
+        let at = (state >> 33) as usize % corrupt.len();
+        corrupt[at] = (state >> 16) as u8;
+        if let Ok(graph) = import(&corrupt) {
+            let _ = ir::validate(&graph);
+        }
+    }
+}

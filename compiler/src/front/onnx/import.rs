@@ -495,5 +495,13 @@ fn input_type(input: &pb::ValueInfoProto) -> Result<(TensorType, BatchDim), Stri
             }
         };
     }
+    // A bound far above any image keeps every later size computation clear of overflow.
+    if chw
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .is_none_or(|n| n > 1 << 40)
+    {
+        return Err(format!("shape {chw:?} per item is unreasonably large"));
+    }
     Ok((TensorType::f32(Shape::nchw(chw[0], chw[1], chw[2])), batch))
 }

@@ -108,8 +108,18 @@ pub(crate) fn lookup(op_type: &str) -> Option<&'static OpImport> {
 }
 
 /// A non-negative attribute value as a size.
+/// A non-negative attribute value as a size. Values beyond `i32::MAX` are rejected so that window
+/// arithmetic (`size + pads`, `dilation · (kernel - 1)`) can never overflow.
 fn size(ctx: &NodeCtx, name: &str, v: i64) -> Result<usize, OnnxError> {
-    usize::try_from(v).map_err(|_| ctx.err(format!("attribute `{name}` has negative value {v}")))
+    if v < 0 {
+        return Err(ctx.err(format!("attribute `{name}` has negative value {v}")));
+    }
+    if v > i64::from(i32::MAX) {
+        return Err(ctx.err(format!(
+            "attribute `{name}` has unreasonably large value {v}"
+        )));
+    }
+    Ok(v as usize)
 }
 
 /// A two-element (H, W) attribute, if present.
@@ -483,14 +493,22 @@ fn reshape(im: &mut Importer, ctx: &NodeCtx) -> Result<Value, OnnxError> {
             }
         });
     }
+    let mismatch = || {
+        ctx.err(format!(
+            "cannot reshape {item_len} elements per item into {target:?}"
+        ))
+    };
+    let known = dims
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(mismatch)?;
     if let Some(k) = infer {
-        let known: usize = dims.iter().product();
         if known == 0 || !item_len.is_multiple_of(known) {
-            return Err(ctx.err(format!(
-                "cannot reshape {item_len} elements per item into {target:?}"
-            )));
+            return Err(mismatch());
         }
         dims[k] = item_len / known;
+    } else if known != item_len {
+        return Err(mismatch());
     }
     im.add(ctx, Op::Reshape { per_item: dims }, &[x])
 }
