@@ -195,7 +195,7 @@ mod zoo {
         F(f32),
         Is(Vec<i64>),
         S(&'static str),
-        T(pb::TensorProto),
+        T(Box<pb::TensorProto>),
     }
 
     pub fn node(op: &str, inputs: &[&str], output: &str, attrs: Vec<(&str, A)>) -> pb::NodeProto {
@@ -216,7 +216,7 @@ mod zoo {
                         A::F(f) => (p.r#type, p.f) = (AttributeType::Float as i32, f),
                         A::Is(v) => (p.r#type, p.ints) = (AttributeType::Ints as i32, v),
                         A::S(s) => (p.r#type, p.s) = (AttributeType::String as i32, s.into()),
-                        A::T(t) => (p.r#type, p.t) = (AttributeType::Tensor as i32, Some(t)),
+                        A::T(t) => (p.r#type, p.t) = (AttributeType::Tensor as i32, Some(*t)),
                     }
                     p
                 })
@@ -261,7 +261,7 @@ fn zoo_model(opset: i64) -> Vec<u8> {
             "Constant",
             &[],
             "clip_min",
-            vec![("value", A::T(scalar("", -0.5)))],
+            vec![("value", A::T(Box::new(scalar("", -0.5))))],
         ),
         node("Clip", &["c1", "clip_min", "clip_max"], "c2", vec![]),
         node(
@@ -322,7 +322,7 @@ fn zoo_model(opset: i64) -> Vec<u8> {
             "Constant",
             &[],
             "shape",
-            vec![("value", A::T(int64s("", &[0, -1])))],
+            vec![("value", A::T(Box::new(int64s("", &[0, -1]))))],
         ),
         node("Reshape", &["m1", "shape"], "f1", vec![]),
         node("Dropout", &["f1"], "d1", vec![]),
