@@ -20,6 +20,7 @@ use resnext_runtime::hash::Fnv64;
 use resnext_runtime::weights::{WeightsWriter, WriteError};
 
 use crate::ir::{Graph, GraphInfo, Layout, NodeId, Op, WeightId};
+use crate::passes::{MemoryPlan, PlanOptions, plan_memory};
 
 /// Where the emitted `Cargo.toml` gets `resnext-runtime` from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -312,19 +313,18 @@ fn write(path: &Path, text: &str) -> Result<(), Error> {
     })
 }
 
-/// What the code generator knows about the graph: the node order, every value's buffer and last
-/// use, and each weight's index in the weights file.
+/// What the code generator knows about the graph: the node order, where every value lives in the
+/// activation arena, and each weight's index in the weights file.
 struct Model<'g> {
     graph: &'g Graph,
     order: Vec<NodeId>,
-    input: NodeId,
     output: NodeId,
     input_shape: Vec<usize>,
     output_shape: Vec<usize>,
     weight_index: HashMap<WeightId, usize>,
     weight_order: Vec<WeightId>,
-    /// Position in `order` after which each value is dead.
-    last_use: HashMap<NodeId, usize>,
+    /// Every value but the model input in one arena, allocated once per model (`plan-memory`).
+    plan: MemoryPlan,
 }
 
 impl<'g> Model<'g> {
@@ -349,8 +349,7 @@ impl<'g> Model<'g> {
         };
         let mut weight_index = HashMap::new();
         let mut weight_order = Vec::new();
-        let mut last_use = HashMap::new();
-        for (pos, &id) in info.order.iter().enumerate() {
+        for &id in &info.order {
             let node = graph.node(id);
             per_item(id)?;
             if !matches!(node.output.layout, Layout::Nchw | Layout::RowMajor) {
@@ -366,9 +365,6 @@ impl<'g> Model<'g> {
                     weight_order.len() - 1
                 });
             }
-            for src in graph.inputs_of(id) {
-                last_use.insert(src, pos);
-            }
         }
         if input == output {
             return Err(Error::Signature {
@@ -379,13 +375,18 @@ impl<'g> Model<'g> {
         Ok(Model {
             graph,
             order: info.order.clone(),
-            input,
             output,
             input_shape: per_item(input)?,
             output_shape: per_item(output)?,
             weight_index,
             weight_order,
-            last_use,
+            plan: plan_memory(graph, info, &PlanOptions::default()).map_err(|e| {
+                Error::Unsupported {
+                    node: String::new(),
+                    op: "",
+                    message: format!("a graph the memory planner rejects: {e}"),
+                }
+            })?,
         })
     }
 
@@ -425,6 +426,7 @@ impl<'g> Model<'g> {
             .filter_map(|&id| ops::scratch_len(self, id))
             .collect();
         let out_len = ops::lit(self.output_shape.iter().product());
+        let arena_len = ops::lit(self.plan.arena_len_per_item);
         quote! {
             /// Ties this code to its weights file: `load` refuses a file written for another model.
             pub const MODEL_HASH: u64 = #hash;
@@ -436,12 +438,16 @@ impl<'g> Model<'g> {
             pub const WEIGHTS_PATH: &str = #weights_path;
             const WEIGHT_COUNT: usize = #weight_count;
             const OUTPUT_LEN: usize = #out_len;
+            /// Floats of activation arena per batch item (the memory plan's peak).
+            pub const ARENA_LEN_PER_ITEM: usize = #arena_len;
 
             /// The compiled model: its weights, and a forward pass over NCHW f32 batches.
             pub struct #name {
                 weights: ::resnext_runtime::Weights,
                 threads: ::resnext_runtime::threads::Threads,
                 kernel_scratch: ::resnext_runtime::arena::Scratch,
+                /// Every intermediate value, at the offsets the memory plan chose.
+                activations: ::resnext_runtime::arena::Scratch,
             }
 
             /// Floats of scratch the kernels need for `batch` items on `threads` threads (the most any
@@ -461,6 +467,7 @@ impl<'g> Model<'g> {
                         weights,
                         threads: ::resnext_runtime::threads::Threads::available(),
                         kernel_scratch: ::resnext_runtime::arena::Scratch::new(),
+                        activations: ::resnext_runtime::arena::Scratch::new(),
                     })
                 }
 
@@ -495,10 +502,6 @@ impl<'g> Model<'g> {
                 }
             }
         }
-    }
-
-    fn value(&self, id: NodeId) -> syn::Ident {
-        format_ident!("v{}", id.index())
     }
 
     fn is_input(&self, id: NodeId) -> bool {

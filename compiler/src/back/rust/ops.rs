@@ -19,51 +19,60 @@ pub(super) fn usizes(values: &[usize]) -> Vec<Literal> {
     values.iter().map(|&v| lit(v)).collect()
 }
 
-/// The straight-line body: buffers allocated as they are produced and dropped after their last use.
+/// The straight-line body. Every value but the model input lives in one arena at the offset the
+/// memory plan gave it; each layer borrows its output slice mutably and its inputs shared
+/// (`arena::split` checks they are disjoint), so no layer allocates.
 pub(super) fn forward_body(model: &Model) -> TokenStream {
     let mut body = TokenStream::new();
     if !model.weight_order.is_empty() {
         body.extend(quote!(let w = &self.weights;));
     }
-    let input = model.value(model.input);
-    body.extend(quote!(let #input = input;));
-    for (pos, &id) in model.order.iter().enumerate() {
+    let arena = quote!(::resnext_runtime::arena);
+    let range = |id: NodeId| {
+        let (offset, len) = model.plan.offsets.get(&id).copied().unwrap_or_default();
+        let (offset, len) = (lit(offset), lit(len));
+        quote!(#arena::range(#offset, #len, batch))
+    };
+    for &id in &model.order {
         let node = model.graph.node(id);
         if matches!(node.op, Op::Input) {
             continue;
         }
-        let out = model.value(id);
-        let len = lit(node.output.shape.item_len().unwrap_or(0));
+        let mut ranges = Vec::new();
+        let mut names = Vec::new();
         let args: Vec<TokenStream> = model
             .graph
             .inputs_of(id)
             .into_iter()
-            .map(|src| {
-                let v = model.value(src);
+            .enumerate()
+            .map(|(slot, src)| {
                 if model.is_input(src) {
-                    quote!(#v)
-                } else {
-                    quote!(&#v)
+                    return quote!(input);
                 }
+                let v = format_ident!("in{slot}");
+                ranges.push(range(src));
+                names.push(v.clone());
+                quote!(#v)
             })
             .collect();
-        let call = emit_node(model, id, &args, quote!(&mut #out));
-        let name = &node.name;
+        let call = emit_node(model, id, &args, quote!(out));
+        let (name, out) = (&node.name, range(id));
         body.extend(quote! {
-            let mut #out = vec![0.0f32; batch * #len];
-            #call.map_err(::resnext_runtime::RunError::at(#name))?;
-        });
-        for src in model.graph.inputs_of(id) {
-            if model.last_use.get(&src) == Some(&pos) && !model.is_input(src) && src != model.output
             {
-                let v = model.value(src);
-                body.extend(quote!(drop(#v);));
+                let (out, [#(#names),*]) = #arena::split(arena, #out, [#(#ranges),*])
+                    .map_err(::resnext_runtime::RunError::at(#name))?;
+                #call.map_err(::resnext_runtime::RunError::at(#name))?;
             }
-        }
+        });
     }
-    let out = model.value(model.output);
-    body.extend(quote!(output.copy_from_slice(&#out);));
-    body
+    let out = range(model.output);
+    body.extend(quote!(output.copy_from_slice(&arena[#out]);));
+    quote! {
+        self.activations.with(batch * ARENA_LEN_PER_ITEM, |arena| -> Result<(), ::resnext_runtime::RunError> {
+            #body
+            Ok(())
+        })?;
+    }
 }
 
 /// The kernel call computing node `id` from `args` (slot order) into `out`; an expression of type
