@@ -1,6 +1,8 @@
 //! Runs the small ResNeXt compiled by `build.rs` on a batch of images from an `.npy` file and prints
 //! the top classes of each: `cargo run -p resnext-examples --release [-- INPUT.npy]`.
 
+// A generated module has more API than one program uses.
+#[allow(dead_code)]
 mod resnext_small {
     include!(concat!(env!("OUT_DIR"), "/resnext_small.rs"));
 }
