@@ -136,7 +136,10 @@ impl ConvShape {
     /// the input, kernel, stride, dilation and pads give.
     pub fn check(&self) -> Result<(), KernelError> {
         let bad = |m: String| Err(KernelError::BadShape(m));
-        if self.group == 0 || !self.in_c.is_multiple_of(self.group) || !self.out_c.is_multiple_of(self.group) {
+        if self.group == 0
+            || !self.in_c.is_multiple_of(self.group)
+            || !self.out_c.is_multiple_of(self.group)
+        {
             return bad(format!(
                 "group {} must divide {} and {} channels",
                 self.group, self.in_c, self.out_c
