@@ -673,4 +673,83 @@ fn resnext50_after_passes() {
         pair * 4
     );
     assert!(plan.arena_len_per_item as f64 <= 1.5 * pair as f64);
+
+    // The same through the CLI: `inspect --after-passes --format json`.
+    let out = resnextc(&[
+        "inspect",
+        path.to_str().unwrap(),
+        "--after-passes",
+        "--format",
+        "json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let nodes = doc["nodes"].as_array().unwrap();
+    for op in ["BatchNormalization", "Relu", "Add"] {
+        assert!(!nodes.iter().any(|n| n["op"] == op), "{op} left");
+    }
+    let peak = doc["totals"]["peak_activation_bytes"].as_u64().unwrap();
+    println!("inspect: peak_activation_bytes {peak}");
+    assert_eq!(peak as usize, plan.peak_bytes_per_item);
+    assert!(peak as f64 <= 1.5 * (4 * pair) as f64);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The command line
+
+fn resnextc(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_resnextc"))
+        .args(args)
+        .output()
+        .expect("resnextc runs")
+}
+
+/// `--stop-after`/`--print-after` bisect: the printed graph is the one after the named pass, and the
+/// crate is written from the graph as it was when the pipeline stopped.
+#[test]
+fn cli_stop_after_and_print_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = testdata("resnext_small_8x4d_bn.onnx");
+    let out = resnextc(&[
+        "compile",
+        model.to_str().unwrap(),
+        "-o",
+        dir.path().to_str().unwrap(),
+        "--stop-after",
+        "fold-batch-norm",
+        "--print-after",
+        "fold-batch-norm",
+        "--verify",
+        "-v",
+    ]);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.starts_with("// graph after fold-batch-norm"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("BatchNormalization"), "{stdout}");
+    assert_eq!(stdout.matches(" = Relu(").count(), 13, "{stdout}");
+    assert!(
+        stderr.contains("fold-batch-norm") && !stderr.contains("fuse-epilogue"),
+        "{stderr}"
+    );
+
+    let bad = resnextc(&[
+        "compile",
+        model.to_str().unwrap(),
+        "-o",
+        "x",
+        "--stop-after",
+        "nope",
+    ]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("fuse-epilogue"));
 }
