@@ -340,10 +340,8 @@ fn main() {
                         }
                         tr.push(median(&mut times));
                     }
-                    if let Some(o) = &mut ort {
-                        if let Ok(t) = o.round(args.runs) {
-                            or.push(t);
-                        }
+                    if let Some(Ok(t)) = ort.as_mut().map(|o| o.round(args.runs)) {
+                        or.push(t);
                     }
                 }
                 let (o, t, r) = (median(&mut ours), median(&mut tr), median(&mut or));
@@ -368,10 +366,8 @@ fn main() {
             ratio(*o, *t)
         );
     }
-    if args.layers {
-        if let Some(graph) = resnext50 {
-            layer_table(&graph, peak, &args.threads);
-        }
+    if let (true, Some(graph)) = (args.layers, resnext50) {
+        layer_table(&graph, peak, &args.threads);
     }
 }
 
