@@ -377,3 +377,81 @@ fn op_zoo_agrees_with_tract() {
         differential(&path, 3, 100 + opset as u64);
     }
 }
+
+/// The dynamo exporter's `x.view(x.size(0), -1)`: Shape → Gather(0) → Unsqueeze → Concat([·, -1])
+/// → Reshape, folded at import into one Reshape that keeps the batch (opset 13: Unsqueeze axes as an
+/// input; opset 11: as an attribute).
+fn shape_subgraph_model(opset: i64) -> Vec<u8> {
+    use zoo::{A, floats, int64s, node};
+    let idx = tract_onnx::pb::TensorProto {
+        name: "idx0".into(),
+        data_type: zoo::INT64,
+        int64_data: vec![0],
+        ..Default::default()
+    };
+    let unsqueeze = if opset >= 13 {
+        node("Unsqueeze", &["n", "axes0"], "n1", vec![])
+    } else {
+        node("Unsqueeze", &["n"], "n1", vec![("axes", A::Is(vec![0]))])
+    };
+    let nodes = vec![
+        node(
+            "Conv",
+            &["x", "w1", "b1"],
+            "c1",
+            vec![("kernel_shape", A::Is(vec![3, 3]))],
+        ),
+        node("Relu", &["c1"], "r1", vec![]),
+        node("Shape", &["r1"], "s", vec![]),
+        node("Gather", &["s", "idx0"], "n", vec![("axis", A::I(0))]),
+        unsqueeze,
+        node(
+            "Concat",
+            &["n1", "minus1"],
+            "target",
+            vec![("axis", A::I(0))],
+        ),
+        node("Reshape", &["r1", "target"], "flat", vec![]),
+        node(
+            "Gemm",
+            &["flat", "fc_w", "fc_b"],
+            "y",
+            vec![("transB", A::I(1))],
+        ),
+    ];
+    let graph = tract_onnx::pb::GraphProto {
+        name: "shape_subgraph".into(),
+        node: nodes,
+        initializer: vec![
+            floats("w1", &[6, 3, 3, 3], 1),
+            floats("b1", &[6], 2),
+            idx,
+            int64s("axes0", &[0]),
+            int64s("minus1", &[-1]),
+            floats("fc_w", &[5, 6 * 5 * 5], 3),
+            floats("fc_b", &[5], 4),
+        ],
+        input: vec![zoo::input("x", 3, 7, 7)],
+        output: vec![zoo::output("y")],
+        ..Default::default()
+    };
+    prost::Message::encode_to_vec(&zoo::model(graph, opset))
+}
+
+#[test]
+fn shape_subgraph_folds_into_reshape() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for opset in [11, 13] {
+        let path = dir.path().join(format!("shape{opset}.onnx"));
+        std::fs::write(&path, shape_subgraph_model(opset)).expect("write model");
+        let graph = onnx::load(&path).unwrap_or_else(|e| panic!("opset {opset}: {e}"));
+        let counts = graph.op_counts();
+        assert_eq!(counts.get("Reshape"), Some(&1), "opset {opset}: {counts:?}");
+        assert_eq!(
+            counts.len(),
+            5,
+            "only Input, Conv, Relu, Reshape, Dense remain: {counts:?}"
+        );
+        differential(&path, 3, 200 + opset as u64);
+    }
+}
