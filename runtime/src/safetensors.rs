@@ -32,6 +32,9 @@ pub enum StateDictError {
         /// `(key, shape in the file, shape the model needs)`.
         misshaped: Vec<(String, Vec<usize>, Vec<usize>)>,
     },
+    /// A load-time recipe (BatchNorm fold, kernel packing) failed on the file's values.
+    #[error("cannot prepare weight `{name}` from the state_dict: {message}")]
+    Prepare { name: String, message: String },
 }
 
 fn mismatch_text(

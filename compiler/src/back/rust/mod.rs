@@ -19,7 +19,7 @@ use quote::{format_ident, quote};
 use resnext_runtime::hash::Fnv64;
 use resnext_runtime::weights::{WeightsWriter, WriteError};
 
-use crate::ir::{Graph, GraphInfo, Layout, NodeId, Op, WeightId};
+use crate::ir::{Graph, GraphInfo, Layout, NodeId, Op, WeightId, WeightSource};
 use crate::passes::{MemoryPlan, PlanOptions, plan_memory};
 
 /// Where the emitted `Cargo.toml` gets `resnext-runtime` from.
@@ -50,6 +50,10 @@ pub struct Options {
     pub runtime: RuntimeDep,
     /// The model's source, for the generated file's header comment.
     pub source: Option<String>,
+    /// Accept weights without values (a `resnext!` model's state_dict tensors and their recipes):
+    /// the code is the same, the weights file holds only the tensors with values, and
+    /// [`Emitted::weight_order`] says which weight each index of the code reads, for a loader.
+    pub deferred_weights: bool,
 }
 
 impl Default for Options {
@@ -59,6 +63,7 @@ impl Default for Options {
             struct_name: "Model".into(),
             runtime: RuntimeDep::default(),
             source: None,
+            deferred_weights: false,
         }
     }
 }
@@ -105,6 +110,8 @@ pub enum Error {
 pub struct Emitted<'g> {
     /// The crate's `src/lib.rs`.
     pub lib_rs: String,
+    /// The items of `lib_rs` alone (no inner attributes), for a module in another crate (`resnext!`).
+    pub items_rs: String,
     /// The same code as a module for `include!` (no inner attributes, weights path from `OUT_DIR`).
     pub module_rs: String,
     /// The crate's `src/main.rs`.
@@ -114,6 +121,8 @@ pub struct Emitted<'g> {
     pub model_hash: u64,
     /// `<name>.weights`.
     pub weights_file: String,
+    /// The weight each index of the code reads (`Weights::tensor(i)` is `weight_order[i]`).
+    pub weight_order: Vec<WeightId>,
     weights: WeightsWriter<'g>,
 }
 
@@ -142,7 +151,8 @@ pub fn emit<'g>(
             message: format!("a missing weight {id:?}"),
         })?;
         let expected = w.dims.iter().product::<usize>();
-        if w.data.len() != expected {
+        let deferred = options.deferred_weights && w.source != WeightSource::Data;
+        if w.data.len() != expected && !deferred {
             return Err(Error::NoWeightData {
                 name: w.name.clone(),
                 len: w.data.len(),
@@ -166,7 +176,9 @@ pub fn emit<'g>(
             op: "",
             message: format!("a missing weight {id:?}"),
         })?;
-        weights.add(w.name.clone(), &w.dims, &w.data)?;
+        if w.source == WeightSource::Data || !options.deferred_weights {
+            weights.add(w.name.clone(), &w.dims, &w.data)?;
+        }
     }
 
     let header = header_comment(options);
@@ -175,6 +187,7 @@ pub fn emit<'g>(
         format_file(model.lib_tokens(options, model_hash, &crate_path))?
     );
     let out_path = quote!(concat!(env!("OUT_DIR"), "/", #file));
+    let items_rs = format_file(model.items(options, model_hash, &crate_path))?;
     let module_rs = format!(
         "{}{}",
         header.replace("//!", "//"),
@@ -189,11 +202,13 @@ pub fn emit<'g>(
     );
     Ok(Emitted {
         lib_rs,
+        items_rs,
         module_rs,
         main_rs,
         cargo_toml: cargo_toml(options),
         model_hash,
         weights_file: file,
+        weight_order: model.weight_order.clone(),
         weights,
     })
 }
@@ -462,7 +477,15 @@ impl<'g> Model<'g> {
             impl #name {
                 /// Loads the weights file, checking that it was written for this code.
                 pub fn load(path: impl AsRef<::std::path::Path>) -> Result<Self, ::resnext_runtime::LoadError> {
-                    let weights = ::resnext_runtime::Weights::load(path, MODEL_HASH)?.expect_count(WEIGHT_COUNT)?;
+                    Self::from_weights(::resnext_runtime::Weights::load(path, MODEL_HASH)?)
+                }
+
+                /// A model over weights already in memory, written for this code (`MODEL_HASH`).
+                pub fn from_weights(weights: ::resnext_runtime::Weights) -> Result<Self, ::resnext_runtime::LoadError> {
+                    if weights.model_hash() != MODEL_HASH {
+                        return Err(::resnext_runtime::LoadError::HashMismatch { expected: MODEL_HASH, found: weights.model_hash() });
+                    }
+                    let weights = weights.expect_count(WEIGHT_COUNT)?;
                     Ok(Self {
                         weights,
                         threads: ::resnext_runtime::threads::Threads::available(),
