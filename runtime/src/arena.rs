@@ -91,6 +91,8 @@ mod tests {
     use super::*;
 
     #[test]
+    // `[a..b]` here is an array of one input range, which is what `split` takes.
+    #[allow(clippy::single_range_in_vec_init)]
     fn split_gives_disjoint_slices_and_rejects_overlap() {
         let mut arena: Vec<f32> = (0..10).map(|i| i as f32).collect();
         let (out, [a, b]) = split(&mut arena, 4..6, [0..2, 7..10]).unwrap();
