@@ -277,14 +277,14 @@ fn every_unsupported_op_is_listed_at_once() {
     let mut model = ConvModel::default().model();
     let graph = model.graph.as_mut().unwrap();
     graph.node[1] = node("/layer1/act/Gelu", "LSTM", &["c"], &["g"]);
-    graph.node.push(node("", "Gather", &["g", "idx"], &["y"]));
+    graph.node.push(node("", "TopK", &["g", "idx"], &["y"]));
     let message = error_of(&model.encode_to_vec());
     assert_mentions(
         &message,
         &[
             "unsupported ops (2)",
             "node `/layer1/act/Gelu` op LSTM (opset 17)",
-            "node `Gather_2` op Gather (opset 17)",
+            "node `TopK_2` op TopK (opset 17)",
         ],
     );
 }
@@ -367,7 +367,7 @@ fn independent_problems_are_all_reported() {
     let graph = model.graph.as_mut().unwrap();
     graph
         .node
-        .push(node("/head/Gather", "Gather", &["y", "idx"], &["z"]));
+        .push(node("/head/TopK", "TopK", &["y", "idx"], &["z"]));
     graph
         .node
         .push(node("/head/relu", "Relu", &["missing"], &["w"]));
@@ -378,7 +378,7 @@ fn independent_problems_are_all_reported() {
         &message,
         &[
             "group 3",
-            "op Gather",
+            "op TopK",
             "Relu node `/head/relu`",
             "`missing`",
         ],
