@@ -376,12 +376,7 @@ fn independent_problems_are_all_reported() {
     assert!(err.problems().len() >= 3, "{message}");
     assert_mentions(
         &message,
-        &[
-            "group 3",
-            "op TopK",
-            "Relu node `/head/relu`",
-            "`missing`",
-        ],
+        &["group 3", "op TopK", "Relu node `/head/relu`", "`missing`"],
     );
 }
 
