@@ -1,10 +1,11 @@
 //! The compile pipeline as one function: load a model, (optimise), validate, emit, write; shared by
 //! `resnextc`, [`crate::Builder`] and tests, with timings reported on stderr when verbose.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use crate::back::rust as back_rust;
+#[cfg(feature = "onnx")]
 use crate::front::onnx::{self, OnnxError};
 use crate::ir::{self, Graph, GraphInfo, IrErrors};
 use crate::passes::{self, MemoryPlan, PassError, PassOptions};
@@ -32,9 +33,10 @@ impl Default for Options {
 /// Why compilation failed. Each variant says the stage; the sources name the node at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    #[cfg(feature = "onnx")]
     #[error("cannot load the model {}", path.display())]
     Load {
-        path: PathBuf,
+        path: std::path::PathBuf,
         #[source]
         source: OnnxError,
     },
@@ -50,6 +52,7 @@ impl Error {
     /// The process exit code `resnextc` uses: 1 for a bad model, 3 for I/O.
     pub fn exit_code(&self) -> u8 {
         match self {
+            #[cfg(feature = "onnx")]
             Error::Load {
                 source: OnnxError::Io { .. },
                 ..
@@ -77,6 +80,7 @@ impl Compiled {
 }
 
 /// Reads an ONNX model.
+#[cfg(feature = "onnx")]
 pub fn load(path: &Path, options: &Options) -> Result<Graph, Error> {
     let started = Instant::now();
     let graph = onnx::load(path).map_err(|source| Error::Load {

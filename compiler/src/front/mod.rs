@@ -2,4 +2,5 @@
 //! [`crate::ir::Graph`] of unfused ops; passes and validation come after.
 
 pub mod dsl;
+#[cfg(feature = "onnx")]
 pub mod onnx;
