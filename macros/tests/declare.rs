@@ -1,7 +1,11 @@
 //! Declaring models with `resnext!`: the generated type reads exactly the PyTorch state_dict's tensors,
-//! reports every mismatch of a wrong file at once, and its forward pass matches PyTorch's logits.
+//! reports every mismatch of a wrong file at once, and its forward pass matches PyTorch's logits
+//! under every ISA tier the CPU supports (each in a child process: the tier is chosen once per process).
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use resnext_runtime::isa::Isa;
 
 resnext_macros::resnext! {
     /// The shared small test network: torchvision ResNeXt 8×4d with one block per stage.
@@ -63,8 +67,20 @@ fn assert_matches_pytorch(
         .iter()
         .zip(&expected)
         .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-    eprintln!("max |diff| {worst:e}, max |logit| {scale}");
+    let isa = resnext_runtime::isa::isa();
+    eprintln!(
+        "max |diff| {worst:e}, max |logit| {scale} (kernels: {})",
+        isa.name()
+    );
     assert!(worst <= 1e-4 * scale, "max |diff| {worst} > 1e-4 × {scale}");
+    // Under `every_tier_matches_pytorch` the tier is forced: it must be the one that ran.
+    if let Ok(forced) = std::env::var("RESNEXT_ISA") {
+        assert_eq!(
+            isa.name(),
+            forced,
+            "RESNEXT_ISA={forced} was not the tier used"
+        );
+    }
 }
 
 #[test]
@@ -145,4 +161,48 @@ fn random_weights_are_deterministic_and_finite() {
     a.forward_into(&input, 1, &mut out).unwrap();
     assert_eq!(out, ya);
     assert!(a.forward(&input[1..], 1).is_err());
+}
+
+/// The PyTorch comparisons again under each supported tier. The kernels fix their tier once per
+/// process, so each tier reruns them in a child process of this test binary with `RESNEXT_ISA` set;
+/// the child asserts the tier in process, and its `RESNEXT_LOG` line must name it too.
+#[test]
+fn every_tier_matches_pytorch() {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let all = [Isa::Generic, Isa::Avx2, Isa::Avx512];
+    for isa in all.iter().filter(|i| !i.supported()) {
+        eprintln!("skipping tier {}: this CPU lacks it", isa.name());
+    }
+    let tests = ["small_matches_pytorch", "resnext50_matches_pytorch"];
+    for isa in all.into_iter().filter(|i| i.supported()) {
+        let tier = isa.name();
+        for test in tests {
+            let out = Command::new(&exe)
+                .args([test, "--exact", "--nocapture", "--test-threads=1"])
+                .env("RESNEXT_ISA", tier)
+                .env("RESNEXT_LOG", "1")
+                .output()
+                .expect("rerun the test binary");
+            let (stdout, stderr) = (
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr),
+            );
+            assert!(
+                out.status.success() && stdout.contains("1 passed"),
+                "{test} on {tier} failed ({}):\n{stdout}\n{stderr}",
+                out.status
+            );
+            if stderr.contains("skipping: RESNEXT_MODELS not set") {
+                eprintln!("{test} on {tier}: skipped (RESNEXT_MODELS not set)");
+                continue;
+            }
+            let logged = format!("resnext-runtime: kernels use {tier}");
+            assert!(
+                stderr.lines().any(|l| l.trim() == logged),
+                "{test}: RESNEXT_ISA={tier} did not log {logged:?}:\n{stderr}"
+            );
+            let diff = stderr.lines().find(|l| l.starts_with("max |diff|"));
+            eprintln!("{test} on {tier}: {}", diff.unwrap_or("(no diff line)"));
+        }
+    }
 }
