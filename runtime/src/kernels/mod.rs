@@ -51,14 +51,33 @@ pub enum Activation {
 }
 
 impl Activation {
+    /// Applies the activation. A NaN stays NaN (as in PyTorch): every tier computes exactly
+    /// `if x < lo { lo } else { x }` then `if y > hi { hi } else { y }`, which is what the SIMD
+    /// tiers' `max_ps(lo, x)` / `min_ps(hi, y)` do (they return the second operand on NaN).
     #[inline(always)]
     pub fn apply(self, x: f32) -> f32 {
         match self {
             Activation::None => x,
-            Activation::Relu => x.max(0.0),
-            Activation::Clip { min, max } => x.max(min).min(max),
+            Activation::Relu => {
+                if x < 0.0 {
+                    0.0
+                } else {
+                    x
+                }
+            }
+            Activation::Clip { min, max } => {
+                let y = if x < min { min } else { x };
+                if y > max { max } else { y }
+            }
         }
     }
+}
+
+/// The larger of `acc` and `x`, NaN-propagating (unlike `f32::max`, which drops a NaN): max pooling
+/// over a window holding a NaN gives NaN, as in PyTorch. Every tier's max pool folds with this.
+#[inline(always)]
+pub fn max_nan(acc: f32, x: f32) -> f32 {
+    if x > acc || x.is_nan() { x } else { acc }
 }
 
 /// What a conv or dense kernel does after its MACs: `out = act(acc + bias[c] + residual[i])`, where
@@ -148,19 +167,57 @@ impl ConvShape {
         if self.kernel.contains(&0) || self.stride.contains(&0) || self.dilation.contains(&0) {
             return bad("kernel, stride and dilation must be positive".into());
         }
+        // Checked arithmetic: absurd sizes are an error, not an overflow.
+        let fits = [
+            [self.in_c, self.in_h, self.in_w],
+            [self.out_c, self.out_h, self.out_w],
+        ]
+        .iter()
+        .all(|l| {
+            l.iter()
+                .try_fold(1usize, |a, &d| a.checked_mul(d))
+                .is_some()
+        }) && self.weight_len_checked().is_some()
+            && self.macs_checked().is_some();
+        if !fits {
+            return bad(format!("{self:?} is too large"));
+        }
         for axis in 0..2 {
-            let size = [self.in_h, self.in_w][axis] + self.pads[axis] + self.pads[axis + 2];
-            let span = self.dilation[axis] * (self.kernel[axis] - 1) + 1;
-            let want = if span > size {
-                0
-            } else {
-                (size - span) / self.stride[axis] + 1
+            let size = [self.in_h, self.in_w][axis]
+                .checked_add(self.pads[axis])
+                .and_then(|s| s.checked_add(self.pads[axis + 2]));
+            let span = (self.kernel[axis] - 1)
+                .checked_mul(self.dilation[axis])
+                .and_then(|s| s.checked_add(1));
+            let want = match (size, span) {
+                (Some(size), Some(span)) if span <= size => (size - span) / self.stride[axis] + 1,
+                _ => 0,
             };
             if want == 0 || want != [self.out_h, self.out_w][axis] {
                 return bad(format!("{self:?} has an inconsistent output size"));
             }
         }
         Ok(())
+    }
+
+    fn weight_len_checked(&self) -> Option<usize> {
+        [
+            self.in_c / self.group.max(1),
+            self.kernel[0],
+            self.kernel[1],
+        ]
+        .iter()
+        .try_fold(self.out_c, |a, &d| a.checked_mul(d))
+    }
+
+    fn macs_checked(&self) -> Option<usize> {
+        [
+            self.in_c / self.group.max(1),
+            self.kernel[0],
+            self.kernel[1],
+        ]
+        .iter()
+        .try_fold(self.output_len(), |a, &d| a.checked_mul(d))
     }
 }
 
@@ -186,6 +243,17 @@ impl PoolShape {
         if self.kernel.contains(&0) || self.stride.contains(&0) {
             return bad("pool kernel and stride must be positive".into());
         }
+        let lens = [
+            [self.channels, self.in_h, self.in_w],
+            [self.channels, self.out_h, self.out_w],
+        ];
+        if !lens.iter().all(|l| {
+            l.iter()
+                .try_fold(1usize, |a, &d| a.checked_mul(d))
+                .is_some()
+        }) {
+            return bad(format!("{self:?} is too large"));
+        }
         for axis in 0..2 {
             let (k, p0, p1) = (self.kernel[axis], self.pads[axis], self.pads[axis + 2]);
             if p0 >= k || p1 >= k {
@@ -195,7 +263,8 @@ impl PoolShape {
                 ));
             }
             let (size, out) = ([self.in_h, self.in_w][axis], [self.out_h, self.out_w][axis]);
-            if out == 0 || (out - 1) * self.stride[axis] >= size + p0 {
+            let last = (out.max(1) - 1).checked_mul(self.stride[axis]);
+            if out == 0 || last.is_none_or(|l| l >= size.saturating_add(p0)) {
                 return bad(format!("{self:?}: the last window lies in the padding"));
             }
         }

@@ -254,7 +254,7 @@ fn plane_k<const KW: usize, const SW: usize>(
                 let (cols, _) = window(ox, kw, sw, pl, in_w, s.pads[3]);
                 for &x in &row[cols] {
                     *o = match reduce {
-                        Reduce::Max => o.max(x),
+                        Reduce::Max => super::max_nan(*o, x),
                         Reduce::Avg { .. } => *o + x,
                     };
                 }
@@ -270,7 +270,7 @@ fn plane_k<const KW: usize, const SW: usize>(
                     for (i, o) in inner.iter_mut().enumerate() {
                         let w = &row[base + i * sw..base + i * sw + kw];
                         for &x in w {
-                            *o = o.max(x);
+                            *o = super::max_nan(*o, x);
                         }
                     }
                 }

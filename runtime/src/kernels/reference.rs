@@ -146,7 +146,7 @@ pub fn add(
     Ok(())
 }
 
-/// Max pooling, NCHW. Padding never wins (it is -inf).
+/// Max pooling, NCHW. Padding never wins (it is -inf); a NaN in the window gives NaN.
 pub fn max_pool2d(
     s: &PoolShape,
     batch: usize,
@@ -154,7 +154,10 @@ pub fn max_pool2d(
     output: &mut [f32],
 ) -> Result<(), KernelError> {
     pool2d(s, batch, input, output, |window, _| {
-        window.iter().copied().fold(f32::NEG_INFINITY, f32::max)
+        window
+            .iter()
+            .copied()
+            .fold(f32::NEG_INFINITY, super::max_nan)
     })
 }
 

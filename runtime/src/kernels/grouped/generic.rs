@@ -2,7 +2,6 @@
 //! plain loops over 16 output columns that the compiler may vectorise. Any kernel size and stride.
 
 use super::{Band, OC_BLOCK, lane_range};
-use crate::kernels::Activation;
 
 const LANES: usize = 16;
 
@@ -51,11 +50,7 @@ pub(super) unsafe fn band(b: &Band) {
                     if let Some(r) = b.residual {
                         v += r[off + l];
                     }
-                    v = match b.activation {
-                        Activation::None => v,
-                        Activation::Relu => v.max(0.0),
-                        Activation::Clip { min, max } => v.max(min).min(max),
-                    };
+                    v = b.activation.apply(v);
                     // SAFETY: `off + l` is in row `oy` of plane `o < width`, inside the region the
                     // caller vouches for.
                     unsafe { *b.output.add(off + l) = v };

@@ -203,10 +203,10 @@ unsafe fn band512<const K: usize, const S: usize, const OB: usize, const R: usiz
                     }
                     v = match b.activation {
                         Activation::None => v,
-                        Activation::Relu => _mm512_max_ps(v, _mm512_setzero_ps()),
+                        Activation::Relu => _mm512_max_ps(_mm512_setzero_ps(), v),
                         Activation::Clip { min, max } => _mm512_min_ps(
-                            _mm512_max_ps(v, _mm512_set1_ps(min)),
                             _mm512_set1_ps(max),
+                            _mm512_max_ps(_mm512_set1_ps(min), v),
                         ),
                     };
                     // SAFETY: row `oy + r` is in `b.rows` and columns `ox0..ox0 + lanes` in the row;
@@ -329,9 +329,9 @@ unsafe fn band512_pairs<const K: usize, const S: usize, const OB: usize, const R
                 }
                 v = match b.activation {
                     Activation::None => v,
-                    Activation::Relu => _mm512_max_ps(v, _mm512_setzero_ps()),
+                    Activation::Relu => _mm512_max_ps(_mm512_setzero_ps(), v),
                     Activation::Clip { min, max } => {
-                        _mm512_min_ps(_mm512_max_ps(v, _mm512_set1_ps(min)), _mm512_set1_ps(max))
+                        _mm512_min_ps(_mm512_set1_ps(max), _mm512_max_ps(_mm512_set1_ps(min), v))
                     }
                 };
                 // SAFETY: rows `y` and (if set) `y + 1` are in `b.rows`, columns `0..out_w`; the
@@ -435,10 +435,10 @@ unsafe fn band256<const K: usize, const S: usize, const OB: usize, const R: usiz
                     }
                     v = match b.activation {
                         Activation::None => v,
-                        Activation::Relu => _mm256_max_ps(v, _mm256_setzero_ps()),
+                        Activation::Relu => _mm256_max_ps(_mm256_setzero_ps(), v),
                         Activation::Clip { min, max } => _mm256_min_ps(
-                            _mm256_max_ps(v, _mm256_set1_ps(min)),
                             _mm256_set1_ps(max),
+                            _mm256_max_ps(_mm256_set1_ps(min), v),
                         ),
                     };
                     // SAFETY: row `oy + r` is in `b.rows`, columns `ox0..ox0 + lanes` in the row.

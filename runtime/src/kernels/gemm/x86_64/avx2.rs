@@ -103,10 +103,10 @@ unsafe fn sub_tile<const R: usize, const NV: usize>(t: &Tile) {
                     }
                     x = match f.activation {
                         Activation::None => x,
-                        Activation::Relu => _mm256_max_ps(x, _mm256_setzero_ps()),
+                        Activation::Relu => _mm256_max_ps(_mm256_setzero_ps(), x),
                         Activation::Clip { min, max } => _mm256_min_ps(
-                            _mm256_max_ps(x, _mm256_set1_ps(min)),
                             _mm256_set1_ps(max),
+                            _mm256_max_ps(_mm256_set1_ps(min), x),
                         ),
                     };
                 }

@@ -96,10 +96,10 @@ unsafe fn tile_rn<const R: usize, const NV: usize>(t: &Tile) {
                     }
                     x = match f.activation {
                         Activation::None => x,
-                        Activation::Relu => _mm512_max_ps(x, _mm512_setzero_ps()),
+                        Activation::Relu => _mm512_max_ps(_mm512_setzero_ps(), x),
                         Activation::Clip { min, max } => _mm512_min_ps(
-                            _mm512_max_ps(x, _mm512_set1_ps(min)),
                             _mm512_set1_ps(max),
+                            _mm512_max_ps(_mm512_set1_ps(min), x),
                         ),
                     };
                 }
