@@ -593,3 +593,70 @@ fn corrupted_models_never_panic() {
         }
     }
 }
+
+/// Two nodes feeding each other (`a` reads `b`'s output and `b` reads `a`'s): an error naming a
+/// node of the cycle, not a hang.
+#[test]
+fn a_cyclic_graph_is_an_error_naming_a_node() {
+    let mut model = ConvModel::default().model();
+    let graph = model.graph.as_mut().unwrap();
+    graph.node.push(node("/cycle/a", "Relu", &["cb"], &["ca"]));
+    graph.node.push(node("/cycle/b", "Relu", &["ca"], &["cb"]));
+    graph.node.push(pb::NodeProto {
+        ..node("/cycle/sum", "Add", &["y", "ca"], &["z"])
+    });
+    graph.output = vec![value_info("z", FLOAT, vec![])];
+    let message = error_of(&model.encode_to_vec());
+    assert!(
+        message.contains("/cycle/a") || message.contains("/cycle/b"),
+        "{message}"
+    );
+    assert!(message.contains("Relu node"), "{message}");
+}
+
+/// A kernel larger than the padded input, for a conv and a pool: the node and op are named.
+#[test]
+fn a_kernel_larger_than_the_padded_input_is_named() {
+    let conv = ConvModel {
+        kernel: 5,
+        hw: 2,
+        pads: 1,
+        ..ConvModel::default()
+    };
+    assert_mentions(
+        &error_of(&conv.bytes()),
+        &["Conv node `/layer1/conv/Conv`", "larger than the padded input"],
+    );
+    let mut model = ConvModel::default().model();
+    let graph = model.graph.as_mut().unwrap();
+    graph.node[1].output[0] = "r".into();
+    graph.node.push(pb::NodeProto {
+        attribute: vec![ints_attr("kernel_shape", &[13, 13])],
+        ..node("/pool/MaxPool", "MaxPool", &["r"], &["y"])
+    });
+    assert_mentions(
+        &error_of(&model.encode_to_vec()),
+        &["MaxPool node `/pool/MaxPool`", "larger than the padded input"],
+    );
+}
+
+/// Pool pads as large as the kernel put a whole window in the padding: rejected, node named.
+#[test]
+fn pool_pads_not_smaller_than_the_kernel_are_named() {
+    for op in ["MaxPool", "AveragePool"] {
+        let mut model = ConvModel::default().model();
+        let graph = model.graph.as_mut().unwrap();
+        graph.node[1].output[0] = "r".into();
+        graph.node.push(pb::NodeProto {
+            attribute: vec![
+                ints_attr("kernel_shape", &[2, 2]),
+                ints_attr("pads", &[0, 2, 0, 0]),
+            ],
+            ..node("/pool/P", op, &["r"], &["y"])
+        });
+        assert_mentions(
+            &error_of(&model.encode_to_vec()),
+            &[&format!("{op} node `/pool/P`"), "smaller than the kernel"],
+        );
+    }
+}

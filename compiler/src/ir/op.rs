@@ -352,6 +352,13 @@ impl Op {
                 if p.stride.contains(&0) || p.kernel.contains(&0) {
                     return Err("kernel and strides must be positive".into());
                 }
+                // As in PyTorch (and the runtime's pools): a window must not lie wholly in padding.
+                if (0..4).any(|i| p.pads[i] >= p.kernel[i % 2]) {
+                    return Err(format!(
+                        "pads {:?} must be smaller than the kernel {:?}",
+                        p.pads, p.kernel
+                    ));
+                }
                 let ho = window_out(
                     h,
                     p.kernel[0],
@@ -478,8 +485,20 @@ pub fn window_out(
     pad_end: usize,
     ceil_mode: bool,
 ) -> Result<usize, ShapeError> {
-    let padded = size + pad_begin + pad_end;
-    let span = dilation * (kernel - 1) + 1;
+    // Checked: a hand-built op (or a front end's bug) may carry absurd sizes; that is an error.
+    let padded = size
+        .checked_add(pad_begin)
+        .and_then(|p| p.checked_add(pad_end));
+    let span = kernel
+        .checked_sub(1)
+        .and_then(|k| k.checked_mul(dilation))
+        .and_then(|s| s.checked_add(1));
+    let (Some(padded), Some(span), true) = (padded, span, stride > 0) else {
+        return Err(format!(
+            "kernel {kernel}, stride {stride}, dilation {dilation} and pads {pad_begin}, {pad_end} \
+             over an input of {size} give no valid window"
+        ));
+    };
     if span > padded {
         return Err(format!(
             "kernel extent {span} is larger than the padded input {padded} ({size} + pads {pad_begin}, {pad_end})"

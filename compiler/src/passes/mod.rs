@@ -114,6 +114,8 @@ impl PassReport {
 pub enum PassError {
     #[error("unknown pass `{0}`; the passes are: {passes}", passes = PASSES.join(", "))]
     UnknownPass(String),
+    #[error("the graph given to the passes is invalid: {0}")]
+    Input(IrErrors),
     #[error("the graph is invalid after pass `{pass}`: {errors}")]
     Verify {
         pass: &'static str,
@@ -135,6 +137,9 @@ pub fn optimize(graph: &mut Graph, opts: &PassOptions) -> Result<PassReport, Pas
             return Err(PassError::UnknownPass(name.clone()));
         }
     }
+    // The passes assume a well-formed graph (acyclic, every slot filled, sane windows): a malformed
+    // one is rejected before any pass can trip over it or rewrite it into something valid.
+    ir::validate(graph).map_err(PassError::Input)?;
     let mut run = Pipeline {
         graph,
         opts,
