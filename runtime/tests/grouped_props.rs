@@ -1,38 +1,16 @@
 //! Property tests of the direct grouped and depthwise conv kernels against `reference::conv2d`, on
 //! every ISA tier this CPU supports, random shapes and fused epilogues; plus ResNeXt's own shapes.
 //!
-//! Tolerance, per output element: `|fast − reference| ≤ (n + 4) · u · (Σ|x·w| + |bias| + |residual|)`
-//! with `u = 2⁻²⁴` and `n` the taps per output (`cin/group · kh · kw`). The reference accumulates in
-//! f64 and rounds once; the fast kernels accumulate `n` products in f32 (FMA), whose rounding error
-//! is at most `γ_n · Σ|x·w| ≈ n·u·Σ|x·w|`, then round once more for each of the bias and residual
-//! adds (`u` times the running magnitude each), and once for the reference's own final rounding;
-//! the activations are 1-Lipschitz and exact. `Σ|x·w|` is computed by the reference on `|x|`, `|w|`.
+//! Tolerance, per output element: `common::tolerance`, `(n + 4) · u · (Σ|x·w| + |bias| + |residual|)`
+//! with `n` the taps per output (`cin/group · kh · kw`); the derivation is in `common/mod.rs`.
 
+mod common;
+
+use common::{Case, Setting, out_size, setting, square_shape, tiers};
 use proptest::prelude::*;
 use resnext_runtime::isa::Isa;
-use resnext_runtime::kernels::{
-    Activation, ConvShape, Epilogue, KernelError, depthwise, grouped, reference,
-};
+use resnext_runtime::kernels::{Activation, ConvShape, Epilogue, KernelError, depthwise, grouped};
 use resnext_runtime::threads::Threads;
-
-/// Deterministic values in [-1, 1) from a seed (xorshift64*).
-fn values(seed: u64, len: usize) -> Vec<f32> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x >> 12;
-            x ^= x << 25;
-            x ^= x >> 27;
-            let r = x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40;
-            r as f32 / (1u64 << 23) as f32 - 1.0
-        })
-        .collect()
-}
-
-fn out_size(size: usize, k: usize, stride: usize, p0: usize, p1: usize) -> Option<usize> {
-    let padded = size + p0 + p1;
-    (padded >= k).then(|| (padded - k) / stride + 1)
-}
 
 /// Which kernel a case exercises.
 #[derive(Clone, Copy, Debug)]
@@ -41,87 +19,32 @@ enum Kind {
     Depthwise,
 }
 
-#[derive(Clone, Debug)]
-struct Case {
-    shape: ConvShape,
-    batch: usize,
-    bias: bool,
-    residual: bool,
-    activation: Activation,
-    threads: usize,
-    seed: u64,
-}
-
 /// Runs `kind` on every supported tier and compares with the reference within the tolerance above.
 fn check_case(kind: Kind, c: &Case) -> Result<(), TestCaseError> {
-    let s = c.shape;
-    let input = values(c.seed, c.batch * s.input_len());
-    let weight = values(c.seed ^ 1, s.weight_len());
-    let bias = values(c.seed ^ 2, s.out_c);
-    let residual = values(c.seed ^ 3, c.batch * s.output_len());
-    let epilogue = Epilogue {
-        bias: c.bias.then_some(&bias[..]),
-        residual: c.residual.then_some(&residual[..]),
-        activation: c.activation,
+    let (s, batch) = (c.shape, c.setting.batch);
+    let (pack, run): (PackFn, RunFn) = match kind {
+        Kind::Grouped => (grouped::pack, grouped::run),
+        Kind::Depthwise => (depthwise::pack, depthwise::run),
     };
-    let mut want = vec![0.0; c.batch * s.output_len()];
-    reference::conv2d(&s, c.batch, &input, &weight, &epilogue, &mut want).unwrap();
-    let abs = |v: &[f32]| v.iter().map(|x| x.abs()).collect::<Vec<_>>();
-    let mut magnitude = vec![0.0; want.len()];
-    reference::conv2d(
-        &s,
-        c.batch,
-        &abs(&input),
-        &abs(&weight),
-        &Epilogue::default(),
-        &mut magnitude,
+    c.check(
+        &format!("{kind:?}"),
+        |weight| pack(&s, weight),
+        |isa, input, packed, ep, threads, out| run(&s, batch, input, packed, ep, out, isa, threads),
     )
-    .unwrap();
-    let taps = (s.in_c / s.group * s.kernel[0] * s.kernel[1]) as f32;
-    let u = f32::EPSILON / 2.0;
-    let plane = s.out_h * s.out_w;
-    let packed = match kind {
-        Kind::Grouped => grouped::pack(&s, &weight),
-        Kind::Depthwise => depthwise::pack(&s, &weight),
-    };
-    let threads = Threads::new(c.threads);
-    for isa in Isa::all_supported() {
-        let mut got = vec![f32::NAN; want.len()];
-        let r = match kind {
-            Kind::Grouped => grouped::run(
-                &s, c.batch, &input, &packed, &epilogue, &mut got, isa, &threads,
-            ),
-            Kind::Depthwise => depthwise::run(
-                &s, c.batch, &input, &packed, &epilogue, &mut got, isa, &threads,
-            ),
-        };
-        prop_assert!(r.is_ok(), "{isa:?}: {r:?}");
-        for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
-            let oc = (i / plane) % s.out_c;
-            let scale = magnitude[i]
-                + if c.bias { bias[oc].abs() } else { 0.0 }
-                + if c.residual { residual[i].abs() } else { 0.0 };
-            let tol = (taps + 4.0) * u * scale;
-            prop_assert!(
-                (g - w).abs() <= tol,
-                "{kind:?} {isa:?} element {i}: got {g}, want {w} (tolerance {tol}) in {c:?}"
-            );
-        }
-    }
-    Ok(())
 }
 
-fn activation() -> impl Strategy<Value = Activation> {
-    prop_oneof![
-        Just(Activation::None),
-        Just(Activation::Relu),
-        Just(Activation::Clip { min: 0.0, max: 6.0 }),
-        Just(Activation::Clip {
-            min: -0.25,
-            max: 0.5
-        }),
-    ]
-}
+/// The signatures the grouped and depthwise kernels share.
+type PackFn = fn(&ConvShape, &[f32]) -> Vec<f32>;
+type RunFn = fn(
+    &ConvShape,
+    usize,
+    &[f32],
+    &[f32],
+    &Epilogue,
+    &mut [f32],
+    Isa,
+    &Threads,
+) -> Result<(), KernelError>;
 
 prop_compose! {
     /// A grouped 3×3 conv: groups 2/8/32 or one input channel per group, 1..40 channels per group,
@@ -134,12 +57,7 @@ prop_compose! {
         in_w in 1usize..=41,
         stride in (1usize..=2, 1usize..=2),
         pads in [0usize..=2, 0usize..=2, 0usize..=2, 0usize..=2],
-        batch in 1usize..=2,
-        bias in any::<bool>(),
-        residual in any::<bool>(),
-        activation in activation(),
-        threads in 1usize..=3,
-        seed in any::<u64>(),
+        setting in setting(),
     ) -> Option<Case> {
         let (group, cin_g) = match group_pick {
             0 => (2, cin_g),
@@ -147,8 +65,8 @@ prop_compose! {
             2 => (32, cin_g.min(8)),
             _ => (cin_g.max(2), 1),
         };
-        let out_h = out_size(in_h, 3, stride.0, pads[0], pads[2])?;
-        let out_w = out_size(in_w, 3, stride.1, pads[1], pads[3])?;
+        let out_h = out_size(in_h, 3, stride.0, 1, pads[0], pads[2])?;
+        let out_w = out_size(in_w, 3, stride.1, 1, pads[1], pads[3])?;
         let shape = ConvShape {
             in_c: group * cin_g,
             in_h,
@@ -163,9 +81,7 @@ prop_compose! {
             group,
         };
         // Keeps the f64 reference fast enough for many cases.
-        (batch * shape.macs() <= 3_000_000).then_some(Case {
-            shape, batch, bias, residual, activation, threads, seed,
-        })
+        (setting.batch * shape.macs() <= 3_000_000).then_some(Case { shape, setting })
     }
 }
 
@@ -178,16 +94,11 @@ prop_compose! {
         in_w in 1usize..=41,
         stride in (1usize..=2, 1usize..=2),
         pads in [0usize..=4, 0usize..=4, 0usize..=4, 0usize..=4],
-        batch in 1usize..=2,
-        bias in any::<bool>(),
-        residual in any::<bool>(),
-        activation in activation(),
-        threads in 1usize..=3,
-        seed in any::<u64>(),
+        setting in setting(),
     ) -> Option<Case> {
         let pads = pads.map(|p| p.min(k - 1));
-        let out_h = out_size(in_h, k, stride.0, pads[0], pads[2])?;
-        let out_w = out_size(in_w, k, stride.1, pads[1], pads[3])?;
+        let out_h = out_size(in_h, k, stride.0, 1, pads[0], pads[2])?;
+        let out_w = out_size(in_w, k, stride.1, 1, pads[1], pads[3])?;
         let shape = ConvShape {
             in_c: channels,
             in_h,
@@ -201,7 +112,7 @@ prop_compose! {
             pads,
             group: channels,
         };
-        Some(Case { shape, batch, bias, residual, activation, threads, seed })
+        Some(Case { shape, setting })
     }
 }
 
@@ -235,35 +146,26 @@ const RESNEXT50: [(usize, usize, usize); 7] = [
     (1024, 7, 1),
 ];
 
+/// A ResNeXt grouped 3×3 conv: 32 groups, padding 1.
 fn resnext_shape(c: usize, size: usize, stride: usize) -> ConvShape {
-    let out = (size + 2 - 3) / stride + 1;
-    ConvShape {
-        in_c: c,
-        in_h: size,
-        in_w: size,
-        out_c: c,
-        out_h: out,
-        out_w: out,
-        kernel: [3, 3],
-        stride: [stride, stride],
-        dilation: [1, 1],
-        pads: [1, 1, 1, 1],
-        group: 32,
-    }
+    square_shape(c, size, c, 3, stride, 1, 32)
 }
 
 #[test]
 fn resnext50_grouped_shapes_match_reference() {
-    println!("tiers tested: {:?}", Isa::all_supported());
+    println!("tiers tested: {:?}", tiers());
     for (i, &(c, size, stride)) in RESNEXT50.iter().enumerate() {
-        let case = Case {
-            shape: resnext_shape(c, size, stride),
+        let setting = Setting {
             batch: 1,
             bias: true,
             residual: i % 2 == 0,
             activation: Activation::Relu,
             threads: 2,
             seed: i as u64,
+        };
+        let case = Case {
+            shape: resnext_shape(c, size, stride),
+            setting,
         };
         check_case(Kind::Grouped, &case).unwrap();
     }
@@ -277,8 +179,7 @@ fn mobilenet_v2_depthwise_shapes_match_reference() {
     {
         let mut shape = resnext_shape(c, size, stride);
         shape.group = c;
-        let case = Case {
-            shape,
+        let setting = Setting {
             batch: 1,
             bias: true,
             residual: false,
@@ -286,6 +187,7 @@ fn mobilenet_v2_depthwise_shapes_match_reference() {
             threads: 2,
             seed: 100 + i as u64,
         };
+        let case = Case { shape, setting };
         check_case(Kind::Depthwise, &case).unwrap();
     }
 }
@@ -298,7 +200,7 @@ fn bad_inputs_are_errors_not_panics() {
     let mut out = vec![0.0; s.output_len()];
     let t = Threads::new(2);
     let ep = Epilogue::default();
-    for isa in Isa::all_supported() {
+    for isa in tiers() {
         let short = grouped::run(&s, 1, &input[1..], &packed, &ep, &mut out, isa, &t);
         assert!(
             matches!(short, Err(KernelError::Length { .. })),

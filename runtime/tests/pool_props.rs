@@ -6,28 +6,14 @@
 //! f64; each input passes through at most `⌈spatial/16⌉ + 16` f32 additions and one division, so
 //! `|fast − reference| ≤ (⌈spatial/16⌉ + 18) · u · mean|x|` with `u = 2⁻²⁴`.
 
+mod common;
+
+use common::{U, check_tiers, check_tiers_exact, square_pool, tiers, values};
 use proptest::prelude::*;
-use resnext_runtime::isa::Isa;
 use resnext_runtime::kernels::{KernelError, PoolShape, pool, reference};
 use resnext_runtime::threads::Threads;
 
-fn values(seed: u64, len: usize) -> Vec<f32> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x >> 12;
-            x ^= x << 25;
-            x ^= x >> 27;
-            ((x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40) as f32 / (1u64 << 23) as f32) - 1.0
-        })
-        .collect()
-}
-
-fn same(a: f32, b: f32) -> bool {
-    a == b || (a.is_nan() && b.is_nan())
-}
-
-/// Compares max and both average poolings with the reference on every tier.
+/// Compares max and both average poolings with the reference on every tier, bit for bit.
 fn check_pools(
     s: &PoolShape,
     batch: usize,
@@ -39,26 +25,15 @@ fn check_pools(
     let threads = Threads::new(threads);
     let mut want_max = vec![0.0; len];
     reference::max_pool2d(s, batch, &input, &mut want_max).unwrap();
-    let mut want_avg = [vec![0.0; len], vec![0.0; len]];
-    for (include, want) in [false, true].into_iter().zip(want_avg.iter_mut()) {
-        reference::avg_pool2d(s, include, batch, &input, want).unwrap();
-    }
-    for isa in Isa::all_supported() {
-        let mut got = vec![f32::NAN; len];
-        pool::max_pool2d(s, batch, &input, &mut got, isa, &threads).unwrap();
-        for (i, (&g, &w)) in got.iter().zip(&want_max).enumerate() {
-            prop_assert!(same(g, w), "max {isa:?} [{i}]: {g} vs {w} in {s:?}");
-        }
-        for (include, want) in [false, true].into_iter().zip(&want_avg) {
-            let mut got = vec![f32::NAN; len];
-            pool::avg_pool2d(s, include, batch, &input, &mut got, isa, &threads).unwrap();
-            for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-                prop_assert!(
-                    same(g, w),
-                    "avg({include}) {isa:?} [{i}]: {g} vs {w} in {s:?}"
-                );
-            }
-        }
+    check_tiers_exact(&format!("max in {s:?}"), &want_max, |isa, got| {
+        pool::max_pool2d(s, batch, &input, got, isa, &threads)
+    })?;
+    for include in [false, true] {
+        let mut want = vec![0.0; len];
+        reference::avg_pool2d(s, include, batch, &input, &mut want).unwrap();
+        check_tiers_exact(&format!("avg({include}) in {s:?}"), &want, |isa, got| {
+            pool::avg_pool2d(s, include, batch, &input, got, isa, &threads)
+        })?;
     }
     Ok(())
 }
@@ -119,52 +94,33 @@ proptest! {
         let input = values(seed, batch * channels * spatial);
         let mut want = vec![0.0; batch * channels];
         reference::global_avg_pool(batch, channels, spatial, &input, &mut want).unwrap();
-        let u = f32::EPSILON / 2.0;
-        for isa in Isa::all_supported() {
-            let mut got = vec![f32::NAN; want.len()];
-            pool::global_avg_pool(batch, channels, spatial, &input, &mut got, isa, &Threads::new(threads))
-                .unwrap();
-            for (p, (&g, &w)) in got.iter().zip(&want).enumerate() {
+        let threads = Threads::new(threads);
+        check_tiers(
+            "global_avg_pool",
+            &want,
+            |p| {
                 let plane = &input[p * spatial..(p + 1) * spatial];
                 let mean_abs = plane.iter().map(|x| x.abs()).sum::<f32>() / spatial as f32;
-                let tol = (spatial.div_ceil(16) as f32 + 18.0) * u * mean_abs;
-                prop_assert!((g - w).abs() <= tol, "{isa:?} plane {p}: {g} vs {w} (tol {tol})");
-            }
-        }
+                (spatial.div_ceil(16) as f32 + 18.0) * U * mean_abs
+            },
+            |isa, got| pool::global_avg_pool(batch, channels, spatial, &input, got, isa, &threads),
+        )?;
     }
 }
 
 #[test]
 fn resnext_stem_max_pool_matches_reference() {
-    let s = PoolShape {
-        channels: 64,
-        in_h: 112,
-        in_w: 112,
-        out_h: 56,
-        out_w: 56,
-        kernel: [3, 3],
-        stride: [2, 2],
-        pads: [1, 1, 1, 1],
-    };
+    let s = square_pool(64, 112, 3, 2, 1);
     check_pools(&s, 2, 2, 7).unwrap();
 }
 
 #[test]
 fn bad_inputs_are_errors_not_panics() {
-    let s = PoolShape {
-        channels: 4,
-        in_h: 9,
-        in_w: 9,
-        out_h: 5,
-        out_w: 5,
-        kernel: [3, 3],
-        stride: [2, 2],
-        pads: [1, 1, 1, 1],
-    };
+    let s = square_pool(4, 9, 3, 2, 1);
     let input = vec![0.0; 4 * 81];
     let mut out = vec![0.0; 4 * 25];
     let t = Threads::new(2);
-    for isa in Isa::all_supported() {
+    for isa in tiers() {
         let short = pool::max_pool2d(&s, 1, &input[1..], &mut out, isa, &t);
         assert!(
             matches!(short, Err(KernelError::Length { .. })),
