@@ -2,6 +2,9 @@
 //! weights file format and `.npy` I/O. It never depends on the compiler.
 
 pub mod arena;
+#[cfg(feature = "cuda")]
+pub mod cuda;
+pub mod cuda_plan;
 pub mod error;
 pub mod fold;
 pub mod hash;
