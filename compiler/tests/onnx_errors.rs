@@ -625,7 +625,10 @@ fn a_kernel_larger_than_the_padded_input_is_named() {
     };
     assert_mentions(
         &error_of(&conv.bytes()),
-        &["Conv node `/layer1/conv/Conv`", "larger than the padded input"],
+        &[
+            "Conv node `/layer1/conv/Conv`",
+            "larger than the padded input",
+        ],
     );
     let mut model = ConvModel::default().model();
     let graph = model.graph.as_mut().unwrap();
@@ -636,7 +639,10 @@ fn a_kernel_larger_than_the_padded_input_is_named() {
     });
     assert_mentions(
         &error_of(&model.encode_to_vec()),
-        &["MaxPool node `/pool/MaxPool`", "larger than the padded input"],
+        &[
+            "MaxPool node `/pool/MaxPool`",
+            "larger than the padded input",
+        ],
     );
 }
 

@@ -97,7 +97,10 @@ fn convs_propagate_nan_and_inf_like_the_reference() {
             let mut want = vec![0.0; batch * s.output_len()];
             reference::conv2d(&s, batch, &x, &wt, &ep, &mut want).unwrap();
             // The NaN of image 0 reaches output pixel 0..: at least one output is NaN, in image 0.
-            assert!(want[..s.output_len()].iter().any(|v| v.is_nan()), "{algo:?}");
+            assert!(
+                want[..s.output_len()].iter().any(|v| v.is_nan()),
+                "{algo:?}"
+            );
             let packed = conv::pack(algo, &s, &wt).unwrap();
             for isa in Isa::all_supported() {
                 let mut got = vec![0.0; want.len()];
