@@ -46,6 +46,8 @@ pub enum Error {
     Invalid(#[source] IrErrors),
     #[error("code generation failed")]
     Emit(#[source] back_rust::Error),
+    #[error("CUDA code generation failed")]
+    EmitCuda(#[source] crate::back::cuda::Error),
 }
 
 impl Error {
@@ -58,6 +60,7 @@ impl Error {
                 ..
             }
             | Error::Emit(back_rust::Error::Io { .. }) => 3,
+            Error::EmitCuda(crate::back::cuda::Error::Io { .. }) => 3,
             _ => 1,
         }
     }
@@ -142,11 +145,36 @@ pub fn compile(mut graph: Graph, options: &Options) -> Result<Compiled, Error> {
     })
 }
 
-/// `compile`, then writes the emitted crate into `dir`.
+/// The pipeline for the CUDA back end: the same passes without the CPU kernel selection (the GPU
+/// kernels read weights in ONNX layout), then validation.
+pub fn compile_cuda(graph: Graph, options: &Options) -> Result<Compiled, Error> {
+    let mut cuda = options.clone();
+    if let Some(p) = &mut cuda.passes {
+        p.select_kernels = false;
+        p.print_after = None;
+    }
+    cuda.verbose = false;
+    compile(graph, &cuda)
+}
+
+/// `compile`, then writes the emitted crate into `dir`; for a CUDA `options.back.target`, also the
+/// CUDA source, plan and weights (`back::cuda`) with `pub mod cuda` appended to `lib.rs`.
 pub fn compile_to_crate(graph: Graph, dir: &Path, options: &Options) -> Result<Compiled, Error> {
+    let cuda_graph = options.back.target.has_cuda().then(|| graph.clone());
     let compiled = compile(graph, options)?;
     let started = Instant::now();
-    let emitted = compiled.emit(&options.back)?;
+    let mut emitted = compiled.emit(&options.back)?;
+    if let Some(graph) = cuda_graph {
+        let cuda = compile_cuda(graph, options)?;
+        let cuda_options = crate::back::cuda::Options {
+            name: options.back.name.clone(),
+            source: options.back.source.clone(),
+        };
+        let module = crate::back::cuda::emit(&cuda.graph, &cuda.info, &cuda_options)
+            .and_then(|e| e.write_into_crate(dir, &options.back.name))
+            .map_err(Error::EmitCuda)?;
+        emitted.lib_rs.push_str(&module);
+    }
     report_stage(
         options,
         "emit",

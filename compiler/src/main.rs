@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use clap::builder::PossibleValuesParser;
 use clap::{Parser, Subcommand, ValueEnum};
+use resnext_compiler::back::cuda::Target;
 use resnext_compiler::back::rust::RuntimeDep;
 use resnext_compiler::driver::{self, Compiled};
 use resnext_compiler::ir::Op;
@@ -54,6 +55,10 @@ enum Command {
         /// Print each stage and its time (and each pass's time and node counts).
         #[arg(short, long)]
         verbose: bool,
+        /// Devices the crate runs on: `cuda` and `all` also embed CUDA kernels (NVRTC-compiled at
+        /// load) and give its CLI `--device cpu|cuda` (default `cuda` for `cuda`, `cpu` for `all`).
+        #[arg(long, value_enum, default_value_t = TargetArg::Cpu)]
+        target: TargetArg,
     },
     /// Print the model's graph: one row per node, and totals.
     Inspect {
@@ -64,6 +69,23 @@ enum Command {
         #[arg(long)]
         after_passes: bool,
     },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum TargetArg {
+    Cpu,
+    Cuda,
+    All,
+}
+
+impl From<TargetArg> for Target {
+    fn from(t: TargetArg) -> Target {
+        match t {
+            TargetArg::Cpu => Target::Cpu,
+            TargetArg::Cuda => Target::Cuda,
+            TargetArg::All => Target::All,
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -90,6 +112,7 @@ fn main() -> ExitCode {
             print_after,
             verify,
             verbose,
+            target,
         } => {
             let passes = (!no_opt).then(|| PassOptions {
                 verify,
@@ -97,7 +120,15 @@ fn main() -> ExitCode {
                 print_after,
                 ..PassOptions::default()
             });
-            compile(model, out, name, runtime_version, passes, verbose)
+            compile(
+                model,
+                out,
+                name,
+                runtime_version,
+                passes,
+                verbose,
+                target.into(),
+            )
         }
         Command::Inspect {
             model,
@@ -131,6 +162,7 @@ fn compile(
     runtime_version: Option<String>,
     passes: Option<PassOptions>,
     verbose: bool,
+    target: Target,
 ) -> Result<(), driver::Error> {
     let mut options = driver::Options {
         verbose,
@@ -138,6 +170,7 @@ fn compile(
         ..driver::Options::default()
     };
     options.back.name = name.unwrap_or_else(|| driver::default_name(&model));
+    options.back.target = target;
     options.back.source = model.file_name().map(|f| f.to_string_lossy().into_owned());
     if let Some(v) = runtime_version {
         options.back.runtime = RuntimeDep::Version(v);

@@ -225,12 +225,16 @@ impl CudaPlan {
 
 fn extent_text(e: Extent) -> String {
     match (e.batched, e.per_block) {
+        (true, 1) if e.per_item == 1 => "b".into(),
         (false, 1) => format!("{}", e.per_item),
         (b, d) => format!("{}{}/{}", if b { "b*" } else { "" }, e.per_item, d),
     }
 }
 
 fn parse_extent(s: &str) -> Option<Extent> {
+    if s == "b" {
+        return Some(Extent::batch());
+    }
     let (batched, rest) = match s.strip_prefix("b*") {
         Some(r) => (true, r),
         None => (false, s),

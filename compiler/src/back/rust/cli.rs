@@ -5,8 +5,14 @@ use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 
 /// `main.rs` of a crate whose library is `lib` and whose model struct is `model`.
-pub(super) fn main_tokens(lib: &syn::Ident, model: &str) -> TokenStream {
+/// With a CUDA `target`, the CLI also takes `--device cpu|cuda` (see `back::cuda::cli_tokens`).
+pub(super) fn main_tokens(
+    lib: &syn::Ident,
+    model: &str,
+    target: crate::back::cuda::Target,
+) -> TokenStream {
     let model = format_ident!("{}", model);
+    let (cuda_items, cuda_dispatch, device_arm) = crate::back::cuda::cli_tokens(lib, target);
     quote! {
         use std::process::ExitCode;
         use std::time::Instant;
@@ -51,6 +57,7 @@ pub(super) fn main_tokens(lib: &syn::Ident, model: &str) -> TokenStream {
                     "--bench" => bench = Some(count("--bench", value("--bench")?)?),
                     "--threads" => threads = Some(count("--threads", value("--threads")?)?),
                     "--weights" => weights = value("--weights")?,
+                    #device_arm
                     "-h" | "--help" => return Err(fail(0, USAGE)),
                     flag if flag.starts_with("--") => {
                         return Err(fail(2, format!("unknown option `{flag}`\n{USAGE}")));
@@ -66,6 +73,7 @@ pub(super) fn main_tokens(lib: &syn::Ident, model: &str) -> TokenStream {
 
         fn run() -> Result<(), Failure> {
             let args = parse_args()?;
+            #cuda_dispatch
             let mut model = #model::load(&args.weights).map_err(|e| {
                 let code = if matches!(e, ::resnext_runtime::LoadError::Io { .. }) { 3 } else { 1 };
                 fail(code, e)
@@ -113,6 +121,8 @@ pub(super) fn main_tokens(lib: &syn::Ident, model: &str) -> TokenStream {
             }
             Ok(())
         }
+
+        #cuda_items
 
         fn main() -> ExitCode {
             match run() {

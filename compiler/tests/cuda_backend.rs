@@ -1,0 +1,573 @@
+//! The CUDA back end without a GPU: snapshot of the emitted source and plan for the small model,
+//! nvcc syntax check where nvcc exists, and CPU emulation of the generated kernels (g++ over
+//! `cuda_emu/cuda_emu.h`) against PyTorch's logits and the reference interpreter.
+//!
+//! `BLESS=1` rewrites the snapshots in `tests/out/`.
+
+mod cuda_emu;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use resnext_compiler::back::cuda::{self, ConvStrategy};
+use resnext_compiler::front::onnx;
+use resnext_compiler::interp;
+use resnext_compiler::ir::{
+    self, Activation, Conv, ConvKernel, Dense, DenseKernel, Epilogue, Graph, NodeId, Op, Pool,
+    Shape, TensorType,
+};
+use resnext_compiler::passes::{self, PassOptions};
+use resnext_runtime::npy;
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("compiler/ has a parent")
+        .to_path_buf()
+}
+
+/// The graph the CUDA back end takes: every pass but the CPU kernel selection.
+fn optimized(mut graph: Graph) -> (Graph, ir::GraphInfo) {
+    let opts = PassOptions {
+        verify: true,
+        select_kernels: false,
+        ..PassOptions::default()
+    };
+    passes::optimize(&mut graph, &opts).expect("passes");
+    let info = ir::validate(&graph).expect("valid graph");
+    (graph, info)
+}
+
+fn small_model() -> (Graph, ir::GraphInfo) {
+    let path = workspace().join("testdata/resnext_small_8x4d_bn.onnx");
+    optimized(onnx::load(&path).expect("load the small model"))
+}
+
+fn options() -> cuda::Options {
+    cuda::Options {
+        name: "resnext_small_8x4d_bn".into(),
+        source: Some("resnext_small_8x4d_bn.onnx".into()),
+    }
+}
+
+/// Compares `actual` with the snapshot `tests/out/<name>`, or rewrites it under `BLESS=1`.
+fn snapshot(name: &str, actual: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/out")
+        .join(name);
+    if std::env::var_os("BLESS").is_some() {
+        std::fs::create_dir_all(path.parent().expect("has a parent")).expect("mkdir");
+        std::fs::write(&path, actual).expect("write snapshot");
+        return;
+    }
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (run with BLESS=1 to create it)", path.display()));
+    if expected != actual {
+        let line = expected
+            .lines()
+            .zip(actual.lines())
+            .position(|(a, b)| a != b)
+            .unwrap_or(expected.lines().count().min(actual.lines().count()));
+        panic!(
+            "{} differs from the emitted text at line {} (BLESS=1 rewrites it):\n  expected: {:?}\n  actual:   {:?}",
+            path.display(),
+            line + 1,
+            expected.lines().nth(line),
+            actual.lines().nth(line)
+        );
+    }
+}
+
+#[test]
+fn small_model_source_and_plan_snapshot() {
+    let (graph, info) = small_model();
+    let emitted = cuda::emit(&graph, &info, &options()).expect("emit");
+    snapshot("resnext_small_8x4d_bn.cu", &emitted.source);
+    snapshot("resnext_small_8x4d_bn.cuplan", &emitted.plan.to_text());
+    // The plan's text form is what the emitted crate embeds: it must parse back to the same plan.
+    let parsed = resnext_runtime::cuda_plan::CudaPlan::parse(&emitted.plan.to_text());
+    assert_eq!(parsed.as_ref(), Ok(&emitted.plan));
+    // Every conv of a ResNeXt gets a specialised kernel: grouped 3×3 direct, 1×1 GEMM, stem direct.
+    let count =
+        |f: fn(&ConvStrategy) -> bool| emitted.conv_strategies.iter().filter(|(_, s)| f(s)).count();
+    let grouped = count(|s| matches!(s, ConvStrategy::GroupedDirect { .. }));
+    let gemm = count(|s| *s == ConvStrategy::Gemm1x1);
+    let direct = count(|s| *s == ConvStrategy::Direct);
+    eprintln!("convs: {grouped} grouped direct, {gemm} 1x1 GEMM, {direct} direct");
+    assert_eq!((grouped, gemm, direct), (4, 12, 1));
+}
+
+#[test]
+fn prepacked_cpu_weights_are_rejected_with_the_node_name() {
+    let path = workspace().join("testdata/resnext_small_8x4d_bn.onnx");
+    let mut graph = onnx::load(&path).expect("load");
+    passes::optimize(&mut graph, &PassOptions::default()).expect("passes");
+    let info = ir::validate(&graph).expect("valid");
+    let err = cuda::emit(&graph, &info, &options()).expect_err("packed weights");
+    let text = err.to_string();
+    assert!(
+        text.contains("Conv node `") && text.contains("kernel selection off"),
+        "{text}"
+    );
+}
+
+#[test]
+fn source_compiles_with_nvcc() {
+    if Command::new("nvcc").arg("--version").output().is_err() {
+        eprintln!("skipping: nvcc is not on PATH");
+        return;
+    }
+    let (graph, info) = small_model();
+    let emitted = cuda::emit(&graph, &info, &options()).expect("emit");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cu = dir.path().join("model.cu");
+    std::fs::write(&cu, &emitted.source).expect("write");
+    let out = Command::new("nvcc")
+        .arg("-c")
+        .arg(&cu)
+        .arg("-o")
+        .arg(dir.path().join("model.o"))
+        .output()
+        .expect("run nvcc");
+    assert!(
+        out.status.success(),
+        "nvcc rejects the source:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn emulated_small_model_matches_pytorch() {
+    let cxx = match cuda_emu::compiler() {
+        Ok(c) => c,
+        Err(why) => {
+            eprintln!("{why}");
+            return;
+        }
+    };
+    let (graph, info) = small_model();
+    let emitted = cuda::emit(&graph, &info, &options()).expect("emit");
+    let data = workspace().join("testdata");
+    let (in_shape, input) =
+        npy::read_f32(data.join("resnext_small_8x4d_bn.input.npy")).expect("input");
+    let (_, expected) =
+        npy::read_f32(data.join("resnext_small_8x4d_bn.output.npy")).expect("output");
+    let batch = in_shape[0];
+    let started = std::time::Instant::now();
+    let logits = cuda_emu::run(
+        &cxx,
+        &emitted.source,
+        &emitted.plan,
+        &emitted.device_weights(),
+        &input,
+        batch,
+    );
+    eprintln!(
+        "emulated {} launches for batch {batch} in {:.1} s",
+        emitted.plan.launches.len(),
+        started.elapsed().as_secs_f64()
+    );
+    let max_logit = expected.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let err = max_abs_diff(&logits, &expected);
+    eprintln!("max |logit| {max_logit}, max abs err {err}");
+    assert!(err <= 1e-4 * max_logit, "max abs err {err} vs PyTorch");
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "lengths");
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| {
+            if x.is_nan() || y.is_nan() {
+                f32::INFINITY
+            } else {
+                (x - y).abs()
+            }
+        })
+        .fold(0.0, f32::max)
+}
+
+/// A small deterministic generator (xorshift), so failures reproduce.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    fn f32(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+    }
+
+    fn vec(&mut self, n: usize) -> Vec<f32> {
+        (0..n).map(|_| self.f32()).collect()
+    }
+}
+
+/// One conv layer under test: `x → [side conv for the residual] → conv (epilogue) → output`.
+#[derive(Clone, Copy, Debug)]
+struct ConvCase {
+    c_in: usize,
+    c_out: usize,
+    hw: [usize; 2],
+    group: usize,
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    dilation: [usize; 2],
+    pads: [usize; 4],
+    bias: bool,
+    residual: bool,
+    activation: Activation,
+}
+
+fn conv_op(graph: &mut Graph, rng: &mut Rng, case: &ConvCase, residual: bool) -> Op {
+    let wlen = case.c_out * case.c_in / case.group * case.kernel[0] * case.kernel[1];
+    let weight = graph.weights.add(
+        "w",
+        vec![
+            case.c_out,
+            case.c_in / case.group,
+            case.kernel[0],
+            case.kernel[1],
+        ],
+        rng.vec(wlen),
+    );
+    let bias = case.bias.then(|| {
+        graph
+            .weights
+            .add("b", vec![case.c_out], rng.vec(case.c_out))
+    });
+    Op::Conv(Conv {
+        weight,
+        bias,
+        in_channels: case.c_in,
+        out_channels: case.c_out,
+        group: case.group,
+        kernel: case.kernel,
+        stride: case.stride,
+        dilation: case.dilation,
+        pads: case.pads,
+        epilogue: Epilogue {
+            residual,
+            activation: case.activation,
+        },
+        kernel_choice: ConvKernel::Reference,
+    })
+}
+
+fn conv_graph(rng: &mut Rng, case: &ConvCase) -> Graph {
+    let mut g = Graph::new();
+    let x = g.add_input(
+        "x",
+        TensorType::f32(Shape::nchw(case.c_in, case.hw[0], case.hw[1])),
+    );
+    let mut inputs = vec![x];
+    if case.residual {
+        // The residual comes from a second conv of the same output shape, as a downsample would.
+        let side = ConvCase {
+            residual: false,
+            activation: Activation::None,
+            ..*case
+        };
+        let op = conv_op(&mut g, rng, &side, false);
+        inputs.push(g.add_node("side", op, &[x]).expect("side conv"));
+    }
+    let op = conv_op(&mut g, rng, case, case.residual);
+    let y = g.add_node("conv", op, &inputs).expect("conv");
+    g.outputs.push((y, "y".into()));
+    g
+}
+
+/// Emulates `graph` for `batch` items on random input and compares with the reference interpreter.
+fn check_against_interp(cxx: &str, graph: &Graph, batch: usize, rng: &mut Rng, what: &str) {
+    let info = ir::validate(graph).expect("valid test graph");
+    let emitted = cuda::emit(graph, &info, &cuda::Options::default()).expect("emit");
+    let in_len = graph
+        .node(graph.inputs[0])
+        .output
+        .shape
+        .item_len()
+        .unwrap_or(0);
+    let input = rng.vec(batch * in_len);
+    let expected = interp::run(graph, &info, &[&input], batch).expect("interp")[0].clone();
+    let actual = cuda_emu::run(
+        cxx,
+        &emitted.source,
+        &emitted.plan,
+        &emitted.device_weights(),
+        &input,
+        batch,
+    );
+    let scale = expected.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+    let err = max_abs_diff(&actual, &expected);
+    assert!(
+        err <= 1e-5 * scale,
+        "{what}: max abs err {err} (scale {scale}); strategies {:?}",
+        emitted.conv_strategies
+    );
+}
+
+fn conv_case(
+    c_in: usize,
+    c_out: usize,
+    hw: usize,
+    group: usize,
+    k: usize,
+    stride: usize,
+) -> ConvCase {
+    ConvCase {
+        c_in,
+        c_out,
+        hw: [hw, hw],
+        group,
+        kernel: [k, k],
+        stride: [stride; 2],
+        dilation: [1, 1],
+        pads: [k / 2; 4],
+        bias: true,
+        residual: false,
+        activation: Activation::Relu,
+    }
+}
+
+#[test]
+fn emulated_conv_kernels_match_the_reference() {
+    let cxx = match cuda_emu::compiler() {
+        Ok(c) => c,
+        Err(why) => {
+            eprintln!("{why}");
+            return;
+        }
+    };
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut cases = vec![
+        // Grouped 3×3 with 4/8/16/32 channels per group, strides 1 and 2, odd sizes.
+        conv_case(32, 32, 9, 8, 3, 1),
+        conv_case(64, 64, 11, 8, 3, 2),
+        conv_case(64, 64, 7, 4, 3, 1),
+        conv_case(64, 64, 6, 2, 3, 2),
+        // Depthwise (1 channel per group), as in MobileNet.
+        conv_case(16, 16, 10, 16, 3, 1),
+        // 1×1 GEMM, stride 1 and 2, sizes not multiples of the 64×64×16 tiles.
+        conv_case(40, 70, 9, 1, 1, 1),
+        conv_case(24, 33, 13, 1, 1, 2),
+        // The direct fallback: 7×7/2 stem, 3×3 ungrouped, dilation, asymmetric padding.
+        conv_case(3, 8, 19, 1, 7, 2),
+        conv_case(8, 12, 8, 1, 3, 1),
+    ];
+    cases.push(ConvCase {
+        dilation: [2, 2],
+        pads: [2, 1, 2, 0],
+        ..conv_case(8, 8, 10, 2, 3, 1)
+    });
+    // Residual + ReLU6 epilogues on each strategy, and no bias.
+    for base in [
+        conv_case(32, 32, 8, 8, 3, 1),
+        conv_case(48, 40, 7, 1, 1, 1),
+        conv_case(6, 6, 9, 1, 5, 1),
+    ] {
+        cases.push(ConvCase {
+            residual: true,
+            bias: false,
+            activation: Activation::Clip { min: 0.0, max: 6.0 },
+            ..base
+        });
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (i, case) in cases.iter().enumerate() {
+        let graph = conv_graph(&mut rng, case);
+        let info = ir::validate(&graph).expect("valid");
+        let emitted = cuda::emit(&graph, &info, &cuda::Options::default()).expect("emit");
+        for (_, s) in &emitted.conv_strategies {
+            seen.insert(std::mem::discriminant(s));
+        }
+        let batch = 1 + rng.below(3);
+        check_against_interp(&cxx, &graph, batch, &mut rng, &format!("case {i} {case:?}"));
+    }
+    assert_eq!(seen.len(), 3, "every conv strategy was exercised");
+}
+
+#[test]
+fn emulated_pool_dense_and_elementwise_kernels_match_the_reference() {
+    let cxx = match cuda_emu::compiler() {
+        Ok(c) => c,
+        Err(why) => {
+            eprintln!("{why}");
+            return;
+        }
+    };
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let mut g = Graph::new();
+    let x = g.add_input("x", TensorType::f32(Shape::nchw(5, 13, 11)));
+    let add = |g: &mut Graph, name: &str, op: Op, inputs: &[NodeId]| {
+        g.add_node(name, op, inputs).expect(name)
+    };
+    let max = add(
+        &mut g,
+        "maxpool",
+        Op::MaxPool(Pool {
+            kernel: [3, 3],
+            stride: [2, 2],
+            pads: [1, 1, 1, 1],
+            ceil_mode: true,
+            count_include_pad: false,
+        }),
+        &[x],
+    );
+    let avg_in = add(
+        &mut g,
+        "avgpool_in",
+        Op::AveragePool(Pool {
+            kernel: [3, 2],
+            stride: [1, 2],
+            pads: [1, 0, 1, 1],
+            ceil_mode: false,
+            count_include_pad: true,
+        }),
+        &[max],
+    );
+    let avg = add(
+        &mut g,
+        "avgpool",
+        Op::AveragePool(Pool {
+            kernel: [2, 2],
+            stride: [1, 1],
+            pads: [1, 1, 0, 0],
+            ceil_mode: false,
+            count_include_pad: false,
+        }),
+        &[avg_in],
+    );
+    let relu = add(&mut g, "relu", Op::Relu, &[avg]);
+    let sum = add(
+        &mut g,
+        "add",
+        Op::Add {
+            activation: Activation::Clip {
+                min: f32::NEG_INFINITY,
+                max: 0.5,
+            },
+        },
+        &[avg, relu],
+    );
+    let scale = g.weights.add("scale", vec![5], rng.vec(5));
+    let shift = g.weights.add("shift", vec![5], rng.vec(5));
+    let ss = add(
+        &mut g,
+        "scale_shift",
+        Op::ScaleShift(ir::ScaleShift {
+            scale,
+            shift,
+            activation: Activation::Relu,
+        }),
+        &[sum],
+    );
+    let gap = add(
+        &mut g,
+        "gap",
+        Op::GlobalAveragePool { keep_dims: true },
+        &[ss],
+    );
+    let flat = add(&mut g, "flatten", Op::Flatten { axis: 1 }, &[gap]);
+    let (k, m) = (5, 21);
+    let weight = g.weights.add("fc.w", vec![m, k], rng.vec(m * k));
+    let bias = g.weights.add("fc.b", vec![m], rng.vec(m));
+    let fc = add(
+        &mut g,
+        "fc",
+        Op::Dense(Dense {
+            weight,
+            bias: Some(bias),
+            in_features: k,
+            out_features: m,
+            epilogue: Epilogue::default(),
+            kernel: DenseKernel::Reference,
+        }),
+        &[flat],
+    );
+    g.outputs.push((fc, "y".into()));
+    check_against_interp(&cxx, &g, 3, &mut rng, "pool/elementwise/dense chain");
+
+    // A wide dense layer: many row blocks, K not a multiple of the 32 lanes.
+    let mut g = Graph::new();
+    let x = g.add_input("x", TensorType::f32(Shape::nc(300)));
+    let weight = g.weights.add("fc.w", vec![77, 300], rng.vec(77 * 300));
+    let fc = add(
+        &mut g,
+        "fc",
+        Op::Dense(Dense {
+            weight,
+            bias: None,
+            in_features: 300,
+            out_features: 77,
+            epilogue: Epilogue {
+                residual: false,
+                activation: Activation::Relu,
+            },
+            kernel: DenseKernel::Reference,
+        }),
+        &[x],
+    );
+    g.outputs.push((fc, "y".into()));
+    check_against_interp(&cxx, &g, 2, &mut rng, "wide dense");
+}
+
+#[test]
+fn resnextc_target_all_embeds_the_cuda_model() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let out = tmp.path().join("small_all");
+    let status = Command::new(env!("CARGO_BIN_EXE_resnextc"))
+        .arg("compile")
+        .arg(workspace().join("testdata/resnext_small_8x4d_bn.onnx"))
+        .arg("-o")
+        .arg(&out)
+        .args(["--name", "small_all", "--target", "all"])
+        .output()
+        .expect("run resnextc");
+    assert!(
+        status.status.success(),
+        "resnextc: {}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let read =
+        |p: &str| std::fs::read_to_string(out.join(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
+    assert!(read("Cargo.toml").contains(r#"features = ["cuda"]"#));
+    let lib = read("src/lib.rs");
+    assert!(lib.contains("pub mod cuda {") && lib.contains("include_str!(\"model.cu\")"));
+    assert!(read("src/main.rs").contains("\"--device\""));
+    let plan =
+        resnext_runtime::cuda_plan::CudaPlan::parse(&read("src/model.cuplan")).expect("plan");
+    // The CUDA weights file holds every tensor the plan places, under the hash in lib.rs.
+    let weights = std::fs::read(out.join("small_all.cuda.weights")).expect("weights");
+    let hash = lib
+        .split("pub const MODEL_HASH: u64 = ")
+        .nth(2)
+        .and_then(|s| s.split(';').next())
+        .and_then(|s| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok())
+        .expect("the cuda module's MODEL_HASH");
+    let w = resnext_runtime::Weights::from_bytes(&weights, hash).expect("weights match the hash");
+    assert_eq!(w.len(), plan.weights.len());
+    for (i, &(_, len)) in plan.weights.iter().enumerate() {
+        assert_eq!(w.tensor(i).len(), len, "tensor {i}");
+    }
+    // `--target cpu` (the default) leaves the crate free of CUDA.
+    let cpu = tmp.path().join("small_cpu");
+    let status = Command::new(env!("CARGO_BIN_EXE_resnextc"))
+        .arg("compile")
+        .arg(workspace().join("testdata/resnext_small_8x4d_bn.onnx"))
+        .arg("-o")
+        .arg(&cpu)
+        .output()
+        .expect("run resnextc");
+    assert!(status.status.success());
+    let toml = std::fs::read_to_string(cpu.join("Cargo.toml")).expect("Cargo.toml");
+    assert!(!toml.contains("cuda"));
+    assert!(!cpu.join("src/model.cu").exists());
+}
