@@ -153,6 +153,9 @@ fn conv(g: &mut Graph, kernel: [usize; 2], pads: [usize; 4], dilation: [usize; 2
     })
 }
 
+/// Builds the op under test, adding any weights it needs to the graph.
+type MakeOp = Box<dyn Fn(&mut Graph) -> Op>;
+
 fn pool(kernel: [usize; 2], pads: [usize; 4]) -> Op {
     Op::MaxPool(Pool {
         kernel,
@@ -168,7 +171,7 @@ fn pool(kernel: [usize; 2], pads: [usize; 4]) -> Op {
 #[test]
 fn impossible_windows_are_errors_naming_node_and_op() {
     let huge = usize::MAX / 2 + 1;
-    let cases: Vec<(&str, Box<dyn Fn(&mut Graph) -> Op>, &str)> = vec![
+    let cases: Vec<(&str, MakeOp, &str)> = vec![
         (
             "conv kernel 11 > 8 + 2",
             Box::new(|g| conv(g, [11, 3], [1; 4], [1, 1])),
