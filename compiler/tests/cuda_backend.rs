@@ -353,6 +353,9 @@ fn emulated_conv_kernels_match_the_reference() {
         conv_case(64, 64, 11, 8, 3, 2),
         conv_case(64, 64, 7, 4, 3, 1),
         conv_case(64, 64, 6, 2, 3, 2),
+        // ResNeXt-50's largest-tile and largest-weight grouped convs (32 groups): c256@56/2, c1024@7.
+        conv_case(256, 256, 56, 32, 3, 2),
+        conv_case(1024, 1024, 7, 32, 3, 1),
         // Depthwise (1 channel per group), as in MobileNet.
         conv_case(16, 16, 10, 16, 3, 1),
         // 1×1 GEMM, stride 1 and 2, sizes not multiples of the 64×64×16 tiles.
