@@ -136,26 +136,17 @@ fn source_compiles_with_nvcc() {
     );
 }
 
-#[test]
-fn emulated_small_model_matches_pytorch() {
-    let cxx = match cuda_emu::compiler() {
-        Ok(c) => c,
-        Err(why) => {
-            eprintln!("{why}");
-            return;
-        }
-    };
-    let (graph, info) = small_model();
-    let emitted = cuda::emit(&graph, &info, &options()).expect("emit");
-    let data = workspace().join("testdata");
-    let (in_shape, input) =
-        npy::read_f32(data.join("resnext_small_8x4d_bn.input.npy")).expect("input");
-    let (_, expected) =
-        npy::read_f32(data.join("resnext_small_8x4d_bn.output.npy")).expect("output");
+/// Emulates `dir/stem.onnx` on the PyTorch input batch and compares with PyTorch's logits.
+fn emulate_model(cxx: &str, dir: &Path, stem: &str) {
+    let graph = onnx::load(&dir.join(format!("{stem}.onnx"))).expect("load");
+    let (graph, info) = optimized(graph);
+    let emitted = cuda::emit(&graph, &info, &cuda::Options::default()).expect("emit");
+    let (in_shape, input) = npy::read_f32(dir.join(format!("{stem}.input.npy"))).expect("input");
+    let (_, expected) = npy::read_f32(dir.join(format!("{stem}.output.npy"))).expect("output");
     let batch = in_shape[0];
     let started = std::time::Instant::now();
     let logits = cuda_emu::run(
-        &cxx,
+        cxx,
         &emitted.source,
         &emitted.plan,
         &emitted.device_weights(),
@@ -163,14 +154,46 @@ fn emulated_small_model_matches_pytorch() {
         batch,
     );
     eprintln!(
-        "emulated {} launches for batch {batch} in {:.1} s",
+        "{stem}: emulated {} launches for batch {batch} in {:.1} s (g++ included)",
         emitted.plan.launches.len(),
         started.elapsed().as_secs_f64()
     );
     let max_logit = expected.iter().fold(0.0f32, |m, v| m.max(v.abs()));
     let err = max_abs_diff(&logits, &expected);
-    eprintln!("max |logit| {max_logit}, max abs err {err}");
-    assert!(err <= 1e-4 * max_logit, "max abs err {err} vs PyTorch");
+    eprintln!("{stem}: max |logit| {max_logit}, max abs err {err}");
+    assert!(
+        err <= 1e-4 * max_logit,
+        "{stem}: max abs err {err} vs PyTorch"
+    );
+}
+
+#[test]
+fn emulated_small_model_matches_pytorch() {
+    match cuda_emu::compiler() {
+        Ok(cxx) => emulate_model(&cxx, &workspace().join("testdata"), "resnext_small_8x4d_bn"),
+        Err(why) => eprintln!("{why}"),
+    }
+}
+
+#[test]
+fn emulated_mobilenet_v2_matches_pytorch() {
+    match cuda_emu::compiler() {
+        Ok(cxx) => emulate_model(&cxx, &workspace().join("testdata"), "mobilenet_v2_bn"),
+        Err(why) => eprintln!("{why}"),
+    }
+}
+
+/// ResNeXt-50 through the emulation: minutes, so only where `RESNEXT_MODELS` is set.
+#[test]
+fn emulated_resnext50_matches_pytorch() {
+    let Some(dir) = std::env::var_os("RESNEXT_MODELS") else {
+        eprintln!("skipping: RESNEXT_MODELS not set");
+        return;
+    };
+    match cuda_emu::compiler() {
+        Ok(cxx) => emulate_model(&cxx, Path::new(&dir), "resnext50_32x4d_bn"),
+        Err(why) => eprintln!("{why}"),
+    }
 }
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
@@ -573,4 +596,51 @@ fn resnextc_target_all_embeds_the_cuda_model() {
     let toml = std::fs::read_to_string(cpu.join("Cargo.toml")).expect("Cargo.toml");
     assert!(!toml.contains("cuda"));
     assert!(!cpu.join("src/model.cu").exists());
+}
+
+/// On a machine with an NVIDIA GPU: every shared model through NVRTC and the runtime, against
+/// PyTorch's logits (≤ 1e-3 × max |logit|), plain launches and CUDA-graph replay. Elsewhere it
+/// prints why it skipped.
+#[test]
+fn gpu_models_match_pytorch() {
+    if let Err(e) = resnext_runtime::cuda::available() {
+        eprintln!("skipping the GPU run: {e}");
+        return;
+    }
+    let mut models = vec![
+        (workspace().join("testdata"), "resnext_small_8x4d_bn"),
+        (workspace().join("testdata"), "mobilenet_v2_bn"),
+    ];
+    match std::env::var_os("RESNEXT_MODELS") {
+        Some(dir) => models.push((PathBuf::from(dir), "resnext50_32x4d_bn")),
+        None => eprintln!("skipping resnext50: RESNEXT_MODELS not set"),
+    }
+    for (dir, stem) in models {
+        let graph = onnx::load(&dir.join(format!("{stem}.onnx"))).expect("load");
+        let (graph, info) = optimized(graph);
+        let emitted = cuda::emit(&graph, &info, &cuda::Options::default()).expect("emit");
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let weights = tmp.path().join("model.cuda.weights");
+        emitted.write_weights(&weights).expect("write weights");
+        let mut model = resnext_runtime::cuda::CudaModel::load(
+            &emitted.source,
+            &emitted.plan.to_text(),
+            &weights,
+            emitted.model_hash,
+            0,
+        )
+        .expect("load on the GPU");
+        let (shape, input) = npy::read_f32(dir.join(format!("{stem}.input.npy"))).expect("input");
+        let (_, expected) = npy::read_f32(dir.join(format!("{stem}.output.npy"))).expect("output");
+        let max_logit = expected.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let logits = model.forward(&input, shape[0]).expect("forward");
+        let err = max_abs_diff(&logits, &expected);
+        eprintln!("{stem}: GPU max abs err {err} (max |logit| {max_logit})");
+        assert!(err <= 1e-3 * max_logit, "{stem}: max abs err {err}");
+        model.set_graphs(true);
+        for _ in 0..2 {
+            let again = model.forward(&input, shape[0]).expect("forward (graph)");
+            assert_eq!(again, logits, "{stem}: CUDA-graph replay differs");
+        }
+    }
 }
