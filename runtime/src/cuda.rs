@@ -192,6 +192,9 @@ impl CudaModel {
             host[offset..offset + len].copy_from_slice(t);
         }
         let ctx = CudaContext::new(ordinal).map_err(|e| CudaError::NoDevice(format!("{e:?}")))?;
+        // SAFETY: every buffer of this model is created, written and read on its one stream, so
+        // cudarc's cross-stream events are not needed (and would get in the way of graph capture).
+        unsafe { ctx.disable_event_tracking() };
         let arch = ctx
             .compute_capability()
             .map_err(driver("compute capability"))?;

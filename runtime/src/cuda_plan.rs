@@ -83,8 +83,8 @@ pub struct Launch {
     pub kernel: String,
     pub grid: [Extent; 3],
     pub block: [u32; 3],
-    /// Dynamic shared memory in bytes (the kernels declare theirs statically; this is 0 unless a
-    /// kernel says otherwise), plus the static amount for information.
+    /// Shared memory the kernel declares statically, in bytes: for reports and occupancy
+    /// estimates; launches request no dynamic shared memory.
     pub shared_bytes: u32,
     /// `x, w, b, r, y` in the kernel's argument order.
     pub args: [Buf; 5],
