@@ -304,13 +304,73 @@ impl CudaModel {
         Ok(())
     }
 
+    /// The GPU time of each launch (node name, median ms over `runs` runs of `batch` items), timed
+    /// by CUDA events around every kernel (no graph replay: it measures the kernels, not launch
+    /// overhead). The input is uploaded once.
+    pub fn layer_times(
+        &mut self,
+        input: &[f32],
+        batch: usize,
+        runs: usize,
+    ) -> Result<Vec<(String, f64)>, CudaError> {
+        self.forward(input, batch)?;
+        let buffers = self.buffers.take().ok_or(CudaError::Batch(batch))?;
+        let result = self.time_launches(&buffers, batch, runs.max(1));
+        self.buffers = Some(buffers);
+        result
+    }
+
+    fn time_launches(
+        &self,
+        b: &Buffers,
+        batch: usize,
+        runs: usize,
+    ) -> Result<Vec<(String, f64)>, CudaError> {
+        let ctx = self.stream.context();
+        let events = (0..=self.plan.launches.len())
+            .map(|_| ctx.new_event(Some(sys::CUevent_flags::CU_EVENT_DEFAULT)))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(driver("event creation"))?;
+        let mut samples = vec![Vec::with_capacity(runs); self.plan.launches.len()];
+        for _ in 0..runs {
+            self.launch_all_timed(b, batch, Some(&events))?;
+            for (i, s) in samples.iter_mut().enumerate() {
+                let ms = events[i]
+                    .elapsed_ms(&events[i + 1])
+                    .map_err(driver("event timing"))?;
+                s.push(ms as f64);
+            }
+        }
+        Ok(self
+            .plan
+            .launches
+            .iter()
+            .zip(samples)
+            .map(|(l, mut s)| {
+                s.sort_by(f64::total_cmp);
+                (l.node.clone(), s[s.len() / 2])
+            })
+            .collect())
+    }
+
     /// Launches every kernel of the plan on the stream.
     fn launch_all(&self, b: &Buffers, batch: usize) -> Result<(), CudaError> {
+        self.launch_all_timed(b, batch, None)
+    }
+
+    /// As [`Self::launch_all`], recording `events[i]` before launch `i` and the last event after
+    /// the last launch.
+    fn launch_all_timed(
+        &self,
+        b: &Buffers,
+        batch: usize,
+        events: Option<&[cudarc::driver::CudaEvent]>,
+    ) -> Result<(), CudaError> {
         let (arena, _a) = b.arena.device_ptr(&self.stream);
         let (input, _i) = b.input.device_ptr(&self.stream);
         let (weights, _w) = self.weights.device_ptr(&self.stream);
         let batch_arg = i32::try_from(batch).map_err(|_| CudaError::Batch(batch))?;
-        for (l, f) in self.plan.launches.iter().zip(&self.functions) {
+        for (index, (l, f)) in self.plan.launches.iter().zip(&self.functions).enumerate() {
             let ptr = |a: Buf| -> u64 {
                 match a {
                     Buf::Null => 0,
@@ -329,6 +389,9 @@ impl CudaModel {
                 block_dim: (l.block[0], l.block[1], l.block[2]),
                 shared_mem_bytes: 0,
             };
+            if let Some(e) = events.and_then(|e| e.get(index)) {
+                e.record(&self.stream).map_err(driver("event record"))?;
+            }
             let mut builder = self.stream.launch_builder(f);
             for a in &args {
                 builder.arg(a);
@@ -338,6 +401,9 @@ impl CudaModel {
             // float*, float*, int)`, matching the five device pointers and the i32 pushed; every
             // pointer lies in a live allocation sized from the checked plan for this batch.
             unsafe { builder.launch(cfg) }.map_err(driver(format!("launch of `{}`", l.node)))?;
+        }
+        if let Some(e) = events.and_then(|e| e.last()) {
+            e.record(&self.stream).map_err(driver("event record"))?;
         }
         Ok(())
     }
