@@ -11,6 +11,7 @@ pub mod hash;
 pub mod isa;
 pub mod kernels;
 pub mod npy;
+pub mod profile;
 #[cfg(feature = "safetensors")]
 pub mod safetensors;
 pub mod threads;

@@ -1,5 +1,6 @@
 //! The emitted `main.rs`: a dependency-free CLI that runs the model on an `.npy` batch and writes the
-//! logits, with `--bench N` timing N runs after warm-up and printing `median_ms=<x>` last.
+//! logits, with `--bench N` timing N runs after warm-up and printing `median_ms=<x>` last (and, with
+//! `RESNEXT_PROFILE=1`, the time of every layer on stderr).
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
@@ -104,6 +105,7 @@ pub(super) fn main_tokens(
                 for _ in 0..runs.clamp(1, 3) {
                     model.forward_into(&data, batch, &mut output).map_err(|e| fail(1, e))?;
                 }
+                ::resnext_runtime::profile::reset();
                 let mut times = Vec::with_capacity(runs);
                 for _ in 0..runs {
                     let start = Instant::now();
@@ -117,6 +119,9 @@ pub(super) fn main_tokens(
                     (times[runs / 2 - 1] + times[runs / 2]) / 2.0
                 };
                 println!("batch={batch} runs={runs} min_ms={:.3} max_ms={:.3}", times[0], times[runs - 1]);
+                if ::resnext_runtime::profile::enabled() {
+                    eprint!("{}", ::resnext_runtime::profile::report());
+                }
                 println!("median_ms={median:.3}");
             }
             Ok(())

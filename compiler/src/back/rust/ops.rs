@@ -57,8 +57,10 @@ pub(super) fn forward_body(model: &Model) -> TokenStream {
             .collect();
         let call = emit_node(model, id, &args, quote!(out));
         let (name, out) = (&node.name, range(id));
+        let kernel = kernel_label(&node.op);
         body.extend(quote! {
             {
+                let _span = ::resnext_runtime::profile::span(#name, #kernel);
                 let (out, [#(#names),*]) = #arena::split(arena, #out, [#(#ranges),*])
                     .map_err(::resnext_runtime::RunError::at(#name))?;
                 #call.map_err(::resnext_runtime::RunError::at(#name))?;
@@ -72,6 +74,17 @@ pub(super) fn forward_body(model: &Model) -> TokenStream {
             #body
             Ok(())
         })?;
+    }
+}
+
+/// What the profiler (`RESNEXT_PROFILE=1`) files a layer under: the conv algorithm, else the op.
+fn kernel_label(op: &Op) -> &'static str {
+    match op {
+        Op::Conv(c) => match c.kernel_choice {
+            ConvKernel::Reference => "conv-ref",
+            ConvKernel::Fast(algo) => algo.name(),
+        },
+        op => op.name(),
     }
 }
 

@@ -165,20 +165,19 @@ impl SharedOut {
     }
 }
 
-/// How the output of one call is cut into tasks.
+/// How the output of one call is cut into tasks: `m_chunks × n_chunks` rectangles per problem, of
+/// as near equal sizes as whole panels and tiles allow.
 struct Split {
     m_panels: usize,
     n_tiles: usize,
-    /// Panels per row chunk and tiles per column chunk.
-    chunk_panels: usize,
-    chunk_tiles: usize,
     m_chunks: usize,
     n_chunks: usize,
 }
 
 impl Split {
     /// Column chunks of at most `NC_TILES` tiles, then more row and column chunks until there are
-    /// about four tasks per thread to balance them.
+    /// about four tasks per thread; then a few more, if need be, so that the task count is a
+    /// multiple of the threads: tasks are claimed in order, and equal tasks then end together.
     fn new(m: usize, n: usize, problems: usize, threads: usize) -> Split {
         let m_panels = m.div_ceil(MR);
         let n_tiles = n.div_ceil(NR);
@@ -196,16 +195,35 @@ impl Split {
                 break;
             }
         }
-        let chunk_panels = m_panels.div_ceil(m_chunks);
-        let chunk_tiles = n_tiles.div_ceil(n_chunks);
+        if threads > 1 {
+            for _ in 0..threads {
+                if (problems * m_chunks * n_chunks) % threads == 0 {
+                    break;
+                }
+                if n_tiles > n_chunks {
+                    n_chunks += 1;
+                } else if m_panels > m_chunks {
+                    m_chunks += 1;
+                }
+            }
+        }
         Split {
             m_panels,
             n_tiles,
-            chunk_panels,
-            chunk_tiles,
-            m_chunks: m_panels.div_ceil(chunk_panels),
-            n_chunks: n_tiles.div_ceil(chunk_tiles),
+            m_chunks: m_chunks.min(m_panels).max(1),
+            n_chunks: n_chunks.min(n_tiles).max(1),
         }
+    }
+
+    /// The A panels of row chunk `mc`: balanced, so sizes differ by at most one.
+    fn panels(&self, mc: usize) -> std::ops::Range<usize> {
+        mc * self.m_panels / self.m_chunks..(mc + 1) * self.m_panels / self.m_chunks
+    }
+
+    /// The B tiles of column chunk `nc` (at most `NC_TILES`, since `n_chunks` is at least
+    /// `n_tiles / NC_TILES` rounded up).
+    fn tiles(&self, nc: usize) -> std::ops::Range<usize> {
+        nc * self.n_tiles / self.n_chunks..(nc + 1) * self.n_tiles / self.n_chunks
     }
 }
 
@@ -284,8 +302,7 @@ pub(crate) fn run(
             };
         }
         let (mc, nc) = ((t % per_problem) / split.n_chunks, t % split.n_chunks);
-        let panels = mc * split.chunk_panels..((mc + 1) * split.chunk_panels).min(split.m_panels);
-        let tiles = nc * split.chunk_tiles..((nc + 1) * split.chunk_tiles).min(split.n_tiles);
+        let (panels, tiles) = (split.panels(mc), split.tiles(nc));
         // SAFETY: worker `worker` alone uses slot `worker` of the scratch, which holds
         // `threads.count()` slots when B is packed per task (checked above).
         let bbuf = needs_scratch.then(|| unsafe {
