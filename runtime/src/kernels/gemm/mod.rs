@@ -197,7 +197,7 @@ impl Split {
         }
         if threads > 1 {
             for _ in 0..threads {
-                if (problems * m_chunks * n_chunks) % threads == 0 {
+                if (problems * m_chunks * n_chunks).is_multiple_of(threads) {
                     break;
                 }
                 if n_tiles > n_chunks {
