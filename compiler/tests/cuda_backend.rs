@@ -545,6 +545,79 @@ fn emulated_pool_dense_and_elementwise_kernels_match_the_reference() {
     check_against_interp(&cxx, &g, 2, &mut rng, "wide dense");
 }
 
+/// ReLU, Clip and max pooling keep a NaN, as PyTorch and the CPU kernels do (`fmaxf`-style code
+/// would turn it into a number): the emulated kernels' NaN pattern equals the reference's.
+#[test]
+fn emulated_kernels_keep_nan_like_the_reference() {
+    let cxx = match cuda_emu::compiler() {
+        Ok(c) => c,
+        Err(why) => {
+            eprintln!("{why}");
+            return;
+        }
+    };
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    for activation in [Activation::Relu, Activation::Clip { min: 0.0, max: 6.0 }] {
+        // A grouped 3×3 conv (4 channels per group) with the activation, then a max pool.
+        let case = ConvCase {
+            c_in: 8,
+            c_out: 8,
+            hw: [9, 9],
+            group: 2,
+            kernel: [3, 3],
+            stride: [1, 1],
+            dilation: [1, 1],
+            pads: [1; 4],
+            bias: true,
+            residual: false,
+            activation,
+        };
+        let mut g = conv_graph(&mut rng, &case);
+        let (conv, _) = g.outputs.pop().expect("conv output");
+        let pool = Op::MaxPool(Pool {
+            kernel: [3, 3],
+            stride: [2, 2],
+            pads: [1, 1, 1, 1],
+            ceil_mode: false,
+            count_include_pad: false,
+        });
+        let p = g.add_node("maxpool", pool, &[conv]).expect("maxpool");
+        g.outputs.push((p, "y".into()));
+        let info = ir::validate(&g).expect("valid test graph");
+        let emitted = cuda::emit(&g, &info, &cuda::Options::default()).expect("emit");
+        let mut input = rng.vec(8 * 9 * 9);
+        // The centre of channel 5 (the second group).
+        input[5 * 81 + 40] = f32::NAN;
+        let expected = interp::run(&g, &info, &[&input], 1).expect("interp")[0].clone();
+        let actual = cuda_emu::run(
+            &cxx,
+            &emitted.source,
+            &emitted.plan,
+            &emitted.device_weights(),
+            &input,
+            1,
+        );
+        assert!(
+            expected.iter().any(|v| v.is_nan()) && expected.iter().any(|v| !v.is_nan()),
+            "{activation:?}: the reference should give NaN only where the window sees the NaN"
+        );
+        assert_eq!(actual.len(), expected.len());
+        for (i, (a, e)) in actual.iter().zip(&expected).enumerate() {
+            assert_eq!(
+                a.is_nan(),
+                e.is_nan(),
+                "{activation:?}, output {i}: emulated {a}, reference {e}"
+            );
+            if !e.is_nan() {
+                assert!(
+                    (a - e).abs() <= 1e-5 * e.abs().max(1.0),
+                    "{activation:?}, output {i}: emulated {a}, reference {e}"
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn resnextc_target_all_embeds_the_cuda_model() {
     let tmp = tempfile::tempdir().expect("temp dir");

@@ -6,6 +6,12 @@
 #endif
 #define RX_ARGS const float* __restrict__ x, const float* __restrict__ w, \
     const float* __restrict__ b, const float* __restrict__ r, float* __restrict__ y, int batch
+// NaN-keeping ReLU / clamp / max, as PyTorch and the CPU kernels do (fmaxf would drop a NaN):
+// every comparison with a NaN is false, so a NaN `v` falls through unchanged.
+__device__ __forceinline__ float rx_relu(float v) { return v < 0.0f ? 0.0f : v; }
+__device__ __forceinline__ float rx_at_least(float v, float lo) { return v < lo ? lo : v; }
+__device__ __forceinline__ float rx_at_most(float v, float hi) { return v > hi ? hi : v; }
+__device__ __forceinline__ float rx_max(float acc, float v) { return (v > acc || v != v) ? v : acc; }
 
 // k1_conv: direct conv ConvShape { in_c: 3, in_h: 64, in_w: 64, out_c: 64, out_h: 32, out_w: 32, kernel: [7, 7], stride: [2, 2], dilation: [1, 1], pads: [3, 3, 3, 3], group: 1 }
 extern "C" __global__ void __launch_bounds__(256) k1_conv(RX_ARGS) {
@@ -30,7 +36,7 @@ extern "C" __global__ void __launch_bounds__(256) k1_conv(RX_ARGS) {
       }
     }
   }
-  float v_ = acc; v_ += b[oc]; y[i] = fmaxf(v_, 0.0f);
+  float v_ = acc; v_ += b[oc]; y[i] = rx_relu(v_);
 }
 
 // k2_max_pool: pool PoolShape { channels: 64, in_h: 32, in_w: 32, out_h: 16, out_w: 16, kernel: [3, 3], stride: [2, 2], pads: [1, 1, 1, 1] }
@@ -51,7 +57,7 @@ extern "C" __global__ void __launch_bounds__(256) k2_max_pool(RX_ARGS) {
       if (iy < 0 || iy >= IH || ix < 0 || ix >= IW) continue;
       ++inside;
       const float v = xp[iy * IW + ix];
-      acc = fmaxf(acc, v);
+      acc = rx_max(acc, v);
     }
   }
   (void)padded; (void)inside;
@@ -111,7 +117,7 @@ extern "C" __global__ void __launch_bounds__(256) k3_conv(RX_ARGS) {
       const int p = p0 + tx + 16 * j;
       if (p >= P) continue;
       const long long o = ((long long)n * OC + m) * P + p;
-      float v_ = acc[i][j]; v_ += b[m]; y[o] = fmaxf(v_, 0.0f);
+      float v_ = acc[i][j]; v_ += b[m]; y[o] = rx_relu(v_);
     }
   }
   (void)CIN_G; (void)COUT_G; (void)KH; (void)KW; (void)DH; (void)DW; (void)PT; (void)PL;
@@ -154,7 +160,7 @@ extern "C" __global__ void __launch_bounds__(256) k4_conv(RX_ARGS) {
     }
     const int oc = g * COUT_G + ocg;
     const long long o = (((long long)n * OC + oc) * OH + oy) * OW + ox;
-    float v_ = acc; v_ += b[oc]; y[o] = fmaxf(v_, 0.0f);
+    float v_ = acc; v_ += b[oc]; y[o] = rx_relu(v_);
   }
 }
 
@@ -270,7 +276,7 @@ extern "C" __global__ void __launch_bounds__(256) k6_conv(RX_ARGS) {
       const int p = p0 + tx + 16 * j;
       if (p >= P) continue;
       const long long o = ((long long)n * OC + m) * P + p;
-      float v_ = acc[i][j]; v_ += b[m]; v_ += r[o]; y[o] = fmaxf(v_, 0.0f);
+      float v_ = acc[i][j]; v_ += b[m]; v_ += r[o]; y[o] = rx_relu(v_);
     }
   }
   (void)CIN_G; (void)COUT_G; (void)KH; (void)KW; (void)DH; (void)DW; (void)PT; (void)PL;
@@ -329,7 +335,7 @@ extern "C" __global__ void __launch_bounds__(256) k7_conv(RX_ARGS) {
       const int p = p0 + tx + 16 * j;
       if (p >= P) continue;
       const long long o = ((long long)n * OC + m) * P + p;
-      float v_ = acc[i][j]; v_ += b[m]; y[o] = fmaxf(v_, 0.0f);
+      float v_ = acc[i][j]; v_ += b[m]; y[o] = rx_relu(v_);
     }
   }
   (void)CIN_G; (void)COUT_G; (void)KH; (void)KW; (void)DH; (void)DW; (void)PT; (void)PL;
@@ -372,7 +378,7 @@ extern "C" __global__ void __launch_bounds__(256) k8_conv(RX_ARGS) {
     }
     const int oc = g * COUT_G + ocg;
     const long long o = (((long long)n * OC + oc) * OH + oy) * OW + ox;
-    float v_ = acc; v_ += b[oc]; y[o] = fmaxf(v_, 0.0f);
+    float v_ = acc; v_ += b[oc]; y[o] = rx_relu(v_);
   }
 }
 
@@ -488,7 +494,7 @@ extern "C" __global__ void __launch_bounds__(256) k10_conv(RX_ARGS) {
       const int p = p0 + tx + 16 * j;
       if (p >= P) continue;
       const long long o = ((long long)n * OC + m) * P + p;
-      float v_ = acc[i][j]; v_ += b[m]; v_ += r[o]; y[o] = fmaxf(v_, 0.0f);
+      float v_ = acc[i][j]; v_ += b[m]; v_ += r[o]; y[o] = rx_relu(v_);
     }
   }
   (void)CIN_G; (void)COUT_G; (void)KH; (void)KW; (void)DH; (void)DW; (void)PT; (void)PL;
@@ -547,7 +553,7 @@ extern "C" __global__ void __launch_bounds__(256) k11_conv(RX_ARGS) {
       const int p = p0 + tx + 16 * j;
       if (p >= P) continue;
       const long long o = ((long long)n * OC + m) * P + p;
-      float v_ = acc[i][j]; v_ += b[m]; y[o] = fmaxf(v_, 0.0f);
+      float v_ = acc[i][j]; v_ += b[m]; y[o] = rx_relu(v_);
     }
   }
   (void)CIN_G; (void)COUT_G; (void)KH; (void)KW; (void)DH; (void)DW; (void)PT; (void)PL;
@@ -590,7 +596,7 @@ extern "C" __global__ void __launch_bounds__(256) k12_conv(RX_ARGS) {
     }
     const int oc = g * COUT_G + ocg;
     const long long o = (((long long)n * OC + oc) * OH + oy) * OW + ox;
-    float v_ = acc; v_ += b[oc]; y[o] = fmaxf(v_, 0.0f);
+    float v_ = acc; v_ += b[oc]; y[o] = rx_relu(v_);
   }
 }
 
@@ -706,7 +712,7 @@ extern "C" __global__ void __launch_bounds__(256) k14_conv(RX_ARGS) {
       const int p = p0 + tx + 16 * j;
       if (p >= P) continue;
       const long long o = ((long long)n * OC + m) * P + p;
-      float v_ = acc[i][j]; v_ += b[m]; v_ += r[o]; y[o] = fmaxf(v_, 0.0f);
+      float v_ = acc[i][j]; v_ += b[m]; v_ += r[o]; y[o] = rx_relu(v_);
     }
   }
   (void)CIN_G; (void)COUT_G; (void)KH; (void)KW; (void)DH; (void)DW; (void)PT; (void)PL;
@@ -765,7 +771,7 @@ extern "C" __global__ void __launch_bounds__(256) k15_conv(RX_ARGS) {
       const int p = p0 + tx + 16 * j;
       if (p >= P) continue;
       const long long o = ((long long)n * OC + m) * P + p;
-      float v_ = acc[i][j]; v_ += b[m]; y[o] = fmaxf(v_, 0.0f);
+      float v_ = acc[i][j]; v_ += b[m]; y[o] = rx_relu(v_);
     }
   }
   (void)CIN_G; (void)COUT_G; (void)KH; (void)KW; (void)DH; (void)DW; (void)PT; (void)PL;
@@ -808,7 +814,7 @@ extern "C" __global__ void __launch_bounds__(256) k16_conv(RX_ARGS) {
     }
     const int oc = g * COUT_G + ocg;
     const long long o = (((long long)n * OC + oc) * OH + oy) * OW + ox;
-    float v_ = acc; v_ += b[oc]; y[o] = fmaxf(v_, 0.0f);
+    float v_ = acc; v_ += b[oc]; y[o] = rx_relu(v_);
   }
 }
 
@@ -924,7 +930,7 @@ extern "C" __global__ void __launch_bounds__(256) k18_conv(RX_ARGS) {
       const int p = p0 + tx + 16 * j;
       if (p >= P) continue;
       const long long o = ((long long)n * OC + m) * P + p;
-      float v_ = acc[i][j]; v_ += b[m]; v_ += r[o]; y[o] = fmaxf(v_, 0.0f);
+      float v_ = acc[i][j]; v_ += b[m]; v_ += r[o]; y[o] = rx_relu(v_);
     }
   }
   (void)CIN_G; (void)COUT_G; (void)KH; (void)KW; (void)DH; (void)DW; (void)PT; (void)PL;

@@ -22,6 +22,12 @@ pub(super) const PRELUDE: &str = r#"
 #endif
 #define RX_ARGS const float* __restrict__ x, const float* __restrict__ w, \
     const float* __restrict__ b, const float* __restrict__ r, float* __restrict__ y, int batch
+// NaN-keeping ReLU / clamp / max, as PyTorch and the CPU kernels do (fmaxf would drop a NaN):
+// every comparison with a NaN is false, so a NaN `v` falls through unchanged.
+__device__ __forceinline__ float rx_relu(float v) { return v < 0.0f ? 0.0f : v; }
+__device__ __forceinline__ float rx_at_least(float v, float lo) { return v < lo ? lo : v; }
+__device__ __forceinline__ float rx_at_most(float v, float hi) { return v > hi ? hi : v; }
+__device__ __forceinline__ float rx_max(float acc, float v) { return (v > acc || v != v) ? v : acc; }
 "#;
 
 /// Static shared memory a kernel may use (the default per-block limit without opt-in).
@@ -187,14 +193,14 @@ fn float_lit(v: f32) -> String {
 fn activation_expr(v: &str, a: Activation) -> String {
     match a {
         Activation::None => v.to_string(),
-        Activation::Relu => format!("fmaxf({v}, 0.0f)"),
+        Activation::Relu => format!("rx_relu({v})"),
         Activation::Clip { min, max } => {
             let mut e = v.to_string();
             if min != f32::NEG_INFINITY {
-                e = format!("fmaxf({e}, {})", float_lit(min));
+                e = format!("rx_at_least({e}, {})", float_lit(min));
             }
             if max != f32::INFINITY {
-                e = format!("fminf({e}, {})", float_lit(max));
+                e = format!("rx_at_most({e}, {})", float_lit(max));
             }
             e
         }
@@ -582,7 +588,7 @@ fn emit_activation(name: &str, len: usize, a: Activation, x: Buf, y: Buf) -> Ker
 /// Max pooling (`count_include_pad` is `None`) or average pooling: one thread per output element.
 fn emit_pool(name: &str, s: &PoolShape, count_include_pad: Option<bool>, x: Buf, y: Buf) -> Kernel {
     let (init, step, finish) = match count_include_pad {
-        None => ("-INFINITY", "acc = fmaxf(acc, v);", "acc".to_string()),
+        None => ("-INFINITY", "acc = rx_max(acc, v);", "acc".to_string()),
         Some(include) => (
             "0.0f",
             "acc += v;",
@@ -737,7 +743,7 @@ mod tests {
         assert_eq!(float_lit(f32::INFINITY), "INFINITY");
         assert_eq!(
             activation_expr("v", Activation::Clip { min: 0.0, max: 6.0 }),
-            "fminf(fmaxf(v, 0.0f), 6.0f)"
+            "rx_at_most(rx_at_least(v, 0.0f), 6.0f)"
         );
     }
 }
