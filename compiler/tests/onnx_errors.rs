@@ -612,6 +612,7 @@ fn a_cyclic_graph_is_an_error_naming_a_node() {
         "{message}"
     );
     assert!(message.contains("Relu node"), "{message}");
+    assert!(message.contains("cycle"), "{message}");
 }
 
 /// A kernel larger than the padded input, for a conv and a pool: the node and op are named.

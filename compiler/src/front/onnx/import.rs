@@ -126,6 +126,9 @@ pub(crate) struct Importer<'a> {
     /// The first dimension of the inputs when the exporter fixed it (`1` for a batch-1 export):
     /// a Reshape target starting with it keeps the batch.
     pub export_batch: Option<usize>,
+    /// Every node output name and the node producing it, to say when an input comes from a later
+    /// node (ONNX lists nodes in topological order, so that is a cycle or a misordered graph).
+    producers: HashMap<String, String>,
 }
 
 impl<'a> Importer<'a> {
@@ -137,9 +140,15 @@ impl<'a> Importer<'a> {
         match self.values.get(name) {
             Some(Value::Unavailable(why)) => Err(ctx.err(format!("input `{name}`: {why}"))),
             Some(v) => Ok(Some(v)),
-            None => Err(ctx.err(format!(
-                "input `{name}` is not defined by any initializer, graph input or earlier node"
-            ))),
+            None => Err(ctx.err(match self.producers.get(name) {
+                Some(later) => format!(
+                    "input `{name}` is produced by node `{later}`, which does not come before this \
+                     one: the graph has a cycle or is not in topological order"
+                ),
+                None => format!(
+                    "input `{name}` is not defined by any initializer, graph input or earlier node"
+                ),
+            })),
         }
     }
 
@@ -257,6 +266,11 @@ pub(crate) fn import_graph(
         weight_ids: HashMap::new(),
         base_dir,
         export_batch: None,
+        producers: g
+            .node
+            .iter()
+            .flat_map(|n| n.output.iter().map(|o| (o.clone(), n.name.clone())))
+            .collect(),
     };
     for t in &g.initializer {
         match tensor::decode(t, im.base_dir) {
