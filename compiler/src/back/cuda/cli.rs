@@ -34,37 +34,12 @@ pub fn cli_tokens(lib: &syn::Ident, target: Target) -> (TokenStream, TokenStream
             let weights = if args.weights == WEIGHTS_PATH { #lib::cuda::WEIGHTS_PATH.to_string() } else { args.weights.clone() };
             let mut model = #lib::cuda::load(&weights, 0).map_err(|e| fail(1, e))?;
             model.set_graphs(true);
-            let (shape, data) = ::resnext_runtime::npy::read_f32(&args.input).map_err(|e| {
-                let code = if matches!(e, ::resnext_runtime::npy::NpyError::Io { .. }) { 3 } else { 1 };
-                fail(code, e)
-            })?;
-            let batch = match shape.split_first() {
-                Some((&batch, item)) if item == INPUT_SHAPE => batch,
-                _ => {
-                    return Err(fail(1, format!(
-                        "{}: shape {shape:?} is not [batch, {}]",
-                        args.input,
-                        INPUT_SHAPE.map(|d| d.to_string()).join(", ")
-                    )));
-                }
-            };
+            let (data, batch) = read_input(&args.input)?;
             let logits = model.forward(&data, batch).map_err(|e| fail(1, e))?;
-            let mut out_shape = vec![batch];
-            out_shape.extend(OUTPUT_SHAPE);
-            ::resnext_runtime::npy::write_f32(&args.output, &out_shape, &logits).map_err(|e| fail(3, e))?;
+            write_output(&args.output, batch, &logits)?;
             if let Some(runs) = args.bench {
-                for _ in 0..runs.clamp(1, 3) {
-                    model.forward(&data, batch).map_err(|e| fail(1, e))?;
-                }
-                let mut times = Vec::with_capacity(runs);
-                for _ in 0..runs {
-                    let start = Instant::now();
-                    model.forward(&data, batch).map_err(|e| fail(1, e))?;
-                    times.push(start.elapsed().as_secs_f64() * 1e3);
-                }
-                times.sort_by(f64::total_cmp);
-                println!("device=cuda batch={batch} runs={runs} min_ms={:.3} max_ms={:.3}", times[0], times[runs - 1]);
-                println!("median_ms={:.3}", times[runs / 2]);
+                let times = time_runs(runs, || model.forward(&data, batch).map(drop).map_err(|e| fail(1, e)))?;
+                print_bench("device=cuda ", batch, &times);
             }
             Ok(())
         }

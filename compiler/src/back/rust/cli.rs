@@ -82,49 +82,72 @@ pub(super) fn main_tokens(
             if let Some(t) = args.threads {
                 model.set_threads(t);
             }
-            let (shape, data) = ::resnext_runtime::npy::read_f32(&args.input).map_err(|e| {
+            let (data, batch) = read_input(&args.input)?;
+            let logits = model.forward(&data, batch).map_err(|e| fail(1, e))?;
+            write_output(&args.output, batch, &logits)?;
+            if let Some(runs) = args.bench {
+                let mut output = vec![0.0f32; logits.len()];
+                let times = time_runs(runs, || {
+                    model.forward_into(&data, batch, &mut output).map_err(|e| fail(1, e))
+                })?;
+                print_bench("", batch, &times);
+            }
+            Ok(())
+        }
+
+        /// Reads an `.npy` batch laid out as `[batch, INPUT_SHAPE..]`; returns the data and the batch.
+        fn read_input(path: &str) -> Result<(Vec<f32>, usize), Failure> {
+            let (shape, data) = ::resnext_runtime::npy::read_f32(path).map_err(|e| {
                 let code = if matches!(e, ::resnext_runtime::npy::NpyError::Io { .. }) { 3 } else { 1 };
                 fail(code, e)
             })?;
-            let batch = match shape.split_first() {
-                Some((&batch, item)) if item == INPUT_SHAPE => batch,
-                _ => {
-                    return Err(fail(1, format!(
-                        "{}: shape {shape:?} is not [batch, {}]",
-                        args.input,
-                        INPUT_SHAPE.map(|d| d.to_string()).join(", ")
-                    )));
-                }
-            };
-            let logits = model.forward(&data, batch).map_err(|e| fail(1, e))?;
+            match shape.split_first() {
+                Some((&batch, item)) if item == INPUT_SHAPE => Ok((data, batch)),
+                _ => Err(fail(1, format!(
+                    "{path}: shape {shape:?} is not [batch, {}]",
+                    INPUT_SHAPE.map(|d| d.to_string()).join(", ")
+                ))),
+            }
+        }
+
+        /// Writes `batch` items of logits as `[batch, OUTPUT_SHAPE..]`.
+        fn write_output(path: &str, batch: usize, logits: &[f32]) -> Result<(), Failure> {
             let mut out_shape = vec![batch];
             out_shape.extend(OUTPUT_SHAPE);
-            ::resnext_runtime::npy::write_f32(&args.output, &out_shape, &logits).map_err(|e| fail(3, e))?;
-            if let Some(runs) = args.bench {
-                let mut output = vec![0.0f32; logits.len()];
-                for _ in 0..runs.clamp(1, 3) {
-                    model.forward_into(&data, batch, &mut output).map_err(|e| fail(1, e))?;
-                }
-                ::resnext_runtime::profile::reset();
-                let mut times = Vec::with_capacity(runs);
-                for _ in 0..runs {
-                    let start = Instant::now();
-                    model.forward_into(&data, batch, &mut output).map_err(|e| fail(1, e))?;
-                    times.push(start.elapsed().as_secs_f64() * 1e3);
-                }
-                times.sort_by(f64::total_cmp);
-                let median = if runs % 2 == 1 {
-                    times[runs / 2]
-                } else {
-                    (times[runs / 2 - 1] + times[runs / 2]) / 2.0
-                };
-                println!("batch={batch} runs={runs} min_ms={:.3} max_ms={:.3}", times[0], times[runs - 1]);
-                if ::resnext_runtime::profile::enabled() {
-                    eprint!("{}", ::resnext_runtime::profile::report());
-                }
-                println!("median_ms={median:.3}");
+            ::resnext_runtime::npy::write_f32(path, &out_shape, logits).map_err(|e| fail(3, e))
+        }
+
+        /// Runs `step` up to 3 times to warm up, then `runs` times timed; the times in ms, sorted.
+        /// Per-layer profile sums (`RESNEXT_PROFILE=1`) start after the warm-up.
+        fn time_runs(runs: usize, mut step: impl FnMut() -> Result<(), Failure>) -> Result<Vec<f64>, Failure> {
+            for _ in 0..runs.clamp(1, 3) {
+                step()?;
             }
-            Ok(())
+            ::resnext_runtime::profile::reset();
+            let mut times = Vec::with_capacity(runs);
+            for _ in 0..runs {
+                let start = Instant::now();
+                step()?;
+                times.push(start.elapsed().as_secs_f64() * 1e3);
+            }
+            times.sort_by(f64::total_cmp);
+            Ok(times)
+        }
+
+        /// Prints `{prefix}batch= runs= min_ms= max_ms=`, the profile table if on, and
+        /// `median_ms=` last.
+        fn print_bench(prefix: &str, batch: usize, times: &[f64]) {
+            let runs = times.len();
+            let median = if runs % 2 == 1 {
+                times[runs / 2]
+            } else {
+                (times[runs / 2 - 1] + times[runs / 2]) / 2.0
+            };
+            println!("{prefix}batch={batch} runs={runs} min_ms={:.3} max_ms={:.3}", times[0], times[runs - 1]);
+            if ::resnext_runtime::profile::enabled() {
+                eprint!("{}", ::resnext_runtime::profile::report());
+            }
+            println!("median_ms={median:.3}");
         }
 
         #cuda_items
