@@ -324,13 +324,18 @@ extern "C" __global__ void __launch_bounds__({BLOCK}) {name}(RX_ARGS) {{
         shape = s,
         consts = conv_constants(s),
     );
-    let total = s.output_len() as u64;
+    per_element(name, source, s.output_len(), args)
+}
+
+/// A kernel of one thread per element: `per_item` elements for each of `batch` items, in blocks
+/// of `BLOCK` threads along x.
+fn per_element(name: &str, source: String, per_item: usize, args: [Buf; 5]) -> Kernel {
     Kernel {
         source,
         launch: launch(
             name,
             [
-                Extent::batched(total, BLOCK as u64),
+                Extent::batched(per_item as u64, BLOCK as u64),
                 Extent::fixed(1),
                 Extent::fixed(1),
             ],
@@ -563,21 +568,7 @@ extern "C" __global__ void __launch_bounds__({BLOCK}) {name}(RX_ARGS) {{
 }}
 "#
     );
-    Kernel {
-        source,
-        launch: launch(
-            name,
-            [
-                Extent::batched(len as u64, BLOCK as u64),
-                Extent::fixed(1),
-                Extent::fixed(1),
-            ],
-            BLOCK,
-            0,
-            args,
-        ),
-        strategy: None,
-    }
+    per_element(name, source, len, args)
 }
 
 fn emit_activation(name: &str, len: usize, a: Activation, x: Buf, y: Buf) -> Kernel {
@@ -641,21 +632,7 @@ extern "C" __global__ void __launch_bounds__({BLOCK}) {name}(RX_ARGS) {{
         pb = s.pads[2],
         pr = s.pads[3],
     );
-    Kernel {
-        source,
-        launch: launch(
-            name,
-            [
-                Extent::batched(len as u64, BLOCK as u64),
-                Extent::fixed(1),
-                Extent::fixed(1),
-            ],
-            BLOCK,
-            0,
-            [x, Buf::Null, Buf::Null, Buf::Null, y],
-        ),
-        strategy: None,
-    }
+    per_element(name, source, len, [x, Buf::Null, Buf::Null, Buf::Null, y])
 }
 
 /// Mean over each `(n, c)` plane: one thread per plane.
@@ -673,21 +650,7 @@ extern "C" __global__ void __launch_bounds__({BLOCK}) {name}(RX_ARGS) {{
 }}
 "#
     );
-    Kernel {
-        source,
-        launch: launch(
-            name,
-            [
-                Extent::batched(c as u64, BLOCK as u64),
-                Extent::fixed(1),
-                Extent::fixed(1),
-            ],
-            BLOCK,
-            0,
-            [x, Buf::Null, Buf::Null, Buf::Null, y],
-        ),
-        strategy: None,
-    }
+    per_element(name, source, c, [x, Buf::Null, Buf::Null, Buf::Null, y])
 }
 
 #[cfg(test)]
