@@ -98,14 +98,11 @@ pub fn report() -> String {
             share(l.total)
         ));
     }
-    let mut kinds: Vec<(&str, Duration, u64)> = Vec::new();
+    let mut kinds: Vec<(&str, Duration)> = Vec::new();
     for l in &layers {
         match kinds.iter_mut().find(|k| k.0 == l.kernel) {
-            Some(k) => {
-                k.1 += l.total;
-                k.2 = k.2.max(l.calls);
-            }
-            None => kinds.push((l.kernel, l.total, l.calls)),
+            Some(k) => k.1 += l.total,
+            None => kinds.push((l.kernel, l.total)),
         }
     }
     let runs = layers.iter().map(|l| l.calls).max().unwrap_or(1).max(1) as f64;
@@ -113,7 +110,7 @@ pub fn report() -> String {
         "sum of layers: {:.3} ms per run over {runs} runs\n",
         total.as_secs_f64() * 1e3 / runs
     ));
-    for (kind, time, _) in kinds {
+    for (kind, time) in kinds {
         out.push_str(&format!(
             "  {kind:<12} {:>9.3} ms per run {:>6.1}%\n",
             time.as_secs_f64() * 1e3 / runs,
