@@ -17,18 +17,8 @@
 //! Scratch and arena buffers are reused across calls (contents unspecified); the interleaved
 //! batch sizes below check that no kernel reads stale contents.
 
-use std::path::{Path, PathBuf};
-
-resnext_macros::resnext! {
-    /// The shared small test network: torchvision ResNeXt 8×4d with one block per stage.
-    pub model Small {
-        input: [3, 64, 64],
-        stages: [1, 1, 1, 1],
-        cardinality: 8,
-        width: 4,
-        classes: 10,
-    }
-}
+mod common;
+use common::{Small, testdata};
 
 /// (a) The model type can be shared by threads.
 const _: () = {
@@ -37,12 +27,6 @@ const _: () = {
 };
 
 const ITEM: usize = 3 * 64 * 64;
-
-fn testdata(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../testdata")
-        .join(name)
-}
 
 fn model() -> Small {
     Small::load_safetensors(testdata("resnext_small_8x4d.safetensors")).expect("weights load")

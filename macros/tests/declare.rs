@@ -7,16 +7,8 @@ use std::process::Command;
 
 use resnext_runtime::isa::Isa;
 
-resnext_macros::resnext! {
-    /// The shared small test network: torchvision ResNeXt 8×4d with one block per stage.
-    pub model Small {
-        input: [3, 64, 64],
-        stages: [1, 1, 1, 1],
-        cardinality: 8,
-        width: 4,
-        classes: 10,
-    }
-}
+mod common;
+use common::{Small, testdata};
 
 resnext_macros::resnext! {
     /// ResNeXt-50 (32×4d), the paper's Table 1, with the total width instead of `width`.
@@ -41,12 +33,6 @@ resnext_macros::resnext! {
         classes: 10,
         stem: cifar,
     }
-}
-
-fn testdata(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../testdata")
-        .join(name)
 }
 
 /// Runs `forward` on the PyTorch input and compares with PyTorch's logits (the oracle), within
