@@ -76,42 +76,59 @@ unsafe fn tile_rn<const R: usize, const NV: usize>(t: &Tile) {
         a = a.wrapping_add(MR);
         b = b.wrapping_add(NR);
     }
-    for r in 0..R.min(t.rows) {
-        for v in 0..NV {
-            let rem = t.cols - 16 * v;
-            let m: __mmask16 = if rem >= 16 { 0xFFFF } else { (1u16 << rem) - 1 };
-            let at = r * t.ldc + 16 * v;
-            // SAFETY: lanes of `m` are columns `< cols` of row `r < rows` of C, of the residual
-            // (laid out like C) and of the column bias; masked-off lanes are not accessed.
-            unsafe {
-                let mut x = acc[r][v];
-                if t.load_c {
-                    x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(m, t.c.add(at)));
-                }
-                if let Some(f) = t.finish {
-                    if !f.bias.is_null() {
-                        x = _mm512_add_ps(
-                            x,
-                            match f.bias_along {
-                                BiasAlong::Rows => _mm512_set1_ps(*f.bias.add(r)),
-                                BiasAlong::Cols => _mm512_maskz_loadu_ps(m, f.bias.add(16 * v)),
-                            },
-                        );
-                    }
-                    if !f.residual.is_null() {
-                        x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(m, f.residual.add(at)));
-                    }
-                    x = match f.activation {
-                        Activation::None => x,
-                        Activation::Relu => _mm512_max_ps(_mm512_setzero_ps(), x),
-                        Activation::Clip { min, max } => _mm512_min_ps(
-                            _mm512_set1_ps(max),
-                            _mm512_max_ps(_mm512_set1_ps(min), x),
-                        ),
-                    };
-                }
-                _mm512_mask_storeu_ps(t.c.add(at), m, x);
+    // One call per row with a literal index, so `acc` is never indexed at run time and stays in
+    // registers (a loop to `rows` kept the 8 × 3 accumulators in memory).
+    macro_rules! rows {
+        ($($r:literal)*) => {$(
+            if $r < R && $r < t.rows {
+                // SAFETY: `$r < rows` (forwarded contract of `finish_row`).
+                unsafe { finish_row(t, $r, acc[$r]) };
             }
+        )*};
+    }
+    rows!(0 1 2 3 4 5 6 7);
+}
+
+/// Applies the epilogue to row `r` of a tile's accumulators and stores it to C.
+///
+/// # Safety
+/// `r < t.rows`; the pointers of `t` as documented on `Tile`.
+#[inline(always)]
+unsafe fn finish_row<const NV: usize>(t: &Tile, r: usize, acc: [__m512; NV]) {
+    for (v, &sum) in acc.iter().enumerate() {
+        let rem = t.cols - 16 * v;
+        let m: __mmask16 = if rem >= 16 { 0xFFFF } else { (1u16 << rem) - 1 };
+        let at = r * t.ldc + 16 * v;
+        // SAFETY: lanes of `m` are columns `< cols` of row `r < rows` of C, of the residual
+        // (laid out like C) and of the column bias; masked-off lanes are not accessed.
+        unsafe {
+            let mut x = sum;
+            if t.load_c {
+                x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(m, t.c.add(at)));
+            }
+            if let Some(f) = t.finish {
+                if !f.bias.is_null() {
+                    x = _mm512_add_ps(
+                        x,
+                        match f.bias_along {
+                            BiasAlong::Rows => _mm512_set1_ps(*f.bias.add(r)),
+                            BiasAlong::Cols => _mm512_maskz_loadu_ps(m, f.bias.add(16 * v)),
+                        },
+                    );
+                }
+                if !f.residual.is_null() {
+                    x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(m, f.residual.add(at)));
+                }
+                x = match f.activation {
+                    Activation::None => x,
+                    Activation::Relu => _mm512_max_ps(_mm512_setzero_ps(), x),
+                    Activation::Clip { min, max } => _mm512_min_ps(
+                        _mm512_set1_ps(max),
+                        _mm512_max_ps(_mm512_set1_ps(min), x),
+                    ),
+                };
+            }
+            _mm512_mask_storeu_ps(t.c.add(at), m, x);
         }
     }
 }
