@@ -133,6 +133,39 @@ proptest! {
         }
     }
 
+    /// Im2col tiled by output row (`conv::im2col_by_rows`): wide odd rows (ragged against the
+    /// 16-lane vectors and 48-column tiles), strides 1–3 (column phases), dilations, asymmetric
+    /// pads, groups, and up to 2·KC taps per group (k blocks).
+    #[test]
+    fn im2col_by_rows_matches_reference(
+        (group, icg, ocg) in (1usize..=2, 1usize..=60, 1usize..=20),
+        (h, w, kh, kw) in (1usize..=9, 12usize..=130, 1usize..=3, 1usize..=7),
+        (sy, sx, dy, dx) in (1usize..=2, 1usize..=3, 1usize..=2, 1usize..=2),
+        pads in [0usize..=3, 0usize..=3, 0usize..=3, 0usize..=3],
+        setting in setting(),
+    ) {
+        let out_h = out_size(h, kh, sy, dy, pads[0], pads[2]);
+        let out_w = out_size(w, kw, sx, dx, pads[1], pads[3]);
+        if let (Some(out_h), Some(out_w)) = (out_h, out_w) {
+            let shape = ConvShape {
+                in_c: icg * group,
+                in_h: h,
+                in_w: w,
+                out_c: ocg * group,
+                out_h,
+                out_w,
+                kernel: [kh, kw],
+                stride: [sy, sx],
+                dilation: [dy, dx],
+                pads,
+                group,
+            };
+            if conv::im2col_by_rows(&shape) {
+                check_case(ConvAlgo::Im2col, &Case { shape, setting })?;
+            }
+        }
+    }
+
     #[test]
     fn dense_matches_reference(
         batch in 1usize..=10,
@@ -208,6 +241,14 @@ fn stem_and_dense_3x3() {
         assert_ok(check_case(ConvAlgo::select(&s), &Case::fused(s, 2)));
         assert_eq!(ConvAlgo::select(&s), ConvAlgo::Im2col);
     }
+    // The real stems run tiled by output row; narrow maps and large weights by the flattened
+    // im2col (which `im2col_matches_reference` covers with its small maps).
+    assert!(conv::im2col_by_rows(&square_shape(3, 224, 64, 7, 2, 3, 1)));
+    assert!(conv::im2col_by_rows(&square_shape(3, 224, 32, 3, 2, 1, 1)));
+    assert!(!conv::im2col_by_rows(&square_shape(64, 7, 64, 3, 1, 1, 1)));
+    assert!(!conv::im2col_by_rows(&square_shape(
+        256, 14, 256, 3, 1, 1, 1
+    )));
 }
 
 #[test]

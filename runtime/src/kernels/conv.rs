@@ -7,6 +7,8 @@
 //!   `depthwise.rs`, for the shapes their `supports` accepts.
 //! - [`ConvAlgo::Im2col`]: every other shape (the 7×7/2 stem, dense 3×3, dilations, any groups) as
 //!   an im2col GEMM per group; the im2col matrix is packed block by block, never materialised.
+//!   Layers with wide output rows and small weights (the stems) are tiled by output row from a
+//!   phase-split copy of the input instead ([`im2col_by_rows`], `gemm::rows`).
 //!
 //! Packed weights are ISA-independent, so one weights file serves every tier.
 
@@ -57,6 +59,14 @@ impl ConvAlgo {
             ConvAlgo::Im2col => "im2col",
         }
     }
+}
+
+/// Whether [`ConvAlgo::Im2col`] runs `shape` tiled by output row from a phase-split copy of the
+/// input (wide output rows, weights that stay in L2: the stems) rather than by the flattened
+/// im2col matrix. Both give the same results within the documented tolerance; tests use this to
+/// cover both.
+pub fn im2col_by_rows(shape: &ConvShape) -> bool {
+    shape.check().is_ok() && gemm::rows::applies(shape)
 }
 
 fn is_pointwise(s: &ConvShape) -> bool {
@@ -115,6 +125,7 @@ pub fn pack(algo: ConvAlgo, shape: &ConvShape, weight: &[f32]) -> Result<Vec<f32
 /// Scratch floats [`conv2d`] needs for `algo` on a pool of `threads` threads.
 pub fn scratch_len(algo: ConvAlgo, shape: &ConvShape, batch: usize, threads: usize) -> usize {
     match algo {
+        ConvAlgo::Im2col if gemm::rows::applies(shape) => gemm::rows::scratch_len(shape, threads),
         ConvAlgo::Pointwise | ConvAlgo::Im2col => {
             let (m, k, n) = gemm_dims(shape);
             let total = batch * shape.group;
@@ -201,6 +212,12 @@ pub fn conv2d_with_isa(
         });
     }
     if batch == 0 {
+        return Ok(());
+    }
+    if algo == ConvAlgo::Im2col && gemm::rows::applies(shape) {
+        gemm::rows::run(
+            shape, batch, input, packed, epilogue, output, scratch, isa, threads,
+        );
         return Ok(());
     }
     let s = *shape;

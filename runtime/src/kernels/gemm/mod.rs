@@ -19,6 +19,7 @@ use crate::isa::Isa;
 use crate::threads::Threads;
 
 mod generic;
+pub(crate) mod rows;
 #[cfg(target_arch = "x86_64")]
 mod x86_64;
 

@@ -122,10 +122,9 @@ unsafe fn finish_row<const NV: usize>(t: &Tile, r: usize, acc: [__m512; NV]) {
                 x = match f.activation {
                     Activation::None => x,
                     Activation::Relu => _mm512_max_ps(_mm512_setzero_ps(), x),
-                    Activation::Clip { min, max } => _mm512_min_ps(
-                        _mm512_set1_ps(max),
-                        _mm512_max_ps(_mm512_set1_ps(min), x),
-                    ),
+                    Activation::Clip { min, max } => {
+                        _mm512_min_ps(_mm512_set1_ps(max), _mm512_max_ps(_mm512_set1_ps(min), x))
+                    }
                 };
             }
             _mm512_mask_storeu_ps(t.c.add(at), m, x);
