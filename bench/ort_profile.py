@@ -1,0 +1,80 @@
+"""Where onnxruntime spends its time on a model, per node and per kind of layer, from its own profiler.
+
+Usage: target/bench-venv/bin/python bench/ort_profile.py MODEL.onnx [THREADS] [RUNS] [--nodes]
+
+Runs the model RUNS times (default 30; batch 1, random input) with `enable_profiling`, drops the first
+five runs, and prints the median µs of each node (with --nodes) and the sum of those medians per kind:
+1×1 convs, grouped convs, other convs (the stem), layout reorders, and the rest. Conv kinds come from
+the weight shape ORT records for each node, not from node names, so fused nodes (ORT names them after
+their outputs) are classified too. Compare with our per-layer table: `RESNEXT_PROFILE=1` on the
+emitted CLI with `--bench N` (README, Runtime knobs).
+"""
+import collections
+import json
+import os
+import sys
+import tempfile
+
+import numpy as np
+import onnxruntime as ort
+
+
+def kind(event) -> str:
+    args = event.get("args", {})
+    op = args.get("op_name", "")
+    if op in ("Conv", "FusedConv"):
+        shapes = [list(s.values())[0] for s in args.get("input_type_shape", [])]
+        if len(shapes) >= 2 and len(shapes[1]) == 4 and len(shapes[0]) >= 2:
+            # NCHWc convs record a blocked input; the weight [out, in/group, kh, kw] is what counts.
+            out_c, in_per_group, kh, kw = shapes[1]
+            if kh == 1 and kw == 1:
+                return "1x1 conv"
+            in_c = shapes[0][1]
+            if in_per_group and in_c // in_per_group > 1 and in_per_group < in_c:
+                return "grouped conv"
+        return "other conv"
+    if op.startswith("Reorder"):
+        return "reorder"
+    return op or "?"
+
+
+def main() -> None:
+    argv = [a for a in sys.argv[1:] if not a.startswith("--")]
+    show_nodes = "--nodes" in sys.argv
+    model = argv[0]
+    threads = int(argv[1]) if len(argv) > 1 else 2
+    runs = int(argv[2]) if len(argv) > 2 else 30
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.enable_profiling = True
+    opts.profile_file_prefix = os.path.join(tempfile.mkdtemp(), "ort")
+    sess = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+    inp = sess.get_inputs()[0]
+    x = np.random.default_rng(0).standard_normal([1] + [int(d) for d in inp.shape[1:]], dtype=np.float32)
+    for _ in range(runs):
+        sess.run(None, {inp.name: x})
+    events = json.load(open(sess.end_profiling()))
+    durations = collections.defaultdict(list)
+    kinds = {}
+    for e in events:
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
+            durations[e["name"]].append(e["dur"])
+            kinds[e["name"]] = kind(e)
+    per_kind = collections.defaultdict(float)
+    total = 0.0
+    for name, ds in durations.items():
+        ds = sorted(ds[5:] or ds)
+        med = ds[len(ds) // 2]
+        total += med
+        per_kind[kinds[name]] += med
+        if show_nodes:
+            print(f"{name.removesuffix('_kernel_time'):70} {kinds[name]:13} {med:8.0f} µs")
+    print(f"onnxruntime {ort.__version__}, {os.path.basename(model)}, {threads} thread(s), batch 1, median of {runs - 5} runs")
+    for k, v in sorted(per_kind.items(), key=lambda kv: -kv[1]):
+        print(f"  {k:14} {v / 1e3:8.2f} ms  {100 * v / total:5.1f}%")
+    print(f"  {'sum of nodes':14} {total / 1e3:8.2f} ms")
+
+
+if __name__ == "__main__":
+    main()
