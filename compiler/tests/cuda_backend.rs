@@ -671,6 +671,112 @@ fn resnextc_target_all_embeds_the_cuda_model() {
     assert!(!cpu.join("src/model.cu").exists());
 }
 
+/// The emitted CLI of a `--target all` crate (built here with the runtime's `cuda` feature, which
+/// needs no CUDA install): `--help` lists `--device`, `--device cpu` runs the CPU model and matches
+/// PyTorch, a bad device is a usage error (exit 2), and `--device cuda` without a GPU is a clear
+/// model error (exit 1) rather than a panic; with a GPU it runs and matches PyTorch too.
+#[test]
+fn emitted_cli_takes_device() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let crate_dir = tmp.path().join("small_dev");
+    let status = Command::new(env!("CARGO_BIN_EXE_resnextc"))
+        .arg("compile")
+        .arg(workspace().join("testdata/resnext_small_8x4d_bn.onnx"))
+        .arg("-o")
+        .arg(&crate_dir)
+        .args(["--name", "small_dev", "--target", "all"])
+        .output()
+        .expect("run resnextc");
+    assert!(
+        status.status.success(),
+        "resnextc: {}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    // Same target dir and lock file as the e2e tests: the runtime is built once.
+    std::fs::copy(workspace().join("Cargo.lock"), crate_dir.join("Cargo.lock")).expect("copy lock");
+    let target = workspace().join("target/emitted");
+    let build = Command::new(env!("CARGO"))
+        .args(["build", "--release", "--quiet", "--manifest-path"])
+        .arg(crate_dir.join("Cargo.toml"))
+        .env("CARGO_TARGET_DIR", &target)
+        .output()
+        .expect("run cargo");
+    assert!(
+        build.status.success(),
+        "cargo build: {}",
+        String::from_utf8_lossy(&build.stderr)
+    );
+    let bin = target.join("release/small_dev");
+    let input = workspace().join("testdata/resnext_small_8x4d_bn.input.npy");
+    let run = |device: &str, out: &Path| {
+        Command::new(&bin)
+            .arg(&input)
+            .arg(out)
+            .args(["--device", device])
+            .env("RESNEXT_CUDA_CACHE", tmp.path())
+            .output()
+            .expect("run the emitted CLI")
+    };
+    let help = Command::new(&bin)
+        .arg("--help")
+        .output()
+        .expect("run --help");
+    let text =
+        String::from_utf8_lossy(&help.stderr).to_string() + &String::from_utf8_lossy(&help.stdout);
+    assert!(
+        text.contains("[--device cpu|cuda (default cpu)]"),
+        "--help: {text}"
+    );
+    let (_, want) = npy::read_f32(workspace().join("testdata/resnext_small_8x4d_bn.output.npy"))
+        .expect("PyTorch logits");
+    let scale = want.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+    let cpu_out = tmp.path().join("cpu.npy");
+    let cpu = run("cpu", &cpu_out);
+    assert!(
+        cpu.status.success(),
+        "--device cpu: {}",
+        String::from_utf8_lossy(&cpu.stderr)
+    );
+    let (_, got) = npy::read_f32(&cpu_out).expect("CPU logits");
+    assert!(
+        max_abs_diff(&got, &want) <= 1e-4 * scale.max(1.0),
+        "--device cpu vs PyTorch"
+    );
+    let bad = run("tpu", &tmp.path().join("tpu.npy"));
+    assert_eq!(bad.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("--device takes `cpu` or `cuda`, not `tpu`") && err.contains("usage:"),
+        "{err}"
+    );
+    let gpu_out = tmp.path().join("gpu.npy");
+    let gpu = run("cuda", &gpu_out);
+    match resnext_runtime::cuda::available() {
+        Ok(()) => {
+            assert!(
+                gpu.status.success(),
+                "--device cuda: {}",
+                String::from_utf8_lossy(&gpu.stderr)
+            );
+            let (_, got) = npy::read_f32(&gpu_out).expect("GPU logits");
+            assert!(
+                max_abs_diff(&got, &want) <= 1e-3 * scale.max(1.0),
+                "--device cuda vs PyTorch"
+            );
+        }
+        Err(e) => {
+            eprintln!("no GPU ({e}): checking that --device cuda fails cleanly");
+            assert_eq!(
+                gpu.status.code(),
+                Some(1),
+                "{}",
+                String::from_utf8_lossy(&gpu.stderr)
+            );
+            assert!(!String::from_utf8_lossy(&gpu.stderr).contains("panicked"));
+        }
+    }
+}
+
 /// On a machine with an NVIDIA GPU: every shared model through NVRTC and the runtime, against
 /// PyTorch's logits (≤ 1e-3 × max |logit|), plain launches and CUDA-graph replay. Elsewhere it
 /// prints why it skipped.

@@ -6,12 +6,27 @@ use quote::quote;
 
 use super::Target;
 
-/// The pieces `back::rust`'s CLI splices in for a CUDA target: items (`requested_device`,
-/// `run_cuda`), the statement starting `run()` that dispatches on the device, and the
-/// `parse_args` match arm that accepts `--device D`. All empty for [`Target::Cpu`].
-pub fn cli_tokens(lib: &syn::Ident, target: Target) -> (TokenStream, TokenStream, TokenStream) {
+/// The pieces `back::rust`'s CLI splices in for a CUDA target; all empty for [`Target::Cpu`].
+#[derive(Default)]
+pub struct CliTokens {
+    /// Appended to the usage line: `[--device cpu|cuda]` and the compiled-in default.
+    pub usage: String,
+    /// Items: `run_cuda`.
+    pub items: TokenStream,
+    /// `parse_args`: the `device` local with its default, before the loop.
+    pub parse_init: TokenStream,
+    /// `parse_args`: the match arm that takes `--device D`.
+    pub parse_arm: TokenStream,
+    /// The `Args` field (`device: String,`) and its initialiser (`device,`).
+    pub field: TokenStream,
+    pub field_init: TokenStream,
+    /// The statement starting `run()` that dispatches on `args.device`.
+    pub dispatch: TokenStream,
+}
+
+pub fn cli_tokens(lib: &syn::Ident, target: Target) -> CliTokens {
     if !target.has_cuda() {
-        return (TokenStream::new(), TokenStream::new(), TokenStream::new());
+        return CliTokens::default();
     }
     let default = if target == Target::Cuda {
         "cuda"
@@ -19,16 +34,6 @@ pub fn cli_tokens(lib: &syn::Ident, target: Target) -> (TokenStream, TokenStream
         "cpu"
     };
     let items = quote! {
-        /// The `--device` the arguments name (the crate was compiled with a default).
-        fn requested_device() -> String {
-            let args: Vec<String> = std::env::args().collect();
-            args.windows(2)
-                .rev()
-                .find(|w| w[0] == "--device")
-                .map(|w| w[1].clone())
-                .unwrap_or_else(|| #default.to_string())
-        }
-
         /// The whole run on GPU 0: `--threads` does not apply; `--weights` names the GPU weights.
         fn run_cuda(args: &Args) -> Result<(), Failure> {
             let weights = if args.weights == WEIGHTS_PATH { #lib::cuda::WEIGHTS_PATH.to_string() } else { args.weights.clone() };
@@ -44,17 +49,19 @@ pub fn cli_tokens(lib: &syn::Ident, target: Target) -> (TokenStream, TokenStream
             Ok(())
         }
     };
-    let dispatch = quote! {
-        match requested_device().as_str() {
-            "cuda" => return run_cuda(&args),
-            "cpu" => {}
-            other => return Err(fail(2, format!("--device takes `cpu` or `cuda`, not `{other}`"))),
-        }
-    };
-    let arm = quote! {
-        "--device" => {
-            value("--device")?;
-        }
-    };
-    (items, dispatch, arm)
+    CliTokens {
+        usage: format!(" [--device cpu|cuda (default {default})]"),
+        items,
+        parse_init: quote! { let mut device = #default.to_string(); },
+        parse_arm: quote! { "--device" => device = value("--device")?, },
+        field: quote! { device: String, },
+        field_init: quote! { device, },
+        dispatch: quote! {
+            match args.device.as_str() {
+                "cuda" => return run_cuda(&args),
+                "cpu" => {}
+                other => return Err(fail(2, format!("--device takes `cpu` or `cuda`, not `{other}`\n{USAGE}"))),
+            }
+        },
+    }
 }

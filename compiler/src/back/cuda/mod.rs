@@ -22,7 +22,7 @@ use resnext_runtime::weights::{WeightsWriter, WriteError};
 use crate::ir::{ConvKernel, DenseKernel, Graph, GraphInfo, Layout, NodeId, Op, WeightId};
 use crate::passes::{MemoryPlan, PlanOptions, plan_memory};
 
-pub use cli::cli_tokens;
+pub use cli::{CliTokens, cli_tokens};
 pub use kernels::{ConvStrategy, conv_strategy};
 
 /// Which devices an emitted crate can run on (`resnextc compile --target`).

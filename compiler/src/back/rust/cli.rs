@@ -13,14 +13,27 @@ pub(super) fn main_tokens(
     target: crate::back::cuda::Target,
 ) -> TokenStream {
     let model = format_ident!("{}", model);
-    let (cuda_items, cuda_dispatch, device_arm) = crate::back::cuda::cli_tokens(lib, target);
+    let cuda = crate::back::cuda::cli_tokens(lib, target);
+    let usage = format!(
+        "usage: INPUT.npy OUTPUT.npy [--bench N] [--threads T] [--weights PATH]{}",
+        cuda.usage
+    );
+    let crate::back::cuda::CliTokens {
+        items: cuda_items,
+        parse_init,
+        parse_arm,
+        field,
+        field_init,
+        dispatch: cuda_dispatch,
+        ..
+    } = cuda;
     quote! {
         use std::process::ExitCode;
         use std::time::Instant;
 
         use #lib::{#model, INPUT_SHAPE, OUTPUT_SHAPE, WEIGHTS_PATH};
 
-        const USAGE: &str = "usage: INPUT.npy OUTPUT.npy [--bench N] [--threads T] [--weights PATH]";
+        const USAGE: &str = #usage;
 
         /// A failure and its exit code: 1 bad input or model, 2 usage, 3 I/O.
         struct Failure {
@@ -38,11 +51,13 @@ pub(super) fn main_tokens(
             bench: Option<usize>,
             threads: Option<usize>,
             weights: String,
+            #field
         }
 
         fn parse_args() -> Result<Args, Failure> {
             let mut positional = Vec::new();
             let (mut bench, mut threads, mut weights) = (None, None, WEIGHTS_PATH.to_string());
+            #parse_init
             let mut args = std::env::args().skip(1);
             while let Some(arg) = args.next() {
                 let mut value = |flag: &str| {
@@ -58,7 +73,7 @@ pub(super) fn main_tokens(
                     "--bench" => bench = Some(count("--bench", value("--bench")?)?),
                     "--threads" => threads = Some(count("--threads", value("--threads")?)?),
                     "--weights" => weights = value("--weights")?,
-                    #device_arm
+                    #parse_arm
                     "-h" | "--help" => return Err(fail(0, USAGE)),
                     flag if flag.starts_with("--") => {
                         return Err(fail(2, format!("unknown option `{flag}`\n{USAGE}")));
@@ -69,7 +84,7 @@ pub(super) fn main_tokens(
             let [input, output]: [String; 2] = positional
                 .try_into()
                 .map_err(|_| fail(2, USAGE))?;
-            Ok(Args { input, output, bench, threads, weights })
+            Ok(Args { input, output, bench, threads, weights, #field_init })
         }
 
         fn run() -> Result<(), Failure> {
