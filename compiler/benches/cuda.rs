@@ -18,7 +18,11 @@ fn main() {
         return;
     }
     let (dir, stem) = match std::env::var_os("RESNEXT_MODELS") {
-        Some(d) => (PathBuf::from(d), "resnext50_32x4d_bn"),
+        // Cargo runs benches in the package directory: a relative path means the workspace root.
+        Some(d) => (
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(d),
+            "resnext50_32x4d_bn",
+        ),
         None => {
             eprintln!("RESNEXT_MODELS not set: benchmarking the small test model");
             (

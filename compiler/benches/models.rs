@@ -40,7 +40,8 @@ fn parse_args() -> Args {
     let root = workspace_root();
     let mut models = Vec::new();
     match std::env::var_os("RESNEXT_MODELS") {
-        Some(dir) => models.push(PathBuf::from(dir).join("resnext50_32x4d_bn.onnx")),
+        // Cargo runs benches in the package directory: a relative path means the workspace root.
+        Some(dir) => models.push(root.join(dir).join("resnext50_32x4d_bn.onnx")),
         None => eprintln!("note: RESNEXT_MODELS is not set: ResNeXt-50 is left out"),
     }
     models.push(root.join("testdata/mobilenet_v2_bn.onnx"));
