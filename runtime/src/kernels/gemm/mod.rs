@@ -336,27 +336,46 @@ unsafe fn task_body(
     // B block allows (at least `KC`): with few columns (7×7 maps) the whole of A then streams
     // from memory in one sequential pass, which the prefetchers follow.
     let panel_outer = tiles.len() <= PANEL_OUTER_MAX_TILES;
+    // B read straight from the activations by the first panel's micro-kernels, which pack it as
+    // they go (AVX-512 only; the other tiers pack first).
+    let fused = match (p.b, &bbuf) {
+        #[cfg(target_arch = "x86_64")]
+        (BSource::Rows { data, ld }, Some(_)) if isa == Isa::Avx512 => Some((data, ld)),
+        _ => None,
+    };
     let kc_step = match p.b {
         BSource::Packed { .. } => k,
         _ => (B_SCRATCH / (tiles.len().max(1) * NR)).max(KC),
     };
     for k0 in (0..k).step_by(kc_step) {
         let kc = kc_step.min(k - k0);
-        let b_block: &[f32] = match (&p.b, bbuf.as_deref_mut()) {
-            (BSource::Packed { data }, _) => data,
+        let width = |j: usize| NR.min(g.n - j * NR);
+        // B as a pointer to its packed tiles: `(base, tile stride)`, tile `j` at
+        // `base + (j - first) · stride` with `first` the tile at `base`.
+        let (b_base, b_first, b_stride) = match (&p.b, bbuf.as_deref_mut()) {
+            (BSource::Packed { data }, _) => (data.as_ptr().cast_mut(), 0, k * NR),
+            (&BSource::Rows { .. }, Some(buf)) if fused.is_some() => {
+                // The first panel's tiles pack their own B (`tile_packing`), except the narrow
+                // ones (their kernel vectorises over rows), packed here.
+                for j in tiles.clone().filter(|&j| width(j) <= 4) {
+                    let at = (j - tiles.start) * kc * NR;
+                    pack_b_block(&p.b, g.n, k0, kc, j..j + 1, &mut buf[at..at + kc * NR], isa);
+                }
+                (buf.as_mut_ptr(), tiles.start, kc * NR)
+            }
             (src, Some(buf)) => {
                 pack_b_block(src, g.n, k0, kc, tiles.clone(), buf, isa);
-                buf
+                (buf.as_mut_ptr(), tiles.start, kc * NR)
             }
             // `run` supplies scratch whenever a B is not packed.
             (_, None) => return,
         };
-        let b_tile = |j: usize| -> *const f32 {
-            match p.b {
-                BSource::Packed { .. } => b_block[(j * k + k0) * NR..].as_ptr(),
-                _ => b_block[(j - tiles.start) * kc * NR..].as_ptr(),
-            }
+        let k_off = if matches!(p.b, BSource::Packed { .. }) {
+            k0 * NR
+        } else {
+            0
         };
+        let b_tile = |j: usize| b_base.wrapping_add((j - b_first) * b_stride + k_off);
         let finish = (k0 + kc == k).then(|| Finish {
             bias: p.bias.map_or(std::ptr::null(), |b| b.as_ptr()),
             bias_along: g.bias_along,
@@ -392,9 +411,25 @@ unsafe fn task_body(
                 load_c: k0 > 0,
                 finish: f,
             };
+            #[cfg(target_arch = "x86_64")]
+            if let Some((data, ld)) = fused {
+                if i == panels.start && t.cols > 4 {
+                    let from = x86_64::avx512::PackFrom {
+                        src: data.as_ptr().wrapping_add(k0 * ld + col),
+                        ld,
+                        dst: b_tile(j),
+                    };
+                    // SAFETY: as below for A, C and the residual; B's rows `k0..k0 + kc`,
+                    // columns `col..col + cols`, lie in `data` (the caller's contract), and the
+                    // tile's `kc × NR` packed slot in this task's scratch is written by this
+                    // call alone, before any other panel reads it. `fused` implies AVX-512.
+                    unsafe { x86_64::avx512::tile_packing(&t, from) };
+                    return;
+                }
+            }
             // SAFETY: A and B hold `kc` packed rows from these offsets (packed lengths checked by
-            // the caller, B packed just above); C and the residual rectangles are inside their
-            // buffers and C is ours alone (this function's contract).
+            // the caller, B packed above or by this tile's first panel); C and the residual
+            // rectangles are inside their buffers and C is ours alone (this function's contract).
             unsafe { micro(&t, isa) };
         };
         if panel_outer {
@@ -444,12 +479,15 @@ fn pack_b_block(
 ) {
     match *src {
         BSource::Rows { data, ld } => {
-            for (t, j) in tiles.enumerate() {
-                let col0 = j * NR;
-                let width = NR.min(n - col0);
-                let tile = &mut dst[t * kc * NR..(t + 1) * kc * NR];
-                for (kk, row) in tile.chunks_exact_mut(NR).enumerate() {
-                    let s = (k0 + kk) * ld + col0;
+            // Row by row, so each k row is read as one sequential run across the chunk's tiles
+            // (tile by tile, every 48-float read jumped a whole plane, onto a new page).
+            for kk in 0..kc {
+                let src = (k0 + kk) * ld;
+                for (t, j) in tiles.clone().enumerate() {
+                    let col0 = j * NR;
+                    let width = NR.min(n - col0);
+                    let row = &mut dst[(t * kc + kk) * NR..][..NR];
+                    let s = src + col0;
                     if let (Ok(d), Ok(s)) = (
                         <&mut [f32; NR]>::try_from(&mut *row),
                         <&[f32; NR]>::try_from(data.get(s..s + NR).unwrap_or(&[])),
