@@ -412,20 +412,21 @@ unsafe fn task_body(
                 finish: f,
             };
             #[cfg(target_arch = "x86_64")]
-            if let Some((data, ld)) = fused {
-                if i == panels.start && t.cols > 4 {
-                    let from = x86_64::avx512::PackFrom {
-                        src: data.as_ptr().wrapping_add(k0 * ld + col),
-                        ld,
-                        dst: b_tile(j),
-                    };
-                    // SAFETY: as below for A, C and the residual; B's rows `k0..k0 + kc`,
-                    // columns `col..col + cols`, lie in `data` (the caller's contract), and the
-                    // tile's `kc × NR` packed slot in this task's scratch is written by this
-                    // call alone, before any other panel reads it. `fused` implies AVX-512.
-                    unsafe { x86_64::avx512::tile_packing(&t, from) };
-                    return;
-                }
+            if let Some((data, ld)) = fused
+                && i == panels.start
+                && t.cols > 4
+            {
+                let from = x86_64::avx512::PackFrom {
+                    src: data.as_ptr().wrapping_add(k0 * ld + col),
+                    ld,
+                    dst: b_tile(j),
+                };
+                // SAFETY: as below for A, C and the residual; B's rows `k0..k0 + kc`,
+                // columns `col..col + cols`, lie in `data` (the caller's contract), and the
+                // tile's `kc × NR` packed slot in this task's scratch is written by this
+                // call alone, before any other panel reads it. `fused` implies AVX-512.
+                unsafe { x86_64::avx512::tile_packing(&t, from) };
+                return;
             }
             // SAFETY: A and B hold `kc` packed rows from these offsets (packed lengths checked by
             // the caller, B packed above or by this tile's first panel); C and the residual
