@@ -229,13 +229,15 @@ impl Split {
 }
 
 /// Scratch floats [`run`] needs for `problems` GEMMs of `m × n × k` on `threads` threads when B
-/// is packed at run time: one B block per thread, or, when the rows are split across tasks (which
-/// would make each task pack the same B), every problem's whole B, packed once up front.
+/// is packed at run time: one B block per thread; and when the rows are split across tasks (which
+/// would make each task pack the same B), room for every problem's whole B, packed once up front
+/// (the tiers without fused packing do that; see [`run`]).
 pub fn scratch_len(m: usize, n: usize, k: usize, problems: usize, threads: usize) -> usize {
+    let blocks = threads.max(1) * B_SCRATCH;
     if Split::new(m, n, problems, threads).m_chunks > 1 {
-        problems * packed_b_len(k, n)
+        blocks.max(problems * packed_b_len(k, n))
     } else {
-        threads.max(1) * B_SCRATCH
+        blocks
     }
 }
 
@@ -268,8 +270,12 @@ pub(crate) fn run(
             actual: scratch.len(),
         });
     }
-    // Rows split across tasks: pack every B once, in parallel, instead of once per row chunk.
-    let prepack = runtime_b && split.m_chunks > 1;
+    // Rows split across tasks: pack every B once, up front, unless each task's first panel
+    // packs its own copy while it computes (AVX-512, plain rows), which costs less than a
+    // separate pass and a barrier.
+    let fusable =
+        isa == Isa::Avx512 && problems.iter().all(|p| matches!(p.b, BSource::Rows { .. }));
+    let prepack = runtime_b && split.m_chunks > 1 && !fusable;
     let b_len = packed_b_len(g.k, g.n);
     let (prepacked, scratch) =
         scratch.split_at_mut(if prepack { problems.len() * b_len } else { 0 });
