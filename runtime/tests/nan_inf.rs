@@ -179,11 +179,17 @@ fn max_pool_propagates_nan_like_the_reference() {
     };
     let batch = 2;
     let plane = s.in_h * s.in_w;
-    // The NaN sits at (row 0, col 0) of the first plane: output (0, 0) sees it.
-    let x = input(batch * s.channels * plane, 0, 20, plane + 40);
+    // One NaN at (row 0, col 0) of the first plane, in a border window (output (0, 0)); another
+    // at (row 2, col 4), in the window of interior output (1, 2), which the SIMD rows compute.
+    let mut x = input(batch * s.channels * plane, 0, 20, plane + 40);
+    x[2 * s.in_w + 4] = f32::NAN;
     let mut want = vec![0.0; batch * s.channels * s.out_h * s.out_w];
     reference::max_pool2d(&s, batch, &x, &mut want).unwrap();
     assert!(want[0].is_nan(), "reference max pool dropped the NaN");
+    assert!(
+        want[s.out_w + 2].is_nan(),
+        "reference max pool dropped the NaN"
+    );
     for isa in Isa::all_supported() {
         for threads in [1, 2] {
             let mut got = vec![0.0; want.len()];
