@@ -618,16 +618,14 @@ fn emulated_kernels_keep_nan_like_the_reference() {
     }
 }
 
-#[test]
-fn resnextc_target_all_embeds_the_cuda_model() {
-    let tmp = tempfile::tempdir().expect("temp dir");
-    let out = tmp.path().join("small_all");
+/// `resnextc compile` of the small test model into `out` with `args`; panics with its stderr.
+fn compile_small(out: &Path, args: &[&str]) {
     let status = Command::new(env!("CARGO_BIN_EXE_resnextc"))
         .arg("compile")
         .arg(workspace().join("testdata/resnext_small_8x4d_bn.onnx"))
         .arg("-o")
-        .arg(&out)
-        .args(["--name", "small_all", "--target", "all"])
+        .arg(out)
+        .args(args)
         .output()
         .expect("run resnextc");
     assert!(
@@ -635,6 +633,13 @@ fn resnextc_target_all_embeds_the_cuda_model() {
         "resnextc: {}",
         String::from_utf8_lossy(&status.stderr)
     );
+}
+
+#[test]
+fn resnextc_target_all_embeds_the_cuda_model() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let out = tmp.path().join("small_all");
+    compile_small(&out, &["--name", "small_all", "--target", "all"]);
     let read =
         |p: &str| std::fs::read_to_string(out.join(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
     assert!(read("Cargo.toml").contains(r#"features = ["cuda"]"#));
@@ -658,14 +663,7 @@ fn resnextc_target_all_embeds_the_cuda_model() {
     }
     // `--target cpu` (the default) leaves the crate free of CUDA.
     let cpu = tmp.path().join("small_cpu");
-    let status = Command::new(env!("CARGO_BIN_EXE_resnextc"))
-        .arg("compile")
-        .arg(workspace().join("testdata/resnext_small_8x4d_bn.onnx"))
-        .arg("-o")
-        .arg(&cpu)
-        .output()
-        .expect("run resnextc");
-    assert!(status.status.success());
+    compile_small(&cpu, &[]);
     let toml = std::fs::read_to_string(cpu.join("Cargo.toml")).expect("Cargo.toml");
     assert!(!toml.contains("cuda"));
     assert!(!cpu.join("src/model.cu").exists());
@@ -679,19 +677,7 @@ fn resnextc_target_all_embeds_the_cuda_model() {
 fn emitted_cli_takes_device() {
     let tmp = tempfile::tempdir().expect("temp dir");
     let crate_dir = tmp.path().join("small_dev");
-    let status = Command::new(env!("CARGO_BIN_EXE_resnextc"))
-        .arg("compile")
-        .arg(workspace().join("testdata/resnext_small_8x4d_bn.onnx"))
-        .arg("-o")
-        .arg(&crate_dir)
-        .args(["--name", "small_dev", "--target", "all"])
-        .output()
-        .expect("run resnextc");
-    assert!(
-        status.status.success(),
-        "resnextc: {}",
-        String::from_utf8_lossy(&status.stderr)
-    );
+    compile_small(&crate_dir, &["--name", "small_dev", "--target", "all"]);
     // Same target dir and lock file as the e2e tests: the runtime is built once.
     std::fs::copy(workspace().join("Cargo.lock"), crate_dir.join("Cargo.lock")).expect("copy lock");
     let target = workspace().join("target/emitted");

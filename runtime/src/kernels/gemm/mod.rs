@@ -513,6 +513,18 @@ fn pack_b_block(
     }
 }
 
+/// The im2col tap after `(ic, ky, kx)`: `kx` fastest, then `ky`, then the input channel.
+#[inline(always)]
+fn next_tap((ic, ky, kx): (usize, usize, usize), kh: usize, kw: usize) -> (usize, usize, usize) {
+    if kx + 1 < kw {
+        (ic, ky, kx + 1)
+    } else if ky + 1 < kh {
+        (ic, ky + 1, 0)
+    } else {
+        (ic + 1, 0, 0)
+    }
+}
+
 /// [`pack_b_block`] for an im2col B: k rows outside (their `(ic, ky, kx)` and valid column
 /// range are worked out once each), then each tile's runs of output columns within one output
 /// row, which are zeros (padding) or strided copies of one input line.
@@ -600,14 +612,6 @@ fn pack_im2col(
             }
             row[width..].fill(0.0);
         }
-        kx += 1;
-        if kx == kw {
-            kx = 0;
-            ky += 1;
-            if ky == kh {
-                ky = 0;
-                ic += 1;
-            }
-        }
+        (ic, ky, kx) = next_tap((ic, ky, kx), kh, kw);
     }
 }

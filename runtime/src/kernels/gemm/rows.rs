@@ -216,14 +216,6 @@ fn pack_row_tile(
         let (q, j) = ((kx * dx) % sx, ox0 + (kx * dx) / sx);
         let start = (((ic0 + ic) * hp + y) * sx + q) * wq + j;
         copy_run(row, &phase[start..start + w]);
-        kx += 1;
-        if kx == kw {
-            kx = 0;
-            ky += 1;
-            if ky == kh {
-                ky = 0;
-                ic += 1;
-            }
-        }
+        (ic, ky, kx) = super::next_tap((ic, ky, kx), kh, kw);
     }
 }
