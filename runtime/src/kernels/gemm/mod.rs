@@ -6,13 +6,17 @@
 //!   [`MR`] rows: `[panel][k][MR]`, the last panel zero-padded.
 //! - B (activations of a conv, or weights of a dense layer) is packed into tiles of [`NR`] columns:
 //!   `[tile][k][NR]`, zero-padded. Conv activations are packed at run time, [`KC`] rows of k at a
-//!   time, from their NCHW planes (plain rows for a 1×1 conv, im2col otherwise) into per-thread
-//!   scratch; dense weights are packed once at compile time.
+//!   time or more, from their NCHW planes (plain rows for a 1×1 conv, im2col otherwise) into
+//!   per-thread scratch; dense weights are packed once at compile time. On AVX-512, plain rows are
+//!   packed by the first A panel's micro-kernels as they compute (`avx512::tile_packing`), which
+//!   hides the activations' memory latency behind the FMAs; the other tiers pack first.
 //!
 //! A micro-kernel computes one `MR × NR` tile of C over a block of k (AVX-512: 8 × 3 zmm = 24
 //! accumulators; AVX2: 4 × 3 ymm sub-tiles; generic: plain loops), loading C back between k blocks
 //! and applying the epilogue after the last one. Tasks are (problem, row chunk, column chunk)
-//! rectangles of C, run by [`Threads::run_indexed`]; each thread packs B into its own scratch slot.
+//! rectangles of C, run by [`Threads::run_indexed`]; each thread packs B into its own scratch slot
+//! (or, on the tiers without fused packing, when rows are split across tasks, every B is packed
+//! once up front). Wide-row im2col convs with small weights (the stems) go through `rows`.
 
 use super::{Activation, ConvShape, KernelError};
 use crate::isa::Isa;
@@ -228,10 +232,10 @@ impl Split {
     }
 }
 
-/// Scratch floats [`run`] needs for `problems` GEMMs of `m × n × k` on `threads` threads when B
+/// Scratch floats `run` needs for `problems` GEMMs of `m × n × k` on `threads` threads when B
 /// is packed at run time: one B block per thread; and when the rows are split across tasks (which
 /// would make each task pack the same B), room for every problem's whole B, packed once up front
-/// (the tiers without fused packing do that; see [`run`]).
+/// (the tiers without fused packing do that; see `run`).
 pub fn scratch_len(m: usize, n: usize, k: usize, problems: usize, threads: usize) -> usize {
     let blocks = threads.max(1) * B_SCRATCH;
     if Split::new(m, n, problems, threads).m_chunks > 1 {
