@@ -278,7 +278,7 @@ pub(crate) fn run(
     // packs its own copy while it computes (AVX-512, plain rows), which costs less than a
     // separate pass and a barrier.
     let fusable =
-        isa == Isa::Avx512 && problems.iter().all(|p| matches!(p.b, BSource::Rows { .. }));
+        packs_while_computing(isa) && problems.iter().all(|p| matches!(p.b, BSource::Rows { .. }));
     let prepack = runtime_b && split.m_chunks > 1 && !fusable;
     let b_len = packed_b_len(g.k, g.n);
     let (prepacked, scratch) =
@@ -349,8 +349,7 @@ unsafe fn task_body(
     // B read straight from the activations by the first panel's micro-kernels, which pack it as
     // they go (AVX-512 only; the other tiers pack first).
     let fused = match (p.b, &bbuf) {
-        #[cfg(target_arch = "x86_64")]
-        (BSource::Rows { data, ld }, Some(_)) if isa == Isa::Avx512 => Some((data, ld)),
+        (BSource::Rows { data, ld }, Some(_)) if packs_while_computing(isa) => Some((data, ld)),
         _ => None,
     };
     let kc_step = match p.b {
@@ -360,10 +359,12 @@ unsafe fn task_body(
     for k0 in (0..k).step_by(kc_step) {
         let kc = kc_step.min(k - k0);
         let width = |j: usize| NR.min(g.n - j * NR);
-        // B as a pointer to its packed tiles: `(base, tile stride)`, tile `j` at
-        // `base + (j - first) · stride` with `first` the tile at `base`.
+        // B's packed tiles for this k block: tile `j` at `base + (j - first) · stride`, with
+        // `first` the tile at `base`. (Only the tiles in scratch are ever written through it.)
         let (b_base, b_first, b_stride) = match (&p.b, bbuf.as_deref_mut()) {
-            (BSource::Packed { data }, _) => (data.as_ptr().cast_mut(), 0, k * NR),
+            (BSource::Packed { data }, _) => {
+                (data.as_ptr().wrapping_add(k0 * NR).cast_mut(), 0, k * NR)
+            }
             (&BSource::Rows { .. }, Some(buf)) if fused.is_some() => {
                 // The first panel's tiles pack their own B (`tile_packing`), except the narrow
                 // ones (their kernel vectorises over rows), packed here.
@@ -380,12 +381,7 @@ unsafe fn task_body(
             // `run` supplies scratch whenever a B is not packed.
             (_, None) => return,
         };
-        let k_off = if matches!(p.b, BSource::Packed { .. }) {
-            k0 * NR
-        } else {
-            0
-        };
-        let b_tile = |j: usize| b_base.wrapping_add((j - b_first) * b_stride + k_off);
+        let b_tile = |j: usize| b_base.wrapping_add((j - b_first) * b_stride);
         let finish = (k0 + kc == k).then(|| Finish {
             bias: p.bias.map_or(std::ptr::null(), |b| b.as_ptr()),
             bias_along: g.bias_along,
@@ -457,6 +453,12 @@ unsafe fn task_body(
             }
         }
     }
+}
+
+/// Whether `isa`'s micro-kernels pack plain-row B tiles while computing them (AVX-512's
+/// `tile_packing`); the other tiers pack B first.
+fn packs_while_computing(isa: Isa) -> bool {
+    cfg!(target_arch = "x86_64") && isa == Isa::Avx512
 }
 
 /// Runs one micro-tile on the chosen tier.

@@ -7,25 +7,12 @@ use crate::kernels::Activation;
 use crate::kernels::gemm::generic::finish_one;
 use crate::kernels::gemm::{BiasAlong, MR, NR, Tile};
 
-/// Runs `t`, monomorphised on its row count (rounded up to 1, 2, 4 or 8; the packed A rows past
-/// `rows` are zero) and on its vectors of columns.
+/// Runs `t`: a few columns on [`tile_narrow`], the rest on [`tile_rn`].
 ///
 /// # Safety
 /// The CPU must support AVX-512F; the pointers of `t` must be valid as documented on `Tile`
 /// (see `generic::tile`), with no one else writing C there.
 pub(crate) unsafe fn tile(t: &Tile) {
-    macro_rules! go {
-        ($r:literal) => {
-            // SAFETY: forwarded from the caller.
-            unsafe {
-                match t.cols.div_ceil(16) {
-                    1 => tile_rn::<$r, 1, false>(t, NO_PACK),
-                    2 => tile_rn::<$r, 2, false>(t, NO_PACK),
-                    _ => tile_rn::<$r, 3, false>(t, NO_PACK),
-                }
-            }
-        };
-    }
     if t.rows > 2 {
         // A few columns (the ragged end of a 7×7 or 14×14 map) gain nothing from vectors over
         // columns: vectorise over the panel's rows instead.
@@ -39,6 +26,29 @@ pub(crate) unsafe fn tile(t: &Tile) {
                 _ => {}
             }
         }
+    }
+    // SAFETY: forwarded from the caller.
+    unsafe { tile_rn_for::<false>(t, NO_PACK) }
+}
+
+/// Runs `t` on [`tile_rn`] monomorphised on its row count (rounded up to 1, 2, 4 or 8; the packed
+/// A rows past `rows` are zero) and on its vectors of columns.
+///
+/// # Safety
+/// As for [`tile`], or [`tile_packing`] when `PACK`.
+#[inline(always)]
+unsafe fn tile_rn_for<const PACK: bool>(t: &Tile, from: PackFrom) {
+    macro_rules! go {
+        ($r:literal) => {
+            // SAFETY: forwarded from the caller.
+            unsafe {
+                match t.cols.div_ceil(16) {
+                    1 => tile_rn::<$r, 1, PACK>(t, from),
+                    2 => tile_rn::<$r, 2, PACK>(t, from),
+                    _ => tile_rn::<$r, 3, PACK>(t, from),
+                }
+            }
+        };
     }
     match t.rows {
         1 => go!(1),
@@ -59,24 +69,8 @@ pub(crate) unsafe fn tile(t: &Tile) {
 /// `t.kc` rows `ld` apart, and `from.dst` for writes of `t.kc` rows of `NR` floats that nobody
 /// else touches.
 pub(crate) unsafe fn tile_packing(t: &Tile, from: PackFrom) {
-    macro_rules! go {
-        ($r:literal) => {
-            // SAFETY: forwarded from the caller.
-            unsafe {
-                match t.cols.div_ceil(16) {
-                    1 => tile_rn::<$r, 1, true>(t, from),
-                    2 => tile_rn::<$r, 2, true>(t, from),
-                    _ => tile_rn::<$r, 3, true>(t, from),
-                }
-            }
-        };
-    }
-    match t.rows {
-        1 => go!(1),
-        2 => go!(2),
-        3 | 4 => go!(4),
-        _ => go!(8),
-    }
+    // SAFETY: forwarded from the caller.
+    unsafe { tile_rn_for::<true>(t, from) }
 }
 
 /// Where [`tile_packing`] reads B's rows and writes them packed.
@@ -104,6 +98,7 @@ unsafe fn tile_rn<const R: usize, const NV: usize, const PACK: bool>(t: &Tile, f
     let mut acc = [[_mm512_setzero_ps(); NV]; R];
     let (mut a, mut b) = (t.a, t.b);
     let (mut src, mut dst) = (from.src, from.dst);
+    // The columns `< cols` of each vector: B's rows when packing, C's in the epilogue.
     let mut lanes = [0xFFFF as __mmask16; NV];
     for (v, m) in lanes.iter_mut().enumerate() {
         let rem = t.cols.saturating_sub(16 * v);
@@ -168,22 +163,26 @@ unsafe fn tile_rn<const R: usize, const NV: usize, const PACK: bool>(t: &Tile, f
         ($($r:literal)*) => {$(
             if $r < R && $r < t.rows {
                 // SAFETY: `$r < rows` (forwarded contract of `finish_row`).
-                unsafe { finish_row(t, $r, acc[$r]) };
+                unsafe { finish_row(t, $r, acc[$r], lanes) };
             }
         )*};
     }
     rows!(0 1 2 3 4 5 6 7);
 }
 
-/// Applies the epilogue to row `r` of a tile's accumulators and stores it to C.
+/// Applies the epilogue to row `r` of a tile's accumulators and stores it to C; `lanes[v]` masks
+/// the columns `< cols` of vector `v`.
 ///
 /// # Safety
 /// `r < t.rows`; the pointers of `t` as documented on `Tile`.
 #[inline(always)]
-unsafe fn finish_row<const NV: usize>(t: &Tile, r: usize, acc: [__m512; NV]) {
-    for (v, &sum) in acc.iter().enumerate() {
-        let rem = t.cols - 16 * v;
-        let m: __mmask16 = if rem >= 16 { 0xFFFF } else { (1u16 << rem) - 1 };
+unsafe fn finish_row<const NV: usize>(
+    t: &Tile,
+    r: usize,
+    acc: [__m512; NV],
+    lanes: [__mmask16; NV],
+) {
+    for (v, (&sum, &m)) in acc.iter().zip(&lanes).enumerate() {
         let at = r * t.ldc + 16 * v;
         // SAFETY: lanes of `m` are columns `< cols` of row `r < rows` of C, of the residual
         // (laid out like C) and of the column bias; masked-off lanes are not accessed.
