@@ -15,11 +15,12 @@
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use resnext_compiler::{driver, interp, ir};
 use resnext_runtime::isa::isa;
 use resnext_runtime::kernels::conv::{self, ConvAlgo};
+use resnext_runtime::kernels::peak;
 use resnext_runtime::kernels::{Activation, ConvShape, Epilogue};
 use resnext_runtime::threads::Threads;
 use tract_onnx::prelude::*;
@@ -367,7 +368,8 @@ fn main() {
     }
     if let (true, Some(graph)) = (args.layers, resnext50) {
         // Measured here, right before the layers, so both see the same load on a shared machine.
-        let peak = fma_peak();
+        let peak = peak::fma_peak_gflops(&Threads::new(1), isa(), Duration::from_secs(2))
+            .unwrap_or(f64::NAN);
         println!("\nmeasured FMA peak: {peak:.0} GFLOP/s on one thread");
         layer_table(&graph, peak, &args.threads);
     }
@@ -490,41 +492,4 @@ fn time_layer(shape: &ConvShape, algo: ConvAlgo, threads: usize) -> f64 {
         })
         .collect();
     median(&mut times)
-}
-
-/// Single-thread fp32 FMA throughput: 12 independent vector FMA chains, best of several tries.
-fn fma_peak() -> f64 {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: the CPU supports AVX-512F (checked just above).
-        return unsafe { fma_peak_avx512() };
-    }
-    f64::NAN
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn fma_peak_avx512() -> f64 {
-    use std::arch::x86_64::*;
-    let iters = 20_000_000u64;
-    let mut best: f64 = 0.0;
-    for _ in 0..5 {
-        let a = _mm512_set1_ps(0.999_999);
-        let b = _mm512_set1_ps(1e-7);
-        let mut acc = [_mm512_set1_ps(1.0); 12];
-        let t0 = Instant::now();
-        for _ in 0..iters / 12 {
-            for r in acc.iter_mut() {
-                *r = _mm512_fmadd_ps(*r, a, b);
-            }
-        }
-        let secs = t0.elapsed().as_secs_f64();
-        let mut sink = 0.0;
-        for r in acc {
-            sink += _mm512_reduce_add_ps(r);
-        }
-        std::hint::black_box(sink);
-        best = best.max((iters / 12 * 12) as f64 * 32.0 / secs / 1e9);
-    }
-    best
 }

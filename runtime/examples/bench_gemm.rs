@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use resnext_runtime::isa::{self, Isa};
 use resnext_runtime::kernels::conv::{self, ConvAlgo};
+use resnext_runtime::kernels::peak;
 use resnext_runtime::kernels::{Activation, ConvShape, Epilogue};
 use resnext_runtime::threads::Threads;
 
@@ -116,42 +117,6 @@ fn time_conv(s: &ConvShape, isa: Isa, threads: &Threads, budget: Duration) -> f6
     })
 }
 
-/// Single-core FMA peak: 12 independent chains of 512-bit FMAs.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-fn fma_loop_avx512(iters: usize) -> f32 {
-    use std::arch::x86_64::*;
-    let mut acc = [_mm512_set1_ps(0.0); 12];
-    let (x, y) = (_mm512_set1_ps(0.999_999), _mm512_set1_ps(1e-7));
-    for _ in 0..iters {
-        for a in acc.iter_mut() {
-            *a = _mm512_fmadd_ps(*a, x, y);
-        }
-    }
-    let mut sum = _mm512_setzero_ps();
-    for a in acc {
-        sum = _mm512_add_ps(sum, a);
-    }
-    _mm512_reduce_add_ps(sum)
-}
-
-/// FMA peak of the pool in GFLOP/s (all its threads together).
-fn fma_peak(threads: &Threads) -> Option<f64> {
-    #[cfg(target_arch = "x86_64")]
-    if Isa::Avx512.supported() {
-        let iters = 4_000_000;
-        let flops = (iters * 12 * 16 * 2 * threads.count()) as f64;
-        let secs = best_time(Duration::from_millis(400), || {
-            threads.run(threads.count(), &|_| {
-                // SAFETY: AVX-512F is supported (checked above).
-                std::hint::black_box(unsafe { fma_loop_avx512(iters) });
-            })
-        });
-        return Some(flops / secs / 1e9);
-    }
-    None
-}
-
 fn pct(rate: f64, peak: Option<f64>) -> String {
     peak.map_or(String::from("-"), |p| format!("{:.0}%", 100.0 * rate / p))
 }
@@ -169,7 +134,10 @@ fn main() {
     };
     let budget = Duration::from_millis(if quick { 80 } else { 300 });
     let pools = [Threads::new(1), Threads::new(2)];
-    let peaks: Vec<Option<f64>> = pools.iter().map(fma_peak).collect();
+    let peaks: Vec<Option<f64>> = pools
+        .iter()
+        .map(|p| peak::fma_peak_gflops(p, isa, Duration::from_millis(400)))
+        .collect();
     println!("ISA: {}", isa.name());
     for (p, peak) in pools.iter().zip(&peaks) {
         if let Some(g) = peak {

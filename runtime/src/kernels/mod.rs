@@ -5,6 +5,7 @@ pub mod conv;
 pub mod depthwise;
 pub mod gemm;
 pub mod grouped;
+pub mod peak;
 pub mod pool;
 pub mod reference;
 

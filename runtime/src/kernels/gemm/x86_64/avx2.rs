@@ -1,72 +1,139 @@
 //! The AVX2+FMA GEMM micro-kernel: an 8 × 48 tile as up to four 4-row × 3-ymm (24-column)
-//! sub-tiles, 12 accumulators each; ragged columns by masked loads and stores.
+//! sub-tiles, 12 accumulators each (16 ymm registers cannot hold more).
+//!
+//! The k range is cut into chunks of [`KB`] steps; per chunk, each 24-column half of B is read by
+//! both 4-row halves back to back, so a chunk's B (`KB × NR` floats, 12 KB) is loaded from L2 once
+//! and then from L1 (running each sub-tile over the whole k read B from L2 twice, and a deep k block
+//! does not fit a 32 KB L1). The sub-tiles carry their sums between chunks in an `MR × NR` buffer
+//! on the stack, and the epilogue (C, bias, residual, activation) runs once from that buffer with
+//! whole-vector loads and stores: only a ragged last vector is masked, because `vmaskmovps`
+//! stores are slow on AMD's cores.
 
 use std::arch::x86_64::*;
 
 use crate::kernels::Activation;
 use crate::kernels::gemm::{BiasAlong, MR, NR, Tile};
 
-/// Runs `t` as 4 × 24 sub-tiles.
+/// k steps per chunk of the sub-tile sweep.
+const KB: usize = 64;
+
+/// Runs `t` chunk by chunk as 4 × 24 sub-tiles.
 ///
 /// # Safety
 /// The CPU must support AVX2 and FMA; the pointers of `t` must be valid as documented on `Tile`
 /// (see `generic::tile`), with no one else writing C there.
 pub(crate) unsafe fn tile(t: &Tile) {
-    for h in 0..t.rows.div_ceil(4) {
-        for s in 0..t.cols.div_ceil(24) {
-            let (row, col) = (4 * h, 24 * s);
-            let mut sub = *t;
-            sub.a = t.a.wrapping_add(row);
-            sub.b = t.b.wrapping_add(col);
-            sub.c = t.c.wrapping_add(row * t.ldc + col);
-            sub.rows = (t.rows - row).min(4);
-            sub.cols = (t.cols - col).min(24);
-            if let Some(f) = sub.finish.as_mut() {
-                if !f.bias.is_null() {
-                    let off = if f.bias_along == BiasAlong::Rows {
-                        row
-                    } else {
-                        col
-                    };
-                    f.bias = f.bias.wrapping_add(off);
-                }
-                if !f.residual.is_null() {
-                    f.residual = f.residual.wrapping_add(row * t.ldc + col);
+    let mut sums = Sums([[0.0; NR]; MR]);
+    let buf = sums.0.as_mut_ptr().cast::<f32>();
+    let (halves, subs) = (t.rows.div_ceil(4), t.cols.div_ceil(24));
+    let mut k0 = 0;
+    while k0 < t.kc {
+        let kb = KB.min(t.kc - k0);
+        for s in 0..subs {
+            let nv = (t.cols - 24 * s).div_ceil(8).min(3);
+            for h in 0..halves {
+                let rows = (t.rows - 4 * h).min(4);
+                let at = SubTile {
+                    // A and B are packed zero-padded to whole `MR × NR` tiles, so a sub-tile may
+                    // read past `rows`/`cols`; only the epilogue needs to stop at them.
+                    a: t.a.wrapping_add(k0 * MR + 4 * h),
+                    b: t.b.wrapping_add(k0 * NR + 24 * s),
+                    kc: kb,
+                    sums: buf.wrapping_add(4 * h * NR + 24 * s),
+                    first: k0 == 0,
+                };
+                // SAFETY: A holds `kc` rows of `MR` floats and B `kc` rows of `NR` floats from
+                // `t.a`, `t.b` (the caller's contract); the sub-tile reads rows `k0..k0 + kb`,
+                // `R <= MR - 4h` of A's columns and `8·NV <= NR - 24s` of B's; `sums` is the
+                // stack buffer, `MR × NR` floats.
+                unsafe {
+                    match (rows, nv) {
+                        (1, 1) => sub_tile::<1, 1>(&at),
+                        (1, 2) => sub_tile::<1, 2>(&at),
+                        (1, _) => sub_tile::<1, 3>(&at),
+                        (2, 1) => sub_tile::<2, 1>(&at),
+                        (2, 2) => sub_tile::<2, 2>(&at),
+                        (2, _) => sub_tile::<2, 3>(&at),
+                        (_, 1) => sub_tile::<4, 1>(&at),
+                        (_, 2) => sub_tile::<4, 2>(&at),
+                        (_, _) => sub_tile::<4, 3>(&at),
+                    }
                 }
             }
-            // SAFETY: the sub-tile lies inside `t` (same strides), forwarded from the caller.
-            unsafe {
-                match (sub.rows, sub.cols.div_ceil(8)) {
-                    (1, 1) => sub_tile::<1, 1>(&sub),
-                    (1, 2) => sub_tile::<1, 2>(&sub),
-                    (1, _) => sub_tile::<1, 3>(&sub),
-                    (2, 1) => sub_tile::<2, 1>(&sub),
-                    (2, 2) => sub_tile::<2, 2>(&sub),
-                    (2, _) => sub_tile::<2, 3>(&sub),
-                    (_, 1) => sub_tile::<4, 1>(&sub),
-                    (_, 2) => sub_tile::<4, 2>(&sub),
-                    (_, _) => sub_tile::<4, 3>(&sub),
-                }
+        }
+        k0 += kb;
+    }
+    // SAFETY: forwarded from the caller; `sums` holds rows `0..rows`, columns `0..cols` (every
+    // k chunk wrote them; with `kc == 0` they are the zeros it started with).
+    unsafe { epilogue(t, &sums) };
+}
+
+/// The tile's sums, aligned for whole-vector access.
+#[repr(align(32))]
+struct Sums([[f32; NR]; MR]);
+
+/// One sub-tile over one k chunk.
+struct SubTile {
+    /// Packed A at the chunk's first k and the sub-tile's first row (rows at stride `MR`).
+    a: *const f32,
+    /// Packed B at the chunk's first k and the sub-tile's first column (rows at stride `NR`).
+    b: *const f32,
+    kc: usize,
+    /// The sub-tile's corner in the `MR × NR` sums buffer.
+    sums: *mut f32,
+    /// Start from zero instead of the buffer (the first chunk).
+    first: bool,
+}
+
+/// `R` rows × `NV` ymm columns of sums over one chunk.
+///
+/// # Safety
+/// AVX2 and FMA; `s.a` readable for `kc` rows of `R` floats at stride `MR`, `s.b` for `kc` rows of
+/// `8·NV` floats at stride `NR`, `s.sums` for reads and writes of `R` rows of `8·NV` at stride `NR`.
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::needless_range_loop)]
+unsafe fn sub_tile<const R: usize, const NV: usize>(s: &SubTile) {
+    let mut acc = [[_mm256_setzero_ps(); NV]; R];
+    if !s.first {
+        for r in 0..R {
+            for v in 0..NV {
+                // SAFETY: inside the sums buffer (the contract).
+                acc[r][v] = unsafe { _mm256_loadu_ps(s.sums.add(r * NR + 8 * v)) };
             }
+        }
+    }
+    if R == 4 && NV == 3 {
+        // SAFETY: forwarded from the caller; `acc` is 4 × 3 here.
+        unsafe { k_loop_4x3(s, acc.as_mut_ptr().cast()) };
+    } else {
+        // SAFETY: forwarded from the caller.
+        unsafe { k_loop(s, &mut acc) };
+    }
+    for r in 0..R {
+        for v in 0..NV {
+            // SAFETY: inside the sums buffer (the contract).
+            unsafe { _mm256_storeu_ps(s.sums.add(r * NR + 8 * v), acc[r][v]) };
         }
     }
 }
 
-/// An `R`-row (`R >= rows`, at most 4) sub-tile of `NV` ymm columns; A rows at stride `MR`, B
-/// rows at stride `NR`.
+/// The k loop of the narrower sub-tiles (at most 11 live registers, which LLVM allocates well).
+///
+/// # Safety
+/// As for [`sub_tile`].
+#[inline]
 #[target_feature(enable = "avx2,fma")]
 #[allow(clippy::needless_range_loop)]
-unsafe fn sub_tile<const R: usize, const NV: usize>(t: &Tile) {
-    let mut acc = [[_mm256_setzero_ps(); NV]; R];
-    let (mut a, mut b) = (t.a, t.b);
-    for _ in 0..t.kc {
+unsafe fn k_loop<const R: usize, const NV: usize>(s: &SubTile, acc: &mut [[__m256; NV]; R]) {
+    let (mut a, mut b) = (s.a, s.b);
+    for _ in 0..s.kc {
         let mut bv = [_mm256_setzero_ps(); NV];
         for v in 0..NV {
-            // SAFETY: B holds `kc` rows of `NR` floats; this sub-tile reads `8·NV` of them.
+            // SAFETY: one of B's `kc` rows, `8·NV` floats (the contract).
             bv[v] = unsafe { _mm256_loadu_ps(b.add(8 * v)) };
         }
         for r in 0..R {
-            // SAFETY: A holds `kc` rows of `MR` floats; this sub-tile reads `R <= 4` of them.
+            // SAFETY: one of A's `kc` rows, `R` floats (the contract).
             let x = _mm256_set1_ps(unsafe { *a.add(r) });
             for v in 0..NV {
                 acc[r][v] = _mm256_fmadd_ps(x, bv[v], acc[r][v]);
@@ -75,43 +142,163 @@ unsafe fn sub_tile<const R: usize, const NV: usize>(t: &Tile) {
         a = a.wrapping_add(MR);
         b = b.wrapping_add(NR);
     }
+}
+
+/// The k loop of the full 4 × 24 sub-tile in assembly: its 12 accumulators, 3 B vectors and one
+/// broadcast take all 16 ymm registers, and LLVM, scheduling the next row's broadcast early,
+/// spilled an accumulator to the stack every step (a store-to-load chain that ran the loop at a
+/// third of the FMA peak).
+///
+/// # Safety
+/// As for [`sub_tile`]; `acc` points at 4 × 3 accumulators (row-major).
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn k_loop_4x3(s: &SubTile, acc: *mut __m256) {
+    // SAFETY: `acc` holds 12 vectors (the contract).
+    let c = |i: usize| unsafe { acc.add(i) };
+    // SAFETY: as above.
+    let (mut c0, mut c1, mut c2, mut c3) = unsafe { (*c(0), *c(1), *c(2), *c(3)) };
+    // SAFETY: as above.
+    let (mut c4, mut c5, mut c6, mut c7) = unsafe { (*c(4), *c(5), *c(6), *c(7)) };
+    // SAFETY: as above.
+    let (mut c8, mut c9, mut c10, mut c11) = unsafe { (*c(8), *c(9), *c(10), *c(11)) };
+    // SAFETY: the loop reads `kc` rows of 4 A floats at stride `MR` and of 24 B floats at stride
+    // `NR` (the contract of `sub_tile`), writes only the listed registers, touches no stack.
+    unsafe {
+        std::arch::asm!(
+            "test {k}, {k}",
+            "jz 3f",
+            "2:",
+            "vmovups ymm12, ymmword ptr [{b}]",
+            "vmovups ymm13, ymmword ptr [{b} + 32]",
+            "vmovups ymm14, ymmword ptr [{b} + 64]",
+            "vbroadcastss ymm15, dword ptr [{a}]",
+            "vfmadd231ps ymm0, ymm15, ymm12",
+            "vfmadd231ps ymm1, ymm15, ymm13",
+            "vfmadd231ps ymm2, ymm15, ymm14",
+            "vbroadcastss ymm15, dword ptr [{a} + 4]",
+            "vfmadd231ps ymm3, ymm15, ymm12",
+            "vfmadd231ps ymm4, ymm15, ymm13",
+            "vfmadd231ps ymm5, ymm15, ymm14",
+            "vbroadcastss ymm15, dword ptr [{a} + 8]",
+            "vfmadd231ps ymm6, ymm15, ymm12",
+            "vfmadd231ps ymm7, ymm15, ymm13",
+            "vfmadd231ps ymm8, ymm15, ymm14",
+            "vbroadcastss ymm15, dword ptr [{a} + 12]",
+            "vfmadd231ps ymm9, ymm15, ymm12",
+            "vfmadd231ps ymm10, ymm15, ymm13",
+            "vfmadd231ps ymm11, ymm15, ymm14",
+            "add {a}, {a_step}",
+            "add {b}, {b_step}",
+            "dec {k}",
+            "jnz 2b",
+            "3:",
+            a = inout(reg) s.a => _,
+            b = inout(reg) s.b => _,
+            k = inout(reg) s.kc => _,
+            a_step = const MR * 4,
+            b_step = const NR * 4,
+            inout("ymm0") c0,
+            inout("ymm1") c1,
+            inout("ymm2") c2,
+            inout("ymm3") c3,
+            inout("ymm4") c4,
+            inout("ymm5") c5,
+            inout("ymm6") c6,
+            inout("ymm7") c7,
+            inout("ymm8") c8,
+            inout("ymm9") c9,
+            inout("ymm10") c10,
+            inout("ymm11") c11,
+            out("ymm12") _,
+            out("ymm13") _,
+            out("ymm14") _,
+            out("ymm15") _,
+            options(nostack, readonly),
+        );
+    }
+    for (i, v) in [c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11]
+        .into_iter()
+        .enumerate()
+    {
+        // SAFETY: as above.
+        unsafe { *c(i) = v };
+    }
+}
+
+/// Writes rows `0..rows`, columns `0..cols` of `sums` to C with the tile's epilogue.
+///
+/// # Safety
+/// AVX2 and FMA; C, the residual and the bias as documented on `Tile`.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn epilogue(t: &Tile, sums: &Sums) {
     let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    for r in 0..t.rows.min(R) {
-        for v in 0..NV {
-            let rem = (t.cols - 8 * v).min(8);
-            let m = _mm256_cmpgt_epi32(_mm256_set1_epi32(rem as i32), lanes);
-            let at = r * t.ldc + 8 * v;
-            // SAFETY: lanes of `m` are columns `< cols` of row `r < rows` of C, of the residual
-            // (laid out like C) and of the column bias; masked-off lanes are not accessed.
-            unsafe {
-                let mut x = acc[r][v];
-                if t.load_c {
-                    x = _mm256_add_ps(x, _mm256_maskload_ps(t.c.add(at), m));
-                }
-                if let Some(f) = t.finish {
-                    if !f.bias.is_null() {
-                        x = _mm256_add_ps(
-                            x,
-                            match f.bias_along {
-                                BiasAlong::Rows => _mm256_set1_ps(*f.bias.add(r)),
-                                BiasAlong::Cols => _mm256_maskload_ps(f.bias.add(8 * v), m),
-                            },
-                        );
-                    }
-                    if !f.residual.is_null() {
-                        x = _mm256_add_ps(x, _mm256_maskload_ps(f.residual.add(at), m));
-                    }
-                    x = match f.activation {
-                        Activation::None => x,
-                        Activation::Relu => _mm256_max_ps(_mm256_setzero_ps(), x),
-                        Activation::Clip { min, max } => _mm256_min_ps(
-                            _mm256_set1_ps(max),
-                            _mm256_max_ps(_mm256_set1_ps(min), x),
-                        ),
-                    };
-                }
-                _mm256_maskstore_ps(t.c.add(at), m, x);
+    let (full, rem) = (t.cols / 8, t.cols % 8);
+    let tail = _mm256_cmpgt_epi32(_mm256_set1_epi32(rem as i32), lanes);
+    for r in 0..t.rows {
+        for v in 0..full {
+            // SAFETY: columns `8v..8v + 8 <= cols` of row `r < rows` (the contract).
+            unsafe { store::<false>(t, sums, r, 8 * v, tail) };
+        }
+        if rem > 0 {
+            // SAFETY: the `rem` lanes of `tail` are columns `< cols` of row `r` (the contract).
+            unsafe { store::<true>(t, sums, r, 8 * full, tail) };
+        }
+    }
+}
+
+/// One vector of the epilogue: columns `col..col + 8` of row `r`, all of them or (`MASKED`) the
+/// lanes of `mask`.
+///
+/// # Safety
+/// AVX2 and FMA; those columns of row `r` of C, of the residual (laid out like C) and of a column
+/// bias must be readable, and of C writable by us alone (the contract of `Tile`).
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn store<const MASKED: bool>(t: &Tile, sums: &Sums, r: usize, col: usize, mask: __m256i) {
+    // SAFETY (every access below): within the rows and columns of the contract; masked-off lanes
+    // are not accessed.
+    let load = |p: *const f32| unsafe {
+        if MASKED {
+            _mm256_maskload_ps(p, mask)
+        } else {
+            _mm256_loadu_ps(p)
+        }
+    };
+    let at = r * t.ldc + col;
+    // SAFETY: `col + 8 <= NR` floats of row `r < MR` of the buffer.
+    let mut x = unsafe { _mm256_load_ps(sums.0[r].as_ptr().add(col)) };
+    if t.load_c {
+        x = _mm256_add_ps(x, load(t.c.wrapping_add(at)));
+    }
+    if let Some(f) = t.finish {
+        if !f.bias.is_null() {
+            x = _mm256_add_ps(
+                x,
+                match f.bias_along {
+                    // SAFETY: `r < rows` row bias entries (the contract).
+                    BiasAlong::Rows => _mm256_set1_ps(unsafe { *f.bias.add(r) }),
+                    BiasAlong::Cols => load(f.bias.wrapping_add(col)),
+                },
+            );
+        }
+        if !f.residual.is_null() {
+            x = _mm256_add_ps(x, load(f.residual.wrapping_add(at)));
+        }
+        x = match f.activation {
+            Activation::None => x,
+            Activation::Relu => _mm256_max_ps(_mm256_setzero_ps(), x),
+            Activation::Clip { min, max } => {
+                _mm256_min_ps(_mm256_set1_ps(max), _mm256_max_ps(_mm256_set1_ps(min), x))
             }
+        };
+    }
+    // SAFETY: as above, C's columns of row `r` are ours alone.
+    unsafe {
+        if MASKED {
+            _mm256_maskstore_ps(t.c.add(at), mask, x)
+        } else {
+            _mm256_storeu_ps(t.c.add(at), x)
         }
     }
 }
