@@ -54,7 +54,7 @@ fn tile_len(s: &ConvShape) -> usize {
 
 /// Scratch [`run`] needs: the phase-split input of one image and a B tile per thread.
 pub(crate) fn scratch_len(s: &ConvShape, threads: usize) -> usize {
-    phase_len(s) + threads.max(1) * tile_len(s)
+    phase_len(s) + super::ALIGN_SLACK + threads.max(1) * tile_len(s)
 }
 
 /// Runs the conv. The caller has checked the shape (valid, [`applies`]), the lengths of `input`
@@ -75,6 +75,8 @@ pub(crate) fn run(
     let isa = if isa.supported() { isa } else { Isa::Generic };
     let (hp, sx, wq) = phase_dims(s);
     let (phase, tiles) = scratch.split_at_mut(phase_len(s));
+    // Each tile is a multiple of 64 bytes (`NR` floats a row): all start aligned.
+    let tiles = super::aligned(tiles);
     let (cin_g, m) = (s.in_c / s.group, s.out_c / s.group);
     let k = cin_g * s.kernel[0] * s.kernel[1];
     let a_len = super::packed_a_len(m, k);
