@@ -50,7 +50,11 @@ pub(crate) const ALIGN_SLACK: usize = 16;
 
 /// `scratch` from its first 64-byte-aligned float on (at most [`ALIGN_SLACK`] floats in).
 pub(crate) fn aligned(scratch: &mut [f32]) -> &mut [f32] {
-    let skip = scratch.as_ptr().align_offset(64).min(ALIGN_SLACK).min(scratch.len());
+    let skip = scratch
+        .as_ptr()
+        .align_offset(64)
+        .min(ALIGN_SLACK)
+        .min(scratch.len());
     &mut scratch[skip..]
 }
 
