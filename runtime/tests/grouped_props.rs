@@ -192,6 +192,42 @@ fn mobilenet_v2_depthwise_shapes_match_reference() {
     }
 }
 
+/// Planes too wide for the AVX2 depthwise kernel's row buffers (1024 floats with the padding and
+/// stride) take the tile kernel instead; both sides of that limit, 3×3 and 5×5, strides 1 and 2.
+#[test]
+fn wide_depthwise_planes_match_reference() {
+    for (i, &(k, stride, width)) in [(3, 1, 900), (3, 1, 1100), (5, 2, 470), (5, 2, 700)]
+        .iter()
+        .enumerate()
+    {
+        let pad = k / 2;
+        let out_w = out_size(width, k, stride, 1, pad, pad).unwrap();
+        let out_h = out_size(3, k, stride, 1, pad, pad).unwrap();
+        let shape = ConvShape {
+            in_c: 3,
+            in_h: 3,
+            in_w: width,
+            out_c: 3,
+            out_h,
+            out_w,
+            kernel: [k, k],
+            stride: [stride, stride],
+            dilation: [1, 1],
+            pads: [pad; 4],
+            group: 3,
+        };
+        let setting = Setting {
+            batch: 2,
+            bias: true,
+            residual: i % 2 == 1,
+            activation: Activation::Relu,
+            threads: 2,
+            seed: 200 + i as u64,
+        };
+        check_case(Kind::Depthwise, &Case { shape, setting }).unwrap();
+    }
+}
+
 #[test]
 fn bad_inputs_are_errors_not_panics() {
     let s = resnext_shape(64, 9, 1);
