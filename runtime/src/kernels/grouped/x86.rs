@@ -514,7 +514,7 @@ pub(super) unsafe fn depthwise256<const K: usize, const S: usize>(b: &Band) -> b
     // `K · DW_ROW` floats cost more than the conv itself on small planes (960 channels of 7×7).
     let mut store = std::mem::MaybeUninit::<[[f32; DW_ROW]; K]>::uninit();
     let base = store.as_mut_ptr().cast::<f32>();
-    let mut rows: [&mut [f32]; K] = std::array::from_fn(|slot| {
+    let rows: [&mut [f32]; K] = std::array::from_fn(|slot| {
         // SAFETY: buffer `slot` is `DW_ROW >= cap` floats of `store`, zeroed before the slice
         // is made; distinct slots do not overlap.
         unsafe {
