@@ -26,6 +26,24 @@ pub(crate) unsafe fn tile(t: &Tile) {
     let mut sums = Sums([[0.0; NR]; MR]);
     let buf = sums.0.as_mut_ptr().cast::<f32>();
     let (halves, subs) = (t.rows.div_ceil(4), t.cols.div_ceil(24));
+    // The C rows (and residual) the epilogue reads and writes, requested now so that they arrive
+    // during the k loop instead of stalling the stores at the end (as on AVX-512). A prefetch
+    // never faults.
+    if t.finish.is_some() || t.load_c {
+        let residual = t.finish.map_or(std::ptr::null(), |f| f.residual);
+        for r in 0..t.rows {
+            for line in (0..t.cols).step_by(16) {
+                let at = r * t.ldc + line;
+                // SAFETY: prefetches only (no access), SSE is part of x86-64.
+                unsafe {
+                    _mm_prefetch::<_MM_HINT_T0>(t.c.wrapping_add(at) as *const i8);
+                    if !residual.is_null() {
+                        _mm_prefetch::<_MM_HINT_T0>(residual.wrapping_add(at) as *const i8);
+                    }
+                }
+            }
+        }
+    }
     let mut k0 = 0;
     while k0 < t.kc {
         let kb = KB.min(t.kc - k0);
@@ -172,6 +190,8 @@ unsafe fn k_loop_4x3(s: &SubTile, acc: *mut __m256) {
             "vmovups ymm12, ymmword ptr [{b}]",
             "vmovups ymm13, ymmword ptr [{b} + 32]",
             "vmovups ymm14, ymmword ptr [{b} + 64]",
+            // A (weights) streams from memory: fetch it 16 k steps (512 B) early.
+            "prefetcht0 [{a} + 512]",
             "vbroadcastss ymm15, dword ptr [{a}]",
             "vfmadd231ps ymm0, ymm15, ymm12",
             "vfmadd231ps ymm1, ymm15, ymm13",
