@@ -192,11 +192,12 @@ fn mobilenet_v2_depthwise_shapes_match_reference() {
     }
 }
 
-/// Planes too wide for the AVX2 depthwise kernel's row buffers (1024 floats with the padding and
-/// stride) take the tile kernel instead; both sides of that limit, 3×3 and 5×5, strides 1 and 2.
+/// Planes too wide for the AVX2 row kernel's buffers (32 KB: `K` padded rows per channel) take the
+/// tile kernel instead; both sides of that limit (3×3 stride 1: about 2680 columns; 5×5 stride 2:
+/// about 1550), and wide planes on every other tier.
 #[test]
 fn wide_depthwise_planes_match_reference() {
-    for (i, &(k, stride, width)) in [(3, 1, 900), (3, 1, 1100), (5, 2, 470), (5, 2, 700)]
+    for (i, &(k, stride, width)) in [(3, 1, 2600), (3, 1, 2800), (5, 2, 1500), (5, 2, 1700)]
         .iter()
         .enumerate()
     {

@@ -54,22 +54,19 @@ pub(super) unsafe fn band_avx512(b: &Band) -> bool {
     true
 }
 
-/// Runs `b` on [`depthwise256`] if it is a depthwise band the row kernel takes; false otherwise
-/// (nothing written).
+/// Runs `b` on [`rows256`] if it is a band the row kernel takes; false otherwise (nothing
+/// written).
 ///
 /// # Safety
 /// The CPU must support AVX2 and FMA; `b.output` as for [`band_avx512`].
-pub(super) unsafe fn depthwise_avx2(b: &Band) -> bool {
-    if b.cin_g != 1 || b.width != 1 {
-        return false;
-    }
+pub(super) unsafe fn rows_avx2(b: &Band) -> bool {
     // SAFETY: forwarded from the caller.
     unsafe {
         match (b.kernel, b.stride[1]) {
-            (3, 1) => depthwise256::<3, 1>(b),
-            (3, 2) => depthwise256::<3, 2>(b),
-            (5, 1) => depthwise256::<5, 1>(b),
-            (5, 2) => depthwise256::<5, 2>(b),
+            (3, 1) => rows256::<3, 1>(b),
+            (3, 2) => rows256::<3, 2>(b),
+            (5, 1) => rows256::<5, 1>(b),
+            (5, 2) => rows256::<5, 2>(b),
             _ => false,
         }
     }
@@ -472,59 +469,56 @@ unsafe fn band256<const K: usize, const S: usize, const OB: usize, const R: usiz
     }
 }
 
-/// Widest padded input row [`depthwise256`] handles (floats, stride included); wider planes go to
-/// [`band256`].
-const DW_ROW: usize = 1024;
+/// Floats of stack the AVX2 row kernel keeps its zero-padded input rows in (32 KB): `cin_g · K`
+/// rows of the padded width; bands that need more go to [`band256`].
+const RING: usize = 8192;
 
-/// Output vectors [`depthwise256`] computes at once: independent accumulators, so the K² FMAs of
-/// one output vector do not wait on each other's latency.
-const DW_VECS: usize = 4;
+/// Input channels per group up to which [`rows256`] runs grouped convs, at column stride 1 and 2.
+/// It refills its rows for every block of output channels, which pays off while the rows are few;
+/// measured on ResNeXt-50's shapes (`bench_grouped`, three alternated runs against [`band256`]):
+/// stage 1 (4 channels, 56×56) 2.3× faster, stage 2's stride-2 conv (8 channels) 1.5–3× faster,
+/// but stage 2's stride-1 convs (8 channels, 28 columns in steps of 24) 1.5–2× slower, so those and
+/// stages 3–4 (16 and 32 channels per group) stay on [`band256`].
+const ROWS_MAX_CIN: [usize; 2] = [4, 8];
 
-/// AVX2 depthwise conv (one channel, `b.cin_g == b.width == 1`), `K`×`K`, stride `S`, row by row.
+/// AVX2 direct conv by output rows over zero-padded input rows: depthwise convs and grouped convs
+/// with few channels per group, `K`×`K`, stride `S` (columns; rows any).
 ///
-/// The `K` input rows an output row reads are copied (each once) into zero-padded row buffers on
-/// the stack, so the inner loop has no masks and no bounds logic: unaligned loads at each tap's offset
-/// (stride 2: two loads, even lanes kept), `DW_VECS` output vectors at a time, then the epilogue
-/// with a masked store only for the ragged end of the row. Rows of the padding are skipped. The
-/// direct kernel of [`band256`] spent more time working out masks and offsets per 8-column tile,
-/// for one channel's 9 taps, than computing (MobileNetV2's depthwise convs at 1–2 GFLOP/s).
-/// Returns false (nothing written) when a padded row would not fit the buffers.
+/// The input rows an output row reads, of every input channel of the group, are copied into a
+/// ring of zero-padded row buffers on the stack (row `iy` in buffer `iy mod K`, copied once while
+/// output rows read it), so the inner loop has no masks and no bounds logic: unaligned loads at
+/// each tap's offset (stride 2: two loads, even lanes kept), then `OB` output channels × `V`
+/// vectors of 8 columns in registers ([`row_block`]). The tile kernel [`band256`] worked out masks
+/// and offsets for every 8-column tile and spilled registers for stride 2 (12% of the FMA peak on
+/// ResNeXt's 56×56 stride-2 grouped conv, 1–2 GFLOP/s on MobileNetV2's depthwise convs). Returns
+/// false (nothing written) when the band is not one it takes.
 ///
 /// # Safety
 /// The CPU must support AVX2 and FMA; `b.output` must be valid for writes of the band's rows of
-/// the channel's plane, with no concurrent access there.
-#[allow(clippy::needless_range_loop)]
+/// its `b.width` planes, with no concurrent access there.
 #[target_feature(enable = "avx2,fma")]
-pub(super) unsafe fn depthwise256<const K: usize, const S: usize>(b: &Band) -> bool {
-    const L: usize = 8;
-    let group = L * DW_VECS;
-    // Row buffer columns the loads may touch: every output group's last vector, S·8 + K floats
-    // past its start, beyond the row's padded end only into zeros.
-    let cap = b.out_w.next_multiple_of(group) * S + K + L * S;
-    if cap > DW_ROW || b.pad_left + b.in_w > cap || b.cin_g != 1 || b.width != 1 {
+unsafe fn rows256<const K: usize, const S: usize>(b: &Band) -> bool {
+    // Buffer columns the loads may touch: each step's last vector starts before `out_w` rounded
+    // up to 8, at most 4 vectors of 8 on, and reads S·8 + K floats from there; beyond the row's
+    // padded end, only zeros.
+    let cap = (b.out_w.next_multiple_of(8) + 32) * S + K + 8 * S;
+    let used = b.cin_g * K * cap;
+    if used > RING || b.pad_left + b.in_w > cap || b.cin_g > ROWS_MAX_CIN[S - 1] {
         return false;
     }
-    let w: [f32; 25] = std::array::from_fn(|i| b.weights.get(i).copied().unwrap_or(0.0));
-    let bias = _mm256_set1_ps(b.bias.map_or(0.0, |bias| bias[0]));
-    // A ring of K padded input rows: input row `iy` lives in buffer `iy mod K` while output rows
-    // read it (S <= K, so the rows one output row reads never share a buffer), and is copied in
-    // once. Only the columns `pad_left..pad_left + in_w` are ever written, so the padding stays
-    // the zeros it starts as: column `j` of a buffer is input column `j - pad_left`, or zero.
-    // Uninitialised but for each buffer's first `cap` floats, zeroed here: zeroing all of
-    // `K · DW_ROW` floats cost more than the conv itself on small planes (960 channels of 7×7).
-    let mut store = std::mem::MaybeUninit::<[[f32; DW_ROW]; K]>::uninit();
+    // Uninitialised but for the `used` floats, zeroed here (zeroing all 32 KB cost more than the
+    // conv itself on small planes). Only the input columns of a row are ever written, so the
+    // padding stays zero: column `j` of buffer `(ic, slot)` is input column `j - pad_left` of the
+    // row it holds, or zero.
+    let mut store = std::mem::MaybeUninit::<[f32; RING]>::uninit();
     let base = store.as_mut_ptr().cast::<f32>();
-    let rows: [&mut [f32]; K] = std::array::from_fn(|slot| {
-        // SAFETY: buffer `slot` is `DW_ROW >= cap` floats of `store`, zeroed before the slice
-        // is made; distinct slots do not overlap.
-        unsafe {
-            let row = base.add(slot * DW_ROW);
-            std::ptr::write_bytes(row, 0, cap);
-            std::slice::from_raw_parts_mut(row, cap)
-        }
-    });
+    // SAFETY: `used <= RING` floats of `store`, zeroed before the slice is made.
+    let ring = unsafe {
+        std::ptr::write_bytes(base, 0, used);
+        std::slice::from_raw_parts_mut(base, used)
+    };
+    let plane = b.in_h * b.in_w;
     let mut held = [usize::MAX; K];
-    let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     for oy in b.rows.clone() {
         let mut live = [None; K];
         for ky in 0..K {
@@ -535,25 +529,87 @@ pub(super) unsafe fn depthwise256<const K: usize, const S: usize>(b: &Band) -> b
             let iy = iy as usize;
             let slot = iy % K;
             if held[slot] != iy {
-                rows[slot][b.pad_left..b.pad_left + b.in_w]
-                    .copy_from_slice(&b.input[iy * b.in_w..][..b.in_w]);
+                for ic in 0..b.cin_g {
+                    let at = (ic * K + slot) * cap + b.pad_left;
+                    ring[at..at + b.in_w]
+                        .copy_from_slice(&b.input[ic * plane + iy * b.in_w..][..b.in_w]);
+                }
                 held[slot] = iy;
             }
             live[ky] = Some(slot);
         }
-        let out_row = oy * b.out_w;
-        for ox0 in (0..b.out_w).step_by(group) {
-            let mut acc = [_mm256_setzero_ps(); DW_VECS];
+        let step = RowStep {
+            ring: ring.as_ptr(),
+            cap,
+            live,
+            oy,
+            o0: 0,
+        };
+        let mut o0 = 0;
+        while o0 < b.width {
+            let ob = (b.width - o0).min(4);
+            let step = RowStep { o0, ..step };
+            // SAFETY: the ring holds `cin_g · K` buffers of `cap` floats (see `row_block`);
+            // output channels `o0..o0 + ob` are in the block; forwarded from the caller.
+            unsafe {
+                match (ob, S) {
+                    (1, _) => row_block::<K, S, 1, 4>(b, &step),
+                    (2, 1) => row_block::<K, S, 2, 4>(b, &step),
+                    (2, _) => row_block::<K, S, 2, 3>(b, &step),
+                    (3, 1) => row_block::<K, S, 3, 3>(b, &step),
+                    (3, _) => row_block::<K, S, 3, 2>(b, &step),
+                    (_, 1) => row_block::<K, S, 4, 3>(b, &step),
+                    (_, _) => row_block::<K, S, 4, 2>(b, &step),
+                }
+            }
+            o0 += ob;
+        }
+    }
+    true
+}
+
+/// One output row of [`rows256`] for some of the block's channels.
+#[derive(Clone, Copy)]
+struct RowStep<Live: Copy> {
+    /// `cin_g · K` padded rows of `cap` floats: buffer `(ic, slot)` at `(ic · K + slot) · cap`.
+    ring: *const f32,
+    cap: usize,
+    /// Per kernel row `ky`: the buffer slot of its input row, or none (a row of the padding).
+    live: Live,
+    oy: usize,
+    /// The first of the block's output channels this step computes.
+    o0: usize,
+}
+
+/// Output row `r.oy`, channels `r.o0..r.o0 + OB` of the block, `V` vectors of 8 columns at a time.
+///
+/// # Safety
+/// AVX2 and FMA; `r.ring` as documented on [`RowStep`], with `cap` as [`rows256`] sizes it;
+/// `r.o0 + OB <= b.width`; `b.output` as for [`rows256`].
+#[allow(clippy::needless_range_loop)]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn row_block<const K: usize, const S: usize, const OB: usize, const V: usize>(
+    b: &Band,
+    r: &RowStep<[Option<usize>; K]>,
+) {
+    const L: usize = 8;
+    let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    let out_plane = b.out_h * b.out_w;
+    let weights = b.weights.as_ptr();
+    let mut ox0 = 0;
+    while ox0 < b.out_w {
+        let mut acc = [[_mm256_setzero_ps(); V]; OB];
+        for ic in 0..b.cin_g {
             for ky in 0..K {
-                let Some(slot) = live[ky] else { continue };
-                let row = rows[slot].as_ptr();
+                let Some(slot) = r.live[ky] else { continue };
+                let row = r.ring.wrapping_add((ic * K + slot) * r.cap);
                 for kx in 0..K {
-                    let wv = _mm256_set1_ps(w[ky * K + kx]);
-                    for v in 0..DW_VECS {
+                    let mut x = [_mm256_setzero_ps(); V];
+                    for v in 0..V {
                         let at = (ox0 + v * L) * S + kx;
-                        // SAFETY: `at + S·8 <= cap <= DW_ROW` (`ox0 + v·8 < out_w` rounded up
-                        // to a group, `kx < K`), inside the row buffer.
-                        let x = unsafe {
+                        // SAFETY: `ox0 < out_w` and `v < V <= 4`, so `at + 8·S <= cap` (see
+                        // `rows256`): inside this row buffer.
+                        x[v] = unsafe {
                             if S == 1 {
                                 _mm256_loadu_ps(row.add(at))
                             } else {
@@ -567,43 +623,55 @@ pub(super) unsafe fn depthwise256<const K: usize, const S: usize>(b: &Band) -> b
                                 )))
                             }
                         };
-                        acc[v] = _mm256_fmadd_ps(wv, x, acc[v]);
+                    }
+                    let tap = ((ic * K + ky) * K + kx) * b.wstride + r.o0;
+                    for o in 0..OB {
+                        // SAFETY: `tap + o` indexes tap `(ic, ky, kx)` of channel `o0 + o <
+                        // width` in the block's packed weights (`Band::weights`).
+                        let w = _mm256_set1_ps(unsafe { *weights.add(tap + o) });
+                        for v in 0..V {
+                            acc[o][v] = _mm256_fmadd_ps(w, x[v], acc[o][v]);
+                        }
                     }
                 }
             }
-            for v in 0..DW_VECS {
+        }
+        for o in 0..OB {
+            let oc = r.o0 + o;
+            // The bias after the sum, as the reference adds it.
+            let bias = _mm256_set1_ps(b.bias.map_or(0.0, |bias| bias[oc]));
+            for v in 0..V {
                 let ox = ox0 + v * L;
                 if ox >= b.out_w {
                     break;
                 }
                 let n = L.min(b.out_w - ox);
                 let mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), lanes);
-                let at = out_row + ox;
-                // The bias after the sum, as the reference adds it.
-                let mut x = _mm256_add_ps(acc[v], bias);
+                let at = oc * out_plane + r.oy * b.out_w + ox;
+                let mut y = _mm256_add_ps(acc[o][v], bias);
                 if let Some(res) = b.residual {
-                    // SAFETY: columns `ox..ox + n` of row `oy` of the plane, inside `res`; the
-                    // other lanes are masked off.
-                    x = _mm256_add_ps(x, unsafe { _mm256_maskload_ps(res.as_ptr().add(at), mask) });
+                    // SAFETY: columns `ox..ox + n` of row `oy` of plane `oc < width`, inside
+                    // `res`; the other lanes are masked off.
+                    y = _mm256_add_ps(y, unsafe { _mm256_maskload_ps(res.as_ptr().add(at), mask) });
                 }
-                x = match b.activation {
-                    Activation::None => x,
-                    Activation::Relu => _mm256_max_ps(_mm256_setzero_ps(), x),
+                y = match b.activation {
+                    Activation::None => y,
+                    Activation::Relu => _mm256_max_ps(_mm256_setzero_ps(), y),
                     Activation::Clip { min, max } => {
-                        _mm256_min_ps(_mm256_set1_ps(max), _mm256_max_ps(_mm256_set1_ps(min), x))
+                        _mm256_min_ps(_mm256_set1_ps(max), _mm256_max_ps(_mm256_set1_ps(min), y))
                     }
                 };
-                // SAFETY: row `oy` is in `b.rows`, columns `ox..ox + n` in the row; the caller
+                // SAFETY: row `oy` is in `b.rows`, columns `ox..ox + n` of plane `oc`; the caller
                 // vouches for exclusive access there.
                 unsafe {
                     if n == L {
-                        _mm256_storeu_ps(b.output.add(at), x);
+                        _mm256_storeu_ps(b.output.add(at), y);
                     } else {
-                        _mm256_maskstore_ps(b.output.add(at), mask, x);
+                        _mm256_maskstore_ps(b.output.add(at), mask, y);
                     }
                 }
             }
         }
+        ox0 += V * L;
     }
-    true
 }
