@@ -496,6 +496,8 @@ const ROWS_MAX_CIN: [usize; 2] = [4, 8];
 /// # Safety
 /// The CPU must support AVX2 and FMA; `b.output` must be valid for writes of the band's rows of
 /// its `b.width` planes, with no concurrent access there.
+// The ring's slots read best indexed by kernel row.
+#[allow(clippy::needless_range_loop)]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn rows256<const K: usize, const S: usize>(b: &Band) -> bool {
     // Buffer columns the loads may touch: each step's last vector starts before `out_w` rounded
