@@ -10,7 +10,7 @@ pub enum Isa {
     Generic,
     /// x86-64 AVX2 + FMA (256-bit).
     Avx2,
-    /// x86-64 AVX-512F (512-bit).
+    /// x86-64 AVX-512F (512-bit), with AVX2 and FMA.
     Avx512,
 }
 
@@ -30,7 +30,12 @@ impl Isa {
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => is_x86_feature_detected!("avx512f"),
+            // The AVX-512 tier also runs some AVX2+FMA kernels (narrow GEMM tiles).
+            Isa::Avx512 => {
+                is_x86_feature_detected!("avx512f")
+                    && is_x86_feature_detected!("avx2")
+                    && is_x86_feature_detected!("fma")
+            }
             #[cfg(not(target_arch = "x86_64"))]
             _ => false,
         }

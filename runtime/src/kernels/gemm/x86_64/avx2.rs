@@ -12,6 +12,7 @@
 use std::arch::x86_64::*;
 
 use crate::kernels::Activation;
+use crate::kernels::gemm::generic::finish_one;
 use crate::kernels::gemm::{BiasAlong, MR, NR, Tile};
 
 /// k steps per chunk of the sub-tile sweep.
@@ -23,6 +24,10 @@ const KB: usize = 64;
 /// The CPU must support AVX2 and FMA; the pointers of `t` must be valid as documented on `Tile`
 /// (see `generic::tile`), with no one else writing C there.
 pub(crate) unsafe fn tile(t: &Tile) {
+    // SAFETY: forwarded from the caller.
+    if unsafe { narrow(t) } {
+        return;
+    }
     let mut sums = Sums([[0.0; NR]; MR]);
     let buf = sums.0.as_mut_ptr().cast::<f32>();
     let (halves, subs) = (t.rows.div_ceil(4), t.cols.div_ceil(24));
@@ -319,6 +324,81 @@ unsafe fn store<const MASKED: bool>(t: &Tile, sums: &Sums, r: usize, col: usize,
             _mm256_maskstore_ps(t.c.add(at), mask, x)
         } else {
             _mm256_storeu_ps(t.c.add(at), x)
+        }
+    }
+}
+
+/// Runs `t` on [`tile_narrow`] if it has 1–4 columns and more than 2 rows (the ragged end of a
+/// 7×7 or 14×14 map, where vectors over columns would be mostly empty: a 1-column tile cost two
+/// 4 × 8 sub-tiles); false otherwise (nothing done). Shared by the AVX-512 tier.
+///
+/// # Safety
+/// As for [`tile`].
+pub(crate) unsafe fn narrow(t: &Tile) -> bool {
+    if t.rows <= 2 {
+        return false;
+    }
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        match t.cols {
+            1 => tile_narrow::<1>(t),
+            2 => tile_narrow::<2>(t),
+            3 => tile_narrow::<3>(t),
+            4 => tile_narrow::<4>(t),
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// A tile of `C` (1–4) columns: one ymm holds the panel's 8 rows of one column; two accumulators
+/// per column (even and odd k) hide the FMA latency.
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::needless_range_loop)]
+unsafe fn tile_narrow<const C: usize>(t: &Tile) {
+    let mut acc = [[_mm256_setzero_ps(); 2]; C];
+    let (a, b) = (t.a, t.b);
+    let mut k = 0;
+    while k + 2 <= t.kc {
+        for p in 0..2 {
+            // SAFETY: A holds `kc` rows of `MR = 8` floats, B `kc` rows of `NR >= C` floats.
+            unsafe {
+                let av = _mm256_loadu_ps(a.add((k + p) * MR));
+                for c in 0..C {
+                    let bv = _mm256_set1_ps(*b.add((k + p) * NR + c));
+                    acc[c][p] = _mm256_fmadd_ps(av, bv, acc[c][p]);
+                }
+            }
+        }
+        k += 2;
+    }
+    if k < t.kc {
+        // SAFETY: as above, for the last row `k`.
+        unsafe {
+            let av = _mm256_loadu_ps(a.add(k * MR));
+            for c in 0..C {
+                acc[c][0] = _mm256_fmadd_ps(av, _mm256_set1_ps(*b.add(k * NR + c)), acc[c][0]);
+            }
+        }
+    }
+    for c in 0..C {
+        let mut rows = [0.0f32; 8];
+        // SAFETY: `rows` holds 8 floats.
+        unsafe { _mm256_storeu_ps(rows.as_mut_ptr(), _mm256_add_ps(acc[c][0], acc[c][1])) };
+        for (r, &v) in rows.iter().enumerate().take(t.rows) {
+            // SAFETY: (r, c) lies in the tile (`r < rows`, `c < cols = C`), inside C and the
+            // residual (caller's contract).
+            unsafe {
+                let dst = t.c.add(r * t.ldc + c);
+                let mut x = v;
+                if t.load_c {
+                    x += *dst;
+                }
+                if let Some(f) = t.finish {
+                    x = finish_one(&f, x, r, c, t.ldc);
+                }
+                *dst = x;
+            }
         }
     }
 }

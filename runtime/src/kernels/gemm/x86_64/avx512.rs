@@ -4,10 +4,9 @@
 use std::arch::x86_64::*;
 
 use crate::kernels::Activation;
-use crate::kernels::gemm::generic::finish_one;
 use crate::kernels::gemm::{BiasAlong, MR, NR, Tile};
 
-/// Runs `t`: a few columns on [`tile_narrow`], the rest on [`tile_rn`].
+/// Runs `t`: a few columns on AVX2's `tile_narrow`, the rest on [`tile_rn`].
 ///
 /// # Safety
 /// The CPU must support AVX-512F; the pointers of `t` must be valid as documented on `Tile`
@@ -16,15 +15,10 @@ pub(crate) unsafe fn tile(t: &Tile) {
     if t.rows > 2 {
         // A few columns (the ragged end of a 7×7 or 14×14 map) gain nothing from vectors over
         // columns: vectorise over the panel's rows instead.
-        // SAFETY: forwarded from the caller.
-        unsafe {
-            match t.cols {
-                1 => return tile_narrow::<1>(t),
-                2 => return tile_narrow::<2>(t),
-                3 => return tile_narrow::<3>(t),
-                4 => return tile_narrow::<4>(t),
-                _ => {}
-            }
+        // SAFETY: forwarded from the caller; the AVX-512 tier also requires AVX2 and FMA
+        // (`Isa::supported`).
+        if unsafe { super::avx2::narrow(t) } {
+            return;
         }
     }
     // SAFETY: forwarded from the caller.
@@ -213,58 +207,6 @@ unsafe fn finish_row<const NV: usize>(
                 };
             }
             _mm512_mask_storeu_ps(t.c.add(at), m, x);
-        }
-    }
-}
-
-/// A tile of `C` (1–4) columns: one ymm holds the panel's 8 rows of one column; two accumulators
-/// per column (even and odd k) hide the FMA latency.
-#[target_feature(enable = "avx512f,avx2,fma")]
-#[allow(clippy::needless_range_loop)]
-unsafe fn tile_narrow<const C: usize>(t: &Tile) {
-    let mut acc = [[_mm256_setzero_ps(); 2]; C];
-    let (a, b) = (t.a, t.b);
-    let mut k = 0;
-    while k + 2 <= t.kc {
-        for p in 0..2 {
-            // SAFETY: A holds `kc` rows of `MR = 8` floats, B `kc` rows of `NR >= C` floats.
-            unsafe {
-                let av = _mm256_loadu_ps(a.add((k + p) * MR));
-                for c in 0..C {
-                    let bv = _mm256_set1_ps(*b.add((k + p) * NR + c));
-                    acc[c][p] = _mm256_fmadd_ps(av, bv, acc[c][p]);
-                }
-            }
-        }
-        k += 2;
-    }
-    if k < t.kc {
-        // SAFETY: as above, for the last row `k`.
-        unsafe {
-            let av = _mm256_loadu_ps(a.add(k * MR));
-            for c in 0..C {
-                acc[c][0] = _mm256_fmadd_ps(av, _mm256_set1_ps(*b.add(k * NR + c)), acc[c][0]);
-            }
-        }
-    }
-    for c in 0..C {
-        let mut rows = [0.0f32; 8];
-        // SAFETY: `rows` holds 8 floats.
-        unsafe { _mm256_storeu_ps(rows.as_mut_ptr(), _mm256_add_ps(acc[c][0], acc[c][1])) };
-        for (r, &v) in rows.iter().enumerate().take(t.rows) {
-            // SAFETY: (r, c) lies in the tile (`r < rows`, `c < cols = C`), inside C and the
-            // residual (caller's contract).
-            unsafe {
-                let dst = t.c.add(r * t.ldc + c);
-                let mut x = v;
-                if t.load_c {
-                    x += *dst;
-                }
-                if let Some(f) = t.finish {
-                    x = finish_one(&f, x, r, c, t.ldc);
-                }
-                *dst = x;
-            }
         }
     }
 }
