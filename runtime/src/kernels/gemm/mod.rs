@@ -25,7 +25,7 @@ use crate::threads::Threads;
 mod generic;
 pub(crate) mod rows;
 #[cfg(target_arch = "x86_64")]
-mod x86_64;
+pub(crate) mod x86_64;
 
 /// Rows of C per micro-tile (output channels of a conv).
 pub const MR: usize = 8;

@@ -10,6 +10,7 @@ use std::arch::x86_64::*;
 
 use super::{Band, lane_range};
 use crate::kernels::Activation;
+use crate::kernels::gemm::x86_64::avx2::activate;
 
 /// Dispatches `b` to a monomorphised AVX-512 tile; false if no tile fits (the caller then runs the
 /// generic tier).
@@ -451,14 +452,7 @@ unsafe fn band256<const K: usize, const S: usize, const OB: usize, const R: usiz
                             _mm256_maskload_ps(res.as_ptr().add(at), store)
                         });
                     }
-                    v = match b.activation {
-                        Activation::None => v,
-                        Activation::Relu => _mm256_max_ps(_mm256_setzero_ps(), v),
-                        Activation::Clip { min, max } => _mm256_min_ps(
-                            _mm256_set1_ps(max),
-                            _mm256_max_ps(_mm256_set1_ps(min), v),
-                        ),
-                    };
+                    v = activate(b.activation, v);
                     // SAFETY: row `oy + r` is in `b.rows`, columns `ox0..ox0 + lanes` in the row.
                     unsafe { _mm256_maskstore_ps(b.output.add(at), store, v) };
                 }
@@ -656,13 +650,7 @@ unsafe fn row_block<const K: usize, const S: usize, const OB: usize, const V: us
                     // `res`; the other lanes are masked off.
                     y = _mm256_add_ps(y, unsafe { _mm256_maskload_ps(res.as_ptr().add(at), mask) });
                 }
-                y = match b.activation {
-                    Activation::None => y,
-                    Activation::Relu => _mm256_max_ps(_mm256_setzero_ps(), y),
-                    Activation::Clip { min, max } => {
-                        _mm256_min_ps(_mm256_set1_ps(max), _mm256_max_ps(_mm256_set1_ps(min), y))
-                    }
-                };
+                y = activate(b.activation, y);
                 // SAFETY: row `oy` is in `b.rows`, columns `ox..ox + n` of plane `oc`; the caller
                 // vouches for exclusive access there.
                 unsafe {

@@ -310,13 +310,7 @@ unsafe fn store<const MASKED: bool>(t: &Tile, sums: &Sums, r: usize, col: usize,
         if !f.residual.is_null() {
             x = _mm256_add_ps(x, load(f.residual.wrapping_add(at)));
         }
-        x = match f.activation {
-            Activation::None => x,
-            Activation::Relu => _mm256_max_ps(_mm256_setzero_ps(), x),
-            Activation::Clip { min, max } => {
-                _mm256_min_ps(_mm256_set1_ps(max), _mm256_max_ps(_mm256_set1_ps(min), x))
-            }
-        };
+        x = activate(f.activation, x);
     }
     // SAFETY: as above, C's columns of row `r` are ours alone.
     unsafe {
@@ -399,6 +393,20 @@ unsafe fn tile_narrow<const C: usize>(t: &Tile) {
                 }
                 *dst = x;
             }
+        }
+    }
+}
+
+/// `activation` on eight lanes, with the scalar `Activation::apply`'s NaN behaviour (`max`/`min`
+/// return their second operand, `x`, when it is NaN). Shared by the AVX2 conv kernels.
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(crate) fn activate(activation: Activation, x: __m256) -> __m256 {
+    match activation {
+        Activation::None => x,
+        Activation::Relu => _mm256_max_ps(_mm256_setzero_ps(), x),
+        Activation::Clip { min, max } => {
+            _mm256_min_ps(_mm256_set1_ps(max), _mm256_max_ps(_mm256_set1_ps(min), x))
         }
     }
 }
