@@ -231,6 +231,19 @@ fn resnext_pointwise_shapes() {
     }
 }
 
+/// Pointwise convs with panels of fewer than 4 rows (1–3 output channels, or 17 split into row
+/// chunks on 2–3 threads, the last chunk a 1-row panel) and both full and ragged 48-column tiles
+/// (9×9 = 81 columns): the micro-kernels' narrow-row paths beside the full ones.
+#[test]
+fn pointwise_few_output_channels() {
+    for out_c in [1, 2, 3, 17] {
+        for threads in [1, 2, 3] {
+            let s = square_shape(20, 9, out_c, 1, 1, 0, 1);
+            assert_ok(check_case(ConvAlgo::Pointwise, &Case::fused(s, threads)));
+        }
+    }
+}
+
 /// The 7×7/2 stem (on a smaller image) and a dense 3×3 with padding.
 #[test]
 fn stem_and_dense_3x3() {

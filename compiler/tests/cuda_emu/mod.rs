@@ -105,6 +105,7 @@ pub fn run(
     std::fs::write(d.join("main.cpp"), harness(plan, batch)).expect("write harness");
     write_f32(&d.join("weights.bin"), weights);
     write_f32(&d.join("input.bin"), input);
+    let started = std::time::Instant::now();
     let out = Command::new(cxx)
         .current_dir(d)
         .args([
@@ -126,6 +127,7 @@ pub fn run(
         "g++ rejects the generated CUDA source:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let compiled = started.elapsed();
     let run = Command::new(d.join("emu"))
         .current_dir(d)
         .output()
@@ -135,6 +137,11 @@ pub fn run(
         "the emulation failed ({}):\n{}",
         run.status,
         String::from_utf8_lossy(&run.stderr)
+    );
+    eprintln!(
+        "emulation: {cxx} {:.1} s, run {:.1} s",
+        compiled.as_secs_f64(),
+        (started.elapsed() - compiled).as_secs_f64()
     );
     let bytes = std::fs::read(d.join("output.bin")).expect("read output");
     assert_eq!(bytes.len(), 4 * batch * plan.output.1, "output length");

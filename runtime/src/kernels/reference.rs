@@ -23,36 +23,43 @@ pub fn conv2d(
     let cin_g = s.in_c / s.group;
     let cout_g = s.out_c / s.group;
     let [kh, kw] = s.kernel;
+    // The sums of one output plane, in f64. Each output's products are added in the order
+    // (input channel, ky, kx), as a loop over them inside the loop over outputs would; the
+    // plane-at-a-time order reads input rows sequentially instead of one float per plane.
+    let mut acc = vec![0.0f64; s.out_h * s.out_w];
     for n in 0..batch {
         for oc in 0..s.out_c {
             let g = oc / cout_g;
-            for oy in 0..s.out_h {
-                for ox in 0..s.out_w {
-                    let mut acc = 0.0f64;
-                    for icg in 0..cin_g {
-                        let ic = g * cin_g + icg;
-                        for ky in 0..kh {
+            acc.fill(0.0);
+            for icg in 0..cin_g {
+                let ic = g * cin_g + icg;
+                let plane = &input[(n * s.in_c + ic) * s.in_h * s.in_w..][..s.in_h * s.in_w];
+                for ky in 0..kh {
+                    for kx in 0..kw {
+                        let w = weight[((oc * cin_g + icg) * kh + ky) * kw + kx] as f64;
+                        for oy in 0..s.out_h {
                             let iy = (oy * s.stride[0] + ky * s.dilation[0]) as isize
                                 - s.pads[0] as isize;
                             if iy < 0 || iy >= s.in_h as isize {
                                 continue;
                             }
-                            for kx in 0..kw {
+                            let row = &plane[iy as usize * s.in_w..][..s.in_w];
+                            let sums = &mut acc[oy * s.out_w..][..s.out_w];
+                            for (ox, sum) in sums.iter_mut().enumerate() {
                                 let ix = (ox * s.stride[1] + kx * s.dilation[1]) as isize
                                     - s.pads[1] as isize;
                                 if ix < 0 || ix >= s.in_w as isize {
                                     continue;
                                 }
-                                let x = input[((n * s.in_c + ic) * s.in_h + iy as usize) * s.in_w
-                                    + ix as usize];
-                                let w = weight[((oc * cin_g + icg) * kh + ky) * kw + kx];
-                                acc += x as f64 * w as f64;
+                                *sum += row[ix as usize] as f64 * w;
                             }
                         }
                     }
-                    let o = ((n * s.out_c + oc) * s.out_h + oy) * s.out_w + ox;
-                    output[o] = epilogue.apply(acc as f32, oc, o);
                 }
+            }
+            let first = (n * s.out_c + oc) * s.out_h * s.out_w;
+            for (i, &sum) in acc.iter().enumerate() {
+                output[first + i] = epilogue.apply(sum as f32, oc, first + i);
             }
         }
     }
