@@ -11,6 +11,7 @@ use std::arch::x86_64::*;
 use super::{Band, lane_range};
 use crate::kernels::Activation;
 use crate::kernels::gemm::x86_64::avx2::activate;
+use crate::kernels::prefetch_piece;
 
 /// Dispatches `b` to a monomorphised AVX-512 tile; false if no tile fits (the caller then runs the
 /// generic tier).
@@ -385,6 +386,7 @@ unsafe fn band256<const K: usize, const S: usize, const OB: usize, const R: usiz
     let input = b.input.as_ptr();
     let weights = b.weights.as_ptr();
     let even = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
+    let (mut tile, tiles) = (0, b.rows.len().div_ceil(R) * b.out_w.div_ceil(L));
     let mut oy = b.rows.start;
     while oy < b.rows.end {
         let mut ox0 = 0;
@@ -400,6 +402,10 @@ unsafe fn band256<const K: usize, const S: usize, const OB: usize, const R: usiz
                 }
             }
             let (off, ok) = row_offsets::<K, R>(b, oy, col0);
+            for next in b.next {
+                prefetch_piece(next, tile, tiles);
+            }
+            tile += 1;
             let mut acc = [[_mm256_setzero_ps(); R]; OB];
             for ic in 0..b.cin_g {
                 let chan = input.wrapping_add(ic * plane);
