@@ -406,6 +406,15 @@ unsafe fn band256<const K: usize, const S: usize, const OB: usize, const R: usiz
                 prefetch_piece(next, tile, tiles);
             }
             tile += 1;
+            // This tile's output rows, which are in no cache in a model run either: their
+            // lines arrive while the tile computes instead of stalling its stores. A prefetch
+            // never faults (rows past the band's end included).
+            for o in 0..OB {
+                for r in 0..R {
+                    let at = o * out_plane + (oy + r) * b.out_w + ox0;
+                    _mm_prefetch::<_MM_HINT_T0>(b.output.wrapping_add(at) as *const i8);
+                }
+            }
             let mut acc = [[_mm256_setzero_ps(); R]; OB];
             for ic in 0..b.cin_g {
                 let chan = input.wrapping_add(ic * plane);
