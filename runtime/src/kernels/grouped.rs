@@ -127,10 +127,8 @@ pub(crate) struct Band<'a> {
     /// AVX2 tile kernel prefetches it into L2 a piece per tile, so that it does not come from
     /// memory on first touch: in a model run the weights are in no cache, and reads scattered
     /// over a group's planes defeat the hardware prefetchers. ResNeXt-50, `RESNEXT_PROFILE=1`,
-    /// 6 alternated runs, Zen 3: its grouped convs 24.2 → 20.7 ms at 1 thread, 14.6 → 13.0 at 2
-    /// (the same in the row kernel made no difference beyond the noise); prefetching each tile's
-    /// output rows as well: grouped time over 1×1-conv time 0.127 → 0.119 (medians of 6
-    /// alternated runs; the ratio is steadier than either time on this noisy machine).
+    /// 5 alternated runs at 1 thread, Zen 3: its grouped convs 24.4 → 21.2 ms (medians); the
+    /// same in the row kernel made no difference beyond the noise.
     pub next: [&'a [f32]; 2],
 }
 
@@ -180,13 +178,13 @@ pub(crate) fn run_direct(
         let n = t / (bands * s.group);
         let rows = band * band_rows..((band + 1) * band_rows).min(s.out_h);
         let in_start = (n * s.in_c + g * cin_g) * in_plane;
+        let group_len = cin_g * in_plane;
         for block in (0..cout_g).step_by(OC_BLOCK) {
             let width = OC_BLOCK.min(cout_g - block);
             let oc = g * cout_g + block;
             let out_start = (n * s.out_c + oc) * out_plane;
             let w_start = oc * cin_g * k * k;
             let w_end = w_start + width * cin_g * k * k;
-            let group_len = cin_g * in_plane;
             let next_input = if block + width == cout_g && bands == 1 {
                 // Groups' planes are consecutive: the next task's are the next group's, or the
                 // next item's first group's.
@@ -210,7 +208,7 @@ pub(crate) fn run_direct(
                 pad_left: s.pads[1],
                 kernel: k,
                 cin_g,
-                input: &input[in_start..in_start + cin_g * in_plane],
+                input: &input[in_start..in_start + group_len],
                 weights: &packed[w_start..w_start + width * cin_g * k * k],
                 wstride: width,
                 width,

@@ -408,7 +408,9 @@ unsafe fn band256<const K: usize, const S: usize, const OB: usize, const R: usiz
             tile += 1;
             // This tile's output rows, which are in no cache in a model run either: their
             // lines arrive while the tile computes instead of stalling its stores. A prefetch
-            // never faults (rows past the band's end included).
+            // never faults (rows past the band's end included). ResNeXt-50, 6 alternated runs:
+            // grouped time over 1×1-conv time 0.127 → 0.119 (medians; the ratio is steadier
+            // than either time on a noisy machine).
             for o in 0..OB {
                 for r in 0..R {
                     let at = o * out_plane + (oy + r) * b.out_w + ox0;
