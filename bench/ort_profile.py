@@ -3,7 +3,9 @@
 Usage: target/bench-venv/bin/python bench/ort_profile.py MODEL.onnx [THREADS] [RUNS] [--nodes]
 
 Runs the model RUNS times (default 30; batch 1, random input) with `enable_profiling`, drops the first
-five runs, and prints the median µs of each node (with --nodes) and the sum of those medians per kind:
+five runs, and prints the median and fastest µs of each node (with --nodes) and the sums of those per kind
+(the fastest run of each node is the steadier figure on a shared machine whose neighbours slow whole
+stretches of runs):
 1×1 convs, grouped convs, other convs (the stem), layout reorders, and the rest. Conv kinds come from
 the weight shape ORT records for each node, not from node names, so fused nodes (ORT names them after
 their outputs) are classified too. Compare with our per-layer table: `RESNEXT_PROFILE=1` on the
@@ -62,18 +64,21 @@ def main() -> None:
             durations[e["name"]].append(e["dur"])
             kinds[e["name"]] = kind(e)
     per_kind = collections.defaultdict(float)
-    total = 0.0
+    per_kind_min = collections.defaultdict(float)
+    total = total_min = 0.0
     for name, ds in durations.items():
         ds = sorted(ds[5:] or ds)
         med = ds[len(ds) // 2]
         total += med
+        total_min += ds[0]
         per_kind[kinds[name]] += med
+        per_kind_min[kinds[name]] += ds[0]
         if show_nodes:
-            print(f"{name.removesuffix('_kernel_time'):70} {kinds[name]:13} {med:8.0f} µs")
+            print(f"{name.removesuffix('_kernel_time'):70} {kinds[name]:13} {med:8.0f} µs  min {ds[0]:8.0f} µs")
     print(f"onnxruntime {ort.__version__}, {os.path.basename(model)}, {threads} thread(s), batch 1, median of {runs - 5} runs")
     for k, v in sorted(per_kind.items(), key=lambda kv: -kv[1]):
-        print(f"  {k:14} {v / 1e3:8.2f} ms  {100 * v / total:5.1f}%")
-    print(f"  {'sum of nodes':14} {total / 1e3:8.2f} ms")
+        print(f"  {k:14} {v / 1e3:8.2f} ms  {100 * v / total:5.1f}%   fastest {per_kind_min[k] / 1e3:8.2f} ms")
+    print(f"  {'sum of nodes':14} {total / 1e3:8.2f} ms           fastest {total_min / 1e3:8.2f} ms")
 
 
 if __name__ == "__main__":

@@ -196,9 +196,18 @@ struct Split {
 }
 
 impl Split {
-    /// Column chunks of at most `NC_TILES` tiles, then more row and column chunks until there are
-    /// about four tasks per thread; then a few more, if need be, so that the task count is a
+    /// Column chunks of at most `NC_TILES` tiles, then more chunks until there are about four
+    /// tasks per thread: column chunks first while each would still average a whole tile, then
+    /// row chunks, then columns again; then a few more, if need be, so that the task count is a
     /// multiple of the threads: tasks are claimed in order, and equal tasks then end together.
+    ///
+    /// Columns before rows because a row split makes every task need the same B, which is then
+    /// packed once up front in a pass of its own (see `run`), and its tasks each stream a B chunk
+    /// packed for the whole k; a column split lets each task pack its own B block as it goes.
+    /// Measured in-process, alternating call by call on cold copies of the data, 2 threads,
+    /// medians of ~1000 calls each: 512→256 at 28×28 0.91–0.93× the time of the rows-first
+    /// split, 256→512 at 28×28 0.96×, 14×14 layers 0.96–0.97×, 7×7 unchanged (they have two
+    /// tiles, one of a single column, and are not split by columns).
     fn new(m: usize, n: usize, problems: usize, threads: usize) -> Split {
         let m_panels = m.div_ceil(MR);
         let n_tiles = n.div_ceil(NR);
@@ -206,7 +215,9 @@ impl Split {
         let mut n_chunks = n_tiles.div_ceil(NC_TILES);
         let mut m_chunks = 1;
         while problems * m_chunks * n_chunks < target {
-            if m_panels >= 4 * m_chunks {
+            if n / (2 * n_chunks) >= NR {
+                n_chunks = (2 * n_chunks).min(n_tiles);
+            } else if m_panels >= 4 * m_chunks {
                 m_chunks *= 2;
             } else if n_tiles > n_chunks {
                 n_chunks = (2 * n_chunks).min(n_tiles);
