@@ -20,6 +20,9 @@ mod x86;
 /// Output channels per packed weight block (and the widest register tile over channels).
 pub const OC_BLOCK: usize = 8;
 
+/// Multiply-adds below which a task takes several (batch item, group) pairs (see `run_direct`).
+const MIN_TASK_MACS: usize = 32 * 1024;
+
 /// Whether [`run`] handles this conv: grouped (more than one group), 3×3, dilation 1, strides 1 or 2.
 pub fn supports(shape: &ConvShape) -> bool {
     shape.group > 1
@@ -169,13 +172,28 @@ pub(crate) fn run_direct(
         .div_ceil(items)
         .min(s.out_h.div_ceil(8))
         .max(1);
-    let band_rows = s.out_h.div_ceil(want_bands);
+    let mut band_rows = s.out_h.div_ceil(want_bands);
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx2
+        && let Some(fit) = x86::plane_band_rows(&s)
+    {
+        // Depthwise on AVX2: bands small enough for the plane kernel's buffer.
+        band_rows = band_rows.min(fit);
+    }
     let bands = s.out_h.div_ceil(band_rows);
+    // Small items (a depthwise channel of a 7×7 or 14×14 map: a few hundred MACs) go several to a
+    // task, so that claiming a task and setting up a kernel call do not outweigh the work.
+    let item_macs = cout_g * out_plane * cin_g * k * k;
+    let per_task = if bands == 1 {
+        (MIN_TASK_MACS / item_macs.max(1)).clamp(1, (items / (4 * threads.count())).max(1))
+    } else {
+        1
+    };
+    let chunks = items.div_ceil(per_task);
     let out = SharedOut(output.as_mut_ptr());
-    let task = |t: usize| {
-        let band = t % bands;
-        let g = (t / bands) % s.group;
-        let n = t / (bands * s.group);
+    let item = |band: usize, item: usize| {
+        let g = item % s.group;
+        let n = item / s.group;
         let rows = band * band_rows..((band + 1) * band_rows).min(s.out_h);
         let in_start = (n * s.in_c + g * cin_g) * in_plane;
         let group_len = cin_g * in_plane;
@@ -228,7 +246,13 @@ pub(crate) fn run_direct(
             unsafe { band_dispatch(&b, isa) };
         }
     };
-    threads.run(bands * items, &task);
+    let task = |t: usize| {
+        let (band, chunk) = (t % bands, t / bands);
+        for i in chunk * per_task..((chunk + 1) * per_task).min(items) {
+            item(band, i);
+        }
+    };
+    threads.run(bands * chunks, &task);
     Ok(())
 }
 
@@ -244,7 +268,7 @@ unsafe fn band_dispatch(b: &Band, isa: Isa) {
         Isa::Avx512 => unsafe { x86::band_avx512(b) },
         // SAFETY: forwarded from the caller.
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => unsafe { x86::rows_avx2(b) || x86::band_avx2(b) },
+        Isa::Avx2 => unsafe { x86::plane_avx2(b) || x86::rows_avx2(b) || x86::band_avx2(b) },
         _ => false,
     };
     if !done {
