@@ -491,6 +491,14 @@ fn packs_while_computing(isa: Isa) -> bool {
     cfg!(target_arch = "x86_64") && isa == Isa::Avx512
 }
 
+/// How many k rows ahead the SIMD tiers' B packing prefetches the rows it will read (each k row
+/// is a run of the chunk's columns in another input plane, which the hardware prefetchers do
+/// not foresee). Measured in-process, alternating call by call with packing without it, on cold
+/// copies of the data (medians of ~1000 calls): 1 thread 512→256 at 28×28 0.94×, 56×56 layers
+/// 0.93–0.97×, 14×14 and 7×7 unchanged; 2 threads 0.92×, 0.93–0.97×, 14×14 0.96×, 7×7
+/// unchanged. Two and eight rows ahead measured the same as four.
+const PACK_AHEAD: usize = 4;
+
 /// Runs one micro-tile on the chosen tier.
 ///
 /// # Safety
@@ -528,7 +536,7 @@ fn pack_b_block(
                 unsafe { pack_rows_avx2(data, ld, n, k0, kc, tiles, dst) };
                 return;
             }
-            pack_rows(data, ld, n, k0, kc, tiles, dst);
+            pack_rows::<false>(data, ld, n, k0, kc, tiles, dst);
         }
         BSource::Im2col { data, ref shape } => pack_im2col(data, shape, n, k0, kc, tiles, dst, isa),
         BSource::Packed { .. } => {}
@@ -551,14 +559,15 @@ fn pack_rows_avx2(
     tiles: std::ops::Range<usize>,
     dst: &mut [f32],
 ) {
-    pack_rows(data, ld, n, k0, kc, tiles, dst);
+    pack_rows::<true>(data, ld, n, k0, kc, tiles, dst);
 }
 
 /// [`pack_b_block`] for plain rows (`B[k][n] = data[k·ld + n]`): row by row, so each k row is read
 /// as one sequential run across the chunk's tiles (tile by tile, every 48-float read jumped a
-/// whole plane, onto a new page).
+/// whole plane, onto a new page); with `PREFETCH` (x86-64), the run [`PACK_AHEAD`] rows on is
+/// requested first.
 #[inline(always)]
-fn pack_rows(
+fn pack_rows<const PREFETCH: bool>(
     data: &[f32],
     ld: usize,
     n: usize,
@@ -569,6 +578,19 @@ fn pack_rows(
 ) {
     for kk in 0..kc {
         let src = (k0 + kk) * ld;
+        #[cfg(target_arch = "x86_64")]
+        if PREFETCH {
+            let (lo, hi) = (tiles.start * NR, (tiles.end * NR).min(n));
+            let ahead = data.as_ptr().wrapping_add(src + PACK_AHEAD * ld);
+            for c in (lo..hi).step_by(16) {
+                // SAFETY: a prefetch never faults (SSE is part of x86-64).
+                unsafe {
+                    std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                        ahead.wrapping_add(c) as *const i8,
+                    )
+                };
+            }
+        }
         for (t, j) in tiles.clone().enumerate() {
             let col0 = j * NR;
             let width = NR.min(n - col0);
