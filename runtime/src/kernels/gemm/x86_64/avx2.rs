@@ -7,7 +7,8 @@
 //! does not fit a 32 KB L1). The sub-tiles carry their sums between chunks in an `MR × NR` buffer
 //! on the stack, and the epilogue (C, bias, residual, activation) runs once from that buffer with
 //! whole-vector loads and stores: only a ragged last vector is masked, because `vmaskmovps`
-//! stores are slow on AMD's cores.
+//! stores are slow on AMD's cores. A whole tile whose k is a single chunk skips the buffer: its
+//! sub-tiles' epilogues run from their registers ([`tile_one_chunk`]).
 
 use std::arch::x86_64::*;
 
