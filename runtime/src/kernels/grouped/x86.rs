@@ -186,25 +186,10 @@ unsafe fn plane256<const K: usize, const S: usize>(b: &Band) -> bool {
                 }
             }
             // The bias after the sum, as the reference adds it.
-            let mut y = _mm256_add_ps(acc, bias);
-            let n = L.min(b.out_w - ox);
-            let mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), lanes);
-            let at = oy * b.out_w + ox;
-            if let Some(res) = b.residual {
-                // SAFETY: columns `ox..ox + n` of row `oy` of the plane, inside `res`; the other
-                // lanes are masked off.
-                y = _mm256_add_ps(y, unsafe { _mm256_maskload_ps(res.as_ptr().add(at), mask) });
-            }
-            y = activate(b.activation, y);
-            // SAFETY: row `oy` is in `b.rows`, columns `ox..ox + n` of the plane; the caller
-            // vouches for exclusive access there.
-            unsafe {
-                if n == L {
-                    _mm256_storeu_ps(b.output.add(at), y);
-                } else {
-                    _mm256_maskstore_ps(b.output.add(at), mask, y);
-                }
-            }
+            let y = _mm256_add_ps(acc, bias);
+            // SAFETY: row `oy` is in `b.rows`, columns `ox..ox + n` of the plane (the caller
+            // vouches for exclusive access there and for the residual's layout).
+            unsafe { finish8(b, y, oy * b.out_w + ox, L.min(b.out_w - ox), lanes) };
         }
     }
     true
@@ -616,6 +601,32 @@ unsafe fn band256<const K: usize, const S: usize, const OB: usize, const R: usiz
     }
 }
 
+/// The rest of the epilogue for one output vector of the AVX2 row and plane kernels: adds the
+/// residual, applies the activation and stores the first `n` (1..=8) lanes of `y` (the sums plus
+/// the bias) at `b.output + at`; `lanes` is `0, 1, …, 7`.
+///
+/// # Safety
+/// AVX2; `at..at + n` must lie inside the band's output planes, written by this call alone, and
+/// inside `b.residual` when there is one.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn finish8(b: &Band, mut y: __m256, at: usize, n: usize, lanes: __m256i) {
+    let mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), lanes);
+    if let Some(res) = b.residual {
+        // SAFETY: `at..at + n` lies inside `res` (the contract); other lanes are masked off.
+        y = _mm256_add_ps(y, unsafe { _mm256_maskload_ps(res.as_ptr().add(at), mask) });
+    }
+    y = activate(b.activation, y);
+    // SAFETY: `at..at + n` is ours to write (the contract); other lanes are masked off.
+    unsafe {
+        if n == 8 {
+            _mm256_storeu_ps(b.output.add(at), y);
+        } else {
+            _mm256_maskstore_ps(b.output.add(at), mask, y);
+        }
+    }
+}
+
 /// Floats of stack the AVX2 row kernel keeps its zero-padded input rows in (32 KB): `cin_g · K`
 /// rows of the padded width; bands that need more go to [`band256`].
 const RING: usize = 8192;
@@ -801,25 +812,11 @@ unsafe fn row_block<const K: usize, const S: usize, const OB: usize, const V: us
                 if ox >= b.out_w {
                     break;
                 }
-                let n = L.min(b.out_w - ox);
-                let mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), lanes);
                 let at = oc * out_plane + r.oy * b.out_w + ox;
-                let mut y = _mm256_add_ps(acc[o][v], bias);
-                if let Some(res) = b.residual {
-                    // SAFETY: columns `ox..ox + n` of row `oy` of plane `oc < width`, inside
-                    // `res`; the other lanes are masked off.
-                    y = _mm256_add_ps(y, unsafe { _mm256_maskload_ps(res.as_ptr().add(at), mask) });
-                }
-                y = activate(b.activation, y);
-                // SAFETY: row `oy` is in `b.rows`, columns `ox..ox + n` of plane `oc`; the caller
-                // vouches for exclusive access there.
-                unsafe {
-                    if n == L {
-                        _mm256_storeu_ps(b.output.add(at), y);
-                    } else {
-                        _mm256_maskstore_ps(b.output.add(at), mask, y);
-                    }
-                }
+                let y = _mm256_add_ps(acc[o][v], bias);
+                // SAFETY: row `oy` is in `b.rows`, columns `ox..ox + n` of plane `oc < width`
+                // (the caller vouches for exclusive access there and for the residual's layout).
+                unsafe { finish8(b, y, at, L.min(b.out_w - ox), lanes) };
             }
         }
         ox0 += V * L;
