@@ -275,12 +275,12 @@ pub(crate) fn run_direct(
 /// written concurrently by anyone else there, and `isa` must be supported by this CPU.
 unsafe fn band_dispatch(b: &Band, isa: Isa) {
     let done = match isa {
-        // SAFETY: forwarded from the caller.
-        #[cfg(target_arch = "x86_64")]
         // Depthwise bands go to the AVX2 plane kernel on AVX-512 machines too: on the GPU
         // machine's Xeon (AVX-512), MobileNetV2's depthwise convs took 4.5–6.7 ms at 1 thread
         // with it against 11.6–16.3 ms on the 16-lane tile kernel (fastest calls, 3 alternated
         // runs; both tiers' property tests and end-to-end checks passed there).
+        // SAFETY: forwarded from the caller (`Isa::Avx512` implies AVX2 and FMA too).
+        #[cfg(target_arch = "x86_64")]
         Isa::Avx512 => unsafe { x86::plane_avx2(b) || x86::band_avx512(b) },
         // SAFETY: forwarded from the caller.
         #[cfg(target_arch = "x86_64")]
