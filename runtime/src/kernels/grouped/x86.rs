@@ -97,6 +97,14 @@ pub(super) unsafe fn plane_avx2(b: &Band) -> bool {
 /// stride 1, 28×28 at stride 2).
 const PLANE: usize = 6144;
 
+/// Floats a padded row of [`plane256`]'s buffer holds: output column `ox` reads padded columns
+/// `ox·s .. ox·s + k`; the last vector starts below `out_w` rounded up to 8 (`ow8`) and its loads
+/// (two of 8 at stride 2) end before `ow8·s + k`; and the row holds the left padding and the
+/// input row.
+fn plane_width(out_w: usize, s: usize, k: usize, pad_left: usize, in_w: usize) -> usize {
+    (out_w.next_multiple_of(8) * s + k).max(pad_left + in_w)
+}
+
 /// The most output rows a band of depthwise conv `s` may have for [`plane256`] to take it (its
 /// padded input rows must fit [`PLANE`]), or `None` if `s` is not a shape it runs.
 pub(super) fn plane_band_rows(s: &ConvShape) -> Option<usize> {
@@ -105,7 +113,7 @@ pub(super) fn plane_band_rows(s: &ConvShape) -> Option<usize> {
     if !depthwise || !matches!(k, 3 | 5) || !matches!(s.stride[1], 1 | 2) {
         return None;
     }
-    let pw = (s.out_w.next_multiple_of(8) * s.stride[1] + k).max(s.pads[1] + s.in_w);
+    let pw = plane_width(s.out_w, s.stride[1], k, s.pads[1], s.in_w);
     let rows_fit = PLANE / pw;
     (rows_fit >= k).then(|| (rows_fit - k) / s.stride[0].max(1) + 1)
 }
@@ -129,11 +137,7 @@ unsafe fn plane256<const K: usize, const S: usize>(b: &Band) -> bool {
     if b.cin_g != 1 || b.width != 1 || b.rows.is_empty() {
         return false;
     }
-    // Padded columns: output column `ox` reads padded columns `ox·S .. ox·S + K`; the last vector
-    // starts at `out_w` rounded down to 8 and its loads (two of 8 at stride 2) end before
-    // `ow8·S + K`, with `ow8` the output width rounded up to 8.
-    let ow8 = b.out_w.next_multiple_of(L);
-    let pw = (ow8 * S + K).max(b.pad_left + b.in_w);
+    let pw = plane_width(b.out_w, S, K, b.pad_left, b.in_w);
     // Padded rows `r0..r1` hold what output rows `b.rows` read (padded row `p` is input row
     // `p - pad_top`).
     let r0 = b.rows.start * b.stride[0];
@@ -169,19 +173,9 @@ unsafe fn plane256<const K: usize, const S: usize>(b: &Band) -> bool {
             for ky in 0..K {
                 for kx in 0..K {
                     let at = (top + ky) * pw + ox * S + kx;
-                    // SAFETY: `top + ky < r1 - r0` rows, and `ox·S + kx + 8·S <= ow8·S + K - 1
-                    // < pw` columns: inside `buf` (see `pw`).
-                    let x = unsafe {
-                        if S == 1 {
-                            _mm256_loadu_ps(src.add(at))
-                        } else {
-                            let lo = _mm256_loadu_ps(src.add(at));
-                            let hi = _mm256_loadu_ps(src.add(at + L));
-                            // Even lanes of lo, hi in order (as in `row_block`).
-                            let even = _mm256_shuffle_ps::<0x88>(lo, hi);
-                            _mm256_castpd_ps(_mm256_permute4x64_pd::<0xD8>(_mm256_castps_pd(even)))
-                        }
-                    };
+                    // SAFETY: row `top + ky < r1 - r0`, and the `8·S` floats from column
+                    // `ox·S + kx` end within the row's `pw` (see `plane_width`): inside `buf`.
+                    let x = unsafe { load_strided::<S>(src.add(at)) };
                     acc = _mm256_fmadd_ps(w[ky * K + kx], x, acc);
                 }
             }
@@ -601,6 +595,28 @@ unsafe fn band256<const K: usize, const S: usize, const OB: usize, const R: usiz
     }
 }
 
+/// The 8 floats at `p`, `p + S`, …, `p + 7·S` (`S` 1 or 2) for the AVX2 row and plane kernels:
+/// one load, or at stride 2 two loads with their even lanes kept in order.
+///
+/// # Safety
+/// AVX2; `p` must be readable for `8·S` floats.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn load_strided<const S: usize>(p: *const f32) -> __m256 {
+    // SAFETY: `8·S` floats from `p` (the contract).
+    unsafe {
+        if S == 1 {
+            _mm256_loadu_ps(p)
+        } else {
+            let (lo, hi) = (_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8)));
+            // Even lanes of lo, hi in order: [lo0 lo2 hi0 hi2 | lo4 lo6 hi4 hi6], then the
+            // 64-bit quarters reordered 0, 2, 1, 3.
+            let even = _mm256_shuffle_ps::<0x88>(lo, hi);
+            _mm256_castpd_ps(_mm256_permute4x64_pd::<0xD8>(_mm256_castps_pd(even)))
+        }
+    }
+}
+
 /// The rest of the epilogue for one output vector of the AVX2 row and plane kernels: adds the
 /// residual, applies the activation and stores the first `n` (1..=8) lanes of `y` (the sums plus
 /// the bias) at `b.output + at`; `lanes` is `0, 1, …, 7`.
@@ -776,20 +792,7 @@ unsafe fn row_block<const K: usize, const S: usize, const OB: usize, const V: us
                         let at = (ox0 + v * L) * S + kx;
                         // SAFETY: `ox0 < out_w` and `v < V <= 4`, so `at + 8·S <= cap` (see
                         // `rows256`): inside this row buffer.
-                        x[v] = unsafe {
-                            if S == 1 {
-                                _mm256_loadu_ps(row.add(at))
-                            } else {
-                                let lo = _mm256_loadu_ps(row.add(at));
-                                let hi = _mm256_loadu_ps(row.add(at + L));
-                                // Even lanes of lo, hi in order: [lo0 lo2 hi0 hi2 | lo4 lo6 hi4
-                                // hi6], then the 64-bit quarters reordered 0, 2, 1, 3.
-                                let even = _mm256_shuffle_ps::<0x88>(lo, hi);
-                                _mm256_castpd_ps(_mm256_permute4x64_pd::<0xD8>(_mm256_castps_pd(
-                                    even,
-                                )))
-                            }
-                        };
+                        x[v] = unsafe { load_strided::<S>(row.add(at)) };
                     }
                     let tap = ((ic * K + ky) * K + kx) * b.wstride + r.o0;
                     for o in 0..OB {
