@@ -8,6 +8,7 @@
 use std::ops::Range;
 use std::sync::Mutex;
 
+use crate::buffer::Buffer;
 use crate::kernels::KernelError;
 
 /// The arena range of a value planned at `(offset, len)` per item, for `batch` items.
@@ -53,16 +54,17 @@ pub fn split<const K: usize>(
 }
 
 /// A model's reusable arena: the first forward pass for a batch size allocates it, later ones reuse
-/// it. Concurrent callers do not wait: whoever finds it in use gets a fresh buffer for that call.
+/// it (in huge pages where it can: see [`Buffer`]). Concurrent callers do not wait: whoever finds
+/// it in use gets a fresh buffer for that call.
 #[derive(Debug, Default)]
 pub struct Scratch {
-    buffer: Mutex<Vec<f32>>,
+    buffer: Mutex<Option<Buffer>>,
 }
 
 impl Scratch {
     pub const fn new() -> Scratch {
         Scratch {
-            buffer: Mutex::new(Vec::new()),
+            buffer: Mutex::new(None),
         }
     }
 
@@ -70,9 +72,10 @@ impl Scratch {
     pub fn with<R>(&self, len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
         match self.buffer.try_lock() {
             Ok(mut buffer) => {
-                if buffer.len() < len {
-                    buffer.resize(len, 0.0);
-                }
+                let buffer = match &mut *buffer {
+                    Some(b) if b.len() >= len => b,
+                    slot => slot.insert(Buffer::zeroed(len)),
+                };
                 f(&mut buffer[..len])
             }
             // In use by another thread, or poisoned by a panic in one: don't share it.
@@ -82,7 +85,9 @@ impl Scratch {
 
     /// Elements currently held (0 until the first forward pass).
     pub fn capacity(&self) -> usize {
-        self.buffer.lock().map_or(0, |b| b.len())
+        self.buffer
+            .lock()
+            .map_or(0, |b| b.as_ref().map_or(0, |b| b.len()))
     }
 }
 

@@ -2,6 +2,7 @@
 //! weights file format and `.npy` I/O. It never depends on the compiler.
 
 pub mod arena;
+pub mod buffer;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 pub mod cuda_plan;

@@ -18,6 +18,7 @@
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
+use crate::buffer::Buffer;
 use crate::hash::Fnv64;
 
 /// The file's first eight bytes.
@@ -233,7 +234,8 @@ pub struct Weights {
     table: Vec<TensorInfo>,
     /// Element offset of each tensor in `data`.
     starts: Vec<usize>,
-    data: Vec<f32>,
+    /// In huge pages where it can be (see [`Buffer`]): the deep layers stream their weights.
+    data: Buffer,
 }
 
 impl Weights {
@@ -359,15 +361,20 @@ impl Weights {
         }
         // Offsets are increasing and within the file: the total below is bounded by the file size.
         let mut starts = Vec::with_capacity(table.len());
-        let mut data = Vec::with_capacity(((prev_end - data_start) / 4) as usize);
+        let mut end = 0usize;
         for t in &table {
-            data.resize(data.len().next_multiple_of(ALIGN / 4), 0.0);
-            starts.push(data.len());
+            starts.push(end.next_multiple_of(ALIGN / 4));
+            end = starts[starts.len() - 1] + t.len as usize;
+        }
+        let mut data = Buffer::zeroed(end);
+        for (t, &start) in table.iter().zip(&starts) {
             let raw = &body[t.offset as usize..(t.offset + 4 * t.len) as usize];
-            data.extend(
-                raw.chunks_exact(4)
-                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-            );
+            for (x, b) in data[start..start + t.len as usize]
+                .iter_mut()
+                .zip(raw.chunks_exact(4))
+            {
+                *x = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            }
         }
         Ok(Weights {
             model_hash,
