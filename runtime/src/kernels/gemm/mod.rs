@@ -167,8 +167,16 @@ pub(crate) struct Tile {
     pub cols: usize,
     /// Add C's current values (every k block but the first).
     pub load_c: bool,
+    /// A is reused by few tiles of B (a problem of at most [`STREAM_A_MAX_TILES`] tiles), so its
+    /// panels stream from memory at the FMAs' pace: the AVX2 kernel then prefetches them further
+    /// ahead.
+    pub stream_a: bool,
     pub finish: Option<Finish>,
 }
+
+/// Problems with at most this many column tiles (the 14×14 and 7×7 maps at batch 1) read each A
+/// panel for so few columns that A streams from memory as fast as the FMAs consume it.
+pub(crate) const STREAM_A_MAX_TILES: usize = 5;
 
 /// A `*mut f32` that tasks on other threads write through; each task writes a disjoint rectangle.
 #[derive(Clone, Copy)]
@@ -445,6 +453,7 @@ unsafe fn task_body(
                 rows: MR.min(g.m - row),
                 cols: NR.min(g.n - col),
                 load_c: k0 > 0,
+                stream_a: g.n <= STREAM_A_MAX_TILES * NR,
                 finish: f,
             };
             #[cfg(target_arch = "x86_64")]

@@ -127,6 +127,7 @@ pub(crate) fn run(
                                 rows: MR.min(m - row),
                                 cols: w,
                                 load_c: k0 > 0,
+                                stream_a: false,
                                 finish,
                             };
                             // SAFETY: A holds `kc` packed rows from this offset (the caller checked
