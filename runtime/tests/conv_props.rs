@@ -214,13 +214,16 @@ fn check_dense(in_f: usize, out_f: usize, setting: Setting) -> Result<(), TestCa
 }
 
 /// ResNeXt-50's own pointwise shapes (scaled down in channels where the reference would be slow),
-/// covering K beyond one k block (KC = 256), the 49-pixel stage-4 maps and the stride-2 projection.
+/// covering K beyond one k block (at 1 thread 512 for 4-tile column chunks, 1024 for 2-tile
+/// ones), the 49-pixel stage-4 maps and the stride-2 projection.
 #[test]
 fn resnext_pointwise_shapes() {
     let shapes = [
         square_shape(64, 56, 128, 1, 1, 0, 1),
         square_shape(300, 14, 40, 1, 1, 0, 1),
         square_shape(520, 7, 64, 1, 1, 0, 1),
+        square_shape(600, 28, 20, 1, 1, 0, 1),
+        square_shape(1100, 7, 12, 1, 1, 0, 1),
         square_shape(256, 28, 24, 1, 2, 0, 1),
         square_shape(96, 14, 200, 1, 2, 0, 1),
     ];

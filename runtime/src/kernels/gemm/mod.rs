@@ -36,6 +36,16 @@ pub const KC: usize = 256;
 /// Tiles of B per column chunk of a task: `KC × NR × NC_TILES` floats of scratch per thread.
 pub const NC_TILES: usize = 8;
 
+/// Tiles per column chunk when k is deeper than one k chunk of the AVX2 kernel (64): smaller B
+/// blocks, whose k blocks are then deeper (`B_SCRATCH / (tiles · NR)`, so k ≤ 512 is one block
+/// and C is written once). Measured in-process at 1 thread, alternating call by call on cold
+/// copies (medians of ~1000 calls) against `NC_TILES`: 512→256 and 512→128 at 28×28 0.94–0.95×
+/// the time, 256→512 at 28×28 0.98×, 256→128 at 56×56 0.93–0.94×, 512→1024 at 14×14 0.92×,
+/// 1024→512 at 14×14 and 128→256 at 56×56 0.99×, 144→24 at 56×56 0.95×; with k ≤ 64 (24→144 at
+/// 56×56) it measured 1.02× and those keep `NC_TILES`; 2 and 3 tiles measured no better than 4,
+/// 6 worse; at 2 threads the split already makes chunks this small.
+const NC_TILES_DEEP: usize = 4;
+
 /// Tasks with at most this many column tiles loop over A panels outside and B tiles inside.
 const PANEL_OUTER_MAX_TILES: usize = NC_TILES;
 
@@ -204,7 +214,7 @@ struct Split {
 }
 
 impl Split {
-    /// Column chunks of at most `NC_TILES` tiles, then more chunks until there are about four
+    /// Column chunks of at most `NC_TILES` tiles (`NC_TILES_DEEP` for deep k), then more chunks until there are about four
     /// tasks per thread: column chunks first while each would still average a whole tile, then
     /// row chunks, then columns again; then a few more, if need be, so that the task count is a
     /// multiple of the threads: tasks are claimed in order, and equal tasks then end together.
@@ -216,11 +226,12 @@ impl Split {
     /// medians of ~1000 calls each: 512→256 at 28×28 0.91–0.93× the time of the rows-first
     /// split, 256→512 at 28×28 0.96×, 14×14 layers 0.96–0.97×, 7×7 unchanged (they have two
     /// tiles, one of a single column, and are not split by columns).
-    fn new(m: usize, n: usize, problems: usize, threads: usize) -> Split {
+    fn new(m: usize, n: usize, k: usize, problems: usize, threads: usize) -> Split {
         let m_panels = m.div_ceil(MR);
         let n_tiles = n.div_ceil(NR);
+        let chunk_tiles = if k > 64 { NC_TILES_DEEP } else { NC_TILES };
         let target = if threads > 1 { 4 * threads } else { 1 };
-        let mut n_chunks = n_tiles.div_ceil(NC_TILES);
+        let mut n_chunks = n_tiles.div_ceil(chunk_tiles);
         let mut m_chunks = 1;
         while problems * m_chunks * n_chunks < target {
             if n / (2 * n_chunks) >= NR {
@@ -274,7 +285,7 @@ impl Split {
 pub fn scratch_len(m: usize, n: usize, k: usize, problems: usize, threads: usize) -> usize {
     let blocks = threads.max(1) * B_SCRATCH;
     ALIGN_SLACK
-        + if Split::new(m, n, problems, threads).m_chunks > 1 {
+        + if Split::new(m, n, k, problems, threads).m_chunks > 1 {
             blocks.max(problems * packed_b_len(k, n))
         } else {
             blocks
@@ -298,7 +309,7 @@ pub(crate) fn run(
         return Ok(());
     }
     let isa = if isa.supported() { isa } else { Isa::Generic };
-    let split = Split::new(g.m, g.n, problems.len(), threads.count());
+    let split = Split::new(g.m, g.n, g.k, problems.len(), threads.count());
     let runtime_b = problems
         .iter()
         .any(|p| !matches!(p.b, BSource::Packed { .. }));
