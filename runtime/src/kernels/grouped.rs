@@ -9,7 +9,7 @@
 
 use std::ops::Range;
 
-use super::{Activation, ConvShape, Epilogue, KernelError, check_len};
+use super::{Activation, ConvShape, Epilogue, KernelError, SharedOut, check_len};
 use crate::isa::Isa;
 use crate::threads::Threads;
 
@@ -79,22 +79,6 @@ pub fn run(
         )));
     }
     run_direct(shape, batch, input, packed, epilogue, output, isa, threads)
-}
-
-/// A `*mut f32` that tasks on other threads may write through; each task writes a disjoint part.
-#[derive(Clone, Copy)]
-struct SharedOut(*mut f32);
-// SAFETY: the pointer is only written by tasks whose output regions are disjoint (see `run_direct`),
-// and the owning `&mut [f32]` outlives `Threads::run`, which joins every task before returning.
-unsafe impl Send for SharedOut {}
-// SAFETY: as above.
-unsafe impl Sync for SharedOut {}
-
-impl SharedOut {
-    /// Through a method, so closures capture the whole (`Sync`) wrapper, not its field.
-    fn ptr(self) -> *mut f32 {
-        self.0
-    }
 }
 
 /// The part of the output one micro-kernel call computes: one block of output channels of one group

@@ -294,3 +294,21 @@ impl PoolShape {
         Ok(())
     }
 }
+
+/// A `*mut f32` that tasks on other threads write through, for kernels that split one output
+/// buffer among the tasks of [`Threads::run`](crate::threads::Threads::run): each task writes a
+/// disjoint part, and the owning `&mut [f32]` outlives the `run`, which returns only when every
+/// task is done. Each use states, at its `unsafe` block, why its parts are disjoint.
+#[derive(Clone, Copy)]
+pub(crate) struct SharedOut(pub(crate) *mut f32);
+// SAFETY: see the type's documentation: tasks write disjoint parts, and the buffer outlives them.
+unsafe impl Send for SharedOut {}
+// SAFETY: as above.
+unsafe impl Sync for SharedOut {}
+
+impl SharedOut {
+    /// Through a method, so closures capture the whole (`Sync`) wrapper, not its field.
+    pub(crate) fn ptr(self) -> *mut f32 {
+        self.0
+    }
+}

@@ -9,7 +9,7 @@
 
 use std::ops::Range;
 
-use super::{KernelError, PoolShape, check_len};
+use super::{KernelError, PoolShape, SharedOut, check_len};
 use crate::isa::Isa;
 use crate::threads::Threads;
 
@@ -91,22 +91,6 @@ pub fn global_avg_pool(
 enum Reduce {
     Max,
     Avg { count_include_pad: bool },
-}
-
-/// A `*mut f32` that tasks on other threads may write through; each task writes a disjoint part.
-#[derive(Clone, Copy)]
-struct SharedOut(*mut f32);
-// SAFETY: only written by tasks with disjoint output ranges; the owning `&mut [f32]` outlives
-// `Threads::run`, which joins every task before returning.
-unsafe impl Send for SharedOut {}
-// SAFETY: as above.
-unsafe impl Sync for SharedOut {}
-
-impl SharedOut {
-    /// Through a method, so closures capture the whole (`Sync`) wrapper, not its field.
-    fn ptr(self) -> *mut f32 {
-        self.0
-    }
 }
 
 fn pool(

@@ -18,7 +18,7 @@
 //! (or, on the tiers without fused packing, when rows are split across tasks, every B is packed
 //! once up front). Wide-row im2col convs with small weights (the stems) go through `rows`.
 
-use super::{Activation, ConvShape, KernelError};
+use super::{Activation, ConvShape, KernelError, SharedOut};
 use crate::isa::Isa;
 use crate::threads::Threads;
 
@@ -187,22 +187,6 @@ pub(crate) struct Tile {
 /// Problems with at most this many column tiles (the 14×14 and 7×7 maps at batch 1) read each A
 /// panel for so few columns that A streams from memory as fast as the FMAs consume it.
 pub(crate) const STREAM_A_MAX_TILES: usize = 5;
-
-/// A `*mut f32` that tasks on other threads write through; each task writes a disjoint rectangle.
-#[derive(Clone, Copy)]
-struct SharedOut(*mut f32);
-// SAFETY: tasks write disjoint rectangles of C (see `run`), and the owning `&mut [f32]` outlives
-// `Threads::run_indexed`, which returns only when every task is done.
-unsafe impl Send for SharedOut {}
-// SAFETY: as above.
-unsafe impl Sync for SharedOut {}
-
-impl SharedOut {
-    /// Through a method, so closures capture the whole (`Sync`) wrapper, not its field.
-    fn ptr(self) -> *mut f32 {
-        self.0
-    }
-}
 
 /// How the output of one call is cut into tasks: `m_chunks × n_chunks` rectangles per problem, of
 /// as near equal sizes as whole panels and tiles allow.

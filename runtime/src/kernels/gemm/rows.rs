@@ -12,9 +12,9 @@
 //! every A panel (the whole weight matrix stays in L1/L2, see [`applies`]) runs over a tile while it
 //! is in L1.
 
-use super::{BiasAlong, Finish, KC, MR, NR, SharedOut, Tile, micro};
+use super::{BiasAlong, Finish, KC, MR, NR, Tile, micro};
 use crate::isa::Isa;
-use crate::kernels::{ConvShape, Epilogue};
+use crate::kernels::{ConvShape, Epilogue, SharedOut};
 use crate::threads::Threads;
 
 /// Output rows narrower than this waste too many lanes in row tiles (7 of 16 at 7 wide); the
