@@ -268,7 +268,9 @@ unsafe fn band_dispatch(b: &Band, isa: Isa) {
         Isa::Avx512 => unsafe { x86::plane_avx2(b) || x86::band_avx512(b) },
         // SAFETY: forwarded from the caller.
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => unsafe { x86::plane_avx2(b) || x86::rows_avx2(b) || x86::band_avx2(b) },
+        Isa::Avx2 => unsafe {
+            x86::plane_avx2(b) || x86::rows_avx2(b) || x86::planes_avx2(b) || x86::band_avx2(b)
+        },
         _ => false,
     };
     if !done {
