@@ -247,6 +247,28 @@ fn pointwise_few_output_channels() {
     }
 }
 
+/// Ragged ends of 1–4 columns (7×7 = 48 + 1, 10×10 = 96 + 4, 1×1 and 5×10 as shapes below one
+/// tile) with panels of 1–8 rows, k within one block and beyond it (700 > 512): the compact B rows
+/// of the narrow kernel, packed per task at 1 thread and up front when 2 or 3 threads split the
+/// rows; and the same ends through im2col (a padded 3×3 over 7×7).
+#[test]
+fn narrow_column_tiles() {
+    let maps = [(7, 7), (10, 10), (1, 1), (5, 10)];
+    for (h, w) in maps {
+        for (in_c, out_c) in [(20, 1), (20, 2), (33, 3), (20, 8), (700, 10), (64, 200)] {
+            for threads in [1, 2, 3] {
+                let mut s = square_shape(in_c, 1, out_c, 1, 1, 0, 1);
+                (s.in_h, s.in_w, s.out_h, s.out_w) = (h, w, h, w);
+                assert_ok(check_case(ConvAlgo::Pointwise, &Case::fused(s, threads)));
+            }
+        }
+    }
+    for threads in [1, 2] {
+        let s = square_shape(24, 7, 40, 3, 1, 1, 1);
+        assert_ok(check_case(ConvAlgo::Im2col, &Case::fused(s, threads)));
+    }
+}
+
 /// The 7×7/2 stem (on a smaller image) and a dense 3×3 with padding.
 #[test]
 fn stem_and_dense_3x3() {

@@ -6,7 +6,7 @@ use super::{BiasAlong, Finish, MR, NR, Tile};
 /// Computes `t` with scalar code.
 ///
 /// # Safety
-/// `t.a` must be readable for `kc × MR` floats, `t.b` for `kc × NR`, `t.c` valid for reads and
+/// `t.a` must be readable for `kc × MR` floats, `t.b` for `kc × ldb`, `t.c` valid for reads and
 /// writes of `rows × cols` at stride `ldc`, and the `finish` pointers (if non-null) readable like C
 /// (residual) or for `rows`/`cols` entries (bias); no one else may write that part of C.
 pub(crate) unsafe fn tile(t: &Tile) {
@@ -15,10 +15,11 @@ pub(crate) unsafe fn tile(t: &Tile) {
     let (a, b) = unsafe {
         (
             std::slice::from_raw_parts(t.a, t.kc * MR),
-            std::slice::from_raw_parts(t.b, t.kc * NR),
+            std::slice::from_raw_parts(t.b, t.kc * t.ldb),
         )
     };
-    for (av, bv) in a.chunks_exact(MR).zip(b.chunks_exact(NR)) {
+    // A compact B row (`ldb = cols < NR`) covers exactly the tile's columns.
+    for (av, bv) in a.chunks_exact(MR).zip(b.chunks_exact(t.ldb)) {
         for (row, &x) in acc.iter_mut().zip(av).take(t.rows) {
             for (c, &y) in row.iter_mut().zip(bv) {
                 *c += x * y;

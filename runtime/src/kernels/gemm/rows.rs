@@ -122,6 +122,7 @@ pub(crate) fn run(
                                 kc,
                                 a: a[(panel * k + k0) * MR..].as_ptr(),
                                 b: b.as_ptr(),
+                                ldb: NR,
                                 c: out.ptr().wrapping_add(c),
                                 ldc: n,
                                 rows: MR.min(m - row),

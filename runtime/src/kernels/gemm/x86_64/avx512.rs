@@ -12,15 +12,14 @@ use crate::kernels::gemm::{BiasAlong, MR, NR, Tile};
 /// The CPU must support AVX-512F; the pointers of `t` must be valid as documented on `Tile`
 /// (see `generic::tile`), with no one else writing C there.
 pub(crate) unsafe fn tile(t: &Tile) {
-    if t.rows > 2 {
-        // A few columns (the ragged end of a 7×7 or 14×14 map) gain nothing from vectors over
-        // columns: vectorise over the panel's rows instead.
-        // SAFETY: forwarded from the caller; the AVX-512 tier also requires AVX2 and FMA
-        // (`Isa::supported`).
-        if unsafe { super::avx2::narrow(t) } {
-            return;
-        }
+    // A few columns (the ragged end of a 7×7 or 14×14 map) gain nothing from vectors over
+    // columns: vectorise over the panel's rows instead.
+    // SAFETY: forwarded from the caller; the AVX-512 tier also requires AVX2 and FMA
+    // (`Isa::supported`).
+    if unsafe { super::avx2::narrow(t) } {
+        return;
     }
+    debug_assert_eq!(t.ldb, NR, "a compact B tile is narrow");
     // SAFETY: forwarded from the caller.
     unsafe { tile_rn_for::<false>(t, NO_PACK) }
 }
