@@ -340,17 +340,32 @@ pub(crate) fn run(
     if prepack {
         let dst = SharedOut(prepacked.as_mut_ptr());
         let tile_len = g.k * NR;
-        threads.run(problems.len() * split.n_tiles, &|t| {
-            let (p, j) = (t / split.n_tiles, t % split.n_tiles);
+        let tiles = problems.len() * split.n_tiles;
+        // Each tile in k pieces, enough for the threads to share the packing evenly (whole tiles
+        // split 3:2 over two threads at 14×14, and a 1-column tile next to a 48-column one is
+        // almost no work).
+        let parts = (PACK_TASKS_PER_THREAD * threads.count())
+            .div_ceil(tiles)
+            .clamp(1, g.k.div_ceil(PACK_MIN_K));
+        threads.run(tiles * parts, &|t| {
+            let (p, j, part) = (
+                t / parts / split.n_tiles,
+                t / parts % split.n_tiles,
+                t % parts,
+            );
+            let (k0, k1) = (part * g.k / parts, (part + 1) * g.k / parts);
+            let row_len = b_row_len(NR.min(g.n - j * NR), isa);
             // SAFETY: tile `j` of problem `p` occupies its own `tile_len` floats of `prepacked`
-            // (`problems.len() · n_tiles · tile_len` floats), written by this task alone.
-            let tile = unsafe {
+            // (`problems.len() · n_tiles · tile_len` floats), and of it rows `k0..k1`, `row_len`
+            // floats each (`row_len <= NR`), are written by this task alone.
+            let rows = unsafe {
                 std::slice::from_raw_parts_mut(
-                    dst.ptr().add((p * split.n_tiles + j) * tile_len),
-                    tile_len,
+                    dst.ptr()
+                        .add((p * split.n_tiles + j) * tile_len + k0 * row_len),
+                    (k1 - k0) * row_len,
                 )
             };
-            pack_b_block(&problems[p].b, g.n, 0, g.k, j..j + 1, tile, isa);
+            pack_b_block(&problems[p].b, g.n, k0, k1 - k0, j..j + 1, rows, isa);
         });
     }
     let prepacked: &[f32] = prepacked;
@@ -529,6 +544,12 @@ unsafe fn task_body(
 fn packs_while_computing(isa: Isa) -> bool {
     cfg!(target_arch = "x86_64") && isa == Isa::Avx512
 }
+
+/// Packing tasks per thread when B is packed up front (see `run`).
+const PACK_TASKS_PER_THREAD: usize = 4;
+
+/// The fewest k rows per such task.
+const PACK_MIN_K: usize = 64;
 
 /// How many k rows ahead the SIMD tiers' B packing prefetches the rows it will read (each k row
 /// is a run of the chunk's columns in another input plane, which the hardware prefetchers do
