@@ -171,6 +171,51 @@ fn resnext50_grouped_shapes_match_reference() {
     }
 }
 
+/// Grouped convs on maps narrower than a vector with whole blocks of 8 output channels per group
+/// (the AVX2 tier's output-channel kernel): 1–7 wide, strides 1 and 2 (also mixed), asymmetric
+/// padding, 2 groups (so that bands of rows split across threads) and 32, with and without a
+/// residual, batch 1 and 2.
+#[test]
+fn narrow_maps_match_reference() {
+    let cases = [
+        // (in_h, in_w, stride, pads, group, cin_g, cout_g)
+        (7, 7, [1, 1], [1, 1, 1, 1], 32, 32, 32),
+        (14, 14, [2, 2], [1, 1, 1, 1], 32, 32, 32),
+        (9, 5, [1, 1], [0, 2, 1, 0], 2, 3, 8),
+        (13, 12, [2, 2], [2, 0, 0, 1], 2, 5, 24),
+        (11, 3, [1, 2], [1, 1, 1, 1], 2, 16, 16),
+        (1, 1, [1, 1], [1, 1, 1, 1], 2, 4, 8),
+        (6, 13, [2, 2], [1, 1, 1, 1], 32, 2, 16),
+    ];
+    for (i, &(in_h, in_w, stride, pads, group, cin_g, cout_g)) in cases.iter().enumerate() {
+        let shape = ConvShape {
+            in_c: group * cin_g,
+            in_h,
+            in_w,
+            out_c: group * cout_g,
+            out_h: out_size(in_h, 3, stride[0], 1, pads[0], pads[2]).unwrap(),
+            out_w: out_size(in_w, 3, stride[1], 1, pads[1], pads[3]).unwrap(),
+            kernel: [3, 3],
+            stride,
+            dilation: [1, 1],
+            pads,
+            group,
+        };
+        assert!(shape.out_w < 8, "{shape:?}");
+        for threads in [1, 2, 3] {
+            let setting = Setting {
+                batch: 1 + i % 2,
+                bias: true,
+                residual: (i + threads) % 2 == 0,
+                activation: Activation::Relu,
+                threads,
+                seed: (10 * i + threads) as u64,
+            };
+            check_case(Kind::Grouped, &Case { shape, setting }).unwrap();
+        }
+    }
+}
+
 #[test]
 fn mobilenet_v2_depthwise_shapes_match_reference() {
     for (i, &(c, size, stride)) in [(32, 112, 1), (96, 112, 2), (144, 56, 1), (960, 7, 1)]

@@ -15,6 +15,8 @@ use crate::threads::Threads;
 
 mod generic;
 #[cfg(target_arch = "x86_64")]
+mod pixels;
+#[cfg(target_arch = "x86_64")]
 mod x86;
 
 /// Output channels per packed weight block (and the widest register tile over channels).
@@ -175,6 +177,11 @@ pub(crate) fn run_direct(
         1
     };
     let chunks = items.div_ceil(per_task);
+    // Maps narrower than a vector, with whole blocks of 8 output channels, run a group at a time
+    // vectorised over output channels (`pixels`; AVX2 only: the AVX-512 tier keeps its column
+    // tiles, untested against this here).
+    #[cfg(target_arch = "x86_64")]
+    let by_pixels = isa == Isa::Avx2 && pixels::applies(&s);
     let out = SharedOut(output.as_mut_ptr());
     let item = |band: usize, item: usize| {
         let g = item % s.group;
@@ -182,6 +189,41 @@ pub(crate) fn run_direct(
         let rows = band * band_rows..((band + 1) * band_rows).min(s.out_h);
         let in_start = (n * s.in_c + g * cin_g) * in_plane;
         let group_len = cin_g * in_plane;
+        #[cfg(target_arch = "x86_64")]
+        if by_pixels {
+            let (oc, taps) = (g * cout_g, cin_g * k * k);
+            let out_start = (n * s.out_c + oc) * out_plane;
+            let b = Band {
+                in_h: s.in_h,
+                in_w: s.in_w,
+                out_h: s.out_h,
+                out_w: s.out_w,
+                stride: s.stride,
+                pad_top: s.pads[0],
+                pad_left: s.pads[1],
+                kernel: k,
+                cin_g,
+                input: &input[in_start..in_start + group_len],
+                weights: &packed[oc * taps..(oc + cout_g) * taps],
+                wstride: OC_BLOCK,
+                width: cout_g,
+                bias: epilogue.bias.map(|b| &b[oc..oc + cout_g]),
+                residual: epilogue
+                    .residual
+                    .map(|r| &r[out_start..out_start + cout_g * out_plane]),
+                activation: epilogue.activation,
+                // The offset stays inside `output`, whose length was checked above.
+                output: out.ptr().wrapping_add(out_start),
+                rows: rows.clone(),
+                next: [&[], &[]],
+            };
+            // SAFETY: `b.output` points at the group's `cout_g` planes inside `output` (lengths
+            // checked above); this task alone writes rows `rows` of them; `Isa::Avx2` is
+            // supported by this CPU (checked above).
+            if unsafe { pixels::pixels_avx2(&b) } {
+                return;
+            }
+        }
         for block in (0..cout_g).step_by(OC_BLOCK) {
             let width = OC_BLOCK.min(cout_g - block);
             let oc = g * cout_g + block;

@@ -987,7 +987,7 @@ unsafe fn load_strided<const S: usize>(p: *const f32) -> __m256 {
 /// inside `b.residual` when there is one.
 #[inline]
 #[target_feature(enable = "avx2")]
-unsafe fn finish8(b: &Band, mut y: __m256, at: usize, n: usize, lanes: __m256i) {
+pub(super) unsafe fn finish8(b: &Band, mut y: __m256, at: usize, n: usize, lanes: __m256i) {
     let mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), lanes);
     if let Some(res) = b.residual {
         // SAFETY: `at..at + n` lies inside `res` (the contract); other lanes are masked off.
