@@ -183,40 +183,51 @@ pub(crate) fn run_direct(
     #[cfg(target_arch = "x86_64")]
     let by_pixels = isa == Isa::Avx2 && pixels::applies(&s);
     let out = SharedOut(output.as_mut_ptr());
+    let taps = cin_g * k * k;
+    // Output channels `oc..oc + width` (of group `g`) of batch item `n`, over `rows`; the
+    // weights are `width / wstride` packed blocks.
+    let band_of = |n: usize, g: usize, oc: usize, (width, wstride): (usize, usize), rows, next| {
+        let in_start = (n * s.in_c + g * cin_g) * in_plane;
+        let out_start = (n * s.out_c + oc) * out_plane;
+        Band {
+            in_h: s.in_h,
+            in_w: s.in_w,
+            out_h: s.out_h,
+            out_w: s.out_w,
+            stride: s.stride,
+            pad_top: s.pads[0],
+            pad_left: s.pads[1],
+            kernel: k,
+            cin_g,
+            input: &input[in_start..in_start + cin_g * in_plane],
+            weights: &packed[oc * taps..(oc + width) * taps],
+            wstride,
+            width,
+            bias: epilogue.bias.map(|b| &b[oc..oc + width]),
+            residual: epilogue
+                .residual
+                .map(|r| &r[out_start..out_start + width * out_plane]),
+            activation: epilogue.activation,
+            // The offset stays inside `output`, whose length was checked above.
+            output: out.ptr().wrapping_add(out_start),
+            rows,
+            next,
+        }
+    };
     let item = |band: usize, item: usize| {
         let g = item % s.group;
         let n = item / s.group;
         let rows = band * band_rows..((band + 1) * band_rows).min(s.out_h);
-        let in_start = (n * s.in_c + g * cin_g) * in_plane;
-        let group_len = cin_g * in_plane;
         #[cfg(target_arch = "x86_64")]
         if by_pixels {
-            let (oc, taps) = (g * cout_g, cin_g * k * k);
-            let out_start = (n * s.out_c + oc) * out_plane;
-            let b = Band {
-                in_h: s.in_h,
-                in_w: s.in_w,
-                out_h: s.out_h,
-                out_w: s.out_w,
-                stride: s.stride,
-                pad_top: s.pads[0],
-                pad_left: s.pads[1],
-                kernel: k,
-                cin_g,
-                input: &input[in_start..in_start + group_len],
-                weights: &packed[oc * taps..(oc + cout_g) * taps],
-                wstride: OC_BLOCK,
-                width: cout_g,
-                bias: epilogue.bias.map(|b| &b[oc..oc + cout_g]),
-                residual: epilogue
-                    .residual
-                    .map(|r| &r[out_start..out_start + cout_g * out_plane]),
-                activation: epilogue.activation,
-                // The offset stays inside `output`, whose length was checked above.
-                output: out.ptr().wrapping_add(out_start),
-                rows: rows.clone(),
-                next: [&[], &[]],
-            };
+            let b = band_of(
+                n,
+                g,
+                g * cout_g,
+                (cout_g, OC_BLOCK),
+                rows.clone(),
+                [&[], &[]],
+            );
             // SAFETY: `b.output` points at the group's `cout_g` planes inside `output` (lengths
             // checked above); this task alone writes rows `rows` of them; `Isa::Avx2` is
             // supported by this CPU (checked above).
@@ -224,12 +235,12 @@ pub(crate) fn run_direct(
                 return;
             }
         }
+        let in_start = (n * s.in_c + g * cin_g) * in_plane;
+        let group_len = cin_g * in_plane;
         for block in (0..cout_g).step_by(OC_BLOCK) {
             let width = OC_BLOCK.min(cout_g - block);
             let oc = g * cout_g + block;
-            let out_start = (n * s.out_c + oc) * out_plane;
-            let w_start = oc * cin_g * k * k;
-            let w_end = w_start + width * cin_g * k * k;
+            let (w_start, w_end) = (oc * taps, (oc + width) * taps);
             // After a group's last block, this thread's next task is about `threads` groups on:
             // tasks are claimed in order, one at a time by each thread. (Prefetching the very
             // next group put it in the other core's caches: ResNeXt-50's stage 3–4 grouped convs
@@ -245,7 +256,7 @@ pub(crate) fn run_direct(
                 None
             };
             let wn = if last {
-                w_end + (skip - 1) * cout_g * cin_g * k * k
+                w_end + (skip - 1) * cout_g * taps
             } else {
                 w_end
             };
@@ -254,30 +265,7 @@ pub(crate) fn run_direct(
                 next_input,
             ]
             .map(|r| r.unwrap_or(&[]));
-            let b = Band {
-                in_h: s.in_h,
-                in_w: s.in_w,
-                out_h: s.out_h,
-                out_w: s.out_w,
-                stride: s.stride,
-                pad_top: s.pads[0],
-                pad_left: s.pads[1],
-                kernel: k,
-                cin_g,
-                input: &input[in_start..in_start + group_len],
-                weights: &packed[w_start..w_start + width * cin_g * k * k],
-                wstride: width,
-                width,
-                bias: epilogue.bias.map(|b| &b[oc..oc + width]),
-                residual: epilogue
-                    .residual
-                    .map(|r| &r[out_start..out_start + width * out_plane]),
-                activation: epilogue.activation,
-                // The offset stays inside `output`, whose length was checked above.
-                output: out.ptr().wrapping_add(out_start),
-                rows: rows.clone(),
-                next,
-            };
+            let b = band_of(n, g, oc, (width, width), rows.clone(), next);
             // SAFETY: `b.output` points at `width` planes inside `output` (lengths checked above);
             // this task alone writes rows `rows` of channels `oc..oc + width` of item `n`, so no two
             // tasks write the same element, and `isa` is supported by this CPU.
