@@ -177,9 +177,9 @@ pub(crate) fn run_direct(
         1
     };
     let chunks = items.div_ceil(per_task);
-    // Maps narrower than a vector, with whole blocks of 8 output channels, run a group at a time
-    // vectorised over output channels (`pixels`; AVX2 only: the AVX-512 tier keeps its column
-    // tiles, untested against this here).
+    // Whole blocks of 8 output channels per group run a group at a time, vectorised over output
+    // channels (`pixels`; AVX2 only: the AVX-512 tier keeps its column tiles, as it is not
+    // measured against them).
     #[cfg(target_arch = "x86_64")]
     let by_pixels = isa == Isa::Avx2 && pixels::applies(&s);
     let out = SharedOut(output.as_mut_ptr());
@@ -218,16 +218,27 @@ pub(crate) fn run_direct(
         let g = item % s.group;
         let n = item / s.group;
         let rows = band * band_rows..((band + 1) * band_rows).min(s.out_h);
+        let in_start = (n * s.in_c + g * cin_g) * in_plane;
+        let group_len = cin_g * in_plane;
+        // After a group, this thread's next task is about `threads` groups on: tasks are claimed
+        // in order, one at a time by each thread. (Prefetching the very next group put it in the
+        // other core's caches: ResNeXt-50's stage 3–4 grouped convs at 2 threads, alternated
+        // in-process on cold data, medians 0.78–0.93× the time.)
+        let skip = threads.count();
+        // The input planes of the group `skip` on (groups' planes are consecutive, into the next
+        // batch item), when a group is one band.
+        let next_input = || {
+            let from = in_start + skip * group_len;
+            let next = (bands == 1).then(|| input.get(from..(from + group_len).min(input.len())));
+            next.flatten().unwrap_or(&[])
+        };
         #[cfg(target_arch = "x86_64")]
         if by_pixels {
-            let b = band_of(
-                n,
-                g,
-                g * cout_g,
-                (cout_g, OC_BLOCK),
-                rows.clone(),
-                [&[], &[]],
-            );
+            let group_w = cout_g * taps;
+            let wn = (g + skip) * group_w;
+            let next_w = packed.get(wn..(wn + group_w).min(packed.len()));
+            let next = [next_w.unwrap_or(&[]), next_input()];
+            let b = band_of(n, g, g * cout_g, (cout_g, OC_BLOCK), rows.clone(), next);
             // SAFETY: `b.output` points at the group's `cout_g` planes inside `output` (lengths
             // checked above); this task alone writes rows `rows` of them; `Isa::Avx2` is
             // supported by this CPU (checked above).
@@ -235,36 +246,19 @@ pub(crate) fn run_direct(
                 return;
             }
         }
-        let in_start = (n * s.in_c + g * cin_g) * in_plane;
-        let group_len = cin_g * in_plane;
         for block in (0..cout_g).step_by(OC_BLOCK) {
             let width = OC_BLOCK.min(cout_g - block);
             let oc = g * cout_g + block;
             let (w_start, w_end) = (oc * taps, (oc + width) * taps);
-            // After a group's last block, this thread's next task is about `threads` groups on:
-            // tasks are claimed in order, one at a time by each thread. (Prefetching the very
-            // next group put it in the other core's caches: ResNeXt-50's stage 3–4 grouped convs
-            // at 2 threads, alternated in-process on cold data, medians 0.78–0.93× the time.)
-            let skip = threads.count();
+            // The next block's weights, and after a group's last block the next task's group.
             let last = block + width == cout_g;
-            let next_input = if last && bands == 1 {
-                // Groups' planes are consecutive: the next task's are those `skip` groups on
-                // (or in the next batch item).
-                let from = in_start + skip * group_len;
-                input.get(from..(from + group_len).min(input.len()))
-            } else {
-                None
-            };
             let wn = if last {
                 w_end + (skip - 1) * cout_g * taps
             } else {
                 w_end
             };
-            let next = [
-                packed.get(wn..(wn + w_end - w_start).min(packed.len())),
-                next_input,
-            ]
-            .map(|r| r.unwrap_or(&[]));
+            let next_w = packed.get(wn..(wn + w_end - w_start).min(packed.len()));
+            let next = [next_w.unwrap_or(&[]), if last { next_input() } else { &[] }];
             let b = band_of(n, g, oc, (width, width), rows.clone(), next);
             // SAFETY: `b.output` points at `width` planes inside `output` (lengths checked above);
             // this task alone writes rows `rows` of channels `oc..oc + width` of item `n`, so no two

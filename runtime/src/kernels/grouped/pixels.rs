@@ -1,51 +1,55 @@
-//! AVX2 grouped 3×3 conv over maps narrower than a vector (ResNeXt-50's stage 4: 7×7 outputs,
-//! 32 channels per group), vectorised over output channels instead of output columns.
+//! AVX2 grouped 3×3 conv with whole blocks of 8 output channels per group (ResNeXt-50's stages
+//! 2–4: 8, 16 and 32 channels per group), vectorised over output channels instead of output
+//! columns.
 //!
-//! The column-vector kernels ([`super::x86`]) fill at most 7 of 8 lanes on such a map and work
-//! out masks and offsets for every short row (at stride 2 also two loads and a shuffle per
-//! vector); here a vector holds 8 output channels of one output pixel. A tile is one output row
-//! (stride 1) or two (stride 2) of one block of 8 output channels, every pixel an accumulator. At
+//! The column-vector kernels ([`super::x86`]) run each block of output channels over vectors of
+//! 8 output columns: masks and offsets for every short row (7×7 maps fill 7 of 8 lanes), two
+//! loads and a shuffle per vector at stride 2. Here a vector holds 8 output channels of one output
+//! pixel. A tile is up to [`TILE_W`] pixels of one output row (stride 1) or, on maps no wider,
+//! two whole rows (stride 2), of one block of 8 output channels, every pixel an accumulator. At
 //! stride 1 each input is broadcast once and feeds the up to three taps that read it (three
-//! weight vectors per kernel row in registers); at stride 2, each (input channel, tap) is one
-//! weight vector and one broadcast per pixel. The input is read from a zero-padded copy of the
-//! group's rows, made once for all of the group's blocks, so there are no masks or bounds inside.
-//! Sums leave the registers through an 8 × 8 transpose into rows of the output planes, where
-//! [`super::x86::finish8`] adds the residual, applies the activation and stores.
+//! weight vectors per kernel row in registers; the 7-pixel tile in `asm!`, [`row7`]); at stride 2,
+//! each (input channel, tap) is one weight vector and one broadcast per pixel. The input is read
+//! from a zero-padded copy of the group's rows ([`super::x86::pad_rows`]), made once for all of
+//! the group's blocks, so there are no masks or bounds inside; what the thread's next group reads
+//! is prefetched meanwhile. Sums leave the registers through an 8 × 8 transpose into rows of the
+//! output planes, where [`super::x86::finish8`] adds the residual, applies the activation and
+//! stores.
 //!
 //! Measured in-process against the column kernels (alternated call by call on cold copies,
-//! medians of ~5000 calls): ResNeXt-50's 1024-channel 7×7 conv 0.85–0.86× the time at 1 and 2
-//! threads (fastest calls 0.97×), its stride-2 one (14×14 → 7×7) 0.60–0.76×; on 14-wide maps it
-//! measured 1.05–1.1× (stride 1, 16 channels per group) and 1.1× (stride 2), so those stay on
-//! the column kernels.
+//! medians of ~1000–5000 calls, 1 and 2 threads), ResNeXt-50's grouped convs: 1024 channels at
+//! 7×7 0.65–0.72× the time, its stride-2 one (14×14 → 7×7) 0.75–0.82×; 512 at 14×14 0.87–0.89×,
+//! stride 2 (28×28 → 14×14) 0.80–0.83×; 256 at 28×28 0.82×, stride 2 (56×56 → 28×28)
+//! 0.83–0.86×. At 56×56 with 8 and 16 channels per group it measured 0.99–1.01× and 0.93×.
 
 use std::arch::x86_64::*;
 
-use super::x86::finish8;
+use super::x86::{finish8, pad_rows};
 use super::{Band, OC_BLOCK};
-use crate::kernels::ConvShape;
+use crate::kernels::{ConvShape, prefetch_piece};
 
 /// Floats of stack the zero-padded copy of a group's input rows takes (48 KB): every input channel
 /// of the group, the rows a chunk of output rows reads, the padded columns a row reads.
 const PAD: usize = 12 * 1024;
 
-/// The widest output rows it runs: narrower than one 8-lane vector.
-const MAX_W: usize = 7;
+/// Output pixels of one tile row: at stride 1, 7 accumulators and the 3 weight vectors of a
+/// kernel row and a broadcast take 11 of the 16 ymm registers (12 or more pixels would not leave
+/// the weights room).
+const TILE_W: usize = 7;
 
 /// The most output pixels of one tile (two rows at stride 2): 14 accumulators, a weight vector
 /// and a broadcast use all 16 ymm registers.
-const TILE: usize = 2 * MAX_W;
+const TILE: usize = 2 * TILE_W;
 
-/// Whether [`pixels3x3`] runs `s` on the AVX2 tier: a grouped 3×3 conv with whole blocks of 8
-/// output channels per group and output rows narrower than a vector.
+/// Whether [`pixels_avx2`] runs `s` on the AVX2 tier: a grouped 3×3 conv with whole blocks of 8
+/// output channels per group (it still declines bands whose padded rows do not fit [`PAD`]).
 pub(super) fn applies(s: &ConvShape) -> bool {
     let cout_g = s.out_c / s.group;
     s.group > 1
-        && s.in_c / s.group > 1
         && cout_g.is_multiple_of(OC_BLOCK)
         && s.kernel == [3, 3]
         && s.dilation == [1, 1]
         && matches!(s.stride[1], 1 | 2)
-        && s.out_w <= MAX_W
 }
 
 /// Runs all of a group's blocks of output channels over the band's rows. `b` describes the whole
@@ -61,7 +65,6 @@ pub(super) unsafe fn pixels_avx2(b: &Band) -> bool {
     if b.kernel != 3
         || b.wstride != OC_BLOCK
         || !b.width.is_multiple_of(OC_BLOCK)
-        || b.out_w > MAX_W
         || b.weights.len() != b.width * b.cin_g * 9
     {
         return false;
@@ -99,85 +102,67 @@ unsafe fn pixels3x3<const S: usize>(b: &Band) -> bool {
     while !fit(chunk) {
         chunk = chunk.div_ceil(2);
     }
-    let (in_plane, out_plane) = (b.in_h * b.in_w, b.out_h * b.out_w);
+    let out_plane = b.out_h * b.out_w;
     let blocks = b.width / OC_BLOCK;
     let block_len = b.cin_g * 9 * OC_BLOCK;
     let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    let mut store = std::mem::MaybeUninit::<[f32; PAD]>::uninit();
+    let mut store = std::mem::MaybeUninit::<[f32; PAD + 8]>::uninit();
     let base = store.as_mut_ptr().cast::<f32>();
     // Output rows per tile: one at stride 1 (its three weight vectors per kernel row take
     // registers), two at stride 2.
-    let tile_rows = if S == 1 { 1 } else { 2 };
+    let tile_rows = if S == 1 || b.out_w > TILE_W { 1 } else { 2 };
+    let tile_w = b.out_w.min(TILE_W);
     // Pixels past a tile's end up to the band's end are written by later tiles of this call, so a
     // tile's last vector of 8 may store whole instead of masked (`vmaskmovps` stores are slow on
     // AMD's cores).
     let band_end = b.rows.end * b.out_w;
+    // What the next call on this thread reads (`Band::next`) is prefetched into L2 a piece per
+    // tile: it is in no cache, and the padded copy of the input reads it all up front.
+    let tiles = b.rows.len().div_ceil(tile_rows) * b.out_w.div_ceil(tile_w) * blocks;
+    let mut tile_i = 0;
     let mut acc = [_mm256_setzero_ps(); TILE];
     let mut oy0 = b.rows.start;
     while oy0 < b.rows.end {
         let oy1 = (oy0 + chunk).min(b.rows.end);
         let ph = rows_for(oy1 - oy0);
         let plane = ph * pw;
-        // SAFETY: `fit(oy1 - oy0)`: `cin_g · plane <= PAD` floats of `store`.
-        unsafe { pad_rows(b, base, oy0 * sy, ph, pw, in_plane) };
+        // SAFETY: `fit(oy1 - oy0)`: `cin_g · plane + 8 <= PAD + 8` floats of `store`.
+        unsafe { pad_rows(b, b.cin_g, oy0 * sy, ph, pw, base) };
         for oy in (oy0..oy1).step_by(tile_rows) {
-            let (r, v) = (tile_rows.min(oy1 - oy), b.out_w);
-            // The tile's first input: padded row `(oy - oy0)·sy`, column 0.
-            let x = base.wrapping_add((oy - oy0) * sy * pw);
-            for blk in 0..blocks {
-                let at = Taps {
-                    x,
-                    pw,
-                    sy,
-                    plane,
-                    w: b.weights[blk * block_len..][..block_len].as_ptr(),
-                    cin_g: b.cin_g,
-                };
-                // SAFETY: the tile's pixels read padded rows up to `(oy1 - 1 - oy0)·sy + 2 < ph`
-                // and columns up to `(v - 1)·S + 2 < pw` of `cin_g` channels, all written by
-                // `pad_rows`; `at.w` holds the block's `cin_g · 72` weights.
-                unsafe { tile_dispatch::<S>(&at, r, v, &mut acc) };
-                // SAFETY: pixels `oy·out_w ..` (`r·v` of them) are `r` whole rows of the output
-                // planes in the band's rows; planes `blk·8 .. blk·8 + 8 <= width` (the caller's
-                // contract).
-                unsafe {
-                    let (oc, p0) = (blk * OC_BLOCK, oy * b.out_w);
-                    store_tile(b, &acc[..r * v], oc, p0, band_end, out_plane, lanes)
-                };
+            for ox in (0..b.out_w).step_by(tile_w) {
+                let (r, v) = (tile_rows.min(oy1 - oy), tile_w.min(b.out_w - ox));
+                // The tile's first input: padded row `(oy - oy0)·sy`, column `ox·S`.
+                let x = base.wrapping_add((oy - oy0) * sy * pw + ox * S);
+                for blk in 0..blocks {
+                    for next in b.next {
+                        prefetch_piece(next, tile_i, tiles);
+                    }
+                    tile_i += 1;
+                    let at = Taps {
+                        x,
+                        pw,
+                        sy,
+                        plane,
+                        w: b.weights[blk * block_len..][..block_len].as_ptr(),
+                        cin_g: b.cin_g,
+                    };
+                    // SAFETY: the tile's pixels read padded rows up to `(oy1 - 1 - oy0)·sy + 2 < ph`
+                    // and columns up to `(ox + v - 1)·S + 2 < pw` of `cin_g` channels, all written
+                    // by `pad_rows`; `at.w` holds the block's `cin_g · 72` weights.
+                    unsafe { tile_dispatch::<S>(&at, r, v, &mut acc) };
+                    // SAFETY: pixels `oy·out_w + ox ..` (`r·v` of them: a run in one row, or `r`
+                    // whole rows) are consecutive in the output planes and in the band's rows; planes
+                    // `blk·8 .. blk·8 + 8 <= width` (the caller's contract).
+                    unsafe {
+                        let (oc, p0) = (blk * OC_BLOCK, oy * b.out_w + ox);
+                        store_tile(b, &acc[..r * v], oc, p0, band_end, out_plane, lanes)
+                    };
+                }
             }
         }
         oy0 = oy1;
     }
     true
-}
-
-/// Copies the group's input rows `y0 - pad_top ..` (`ph` of them, `pw` padded columns each) of
-/// every input channel into `dst` as `[ic][ph][pw]`, zeros where a row or column is padding.
-///
-/// # Safety
-/// AVX2; `dst` must be writable for `cin_g · ph · pw` floats.
-#[target_feature(enable = "avx2")]
-unsafe fn pad_rows(b: &Band, dst: *mut f32, y0: usize, ph: usize, pw: usize, in_plane: usize) {
-    let plane = ph * pw;
-    // Padded column `px` holds input column `px - pad_left`: those in `0..in_w` are copied.
-    let lo = b.pad_left.min(pw);
-    let hi = (b.pad_left + b.in_w).min(pw);
-    for ic in 0..b.cin_g {
-        for py in 0..ph {
-            // SAFETY: row `py` of channel `ic` is inside the `cin_g · plane` floats of `dst`.
-            let row = unsafe { std::slice::from_raw_parts_mut(dst.add(ic * plane + py * pw), pw) };
-            let iy = (y0 + py).checked_sub(b.pad_top).filter(|&iy| iy < b.in_h);
-            match iy {
-                Some(iy) if hi > lo => {
-                    let from = &b.input[ic * in_plane + iy * b.in_w..][..hi - lo];
-                    row[..lo].fill(0.0);
-                    row[lo..hi].copy_from_slice(from);
-                    row[hi..].fill(0.0);
-                }
-                _ => row.fill(0.0),
-            }
-        }
-    }
 }
 
 /// Where one tile reads: `x` is its first pixel's first tap in input channel 0 of the padded copy
@@ -195,7 +180,7 @@ struct Taps {
 /// Runs the monomorphised tile of `r` rows × `v` pixels.
 ///
 /// # Safety
-/// As for [`tile`]; `r` is 1 or 2 (1 at stride 1), `1 <= v <= MAX_W`.
+/// As for [`tile`]; `r` is 1 or 2 (1 at stride 1), `1 <= v <= TILE_W`.
 #[inline(always)]
 unsafe fn tile_dispatch<const S: usize>(t: &Taps, r: usize, v: usize, acc: &mut [__m256; TILE]) {
     macro_rules! go {
@@ -222,6 +207,11 @@ unsafe fn tile_dispatch<const S: usize>(t: &Taps, r: usize, v: usize, acc: &mut 
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn tile<const S: usize, const R: usize, const V: usize>(t: &Taps, acc: &mut [__m256; TILE]) {
+    if S == 1 && V == TILE_W {
+        // SAFETY: forwarded from the caller (one row of 7 pixels at stride 1).
+        unsafe { row7(t, acc) };
+        return;
+    }
     let mut sum = [[_mm256_setzero_ps(); V]; R];
     if S == 1 {
         debug_assert_eq!(R, 1, "one row per tile at stride 1");
@@ -272,6 +262,122 @@ unsafe fn tile<const S: usize, const R: usize, const V: usize>(t: &Taps, acc: &m
             acc[r * V + v] = sum[r][v];
         }
     }
+}
+
+/// The taps of one kernel row over a 7-pixel tile at stride 1 (`asm!` text): the row's three
+/// weight vectors from `[{w} + $w]`, then its 9 inputs from `[$x + 4c]`, each broadcast once and
+/// added into the pixels `c - kx` whose tap `kx` reads it, accumulators `ymm0..ymm6`.
+macro_rules! row7_taps {
+    ($x:literal, $w:literal) => {
+        concat!(
+            "vmovups ymm7, ymmword ptr [{w} + ",
+            $w,
+            "]\n",
+            "vmovups ymm8, ymmword ptr [{w} + ",
+            $w,
+            " + 32]\n",
+            "vmovups ymm9, ymmword ptr [{w} + ",
+            $w,
+            " + 64]\n",
+            "vbroadcastss ymm10, dword ptr [",
+            $x,
+            "]\n",
+            "vfmadd231ps ymm0, ymm10, ymm7\n",
+            "vbroadcastss ymm10, dword ptr [",
+            $x,
+            " + 4]\n",
+            "vfmadd231ps ymm1, ymm10, ymm7\n",
+            "vfmadd231ps ymm0, ymm10, ymm8\n",
+            "vbroadcastss ymm10, dword ptr [",
+            $x,
+            " + 8]\n",
+            "vfmadd231ps ymm2, ymm10, ymm7\n",
+            "vfmadd231ps ymm1, ymm10, ymm8\n",
+            "vfmadd231ps ymm0, ymm10, ymm9\n",
+            "vbroadcastss ymm10, dword ptr [",
+            $x,
+            " + 12]\n",
+            "vfmadd231ps ymm3, ymm10, ymm7\n",
+            "vfmadd231ps ymm2, ymm10, ymm8\n",
+            "vfmadd231ps ymm1, ymm10, ymm9\n",
+            "vbroadcastss ymm10, dword ptr [",
+            $x,
+            " + 16]\n",
+            "vfmadd231ps ymm4, ymm10, ymm7\n",
+            "vfmadd231ps ymm3, ymm10, ymm8\n",
+            "vfmadd231ps ymm2, ymm10, ymm9\n",
+            "vbroadcastss ymm10, dword ptr [",
+            $x,
+            " + 20]\n",
+            "vfmadd231ps ymm5, ymm10, ymm7\n",
+            "vfmadd231ps ymm4, ymm10, ymm8\n",
+            "vfmadd231ps ymm3, ymm10, ymm9\n",
+            "vbroadcastss ymm10, dword ptr [",
+            $x,
+            " + 24]\n",
+            "vfmadd231ps ymm6, ymm10, ymm7\n",
+            "vfmadd231ps ymm5, ymm10, ymm8\n",
+            "vfmadd231ps ymm4, ymm10, ymm9\n",
+            "vbroadcastss ymm10, dword ptr [",
+            $x,
+            " + 28]\n",
+            "vfmadd231ps ymm6, ymm10, ymm8\n",
+            "vfmadd231ps ymm5, ymm10, ymm9\n",
+            "vbroadcastss ymm10, dword ptr [",
+            $x,
+            " + 32]\n",
+            "vfmadd231ps ymm6, ymm10, ymm9\n",
+        )
+    };
+}
+
+/// [`tile`] for one row of 7 pixels at stride 1 (7×7 maps, and 14-wide rows in two tiles): the
+/// loop over input channels in `asm!`, each channel's three kernel rows written out
+/// ([`row7_taps`]). The intrinsics version kept its accumulators in a stack array: the input loop
+/// indexes them by `c - kx`, which LLVM did not unroll away.
+///
+/// # Safety
+/// As for [`tile`] with `S == 1`, `R == 1`, `V == 7`.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn row7(t: &Taps, acc: &mut [__m256; TILE]) {
+    let [mut a0, mut a1, mut a2, mut a3, mut a4, mut a5, mut a6] = [_mm256_setzero_ps(); 7];
+    // SAFETY: per channel, reads padded rows 0–2 from `t.x` (`pw` floats apart), columns 0–8, and
+    // the channel's 72 weights (the contract); then steps both by one channel. Only the listed
+    // registers are written; no stack.
+    unsafe {
+        std::arch::asm!(
+            "test {k}, {k}",
+            "jz 3f",
+            "2:",
+            row7_taps!("{x}", "0"),
+            row7_taps!("{x} + {pw}", "96"),
+            row7_taps!("{x} + 2*{pw}", "192"),
+            "add {x}, {plane}",
+            "add {w}, 288",
+            "dec {k}",
+            "jnz 2b",
+            "3:",
+            x = inout(reg) t.x => _,
+            w = inout(reg) t.w => _,
+            k = inout(reg) t.cin_g => _,
+            pw = in(reg) t.pw * 4,
+            plane = in(reg) t.plane * 4,
+            inout("ymm0") a0,
+            inout("ymm1") a1,
+            inout("ymm2") a2,
+            inout("ymm3") a3,
+            inout("ymm4") a4,
+            inout("ymm5") a5,
+            inout("ymm6") a6,
+            out("ymm7") _,
+            out("ymm8") _,
+            out("ymm9") _,
+            out("ymm10") _,
+            options(nostack, readonly),
+        );
+    }
+    acc[..7].copy_from_slice(&[a0, a1, a2, a3, a4, a5, a6]);
 }
 
 /// `*p` in all 8 lanes, as an `asm!` block LLVM may not merge or move: with the intrinsic, it

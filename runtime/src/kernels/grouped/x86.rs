@@ -93,6 +93,54 @@ pub(super) unsafe fn plane_avx2(b: &Band) -> bool {
     }
 }
 
+/// Copies the input rows that padded rows `y0 .. y0 + rows` stand for, of the band's first
+/// `channels` input planes, into `dst` zero-padded: padded row `p` of channel `c` starts at
+/// `dst[(c·rows + p - y0)·pw]` and is input row `p - pad_top` (zeros outside the input); its
+/// column `px` is input column `px - pad_left` (zeros outside the input; input columns at `pw`
+/// and beyond are left out). Shared by the kernels that read a padded copy ([`plane256`],
+/// [`planes3x3`], `pixels`).
+///
+/// # Safety
+/// AVX2; `dst` must be writable for `channels · rows · pw + 8` floats: a row's last vector may
+/// run up to 8 floats on, storing zeros (padding, or the start of a row copied after it).
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn pad_rows(
+    b: &Band,
+    channels: usize,
+    y0: usize,
+    rows: usize,
+    pw: usize,
+    dst: *mut f32,
+) {
+    const L: usize = 8;
+    let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    let in_plane = b.in_h * b.in_w;
+    // SAFETY: inside `dst` (the contract).
+    unsafe { std::ptr::write_bytes(dst, 0, channels * rows * pw) };
+    let lo = b.pad_left.min(pw);
+    let len = (b.pad_left + b.in_w).min(pw) - lo;
+    for c in 0..channels {
+        for p in y0..y0 + rows {
+            let Some(iy) = p.checked_sub(b.pad_top).filter(|&iy| iy < b.in_h) else {
+                continue;
+            };
+            let from = &b.input[c * in_plane + iy * b.in_w..][..len];
+            let at = (c * rows + p - y0) * pw + lo;
+            for x in (0..len).step_by(L) {
+                let n = (len - x).min(L);
+                let m = _mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), lanes);
+                // SAFETY: the `n` lanes of `m` lie in the input row; the vector lands within
+                // `at + len + 8 <= channels · rows · pw + 8` floats of `dst`, its lanes past `n`
+                // zeros (the contract).
+                unsafe {
+                    let v = _mm256_maskload_ps(from.as_ptr().add(x), m);
+                    _mm256_storeu_ps(dst.add(at + x), v);
+                }
+            }
+        }
+    }
+}
+
 /// Floats of stack [`plane256`] copies a zero-padded input plane into (24 KB: a 56×56 plane at
 /// stride 1, 28×28 at stride 2).
 const PLANE: usize = 6144;
@@ -145,20 +193,14 @@ unsafe fn plane256<const K: usize, const S: usize>(b: &Band) -> bool {
     if pw * (r1 - r0) > PLANE {
         return false;
     }
-    let mut store = std::mem::MaybeUninit::<[f32; PLANE]>::uninit();
-    // SAFETY: `pw · (r1 - r0) <= PLANE` floats of `store`, zeroed before the slice is made.
+    let mut store = std::mem::MaybeUninit::<[f32; PLANE + 8]>::uninit();
+    // SAFETY: `pw · (r1 - r0) + 8 <= PLANE + 8` floats of `store`, all written by `pad_rows`
+    // before the slice is made.
     let buf = unsafe {
         let base = store.as_mut_ptr().cast::<f32>();
-        std::ptr::write_bytes(base, 0, pw * (r1 - r0));
-        std::slice::from_raw_parts_mut(base, pw * (r1 - r0))
+        pad_rows(b, 1, r0, r1 - r0, pw, base);
+        std::slice::from_raw_parts(base, pw * (r1 - r0))
     };
-    for p in r0..r1 {
-        let Some(iy) = p.checked_sub(b.pad_top).filter(|&iy| iy < b.in_h) else {
-            continue;
-        };
-        let at = (p - r0) * pw + b.pad_left;
-        buf[at..at + b.in_w].copy_from_slice(&b.input[iy * b.in_w..][..b.in_w]);
-    }
     let mut w = [_mm256_setzero_ps(); MAX_TAPS];
     for (t, wv) in w.iter_mut().enumerate().take(K * K) {
         *wv = _mm256_set1_ps(b.weights[t * b.wstride]);
@@ -278,7 +320,7 @@ unsafe fn planes3x3(b: &Band) -> bool {
         return false;
     }
     let chunk = (fit_rows - 2) / R * R;
-    let (in_plane, out_plane) = (b.in_h * b.in_w, b.out_h * b.out_w);
+    let out_plane = b.out_h * b.out_w;
     let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     let mut store = std::mem::MaybeUninit::<[f32; PLANES + L]>::uninit();
     let base = store.as_mut_ptr().cast::<f32>();
@@ -289,28 +331,9 @@ unsafe fn planes3x3(b: &Band) -> bool {
         // output rows `oy0..oy0 + n_out` read, `n_out` rounded up to whole tiles.
         let n_out = (oy1 - oy0).next_multiple_of(R);
         let rows = n_out + 2;
-        // SAFETY: `rows <= fit_rows`, so `cin_g · rows · pw <= PLANES` floats of `store`.
-        unsafe { std::ptr::write_bytes(base, 0, b.cin_g * rows * pw) };
-        for ic in 0..b.cin_g {
-            for p in oy0..oy0 + rows {
-                let Some(iy) = p.checked_sub(b.pad_top).filter(|&iy| iy < b.in_h) else {
-                    continue;
-                };
-                let from = &b.input[ic * in_plane + iy * b.in_w..][..b.in_w];
-                let at = (ic * rows + p - oy0) * pw + b.pad_left;
-                for c in (0..b.in_w).step_by(L) {
-                    let n = (b.in_w - c).min(L);
-                    let m = _mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), lanes);
-                    // SAFETY: the `n` lanes of `m` lie in the input row; the whole vector lands
-                    // in `store` (`at + c + 8 <= PLANES + 8`), its lanes past the row zeros over
-                    // padding or over rows copied after this one.
-                    unsafe {
-                        let v = _mm256_maskload_ps(from.as_ptr().add(c), m);
-                        _mm256_storeu_ps(base.add(at + c), v);
-                    }
-                }
-            }
-        }
+        // SAFETY: `rows <= fit_rows`, so `cin_g · rows · pw + 8 <= PLANES + 8` floats of
+        // `store`.
+        unsafe { pad_rows(b, b.cin_g, oy0, rows, pw, base) };
         for o0 in [0, 4] {
             for oy in (oy0..oy1).step_by(R) {
                 for ox in (0..b.out_w).step_by(L) {
