@@ -206,13 +206,7 @@ fn halve_avx2(line: &[f32], row: &mut [f32]) {
     while i + 8 <= row.len() && 2 * i + 16 <= line.len() {
         // SAFETY: `line[2i..2i + 16]` and `row[i..i + 8]` are in bounds (the loop condition).
         unsafe {
-            let (lo, hi) = (
-                _mm256_loadu_ps(line.as_ptr().add(2 * i)),
-                _mm256_loadu_ps(line.as_ptr().add(2 * i + 8)),
-            );
-            // Even lanes of lo, hi: [lo0 lo2 hi0 hi2 | lo4 lo6 hi4 hi6], quarters reordered.
-            let even = _mm256_shuffle_ps::<0x88>(lo, hi);
-            let v = _mm256_castpd_ps(_mm256_permute4x64_pd::<0xD8>(_mm256_castps_pd(even)));
+            let v = super::load_strided::<2>(line.as_ptr().add(2 * i));
             _mm256_storeu_ps(row.as_mut_ptr().add(i), v);
         }
         i += 8;

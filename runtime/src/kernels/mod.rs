@@ -31,6 +31,31 @@ pub(crate) fn prefetch_piece(data: &[f32], part: usize, parts: usize) {
     let _ = (data, part, parts);
 }
 
+/// The 8 floats at `p`, `p + S`, …, `p + 7·S` (`S` 1 or 2): one load, or at stride 2 two loads
+/// with their even lanes kept in order. Shared by the AVX2 row and plane conv kernels and the
+/// stride-2 subsampling of strided 1×1 convs.
+///
+/// # Safety
+/// AVX2; `p` must be readable for `8·S` floats.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(crate) unsafe fn load_strided<const S: usize>(p: *const f32) -> std::arch::x86_64::__m256 {
+    use std::arch::x86_64::*;
+    // SAFETY: `8·S` floats from `p` (the contract).
+    unsafe {
+        if S == 1 {
+            _mm256_loadu_ps(p)
+        } else {
+            let (lo, hi) = (_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8)));
+            // Even lanes of lo, hi in order: [lo0 lo2 hi0 hi2 | lo4 lo6 hi4 hi6], then the
+            // 64-bit quarters reordered 0, 2, 1, 3.
+            let even = _mm256_shuffle_ps::<0x88>(lo, hi);
+            _mm256_castpd_ps(_mm256_permute4x64_pd::<0xD8>(_mm256_castps_pd(even)))
+        }
+    }
+}
+
 /// A kernel was handed slices or a shape that do not fit together.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum KernelError {

@@ -12,7 +12,7 @@ use super::{Band, lane_range};
 use crate::kernels::Activation;
 use crate::kernels::ConvShape;
 use crate::kernels::gemm::x86_64::avx2::activate;
-use crate::kernels::prefetch_piece;
+use crate::kernels::{load_strided, prefetch_piece};
 
 /// Dispatches `b` to a monomorphised AVX-512 tile; false if no tile fits (the caller then runs the
 /// generic tier).
@@ -976,28 +976,6 @@ unsafe fn band256<const K: usize, const S: usize, const OB: usize, const R: usiz
             ox0 += L;
         }
         oy += R;
-    }
-}
-
-/// The 8 floats at `p`, `p + S`, …, `p + 7·S` (`S` 1 or 2) for the AVX2 row and plane kernels:
-/// one load, or at stride 2 two loads with their even lanes kept in order.
-///
-/// # Safety
-/// AVX2; `p` must be readable for `8·S` floats.
-#[inline]
-#[target_feature(enable = "avx2")]
-unsafe fn load_strided<const S: usize>(p: *const f32) -> __m256 {
-    // SAFETY: `8·S` floats from `p` (the contract).
-    unsafe {
-        if S == 1 {
-            _mm256_loadu_ps(p)
-        } else {
-            let (lo, hi) = (_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8)));
-            // Even lanes of lo, hi in order: [lo0 lo2 hi0 hi2 | lo4 lo6 hi4 hi6], then the
-            // 64-bit quarters reordered 0, 2, 1, 3.
-            let even = _mm256_shuffle_ps::<0x88>(lo, hi);
-            _mm256_castpd_ps(_mm256_permute4x64_pd::<0xD8>(_mm256_castps_pd(even)))
-        }
     }
 }
 
