@@ -434,12 +434,11 @@ unsafe fn task_body(
     for k0 in (0..k).step_by(kc_step) {
         let kc = kc_step.min(k - k0);
         let width = |j: usize| NR.min(g.n - j * NR);
-        // B's packed tiles for this k block: tile `j` at `base + (j - first) · stride`, with
-        // `first` the tile at `base`. (Only the tiles in scratch are ever written through it.)
+        // B's packed tiles: tile `j` at `base + (j - first) · stride`, with `first` the tile at
+        // `base`, and this k block's rows from `b_row0(j)` on. (Only the tiles in scratch are
+        // ever written through it.)
         let (b_base, b_first, b_stride) = match (&p.b, bbuf.as_deref_mut()) {
-            (BSource::Packed { data }, _) => {
-                (data.as_ptr().wrapping_add(k0 * NR).cast_mut(), 0, k * NR)
-            }
+            (BSource::Packed { data }, _) => (data.as_ptr().cast_mut(), 0, k * NR),
             (&BSource::Rows { .. }, Some(buf)) if fused.is_some() => {
                 // The first panel's tiles pack their own B (`tile_packing`), except the narrow
                 // ones (their kernel vectorises over rows), packed here.
@@ -456,7 +455,6 @@ unsafe fn task_body(
             // `run` supplies scratch whenever a B is not packed.
             (_, None) => return,
         };
-        let b_tile = |j: usize| b_base.wrapping_add((j - b_first) * b_stride);
         let ldb = |j: usize| {
             if runtime_packed {
                 b_row_len(width(j), isa)
@@ -464,6 +462,13 @@ unsafe fn task_body(
                 NR
             }
         };
+        // A tile packed for the whole k holds this block from row `k0` on; one packed here for
+        // this block starts with it.
+        let b_row0 = |j: usize| match p.b {
+            BSource::Packed { .. } => k0 * ldb(j),
+            _ => 0,
+        };
+        let b_tile = |j: usize| b_base.wrapping_add((j - b_first) * b_stride + b_row0(j));
         let finish = (k0 + kc == k).then(|| Finish {
             bias: p.bias.map_or(std::ptr::null(), |b| b.as_ptr()),
             bias_along: g.bias_along,
