@@ -182,7 +182,7 @@ fn subsample(
                 #[cfg(target_arch = "x86_64")]
                 if sx == 2 && isa != Isa::Generic {
                     // SAFETY: both SIMD tiers have AVX2.
-                    unsafe { halve_avx2(line, row) };
+                    unsafe { super::halve_avx2(line, row) };
                     continue;
                 }
                 for (o, &x) in row.iter_mut().zip(line.iter().step_by(sx)) {
@@ -191,29 +191,6 @@ fn subsample(
             }
         }
     });
-}
-
-/// `row[i] = line[2·i]`, eight at a time.
-///
-/// # Safety
-/// AVX2.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn halve_avx2(line: &[f32], row: &mut [f32]) {
-    use std::arch::x86_64::*;
-    let mut i = 0;
-    // Whole vectors while 16 input floats remain from `2·i`.
-    while i + 8 <= row.len() && 2 * i + 16 <= line.len() {
-        // SAFETY: `line[2i..2i + 16]` and `row[i..i + 8]` are in bounds (the loop condition).
-        unsafe {
-            let v = super::load_strided::<2>(line.as_ptr().add(2 * i));
-            _mm256_storeu_ps(row.as_mut_ptr().add(i), v);
-        }
-        i += 8;
-    }
-    for (o, &x) in row[i..].iter_mut().zip(line[2 * i..].iter().step_by(2)) {
-        *o = x;
-    }
 }
 
 /// GEMMs (batch items × groups) handed to one `gemm::run`, from a fixed-size array so that

@@ -56,6 +56,30 @@ pub(crate) unsafe fn load_strided<const S: usize>(p: *const f32) -> std::arch::x
     }
 }
 
+/// `row[i] = line[2·i]`, eight at a time (stride-2 subsampling of strided 1×1 convs and of the
+/// stems' phase-split input).
+///
+/// # Safety
+/// AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+pub(crate) fn halve_avx2(line: &[f32], row: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let mut i = 0;
+    // Whole vectors while 16 input floats remain from `2·i`.
+    while i + 8 <= row.len() && 2 * i + 16 <= line.len() {
+        // SAFETY: `line[2i..2i + 16]` and `row[i..i + 8]` are in bounds (the loop condition).
+        unsafe {
+            let v = load_strided::<2>(line.as_ptr().add(2 * i));
+            _mm256_storeu_ps(row.as_mut_ptr().add(i), v);
+        }
+        i += 8;
+    }
+    for (o, &x) in row[i..].iter_mut().zip(line[2 * i..].iter().step_by(2)) {
+        *o = x;
+    }
+}
+
 /// A kernel was handed slices or a shape that do not fit together.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum KernelError {

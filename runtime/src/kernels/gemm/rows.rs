@@ -87,7 +87,7 @@ pub(crate) fn run(
     let tiles = SharedOut(tiles.as_mut_ptr());
     for img in 0..batch {
         let x = &input[img * s.input_len()..][..s.input_len()];
-        fill_phases(s, x, phase, threads);
+        fill_phases(s, x, phase, isa, threads);
         let phase: &[f32] = phase;
         let task = |t: usize, worker: usize| {
             let (g, chunk) = (t / row_chunks, t % row_chunks);
@@ -147,36 +147,57 @@ pub(crate) fn run(
 }
 
 /// Writes the zero-padded, phase-split copy of one image `x` into `phase` (see the module docs),
-/// one padded input row per task.
-fn fill_phases(s: &ConvShape, x: &[f32], phase: &mut [f32], threads: &Threads) {
+/// [`PHASE_ROWS`] padded input rows per task.
+fn fill_phases(s: &ConvShape, x: &[f32], phase: &mut [f32], isa: Isa, threads: &Threads) {
     let (hp, sx, wq) = phase_dims(s);
     let (pt, pl) = (s.pads[0], s.pads[1]);
     let dst = SharedOut(phase.as_mut_ptr());
-    threads.run(s.in_c * hp, &|t| {
-        let (ic, y) = (t / hp, t % hp);
-        // SAFETY: task `t` alone writes the `sx · wq` floats of padded row `y` of channel `ic`,
-        // inside `phase` (`in_c · hp · sx · wq` floats, checked by the caller).
-        let line = unsafe { std::slice::from_raw_parts_mut(dst.ptr().add(t * sx * wq), sx * wq) };
-        let src = y
-            .checked_sub(pt)
-            .filter(|&iy| iy < s.in_h)
-            .map(|iy| &x[(ic * s.in_h + iy) * s.in_w..][..s.in_w]);
-        for (q, out) in line.chunks_exact_mut(wq).enumerate() {
-            // Phase columns `j` whose input column `j · sx + q − pl` lies in `0..in_w`.
-            let lo = pl.saturating_sub(q).div_ceil(sx).min(wq);
-            let hi = (s.in_w + pl).saturating_sub(q).div_ceil(sx).clamp(lo, wq);
-            out[..lo].fill(0.0);
-            out[hi..].fill(0.0);
-            match src {
-                Some(row) => {
-                    for (j, v) in (lo..hi).zip(&mut out[lo..hi]) {
-                        *v = row[j * sx + q - pl];
+    let rows = s.in_c * hp;
+    threads.run(rows.div_ceil(PHASE_ROWS), &|t| {
+        for r in t * PHASE_ROWS..((t + 1) * PHASE_ROWS).min(rows) {
+            let (ic, y) = (r / hp, r % hp);
+            // SAFETY: task `t` alone writes the `sx · wq` floats of padded row `y` of channel
+            // `ic` (row `r` of `in_c · hp`), inside `phase` (`in_c · hp · sx · wq` floats, checked
+            // by the caller).
+            let line =
+                unsafe { std::slice::from_raw_parts_mut(dst.ptr().add(r * sx * wq), sx * wq) };
+            let src = y
+                .checked_sub(pt)
+                .filter(|&iy| iy < s.in_h)
+                .map(|iy| &x[(ic * s.in_h + iy) * s.in_w..][..s.in_w]);
+            for (q, out) in line.chunks_exact_mut(wq).enumerate() {
+                // Phase columns `j` whose input column `j · sx + q − pl` lies in `0..in_w`.
+                let lo = pl.saturating_sub(q).div_ceil(sx).min(wq);
+                let hi = (s.in_w + pl).saturating_sub(q).div_ceil(sx).clamp(lo, wq);
+                out[..lo].fill(0.0);
+                out[hi..].fill(0.0);
+                match src {
+                    Some(row) => {
+                        let from = lo * sx + q - pl;
+                        gather(&row[from..], sx, &mut out[lo..hi], isa);
                     }
+                    None => out[lo..hi].fill(0.0),
                 }
-                None => out[lo..hi].fill(0.0),
             }
         }
     });
+}
+
+/// Padded input rows per task of [`fill_phases`]: a stem's rows are short (224 floats), and one
+/// task each (690 tasks for ResNeXt-50's stem) cost more in claiming than in copying.
+const PHASE_ROWS: usize = 8;
+
+/// `out[j] = row[j · sx]`; at `sx == 2` on the SIMD tiers, eight at a time.
+fn gather(row: &[f32], sx: usize, out: &mut [f32], isa: Isa) {
+    #[cfg(target_arch = "x86_64")]
+    if sx == 2 && isa != Isa::Generic {
+        // SAFETY: both SIMD tiers have AVX2 (`run` passes only supported tiers).
+        unsafe { crate::kernels::halve_avx2(row, out) };
+        return;
+    }
+    for (v, &x) in out.iter_mut().zip(row.iter().step_by(sx)) {
+        *v = x;
+    }
 }
 
 /// Copies `src` (at most `NR` floats) to the start of `row` in 16-float blocks (fixed-size
