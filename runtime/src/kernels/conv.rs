@@ -167,8 +167,6 @@ fn subsample(
     let per_task = planes.div_ceil(4 * threads.count()).max(1);
     let dst = SharedOut(out.as_mut_ptr());
     let [sy, sx] = s.stride;
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = isa;
     threads.run(planes.div_ceil(per_task), &|t| {
         for p in t * per_task..((t + 1) * per_task).min(planes) {
             let src = &input[p * in_plane..][..in_plane];
@@ -179,15 +177,7 @@ fn subsample(
             };
             for (oy, row) in plane.chunks_exact_mut(s.out_w).enumerate() {
                 let line = &src[oy * sy * s.in_w..][..s.in_w];
-                #[cfg(target_arch = "x86_64")]
-                if sx == 2 && isa != Isa::Generic {
-                    // SAFETY: both SIMD tiers have AVX2.
-                    unsafe { super::halve_avx2(line, row) };
-                    continue;
-                }
-                for (o, &x) in row.iter_mut().zip(line.iter().step_by(sx)) {
-                    *o = x;
-                }
+                super::gather_strided(line, sx, row, isa);
             }
         }
     });

@@ -56,14 +56,30 @@ pub(crate) unsafe fn load_strided<const S: usize>(p: *const f32) -> std::arch::x
     }
 }
 
-/// `row[i] = line[2·i]`, eight at a time (stride-2 subsampling of strided 1×1 convs and of the
-/// stems' phase-split input).
+/// `out[j] = line[j · step]` for every `j` of `out` (`line` long enough): the subsampling of
+/// strided 1×1 convs and the stems' phase-split input; at step 2 on the SIMD tiers, eight at a
+/// time ([`halve_avx2`]). `isa` must be supported by this CPU.
+pub(crate) fn gather_strided(line: &[f32], step: usize, out: &mut [f32], isa: crate::isa::Isa) {
+    #[cfg(target_arch = "x86_64")]
+    if step == 2 && isa != crate::isa::Isa::Generic {
+        // SAFETY: both SIMD tiers have AVX2, and the caller passes a supported tier.
+        unsafe { halve_avx2(line, out) };
+        return;
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = isa;
+    for (o, &x) in out.iter_mut().zip(line.iter().step_by(step)) {
+        *o = x;
+    }
+}
+
+/// `row[i] = line[2·i]`, eight at a time.
 ///
 /// # Safety
 /// AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-pub(crate) fn halve_avx2(line: &[f32], row: &mut [f32]) {
+fn halve_avx2(line: &[f32], row: &mut [f32]) {
     use std::arch::x86_64::*;
     let mut i = 0;
     // Whole vectors while 16 input floats remain from `2·i`.

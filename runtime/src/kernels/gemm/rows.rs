@@ -174,7 +174,7 @@ fn fill_phases(s: &ConvShape, x: &[f32], phase: &mut [f32], isa: Isa, threads: &
                 match src {
                     Some(row) => {
                         let from = lo * sx + q - pl;
-                        gather(&row[from..], sx, &mut out[lo..hi], isa);
+                        crate::kernels::gather_strided(&row[from..], sx, &mut out[lo..hi], isa);
                     }
                     None => out[lo..hi].fill(0.0),
                 }
@@ -186,19 +186,6 @@ fn fill_phases(s: &ConvShape, x: &[f32], phase: &mut [f32], isa: Isa, threads: &
 /// Padded input rows per task of [`fill_phases`]: a stem's rows are short (224 floats), and one
 /// task each (690 tasks for ResNeXt-50's stem) cost more in claiming than in copying.
 const PHASE_ROWS: usize = 8;
-
-/// `out[j] = row[j · sx]`; at `sx == 2` on the SIMD tiers, eight at a time.
-fn gather(row: &[f32], sx: usize, out: &mut [f32], isa: Isa) {
-    #[cfg(target_arch = "x86_64")]
-    if sx == 2 && isa != Isa::Generic {
-        // SAFETY: both SIMD tiers have AVX2 (`run` passes only supported tiers).
-        unsafe { crate::kernels::halve_avx2(row, out) };
-        return;
-    }
-    for (v, &x) in out.iter_mut().zip(row.iter().step_by(sx)) {
-        *v = x;
-    }
-}
 
 /// Copies `src` (at most `NR` floats) to the start of `row` in 16-float blocks (fixed-size
 /// copies, a vector move each, where a `copy_from_slice` of a run-time length calls `memcpy`),
