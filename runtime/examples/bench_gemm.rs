@@ -63,30 +63,6 @@ fn best_time(budget: Duration, mut f: impl FnMut()) -> f64 {
     best
 }
 
-fn conv_shape(
-    in_c: usize,
-    out_c: usize,
-    hw: usize,
-    k: usize,
-    stride: usize,
-    pad: usize,
-) -> ConvShape {
-    let out = (hw + 2 * pad - k) / stride + 1;
-    ConvShape {
-        in_c,
-        in_h: hw,
-        in_w: hw,
-        out_c,
-        out_h: out,
-        out_w: out,
-        kernel: [k, k],
-        stride: [stride, stride],
-        dilation: [1, 1],
-        pads: [pad; 4],
-        group: 1,
-    }
-}
-
 /// Seconds per call of `s` (bias + ReLU epilogue, like the model's).
 fn time_conv(s: &ConvShape, isa: Isa, threads: &Threads, budget: Duration) -> f64 {
     let algo = ConvAlgo::select(s);
@@ -167,7 +143,7 @@ fn main() {
     }
     if args.iter().any(|a| a == "--stem") {
         // Profiling aid: the stem alone, single-threaded, for a few seconds.
-        let stem = conv_shape(3, 64, 224, 7, 2, 3);
+        let stem = ConvShape::square(3, 224, 64, 7, 2, 3, 1);
         let secs = time_conv(&stem, isa, &pools[0], Duration::from_secs(3));
         println!("stem: {:.1} µs", secs * 1e6);
         return;
@@ -180,7 +156,7 @@ fn main() {
     let mut totals = [0.0f64; 2];
     let mut macs_total = 0.0;
     for (in_c, out_c, hw, stride, count) in POINTWISE {
-        let s = conv_shape(in_c, out_c, hw, 1, stride, 0);
+        let s = ConvShape::square(in_c, hw, out_c, 1, stride, 0, 1);
         let gflop = 2.0 * s.macs() as f64 / 1e9;
         macs_total += count as f64 * s.macs() as f64;
         let mut line = format!("{in_c:>5} {out_c:>5} {hw:>4} {stride:>2} {count:>3} |");
@@ -209,7 +185,7 @@ fn main() {
         );
     }
     println!();
-    let stem = conv_shape(3, 64, 224, 7, 2, 3);
+    let stem = ConvShape::square(3, 224, 64, 7, 2, 3, 1);
     for p in &pools {
         let secs = time_conv(&stem, isa, p, budget);
         println!(

@@ -27,24 +27,6 @@ fn median_us(runs: usize, mut f: impl FnMut()) -> f64 {
     t[t.len() / 2]
 }
 
-fn conv_shape(c: usize, size: usize, stride: usize, k: usize, group: usize) -> ConvShape {
-    let pad = k / 2;
-    let out = (size + 2 * pad - k) / stride + 1;
-    ConvShape {
-        in_c: c,
-        in_h: size,
-        in_w: size,
-        out_c: c,
-        out_h: out,
-        out_w: out,
-        kernel: [k, k],
-        stride: [stride, stride],
-        dilation: [1, 1],
-        pads: [pad; 4],
-        group,
-    }
-}
-
 fn fill(len: usize) -> Vec<f32> {
     (0..len)
         .map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5)
@@ -127,7 +109,7 @@ fn profile(i: usize) {
         eprintln!("--profile takes 0..{}", RESNEXT50.len());
         return;
     };
-    let s = conv_shape(c, size, stride, 3, 32);
+    let s = ConvShape::square(c, size, c, 3, stride, 1, 32);
     let input = fill(s.input_len());
     let packed = grouped::pack(&s, &fill(s.weight_len()));
     let mut out = vec![0.0; s.output_len()];
@@ -165,7 +147,7 @@ fn main() {
     println!("\n== ResNeXt-50 grouped 3×3 convs (32 groups), bias + ReLU fused ==");
     let mut total = [0.0; 2];
     for &(c, size, stride, layers) in &RESNEXT50 {
-        let s = conv_shape(c, size, stride, 3, 32);
+        let s = ConvShape::square(c, size, c, 3, stride, 1, 32);
         let name = format!("c{c}@{size}→{} s{stride} ×{layers}", s.out_h);
         let us = bench_conv(&name, &s, false, runs, true);
         for t in 0..2 {
@@ -188,7 +170,7 @@ fn main() {
         (960, 7, 1, 3),
         (144, 56, 1, 5),
     ] {
-        let s = conv_shape(c, size, stride, k, c);
+        let s = ConvShape::square(c, size, c, k, stride, k / 2, c);
         bench_conv(
             &format!("dw{k} c{c}@{size}→{} s{stride}", s.out_h),
             &s,

@@ -10,8 +10,7 @@
 mod common;
 
 use common::{
-    Case, Operands, Setting, activation, assert_ok, check_tiers, out_size, setting, square_shape,
-    tolerance,
+    Case, Operands, Setting, activation, assert_ok, check_tiers, out_size, setting, tolerance,
 };
 use proptest::prelude::*;
 use resnext_runtime::kernels::conv::{self, ConvAlgo};
@@ -219,13 +218,13 @@ fn check_dense(in_f: usize, out_f: usize, setting: Setting) -> Result<(), TestCa
 #[test]
 fn resnext_pointwise_shapes() {
     let shapes = [
-        square_shape(64, 56, 128, 1, 1, 0, 1),
-        square_shape(300, 14, 40, 1, 1, 0, 1),
-        square_shape(520, 7, 64, 1, 1, 0, 1),
-        square_shape(600, 28, 20, 1, 1, 0, 1),
-        square_shape(1100, 7, 12, 1, 1, 0, 1),
-        square_shape(256, 28, 24, 1, 2, 0, 1),
-        square_shape(96, 14, 200, 1, 2, 0, 1),
+        ConvShape::square(64, 56, 128, 1, 1, 0, 1),
+        ConvShape::square(300, 14, 40, 1, 1, 0, 1),
+        ConvShape::square(520, 7, 64, 1, 1, 0, 1),
+        ConvShape::square(600, 28, 20, 1, 1, 0, 1),
+        ConvShape::square(1100, 7, 12, 1, 1, 0, 1),
+        ConvShape::square(256, 28, 24, 1, 2, 0, 1),
+        ConvShape::square(96, 14, 200, 1, 2, 0, 1),
     ];
     for s in shapes {
         for threads in [1, 2] {
@@ -241,7 +240,7 @@ fn resnext_pointwise_shapes() {
 fn pointwise_few_output_channels() {
     for out_c in [1, 2, 3, 17] {
         for threads in [1, 2, 3] {
-            let s = square_shape(20, 9, out_c, 1, 1, 0, 1);
+            let s = ConvShape::square(20, 9, out_c, 1, 1, 0, 1);
             assert_ok(check_case(ConvAlgo::Pointwise, &Case::fused(s, threads)));
         }
     }
@@ -257,14 +256,14 @@ fn narrow_column_tiles() {
     for (h, w) in maps {
         for (in_c, out_c) in [(20, 1), (20, 2), (33, 3), (20, 8), (700, 10), (64, 200)] {
             for threads in [1, 2, 3] {
-                let mut s = square_shape(in_c, 1, out_c, 1, 1, 0, 1);
+                let mut s = ConvShape::square(in_c, 1, out_c, 1, 1, 0, 1);
                 (s.in_h, s.in_w, s.out_h, s.out_w) = (h, w, h, w);
                 assert_ok(check_case(ConvAlgo::Pointwise, &Case::fused(s, threads)));
             }
         }
     }
     for threads in [1, 2] {
-        let s = square_shape(24, 7, 40, 3, 1, 1, 1);
+        let s = ConvShape::square(24, 7, 40, 3, 1, 1, 1);
         assert_ok(check_case(ConvAlgo::Im2col, &Case::fused(s, threads)));
     }
 }
@@ -273,18 +272,24 @@ fn narrow_column_tiles() {
 #[test]
 fn stem_and_dense_3x3() {
     for s in [
-        square_shape(3, 40, 64, 7, 2, 3, 1),
-        square_shape(16, 15, 24, 3, 1, 1, 1),
+        ConvShape::square(3, 40, 64, 7, 2, 3, 1),
+        ConvShape::square(16, 15, 24, 3, 1, 1, 1),
     ] {
         assert_ok(check_case(ConvAlgo::select(&s), &Case::fused(s, 2)));
         assert_eq!(ConvAlgo::select(&s), ConvAlgo::Im2col);
     }
     // The real stems run tiled by output row; narrow maps and large weights by the flattened
     // im2col (which `im2col_matches_reference` covers with its small maps).
-    assert!(conv::im2col_by_rows(&square_shape(3, 224, 64, 7, 2, 3, 1)));
-    assert!(conv::im2col_by_rows(&square_shape(3, 224, 32, 3, 2, 1, 1)));
-    assert!(!conv::im2col_by_rows(&square_shape(64, 7, 64, 3, 1, 1, 1)));
-    assert!(!conv::im2col_by_rows(&square_shape(
+    assert!(conv::im2col_by_rows(&ConvShape::square(
+        3, 224, 64, 7, 2, 3, 1
+    )));
+    assert!(conv::im2col_by_rows(&ConvShape::square(
+        3, 224, 32, 3, 2, 1, 1
+    )));
+    assert!(!conv::im2col_by_rows(&ConvShape::square(
+        64, 7, 64, 3, 1, 1, 1
+    )));
+    assert!(!conv::im2col_by_rows(&ConvShape::square(
         256, 14, 256, 3, 1, 1, 1
     )));
 }
@@ -292,11 +297,23 @@ fn stem_and_dense_3x3() {
 #[test]
 fn select_picks_the_specialised_kernels() {
     let expected = [
-        (square_shape(256, 56, 64, 1, 1, 0, 1), ConvAlgo::Pointwise),
-        (square_shape(512, 28, 1024, 1, 2, 0, 1), ConvAlgo::Pointwise),
-        (square_shape(128, 56, 128, 3, 1, 1, 32), ConvAlgo::Grouped),
-        (square_shape(96, 28, 96, 3, 2, 1, 96), ConvAlgo::Depthwise),
-        (square_shape(3, 224, 64, 7, 2, 3, 1), ConvAlgo::Im2col),
+        (
+            ConvShape::square(256, 56, 64, 1, 1, 0, 1),
+            ConvAlgo::Pointwise,
+        ),
+        (
+            ConvShape::square(512, 28, 1024, 1, 2, 0, 1),
+            ConvAlgo::Pointwise,
+        ),
+        (
+            ConvShape::square(128, 56, 128, 3, 1, 1, 32),
+            ConvAlgo::Grouped,
+        ),
+        (
+            ConvShape::square(96, 28, 96, 3, 2, 1, 96),
+            ConvAlgo::Depthwise,
+        ),
+        (ConvShape::square(3, 224, 64, 7, 2, 3, 1), ConvAlgo::Im2col),
     ];
     for (s, algo) in expected {
         assert_eq!(ConvAlgo::select(&s), algo, "{s:?}");
@@ -305,7 +322,7 @@ fn select_picks_the_specialised_kernels() {
 
 #[test]
 fn bad_lengths_are_errors_not_panics() {
-    let s = square_shape(16, 9, 24, 1, 1, 0, 1);
+    let s = ConvShape::square(16, 9, 24, 1, 1, 0, 1);
     let w = common::values(1, s.weight_len());
     assert!(matches!(
         conv::pack(ConvAlgo::Pointwise, &s, &w[1..]),
@@ -314,7 +331,7 @@ fn bad_lengths_are_errors_not_panics() {
     assert!(
         conv::pack(
             ConvAlgo::Pointwise,
-            &square_shape(16, 9, 24, 3, 1, 1, 1),
+            &ConvShape::square(16, 9, 24, 3, 1, 1, 1),
             &w
         )
         .is_err()

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{Case, Setting, out_size, setting, square_shape, tiers};
+use common::{Case, Setting, out_size, setting, tiers};
 use proptest::prelude::*;
 use resnext_runtime::isa::Isa;
 use resnext_runtime::kernels::{Activation, ConvShape, Epilogue, KernelError, depthwise, grouped};
@@ -148,7 +148,7 @@ const RESNEXT50: [(usize, usize, usize); 7] = [
 
 /// A ResNeXt grouped 3×3 conv: 32 groups, padding 1.
 fn resnext_shape(c: usize, size: usize, stride: usize) -> ConvShape {
-    square_shape(c, size, c, 3, stride, 1, 32)
+    ConvShape::square(c, size, c, 3, stride, 1, 32)
 }
 
 #[test]

@@ -94,3 +94,22 @@ fn absurd_pool_shapes_are_errors() {
         assert!(s.check().is_err(), "{s:?}");
     }
 }
+
+/// `ConvShape::square` works out the output size (ResNet's stem: 224 → 112 at 7×7/2 with pad 3;
+/// a 3×3 pad-1 conv keeps the size), and shapes whose kernel does not fit, whose stride is 0 or
+/// whose padding overflows come out as shapes `check` rejects instead of a panic.
+#[test]
+fn square_shapes() {
+    let stem = ConvShape::square(3, 224, 64, 7, 2, 3, 1);
+    assert_eq!((stem.out_h, stem.out_w), (112, 112));
+    assert!(stem.check().is_ok());
+    assert_eq!(ConvShape::square(4, 8, 4, 3, 1, 1, 1), conv_shape());
+    for bad in [
+        ConvShape::square(4, 2, 4, 5, 1, 0, 1),
+        ConvShape::square(4, 8, 4, 3, 0, 1, 1),
+        ConvShape::square(4, usize::MAX / 2, 4, 3, 1, usize::MAX / 4, 1),
+        ConvShape::square(4, 8, 4, 3, 1, usize::MAX, 1),
+    ] {
+        assert!(bad.check().is_err(), "{bad:?}");
+    }
+}

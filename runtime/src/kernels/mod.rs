@@ -222,6 +222,39 @@ pub struct ConvShape {
 }
 
 impl ConvShape {
+    /// A square `hw × hw` input, a square `kernel`, the same `stride` both ways and `pad` on every
+    /// side, dilation 1; the output size follows (0 where the kernel does not fit the padded input,
+    /// the stride is 0 or the padded size overflows, which [`ConvShape::check`] then rejects).
+    pub fn square(
+        in_c: usize,
+        hw: usize,
+        out_c: usize,
+        kernel: usize,
+        stride: usize,
+        pad: usize,
+        group: usize,
+    ) -> ConvShape {
+        let out = pad
+            .checked_mul(2)
+            .and_then(|pads| pads.checked_add(hw))
+            .and_then(|padded| padded.checked_sub(kernel))
+            .and_then(|span| span.checked_div(stride))
+            .map_or(0, |steps| steps + 1);
+        ConvShape {
+            in_c,
+            in_h: hw,
+            in_w: hw,
+            out_c,
+            out_h: out,
+            out_w: out,
+            kernel: [kernel, kernel],
+            stride: [stride, stride],
+            dilation: [1, 1],
+            pads: [pad; 4],
+            group,
+        }
+    }
+
     pub fn input_len(&self) -> usize {
         self.in_c * self.in_h * self.in_w
     }

@@ -68,32 +68,6 @@ pub fn out_size(
     (padded >= span).then(|| (padded - span) / stride + 1)
 }
 
-/// A square conv with square kernel, stride and equal padding on every side.
-pub fn square_shape(
-    in_c: usize,
-    hw: usize,
-    out_c: usize,
-    k: usize,
-    stride: usize,
-    pad: usize,
-    group: usize,
-) -> ConvShape {
-    let out = (hw + 2 * pad - k) / stride + 1;
-    ConvShape {
-        in_c,
-        in_h: hw,
-        in_w: hw,
-        out_c,
-        out_h: out,
-        out_w: out,
-        kernel: [k, k],
-        stride: [stride, stride],
-        dilation: [1, 1],
-        pads: [pad; 4],
-        group,
-    }
-}
-
 /// Every tier this CPU supports; each one it lacks is named on stderr as skipped (once a process).
 pub fn tiers() -> Vec<Isa> {
     static SKIPPED: Once = Once::new();

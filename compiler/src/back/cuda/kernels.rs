@@ -657,24 +657,6 @@ extern "C" __global__ void __launch_bounds__({BLOCK}) {name}(RX_ARGS) {{
 mod tests {
     use super::*;
 
-    fn shape(c: usize, hw: usize, group: usize, k: usize, stride: usize) -> ConvShape {
-        let pad = k / 2;
-        let out = (hw + 2 * pad - k) / stride + 1;
-        ConvShape {
-            in_c: c,
-            in_h: hw,
-            in_w: hw,
-            out_c: c,
-            out_h: out,
-            out_w: out,
-            kernel: [k, k],
-            stride: [stride; 2],
-            dilation: [1, 1],
-            pads: [pad; 4],
-            group,
-        }
-    }
-
     #[test]
     fn resnext50_grouped_convs_fit_shared_memory() {
         for (c, hw, stride) in [
@@ -686,17 +668,20 @@ mod tests {
             (1024, 14, 2),
             (1024, 7, 1),
         ] {
-            let s = shape(c, hw, 32, 3, stride);
+            let s = ConvShape::square(c, hw, c, 3, stride, 1, 32);
             assert!(
                 matches!(conv_strategy(&s), ConvStrategy::GroupedDirect { .. }),
                 "{s:?}"
             );
         }
         assert_eq!(
-            conv_strategy(&shape(64, 56, 1, 1, 1)),
+            conv_strategy(&ConvShape::square(64, 56, 64, 1, 1, 0, 1)),
             ConvStrategy::Gemm1x1
         );
-        assert_eq!(conv_strategy(&shape(3, 224, 1, 7, 2)), ConvStrategy::Direct);
+        assert_eq!(
+            conv_strategy(&ConvShape::square(3, 224, 3, 7, 2, 3, 1)),
+            ConvStrategy::Direct
+        );
     }
 
     #[test]
