@@ -146,13 +146,14 @@ unsafe fn pixels3x3<const S: usize>(b: &Band) -> bool {
                         w: b.weights[blk * block_len..][..block_len].as_ptr(),
                         cin_g: b.cin_g,
                     };
-                    // SAFETY: the tile's pixels read padded rows up to `(oy1 - 1 - oy0)·sy + 2 < ph`
-                    // and columns up to `(ox + v - 1)·S + 2 < pw` of `cin_g` channels, all written
-                    // by `pad_rows`; `at.w` holds the block's `cin_g · 72` weights.
+                    // SAFETY: the tile's pixels read padded rows up to
+                    // `(oy1 - 1 - oy0)·sy + 2 < ph` and columns up to `(ox + v - 1)·S + 2 < pw`
+                    // of `cin_g` channels, all written by `pad_rows`; `at.w` holds the block's
+                    // `cin_g · 72` weights.
                     unsafe { tile_dispatch::<S>(&at, r, v, &mut acc) };
-                    // SAFETY: pixels `oy·out_w + ox ..` (`r·v` of them: a run in one row, or `r`
-                    // whole rows) are consecutive in the output planes and in the band's rows; planes
-                    // `blk·8 .. blk·8 + 8 <= width` (the caller's contract).
+                    // SAFETY: pixels `oy·out_w + ox ..` (`r·v` of them: a run in one row, or
+                    // `r` whole rows) are consecutive in the output planes and in the band's
+                    // rows; planes `blk·8 .. blk·8 + 8 <= width` (the caller's contract).
                     unsafe {
                         let (oc, p0) = (blk * OC_BLOCK, oy * b.out_w + ox);
                         store_tile(b, &acc[..r * v], oc, p0, band_end, out_plane, lanes)

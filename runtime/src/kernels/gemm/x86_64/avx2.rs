@@ -410,8 +410,9 @@ unsafe fn store<const MASKED: bool>(t: &Tile, mut x: __m256, r: usize, col: usiz
 }
 
 /// Runs `t` on [`tile_narrow`] if it has 1–4 columns and more than 2 rows or a compact B (the
-/// ragged end of a 7×7 or 14×14 map, where vectors over columns would be mostly empty: a 1-column tile cost two
-/// 4 × 8 sub-tiles); false otherwise (nothing done). Shared by the AVX-512 tier.
+/// ragged end of a 7×7 or 14×14 map, where vectors over columns would be mostly empty: a
+/// 1-column tile cost two 4 × 8 sub-tiles); false otherwise (nothing done). Shared by the
+/// AVX-512 tier.
 ///
 /// # Safety
 /// As for [`tile`].
