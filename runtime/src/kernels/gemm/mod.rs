@@ -150,6 +150,13 @@ pub(crate) struct Gemm<'a> {
     pub activation: Activation,
 }
 
+impl Gemm<'_> {
+    /// Columns of B tile `j` (`NR`, or fewer for the last).
+    fn tile_cols(&self, j: usize) -> usize {
+        NR.min(self.n - j * NR)
+    }
+}
+
 /// What a micro-kernel does with its accumulators after the last k block.
 #[derive(Clone, Copy)]
 pub(crate) struct Finish {
@@ -369,7 +376,7 @@ pub(crate) fn run(
                 t % parts,
             );
             let (k0, k1) = (part * g.k / parts, (part + 1) * g.k / parts);
-            let row_len = b_row_len(NR.min(g.n - j * NR), isa);
+            let row_len = b_row_len(g.tile_cols(j), isa);
             // SAFETY: tile `j` of problem `p` occupies its own `tile_len` floats of `prepacked`
             // (`problems.len() · n_tiles · tile_len` floats), and of it rows `k0..k1`, `row_len`
             // floats each (`row_len <= NR`), are written by this task alone.
@@ -448,7 +455,6 @@ unsafe fn task_body(
     };
     for k0 in (0..k).step_by(kc_step) {
         let kc = kc_step.min(k - k0);
-        let width = |j: usize| NR.min(g.n - j * NR);
         // B's packed tiles: tile `j` at `base + (j - first) · stride`, with `first` the tile at
         // `base`, and this k block's rows from `b_row0(j)` on. (Only the tiles in scratch are
         // ever written through it.)
@@ -457,7 +463,7 @@ unsafe fn task_body(
             (&BSource::Rows { .. }, Some(buf)) if fused.is_some() => {
                 // The first panel's tiles pack their own B (`tile_packing`), except the narrow
                 // ones (their kernel vectorises over rows), packed here.
-                for j in tiles.clone().filter(|&j| width(j) <= NARROW_COLS) {
+                for j in tiles.clone().filter(|&j| g.tile_cols(j) <= NARROW_COLS) {
                     let at = (j - tiles.start) * kc * NR;
                     pack_b_block(&p.b, g.n, k0, kc, j..j + 1, &mut buf[at..at + kc * NR], isa);
                 }
@@ -472,7 +478,7 @@ unsafe fn task_body(
         };
         let ldb = |j: usize| {
             if runtime_packed {
-                b_row_len(width(j), isa)
+                b_row_len(g.tile_cols(j), isa)
             } else {
                 NR
             }
@@ -516,7 +522,7 @@ unsafe fn task_body(
                 c: out.wrapping_add(p.c + row * g.ldc + col),
                 ldc: g.ldc,
                 rows: MR.min(g.m - row),
-                cols: NR.min(g.n - col),
+                cols: g.tile_cols(j),
                 load_c: k0 > 0,
                 stream_a: g.n <= STREAM_A_MAX_TILES * NR,
                 finish: f,
