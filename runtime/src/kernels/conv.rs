@@ -10,10 +10,15 @@
 //!   Layers with wide output rows and small weights (the stems) are tiled by output row from a
 //!   phase-split copy of the input instead ([`im2col_by_rows`], `gemm::rows`).
 //!
+//! - [`ConvAlgo::PointwiseNchw8c`] / [`ConvAlgo::GroupedNchw8c`]: the same convs on activations
+//!   in the blocked NCHW8c layout (`blocked`), which the compiler chooses for a whole region of the
+//!   graph (never [`ConvAlgo::select`]): the 1×1 convs run `blocked::pointwise`; the grouped ones
+//!   run the NCHW grouped kernel between copies to and from NCHW in the scratch.
+//!
 //! Packed weights are ISA-independent, so one weights file serves every tier.
 
 use super::gemm::{self, BSource, BiasAlong, Gemm, Problem};
-use super::{ConvShape, Epilogue, KernelError, SharedOut, check_len, depthwise, grouped};
+use super::{ConvShape, Epilogue, KernelError, SharedOut, blocked, check_len, depthwise, grouped};
 use crate::isa::{self, Isa};
 use crate::threads::Threads;
 
@@ -24,10 +29,15 @@ pub enum ConvAlgo {
     Grouped,
     Depthwise,
     Im2col,
+    /// A 1×1 conv on NCHW8c input, residual and output.
+    PointwiseNchw8c,
+    /// A grouped conv on NCHW8c input, residual and output.
+    GroupedNchw8c,
 }
 
 impl ConvAlgo {
-    /// The fastest algorithm that supports `shape`; [`ConvAlgo::Im2col`] supports every valid one.
+    /// The fastest algorithm that supports `shape` on NCHW activations; [`ConvAlgo::Im2col`]
+    /// supports every valid one.
     pub fn select(shape: &ConvShape) -> ConvAlgo {
         if depthwise::supports(shape) {
             ConvAlgo::Depthwise
@@ -48,7 +58,27 @@ impl ConvAlgo {
                 ConvAlgo::Grouped => grouped::supports(shape),
                 ConvAlgo::Depthwise => depthwise::supports(shape),
                 ConvAlgo::Im2col => true,
+                ConvAlgo::PointwiseNchw8c => blocked::supports(shape),
+                ConvAlgo::GroupedNchw8c => {
+                    grouped::supports(shape)
+                        && shape.in_c.is_multiple_of(blocked::BLOCK)
+                        && shape.out_c.is_multiple_of(blocked::BLOCK)
+                }
             }
+    }
+
+    /// The algorithm computing the same conv as `self` on NCHW8c activations, if there is one.
+    pub fn nchw8c(self) -> Option<ConvAlgo> {
+        match self {
+            ConvAlgo::Pointwise | ConvAlgo::PointwiseNchw8c => Some(ConvAlgo::PointwiseNchw8c),
+            ConvAlgo::Grouped | ConvAlgo::GroupedNchw8c => Some(ConvAlgo::GroupedNchw8c),
+            ConvAlgo::Depthwise | ConvAlgo::Im2col => None,
+        }
+    }
+
+    /// Whether the algorithm reads and writes NCHW8c activations.
+    pub fn is_nchw8c(self) -> bool {
+        matches!(self, ConvAlgo::PointwiseNchw8c | ConvAlgo::GroupedNchw8c)
     }
 
     pub fn name(self) -> &'static str {
@@ -57,6 +87,8 @@ impl ConvAlgo {
             ConvAlgo::Grouped => "grouped",
             ConvAlgo::Depthwise => "depthwise",
             ConvAlgo::Im2col => "im2col",
+            ConvAlgo::PointwiseNchw8c => "pointwise-nchw8c",
+            ConvAlgo::GroupedNchw8c => "grouped-nchw8c",
         }
     }
 }
@@ -92,7 +124,8 @@ fn gemm_dims(s: &ConvShape) -> (usize, usize, usize) {
 /// Floats [`pack`] returns for `algo` and `shape` (a valid shape the algorithm supports).
 pub fn packed_len(algo: ConvAlgo, shape: &ConvShape) -> usize {
     match algo {
-        ConvAlgo::Grouped | ConvAlgo::Depthwise => shape.weight_len(),
+        ConvAlgo::Grouped | ConvAlgo::GroupedNchw8c | ConvAlgo::Depthwise => shape.weight_len(),
+        ConvAlgo::PointwiseNchw8c => blocked::packed_len(shape),
         ConvAlgo::Pointwise | ConvAlgo::Im2col => {
             let (m, k, _) = gemm_dims(shape);
             shape.group * gemm::packed_a_len(m, k)
@@ -109,7 +142,8 @@ pub fn pack(algo: ConvAlgo, shape: &ConvShape, weight: &[f32]) -> Result<Vec<f32
         return Err(unsupported(algo, shape));
     }
     Ok(match algo {
-        ConvAlgo::Grouped => grouped::pack(shape, weight),
+        ConvAlgo::Grouped | ConvAlgo::GroupedNchw8c => grouped::pack(shape, weight),
+        ConvAlgo::PointwiseNchw8c => blocked::pack(shape, weight)?,
         ConvAlgo::Depthwise => depthwise::pack(shape, weight),
         ConvAlgo::Pointwise | ConvAlgo::Im2col => {
             let (m, k, _) = gemm_dims(shape);
@@ -140,6 +174,9 @@ pub fn scratch_len(algo: ConvAlgo, shape: &ConvShape, batch: usize, threads: usi
             }
         }
         ConvAlgo::Grouped | ConvAlgo::Depthwise => 0,
+        ConvAlgo::PointwiseNchw8c => blocked::scratch_len(shape, batch),
+        // NCHW copies of the input, the output and the residual.
+        ConvAlgo::GroupedNchw8c => batch * (shape.input_len() + 2 * shape.output_len()),
     }
 }
 
@@ -241,6 +278,16 @@ pub fn conv2d_with_isa(
         ConvAlgo::Depthwise => {
             return depthwise::run(shape, batch, input, packed, epilogue, output, isa, threads);
         }
+        ConvAlgo::PointwiseNchw8c => {
+            return blocked::pointwise(
+                shape, batch, input, packed, epilogue, output, scratch, isa, threads,
+            );
+        }
+        ConvAlgo::GroupedNchw8c => {
+            return grouped_nchw8c(
+                shape, batch, input, packed, epilogue, output, scratch, isa, threads,
+            );
+        }
         ConvAlgo::Pointwise | ConvAlgo::Im2col => {}
     }
     check_len("conv input", batch * shape.input_len(), input.len())?;
@@ -317,6 +364,50 @@ pub fn conv2d_with_isa(
         first += count;
     }
     Ok(())
+}
+
+/// [`ConvAlgo::GroupedNchw8c`]: the NCHW grouped kernel between NCHW copies (in `scratch`) of the
+/// NCHW8c input and residual, and of the output.
+#[allow(clippy::too_many_arguments)]
+fn grouped_nchw8c(
+    s: &ConvShape,
+    batch: usize,
+    input: &[f32],
+    packed: &[f32],
+    epilogue: &Epilogue,
+    output: &mut [f32],
+    scratch: &mut [f32],
+    isa: Isa,
+    threads: &Threads,
+) -> Result<(), KernelError> {
+    let need = scratch_len(ConvAlgo::GroupedNchw8c, s, batch, threads.count());
+    if scratch.len() < need {
+        return Err(KernelError::Length {
+            what: "conv scratch",
+            expected: need,
+            actual: scratch.len(),
+        });
+    }
+    let (in_len, out_len) = (batch * s.input_len(), batch * s.output_len());
+    let (x, rest) = scratch.split_at_mut(in_len);
+    let (y, rest) = rest.split_at_mut(out_len);
+    let spatial_out = s.out_h * s.out_w;
+    let plain = |channels, spatial| (batch, channels, spatial);
+    blocked::reorder::<false>(input, plain(s.in_c, s.in_h * s.in_w), x, isa, threads)?;
+    let residual = match epilogue.residual {
+        Some(r) => {
+            let copy = &mut rest[..out_len];
+            blocked::reorder::<false>(r, plain(s.out_c, spatial_out), copy, isa, threads)?;
+            Some(&*copy)
+        }
+        None => None,
+    };
+    let ep = Epilogue {
+        residual,
+        ..*epilogue
+    };
+    grouped::run(s, batch, x, packed, &ep, y, isa, threads)?;
+    blocked::reorder::<true>(y, plain(s.out_c, spatial_out), output, isa, threads)
 }
 
 /// Packs dense weights `[out_features, in_features]` (ONNX Gemm with `transB = 1`, PyTorch

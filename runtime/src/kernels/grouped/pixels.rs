@@ -26,7 +26,7 @@ use std::arch::x86_64::*;
 
 use super::x86::{finish8, pad_rows};
 use super::{Band, OC_BLOCK};
-use crate::kernels::{ConvShape, prefetch_piece};
+use crate::kernels::{ConvShape, prefetch_piece, transpose8};
 
 /// Floats of stack the zero-padded copy of a group's input rows takes (48 KB): every input channel
 /// of the group, the rows a chunk of output rows reads, the padded columns a row reads.
@@ -433,65 +433,6 @@ unsafe fn store_tile(
             let y = _mm256_add_ps(y, _mm256_set1_ps(bias));
             // SAFETY: pixels `first .. first + n` of plane `oc + l` (the contract).
             unsafe { finish8(b, y, (oc + l) * out_plane + first, n, lanes) };
-        }
-    }
-}
-
-/// The transpose of an 8 × 8 matrix held as 8 row vectors.
-#[inline]
-#[target_feature(enable = "avx")]
-fn transpose8(r: [__m256; 8]) -> [__m256; 8] {
-    let t0 = _mm256_unpacklo_ps(r[0], r[1]);
-    let t1 = _mm256_unpackhi_ps(r[0], r[1]);
-    let t2 = _mm256_unpacklo_ps(r[2], r[3]);
-    let t3 = _mm256_unpackhi_ps(r[2], r[3]);
-    let t4 = _mm256_unpacklo_ps(r[4], r[5]);
-    let t5 = _mm256_unpackhi_ps(r[4], r[5]);
-    let t6 = _mm256_unpacklo_ps(r[6], r[7]);
-    let t7 = _mm256_unpackhi_ps(r[6], r[7]);
-    let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
-    let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
-    let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
-    let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
-    let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
-    let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
-    let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
-    let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
-    [
-        _mm256_permute2f128_ps::<0x20>(u0, u4),
-        _mm256_permute2f128_ps::<0x20>(u1, u5),
-        _mm256_permute2f128_ps::<0x20>(u2, u6),
-        _mm256_permute2f128_ps::<0x20>(u3, u7),
-        _mm256_permute2f128_ps::<0x31>(u0, u4),
-        _mm256_permute2f128_ps::<0x31>(u1, u5),
-        _mm256_permute2f128_ps::<0x31>(u2, u6),
-        _mm256_permute2f128_ps::<0x31>(u3, u7),
-    ]
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn transpose8_transposes() {
-        if !is_x86_feature_detected!("avx") {
-            eprintln!("skipped: no AVX");
-            return;
-        }
-        let m: Vec<f32> = (0..64).map(|i| i as f32).collect();
-        // SAFETY: AVX was detected above; each load reads 8 of the 64 floats.
-        let out = unsafe {
-            transpose8(std::array::from_fn(|r| {
-                _mm256_loadu_ps(m.as_ptr().add(8 * r))
-            }))
-        };
-        for (c, v) in out.iter().enumerate() {
-            let mut col = [0.0f32; 8];
-            // SAFETY: AVX was detected; `col` holds 8 floats.
-            unsafe { _mm256_storeu_ps(col.as_mut_ptr(), *v) };
-            let want: Vec<f32> = (0..8).map(|r| m[8 * r + c]).collect();
-            assert_eq!(col.to_vec(), want, "column {c}");
         }
     }
 }
