@@ -183,6 +183,15 @@ fn eval(
         Op::Flatten { .. } | Op::Reshape { .. } | Op::Identity => {
             kernels::reference::activation(args[0], kernels::Activation::None, out)
         }
+        Op::Reorder { to } => {
+            let (c, spatial) = channels_spatial(in_type);
+            let threads = Threads::new(1);
+            if *to == ir::Layout::Nchw8c {
+                kernels::blocked::to_blocked(args[0], batch, c, spatial, out, &threads)
+            } else {
+                kernels::blocked::from_blocked(args[0], batch, c, spatial, out, &threads)
+            }
+        }
         Op::Dense(d) => {
             let epilogue = Epilogue {
                 bias: d.bias.map(w),

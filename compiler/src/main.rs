@@ -323,14 +323,16 @@ fn detail(op: &Op) -> String {
     };
     match op {
         Op::Conv(c) => format!(
-            "{}x{} /{} group {} pads {:?}{}",
+            "{}x{} /{} group {} pads {:?}{} [{}]",
             c.kernel[0],
             c.kernel[1],
             c.stride[0],
             c.group,
             c.pads,
-            epilogue(&c.epilogue)
+            epilogue(&c.epilogue),
+            c.kernel_choice.name()
         ),
+        Op::Reorder { to } => format!("to {}", to.name()),
         Op::Dense(d) => format!(
             "{} -> {}{}",
             d.in_features,

@@ -245,3 +245,58 @@ fn impossible_windows_are_errors_naming_node_and_op() {
         pipeline_error(g);
     }
 }
+
+/// Layout rules: only convs and reorders take NCHW8c values, a conv's kernel must read its input's
+/// layout, and a reorder needs whole blocks of 8 channels and another layout. Each is refused by
+/// `add_node` with the node and op named.
+#[test]
+fn layout_mismatches_are_errors_naming_node_and_op() {
+    let mut g = Graph::new();
+    let x = g.add_input("x", TensorType::f32(Shape::nchw(16, 8, 8)));
+    let blocked = g
+        .add_node(
+            "to8c",
+            Op::Reorder {
+                to: ir::Layout::Nchw8c,
+            },
+            &[x],
+        )
+        .expect("16 channels reorder to NCHW8c");
+    let expect_err = |g: &Graph, name: &str, op: Op, inputs: &[NodeId], want: &str| {
+        let e = g.infer(name, &op, inputs).expect_err(name).to_string();
+        eprintln!("{e}");
+        assert!(e.contains(name) && e.contains(op.name()), "{e}");
+        assert!(e.contains(want), "{name}: {e}");
+    };
+    expect_err(&g, "pool8c", pool([3, 3], [1; 4]), &[blocked], "not NCHW8c");
+    expect_err(&g, "relu8c", Op::Relu, &[blocked], "not NCHW8c");
+    let op = conv(&mut g, [3, 3], [1; 4], [1, 1]);
+    let op = match op {
+        Op::Conv(c) => Op::Conv(Conv {
+            in_channels: 16,
+            weight: g.weights.add("w16", vec![4, 16, 3, 3], vec![0.0; 576]),
+            ..c
+        }),
+        op => op,
+    };
+    expect_err(&g, "ref_conv8c", op, &[blocked], "reads NCHW");
+    expect_err(
+        &g,
+        "again8c",
+        Op::Reorder {
+            to: ir::Layout::Nchw8c,
+        },
+        &[blocked],
+        "cannot reorder NCHW8c to NCHW8c",
+    );
+    let y = g.add_input("y", TensorType::f32(Shape::nchw(12, 4, 4)));
+    expect_err(
+        &g,
+        "ragged8c",
+        Op::Reorder {
+            to: ir::Layout::Nchw8c,
+        },
+        &[y],
+        "not whole blocks",
+    );
+}

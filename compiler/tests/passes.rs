@@ -657,6 +657,8 @@ fn resnext50_after_passes() {
         assert_eq!(count(&g, op), 0, "{op} left");
     }
     assert_eq!(ops["Conv"], 53);
+    // Every conv after the stem on NCHW8c: one reorder after the max pool, one before the pool.
+    assert_eq!(nchw8c_convs(&g), (52, 2));
     let residual = g
         .nodes
         .node_weights()
@@ -752,4 +754,56 @@ fn cli_stop_after_and_print_after() {
     ]);
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("fuse-epilogue"));
+}
+
+/// The convs `select-kernels` put on NCHW8c, and the reorders it inserted.
+fn nchw8c_convs(graph: &Graph) -> (usize, usize) {
+    let blocked = graph
+        .nodes
+        .node_weights()
+        .filter(|n| matches!(&n.op, Op::Conv(c) if matches!(c.kernel_choice, ConvKernel::Fast(a) if a.is_nchw8c())))
+        .count();
+    (blocked, count(graph, "Reorder"))
+}
+
+/// `select-kernels` runs every conv of the small ResNeXt after its stem on NCHW8c, with one
+/// reorder in (after the max pool) and one out (before the global pool), and keeps the outputs
+/// (the interpreter runs the chosen kernels: before vs after, and against PyTorch); on MobileNetV2,
+/// whose depthwise convs cut its 1×1 convs into pairs, reorders would cost more than they save and
+/// everything stays NCHW.
+#[test]
+fn select_kernels_puts_resnext_on_nchw8c_and_not_mobilenet() {
+    for (file, batch, want) in [
+        ("resnext_small_8x4d_bn", 2, true),
+        ("mobilenet_v2_bn", 1, false),
+    ] {
+        let mut g = load(&testdata(&format!("{file}.onnx")));
+        check_pipeline(&mut g, batch, 5);
+        let inputs = random_inputs(&g, batch, 9);
+        let changed = check_pass(
+            &mut g,
+            "select-kernels",
+            passes::select_kernels,
+            &inputs,
+            batch,
+        );
+        assert!(changed);
+        let (blocked, reorders) = nchw8c_convs(&g);
+        println!("{file}: {blocked} NCHW8c convs, {reorders} reorders");
+        if want {
+            assert_eq!(blocked, count(&g, "Conv") - 1, "{}", passes::graph_text(&g));
+            assert_eq!(reorders, 2, "{}", passes::graph_text(&g));
+        } else {
+            assert_eq!((blocked, reorders), (0, 0), "{}", passes::graph_text(&g));
+        }
+        let (shape, input) =
+            resnext_runtime::npy::read_f32(testdata(&format!("{file}.input.npy"))).unwrap();
+        let (_, expected) =
+            resnext_runtime::npy::read_f32(testdata(&format!("{file}.output.npy"))).unwrap();
+        let rel = rel_diff(&run(&g, &[input], shape[0]), &[expected]);
+        assert!(
+            rel <= 1e-4,
+            "{file} after select-kernels vs PyTorch: {rel:e}"
+        );
+    }
 }

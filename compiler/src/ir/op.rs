@@ -4,7 +4,7 @@
 use resnext_runtime::kernels::ConvShape;
 use resnext_runtime::kernels::conv::{self, ConvAlgo};
 
-use super::types::{Dim, Shape, TensorType};
+use super::types::{Dim, Layout, Shape, TensorType};
 use super::weights::{WeightId, WeightStore};
 
 /// What a node computes once its inputs are known. Activations come in through the node's input edges,
@@ -50,6 +50,11 @@ pub enum Op {
     Dense(Dense),
     /// Passes its input through unchanged (ONNX Identity, Dropout in inference).
     Identity,
+    /// The same 4-D value in another memory layout (NCHW ↔ NCHW8c); inserted by `select-kernels`
+    /// at the edges of a region of convs it runs on NCHW8c.
+    Reorder {
+        to: Layout,
+    },
 }
 
 /// A conv's activation function, applied last.
@@ -180,6 +185,7 @@ impl Op {
             Op::Reshape { .. } => "Reshape",
             Op::Dense(_) => "Dense",
             Op::Identity => "Identity",
+            Op::Reorder { .. } => "Reorder",
         }
     }
 
@@ -242,10 +248,44 @@ impl Op {
             }
             Ok(())
         };
+        // Only convs and reorders take NCHW8c values; a conv keeps the layout of its input, which
+        // its kernel must read.
+        let blocked = |t: &TensorType| t.layout == Layout::Nchw8c;
+        if !matches!(self, Op::Conv(_) | Op::Reorder { .. }) && inputs.iter().any(|t| blocked(t)) {
+            return Err("takes NCHW activations, not NCHW8c".into());
+        }
         match self {
             Op::Input => Err("an Input node's type is given, not inferred".into()),
+            Op::Reorder { to } => {
+                chw(inputs[0])?;
+                match (inputs[0].layout, to) {
+                    (Layout::Nchw, Layout::Nchw8c) | (Layout::Nchw8c, Layout::Nchw) => {}
+                    (from, to) => {
+                        return Err(format!("cannot reorder {} to {}", from.name(), to.name()));
+                    }
+                }
+                let channels = channels(inputs[0])?;
+                if *to == Layout::Nchw8c && !channels.is_multiple_of(8) {
+                    return Err(format!(
+                        "{channels} channels are not whole blocks of 8 for NCHW8c"
+                    ));
+                }
+                Ok(TensorType {
+                    layout: *to,
+                    ..inputs[0].clone()
+                })
+            }
             Op::Conv(c) => {
                 let (ci, h, w) = chw(inputs[0])?;
+                let nchw8c = matches!(c.kernel_choice, ConvKernel::Fast(a) if a.is_nchw8c());
+                if blocked(inputs[0]) != nchw8c {
+                    return Err(format!(
+                        "input in {} but the {} kernel reads {}",
+                        inputs[0].layout.name(),
+                        c.kernel_choice.name(),
+                        if nchw8c { "NCHW8c" } else { "NCHW" }
+                    ));
+                }
                 if ci != c.in_channels {
                     return Err(format!(
                         "input has {ci} channels, the weights expect {}",
@@ -318,9 +358,19 @@ impl Op {
                 if let Some(b) = c.bias {
                     expect_weight(b, "bias", &[c.out_channels])?;
                 }
-                let out = TensorType::f32(Shape::nchw(c.out_channels, ho, wo));
+                let out = TensorType {
+                    layout: inputs[0].layout,
+                    ..TensorType::f32(Shape::nchw(c.out_channels, ho, wo))
+                };
                 if c.epilogue.residual {
                     same_shape(&out, inputs[1], "residual")?;
+                    if inputs[1].layout != out.layout {
+                        return Err(format!(
+                            "residual in {}, the output in {}",
+                            inputs[1].layout.name(),
+                            out.layout.name()
+                        ));
+                    }
                 }
                 Ok(out)
             }

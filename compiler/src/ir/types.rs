@@ -96,15 +96,15 @@ impl fmt::Display for Shape {
 }
 
 /// Physical order of a value's elements in memory. Shapes are always logical NCHW; the layout says how
-/// they are stored. The ONNX front end produces `Nchw` (rank 4) and `RowMajor` (other ranks); the kernel
-/// selection pass may change activations to `Nhwc` or `Nchw16c` and insert reorders at the edges.
+/// they are stored. The front ends produce `Nchw` (rank 4) and `RowMajor` (other ranks); the kernel
+/// selection pass may put a region of convs on `Nchw8c` and insert reorders at its edges.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub enum Layout {
     #[default]
     Nchw,
     Nhwc,
-    /// Channels blocked by 16: `[N, C/16, H, W, 16]`.
-    Nchw16c,
+    /// Channels blocked by 8: `[N, C/8, H, W, 8]` (`resnext_runtime::kernels::blocked`).
+    Nchw8c,
     /// Plain row-major order for ranks other than 4.
     RowMajor,
 }
@@ -114,7 +114,7 @@ impl Layout {
         match self {
             Layout::Nchw => "NCHW",
             Layout::Nhwc => "NHWC",
-            Layout::Nchw16c => "NCHW16c",
+            Layout::Nchw8c => "NCHW8c",
             Layout::RowMajor => "row-major",
         }
     }

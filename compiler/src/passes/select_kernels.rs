@@ -4,22 +4,47 @@
 //! Weights known now are packed here, so the weights file holds them in the kernel's layout; weights
 //! the loader reads later (the DSL's state_dict) get a [`WeightSource::PackedConv`] /
 //! [`WeightSource::PackedDense`] recipe the loader evaluates with the same runtime functions.
+//!
+//! Activation layout: convs whose kernels have an NCHW8c form (1×1 and grouped convs over whole
+//! blocks of 8 channels) form regions (connected through the values between them); a region whose
+//! 1×1 convs do at least [`MIN_MACS_PER_REORDERED`] multiply-adds per float that would have to be
+//! reordered at its edges runs on NCHW8c (`resnext_runtime::kernels::blocked`, where the 1×1 convs
+//! need no run-time packing), with `Reorder` nodes inserted at its edges. On ResNeXt-50 that is
+//! every conv after the max pool (one reorder in, one out); on MobileNetV2, whose depthwise convs
+//! cut the 1×1 convs into pairs, and on ResNet-50, whose dense 3×3 convs do the same, no region
+//! pays for its reorders and everything stays NCHW.
+
+use std::collections::{HashMap, HashSet};
+
+use petgraph::visit::EdgeRef;
 
 use resnext_runtime::kernels::conv::{self, ConvAlgo};
 
 use crate::interp;
-use crate::ir::{ConvKernel, DenseKernel, Graph, IrError, NodeId, Op, WeightId, WeightSource};
+use crate::ir::{
+    ConvKernel, DenseKernel, Graph, IrError, Layout, NodeId, Op, WeightId, WeightSource,
+};
+
+/// Multiply-adds of a region's 1×1 convs per activation float reordered at its edges, at or above
+/// which the region runs on NCHW8c: a reorder moves a float through memory twice (~1 ns a float
+/// here), and the blocked 1×1 conv saves ~10% of a multiply-add (~0.003 ns at ~45 GMAC/s), so
+/// break-even is near 300; 1024 leaves a margin. ResNeXt-50's one region has ~13 000.
+const MIN_MACS_PER_REORDERED: u64 = 1024;
 
 /// Chooses a fast kernel for every conv and dense node still on the reference; returns whether any.
 pub fn select_kernels(graph: &mut Graph) -> Result<bool, IrError> {
     let mut changed = false;
+    let blocked = nchw8c_region(graph)?;
     for id in graph.topo_order()? {
         let node = graph.node(id);
         match &node.op {
             Op::Conv(c) if c.kernel_choice == ConvKernel::Reference => {
                 let input = graph.inputs_of(id)[0];
                 let shape = interp::conv_shape(c, &graph.node(input).output, &node.output);
-                let algo = ConvAlgo::select(&shape);
+                let algo = match ConvAlgo::select(&shape).nchw8c() {
+                    Some(nchw8c) if blocked.contains(&id) => nchw8c,
+                    _ => ConvAlgo::select(&shape),
+                };
                 let weight = c.weight;
                 let packed = pack(
                     graph,
@@ -64,7 +89,162 @@ pub fn select_kernels(graph: &mut Graph) -> Result<bool, IrError> {
             _ => {}
         }
     }
+    insert_reorders(graph, &blocked)?;
     Ok(changed)
+}
+
+/// The NCHW8c-capable algorithm for conv `id` (still on the reference), if it has one.
+fn nchw8c_algo(graph: &Graph, id: NodeId) -> Option<ConvAlgo> {
+    let node = graph.node(id);
+    let Op::Conv(c) = &node.op else {
+        return None;
+    };
+    if c.kernel_choice != ConvKernel::Reference {
+        return None;
+    }
+    let input = graph.inputs_of(id)[0];
+    let shape = interp::conv_shape(c, &graph.node(input).output, &node.output);
+    ConvAlgo::select(&shape)
+        .nchw8c()
+        .filter(|a| a.supports(&shape))
+}
+
+/// The convs that will run on NCHW8c: every region of NCHW8c-capable convs that pays for its
+/// reorders (see the module doc).
+fn nchw8c_region(graph: &Graph) -> Result<HashSet<NodeId>, IrError> {
+    let order = graph.topo_order()?;
+    let capable: HashSet<NodeId> = order
+        .iter()
+        .copied()
+        .filter(|&id| nchw8c_algo(graph, id).is_some())
+        .collect();
+    // Regions: connected components of the capable convs through the values between them.
+    let mut region: HashMap<NodeId, usize> = HashMap::new();
+    let mut members: Vec<Vec<NodeId>> = Vec::new();
+    for &start in &order {
+        if !capable.contains(&start) || region.contains_key(&start) {
+            continue;
+        }
+        let r = members.len();
+        let mut stack = vec![start];
+        let mut nodes = Vec::new();
+        region.insert(start, r);
+        while let Some(n) = stack.pop() {
+            nodes.push(n);
+            let neighbours = graph
+                .inputs_of(n)
+                .into_iter()
+                .chain(graph.consumers(n).into_iter().map(|(c, _)| c));
+            for m in neighbours {
+                if capable.contains(&m) && !region.contains_key(&m) {
+                    region.insert(m, r);
+                    stack.push(m);
+                }
+            }
+        }
+        members.push(nodes);
+    }
+    let mut chosen = HashSet::new();
+    for nodes in members {
+        let inside: HashSet<NodeId> = nodes.iter().copied().collect();
+        let item_len = |id: NodeId| graph.node(id).output.shape.item_len().unwrap_or(0) as u64;
+        let mut macs = 0u64;
+        let mut reordered: HashSet<NodeId> = HashSet::new();
+        let mut reordered_len = 0u64;
+        for &n in &nodes {
+            if nchw8c_algo(graph, n) == Some(ConvAlgo::PointwiseNchw8c) {
+                macs += graph.node(n).op.macs(&graph.node(n).output);
+            }
+            // Values coming in from outside, and values leaving (to a consumer outside or as a
+            // model output), each reordered once.
+            for p in graph.inputs_of(n) {
+                if !inside.contains(&p) && reordered.insert(p) {
+                    reordered_len += item_len(p);
+                }
+            }
+            let leaves =
+                graph.is_output(n) || graph.consumers(n).iter().any(|(c, _)| !inside.contains(c));
+            if leaves && reordered.insert(n) {
+                reordered_len += item_len(n);
+            }
+        }
+        if macs >= MIN_MACS_PER_REORDERED * reordered_len.max(1) {
+            chosen.extend(nodes);
+        }
+    }
+    Ok(chosen)
+}
+
+/// Puts `Reorder` nodes at the edges of the NCHW8c convs `blocked`: one to NCHW8c per value read
+/// from outside, one to NCHW per value read outside (or a model output); then retypes the graph.
+fn insert_reorders(graph: &mut Graph, blocked: &HashSet<NodeId>) -> Result<(), IrError> {
+    if blocked.is_empty() {
+        return Ok(());
+    }
+    let order = graph.topo_order()?;
+    let mut to_blocked: HashMap<NodeId, NodeId> = HashMap::new();
+    for &id in order.iter().filter(|id| blocked.contains(id)) {
+        for (slot, p) in graph.inputs_of(id).into_iter().enumerate() {
+            if blocked.contains(&p) {
+                continue;
+            }
+            let r = match to_blocked.get(&p) {
+                Some(&r) => r,
+                None => {
+                    let name = format!("{}/to_nchw8c", graph.node(p).name);
+                    let r = graph.add_node(name, Op::Reorder { to: Layout::Nchw8c }, &[p])?;
+                    to_blocked.insert(p, r);
+                    r
+                }
+            };
+            rewire(graph, p, r, id, slot);
+        }
+    }
+    for &id in order.iter().filter(|id| blocked.contains(id)) {
+        let outside: Vec<(NodeId, usize)> = graph
+            .consumers(id)
+            .into_iter()
+            .filter(|(c, _)| !blocked.contains(c))
+            .collect();
+        if outside.is_empty() && !graph.is_output(id) {
+            continue;
+        }
+        let name = format!("{}/to_nchw", graph.node(id).name);
+        // Typed once the region is (below): a reorder of a value still typed NCHW is refused.
+        let r = graph.nodes.add_node(crate::ir::Node {
+            name,
+            op: Op::Reorder { to: Layout::Nchw },
+            output: graph.node(id).output.clone(),
+        });
+        graph.nodes.add_edge(id, r, crate::ir::Edge { slot: 0 });
+        for (c, slot) in outside {
+            rewire(graph, id, r, c, slot);
+        }
+        for (o, _) in &mut graph.outputs {
+            if *o == id {
+                *o = r;
+            }
+        }
+    }
+    for id in graph.topo_order()? {
+        if !matches!(graph.node(id).op, Op::Input) {
+            graph.retype(id)?;
+        }
+    }
+    Ok(())
+}
+
+/// Makes input `slot` of `consumer` read `to` instead of `from`.
+fn rewire(graph: &mut Graph, from: NodeId, to: NodeId, consumer: NodeId, slot: usize) {
+    let edge = graph
+        .nodes
+        .edges_connecting(from, consumer)
+        .find(|e| e.weight().slot == slot)
+        .map(|e| e.id());
+    if let Some(e) = edge {
+        graph.nodes.remove_edge(e);
+        graph.nodes.add_edge(to, consumer, crate::ir::Edge { slot });
+    }
 }
 
 /// Adds the packed form of `weight` (node `id`): computed now if its data is known, else a recipe.

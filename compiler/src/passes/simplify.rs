@@ -92,7 +92,8 @@ fn non_negative(graph: &Graph, id: NodeId) -> bool {
         | Op::GlobalAveragePool { .. }
         | Op::Flatten { .. }
         | Op::Reshape { .. }
-        | Op::Identity => graph
+        | Op::Identity
+        | Op::Reorder { .. } => graph
             .inputs_of(id)
             .first()
             .is_some_and(|&i| non_negative(graph, i)),

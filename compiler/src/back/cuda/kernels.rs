@@ -72,6 +72,8 @@ pub(super) fn emit_node(model: &Model, index: usize, id: NodeId) -> Result<Kerne
     };
     let mut kernel = match &node.op {
         Op::Input => return Err(unsupported("an input node as a kernel")),
+        // The CUDA back end runs without `select-kernels`, which alone inserts reorders.
+        Op::Reorder { .. } => return Err(unsupported("a layout reorder on the GPU")),
         Op::Conv(c) => {
             let shape = interp::conv_shape(c, in_type, &node.output);
             let bias = c.bias.map_or(Buf::Null, |b| model.weight(b));

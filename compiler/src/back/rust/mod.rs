@@ -382,7 +382,10 @@ impl<'g> Model<'g> {
         for &id in &info.order {
             let node = graph.node(id);
             per_item(id)?;
-            if !matches!(node.output.layout, Layout::Nchw | Layout::RowMajor) {
+            if !matches!(
+                node.output.layout,
+                Layout::Nchw | Layout::Nchw8c | Layout::RowMajor
+            ) {
                 return Err(Error::Unsupported {
                     node: node.name.clone(),
                     op: node.op.name(),

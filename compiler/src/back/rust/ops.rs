@@ -127,6 +127,16 @@ fn emit_node(model: &Model, id: NodeId, args: &[TokenStream], out: TokenStream) 
         Op::Flatten { .. } | Op::Reshape { .. } | Op::Identity => {
             emit_activation(&args[0], ir::Activation::None, out)
         }
+        Op::Reorder { to } => {
+            let (c, spatial) = spatial_lits(in_type);
+            let x = &args[0];
+            let f = if *to == ir::Layout::Nchw8c {
+                quote!(to_blocked)
+            } else {
+                quote!(from_blocked)
+            };
+            quote!(::resnext_runtime::kernels::blocked::#f(#x, batch, #c, #spatial, #out, threads))
+        }
         Op::Add { activation: a } => {
             let act = activation(*a);
             let (x, y) = (&args[0], &args[1]);
