@@ -112,19 +112,26 @@ fn pointwise_case() -> impl Strategy<Value = Case> {
 }
 
 /// Grouped 3×3 convs whose channels are whole blocks: 2, 4, 8 or 32 groups of 1–3 units of
-/// channels (a unit makes the total a multiple of 8), odd sizes, stride 1–2, padding 0–1.
+/// channels, a unit making the total a multiple of 8 (`whole`: a unit is a block, so each group is
+/// whole blocks and the SIMD tiers run the direct NCHW8c kernel; else they convert to NCHW), odd
+/// sizes, stride 1–2, padding 0–1.
 fn grouped_case() -> impl Strategy<Value = Case> {
     (
         (
             prop_oneof![Just(2usize), Just(4), Just(8), Just(32)],
             1usize..=3,
             1usize..=3,
+            any::<bool>(),
         ),
         (3usize..=11, 3usize..=11, 1usize..=2, 0usize..=1),
         setting(),
     )
-        .prop_map(|((group, icu, ocu), (h, w, stride, pad), setting)| {
-            let unit = BLOCK / group.min(BLOCK);
+        .prop_map(|((group, icu, ocu, whole), (h, w, stride, pad), setting)| {
+            let unit = if whole {
+                BLOCK
+            } else {
+                BLOCK / group.min(BLOCK)
+            };
             let shape = ConvShape {
                 in_c: group * unit * icu,
                 in_h: h,
@@ -192,6 +199,35 @@ fn resnext_shapes_match_reference() {
                 ConvAlgo::PointwiseNchw8c,
                 &Case::fused(shape, threads),
             ));
+        }
+    }
+}
+
+/// ResNeXt-50's grouped convs of stages 2–4 (8, 16 and 32 channels a group, stride 1 and 2) at
+/// small maps, with bias and ReLU, on 1 and 2 threads: on the SIMD tiers these run the direct
+/// NCHW8c kernel (`grouped::runs_nchw8c`).
+#[test]
+fn resnext_grouped_shapes_match_reference() {
+    for (channels, hw, stride) in [
+        (256, 9, 1),
+        (256, 11, 2),
+        (512, 7, 1),
+        (1024, 5, 1),
+        (1024, 7, 2),
+    ] {
+        let shape = ConvShape::square(channels, hw, channels, 3, stride, 1, 32);
+        for isa in common::tiers() {
+            let direct = resnext_runtime::kernels::grouped::runs_nchw8c(&shape, isa);
+            assert_eq!(
+                direct,
+                isa != resnext_runtime::isa::Isa::Generic,
+                "{isa:?} {shape:?}"
+            );
+        }
+        for threads in [1, 2] {
+            let mut case = Case::fused(shape, threads);
+            case.setting.residual = false;
+            assert_ok(check_blocked(ConvAlgo::GroupedNchw8c, &case));
         }
     }
 }

@@ -9,11 +9,12 @@
 //!   an im2col GEMM per group; the im2col matrix is packed block by block, never materialised.
 //!   Layers with wide output rows and small weights (the stems) are tiled by output row from a
 //!   phase-split copy of the input instead ([`im2col_by_rows`], `gemm::rows`).
-//!
 //! - [`ConvAlgo::PointwiseNchw8c`] / [`ConvAlgo::GroupedNchw8c`]: the same convs on activations
 //!   in the blocked NCHW8c layout (`blocked`), which the compiler chooses for a whole region of the
 //!   graph (never [`ConvAlgo::select`]): the 1×1 convs run `blocked::pointwise`; the grouped ones
-//!   run the NCHW grouped kernel between copies to and from NCHW in the scratch.
+//!   run the AVX2 output-channel kernel on NCHW8c directly where a group's channels are whole
+//!   blocks (`grouped::run_nchw8c`), and otherwise the NCHW grouped kernel between copies to and
+//!   from NCHW in the scratch.
 //!
 //! Packed weights are ISA-independent, so one weights file serves every tier.
 
@@ -283,6 +284,11 @@ pub fn conv2d_with_isa(
                 shape, batch, input, packed, epilogue, output, scratch, isa, threads,
             );
         }
+        ConvAlgo::GroupedNchw8c if grouped::runs_nchw8c(shape, isa) => {
+            return grouped::run_nchw8c(
+                shape, batch, input, packed, epilogue, output, isa, threads,
+            );
+        }
         ConvAlgo::GroupedNchw8c => {
             return grouped_nchw8c(
                 shape, batch, input, packed, epilogue, output, scratch, isa, threads,
@@ -366,8 +372,9 @@ pub fn conv2d_with_isa(
     Ok(())
 }
 
-/// [`ConvAlgo::GroupedNchw8c`]: the NCHW grouped kernel between NCHW copies (in `scratch`) of the
-/// NCHW8c input and residual, and of the output.
+/// [`ConvAlgo::GroupedNchw8c`] where `grouped::run_nchw8c` does not take the shape (stage 1 of
+/// ResNeXt, 4 channels a group; the generic tier): the NCHW grouped kernel between NCHW copies (in
+/// `scratch`) of the NCHW8c input and residual, and of the output.
 #[allow(clippy::too_many_arguments)]
 fn grouped_nchw8c(
     s: &ConvShape,

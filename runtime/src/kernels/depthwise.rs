@@ -43,5 +43,8 @@ pub fn run(
              stride 1 or 2: {shape:?}"
         )));
     }
-    grouped::run_direct(shape, batch, input, packed, epilogue, output, isa, threads)
+    let layout = grouped::Layout::Nchw;
+    grouped::run_direct(
+        shape, batch, input, packed, epilogue, output, isa, layout, threads,
+    )
 }

@@ -80,7 +80,64 @@ pub fn run(
             "grouped conv kernel needs groups > 1, a 3×3 kernel, dilation 1 and stride 1 or 2: {shape:?}"
         )));
     }
-    run_direct(shape, batch, input, packed, epilogue, output, isa, threads)
+    let layout = Layout::Nchw;
+    run_direct(
+        shape, batch, input, packed, epilogue, output, isa, layout, threads,
+    )
+}
+
+/// Whether [`run_nchw8c`] computes `shape` on `isa` itself: whole blocks of 8 input and output
+/// channels per group, on a SIMD tier, a shape the AVX2 output-channel kernel (`pixels`) takes.
+/// The other NCHW8c grouped convs run [`run`] between copies to and from NCHW
+/// (`conv::ConvAlgo::GroupedNchw8c`).
+pub fn runs_nchw8c(shape: &ConvShape, isa: Isa) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        matches!(isa, Isa::Avx2 | Isa::Avx512)
+            && isa.supported()
+            && supports(shape)
+            && (shape.in_c / shape.group).is_multiple_of(super::blocked::BLOCK)
+            && pixels::applies(shape)
+            && pixels::fits(shape)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (shape, isa);
+        false
+    }
+}
+
+/// [`run`] on NCHW8c input, residual and output, for a shape [`runs_nchw8c`] accepts (else a
+/// `BadShape` error). A group's channels are whole blocks, which lie where its NCHW planes would.
+#[allow(clippy::too_many_arguments)]
+pub fn run_nchw8c(
+    shape: &ConvShape,
+    batch: usize,
+    input: &[f32],
+    packed: &[f32],
+    epilogue: &Epilogue,
+    output: &mut [f32],
+    isa: Isa,
+    threads: &Threads,
+) -> Result<(), KernelError> {
+    if !runs_nchw8c(shape, isa) {
+        return Err(KernelError::BadShape(format!(
+            "the NCHW8c grouped kernel does not take {shape:?} on {}",
+            isa.name()
+        )));
+    }
+    let layout = Layout::Nchw8c;
+    run_direct(
+        shape, batch, input, packed, epilogue, output, isa, layout, threads,
+    )
+}
+
+/// How a band's input, residual and output are laid out.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Layout {
+    Nchw,
+    /// Blocks of 8 channels (`kernels::blocked`); only the `pixels` kernel reads it.
+    Nchw8c,
 }
 
 /// The part of the output one micro-kernel call computes: one block of output channels of one group
@@ -95,8 +152,10 @@ pub(crate) struct Band<'a> {
     pub pad_left: usize,
     pub kernel: usize,
     pub cin_g: usize,
-    /// The group's `cin_g` input planes of this batch item.
+    /// The group's `cin_g` input planes of this batch item (NCHW8c: its `cin_g / 8` blocks).
     pub input: &'a [f32],
+    /// The layout of the input, the residual and the output.
+    pub layout: Layout,
     /// The block's packed weights: tap `(ic, ky, kx)` of channel `o` at `((ic·k + ky)·k + kx)·wstride + o`.
     pub weights: &'a [f32],
     pub wstride: usize,
@@ -133,6 +192,7 @@ pub(crate) fn run_direct(
     epilogue: &Epilogue,
     output: &mut [f32],
     isa: Isa,
+    layout: Layout,
     threads: &Threads,
 ) -> Result<(), KernelError> {
     shape.check()?;
@@ -181,7 +241,7 @@ pub(crate) fn run_direct(
     // channels (`pixels`; AVX2 only: the AVX-512 tier keeps its column tiles, as it is not
     // measured against them).
     #[cfg(target_arch = "x86_64")]
-    let by_pixels = isa == Isa::Avx2 && pixels::applies(&s);
+    let by_pixels = (isa == Isa::Avx2 || layout == Layout::Nchw8c) && pixels::applies(&s);
     let out = SharedOut(output.as_mut_ptr());
     let taps = cin_g * k * k;
     // Output channels `oc..oc + width` (of group `g`) of batch item `n`, over `rows`; the
@@ -200,6 +260,7 @@ pub(crate) fn run_direct(
             kernel: k,
             cin_g,
             input: &input[in_start..in_start + cin_g * in_plane],
+            layout,
             weights: &packed[oc * taps..(oc + width) * taps],
             wstride,
             width,
@@ -240,9 +301,12 @@ pub(crate) fn run_direct(
             let next = [next_w.unwrap_or(&[]), next_input()];
             let b = band_of(n, g, g * cout_g, (cout_g, OC_BLOCK), rows.clone(), next);
             // SAFETY: `b.output` points at the group's `cout_g` planes inside `output` (lengths
-            // checked above); this task alone writes rows `rows` of them; `Isa::Avx2` is
-            // supported by this CPU (checked above).
-            if unsafe { pixels::pixels_avx2(&b) } {
+            // checked above); this task alone writes rows `rows` of them; the tier (AVX2, or
+            // AVX-512 for NCHW8c, which implies AVX2 and FMA) is supported by this CPU.
+            let done = unsafe { pixels::pixels_avx2(&b) };
+            // NCHW8c shapes passed `runs_nchw8c`, which are the ones `pixels` takes.
+            debug_assert!(done || layout == Layout::Nchw, "pixels declined {s:?}");
+            if done || layout == Layout::Nchw8c {
                 return;
             }
         }

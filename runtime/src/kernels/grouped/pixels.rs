@@ -25,7 +25,8 @@
 use std::arch::x86_64::*;
 
 use super::x86::{finish8, pad_rows};
-use super::{Band, OC_BLOCK};
+use super::{Band, Layout, OC_BLOCK};
+use crate::kernels::gemm::x86_64::avx2::activate;
 use crate::kernels::{ConvShape, prefetch_piece, transpose8};
 
 /// Floats of stack the zero-padded copy of a group's input rows takes (48 KB): every input channel
@@ -50,6 +51,20 @@ pub(super) fn applies(s: &ConvShape) -> bool {
         && s.kernel == [3, 3]
         && s.dilation == [1, 1]
         && matches!(s.stride[1], 1 | 2)
+}
+
+/// Whether even one output row's zero-padded input rows fit [`PAD`] (else [`pixels_avx2`]
+/// declines the shape).
+pub(super) fn fits(s: &ConvShape) -> bool {
+    padded_floats(s.in_c / s.group.max(1), 1, s.out_w, s.stride) <= PAD
+}
+
+/// Floats of the zero-padded copy of `cin_g` channels' input rows for `rows` output rows of
+/// `out_w` pixels: padded row `py` of a chunk is input row `oy0·sy + py - pad_top`, padded column
+/// `px` input column `px - pad_left`, and output column `ox` reads padded columns `ox·sx ..
+/// ox·sx + 3`.
+fn padded_floats(cin_g: usize, rows: usize, out_w: usize, [sy, sx]: [usize; 2]) -> usize {
+    cin_g * ((rows.max(1) - 1) * sy + 3) * ((out_w.max(1) - 1) * sx + 3)
 }
 
 /// Runs all of a group's blocks of output channels over the band's rows. `b` describes the whole
@@ -94,7 +109,7 @@ unsafe fn pixels3x3<const S: usize>(b: &Band) -> bool {
     let pw = (b.out_w - 1) * S + 3;
     // Padded rows of a chunk of `n` output rows.
     let rows_for = |n: usize| (n - 1) * sy + 3;
-    let fit = |n: usize| b.cin_g * rows_for(n) * pw <= PAD;
+    let fit = |n: usize| padded_floats(b.cin_g, n, b.out_w, [sy, S]) <= PAD;
     if !fit(1) {
         return false;
     }
@@ -127,7 +142,12 @@ unsafe fn pixels3x3<const S: usize>(b: &Band) -> bool {
         let ph = rows_for(oy1 - oy0);
         let plane = ph * pw;
         // SAFETY: `fit(oy1 - oy0)`: `cin_g · plane + 8 <= PAD + 8` floats of `store`.
-        unsafe { pad_rows(b, b.cin_g, oy0 * sy, ph, pw, base) };
+        unsafe {
+            match b.layout {
+                Layout::Nchw => pad_rows(b, b.cin_g, oy0 * sy, ph, pw, base),
+                Layout::Nchw8c => pad_rows_nchw8c(b, oy0 * sy, ph, pw, base),
+            }
+        };
         for oy in (oy0..oy1).step_by(tile_rows) {
             for ox in (0..b.out_w).step_by(tile_w) {
                 let (r, v) = (tile_rows.min(oy1 - oy), tile_w.min(b.out_w - ox));
@@ -156,7 +176,14 @@ unsafe fn pixels3x3<const S: usize>(b: &Band) -> bool {
                     // rows; planes `blk·8 .. blk·8 + 8 <= width` (the caller's contract).
                     unsafe {
                         let (oc, p0) = (blk * OC_BLOCK, oy * b.out_w + ox);
-                        store_tile(b, &acc[..r * v], oc, p0, band_end, out_plane, lanes)
+                        match b.layout {
+                            Layout::Nchw => {
+                                store_tile(b, &acc[..r * v], oc, p0, band_end, out_plane, lanes)
+                            }
+                            Layout::Nchw8c => {
+                                store_tile_nchw8c(b, &acc[..r * v], oc, p0, out_plane)
+                            }
+                        }
                     };
                 }
             }
@@ -401,6 +428,84 @@ unsafe fn broadcast(p: *const f32) -> __m256 {
         )
     };
     x
+}
+
+/// [`super::x86::pad_rows`] from NCHW8c input: the group's `cin_g / 8` blocks of rows `y0 .. y0 +
+/// rows` (padded; input rows outside the map stay zero) into the same zero-padded planes, 8 × 8
+/// transposes turning 8 pixels' channel vectors into 8 channels' rows of 8 pixels.
+///
+/// # Safety
+/// AVX2; `dst` holds `cin_g · rows · pw` floats; `b.input` holds `cin_g · in_h · in_w` floats
+/// in NCHW8c (`cin_g` a multiple of 8).
+#[target_feature(enable = "avx2")]
+unsafe fn pad_rows_nchw8c(b: &Band, y0: usize, rows: usize, pw: usize, dst: *mut f32) {
+    let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    let in_plane = b.in_h * b.in_w;
+    // SAFETY: inside `dst` (the contract).
+    unsafe { std::ptr::write_bytes(dst, 0, b.cin_g * rows * pw) };
+    let lo = b.pad_left.min(pw);
+    let len = (b.pad_left + b.in_w).min(pw) - lo;
+    for blk in 0..b.cin_g / OC_BLOCK {
+        let block = &b.input[blk * OC_BLOCK * in_plane..][..OC_BLOCK * in_plane];
+        for p in y0..y0 + rows {
+            let Some(iy) = p.checked_sub(b.pad_top).filter(|&iy| iy < b.in_h) else {
+                continue;
+            };
+            let line = &block[iy * b.in_w * OC_BLOCK..][..len * OC_BLOCK];
+            for x in (0..len).step_by(8) {
+                let n = (len - x).min(8);
+                let pixels: [__m256; 8] = std::array::from_fn(|i| {
+                    if i < n {
+                        // SAFETY: pixel `x + i < len` of the input row, 8 channels.
+                        unsafe { _mm256_loadu_ps(line.as_ptr().add((x + i) * OC_BLOCK)) }
+                    } else {
+                        _mm256_setzero_ps()
+                    }
+                });
+                let mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), lanes);
+                for (c, row) in transpose8(pixels).into_iter().enumerate() {
+                    let at = ((blk * OC_BLOCK + c) * rows + p - y0) * pw + lo + x;
+                    // SAFETY: columns `lo + x .. lo + x + n <= lo + len <= pw` of padded row
+                    // `p - y0` of channel `blk·8 + c < cin_g`, inside `dst`.
+                    unsafe {
+                        if n == 8 {
+                            _mm256_storeu_ps(dst.add(at), row);
+                        } else {
+                            _mm256_maskstore_ps(dst.add(at), mask, row);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Writes a tile's sums to NCHW8c output: pixel `p0 + q`'s 8 channels of block `oc / 8` of the
+/// group are one vector, stored with the bias, residual and activation.
+///
+/// # Safety
+/// AVX2; pixels `p0 .. p0 + acc.len()` of the group's block `oc / 8` (`8 · out_plane` floats a
+/// block) lie in the band's output, ours to write, and in the residual if there is one;
+/// `oc + 8 <= b.width`.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn store_tile_nchw8c(b: &Band, acc: &[__m256], oc: usize, p0: usize, out_plane: usize) {
+    let bias = b.bias.map_or(_mm256_setzero_ps(), |bias| {
+        // SAFETY: entries `oc .. oc + 8 <= width` of the group's bias.
+        unsafe { _mm256_loadu_ps(bias[oc..oc + OC_BLOCK].as_ptr()) }
+    });
+    for (q, &sum) in acc.iter().enumerate() {
+        let at = oc * out_plane + (p0 + q) * OC_BLOCK;
+        let mut y = _mm256_add_ps(sum, bias);
+        if let Some(res) = b.residual {
+            // SAFETY: the pixel's 8 channels lie in the residual (the contract).
+            y = _mm256_add_ps(y, unsafe {
+                _mm256_loadu_ps(res[at..at + OC_BLOCK].as_ptr())
+            });
+        }
+        // SAFETY: the pixel's 8 channels of the output are ours (the contract).
+        unsafe { _mm256_storeu_ps(b.output.add(at), activate(b.activation, y)) };
+    }
 }
 
 /// Writes a tile's sums (`acc[q]`: 8 output channels of pixel `p0 + q`) to output planes `oc ..
