@@ -57,6 +57,15 @@ impl Builder {
         self
     }
 
+    /// Let the compiler run regions of convs on the NCHW8c activation layout where that pays
+    /// (default on); off, every activation stays NCHW.
+    pub fn nchw8c(mut self, yes: bool) -> Builder {
+        if let Some(p) = &mut self.options.passes {
+            p.nchw8c = yes;
+        }
+        self
+    }
+
     /// Print each stage and its time (visible with `cargo build -vv`).
     pub fn verbose(mut self, yes: bool) -> Builder {
         self.options.verbose = yes;

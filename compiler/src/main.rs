@@ -52,6 +52,10 @@ enum Command {
         /// Run the validator after every pass.
         #[arg(long)]
         verify: bool,
+        /// Activation layout: `auto` runs regions of convs on NCHW8c where the compiler finds it
+        /// pays (ResNeXt's 1×1 and grouped convs); `nchw` keeps every activation NCHW.
+        #[arg(long, value_enum, default_value_t = LayoutArg::Auto)]
+        layout: LayoutArg,
         /// Print each stage and its time (and each pass's time and node counts).
         #[arg(short, long)]
         verbose: bool,
@@ -69,6 +73,12 @@ enum Command {
         #[arg(long)]
         after_passes: bool,
     },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LayoutArg {
+    Auto,
+    Nchw,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -111,6 +121,7 @@ fn main() -> ExitCode {
             stop_after,
             print_after,
             verify,
+            layout,
             verbose,
             target,
         } => {
@@ -118,6 +129,7 @@ fn main() -> ExitCode {
                 verify,
                 stop_after,
                 print_after,
+                nchw8c: layout == LayoutArg::Auto,
                 ..PassOptions::default()
             });
             compile(

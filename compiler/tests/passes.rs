@@ -756,6 +756,39 @@ fn cli_stop_after_and_print_after() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("fuse-epilogue"));
 }
 
+/// `--layout nchw` turns the NCHW8c regions off; the default (`auto`) keeps them.
+#[test]
+fn cli_layout_nchw_keeps_values_nchw() {
+    let model = testdata("resnext_small_8x4d_bn.onnx");
+    let reorders = |layout: &[&str]| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut args = vec![
+            "compile",
+            model.to_str().unwrap(),
+            "-o",
+            dir.path().to_str().unwrap(),
+            "--print-after",
+            "select-kernels",
+        ];
+        args.extend_from_slice(layout);
+        let out = resnextc(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        (
+            stdout.matches("Reorder").count(),
+            stdout.matches("nchw8c").count(),
+        )
+    };
+    let (auto_reorders, auto_blocked) = reorders(&[]);
+    assert_eq!(auto_reorders, 2);
+    assert!(auto_blocked > 0);
+    assert_eq!(reorders(&["--layout", "nchw"]), (0, 0));
+}
+
 /// The convs `select-kernels` put on NCHW8c, and the reorders it inserted.
 fn nchw8c_convs(graph: &Graph) -> (usize, usize) {
     let blocked = graph
@@ -806,4 +839,35 @@ fn select_kernels_puts_resnext_on_nchw8c_and_not_mobilenet() {
             "{file} after select-kernels vs PyTorch: {rel:e}"
         );
     }
+}
+
+/// `PassOptions::nchw8c` off (`resnextc compile --layout nchw`): the same small ResNeXt keeps every
+/// value NCHW (no blocked conv, no reorder) and still matches PyTorch.
+#[test]
+fn nchw8c_off_keeps_every_value_nchw() {
+    let file = "resnext_small_8x4d_bn";
+    let mut g = load(&testdata(&format!("{file}.onnx")));
+    let opts = PassOptions {
+        verify: true,
+        nchw8c: false,
+        ..PassOptions::default()
+    };
+    passes::optimize(&mut g, &opts).unwrap();
+    assert_eq!(nchw8c_convs(&g), (0, 0), "{}", passes::graph_text(&g));
+    let fast = g
+        .nodes
+        .node_weights()
+        .filter(|n| matches!(&n.op, Op::Conv(c) if matches!(c.kernel_choice, ConvKernel::Fast(_))))
+        .count();
+    assert_eq!(
+        fast,
+        count(&g, "Conv"),
+        "every conv still gets a fast NCHW kernel"
+    );
+    let (shape, input) =
+        resnext_runtime::npy::read_f32(testdata(&format!("{file}.input.npy"))).unwrap();
+    let (_, expected) =
+        resnext_runtime::npy::read_f32(testdata(&format!("{file}.output.npy"))).unwrap();
+    let rel = rel_diff(&run(&g, &[input], shape[0]), &[expected]);
+    assert!(rel <= 1e-4, "{file} on NCHW vs PyTorch: {rel:e}");
 }

@@ -21,7 +21,7 @@ pub use fold_batch_norm::fold_batch_norm;
 pub use fuse_epilogue::fuse_epilogue;
 pub use plan_memory::{MemoryPlan, PlanOptions, plan_memory};
 pub use print::graph_text;
-pub use select_kernels::select_kernels;
+pub use select_kernels::{select_kernels, select_kernels_nchw};
 pub use simplify::simplify;
 
 use crate::ir::{self, Graph, IrError, IrErrors};
@@ -50,6 +50,10 @@ pub struct PassOptions {
     /// Run `select-kernels` (fast, prepacked kernels). Off, every layer runs on the reference
     /// kernels: slow, but the oracle the fast path is checked against.
     pub select_kernels: bool,
+    /// Let `select-kernels` move regions of convs onto the NCHW8c layout where that pays (see
+    /// [`select_kernels`]). Off, every value stays NCHW: the escape hatch if the blocked kernels
+    /// are slower on some machine (they are written for AVX2; AVX-512 machines run that form).
+    pub nchw8c: bool,
 }
 
 impl Default for PassOptions {
@@ -60,6 +64,7 @@ impl Default for PassOptions {
             print_after: None,
             plan: PlanOptions::default(),
             select_kernels: true,
+            nchw8c: true,
         }
     }
 }
@@ -151,7 +156,12 @@ pub fn optimize(graph: &mut Graph, opts: &PassOptions) -> Result<PassReport, Pas
     run.pass("fuse-epilogue", fuse_epilogue)?;
     run.pass("simplify", simplify)?;
     if opts.select_kernels {
-        run.pass("select-kernels", select_kernels)?;
+        let select: fn(&mut Graph) -> Result<bool, IrError> = if opts.nchw8c {
+            select_kernels
+        } else {
+            select_kernels_nchw
+        };
+        run.pass("select-kernels", select)?;
     }
     if !run.stopped {
         let started = Instant::now();

@@ -31,10 +31,20 @@ use crate::ir::{
 /// break-even is near 300; 1024 leaves a margin. ResNeXt-50's one region has ~13 000.
 const MIN_MACS_PER_REORDERED: u64 = 1024;
 
-/// Chooses a fast kernel for every conv and dense node still on the reference; returns whether any.
+/// Chooses a fast kernel for every conv and dense node still on the reference, moving regions
+/// that pay for it onto NCHW8c; returns whether it changed anything.
 pub fn select_kernels(graph: &mut Graph) -> Result<bool, IrError> {
-    let mut changed = false;
     let blocked = nchw8c_region(graph)?;
+    select_with(graph, blocked)
+}
+
+/// [`select_kernels`] with every value left NCHW (`PassOptions::nchw8c` off).
+pub fn select_kernels_nchw(graph: &mut Graph) -> Result<bool, IrError> {
+    select_with(graph, HashSet::new())
+}
+
+fn select_with(graph: &mut Graph, blocked: HashSet<NodeId>) -> Result<bool, IrError> {
+    let mut changed = false;
     for id in graph.topo_order()? {
         let node = graph.node(id);
         match &node.op {
