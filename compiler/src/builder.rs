@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 use crate::back::rust as back_rust;
 use crate::driver::{self, Error};
+use crate::passes::LayoutChoice;
 
 /// Configures and runs one model compilation from a build script.
 #[derive(Clone, Debug)]
@@ -57,11 +58,11 @@ impl Builder {
         self
     }
 
-    /// Let the compiler run regions of convs on the NCHW8c activation layout where that pays
-    /// (default on); off, every activation stays NCHW.
-    pub fn nchw8c(mut self, yes: bool) -> Builder {
+    /// The activation layouts the compiler may use (default [`LayoutChoice::Auto`]: NCHW8c
+    /// regions where they pay, unless the building machine has AVX-512).
+    pub fn layout(mut self, layout: LayoutChoice) -> Builder {
         if let Some(p) = &mut self.options.passes {
-            p.nchw8c = yes;
+            p.layout = layout;
         }
         self
     }

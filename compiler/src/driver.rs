@@ -121,7 +121,16 @@ pub fn compile(mut graph: Graph, options: &Options) -> Result<Compiled, Error> {
             options,
             "passes",
             started,
-            &format!("{} nodes", graph.nodes.node_count()),
+            &format!(
+                "{} nodes, layout {} ({:?})",
+                graph.nodes.node_count(),
+                if pass_options.layout.allows_nchw8c() {
+                    "NCHW8c where it pays"
+                } else {
+                    "NCHW"
+                },
+                pass_options.layout
+            ),
         );
         memory = report.memory;
     }

@@ -12,7 +12,7 @@ use resnext_compiler::back::cuda::Target;
 use resnext_compiler::back::rust::RuntimeDep;
 use resnext_compiler::driver::{self, Compiled};
 use resnext_compiler::ir::Op;
-use resnext_compiler::passes::{self, PassOptions};
+use resnext_compiler::passes::{self, LayoutChoice, PassOptions};
 
 #[derive(Parser)]
 #[command(
@@ -52,8 +52,10 @@ enum Command {
         /// Run the validator after every pass.
         #[arg(long)]
         verify: bool,
-        /// Activation layout: `auto` runs regions of convs on NCHW8c where the compiler finds it
-        /// pays (ResNeXt's 1×1 and grouped convs); `nchw` keeps every activation NCHW.
+        /// Activation layout: `nchw8c` runs regions of convs on NCHW8c where that pays (ResNeXt's
+        /// 1×1 and grouped convs), `nchw` keeps every activation NCHW, `auto` is `nchw8c` unless
+        /// this machine's kernel tier (RESNEXT_ISA or detected) is AVX-512, where NCHW measured
+        /// faster.
         #[arg(long, value_enum, default_value_t = LayoutArg::Auto)]
         layout: LayoutArg,
         /// Print each stage and its time (and each pass's time and node counts).
@@ -75,10 +77,21 @@ enum Command {
     },
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Copy, ValueEnum)]
 enum LayoutArg {
     Auto,
     Nchw,
+    Nchw8c,
+}
+
+impl From<LayoutArg> for LayoutChoice {
+    fn from(l: LayoutArg) -> LayoutChoice {
+        match l {
+            LayoutArg::Auto => LayoutChoice::Auto,
+            LayoutArg::Nchw => LayoutChoice::Nchw,
+            LayoutArg::Nchw8c => LayoutChoice::Nchw8c,
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -129,7 +142,7 @@ fn main() -> ExitCode {
                 verify,
                 stop_after,
                 print_after,
-                nchw8c: layout == LayoutArg::Auto,
+                layout: layout.into(),
                 ..PassOptions::default()
             });
             compile(

@@ -51,14 +51,14 @@ fn tiers() -> Vec<Isa> {
     all.into_iter().filter(|i| i.supported()).collect()
 }
 
-/// Compiles `dir/stem.onnx`, builds the emitted crate once, runs it on `stem.input.npy` under every
-/// supported tier and compares each result with `stem.output.npy`. With `bench`, also checks the
-/// `--bench 1` output on the best tier (it costs three passes).
-fn end_to_end(dir: &Path, stem: &str, bench: bool) {
+/// Compiles `dir/stem.onnx` with `--layout layout`, builds the emitted crate once, runs it on
+/// `stem.input.npy` under every supported tier and compares each result with `stem.output.npy`.
+/// With `bench`, also checks the `--bench 1` output on the best tier (it costs three passes).
+fn end_to_end(dir: &Path, stem: &str, layout: &str, bench: bool) {
     let model = dir.join(format!("{stem}.onnx"));
     let tmp = tempfile::tempdir().expect("temp dir");
     let crate_dir = tmp.path().join(stem);
-    let name = format!("e2e_{stem}");
+    let name = format!("e2e_{stem}_{layout}");
     step(&format!("{stem}: resnextc compile"), || {
         run_ok(
             Command::new(env!("CARGO_BIN_EXE_resnextc"))
@@ -66,7 +66,7 @@ fn end_to_end(dir: &Path, stem: &str, bench: bool) {
                 .arg(&model)
                 .arg("-o")
                 .arg(&crate_dir)
-                .args(["--name", &name, "-v"]),
+                .args(["--name", &name, "--layout", layout, "-v"]),
             "resnextc compile",
         )
     });
@@ -131,14 +131,36 @@ fn end_to_end(dir: &Path, stem: &str, bench: bool) {
     }
 }
 
+// The ResNeXts on both layouts (`auto` picks one per machine; each must be right everywhere).
+
 #[test]
 fn resnext_small_matches_pytorch() {
-    end_to_end(&workspace().join("testdata"), "resnext_small_8x4d_bn", true);
+    end_to_end(
+        &workspace().join("testdata"),
+        "resnext_small_8x4d_bn",
+        "nchw8c",
+        true,
+    );
+}
+
+#[test]
+fn resnext_small_on_nchw_matches_pytorch() {
+    end_to_end(
+        &workspace().join("testdata"),
+        "resnext_small_8x4d_bn",
+        "nchw",
+        false,
+    );
 }
 
 #[test]
 fn mobilenet_v2_matches_pytorch() {
-    end_to_end(&workspace().join("testdata"), "mobilenet_v2_bn", false);
+    end_to_end(
+        &workspace().join("testdata"),
+        "mobilenet_v2_bn",
+        "auto",
+        false,
+    );
 }
 
 #[test]
@@ -147,5 +169,7 @@ fn resnext50_matches_pytorch() {
         eprintln!("skipping: RESNEXT_MODELS not set");
         return;
     };
-    end_to_end(Path::new(&dir), "resnext50_32x4d_bn", false);
+    for layout in ["nchw8c", "nchw"] {
+        end_to_end(Path::new(&dir), "resnext50_32x4d_bn", layout, false);
+    }
 }

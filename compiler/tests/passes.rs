@@ -10,8 +10,8 @@ use resnext_compiler::ir::{
     TensorType,
 };
 use resnext_compiler::passes::{
-    self, MemoryPlan, PassError, PassOptions, PlanOptions, fold_batch_norm, fuse_epilogue,
-    plan_memory, simplify,
+    self, LayoutChoice, MemoryPlan, PassError, PassOptions, PlanOptions, fold_batch_norm,
+    fuse_epilogue, plan_memory, simplify,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -641,6 +641,7 @@ fn resnext50_after_passes() {
     assert_eq!(count(&g, "BatchNormalization"), 53);
     let opts = PassOptions {
         verify: true,
+        layout: LayoutChoice::Nchw8c,
         ..PassOptions::default()
     };
     let report = passes::optimize(&mut g, &opts).unwrap();
@@ -756,11 +757,13 @@ fn cli_stop_after_and_print_after() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("fuse-epilogue"));
 }
 
-/// `--layout nchw` turns the NCHW8c regions off; the default (`auto`) keeps them.
+/// `--layout nchw8c` runs the small ResNeXt's convs after the stem on NCHW8c (two reorders),
+/// `--layout nchw` none; `auto` (the default) is `nchw8c` unless the kernel tier is AVX-512.
 #[test]
-fn cli_layout_nchw_keeps_values_nchw() {
+fn cli_layout_chooses_the_activation_layout() {
+    use resnext_runtime::isa::Isa;
     let model = testdata("resnext_small_8x4d_bn.onnx");
-    let reorders = |layout: &[&str]| {
+    let counts = |isa: &str, layout: &[&str]| {
         let dir = tempfile::tempdir().unwrap();
         let mut args = vec![
             "compile",
@@ -769,24 +772,38 @@ fn cli_layout_nchw_keeps_values_nchw() {
             dir.path().to_str().unwrap(),
             "--print-after",
             "select-kernels",
+            "-v",
         ];
         args.extend_from_slice(layout);
-        let out = resnextc(&args);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        (
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_resnextc"))
+            .args(&args)
+            .env("RESNEXT_ISA", isa)
+            .output()
+            .expect("resnextc runs");
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{stderr}");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let counts = (
             stdout.matches("Reorder").count(),
             stdout.matches("nchw8c").count(),
-        )
+        );
+        (counts, stderr)
     };
-    let (auto_reorders, auto_blocked) = reorders(&[]);
-    assert_eq!(auto_reorders, 2);
-    assert!(auto_blocked > 0);
-    assert_eq!(reorders(&["--layout", "nchw"]), (0, 0));
+    let ((reorders, blocked), stderr) = counts("avx2", &["--layout", "nchw8c"]);
+    assert_eq!(reorders, 2);
+    assert!(blocked > 2);
+    assert!(
+        stderr.contains("layout NCHW8c where it pays (Nchw8c)"),
+        "{stderr}"
+    );
+    let (nchw, stderr) = counts("avx2", &["--layout", "nchw"]);
+    assert_eq!(nchw, (0, 0));
+    assert!(stderr.contains("layout NCHW (Nchw)"), "{stderr}");
+    // `auto`: the tier named by RESNEXT_ISA where this CPU has it.
+    assert_eq!(counts("generic", &[]).0, (reorders, blocked));
+    let avx512 = Isa::Avx512.supported();
+    let expected = if avx512 { (0, 0) } else { (reorders, blocked) };
+    assert_eq!(counts("avx512", &[]).0, expected, "AVX-512 here: {avx512}");
 }
 
 /// The convs `select-kernels` put on NCHW8c, and the reorders it inserted.
@@ -841,15 +858,15 @@ fn select_kernels_puts_resnext_on_nchw8c_and_not_mobilenet() {
     }
 }
 
-/// `PassOptions::nchw8c` off (`resnextc compile --layout nchw`): the same small ResNeXt keeps every
+/// `LayoutChoice::Nchw` (`resnextc compile --layout nchw`): the same small ResNeXt keeps every
 /// value NCHW (no blocked conv, no reorder) and still matches PyTorch.
 #[test]
-fn nchw8c_off_keeps_every_value_nchw() {
+fn layout_nchw_keeps_every_value_nchw() {
     let file = "resnext_small_8x4d_bn";
     let mut g = load(&testdata(&format!("{file}.onnx")));
     let opts = PassOptions {
         verify: true,
-        nchw8c: false,
+        layout: LayoutChoice::Nchw,
         ..PassOptions::default()
     };
     passes::optimize(&mut g, &opts).unwrap();

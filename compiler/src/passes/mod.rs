@@ -50,10 +50,35 @@ pub struct PassOptions {
     /// Run `select-kernels` (fast, prepacked kernels). Off, every layer runs on the reference
     /// kernels: slow, but the oracle the fast path is checked against.
     pub select_kernels: bool,
-    /// Let `select-kernels` move regions of convs onto the NCHW8c layout where that pays (see
-    /// [`select_kernels`]). Off, every value stays NCHW: the escape hatch if the blocked kernels
-    /// are slower on some machine (they are written for AVX2; AVX-512 machines run that form).
-    pub nchw8c: bool,
+    /// Whether `select-kernels` may move regions of convs onto the NCHW8c layout (see
+    /// [`select_kernels`]).
+    pub layout: LayoutChoice,
+}
+
+/// The activation layouts `select-kernels` may choose from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LayoutChoice {
+    /// [`LayoutChoice::Nchw8c`] unless the compiling machine's kernel tier
+    /// (`resnext_runtime::isa::isa()`, so `RESNEXT_ISA` decides too) is AVX-512, where the NCHW
+    /// kernels measured faster (ARCHITECTURE.md, "Activation layout"); then
+    /// [`LayoutChoice::Nchw`]. Like `-C target-cpu=native`: for a model run where it is compiled.
+    #[default]
+    Auto,
+    /// Every value NCHW.
+    Nchw,
+    /// NCHW8c regions wherever their 1×1 convs pay for the reorders.
+    Nchw8c,
+}
+
+impl LayoutChoice {
+    /// Whether NCHW8c regions are allowed, with `Auto` decided for this machine.
+    pub fn allows_nchw8c(self) -> bool {
+        match self {
+            LayoutChoice::Auto => resnext_runtime::isa::isa() != resnext_runtime::isa::Isa::Avx512,
+            LayoutChoice::Nchw => false,
+            LayoutChoice::Nchw8c => true,
+        }
+    }
 }
 
 impl Default for PassOptions {
@@ -64,7 +89,7 @@ impl Default for PassOptions {
             print_after: None,
             plan: PlanOptions::default(),
             select_kernels: true,
-            nchw8c: true,
+            layout: LayoutChoice::Auto,
         }
     }
 }
@@ -156,7 +181,7 @@ pub fn optimize(graph: &mut Graph, opts: &PassOptions) -> Result<PassReport, Pas
     run.pass("fuse-epilogue", fuse_epilogue)?;
     run.pass("simplify", simplify)?;
     if opts.select_kernels {
-        let select: fn(&mut Graph) -> Result<bool, IrError> = if opts.nchw8c {
+        let select: fn(&mut Graph) -> Result<bool, IrError> = if opts.layout.allows_nchw8c() {
             select_kernels
         } else {
             select_kernels_nchw

@@ -25,13 +25,20 @@ use crate::threads::Threads;
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 
 /// Channels per block of the layout.
 pub const BLOCK: usize = 8;
 /// Output channels per packed weight panel (two blocks).
 pub const PANEL: usize = 16;
-/// Pixels per register tile.
+/// Pixels per register tile (of one panel; the AVX-512 tier's tiles of two panels take up to 12).
 pub const TILE_PIXELS: usize = 6;
+/// Pixels per register tile of two panels (the AVX-512 tier).
+#[cfg(target_arch = "x86_64")]
+const PAIR_TILE_PIXELS: usize = avx512::TILE_PIXELS;
+#[cfg(not(target_arch = "x86_64"))]
+const PAIR_TILE_PIXELS: usize = TILE_PIXELS;
 /// Floats of activations (all k rows of a chunk's pixels) a task's chunk aims at: 192 KB, which
 /// leaves room in a 512 KB L2 for the weights of the panel being swept.
 const CHUNK_FLOATS: usize = 48 * 1024;
@@ -191,6 +198,8 @@ struct Tile {
     stride: usize,
     /// The panel's packed weights, `k × 16`.
     w: *const f32,
+    /// Floats between consecutive panels' weights (`in_c × 16`), for tiles of two panels.
+    panel_len: usize,
     /// Input channels (a multiple of 8).
     k: usize,
     /// Output, NCHW8c: the panel's first block at the tile's first pixel.
@@ -267,20 +276,29 @@ pub fn pointwise(
     }
     let out = SharedOut(output.as_mut_ptr());
     let stride = n * BLOCK;
+    let pairs = cfg!(target_arch = "x86_64") && isa == Isa::Avx512;
     threads.run(batch * chunks * parts, &|t| {
         let (b, c, part) = (t / (chunks * parts), t / parts % chunks, t % parts);
         let (first, len) = (c * n / chunks, (c + 1) * n / chunks - c * n / chunks);
-        // The chunk's pixels in tiles of as equal widths as they come (5 or 6 on ResNeXt's maps):
-        // a narrow ragged tile has too few accumulators to hide the FMA latency (a 1-pixel tile
-        // after eight of 6 pixels took 15% of a 7×7 conv's time).
-        let chunk_tiles = len.div_ceil(TILE_PIXELS);
-        let tile_pixels =
-            |i: usize| first + i * len / chunk_tiles..first + (i + 1) * len / chunk_tiles;
         let weights = |panel: usize| packed.get(panel * s.in_c * PANEL..).unwrap_or(&[]);
-        for panel in part * panels / parts..(part + 1) * panels / parts {
+        let (mut panel, end) = (part * panels / parts, (part + 1) * panels / parts);
+        while panel < end {
             let blocks = (s.out_c / BLOCK - 2 * panel).min(2);
-            let next = &weights(panel + 1)[..if panel + 1 < panels {
-                s.in_c * PANEL
+            // Two whole panels at once where the tier has a tile for them.
+            let pair = pairs && panel + 1 < end && s.out_c >= (panel + 2) * PANEL;
+            let (step, max_width) = if pair {
+                (2, PAIR_TILE_PIXELS)
+            } else {
+                (1, TILE_PIXELS)
+            };
+            // The chunk's pixels in tiles of as equal widths as they come (5 or 6 on ResNeXt's
+            // maps with 6-pixel tiles): a narrow ragged tile has too few accumulators to hide the
+            // FMA latency (a 1-pixel tile after eight of 6 pixels took 15% of a 7×7 conv's time).
+            let chunk_tiles = len.div_ceil(max_width);
+            let tile_pixels =
+                |i: usize| first + i * len / chunk_tiles..first + (i + 1) * len / chunk_tiles;
+            let next = &weights(panel + step)[..if panel + step < panels {
+                (s.in_c * PANEL * step).min(weights(panel + step).len())
             } else {
                 0
             }];
@@ -289,7 +307,7 @@ pub fn pointwise(
                 let pixels = tile_pixels(i);
                 let (p, width) = (pixels.start, pixels.len());
                 let k0 = kb * KC;
-                // The next panel's weights, into L2 over this panel's tiles: the first tile to
+                // The next panels' weights, into L2 over these panels' tiles: the first tile to
                 // read a panel would otherwise wait on memory (the weights of the 7×7 and 14×14
                 // maps' convs are read only once or twice per run).
                 super::prefetch_piece(next, kb * chunk_tiles + i, k_blocks * chunk_tiles);
@@ -298,6 +316,7 @@ pub fn pointwise(
                     x: input[b * item_in + k0 / BLOCK * stride + p * BLOCK..].as_ptr(),
                     stride,
                     w: weights(panel)[k0 * PANEL..].as_ptr(),
+                    panel_len: s.in_c * PANEL,
                     k: KC.min(s.in_c - k0),
                     out: out.ptr().wrapping_add(at),
                     residual: epilogue
@@ -313,30 +332,38 @@ pub fn pointwise(
                 };
                 // SAFETY: the tile reads `k / 8` blocks of `width` pixels of item `b`'s input
                 // (`input` holds `batch` items of `in_c · n`, checked above), `k × 16` packed
-                // weights of this panel (`packed_len` checked), and writes (and reads of the
-                // residual, checked to be as long as the output) `blocks` blocks of `width`
-                // pixels of item `b`'s output: block `2·panel + blocks <= out_c / 8`. Tasks write
-                // disjoint (item, panel, pixel) ranges; the bias holds `out_c` entries.
-                unsafe { run_tile(&tile, width, isa) };
+                // weights of its `step` panels (`packed_len` checked), and writes (and reads of
+                // the residual, checked to be as long as the output) `blocks` blocks — four for
+                // a pair, whose panels are whole — of `width` pixels of item `b`'s output: block
+                // `2·panel + blocks <= out_c / 8`. Tasks write disjoint (item, panel, pixel)
+                // ranges; the bias holds `out_c` entries. `pair` only on the AVX-512 tier.
+                unsafe { run_tile(&tile, width, pair, isa) };
             }
+            panel += step;
         }
     });
     Ok(())
 }
 
-/// Runs one tile of `width` (1..=6) pixels on `isa`.
+/// Runs one tile of `width` pixels (1..=6, or 1..=12 for a `pair` of panels) on `isa`.
 ///
 /// # Safety
 /// The pointers of `t` valid as documented on [`Tile`] for `width` pixels, `out` ours alone;
-/// `isa` supported by this CPU.
-unsafe fn run_tile(t: &Tile, width: usize, isa: Isa) {
+/// `isa` supported by this CPU; `pair` only on the AVX-512 tier, with two whole panels.
+unsafe fn run_tile(t: &Tile, width: usize, pair: bool, isa: Isa) {
+    #[cfg(target_arch = "x86_64")]
+    if pair {
+        // SAFETY: forwarded; the AVX-512 tier has AVX-512F, AVX2 and FMA.
+        unsafe { avx512::tile_pair(t, width) };
+        return;
+    }
     #[cfg(target_arch = "x86_64")]
     if isa != Isa::Generic {
         // SAFETY: forwarded; both SIMD tiers have AVX2 and FMA.
         unsafe { avx2::tile(t, width) };
         return;
     }
-    let _ = isa;
+    let _ = (isa, pair);
     // SAFETY: forwarded.
     unsafe { generic_tile(t, width) };
 }
