@@ -250,10 +250,23 @@ fn main() {
     }
     let resnet50 = root.join("target/bench/resnet50.onnx");
     if have_venv && !resnet50.exists() {
-        let _ = Command::new(&python)
-            .arg(root.join("bench/make_resnet.py"))
-            .arg(&resnet50)
-            .status();
+        // A fresh clone has no target/bench yet: make_resnet.py would fail to save into it.
+        let made = resnet50
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .map_err(|e| e.to_string())
+            .and_then(|()| {
+                Command::new(&python)
+                    .arg(root.join("bench/make_resnet.py"))
+                    .arg(&resnet50)
+                    .status()
+                    .map_err(|e| e.to_string())
+            });
+        match made {
+            Ok(status) if status.success() => {}
+            Ok(status) => eprintln!("note: bench/make_resnet.py failed ({status}): no ResNet-50"),
+            Err(e) => eprintln!("note: could not run bench/make_resnet.py ({e}): no ResNet-50"),
+        }
     }
     println!(
         "# resnext-rs benchmark, ISA {}, {} cores",
