@@ -133,13 +133,14 @@ proptest! {
     }
 
     /// Im2col tiled by output row (`conv::im2col_by_rows`): wide odd rows (ragged against the
-    /// 16-lane vectors and 48-column tiles), strides 1–3 (column phases), dilations, asymmetric
-    /// pads, groups, and up to 2·KC taps per group (k blocks).
+    /// 16-lane vectors and 48-column tiles), column strides 2–3 (column phases; row tiling takes
+    /// no stride-1 layer), dilations, asymmetric pads, groups, and up to 2·KC taps per group (k
+    /// blocks).
     #[test]
     fn im2col_by_rows_matches_reference(
         (group, icg, ocg) in (1usize..=2, 1usize..=60, 1usize..=20),
         (h, w, kh, kw) in (1usize..=9, 12usize..=130, 1usize..=3, 1usize..=7),
-        (sy, sx, dy, dx) in (1usize..=2, 1usize..=3, 1usize..=2, 1usize..=2),
+        (sy, sx, dy, dx) in (1usize..=2, 2usize..=3, 1usize..=2, 1usize..=2),
         pads in [0usize..=3, 0usize..=3, 0usize..=3, 0usize..=3],
         setting in setting(),
     ) {
@@ -288,6 +289,10 @@ fn stem_and_dense_3x3() {
     )));
     assert!(!conv::im2col_by_rows(&ConvShape::square(
         64, 7, 64, 3, 1, 1, 1
+    )));
+    // Stride 1 (ResNet-50's stage-1 3×3 convs): the flattened im2col's tiles span output rows.
+    assert!(!conv::im2col_by_rows(&ConvShape::square(
+        64, 56, 64, 3, 1, 1, 1
     )));
     assert!(!conv::im2col_by_rows(&ConvShape::square(
         256, 14, 256, 3, 1, 1, 1

@@ -7,7 +7,7 @@
 //!   `depthwise.rs`, for the shapes their `supports` accepts.
 //! - [`ConvAlgo::Im2col`]: every other shape (the 7×7/2 stem, dense 3×3, dilations, any groups) as
 //!   an im2col GEMM per group; the im2col matrix is packed block by block, never materialised.
-//!   Layers with wide output rows and small weights (the stems) are tiled by output row from a
+//!   Strided layers with wide output rows and small weights (the stems) are tiled by output row from a
 //!   phase-split copy of the input instead ([`im2col_by_rows`], `gemm::rows`).
 //! - [`ConvAlgo::PointwiseNchw8c`] / [`ConvAlgo::GroupedNchw8c`]: the same convs on activations
 //!   in the blocked NCHW8c layout (`blocked`), which the compiler chooses for a whole region of the
