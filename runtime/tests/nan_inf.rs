@@ -199,3 +199,33 @@ fn max_pool_propagates_nan_like_the_reference() {
         }
     }
 }
+
+/// The same in rows wide enough for the AVX-512 tier's 16-output steps of 3×3/2 windows: NaNs at
+/// an even column, an odd one and the column one past a step's last window start (which that step
+/// reads as its lane-shifted `row[32]`), each in an interior window.
+#[test]
+fn max_pool_propagates_nan_in_wide_rows() {
+    let s = PoolShape {
+        channels: 2,
+        in_h: 9,
+        in_w: 75,
+        out_h: 5,
+        out_w: 38,
+        kernel: [3, 3],
+        stride: [2, 2],
+        pads: [1, 1, 1, 1],
+    };
+    let plane = s.in_h * s.in_w;
+    let mut x = input(s.channels * plane, 3, 5 * s.in_w + 20, plane + 61);
+    for (row, col) in [(2, 12), (4, 23), (6, 33), (plane / s.in_w + 3, 64)] {
+        x[row * s.in_w + col] = f32::NAN;
+    }
+    let mut want = vec![0.0; s.channels * s.out_h * s.out_w];
+    reference::max_pool2d(&s, 1, &x, &mut want).unwrap();
+    assert!(want.iter().filter(|v| v.is_nan()).count() >= 8, "{want:?}");
+    for isa in Isa::all_supported() {
+        let mut got = vec![0.0; want.len()];
+        pool::max_pool2d(&s, 1, &x, &mut got, isa, &Threads::new(1)).unwrap();
+        assert_same_specials(&format!("wide max pool {}", isa.name()), &got, &want, 0.0);
+    }
+}

@@ -135,7 +135,12 @@ fn pool(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 fn plane_avx512(s: &PoolShape, reduce: Reduce, src: &[f32], dst: &mut [f32]) {
-    plane(s, reduce, src, dst)
+    if matches!(reduce, Reduce::Max) && s.kernel[1] == 3 && s.stride[1] == 2 {
+        // The stems' 3×3/2 max pool: 16 outputs of a row per step (see `max_row_3x2`).
+        plane_k::<3, 2, true>(s, reduce, src, dst)
+    } else {
+        plane(s, reduce, src, dst)
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -178,10 +183,10 @@ fn gap_planes(src: &[f32], spatial: usize, dst: &mut [f32]) {
 #[inline(always)]
 fn plane(s: &PoolShape, reduce: Reduce, src: &[f32], dst: &mut [f32]) {
     match (s.kernel[1], s.stride[1]) {
-        (3, 1) => plane_k::<3, 1>(s, reduce, src, dst),
-        (3, 2) => plane_k::<3, 2>(s, reduce, src, dst),
-        (2, 2) => plane_k::<2, 2>(s, reduce, src, dst),
-        _ => plane_k::<0, 0>(s, reduce, src, dst),
+        (3, 1) => plane_k::<3, 1, false>(s, reduce, src, dst),
+        (3, 2) => plane_k::<3, 2, false>(s, reduce, src, dst),
+        (2, 2) => plane_k::<2, 2, false>(s, reduce, src, dst),
+        _ => plane_k::<0, 0, false>(s, reduce, src, dst),
     }
 }
 
@@ -204,9 +209,11 @@ fn window(
     (start..end.max(start), in_padded)
 }
 
-/// `KW`/`SW` fix the column window and stride when non-zero (else they come from `s`).
+/// `KW`/`SW` fix the column window and stride when non-zero (else they come from `s`);
+/// `MAX512` (only with `KW = 3`, `SW = 2`, on the AVX-512 tier) runs the max pool's interior on
+/// [`max_row_3x2`].
 #[inline(always)]
-fn plane_k<const KW: usize, const SW: usize>(
+fn plane_k<const KW: usize, const SW: usize, const MAX512: bool>(
     s: &PoolShape,
     reduce: Reduce,
     src: &[f32],
@@ -250,6 +257,11 @@ fn plane_k<const KW: usize, const SW: usize>(
             // An empty interior may start left of the padding; its base is then never used.
             let base = (interior.start * sw).saturating_sub(pl);
             match reduce {
+                #[cfg(target_arch = "x86_64")]
+                Reduce::Max if MAX512 && KW == 3 && SW == 2 => {
+                    // SAFETY: `MAX512` is only set by `plane_avx512`, on the AVX-512 tier.
+                    unsafe { max_row_3x2(inner, &row[base..]) }
+                }
                 Reduce::Max => {
                     for (i, o) in inner.iter_mut().enumerate() {
                         let w = &row[base + i * sw..base + i * sw + kw];
@@ -281,6 +293,53 @@ fn plane_k<const KW: usize, const SW: usize>(
                 };
                 *o /= count as f32;
             }
+        }
+    }
+}
+
+/// `out[i] = max_nan(max_nan(max_nan(out[i], row[2i]), row[2i + 1]), row[2i + 2])` for every `i`
+/// (a 3-wide, stride-2 window row of a max pool's interior), 16 outputs per step: the evens and
+/// odds of 32 loaded floats by two permutes, `row[2i + 2]` as the evens moved down a lane with
+/// `row[32]` (one past the step's last window start) shifted in. `_mm512_max_ps(x, acc)` returns
+/// `acc` when they are equal (so signed zeros fold as in `max_nan`) and when either is NaN, so a
+/// NaN `x` is blended back in: the same value as the scalar fold, NaN for NaN.
+///
+/// # Safety
+/// AVX-512F. `row` must hold at least `2·out.len() + 1` floats (the windows of `out`).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn max_row_3x2(out: &mut [f32], row: &[f32]) {
+    use std::arch::x86_64::*;
+    debug_assert!(row.len() > 2 * out.len(), "max pool window row too short");
+    let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    let fold = |acc: __m512, x: __m512| {
+        let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(x, x);
+        _mm512_mask_blend_ps(nan, _mm512_max_ps(x, acc), x)
+    };
+    let steps = out.len() / 16;
+    for step in 0..steps {
+        let (o, r) = (&mut out[16 * step..][..16], &row[32 * step..][..33]);
+        // SAFETY: `o` holds 16 floats and `r` 33 (checked by the slicing: `2·out.len() + 1`
+        // floats of `row` cover the last step's 33).
+        unsafe {
+            let (lo, hi) = (
+                _mm512_loadu_ps(r.as_ptr()),
+                _mm512_loadu_ps(r.as_ptr().add(16)),
+            );
+            let a = _mm512_permutex2var_ps(lo, even, hi);
+            let b = _mm512_permutex2var_ps(lo, odd, hi);
+            let next = _mm512_castsi512_ps(_mm512_alignr_epi32::<1>(
+                _mm512_castps_si512(_mm512_set1_ps(r[32])),
+                _mm512_castps_si512(a),
+            ));
+            let acc = fold(fold(fold(_mm512_loadu_ps(o.as_ptr()), a), b), next);
+            _mm512_storeu_ps(o.as_mut_ptr(), acc);
+        }
+    }
+    for (i, o) in out.iter_mut().enumerate().skip(16 * steps) {
+        for &x in &row[2 * i..2 * i + 3] {
+            *o = super::max_nan(*o, x);
         }
     }
 }
