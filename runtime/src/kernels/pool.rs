@@ -6,7 +6,7 @@
 //! average pooling agree with the reference bit for bit. The SIMD tiers are the same code compiled
 //! with the tier's target features (the interior loops vectorise), and 3×3 windows of stride 1 or 2
 //! get monomorphised copies; the AVX-512 tier's 3×3/2 max pool (the stems') has its own interior
-//! row loop ([`max_row_3x2`]), since the compiled strided loop ran at a third of its speed.
+//! row loop (`max_row_3x2`): with it ResNeXt-50's max pool took 0.74× the time.
 
 use std::ops::Range;
 

@@ -16,7 +16,7 @@
 //! alternated call by call, medians): the README's eighth-session table.
 //!
 //! Tasks: (batch item, chunk of pixels, range of panels). A chunk's activations (about
-//! [`CHUNK_FLOATS`] floats over all k) stay in L2 while each panel of the range sweeps its tiles;
+//! `CHUNK_FLOATS` floats over all k) stay in L2 while each panel of the range sweeps its tiles;
 //! a panel's weights (`in_c × 16` floats) are read once per tile from L1/L2.
 
 use super::{Activation, ConvShape, Epilogue, KernelError, SharedOut, check_len};
