@@ -6,10 +6,21 @@ use std::path::Path;
 use resnext_compiler::back::rust as back_rust;
 use resnext_compiler::driver;
 use resnext_compiler::front::dsl::{self, ModelSpec};
+use resnext_compiler::passes::{LayoutChoice, PassOptions};
 use resnext_runtime::safetensors::StateDict;
 
+/// On both activation layouts (`auto` picks one per machine; the NCHW8c kernels' weights are
+/// packed at load time from the recipes too).
 #[test]
 fn deferred_weights_emit_the_same_code_as_loaded_weights() {
+    for (layout, blocked) in [(LayoutChoice::Nchw8c, true), (LayoutChoice::Nchw, false)] {
+        let items = same_code(layout);
+        assert_eq!(items.contains("PointwiseNchw8c"), blocked, "{layout:?}");
+    }
+}
+
+/// Emits the small ResNeXt both ways on `layout`, checks the code is the same; returns it.
+fn same_code(layout: LayoutChoice) -> String {
     let spec = ModelSpec::new("Small", [3, 64, 64], vec![1, 1, 1, 1], 8, 4, 10);
     let path =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/resnext_small_8x4d.safetensors");
@@ -21,8 +32,15 @@ fn deferred_weights_emit_the_same_code_as_loaded_weights() {
     .expect("weights load");
     let deferred = dsl::build(&spec).expect("spec builds");
 
-    let loaded = driver::compile(loaded, &driver::Options::default()).expect("compiles");
-    let deferred = driver::compile(deferred, &driver::Options::default()).expect("compiles");
+    let compile_options = driver::Options {
+        passes: Some(PassOptions {
+            layout,
+            ..PassOptions::default()
+        }),
+        ..driver::Options::default()
+    };
+    let loaded = driver::compile(loaded, &compile_options).expect("compiles");
+    let deferred = driver::compile(deferred, &compile_options).expect("compiles");
     let plain = back_rust::emit(&loaded.graph, &loaded.info, &back_rust::Options::default())
         .expect("emits");
     assert!(matches!(
@@ -50,4 +68,5 @@ fn deferred_weights_emit_the_same_code_as_loaded_weights() {
         without_hash(&plain.items_rs)
     );
     assert!(plain.lib_rs.contains(&plain.items_rs));
+    plain.items_rs
 }
