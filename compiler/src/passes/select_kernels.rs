@@ -38,7 +38,7 @@ pub fn select_kernels(graph: &mut Graph) -> Result<bool, IrError> {
     select_with(graph, blocked)
 }
 
-/// [`select_kernels`] with every value left NCHW (`PassOptions::nchw8c` off).
+/// [`select_kernels`] with every value left NCHW (`PassOptions::layout` not allowing NCHW8c).
 pub fn select_kernels_nchw(graph: &mut Graph) -> Result<bool, IrError> {
     select_with(graph, HashSet::new())
 }
@@ -51,9 +51,10 @@ fn select_with(graph: &mut Graph, blocked: HashSet<NodeId>) -> Result<bool, IrEr
             Op::Conv(c) if c.kernel_choice == ConvKernel::Reference => {
                 let input = graph.inputs_of(id)[0];
                 let shape = interp::conv_shape(c, &graph.node(input).output, &node.output);
-                let algo = match ConvAlgo::select(&shape).nchw8c() {
+                let nchw = ConvAlgo::select(&shape);
+                let algo = match nchw.nchw8c() {
                     Some(nchw8c) if blocked.contains(&id) => nchw8c,
-                    _ => ConvAlgo::select(&shape),
+                    _ => nchw,
                 };
                 let weight = c.weight;
                 let packed = pack(
@@ -123,16 +124,15 @@ fn nchw8c_algo(graph: &Graph, id: NodeId) -> Option<ConvAlgo> {
 /// reorders (see the module doc).
 fn nchw8c_region(graph: &Graph) -> Result<HashSet<NodeId>, IrError> {
     let order = graph.topo_order()?;
-    let capable: HashSet<NodeId> = order
+    let capable: HashMap<NodeId, ConvAlgo> = order
         .iter()
-        .copied()
-        .filter(|&id| nchw8c_algo(graph, id).is_some())
+        .filter_map(|&id| Some((id, nchw8c_algo(graph, id)?)))
         .collect();
     // Regions: connected components of the capable convs through the values between them.
     let mut region: HashMap<NodeId, usize> = HashMap::new();
     let mut members: Vec<Vec<NodeId>> = Vec::new();
     for &start in &order {
-        if !capable.contains(&start) || region.contains_key(&start) {
+        if !capable.contains_key(&start) || region.contains_key(&start) {
             continue;
         }
         let r = members.len();
@@ -146,7 +146,7 @@ fn nchw8c_region(graph: &Graph) -> Result<HashSet<NodeId>, IrError> {
                 .into_iter()
                 .chain(graph.consumers(n).into_iter().map(|(c, _)| c));
             for m in neighbours {
-                if capable.contains(&m) && !region.contains_key(&m) {
+                if capable.contains_key(&m) && !region.contains_key(&m) {
                     region.insert(m, r);
                     stack.push(m);
                 }
@@ -162,7 +162,7 @@ fn nchw8c_region(graph: &Graph) -> Result<HashSet<NodeId>, IrError> {
         let mut reordered: HashSet<NodeId> = HashSet::new();
         let mut reordered_len = 0u64;
         for &n in &nodes {
-            if nchw8c_algo(graph, n) == Some(ConvAlgo::PointwiseNchw8c) {
+            if capable.get(&n) == Some(&ConvAlgo::PointwiseNchw8c) {
                 macs += graph.node(n).op.macs(&graph.node(n).output);
             }
             // Values coming in from outside, and values leaving (to a consumer outside or as a
