@@ -19,7 +19,10 @@
 //! Packed weights are ISA-independent, so one weights file serves every tier.
 
 use super::gemm::{self, BSource, BiasAlong, Gemm, Problem};
-use super::{ConvShape, Epilogue, KernelError, SharedOut, blocked, check_len, depthwise, grouped};
+use super::{
+    ConvShape, Epilogue, KernelError, SharedOut, blocked, check_len, check_min_len, depthwise,
+    grouped,
+};
 use crate::isa::{self, Isa};
 use crate::threads::Threads;
 
@@ -302,13 +305,7 @@ pub fn conv2d_with_isa(
     let (m, k, n) = gemm_dims(shape);
     epilogue.check(batch, shape.out_c, n)?;
     let need = scratch_len(algo, shape, batch, threads.count());
-    if scratch.len() < need {
-        return Err(KernelError::Length {
-            what: "conv scratch",
-            expected: need,
-            actual: scratch.len(),
-        });
-    }
+    check_min_len("conv scratch", need, scratch.len())?;
     if batch == 0 {
         return Ok(());
     }
@@ -388,13 +385,7 @@ fn grouped_nchw8c(
     threads: &Threads,
 ) -> Result<(), KernelError> {
     let need = scratch_len(ConvAlgo::GroupedNchw8c, s, batch, threads.count());
-    if scratch.len() < need {
-        return Err(KernelError::Length {
-            what: "conv scratch",
-            expected: need,
-            actual: scratch.len(),
-        });
-    }
+    check_min_len("conv scratch", need, scratch.len())?;
     let (in_len, out_len) = (batch * s.input_len(), batch * s.output_len());
     let (x, rest) = scratch.split_at_mut(in_len);
     let (y, rest) = rest.split_at_mut(out_len);
@@ -494,13 +485,7 @@ pub fn dense_with_isa(
     check_len("dense output", batch * out_features, output.len())?;
     epilogue.check(batch, out_features, 1)?;
     let a_len = gemm::packed_a_len(batch, in_features);
-    if scratch.len() < a_len {
-        return Err(KernelError::Length {
-            what: "dense scratch",
-            expected: a_len,
-            actual: scratch.len(),
-        });
-    }
+    check_min_len("dense scratch", a_len, scratch.len())?;
     if batch == 0 || out_features == 0 {
         return Ok(());
     }

@@ -126,6 +126,23 @@ pub(crate) fn check_len(
     }
 }
 
+/// [`check_len`] for a buffer that may be longer than `needed` (kernel scratch).
+pub(crate) fn check_min_len(
+    what: &'static str,
+    needed: usize,
+    actual: usize,
+) -> Result<(), KernelError> {
+    if actual >= needed {
+        Ok(())
+    } else {
+        Err(KernelError::Length {
+            what,
+            expected: needed,
+            actual,
+        })
+    }
+}
+
 /// The activation applied last by a fused epilogue.
 #[derive(Clone, Copy, Debug, PartialEq, Default)]
 pub enum Activation {

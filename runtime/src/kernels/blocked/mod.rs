@@ -19,7 +19,7 @@
 //! `CHUNK_FLOATS` floats over all k) stay in L2 while each panel of the range sweeps its tiles;
 //! a panel's weights (`in_c × 16` floats) are read once per tile from L1/L2.
 
-use super::{Activation, ConvShape, Epilogue, KernelError, SharedOut, check_len};
+use super::{Activation, ConvShape, Epilogue, KernelError, SharedOut, check_len, check_min_len};
 use crate::isa::Isa;
 use crate::threads::Threads;
 
@@ -241,13 +241,7 @@ pub fn pointwise(
     check_len("conv output", batch * s.output_len(), output.len())?;
     check_len("packed conv weight", packed_len(s), packed.len())?;
     epilogue.check(batch, s.out_c, n)?;
-    if scratch.len() < scratch_len(s, batch) {
-        return Err(KernelError::Length {
-            what: "conv scratch",
-            expected: scratch_len(s, batch),
-            actual: scratch.len(),
-        });
-    }
+    check_min_len("conv scratch", scratch_len(s, batch), scratch.len())?;
     let isa = if isa.supported() { isa } else { Isa::Generic };
     let input: &[f32] = if s.stride == [1, 1] {
         input

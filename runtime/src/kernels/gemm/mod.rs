@@ -18,7 +18,7 @@
 //! (or, on the tiers without fused packing, when rows are split across tasks, every B is packed
 //! once up front). Wide-row im2col convs with small weights (the stems) go through `rows`.
 
-use super::{Activation, ConvShape, KernelError, SharedOut};
+use super::{Activation, ConvShape, KernelError, SharedOut, check_min_len};
 use crate::isa::Isa;
 use crate::threads::Threads;
 
@@ -341,12 +341,8 @@ pub(crate) fn run(
         .iter()
         .any(|p| !matches!(p.b, BSource::Packed { .. }));
     let need = scratch_len(g.m, g.n, g.k, problems.len(), threads.count());
-    if runtime_b && scratch.len() < need {
-        return Err(KernelError::Length {
-            what: "gemm scratch",
-            expected: need,
-            actual: scratch.len(),
-        });
+    if runtime_b {
+        check_min_len("gemm scratch", need, scratch.len())?;
     }
     // Rows split across tasks: pack every B once, up front, unless each task's first panel
     // packs its own copy while it computes (AVX-512, plain rows), which costs less than a
