@@ -291,11 +291,9 @@ pub fn pointwise(
             let chunk_tiles = len.div_ceil(max_width);
             let tile_pixels =
                 |i: usize| first + i * len / chunk_tiles..first + (i + 1) * len / chunk_tiles;
-            let next = &weights(panel + step)[..if panel + step < panels {
-                (s.in_c * PANEL * step).min(weights(panel + step).len())
-            } else {
-                0
-            }];
+            // The next `step` panels' weights (none after the last panel).
+            let next = weights(panel + step);
+            let next = &next[..next.len().min(s.in_c * PANEL * step)];
             let k_blocks = s.in_c.div_ceil(KC);
             for (kb, i) in (0..k_blocks).flat_map(|kb| (0..chunk_tiles).map(move |i| (kb, i))) {
                 let pixels = tile_pixels(i);
