@@ -4,8 +4,11 @@
 //! Protocol (all atomics `SeqCst`; a call is rare next to the work it starts):
 //! - `generation` is odd while a job is open. The caller writes the job slot only while it is even
 //!   and no worker is `active`, then makes it odd and takes tasks itself.
-//! - A worker that sees a new odd generation counts itself `active`, re-reads the generation and,
-//!   only if it is unchanged, reads the slot and claims task indices from `next` until they run out.
+//! - Before opening a job the caller gives each worker `w` its run of task indices,
+//!   `w·tasks/count .. (w+1)·tasks/count` (`ranges`). A worker that sees a new odd generation counts
+//!   itself `active`, re-reads the generation and, only if it is unchanged, reads the slot, claims
+//!   its own run's tasks from the front, then the other runs' from their backs, until all are
+//!   claimed (a worker that is late or slowed by a neighbour has its tasks taken by the others).
 //! - The caller waits until `done == tasks`, makes the generation even (closing the job) and waits
 //!   for `active` to drop to zero, so no worker holds the borrowed task closure once `run` returns.
 
@@ -39,17 +42,54 @@ impl std::fmt::Debug for Threads {
     }
 }
 
-/// The job being run: the borrowed closure with its lifetime erased, and the task count.
+/// The job being run: the borrowed closure with its lifetime erased (its tasks are in `ranges`).
 #[derive(Clone, Copy)]
 struct Job {
     task: *const TaskFn<'static>,
-    tasks: usize,
+}
+
+/// Most tasks one job holds (see [`Range`]).
+const MAX_JOB: usize = u32::MAX as usize;
+
+/// One worker's share of a job's tasks, `start..end` packed as `start << 32 | end`, alone on its
+/// cache line: its owner claims from the front, other workers, once theirs are done, from the
+/// back.
+#[repr(align(64))]
+struct Range(AtomicU64);
+
+impl Range {
+    fn set(&self, start: u64, end: u64) {
+        self.0.store((start << 32) | end, SeqCst);
+    }
+
+    /// Takes the first task (`front`) or the last one of the range, if any is left.
+    fn take(&self, front: bool) -> Option<usize> {
+        let mut cur = self.0.load(SeqCst);
+        loop {
+            let (start, end) = (cur >> 32, cur & 0xFFFF_FFFF);
+            if start >= end {
+                return None;
+            }
+            let (next, task) = if front {
+                (((start + 1) << 32) | end, start)
+            } else {
+                ((start << 32) | (end - 1), end - 1)
+            };
+            match self.0.compare_exchange_weak(cur, next, SeqCst, SeqCst) {
+                Ok(_) => return Some(task as usize),
+                Err(now) => cur = now,
+            }
+        }
+    }
 }
 
 struct Shared {
     generation: AtomicU64,
     job: UnsafeCell<Job>,
-    next: AtomicUsize,
+    /// Worker `w` starts on tasks `w·tasks/count .. (w+1)·tasks/count`: the same worker then
+    /// computes the same part of every layer's output (the same pixels, for kernels whose tasks
+    /// run over pixels), which it reads back from its own caches in the next layer.
+    ranges: Box<[Range]>,
     done: AtomicUsize,
     active: AtomicUsize,
     panicked: AtomicBool,
@@ -68,13 +108,15 @@ unsafe impl Sync for Shared {}
 unsafe impl Send for Shared {}
 
 impl Shared {
-    /// Claims and runs tasks of `job` until none are left.
+    /// Runs the tasks of its own range, then takes the others' from their ends until none are left.
     fn work(&self, job: Job, worker: usize) {
-        loop {
-            let i = self.next.fetch_add(1, SeqCst);
-            if i >= job.tasks {
-                return;
-            }
+        let n = self.ranges.len();
+        let own = std::iter::from_fn(|| self.ranges[worker].take(true));
+        let stolen = (1..n).flat_map(|d| {
+            let victim = &self.ranges[(worker + d) % n];
+            std::iter::from_fn(move || victim.take(false))
+        });
+        for i in own.chain(stolen) {
             // SAFETY: the closure outlives the job: `run` does not return (nor unwind) before
             // every claimed task is done and no worker is active.
             let task = unsafe { &*job.task };
@@ -95,9 +137,8 @@ impl Threads {
             generation: AtomicU64::new(0),
             job: UnsafeCell::new(Job {
                 task: std::ptr::null::<fn(usize, usize)>() as *const TaskFn<'static>,
-                tasks: 0,
             }),
-            next: AtomicUsize::new(0),
+            ranges: (0..count).map(|_| Range(AtomicU64::new(0))).collect(),
             done: AtomicUsize::new(0),
             active: AtomicUsize::new(0),
             panicked: AtomicBool::new(false),
@@ -114,7 +155,8 @@ impl Threads {
                 .spawn(move || worker_loop(&shared, worker));
             match spawned {
                 Ok(handle) => workers.push(handle),
-                // Fewer threads than asked is still correct; tasks are claimed dynamically.
+                // Fewer threads than asked is still correct: the missing workers' ranges are
+                // taken by the others.
                 Err(_) => break,
             }
         }
@@ -152,6 +194,13 @@ impl Threads {
             (0..tasks).for_each(|i| task(i, 0));
             return;
         }
+        if tasks > MAX_JOB {
+            // Ranges hold 32-bit task indices: run a huge job as several.
+            for base in (0..tasks).step_by(MAX_JOB) {
+                self.run_indexed(MAX_JOB.min(tasks - base), &|i, w| task(base + i, w));
+            }
+            return;
+        }
         let _guard = match self.caller.try_lock() {
             Ok(guard) => guard,
             Err(TryLockError::Poisoned(p)) => p.into_inner(),
@@ -169,13 +218,11 @@ impl Threads {
             unsafe { std::mem::transmute(task as *const TaskFn<'_>) };
         // SAFETY: we hold `caller`, the generation is even and `active` is zero (the previous run
         // waited for both), so no worker reads the slot now.
-        unsafe {
-            *sh.job.get() = Job {
-                task: erased,
-                tasks,
-            }
-        };
-        sh.next.store(0, SeqCst);
+        unsafe { *sh.job.get() = Job { task: erased } };
+        let (n, all) = (sh.ranges.len() as u64, tasks as u64);
+        for (w, range) in (0u64..).zip(sh.ranges.iter()) {
+            range.set(w * all / n, (w + 1) * all / n);
+        }
         sh.done.store(0, SeqCst);
         sh.panicked.store(false, SeqCst);
         let open = sh.generation.load(SeqCst) + 1;
@@ -184,15 +231,7 @@ impl Threads {
             let _lock = sh.lock.lock().unwrap_or_else(|p| p.into_inner());
             sh.wake.notify_all();
         }
-        let caller_result = catch_unwind(AssertUnwindSafe(|| {
-            sh.work(
-                Job {
-                    task: erased,
-                    tasks,
-                },
-                0,
-            )
-        }));
+        let caller_result = catch_unwind(AssertUnwindSafe(|| sh.work(Job { task: erased }, 0)));
         spin_until(|| sh.done.load(SeqCst) >= tasks);
         sh.generation.store(open + 1, SeqCst);
         spin_until(|| sh.active.load(SeqCst) == 0);

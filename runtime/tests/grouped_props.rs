@@ -116,6 +116,41 @@ prop_compose! {
     }
 }
 
+prop_compose! {
+    /// One image of a grouped 3×3 conv on a map tall enough (24–40 output rows) that the kernel
+    /// splits it into a band of rows per thread (2–3 threads), odd and even sizes, strides 1/2.
+    fn banded_case()(
+        group in prop_oneof![Just(2usize), Just(8usize)],
+        cin_g in 1usize..=9,
+        cout_g in 1usize..=9,
+        out_h in 24usize..=40,
+        in_w in 1usize..=37,
+        stride in (1usize..=2, 1usize..=2),
+        pads in [0usize..=1, 0usize..=1, 0usize..=1, 0usize..=1],
+        setting in setting(),
+        threads in 2usize..=3,
+    ) -> Option<Case> {
+        // The input height that gives `out_h` rows (the last row may leave input rows unread).
+        let in_h = ((out_h - 1) * stride.0 + 3).checked_sub(pads[0] + pads[2])?;
+        let out_w = out_size(in_w, 3, stride.1, 1, pads[1], pads[3])?;
+        let shape = ConvShape {
+            in_c: group * cin_g,
+            in_h,
+            in_w,
+            out_c: group * cout_g,
+            out_h: out_size(in_h, 3, stride.0, 1, pads[0], pads[2])?,
+            out_w,
+            kernel: [3, 3],
+            stride: [stride.0, stride.1],
+            dilation: [1, 1],
+            pads,
+            group,
+        };
+        let setting = Setting { batch: 1, threads, ..setting };
+        (shape.macs() <= 3_000_000).then_some(Case { shape, setting })
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
 
@@ -123,6 +158,13 @@ proptest! {
     fn grouped_matches_reference(case in grouped_case()) {
         prop_assume!(case.is_some());
         check_case(Kind::Grouped, &case.unwrap())?;
+    }
+
+    #[test]
+    fn grouped_bands_of_one_image_match_reference(case in banded_case()) {
+        prop_assume!(case.is_some());
+        let case = case.unwrap();
+        check_case(Kind::Grouped, &case)?;
     }
 
     #[test]

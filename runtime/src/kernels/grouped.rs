@@ -171,7 +171,7 @@ pub(crate) struct Band<'a> {
     /// The output rows this call writes; nothing outside them is touched.
     pub rows: Range<usize>,
     /// What the next call on this thread will read that this one does not (the next block's
-    /// weights, and after a group's last block the input planes of the group `threads` on, when a
+    /// weights, and after a group's last block the input planes of the next group, when a
     /// group is one band). The
     /// AVX2 tile kernel prefetches it into L2 a piece per tile, so that it does not come from
     /// memory on first touch: in a model run the weights are in no cache, and reads scattered
@@ -215,10 +215,17 @@ pub(crate) fn run_direct(
     // Enough tasks to balance the threads; bands are whole multiples of 8 rows where possible so
     // the row tiles of the micro-kernels are rarely cut short.
     let items = batch * s.group;
-    let want_bands = (4 * threads.count())
+    let mut want_bands = (4 * threads.count())
         .div_ceil(items)
         .min(s.out_h.div_ceil(8))
         .max(1);
+    if batch < threads.count() && s.out_h >= 8 * threads.count() {
+        // Large maps of one image split into a band of rows per thread (the tasks below are
+        // ordered band by band, and each thread starts on its own run of them: see `Threads`), so
+        // a thread computes the pixels it computed in the layers before and after, and reads them
+        // from its own caches.
+        want_bands = want_bands.max(threads.count());
+    }
     let mut band_rows = s.out_h.div_ceil(want_bands);
     #[cfg(target_arch = "x86_64")]
     if matches!(isa, Isa::Avx2 | Isa::Avx512)
@@ -285,11 +292,9 @@ pub(crate) fn run_direct(
         let rows = band * band_rows..((band + 1) * band_rows).min(s.out_h);
         let in_start = (n * s.in_c + g * cin_g) * in_plane;
         let group_len = cin_g * in_plane;
-        // After a group, this thread's next task is about `threads` groups on: tasks are claimed
-        // in order, one at a time by each thread. (Prefetching the very next group put it in the
-        // other core's caches: ResNeXt-50's stage 3–4 grouped convs at 2 threads, alternated
-        // in-process on cold data, medians 0.78–0.93× the time.)
-        let skip = threads.count();
+        // After a group, this thread's next task is the next group: each thread runs a
+        // contiguous run of tasks (see `Threads`).
+        let skip = 1;
         // The input planes of the group `skip` on (groups' planes are consecutive, into the next
         // batch item), when a group is one band.
         let next_input = || {
@@ -335,9 +340,14 @@ pub(crate) fn run_direct(
         }
     };
     let task = |t: usize| {
-        let (band, chunk) = (t % bands, t / bands);
-        for i in chunk * per_task..((chunk + 1) * per_task).min(items) {
-            item(band, i);
+        if bands == 1 {
+            for i in t * per_task..((t + 1) * per_task).min(items) {
+                item(0, i);
+            }
+        } else {
+            // Batch item, then band, then group: a thread's run of tasks is one region of pixels.
+            let (n, band, g) = (t / (bands * s.group), t / s.group % bands, t % s.group);
+            item(band, n * s.group + g);
         }
     };
     threads.run(bands * chunks, &task);

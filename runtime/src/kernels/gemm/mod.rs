@@ -223,15 +223,20 @@ struct Split {
     n_tiles: usize,
     m_chunks: usize,
     n_chunks: usize,
-    /// Column chunks of unequal sizes put the larger ones first (see [`Split::tiles`]).
-    larger_first: bool,
+    /// Threads the tasks are shared between (see [`Split::tiles`]).
+    threads: usize,
+    /// Tasks ordered row chunk by row chunk, so that each thread's run of tasks (see `Threads`)
+    /// covers whole rows of C: when A (the weights) is larger than B, each thread then reads its
+    /// share of A alone. Otherwise column chunk by column chunk: each thread computes its run of
+    /// columns (pixels), those it computed in the layers before and after.
+    rows_outer: bool,
 }
 
 impl Split {
     /// Column chunks of at most `NC_TILES` tiles (`NC_TILES_DEEP` for deep k), then more chunks until there are about four
     /// tasks per thread: column chunks first while each would still average a whole tile, then
     /// row chunks, then columns again; then a few more, if need be, so that the task count is a
-    /// multiple of the threads: tasks are claimed in order, and equal tasks then end together.
+    /// multiple of the threads, so that each thread's run of tasks (see `Threads`) is as large.
     ///
     /// Columns before rows because a row split makes every task need the same B, which is then
     /// packed once up front in a pass of its own (see `run`), and its tasks each stream a B chunk
@@ -277,7 +282,8 @@ impl Split {
             n_tiles,
             m_chunks: m_chunks.min(m_panels).max(1),
             n_chunks: n_chunks.min(n_tiles).max(1),
-            larger_first: threads > 1,
+            threads,
+            rows_outer: m > n,
         }
     }
 
@@ -286,19 +292,18 @@ impl Split {
         mc * self.m_panels / self.m_chunks..(mc + 1) * self.m_panels / self.m_chunks
     }
 
-    /// The B tiles of column chunk `nc` (at most `NC_TILES`, since `n_chunks` is at least
-    /// `n_tiles / NC_TILES` rounded up).
-    ///
-    /// On several threads the larger chunks come first, so that the last chunk, claimed last, is
-    /// a small one: often the ragged last tile (a few columns) alone. At 14×14 (4 tiles and 4
-    /// columns in 4 chunks) that took the threads' final wait from the end of a 1-tile-plus-narrow
-    /// task to that of the narrow tile: 0.98–0.99× the time at 2 threads (in-process, alternated
-    /// call by call on cold copies); at 1 thread, where order does not balance anything, the
-    /// chunk sizes it gives measured 1.00–1.01×, so one thread keeps the smaller chunks first.
+    /// The B tiles of column chunk `nc`: the tiles are first shared out evenly between the
+    /// threads in order (thread `w` starts on the `w`-th run of chunks: see `Threads`), then each
+    /// thread's share into its chunks, so every thread's first chunks cover one contiguous run of
+    /// columns (pixels) of about equal size, as in every other layer. With a chunk count the
+    /// threads do not divide, plain balanced chunks.
     fn tiles(&self, nc: usize) -> std::ops::Range<usize> {
-        let (n, c) = (self.n_tiles, self.n_chunks);
-        if self.larger_first {
-            n - (c - nc) * n / c..n - (c - nc - 1) * n / c
+        let (n, c, t) = (self.n_tiles, self.n_chunks, self.threads);
+        if t > 1 && !self.rows_outer && c.is_multiple_of(t) && n / t >= c / t {
+            let per = c / t;
+            let (w, j) = (nc / per, nc % per);
+            let (a, b) = (w * n / t, (w + 1) * n / t);
+            a + j * (b - a) / per..a + (j + 1) * (b - a) / per
         } else {
             nc * n / c..(nc + 1) * n / c
         }
@@ -401,7 +406,12 @@ pub(crate) fn run(
                 data: &prepacked[pi * b_len..(pi + 1) * b_len],
             };
         }
-        let (mc, nc) = ((t % per_problem) / split.n_chunks, t % split.n_chunks);
+        let r = t % per_problem;
+        let (mc, nc) = if split.rows_outer {
+            (r / split.n_chunks, r % split.n_chunks)
+        } else {
+            (r % split.m_chunks, r / split.m_chunks)
+        };
         let (panels, tiles) = (split.panels(mc), split.tiles(nc));
         // SAFETY: worker `worker` alone uses slot `worker` of the scratch, which holds
         // `threads.count()` slots when B is packed per task (checked above).
