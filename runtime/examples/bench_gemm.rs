@@ -44,6 +44,33 @@ fn values(seed: u64, len: usize) -> Vec<f32> {
         .collect()
 }
 
+/// Nanoseconds for a cache line to go from one thread to another and back: two threads (on two
+/// cores while both spin) hand a flag back and forth `rounds` times. On the 2-vCPU VM of the
+/// eleventh session it measured 300–390 ns, where two cores sharing an L3 take well under 100:
+/// data one core wrote is far from the other (see ARCHITECTURE.md, "Threads and caches").
+fn round_trip_ns(rounds: u32) -> f64 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let flag = AtomicU32::new(0);
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for i in 0..rounds {
+                while flag.load(Ordering::Acquire) != 2 * i + 1 {
+                    std::hint::spin_loop();
+                }
+                flag.store(2 * i + 2, Ordering::Release);
+            }
+        });
+        for i in 0..rounds {
+            flag.store(2 * i + 1, Ordering::Release);
+            while flag.load(Ordering::Acquire) != 2 * i + 2 {
+                std::hint::spin_loop();
+            }
+        }
+    });
+    start.elapsed().as_secs_f64() * 1e9 / f64::from(rounds)
+}
+
 /// Seconds per call of `f`: the fastest of eight timed batches (the machine is shared, so the
 /// minimum is the signal).
 fn best_time(budget: Duration, mut f: impl FnMut()) -> f64 {
@@ -138,6 +165,10 @@ fn main() {
             (secs - work.as_secs_f64()) * 1e6
         );
     }
+    println!(
+        "cache line round trip between two spinning threads: {:.0} ns",
+        round_trip_ns(200_000)
+    );
     if args.iter().any(|a| a == "--peak") {
         return;
     }
