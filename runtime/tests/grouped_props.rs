@@ -46,6 +46,30 @@ type RunFn = fn(
     &Threads,
 ) -> Result<(), KernelError>;
 
+/// A grouped 3×3 conv of `group` groups of `cin_g → cout_g` channels on an `in_h × in_w` input;
+/// `None` if the padded input is smaller than the kernel.
+fn grouped_shape(
+    group: usize,
+    (cin_g, cout_g): (usize, usize),
+    (in_h, in_w): (usize, usize),
+    stride: (usize, usize),
+    pads: [usize; 4],
+) -> Option<ConvShape> {
+    Some(ConvShape {
+        in_c: group * cin_g,
+        in_h,
+        in_w,
+        out_c: group * cout_g,
+        out_h: out_size(in_h, 3, stride.0, 1, pads[0], pads[2])?,
+        out_w: out_size(in_w, 3, stride.1, 1, pads[1], pads[3])?,
+        kernel: [3, 3],
+        stride: [stride.0, stride.1],
+        dilation: [1, 1],
+        pads,
+        group,
+    })
+}
+
 prop_compose! {
     /// A grouped 3×3 conv: groups 2/8/32 or one input channel per group, 1..40 channels per group,
     /// odd and even sizes, pads 0..2 per side, strides 1/2 per axis.
@@ -65,21 +89,7 @@ prop_compose! {
             2 => (32, cin_g.min(8)),
             _ => (cin_g.max(2), 1),
         };
-        let out_h = out_size(in_h, 3, stride.0, 1, pads[0], pads[2])?;
-        let out_w = out_size(in_w, 3, stride.1, 1, pads[1], pads[3])?;
-        let shape = ConvShape {
-            in_c: group * cin_g,
-            in_h,
-            in_w,
-            out_c: group * cout_g,
-            out_h,
-            out_w,
-            kernel: [3, 3],
-            stride: [stride.0, stride.1],
-            dilation: [1, 1],
-            pads,
-            group,
-        };
+        let shape = grouped_shape(group, (cin_g, cout_g), (in_h, in_w), stride, pads)?;
         // Keeps the f64 reference fast enough for many cases.
         (setting.batch * shape.macs() <= 3_000_000).then_some(Case { shape, setting })
     }
@@ -132,20 +142,7 @@ prop_compose! {
     ) -> Option<Case> {
         // The input height that gives `out_h` rows (the last row may leave input rows unread).
         let in_h = ((out_h - 1) * stride.0 + 3).checked_sub(pads[0] + pads[2])?;
-        let out_w = out_size(in_w, 3, stride.1, 1, pads[1], pads[3])?;
-        let shape = ConvShape {
-            in_c: group * cin_g,
-            in_h,
-            in_w,
-            out_c: group * cout_g,
-            out_h: out_size(in_h, 3, stride.0, 1, pads[0], pads[2])?,
-            out_w,
-            kernel: [3, 3],
-            stride: [stride.0, stride.1],
-            dilation: [1, 1],
-            pads,
-            group,
-        };
+        let shape = grouped_shape(group, (cin_g, cout_g), (in_h, in_w), stride, pads)?;
         let setting = Setting { batch: 1, threads, ..setting };
         (shape.macs() <= 3_000_000).then_some(Case { shape, setting })
     }
