@@ -292,20 +292,18 @@ pub(crate) fn run_direct(
         let rows = band * band_rows..((band + 1) * band_rows).min(s.out_h);
         let in_start = (n * s.in_c + g * cin_g) * in_plane;
         let group_len = cin_g * in_plane;
-        // After a group, this thread's next task is the next group: each thread runs a
-        // contiguous run of tasks (see `Threads`).
-        let skip = 1;
-        // The input planes of the group `skip` on (groups' planes are consecutive, into the next
-        // batch item), when a group is one band.
+        // After a group, this thread's next task is the next group (each thread runs a
+        // contiguous run of tasks, see `Threads`): its input planes (groups' planes are
+        // consecutive, into the next batch item), when a group is one band.
         let next_input = || {
-            let from = in_start + skip * group_len;
+            let from = in_start + group_len;
             let next = (bands == 1).then(|| input.get(from..(from + group_len).min(input.len())));
             next.flatten().unwrap_or(&[])
         };
         #[cfg(target_arch = "x86_64")]
         if by_pixels {
             let group_w = cout_g * taps;
-            let wn = (g + skip) * group_w;
+            let wn = (g + 1) * group_w;
             let next_w = packed.get(wn..(wn + group_w).min(packed.len()));
             let next = [next_w.unwrap_or(&[]), next_input()];
             let b = band_of(n, g, g * cout_g, (cout_g, OC_BLOCK), rows.clone(), next);
@@ -323,14 +321,10 @@ pub(crate) fn run_direct(
             let width = OC_BLOCK.min(cout_g - block);
             let oc = g * cout_g + block;
             let (w_start, w_end) = (oc * taps, (oc + width) * taps);
-            // The next block's weights, and after a group's last block the next task's group.
+            // The next block's weights (after a group's last block, the next group's first), and
+            // after the last block the next group's input.
             let last = block + width == cout_g;
-            let wn = if last {
-                w_end + (skip - 1) * cout_g * taps
-            } else {
-                w_end
-            };
-            let next_w = packed.get(wn..(wn + w_end - w_start).min(packed.len()));
+            let next_w = packed.get(w_end..(w_end + w_end - w_start).min(packed.len()));
             let next = [next_w.unwrap_or(&[]), if last { next_input() } else { &[] }];
             let b = band_of(n, g, oc, (width, width), rows.clone(), next);
             // SAFETY: `b.output` points at `width` planes inside `output` (lengths checked above);
