@@ -45,9 +45,10 @@ fn values(seed: u64, len: usize) -> Vec<f32> {
 }
 
 /// Nanoseconds for a cache line to go from one thread to another and back: two threads (on two
-/// cores while both spin) hand a flag back and forth `rounds` times. On the 2-vCPU VM of the
-/// eleventh session it measured 300–390 ns, where two cores sharing an L3 take well under 100:
-/// data one core wrote is far from the other (see ARCHITECTURE.md, "Threads and caches").
+/// cores while both spin) hand a flag back and forth `rounds` times. On a 2-vCPU AMD EPYC Zen 4 VM
+/// it measured 300–390 ns (`bench/RESULTS.md`, "2026-12-01 06:42 UTC — AMD EPYC Zen 4"), where two
+/// cores sharing an L3 take well under 100: data one core wrote is far from the other (see
+/// ARCHITECTURE.md, "Threads and caches").
 fn round_trip_ns(rounds: u32) -> f64 {
     use std::sync::atomic::{AtomicU32, Ordering};
     let flag = AtomicU32::new(0);

@@ -12,8 +12,8 @@
 //! channels (`[panel][in_c][16]`, zero-padded); and an output tile (up to [`TILE_PIXELS`] pixels ×
 //! 16 channels, 12 ymm accumulators over the whole k) is stored as two contiguous runs, one per
 //! output block, with the epilogue (bias, residual in NCHW8c, activation) applied in registers.
-//! Measured in-process against the NCHW GEMM on ResNeXt-50's 1×1 shapes (1 thread, cold copies,
-//! alternated call by call, medians): the README's eighth-session table.
+//! Measured in-process against the NCHW GEMM on ResNeXt-50's 1×1 shapes (cold copies, alternated
+//! call by call, medians): `bench/RESULTS.md`, "2026-12-01 02:35 UTC — AMD EPYC Zen 3".
 //!
 //! Tasks: (batch item, chunk of pixels, range of panels). A chunk's activations (about
 //! `CHUNK_FLOATS` floats over all k) stay in L2 while each panel of the range sweeps its tiles;
