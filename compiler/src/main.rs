@@ -238,7 +238,7 @@ fn inspect(model: PathBuf, format: Format, after_passes: bool) -> Result<(), dri
     let compiled = driver::compile(graph, &options)?;
     let rows = rows(&compiled);
     let peak = compiled.memory.as_ref().map(|m| m.peak_bytes_per_item);
-    let (params, macs) = (compiled.info.params, compiled.info.macs);
+    let (params, macs) = (compiled.info.params(), compiled.info.macs());
     match format {
         Format::Text => {
             println!(
@@ -303,14 +303,14 @@ fn rows(compiled: &Compiled) -> Vec<Row> {
     let graph = &compiled.graph;
     let position: std::collections::HashMap<_, _> = compiled
         .info
-        .order
+        .order()
         .iter()
         .enumerate()
         .map(|(i, &id)| (id, i))
         .collect();
     compiled
         .info
-        .order
+        .order()
         .iter()
         .enumerate()
         .map(|(index, &id)| {
