@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes small ONNX seed models for the `onnx_import` fuzzer (no dependencies: a minimal protobuf
 encoder), and a small weights file for `weights_load`. Usage: python3 fuzz/make_seeds.py OUT_DIR"""
-import random, struct, sys, os
+import random, struct, sys, os, zlib
 
 def varint(n):
     n &= (1 << 64) - 1
@@ -124,14 +124,11 @@ def weights_file(model_hash, tensors):
         table += struct.pack("<I", len(n)) + n.encode() + struct.pack("<I", len(d))
         table += b"".join(struct.pack("<Q", x) for x in d) + struct.pack("<QQ", offset, len(data))
         offset = -(-(offset + 4 * len(data)) // 64) * 64
-    out = bytearray(b"RNXTWGT\0" + struct.pack("<IIQQ", 1, 0, model_hash, len(tensors)) + table)
+    out = bytearray(b"RNXTWGT\0" + struct.pack("<IIQQ", 2, 0, model_hash, len(tensors)) + table)
     for off, (_, _, data) in zip(offsets, tensors):
         out += bytes(off - len(out)) + struct.pack("<%df" % len(data), *data)
     out += bytes(-(-len(out) // 64) * 64 - len(out))
-    h = 0xcbf29ce484222325
-    for b in out:
-        h = ((h ^ b) * 0x100000001b3) & ((1 << 64) - 1)
-    return bytes(out) + struct.pack("<Q", h)
+    return bytes(out) + struct.pack("<I", zlib.crc32(out))
 
 if __name__ == "__main__":
     out = sys.argv[1]

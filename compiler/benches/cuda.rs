@@ -83,7 +83,7 @@ fn main() {
     }
     // Grouped conv layers: the kernels cuDNN is weakest on.
     let grouped: std::collections::HashSet<String> = info
-        .order
+        .order()
         .iter()
         .map(|&id| graph.node(id))
         .filter(|n| matches!(&n.op, Op::Conv(c) if c.group > 1))

@@ -58,8 +58,9 @@ impl Builder {
         self
     }
 
-    /// The activation layouts the compiler may use (default [`LayoutChoice::Auto`]: NCHW8c
-    /// regions where they pay, unless the building machine has AVX-512).
+    /// The activation layouts the compiler may use (default [`LayoutChoice::Auto`]: decided by the
+    /// kernel tier of the machine running the build script, `RESNEXT_ISA` included: NCHW on
+    /// AVX-512, otherwise NCHW8c regions where their 1×1 convs pay for the reorders).
     pub fn layout(mut self, layout: LayoutChoice) -> Builder {
         if let Some(p) = &mut self.options.passes {
             p.layout = layout;

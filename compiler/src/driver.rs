@@ -142,9 +142,9 @@ pub fn compile(mut graph: Graph, options: &Options) -> Result<Compiled, Error> {
         started,
         &format!(
             "{} nodes, {:.3} GMAC per item, {} params",
-            info.order.len(),
-            info.macs as f64 * 1e-9,
-            info.params
+            info.order().len(),
+            info.macs() as f64 * 1e-9,
+            info.params()
         ),
     );
     Ok(Compiled {

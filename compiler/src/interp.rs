@@ -60,7 +60,7 @@ pub fn run(
         }
         values.insert(id, data.to_vec());
     }
-    for &id in &info.order {
+    for &id in info.order() {
         let node = graph.node(id);
         if matches!(node.op, Op::Input) {
             continue;

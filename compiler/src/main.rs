@@ -52,10 +52,10 @@ enum Command {
         /// Run the validator after every pass.
         #[arg(long)]
         verify: bool,
-        /// Activation layout: `nchw8c` runs regions of convs on NCHW8c where that pays (ResNeXt's
-        /// 1×1 and grouped convs), `nchw` keeps every activation NCHW, `auto` is `nchw8c` unless
-        /// this machine's kernel tier (RESNEXT_ISA or detected) is AVX-512, where NCHW measured
-        /// faster.
+        /// Activation layout of the emitted CPU code, fixed at compile time: `auto` is `nchw` if
+        /// the kernel tier of this machine (RESNEXT_ISA if set and supported, else detected) is
+        /// AVX-512 and `nchw8c` otherwise. Ignored with `--no-opt`; the CUDA kernels always read
+        /// NCHW.
         #[arg(long, value_enum, default_value_t = LayoutArg::Auto)]
         layout: LayoutArg,
         /// Print each stage and its time (and each pass's time and node counts).
@@ -79,8 +79,15 @@ enum Command {
 
 #[derive(Clone, Copy, ValueEnum)]
 enum LayoutArg {
+    /// `nchw` if this machine's kernel tier (RESNEXT_ISA if set and supported, else detected) is
+    /// AVX-512, where NCHW measured faster; `nchw8c` on AVX2 and generic. The emitted crate keeps
+    /// the choice on whatever CPU runs it
     Auto,
+    /// Every activation NCHW
     Nchw,
+    /// Each connected region of 1×1 and grouped convs (channels in whole blocks of 8) runs on
+    /// NCHW8c when its 1×1 convs do at least 1024 multiply-adds per float reordered at its edges,
+    /// with reorders inserted there; everything else NCHW
     Nchw8c,
 }
 
@@ -231,7 +238,7 @@ fn inspect(model: PathBuf, format: Format, after_passes: bool) -> Result<(), dri
     let compiled = driver::compile(graph, &options)?;
     let rows = rows(&compiled);
     let peak = compiled.memory.as_ref().map(|m| m.peak_bytes_per_item);
-    let (params, macs) = (compiled.info.params, compiled.info.macs);
+    let (params, macs) = (compiled.info.params(), compiled.info.macs());
     match format {
         Format::Text => {
             println!(
@@ -296,14 +303,14 @@ fn rows(compiled: &Compiled) -> Vec<Row> {
     let graph = &compiled.graph;
     let position: std::collections::HashMap<_, _> = compiled
         .info
-        .order
+        .order()
         .iter()
         .enumerate()
         .map(|(i, &id)| (id, i))
         .collect();
     compiled
         .info
-        .order
+        .order()
         .iter()
         .enumerate()
         .map(|(index, &id)| {

@@ -84,9 +84,9 @@ fn small_network_has_torchvision_names_and_shapes() {
     let info = ir::validate(&graph).expect("deferred-weight graph validates");
     // The ONNX export of the same network counts 4.0 M parameters (shared/models/README.md).
     assert!(
-        (3.9e6..4.1e6).contains(&(info.params as f64)),
+        (3.9e6..4.1e6).contains(&(info.params() as f64)),
         "{}",
-        info.params
+        info.params()
     );
 }
 
@@ -141,7 +141,7 @@ fn resnext50_matches_pytorch_logits() {
         .filter(|(_, w)| w.name.ends_with("running_mean") || w.name.ends_with("running_var"))
         .map(|(_, w)| w.dims[0] as u64)
         .sum();
-    assert_eq!(info.params - bn_stats, 25_028_904);
+    assert_eq!(info.params() - bn_stats, 25_028_904);
     let (shape, input) = npy::read_f32(dir.join("resnext50_32x4d_bn.input.npy")).unwrap();
     let (_, expected) = npy::read_f32(dir.join("resnext50_32x4d_bn.output.npy")).unwrap();
     let mut graph = graph;

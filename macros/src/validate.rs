@@ -12,6 +12,15 @@ use crate::parse::{FieldDecl, ModelDecl};
 const REQUIRED: &[&str] = &["input", "stages", "cardinality", "width", "classes"];
 const OPTIONAL: &[&str] = &["stem", "bottleneck", "bn_epsilon"];
 
+/// Upper bounds on the declared sizes. Every channel count, weight size and multiply-accumulate
+/// count the compiler derives from them then stays far inside 64 bits (a grouped conv of the widest
+/// stage has at most `MAX_CHANNELS²·9·MAX_SIDE²` MACs), while the largest published ResNeXts
+/// (ResNeXt-101 64×4d: 2048 grouped channels, 23 blocks) sit well below them.
+const MAX_SIDE: usize = 4096;
+const MAX_BLOCKS: usize = 64;
+const MAX_CHANNELS: usize = 8192;
+const MAX_CLASSES: usize = 1 << 20;
+
 /// Collects errors; the first becomes the combined error, the rest are appended to it.
 #[derive(Default)]
 struct Errors(Option<syn::Error>);
@@ -65,14 +74,42 @@ pub fn validate(decl: &ModelDecl) -> Result<ModelSpec, syn::Error> {
         }
     }
 
-    let input =
-        get("input").and_then(|f| fixed_array::<3>(f, "[channels, height, width]", &mut errors));
-    let stages = get("stages").and_then(|f| int_array(f, &mut errors));
-    let int = |name: &str, errors: &mut Errors| get(name).and_then(|f| integer(&f.value, errors));
-    let cardinality = int("cardinality", &mut errors);
-    let mut width = int("width", &mut errors);
-    let classes = int("classes", &mut errors);
-    let bottleneck = int("bottleneck", &mut errors);
+    let input = get("input")
+        .and_then(|f| fixed_array::<3>(f, "[channels, height, width]", &mut errors))
+        .and_then(|dims| {
+            let a = get("input").map(|f| &f.value);
+            let ok = ["channels", "height", "width"]
+                .iter()
+                .zip(dims)
+                .enumerate()
+                .fold(true, |ok, (i, (what, d))| {
+                    at_most(d, MAX_SIDE, what, element(a, i), &mut errors) && ok
+                });
+            ok.then_some(dims)
+        });
+    let stages = get("stages")
+        .and_then(|f| int_array(f, &mut errors))
+        .and_then(|blocks| {
+            let a = get("stages").map(|f| &f.value);
+            let ok = blocks.iter().enumerate().fold(true, |ok, (i, &n)| {
+                at_most(
+                    n,
+                    MAX_BLOCKS,
+                    "blocks in a stage",
+                    element(a, i),
+                    &mut errors,
+                ) && ok
+            });
+            ok.then_some(blocks)
+        });
+    let int = |name: &str, max: usize, errors: &mut Errors| {
+        let f = get(name)?;
+        integer(&f.value, errors).filter(|&n| at_most(n, max, name, &f.value, errors))
+    };
+    let cardinality = int("cardinality", MAX_CHANNELS, &mut errors);
+    let mut width = int("width", MAX_CHANNELS, &mut errors);
+    let classes = int("classes", MAX_CLASSES, &mut errors);
+    let bottleneck = int("bottleneck", MAX_CHANNELS, &mut errors);
     let stem = get("stem").and_then(|f| stem(&f.value, &mut errors));
     let bn_epsilon = get("bn_epsilon").and_then(|f| float(&f.value, &mut errors));
 
@@ -86,17 +123,44 @@ pub fn validate(decl: &ModelDecl) -> Result<ModelSpec, syn::Error> {
                 format!("cardinality ({c}) must divide the bottleneck width ({total})"),
             );
         } else if let Some(d) = width {
-            if d * c != total {
-                errors.at(
+            match d.checked_mul(c) {
+                Some(product) if product == total => {}
+                Some(product) => errors.at(
                     &f.value,
                     format!(
-                        "bottleneck ({total}) must equal cardinality × width ({c} × {d} = {})",
-                        c * d
+                        "bottleneck ({total}) must equal cardinality × width ({c} × {d} = {product})"
                     ),
-                );
+                ),
+                None => errors.at(
+                    &f.value,
+                    format!(
+                        "bottleneck ({total}) must equal cardinality × width ({c} × {d}, which \
+                         overflows)"
+                    ),
+                ),
             }
         } else {
             width = Some(total / c);
+        }
+    }
+
+    // The grouped width doubles with each stage: bound the widest one the spec can build.
+    if let (Some(blocks), Some(c), Some(d)) = (&stages, cardinality, width) {
+        let deepest = blocks.len().clamp(1, 8) - 1;
+        let widest = (ModelSpec::planes(deepest) * d / 64).checked_mul(c);
+        if widest.is_none_or(|n| n > MAX_CHANNELS) {
+            let at = get("width").or(get("bottleneck")).or(get("cardinality"));
+            errors.push(syn::Error::new(
+                at.map_or(decl.name.span(), |f| f.value.span()),
+                format!(
+                    "stage {} would have {} grouped channels (cardinality {c} × width {d} × {}); \
+                     at most {MAX_CHANNELS} are supported",
+                    deepest + 1,
+                    widest.map_or("more than usize::MAX".into(), |n| n.to_string()),
+                    1usize << deepest
+                ),
+            ));
+            width = None;
         }
     }
 
@@ -143,6 +207,31 @@ pub fn validate(decl: &ModelDecl) -> Result<ModelSpec, syn::Error> {
     match errors.0 {
         Some(e) => Err(e),
         None => Ok(spec),
+    }
+}
+
+/// Whether `value` is at most `max`; if not, an error at `tokens` says so.
+fn at_most(
+    value: usize,
+    max: usize,
+    what: &str,
+    tokens: impl ToTokens,
+    errors: &mut Errors,
+) -> bool {
+    if value > max {
+        errors.at(
+            tokens,
+            format!("{what} ({value}) is above the supported maximum of {max}"),
+        );
+    }
+    value <= max
+}
+
+/// Element `index` of an array value, or the whole value (or nothing) when it is not an array.
+fn element(value: Option<&Expr>, index: usize) -> Option<&Expr> {
+    match value {
+        Some(Expr::Array(a)) => a.elems.iter().nth(index),
+        other => other,
     }
 }
 

@@ -1,5 +1,6 @@
-//! FNV-1a 64-bit hashing: the weights file's checksum and the model hash that ties a weights file to
-//! the code generated for it. Not cryptographic; it catches corruption and mix-ups, not attackers.
+//! FNV-1a 64-bit hashing: the model hash that ties a weights file to the code generated for it
+//! (the file's own checksum is a CRC-32, see `weights`). Not cryptographic; it catches mix-ups,
+//! not attackers.
 
 const OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
 const PRIME: u64 = 0x0000_0100_0000_01b3;

@@ -33,6 +33,8 @@ pub enum NpyError {
         expected: u128,
         actual: usize,
     },
+    #[error("{path}: shape {shape:?} has more elements than this machine can address")]
+    ShapeTooLarge { path: PathBuf, shape: Vec<usize> },
     #[error("shape {shape:?} holds {expected} elements, data has {actual}")]
     ShapeMismatch {
         shape: Vec<usize>,
@@ -96,12 +98,14 @@ pub fn parse_f32(bytes: &[u8]) -> Result<(Vec<usize>, Vec<f32>), NpyError> {
     let shape_text = dict_value(header, "shape").ok_or_else(|| bad("no 'shape' key".into()))?;
     let shape = parse_shape(shape_text).ok_or_else(|| bad(format!("bad shape {shape_text}")))?;
     let data = &bytes[start + header_len..];
-    let expected = shape.iter().map(|&d| d as u128).product::<u128>() * 4;
-    if expected != data.len() as u128 {
+    let Some(expected) = element_count(&shape).and_then(|n| n.checked_mul(4)) else {
+        return Err(NpyError::ShapeTooLarge { path, shape });
+    };
+    if expected != data.len() {
         return Err(NpyError::DataLength {
             path,
             shape,
-            expected,
+            expected: expected as u128,
             actual: data.len(),
         });
     }
@@ -127,7 +131,12 @@ pub fn write_f32(path: impl AsRef<Path>, shape: &[usize], data: &[f32]) -> Resul
 
 /// The bytes of a C-order f32 `.npy` (version 1.0).
 pub fn to_bytes(shape: &[usize], data: &[f32]) -> Result<Vec<u8>, NpyError> {
-    let expected = shape.iter().product::<usize>();
+    let Some(expected) = element_count(shape) else {
+        return Err(NpyError::ShapeTooLarge {
+            path: PathBuf::new(),
+            shape: shape.to_vec(),
+        });
+    };
     if expected != data.len() {
         return Err(NpyError::ShapeMismatch {
             shape: shape.to_vec(),
@@ -154,7 +163,14 @@ pub fn to_bytes(shape: &[usize], data: &[f32]) -> Result<Vec<u8>, NpyError> {
     let mut out = Vec::with_capacity(total + 4 * data.len());
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&[1, 0]);
-    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    let header_len = u16::try_from(header.len()).map_err(|_| NpyError::BadHeader {
+        path: PathBuf::new(),
+        message: format!(
+            "a shape of {} dimensions does not fit a version 1.0 header",
+            shape.len()
+        ),
+    })?;
+    out.extend_from_slice(&header_len.to_le_bytes());
     out.extend_from_slice(header.as_bytes());
     out.extend(data.iter().flat_map(|x| x.to_le_bytes()));
     Ok(out)
@@ -187,9 +203,15 @@ impl NpyError {
                 expected,
                 actual,
             },
+            NpyError::ShapeTooLarge { shape, .. } => NpyError::ShapeTooLarge { path: p, shape },
             e @ NpyError::ShapeMismatch { .. } => e,
         }
     }
+}
+
+/// The number of elements of `shape`, or `None` when it does not fit a `usize`.
+fn element_count(shape: &[usize]) -> Option<usize> {
+    shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d))
 }
 
 /// The text after `'key':` in a Python dict literal, up to the next top-level comma or brace.
@@ -320,11 +342,65 @@ mod tests {
             "{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999, 99999999999), }\n";
         assert!(matches!(
             parse_f32(&with_header(1, huge, &four)),
-            Err(NpyError::DataLength { .. })
+            Err(NpyError::ShapeTooLarge { .. })
         ));
         let full = with_header(1, ok, &four);
         for n in 0..full.len() {
             assert!(parse_f32(&full[..n]).is_err(), "prefix {n}");
         }
+    }
+
+    /// Shapes whose element or byte count does not fit a `usize` are an error naming the shape,
+    /// never a wrapped product that a short data section could then match.
+    #[test]
+    fn absurd_shapes_are_errors() {
+        let max = usize::MAX;
+        let cases = [
+            // Elements overflow.
+            "(4294967296, 4294967296, 16)".to_string(),
+            // Elements fit, bytes (4 per element) do not.
+            format!("({},)", max / 2),
+            // Products that wrap to 0 and to 1 (4 bytes, the data given below) in 64 bits.
+            "(4294967296, 4294967296)".to_string(),
+            format!("({max}, {max})"),
+        ];
+        for shape in cases {
+            let h = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}\n");
+            for data in [&[][..], &[0u8; 4][..]] {
+                let e = parse_f32(&with_header(1, &h, data)).unwrap_err();
+                assert!(
+                    matches!(e, NpyError::ShapeTooLarge { .. }),
+                    "{shape} with {} bytes: {e}",
+                    data.len()
+                );
+                assert!(e.to_string().contains("more elements than"), "{e}");
+            }
+        }
+        let e = read_f32_bytes_at_path(&with_header(
+            1,
+            &format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({max}, 2), }}\n"),
+            &[],
+        ));
+        assert!(
+            e.contains("big.npy") && e.contains("more elements than"),
+            "{e}"
+        );
+        assert!(matches!(
+            to_bytes(&[max, 2], &[]),
+            Err(NpyError::ShapeTooLarge { .. })
+        ));
+        // A legitimate zero-size array whose other dimension is huge still reads.
+        let zero = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': (0, {max}), }}\n");
+        assert_eq!(
+            parse_f32(&with_header(1, &zero, &[])).unwrap(),
+            (vec![0, max], vec![])
+        );
+    }
+
+    fn read_f32_bytes_at_path(bytes: &[u8]) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("big.npy");
+        std::fs::write(&p, bytes).unwrap();
+        read_f32(&p).unwrap_err().to_string()
     }
 }

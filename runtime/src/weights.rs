@@ -12,23 +12,27 @@
 //! table        count ×  { name_len u32, name bytes, rank u32, dims u64 × rank, offset u64, len u64 }
 //! padding      zeros up to the first tensor's offset
 //! data         f32 LE; each tensor starts at a multiple of 64 bytes from the start of the file
-//! checksum     u64      FNV-1a 64 of every byte before it
+//! checksum     u32      CRC-32 (IEEE, as zlib computes it) of every byte before it
 //! ```
+//!
+//! The checksum only guards against corruption (a bad copy, a truncated download), so it is the
+//! fast CRC-32 of `crc32fast`; the model hash is a separate identity (`crate::hash`).
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::buffer::Buffer;
-use crate::hash::Fnv64;
 
 /// The file's first eight bytes.
 pub const MAGIC: [u8; 8] = *b"RNXTWGT\0";
-/// The format version this runtime reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+/// The format version this runtime reads and writes. Version 1 ended with an FNV-1a 64 checksum;
+/// version 2 ends with a CRC-32.
+pub const FORMAT_VERSION: u32 = 2;
 /// Alignment of each tensor's data, in bytes from the start of the file.
 pub const ALIGN: usize = 64;
 
 const HEADER_LEN: usize = 8 + 4 + 4 + 8 + 8;
+const CHECKSUM_LEN: usize = 4;
 const MAX_RANK: usize = 8;
 const MAX_NAME: usize = 4096;
 
@@ -46,13 +50,14 @@ pub enum LoadError {
     #[error("not a resnext weights file (bad magic bytes {0:02x?})")]
     BadMagic([u8; 8]),
     #[error(
-        "unsupported weights file version {found}; this runtime reads version {FORMAT_VERSION}"
+        "unsupported weights file format version {found}: this runtime reads version {FORMAT_VERSION}; {}",
+        version_advice(*.found)
     )]
     UnsupportedVersion { found: u32 },
     #[error(
-        "weights file is corrupt: checksum {found:#018x} does not match the contents ({computed:#018x})"
+        "weights file is corrupt: checksum {found:#010x} does not match the contents ({computed:#010x})"
     )]
-    ChecksumMismatch { found: u64, computed: u64 },
+    ChecksumMismatch { found: u32, computed: u32 },
     #[error(
         "weights file belongs to another model: its model hash is {found:#018x}, the code expects {expected:#018x}"
     )]
@@ -61,6 +66,27 @@ pub enum LoadError {
     BadTable(String),
     #[error("weights file has {found} tensors, the model needs {expected}")]
     TensorCount { expected: usize, found: usize },
+}
+
+/// What to do about a weights file of another format version.
+fn version_advice(found: u32) -> String {
+    let release = env!("CARGO_PKG_VERSION");
+    if found < FORMAT_VERSION {
+        format!(
+            "the file was written by an older resnextc: rebuild the model with resnextc {release}, \
+             the compiler of this runtime"
+        )
+    } else {
+        format!(
+            "the file was written by a newer resnextc: rebuild the model with resnextc {release}, \
+             or update resnext-runtime to the compiler's release"
+        )
+    }
+}
+
+/// The checksum a weights file ends with: CRC-32 of `body`, every byte before the checksum.
+pub fn checksum(body: &[u8]) -> u32 {
+    crc32fast::hash(body)
 }
 
 /// Why a weights file could not be written.
@@ -161,7 +187,7 @@ impl<'a> WeightsWriter<'a> {
     pub fn write_to(&self, out: impl Write) -> Result<(), WriteError> {
         let mut out = HashingWriter {
             inner: std::io::BufWriter::new(out),
-            hash: Fnv64::new(),
+            hash: crc32fast::Hasher::new(),
             written: 0,
         };
         out.put(&MAGIC)?;
@@ -191,9 +217,11 @@ impl<'a> WeightsWriter<'a> {
         }
         let end = out.written.next_multiple_of(ALIGN);
         out.pad_to(end)?;
-        let checksum = out.hash.finish();
-        out.inner.write_all(&checksum.to_le_bytes())?;
-        out.inner.flush()?;
+        let HashingWriter {
+            mut inner, hash, ..
+        } = out;
+        inner.write_all(&hash.finalize().to_le_bytes())?;
+        inner.flush()?;
         Ok(())
     }
 
@@ -205,7 +233,7 @@ impl<'a> WeightsWriter<'a> {
 
 struct HashingWriter<W: Write> {
     inner: W,
-    hash: Fnv64,
+    hash: crc32fast::Hasher,
     written: usize,
 }
 
@@ -266,17 +294,17 @@ impl Weights {
         if version != FORMAT_VERSION {
             return Err(LoadError::UnsupportedVersion { found: version });
         }
-        if bytes.len() < HEADER_LEN + 8 {
+        if bytes.len() < HEADER_LEN + CHECKSUM_LEN {
             return Err(LoadError::Truncated(format!(
                 "{} bytes, shorter than a header and checksum",
                 bytes.len()
             )));
         }
-        let body = &bytes[..bytes.len() - 8];
-        let mut tail = [0u8; 8];
-        tail.copy_from_slice(&bytes[bytes.len() - 8..]);
-        let found = u64::from_le_bytes(tail);
-        let computed = crate::hash::fnv1a64(body);
+        let (body, tail) = bytes.split_at(bytes.len() - CHECKSUM_LEN);
+        let mut found = [0u8; CHECKSUM_LEN];
+        found.copy_from_slice(tail);
+        let found = u32::from_le_bytes(found);
+        let computed = checksum(body);
         if found != computed {
             return Err(LoadError::ChecksumMismatch { found, computed });
         }
@@ -475,8 +503,8 @@ mod tests {
 
     /// Recomputes the trailing checksum after a deliberate edit, so the edit reaches the later checks.
     fn reseal(bytes: &mut [u8]) {
-        let n = bytes.len() - 8;
-        let sum = crate::hash::fnv1a64(&bytes[..n]);
+        let n = bytes.len() - CHECKSUM_LEN;
+        let sum = checksum(&bytes[..n]);
         bytes[n..].copy_from_slice(&sum.to_le_bytes());
     }
 
@@ -553,23 +581,74 @@ mod tests {
             matches!(e, LoadError::UnsupportedVersion { found: 99 }),
             "{e}"
         );
+        assert!(e.to_string().contains("newer resnextc"), "{e}");
+    }
+
+    /// A version 1 file, laid out as that format was (a trailing FNV-1a 64 of the body), written
+    /// here byte by byte rather than by the writer under test.
+    fn version_1_file() -> Vec<u8> {
+        let mut out = MAGIC.to_vec();
+        out.extend_from_slice(&1u32.to_le_bytes());
+        out.extend_from_slice(&0u32.to_le_bytes());
+        out.extend_from_slice(&HASH.to_le_bytes());
+        out.extend_from_slice(&1u64.to_le_bytes());
+        out.extend_from_slice(&1u32.to_le_bytes());
+        out.push(b'b');
+        out.extend_from_slice(&1u32.to_le_bytes());
+        out.extend_from_slice(&1u64.to_le_bytes());
+        out.extend_from_slice(&64u64.to_le_bytes());
+        out.extend_from_slice(&1u64.to_le_bytes());
+        out.resize(64, 0);
+        out.extend_from_slice(&1.5f32.to_le_bytes());
+        out.resize(128, 0);
+        let sum = crate::hash::fnv1a64(&out);
+        out.extend_from_slice(&sum.to_le_bytes());
+        out
     }
 
     #[test]
-    fn every_flipped_byte_is_caught() {
+    fn version_1_files_say_rebuild() {
+        let e = Weights::from_bytes(&version_1_file(), HASH).unwrap_err();
+        assert!(
+            matches!(e, LoadError::UnsupportedVersion { found: 1 }),
+            "{e}"
+        );
+        let text = e.to_string();
+        assert!(
+            text.contains("version 1")
+                && text.contains(&format!("reads version {FORMAT_VERSION}"))
+                && text.contains("older resnextc")
+                && text.contains("rebuild the model with resnextc"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn checksum_is_crc32() {
+        // The CRC-32 (IEEE) check value of the catalogue of parametrised CRC algorithms.
+        assert_eq!(checksum(b"123456789"), 0xcbf4_3926);
+        assert_eq!(checksum(b""), 0);
         let bytes = sample();
+        let n = bytes.len() - CHECKSUM_LEN;
+        assert_eq!(bytes[n..], checksum(&bytes[..n]).to_le_bytes());
+    }
+
+    #[test]
+    fn every_flipped_byte_is_a_checksum_error() {
+        let bytes = sample();
+        // Past magic and version, every byte (header, table, padding, data, checksum) is covered.
         for i in 12..bytes.len() {
-            let mut b = bytes.clone();
-            b[i] ^= 0x40;
-            assert!(Weights::from_bytes(&b, HASH).is_err(), "byte {i}");
+            for bit in [0x01, 0x40, 0x80] {
+                let mut b = bytes.clone();
+                b[i] ^= bit;
+                let e = Weights::from_bytes(&b, HASH).unwrap_err();
+                assert!(
+                    matches!(e, LoadError::ChecksumMismatch { .. }),
+                    "byte {i} bit {bit:#x}: {e}"
+                );
+                assert!(e.to_string().contains("corrupt"), "{e}");
+            }
         }
-        let mut b = bytes.clone();
-        let last_data = b.len() - 9;
-        b[last_data - 64] ^= 1;
-        assert!(matches!(
-            Weights::from_bytes(&b, HASH),
-            Err(LoadError::ChecksumMismatch { .. }) | Err(LoadError::Truncated(_))
-        ));
     }
 
     #[test]

@@ -10,14 +10,35 @@ use super::op::Op;
 use super::{IrError, IrErrors};
 
 /// What validation proved about a graph, and facts derived on the way.
+///
+/// Only [`validate`] makes one: its fields are private, so holding a `GraphInfo` means the graph
+/// passed validation (a back end cannot be handed a hand-made one).
+///
+/// ```compile_fail,E0451
+/// let info = resnext_compiler::ir::GraphInfo { order: Vec::new(), macs: 0, params: 0 };
+/// ```
 #[derive(Clone, Debug)]
 pub struct GraphInfo {
+    order: Vec<NodeId>,
+    macs: u64,
+    params: u64,
+}
+
+impl GraphInfo {
     /// Every node, producers before consumers.
-    pub order: Vec<NodeId>,
+    pub fn order(&self) -> &[NodeId] {
+        &self.order
+    }
+
     /// Multiply-accumulates per batch item, whole graph.
-    pub macs: u64,
+    pub fn macs(&self) -> u64 {
+        self.macs
+    }
+
     /// Number of weight elements referenced by ops.
-    pub params: u64,
+    pub fn params(&self) -> u64 {
+        self.params
+    }
 }
 
 /// Checks every invariant of the IR and reports every violation found, not only the first:

@@ -51,22 +51,27 @@ pub struct PassOptions {
     /// kernels: slow, but the oracle the fast path is checked against.
     pub select_kernels: bool,
     /// Whether `select-kernels` may move regions of convs onto the NCHW8c layout (see
-    /// [`select_kernels`]).
+    /// [`select_kernels`]); [`LayoutChoice::Auto`] is decided when the pipeline runs.
     pub layout: LayoutChoice,
 }
 
 /// The activation layouts `select-kernels` may choose from.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum LayoutChoice {
-    /// [`LayoutChoice::Nchw8c`] unless the compiling machine's kernel tier
-    /// (`resnext_runtime::isa::isa()`, so `RESNEXT_ISA` decides too) is AVX-512, where the NCHW
-    /// kernels measured faster (ARCHITECTURE.md, "Activation layout"); then
-    /// [`LayoutChoice::Nchw`]. Like `-C target-cpu=native`: for a model run where it is compiled.
+    /// Decided when the passes run, by the kernel tier of the compiling process
+    /// (`resnext_runtime::isa::isa()`: `RESNEXT_ISA` if set and this CPU supports it, else the
+    /// best tier detected): [`LayoutChoice::Nchw`] on AVX-512, where the NCHW kernels measured
+    /// faster (ARCHITECTURE.md, "Activation layout"), [`LayoutChoice::Nchw8c`] on AVX2 and on the
+    /// generic tier. The emitted code keeps the choice whatever CPU later runs it, like
+    /// `-C target-cpu=native`: a model compiled for another machine should name its layout.
     #[default]
     Auto,
-    /// Every value NCHW.
+    /// Every value NCHW, every conv on its NCHW kernel.
     Nchw,
-    /// NCHW8c regions wherever their 1×1 convs pay for the reorders.
+    /// Each connected region of convs that have an NCHW8c kernel (1×1 convs, and grouped convs
+    /// whose channels are whole blocks of 8) runs on NCHW8c when its 1×1 convs do at least 1024
+    /// multiply-adds per float reordered at the region's edges, with `Reorder` nodes inserted
+    /// there; every other value stays NCHW (see [`select_kernels`]).
     Nchw8c,
 }
 

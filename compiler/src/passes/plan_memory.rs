@@ -47,13 +47,13 @@ struct Buffer {
     members: Vec<NodeId>,
 }
 
-/// Plans the arena for a validated graph (`info.order` is its topological order).
+/// Plans the arena for a validated graph (`info.order()` is its topological order).
 pub fn plan_memory(
     graph: &Graph,
     info: &GraphInfo,
     opts: &PlanOptions,
 ) -> Result<MemoryPlan, IrError> {
-    let order = &info.order;
+    let order = info.order();
     let position: HashMap<NodeId, usize> = order.iter().enumerate().map(|(i, &n)| (n, i)).collect();
     // The last step that reads each value; model outputs are read after the last step.
     let last_use = |id: NodeId| -> usize {

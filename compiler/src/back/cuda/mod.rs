@@ -311,7 +311,7 @@ impl<'g> Model<'g> {
         }
         let mut weight_order = Vec::new();
         let mut seen = std::collections::HashSet::new();
-        for &id in &info.order {
+        for &id in info.order() {
             let node = graph.node(id);
             let unsupported = |message: String| Error::Unsupported {
                 node: node.name.clone(),
@@ -364,7 +364,7 @@ impl<'g> Model<'g> {
             .map_err(|e| Error::Plan(e.to_string()))?;
         Ok(Model {
             graph,
-            order: info.order.clone(),
+            order: info.order().to_vec(),
             output: *output,
             plan,
             weight_order,

@@ -379,7 +379,7 @@ impl<'g> Model<'g> {
         };
         let mut weight_index = HashMap::new();
         let mut weight_order = Vec::new();
-        for &id in &info.order {
+        for &id in info.order() {
             let node = graph.node(id);
             per_item(id)?;
             if !matches!(
@@ -407,7 +407,7 @@ impl<'g> Model<'g> {
         }
         Ok(Model {
             graph,
-            order: info.order.clone(),
+            order: info.order().to_vec(),
             output,
             input_shape: per_item(input)?,
             output_shape: per_item(output)?,

@@ -10,6 +10,7 @@
 //! `float_data`, `int64_data`/`int32_data` or in external data files. The ops are those of
 //! [`supported_ops`].
 
+mod context;
 mod import;
 mod ops;
 mod tensor;
@@ -115,7 +116,7 @@ fn join<T: fmt::Display>(items: &[T]) -> String {
 
 /// The `op_type`s of the default domain that the front end imports.
 pub fn supported_ops() -> impl Iterator<Item = &'static str> {
-    ops::REGISTRY.iter().map(|entry| entry.op_type)
+    ops::Registry::standard().op_types()
 }
 
 /// Reads and imports the ONNX model at `path`; external data files are found relative to its
@@ -152,5 +153,5 @@ pub fn from_bytes(bytes: &[u8], base_dir: Option<&Path>) -> Result<ir::Graph, On
     if !OPSETS.contains(&opset) {
         return Err(OnnxError::Opset { version: opset });
     }
-    import::import_graph(graph, opset, base_dir)
+    import::import_graph(graph, opset, base_dir, ops::Registry::standard())
 }

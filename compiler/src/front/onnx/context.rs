@@ -1,0 +1,276 @@
+//! What an op importer works with: the node being imported (its attributes, read with their
+//! types checked) and the import state (the graph being built, what every ONNX value name stands
+//! for, the weights stored so far). The driver (`import`) fills it; the op importers (`ops`) read
+//! their inputs from it and add nodes to it.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use tract_onnx::pb::{self, attribute_proto::AttributeType};
+
+use super::OnnxError;
+use super::tensor::{ConstData, ConstTensor};
+use crate::ir::{Graph, NodeId, Op, TensorType, WeightId};
+
+/// What an ONNX value name stands for while importing.
+#[derive(Clone, Debug)]
+pub(crate) enum Value {
+    /// A tensor computed at run time: the output of this IR node.
+    Act(NodeId),
+    /// A tensor known now (initializer, `Constant`, or a pass-through of one).
+    Const(Rc<ConstTensor>),
+    /// Produced by a node that failed (its error is already reported); readers are skipped
+    /// silently so one bad node does not bury the report under follow-on errors.
+    Poisoned,
+    /// An extra output we do not produce (Dropout's mask...): reading it is an error.
+    Unavailable(String),
+}
+
+/// The node being imported: its proto, display name and the model's opset.
+pub(crate) struct NodeCtx<'a> {
+    pub proto: &'a pb::NodeProto,
+    pub name: String,
+    pub opset: i64,
+}
+
+impl NodeCtx<'_> {
+    pub fn op(&self) -> &str {
+        &self.proto.op_type
+    }
+
+    /// An error about this node.
+    pub fn err(&self, message: impl Into<String>) -> OnnxError {
+        OnnxError::Node {
+            node: self.name.clone(),
+            op: self.proto.op_type.clone(),
+            message: message.into(),
+        }
+    }
+
+    /// Name of input `i`, or `None` when absent (ONNX marks a skipped optional input with "").
+    pub fn input(&self, i: usize) -> Option<&str> {
+        self.proto
+            .input
+            .get(i)
+            .map(String::as_str)
+            .filter(|s| !s.is_empty())
+    }
+
+    fn attr(&self, name: &str) -> Option<&pb::AttributeProto> {
+        self.proto.attribute.iter().find(|a| a.name == name)
+    }
+
+    fn attr_typed(
+        &self,
+        name: &str,
+        want: AttributeType,
+    ) -> Result<Option<&pb::AttributeProto>, OnnxError> {
+        match self.attr(name) {
+            None => Ok(None),
+            // IR versions before 2 left `type` unset; trust the field the caller reads.
+            Some(a) if a.r#type == want as i32 || a.r#type == AttributeType::Undefined as i32 => {
+                Ok(Some(a))
+            }
+            Some(a) => Err(self.err(format!(
+                "attribute `{name}` must be {}, is {}",
+                want.as_str_name(),
+                AttributeType::try_from(a.r#type).map_or("of an unknown type", |t| t.as_str_name())
+            ))),
+        }
+    }
+
+    pub fn int(&self, name: &str, default: i64) -> Result<i64, OnnxError> {
+        Ok(self
+            .attr_typed(name, AttributeType::Int)?
+            .map_or(default, |a| a.i))
+    }
+
+    pub fn float(&self, name: &str) -> Result<Option<f32>, OnnxError> {
+        Ok(self.attr_typed(name, AttributeType::Float)?.map(|a| a.f))
+    }
+
+    pub fn ints(&self, name: &str) -> Result<Option<Vec<i64>>, OnnxError> {
+        Ok(self
+            .attr_typed(name, AttributeType::Ints)?
+            .map(|a| a.ints.clone()))
+    }
+
+    pub fn floats(&self, name: &str) -> Result<Option<Vec<f32>>, OnnxError> {
+        Ok(self
+            .attr_typed(name, AttributeType::Floats)?
+            .map(|a| a.floats.clone()))
+    }
+
+    pub fn string(&self, name: &str) -> Result<Option<String>, OnnxError> {
+        match self.attr_typed(name, AttributeType::String)? {
+            None => Ok(None),
+            Some(a) => String::from_utf8(a.s.clone())
+                .map(Some)
+                .map_err(|_| self.err(format!("attribute `{name}` is not UTF-8"))),
+        }
+    }
+
+    pub fn tensor(&self, name: &str) -> Result<Option<&pb::TensorProto>, OnnxError> {
+        Ok(self
+            .attr_typed(name, AttributeType::Tensor)?
+            .and_then(|a| a.t.as_ref()))
+    }
+}
+
+/// The state of one import: the graph being built and what every ONNX value name stands for.
+pub(crate) struct Importer {
+    pub graph: Graph,
+    values: HashMap<String, Value>,
+    /// Weights already in the store, by initializer name, so a shared initializer is stored once.
+    weight_ids: HashMap<String, WeightId>,
+    /// The first dimension of the inputs when the exporter fixed it (`1` for a batch-1 export):
+    /// a Reshape target starting with it keeps the batch.
+    pub export_batch: Option<usize>,
+    /// Every node output name and the node producing it, to say when an input comes from a later
+    /// node (ONNX lists nodes in topological order, so that is a cycle or a misordered graph).
+    producers: HashMap<String, String>,
+}
+
+impl Importer {
+    /// An empty graph with no names bound. `producers` maps every node output name of the model
+    /// to the node that produces it.
+    pub fn new(producers: HashMap<String, String>) -> Importer {
+        Importer {
+            graph: Graph::new(),
+            values: HashMap::new(),
+            weight_ids: HashMap::new(),
+            export_batch: None,
+            producers,
+        }
+    }
+
+    /// What the ONNX value `name` stands for, if it is bound yet.
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.values.get(name)
+    }
+
+    /// Binds the ONNX value `name` (an initializer, graph input or node output).
+    pub fn bind(&mut self, name: String, value: Value) {
+        self.values.insert(name, value);
+    }
+
+    /// The value that input `i` of the node names, or an error naming the node and the value.
+    fn value(&self, ctx: &NodeCtx, i: usize) -> Result<Option<&Value>, OnnxError> {
+        let Some(name) = ctx.input(i) else {
+            return Ok(None);
+        };
+        match self.values.get(name) {
+            Some(Value::Unavailable(why)) => Err(ctx.err(format!("input `{name}`: {why}"))),
+            Some(v) => Ok(Some(v)),
+            None => Err(ctx.err(match self.producers.get(name) {
+                Some(later) => format!(
+                    "input `{name}` is produced by node `{later}`, which does not come before this \
+                     one: the graph has a cycle or is not in topological order"
+                ),
+                None => format!(
+                    "input `{name}` is not defined by any initializer, graph input or earlier node"
+                ),
+            })),
+        }
+    }
+
+    /// Input `i` as a run-time activation (required).
+    pub fn act(&self, ctx: &NodeCtx, i: usize) -> Result<NodeId, OnnxError> {
+        match self.value(ctx, i)? {
+            Some(Value::Act(id)) => Ok(*id),
+            Some(Value::Const(t)) => Err(ctx.err(format!(
+                "input {i} `{}` is a constant; {} on constants (constant folding) is not supported",
+                t.name,
+                ctx.op()
+            ))),
+            Some(_) => Err(ctx.err(format!("input {i} is unavailable"))),
+            None => Err(ctx.err(format!("input {i} is missing"))),
+        }
+    }
+
+    /// Optional input `i` as a constant; an activation there is an error.
+    pub fn opt_const(
+        &self,
+        ctx: &NodeCtx,
+        i: usize,
+        what: &str,
+    ) -> Result<Option<Rc<ConstTensor>>, OnnxError> {
+        match self.value(ctx, i)? {
+            None => Ok(None),
+            Some(Value::Const(t)) => Ok(Some(t.clone())),
+            Some(_) => Err(ctx.err(format!(
+                "{what} (input {i} `{}`) must be an initializer or a Constant, not computed at run time",
+                ctx.input(i).unwrap_or_default()
+            ))),
+        }
+    }
+
+    /// Required input `i` as a constant.
+    pub fn req_const(
+        &self,
+        ctx: &NodeCtx,
+        i: usize,
+        what: &str,
+    ) -> Result<Rc<ConstTensor>, OnnxError> {
+        self.opt_const(ctx, i, what)?
+            .ok_or_else(|| ctx.err(format!("{what} (input {i}) is missing")))
+    }
+
+    /// Whether input `i` is a constant (false for absent inputs).
+    pub fn is_const(&self, ctx: &NodeCtx, i: usize) -> bool {
+        matches!(
+            ctx.input(i).and_then(|n| self.values.get(n)),
+            Some(Value::Const(_))
+        )
+    }
+
+    /// Stores a float constant as a weight (once per initializer name) and returns its handle.
+    pub fn weight(
+        &mut self,
+        ctx: &NodeCtx,
+        t: &ConstTensor,
+        what: &str,
+    ) -> Result<WeightId, OnnxError> {
+        let ConstData::F32(data) = &t.data else {
+            return Err(ctx.err(format!(
+                "{what} `{}` has data type {}; only FLOAT weights are supported",
+                t.name,
+                t.dtype_name()
+            )));
+        };
+        if !t.name.is_empty()
+            && let Some(&id) = self.weight_ids.get(&t.name)
+        {
+            return Ok(id);
+        }
+        let name = if t.name.is_empty() {
+            format!("{}.{what}", ctx.name)
+        } else {
+            t.name.clone()
+        };
+        let id = self
+            .graph
+            .weights
+            .add(name.clone(), t.dims.clone(), data.clone());
+        self.weight_ids.insert(name, id);
+        Ok(id)
+    }
+
+    /// Stores a tensor the importer derived (a transposed or scaled weight).
+    pub fn derived_weight(&mut self, name: String, dims: Vec<usize>, data: Vec<f32>) -> WeightId {
+        self.graph.weights.add(name, dims, data)
+    }
+
+    /// Adds an IR node named after the ONNX node; a shape error names node and op.
+    pub fn add(&mut self, ctx: &NodeCtx, op: Op, inputs: &[NodeId]) -> Result<Value, OnnxError> {
+        Ok(Value::Act(self.graph.add_node(
+            ctx.name.clone(),
+            op,
+            inputs,
+        )?))
+    }
+
+    pub fn ty(&self, id: NodeId) -> &TensorType {
+        &self.graph.node(id).output
+    }
+}
