@@ -370,8 +370,8 @@ unsafe fn generic_tile(t: &Tile, width: usize) {
             for c in 0..BLOCK {
                 let o = blk * BLOCK + c;
                 let at = blk * t.stride + p * BLOCK + c;
-                // SAFETY: output element of block `blk < blocks`, pixel `p` (the contract).
                 let mut acc = if t.accumulate {
+                    // SAFETY: output element of block `blk < blocks`, pixel `p` (the contract).
                     unsafe { *t.out.add(at) }
                 } else {
                     0.0

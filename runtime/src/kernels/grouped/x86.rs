@@ -642,6 +642,13 @@ fn row_offsets<const K: usize, const R: usize>(
     (off, ok)
 }
 
+/// AVX-512 tiles of `OB` output channels × `R` output rows × 16 consecutive output columns,
+/// borders and tails by masked loads and stores.
+///
+/// # Safety
+/// The CPU must support AVX-512F; `OB == b.width`, `K == b.kernel`, `S == b.stride[1]`;
+/// `b.output` must be valid for writes of the band's rows of its `OB` planes, with no
+/// concurrent access there.
 // Register tiles read best indexed by channel and row.
 #[allow(clippy::needless_range_loop)]
 #[target_feature(enable = "avx512f")]
@@ -745,6 +752,9 @@ unsafe fn band512<const K: usize, const S: usize, const OB: usize, const R: usiz
 /// [`band512`] for planes at most 8 wide (ResNeXt's 7×7 stage): each vector holds two output rows,
 /// lanes 0–7 the upper and 8–15 the lower, so 14 of 16 lanes work instead of 7. `R` counts such row
 /// pairs.
+///
+/// # Safety
+/// As for [`band512`]; also `b.out_w <= 8`.
 // Register tiles read best indexed by channel and row.
 #[allow(clippy::needless_range_loop)]
 #[target_feature(enable = "avx512f")]
@@ -879,6 +889,13 @@ fn mask8(start: isize, width: usize) -> __m256i {
     _mm256_and_si256(below_end, from_start)
 }
 
+/// The AVX2 twin of [`band512`]: tiles of `OB` output channels × `R` output rows × 8 consecutive
+/// output columns, borders by masked loads, tails by masked stores.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA; `OB == b.width`, `K == b.kernel`, `S == b.stride[1]`;
+/// `b.output` must be valid for writes of the band's rows of its `OB` planes, with no concurrent
+/// access there.
 #[allow(clippy::needless_range_loop)]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn band256<const K: usize, const S: usize, const OB: usize, const R: usize>(b: &Band) {
