@@ -5,10 +5,10 @@
 
 use std::collections::HashMap;
 
+use resnext_runtime::exec::threads::Threads;
 use resnext_runtime::kernels::{
     self, ConvShape, Epilogue, KernelError, PoolShape, conv, reference,
 };
-use resnext_runtime::threads::Threads;
 
 use crate::ir::{self, Graph, GraphInfo, NodeId, Op};
 

@@ -18,7 +18,7 @@ fuzz_target!(|data: &[u8]| {
     if data.len() >= 8 {
         let mut sealed = data.to_vec();
         let n = sealed.len() - 8;
-        let sum = resnext_runtime::hash::fnv1a64(&sealed[..n]);
+        let sum = resnext_runtime::formats::hash::fnv1a64(&sealed[..n]);
         sealed[n..].copy_from_slice(&sum.to_le_bytes());
         check(&sealed, claimed);
     }

@@ -6,11 +6,12 @@
 
 use std::time::{Duration, Instant};
 
-use resnext_runtime::isa::{self, Isa};
+use resnext_runtime::exec::isa::{self, Isa};
+use resnext_runtime::exec::threads::Threads;
 use resnext_runtime::kernels::conv::{self, ConvAlgo};
-use resnext_runtime::kernels::peak;
 use resnext_runtime::kernels::{Activation, ConvShape, Epilogue};
-use resnext_runtime::threads::Threads;
+
+mod fma_peak;
 
 /// ResNeXt-50 32×4d's 1×1 convs: (in_c, out_c, input size, stride, how many in the model).
 const POINTWISE: [(usize, usize, usize, usize, usize); 16] = [
@@ -139,7 +140,7 @@ fn main() {
     let pools = [Threads::new(1), Threads::new(2)];
     let peaks: Vec<Option<f64>> = pools
         .iter()
-        .map(|p| peak::fma_peak_gflops(p, isa, Duration::from_millis(400)))
+        .map(|p| fma_peak::fma_peak_gflops(p, isa, Duration::from_millis(400)))
         .collect();
     println!("ISA: {}", isa.name());
     for (p, peak) in pools.iter().zip(&peaks) {

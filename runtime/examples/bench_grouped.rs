@@ -6,11 +6,11 @@
 
 use std::time::Instant;
 
-use resnext_runtime::isa::Isa;
+use resnext_runtime::exec::isa::Isa;
+use resnext_runtime::exec::threads::Threads;
 use resnext_runtime::kernels::{
     Activation, ConvShape, Epilogue, PoolShape, depthwise, grouped, pool, reference,
 };
-use resnext_runtime::threads::Threads;
 
 /// Median wall time of `f` in µs over `runs` runs after two warm-up runs.
 fn median_us(runs: usize, mut f: impl FnMut()) -> f64 {

@@ -8,10 +8,10 @@ mod common;
 
 use common::{Case, assert_ok, check_tiers_exact, setting, values};
 use proptest::prelude::*;
+use resnext_runtime::exec::threads::Threads;
 use resnext_runtime::kernels::blocked::{self, BLOCK};
 use resnext_runtime::kernels::conv::{self, ConvAlgo};
 use resnext_runtime::kernels::{Activation, ConvShape, Epilogue, KernelError};
-use resnext_runtime::threads::Threads;
 
 /// NCHW → NCHW8c by definition: element (b, c, p) at `((b·C/8 + c/8)·spatial + p)·8 + c%8`.
 fn blocked_index(c: usize, p: usize, channels: usize, spatial: usize, b: usize) -> usize {
@@ -220,7 +220,7 @@ fn resnext_grouped_shapes_match_reference() {
             let direct = resnext_runtime::kernels::grouped::runs_nchw8c(&shape, isa);
             assert_eq!(
                 direct,
-                isa != resnext_runtime::isa::Isa::Generic,
+                isa != resnext_runtime::exec::isa::Isa::Generic,
                 "{isa:?} {shape:?}"
             );
         }

@@ -13,9 +13,9 @@ use common::{
     Case, Operands, Setting, activation, assert_ok, check_tiers, out_size, setting, tolerance,
 };
 use proptest::prelude::*;
+use resnext_runtime::exec::threads::Threads;
 use resnext_runtime::kernels::conv::{self, ConvAlgo};
 use resnext_runtime::kernels::{ConvShape, Epilogue, KernelError, reference};
-use resnext_runtime::threads::Threads;
 
 /// Runs `algo` (through `conv2d_with_isa`) on every supported tier and compares with the reference.
 fn check_case(algo: ConvAlgo, c: &Case) -> Result<(), TestCaseError> {

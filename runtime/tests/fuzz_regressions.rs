@@ -27,7 +27,7 @@ fn past_crashers_are_errors() {
         let raw = Weights::from_bytes(&bytes, hash);
         if bytes.len() >= 8 {
             let n = bytes.len() - 8;
-            let sum = resnext_runtime::hash::fnv1a64(&bytes[..n]);
+            let sum = resnext_runtime::formats::hash::fnv1a64(&bytes[..n]);
             bytes[n..].copy_from_slice(&sum.to_le_bytes());
         }
         let sealed = Weights::from_bytes(&bytes, hash);

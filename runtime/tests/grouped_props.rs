@@ -8,9 +8,9 @@ mod common;
 
 use common::{Case, Setting, out_size, setting, tiers};
 use proptest::prelude::*;
-use resnext_runtime::isa::Isa;
+use resnext_runtime::exec::isa::Isa;
+use resnext_runtime::exec::threads::Threads;
 use resnext_runtime::kernels::{Activation, ConvShape, Epilogue, KernelError, depthwise, grouped};
-use resnext_runtime::threads::Threads;
 
 /// Which kernel a case exercises.
 #[derive(Clone, Copy, Debug)]

@@ -5,10 +5,10 @@
 //! on both: outputs whose window sees a NaN are NaN, and the NaN/±inf pattern of every fast tier
 //! equals the reference's, element by element.
 
-use resnext_runtime::isa::Isa;
+use resnext_runtime::exec::isa::Isa;
+use resnext_runtime::exec::threads::Threads;
 use resnext_runtime::kernels::conv::{self, ConvAlgo};
 use resnext_runtime::kernels::{Activation, ConvShape, Epilogue, PoolShape, pool, reference};
-use resnext_runtime::threads::Threads;
 
 /// Finite values in [-1, 1) with a NaN, a +inf and a -inf planted at the given indices.
 fn input(len: usize, nan: usize, pos_inf: usize, neg_inf: usize) -> Vec<f32> {

@@ -10,8 +10,8 @@ mod common;
 
 use common::{U, check_tiers, check_tiers_exact, square_pool, tiers, values};
 use proptest::prelude::*;
+use resnext_runtime::exec::threads::Threads;
 use resnext_runtime::kernels::{KernelError, PoolShape, pool, reference};
-use resnext_runtime::threads::Threads;
 
 /// Compares max and both average poolings with the reference on every tier, bit for bit.
 fn check_pools(

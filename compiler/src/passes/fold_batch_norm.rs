@@ -3,9 +3,9 @@
 //!
 //! Weights known now (ONNX) are folded here; weights the loader reads later (the `resnext!` DSL's
 //! state_dict) get a recipe ([`WeightSource::FoldedBn`], [`WeightSource::BnScaleShift`]) that the
-//! loader evaluates with the same `resnext_runtime::fold` functions.
+//! loader evaluates with the same `resnext_runtime::formats::fold` functions.
 
-use resnext_runtime::fold;
+use resnext_runtime::formats::fold;
 
 use super::sole_consumer;
 use crate::ir::{

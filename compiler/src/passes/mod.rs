@@ -59,7 +59,7 @@ pub struct PassOptions {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum LayoutChoice {
     /// [`LayoutChoice::Nchw8c`] unless the compiling machine's kernel tier
-    /// (`resnext_runtime::isa::isa()`, so `RESNEXT_ISA` decides too) is AVX-512, where the NCHW
+    /// (`resnext_runtime::exec::isa::isa()`, so `RESNEXT_ISA` decides too) is AVX-512, where the NCHW
     /// kernels measured faster (ARCHITECTURE.md, "Activation layout"); then
     /// [`LayoutChoice::Nchw`]. Like `-C target-cpu=native`: for a model run where it is compiled.
     #[default]
@@ -74,7 +74,9 @@ impl LayoutChoice {
     /// Whether NCHW8c regions are allowed, with `Auto` decided for this machine.
     pub fn allows_nchw8c(self) -> bool {
         match self {
-            LayoutChoice::Auto => resnext_runtime::isa::isa() != resnext_runtime::isa::Isa::Avx512,
+            LayoutChoice::Auto => {
+                resnext_runtime::exec::isa::isa() != resnext_runtime::exec::isa::Isa::Avx512
+            }
             LayoutChoice::Nchw => false,
             LayoutChoice::Nchw8c => true,
         }

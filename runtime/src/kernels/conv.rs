@@ -23,8 +23,8 @@ use super::{
     ConvShape, Epilogue, KernelError, SharedOut, blocked, check_len, check_min_len, depthwise,
     grouped,
 };
-use crate::isa::{self, Isa};
-use crate::threads::Threads;
+use crate::exec::isa::{self, Isa};
+use crate::exec::threads::Threads;
 
 /// How a conv layer is computed; chosen at compile time by [`ConvAlgo::select`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

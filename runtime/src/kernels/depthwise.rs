@@ -3,8 +3,8 @@
 
 use super::grouped;
 use super::{ConvShape, Epilogue, KernelError};
-use crate::isa::Isa;
-use crate::threads::Threads;
+use crate::exec::isa::Isa;
+use crate::exec::threads::Threads;
 
 /// Whether [`run`] handles this conv: `group == in_c == out_c`, a 3×3 or 5×5 kernel, dilation 1,
 /// strides 1 or 2.

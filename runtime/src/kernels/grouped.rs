@@ -10,8 +10,8 @@
 use std::ops::Range;
 
 use super::{Activation, ConvShape, Epilogue, KernelError, SharedOut, check_len};
-use crate::isa::Isa;
-use crate::threads::Threads;
+use crate::exec::isa::Isa;
+use crate::exec::threads::Threads;
 
 mod generic;
 #[cfg(target_arch = "x86_64")]

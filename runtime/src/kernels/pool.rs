@@ -11,8 +11,8 @@
 use std::ops::Range;
 
 use super::{KernelError, PoolShape, SharedOut, check_len};
-use crate::isa::Isa;
-use crate::threads::Threads;
+use crate::exec::isa::Isa;
+use crate::exec::threads::Threads;
 
 /// Max pooling with the semantics of `reference::max_pool2d` (padding never wins).
 pub fn max_pool2d(

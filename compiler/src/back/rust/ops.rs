@@ -27,7 +27,7 @@ pub(super) fn forward_body(model: &Model) -> TokenStream {
     if !model.weight_order.is_empty() {
         body.extend(quote!(let w = &self.weights;));
     }
-    let arena = quote!(::resnext_runtime::arena);
+    let arena = quote!(::resnext_runtime::exec::arena);
     let range = |id: NodeId| {
         let (offset, len) = model.plan.offsets.get(&id).copied().unwrap_or_default();
         let (offset, len) = (lit(offset), lit(len));
@@ -60,7 +60,7 @@ pub(super) fn forward_body(model: &Model) -> TokenStream {
         let kernel = kernel_label(&node.op);
         body.extend(quote! {
             {
-                let _span = ::resnext_runtime::profile::span(#name, #kernel);
+                let _span = ::resnext_runtime::exec::profile::span(#name, #kernel);
                 let (out, [#(#names),*]) = #arena::split(arena, #out, [#(#ranges),*])
                     .map_err(::resnext_runtime::RunError::at(#name))?;
                 #call.map_err(::resnext_runtime::RunError::at(#name))?;
@@ -145,18 +145,18 @@ fn emit_node(model: &Model, id: NodeId, args: &[TokenStream], out: TokenStream) 
         Op::MaxPool(p) => {
             let shape = pool_shape(&interp::pool_shape(p, in_type, &node.output));
             let x = &args[0];
-            quote!(::resnext_runtime::kernels::pool::max_pool2d(&#shape, batch, #x, #out, ::resnext_runtime::isa::isa(), threads))
+            quote!(::resnext_runtime::kernels::pool::max_pool2d(&#shape, batch, #x, #out, ::resnext_runtime::exec::isa::isa(), threads))
         }
         Op::AveragePool(p) => {
             let shape = pool_shape(&interp::pool_shape(p, in_type, &node.output));
             let include = p.count_include_pad;
             let x = &args[0];
-            quote!(::resnext_runtime::kernels::pool::avg_pool2d(&#shape, #include, batch, #x, #out, ::resnext_runtime::isa::isa(), threads))
+            quote!(::resnext_runtime::kernels::pool::avg_pool2d(&#shape, #include, batch, #x, #out, ::resnext_runtime::exec::isa::isa(), threads))
         }
         Op::GlobalAveragePool { .. } => {
             let (c, spatial) = spatial_lits(in_type);
             let x = &args[0];
-            quote!(::resnext_runtime::kernels::pool::global_avg_pool(batch, #c, #spatial, #x, #out, ::resnext_runtime::isa::isa(), threads))
+            quote!(::resnext_runtime::kernels::pool::global_avg_pool(batch, #c, #spatial, #x, #out, ::resnext_runtime::exec::isa::isa(), threads))
         }
     }
 }

@@ -20,8 +20,8 @@
 //! a panel's weights (`in_c × 16` floats) are read once per tile from L1/L2.
 
 use super::{Activation, ConvShape, Epilogue, KernelError, SharedOut, check_len, check_min_len};
-use crate::isa::Isa;
-use crate::threads::Threads;
+use crate::exec::isa::Isa;
+use crate::exec::threads::Threads;
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
@@ -68,7 +68,7 @@ pub fn to_blocked(
     threads: &Threads,
 ) -> Result<(), KernelError> {
     let dims = (batch, channels, spatial);
-    reorder::<true>(input, dims, output, crate::isa::isa(), threads)
+    reorder::<true>(input, dims, output, crate::exec::isa::isa(), threads)
 }
 
 /// Converts NCHW8c back to NCHW (the inverse of [`to_blocked`]).
@@ -81,7 +81,7 @@ pub fn from_blocked(
     threads: &Threads,
 ) -> Result<(), KernelError> {
     let dims = (batch, channels, spatial);
-    reorder::<false>(input, dims, output, crate::isa::isa(), threads)
+    reorder::<false>(input, dims, output, crate::exec::isa::isa(), threads)
 }
 
 /// [`to_blocked`] (`to_blocked` true) or [`from_blocked`] on an explicit tier: for tests.

@@ -19,8 +19,8 @@
 //! once up front). Wide-row im2col convs with small weights (the stems) go through `rows`.
 
 use super::{Activation, ConvShape, KernelError, SharedOut, check_min_len};
-use crate::isa::Isa;
-use crate::threads::Threads;
+use crate::exec::isa::Isa;
+use crate::exec::threads::Threads;
 
 mod generic;
 pub(crate) mod rows;

@@ -13,9 +13,9 @@
 //! is in L1.
 
 use super::{BiasAlong, Finish, KC, MR, NR, Tile, micro};
-use crate::isa::Isa;
+use crate::exec::isa::Isa;
+use crate::exec::threads::Threads;
 use crate::kernels::{ConvShape, Epilogue, SharedOut};
-use crate::threads::Threads;
 
 /// Output rows narrower than this waste too many lanes in row tiles (7 of 16 at 7 wide); the
 /// flattened im2col serves them.

@@ -18,8 +18,8 @@
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use crate::buffer::Buffer;
-use crate::hash::Fnv64;
+use crate::exec::buffer::Buffer;
+use crate::formats::hash::Fnv64;
 
 /// The file's first eight bytes.
 pub const MAGIC: [u8; 8] = *b"RNXTWGT\0";
@@ -276,7 +276,7 @@ impl Weights {
         let mut tail = [0u8; 8];
         tail.copy_from_slice(&bytes[bytes.len() - 8..]);
         let found = u64::from_le_bytes(tail);
-        let computed = crate::hash::fnv1a64(body);
+        let computed = crate::formats::hash::fnv1a64(body);
         if found != computed {
             return Err(LoadError::ChecksumMismatch { found, computed });
         }
@@ -476,7 +476,7 @@ mod tests {
     /// Recomputes the trailing checksum after a deliberate edit, so the edit reaches the later checks.
     fn reseal(bytes: &mut [u8]) {
         let n = bytes.len() - 8;
-        let sum = crate::hash::fnv1a64(&bytes[..n]);
+        let sum = crate::formats::hash::fnv1a64(&bytes[..n]);
         bytes[n..].copy_from_slice(&sum.to_le_bytes());
     }
 
