@@ -15,8 +15,6 @@ use crate::exec::threads::Threads;
 
 mod generic;
 #[cfg(target_arch = "x86_64")]
-mod pixels;
-#[cfg(target_arch = "x86_64")]
 mod x86;
 
 /// Output channels per packed weight block (and the widest register tile over channels).
@@ -87,7 +85,7 @@ pub fn run(
 }
 
 /// Whether [`run_nchw8c`] computes `shape` on `isa` itself: whole blocks of 8 input and output
-/// channels per group, on a SIMD tier, a shape the AVX2 output-channel kernel (`pixels`) takes.
+/// channels per group, on a SIMD tier, a shape the AVX2 output-channel kernel (`avx2_out_channels`) takes.
 /// The other NCHW8c grouped convs run [`run`] between copies to and from NCHW
 /// (`conv::ConvAlgo::GroupedNchw8c`).
 pub fn runs_nchw8c(shape: &ConvShape, isa: Isa) -> bool {
@@ -97,8 +95,8 @@ pub fn runs_nchw8c(shape: &ConvShape, isa: Isa) -> bool {
             && isa.supported()
             && supports(shape)
             && (shape.in_c / shape.group).is_multiple_of(super::blocked::BLOCK)
-            && pixels::applies(shape)
-            && pixels::fits(shape)
+            && x86::avx2_out_channels::applies(shape)
+            && x86::avx2_out_channels::fits(shape)
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -136,7 +134,7 @@ pub fn run_nchw8c(
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Layout {
     Nchw,
-    /// Blocks of 8 channels (`kernels::blocked`); only the `pixels` kernel reads it.
+    /// Blocks of 8 channels (`kernels::blocked`); only the `avx2_out_channels` kernel reads it.
     Nchw8c,
 }
 
@@ -229,7 +227,7 @@ pub(crate) fn run_direct(
     let mut band_rows = s.out_h.div_ceil(want_bands);
     #[cfg(target_arch = "x86_64")]
     if matches!(isa, Isa::Avx2 | Isa::Avx512)
-        && let Some(fit) = x86::plane_band_rows(&s)
+        && let Some(fit) = x86::depthwise_band_rows(&s)
     {
         // Depthwise on the SIMD tiers: bands small enough for the plane kernel's buffer.
         band_rows = band_rows.min(fit);
@@ -245,14 +243,14 @@ pub(crate) fn run_direct(
     };
     let chunks = items.div_ceil(per_task);
     // Whole blocks of 8 output channels per group run a group at a time, vectorised over output
-    // channels (`pixels`). The AVX-512 tier keeps its 16-column tiles for rows wider than 8 (they
-    // fill most lanes), and takes `pixels` for narrower ones: on Zen 4, ResNeXt-50's stage 4 (7×7
+    // channels (`avx2_out_channels`). The AVX-512 tier keeps its 16-column tiles for rows wider than 8 (they
+    // fill most lanes), and takes `avx2_out_channels` for narrower ones: on Zen 4, ResNeXt-50's stage 4 (7×7
     // maps) 0.82× the time of the column tiles at 1 thread (stride 2 to 7×7 0.96×), while they
     // won at 14×14 (0.97–0.98×) and wider (0.54–0.91×).
     #[cfg(target_arch = "x86_64")]
     let by_pixels =
         (isa == Isa::Avx2 || layout == Layout::Nchw8c || (isa == Isa::Avx512 && s.out_w <= 8))
-            && pixels::applies(&s);
+            && x86::avx2_out_channels::applies(&s);
     let out = SharedOut(output.as_mut_ptr());
     let taps = cin_g * k * k;
     // Output channels `oc..oc + width` (of group `g`) of batch item `n`, over `rows`; the
@@ -310,8 +308,8 @@ pub(crate) fn run_direct(
             // SAFETY: `b.output` points at the group's `cout_g` planes inside `output` (lengths
             // checked above); this task alone writes rows `rows` of them; the tier (AVX2, or
             // AVX-512, which implies AVX2 and FMA) is supported by this CPU.
-            let done = unsafe { pixels::pixels_avx2(&b) };
-            // NCHW8c shapes passed `runs_nchw8c`, which are the ones `pixels` takes.
+            let done = unsafe { x86::out_channels_avx2(&b) };
+            // NCHW8c shapes passed `runs_nchw8c`, which are the ones `avx2_out_channels` takes.
             debug_assert!(done || layout == Layout::Nchw, "pixels declined {s:?}");
             if done || layout == Layout::Nchw8c {
                 return;
@@ -361,11 +359,14 @@ unsafe fn band_dispatch(b: &Band, isa: Isa) {
         // runs; both tiers' property tests and end-to-end checks passed there).
         // SAFETY: forwarded from the caller (`Isa::Avx512` implies AVX2 and FMA too).
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => unsafe { x86::plane_avx2(b) || x86::band_avx512(b) },
+        Isa::Avx512 => unsafe { x86::depthwise_plane_avx2(b) || x86::tiles_avx512(b) },
         // SAFETY: forwarded from the caller.
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => unsafe {
-            x86::plane_avx2(b) || x86::rows_avx2(b) || x86::planes_avx2(b) || x86::band_avx2(b)
+            x86::depthwise_plane_avx2(b)
+                || x86::padded_rows_avx2(b)
+                || x86::grouped3x3_avx2(b)
+                || x86::tiles_avx2(b)
         },
         _ => false,
     };
