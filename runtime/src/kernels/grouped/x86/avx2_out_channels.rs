@@ -2,7 +2,7 @@
 //! 2–4: 8, 16 and 32 channels per group), vectorised over output channels instead of output
 //! columns.
 //!
-//! The column-vector kernels (`super`) run each block of output channels over vectors of
+//! The column-vector kernels ([`super`]) run each block of output channels over vectors of
 //! 8 output columns: masks and offsets for every short row (7×7 maps fill 7 of 8 lanes), two
 //! loads and a shuffle per vector at stride 2. Here a vector holds 8 output channels of one output
 //! pixel. A tile is up to [`TILE_W`] pixels of one output row (stride 1) or, on maps no wider,
@@ -68,7 +68,7 @@ fn padded_floats(cin_g: usize, rows: usize, out_w: usize, [sy, sx]: [usize; 2]) 
 }
 
 /// Runs all of a group's blocks of output channels over the band's rows. `b` describes the whole
-/// group: `b.width` (a multiple of `OC_BLOCK`) output planes from `b.output`, and `b.weights`
+/// group: `b.width` (a multiple of [`OC_BLOCK`]) output planes from `b.output`, and `b.weights`
 /// the group's `b.width / 8` packed blocks one after the other (`b.wstride == 8`). Returns false
 /// (nothing written) if the band is not one it runs (see [`applies`]) or even one output row's
 /// padded input rows do not fit [`PAD`].
@@ -361,7 +361,7 @@ macro_rules! row7_taps {
 
 /// [`tile`] for one row of 7 pixels at stride 1 (7×7 maps, and 14-wide rows in two tiles): the
 /// loop over input channels in `asm!`, each channel's three kernel rows written out
-/// (`row7_taps`). The intrinsics version kept its accumulators in a stack array: the input loop
+/// ([`row7_taps`]). The intrinsics version kept its accumulators in a stack array: the input loop
 /// indexes them by `c - kx`, which LLVM did not unroll away.
 ///
 /// # Safety
