@@ -18,10 +18,11 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use resnext_compiler::{driver, interp, ir};
+use resnext_runtime::exec::Ctx;
 use resnext_runtime::exec::isa::isa;
 use resnext_runtime::exec::threads::Threads;
 use resnext_runtime::kernels::conv::{self, ConvAlgo};
-use resnext_runtime::kernels::{Activation, ConvShape, Epilogue};
+use resnext_runtime::kernels::{Activation, ConvArgs, ConvShape, Epilogue};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::tract_linalg::multithread::{Executor, set_default_executor};
 
@@ -484,18 +485,16 @@ fn time_layer(shape: &ConvShape, algo: ConvAlgo, threads: usize) -> f64 {
         activation: Activation::Relu,
     };
     let mut run = || {
-        conv::conv2d(
-            algo,
-            shape,
-            1,
-            &x,
-            &packed,
-            &epi,
-            &mut out,
-            &mut scratch,
-            &pool,
-        )
-        .expect("conv")
+        let args = ConvArgs {
+            shape: *shape,
+            batch: 1,
+            input: &x,
+            packed: &packed,
+            epilogue: epi,
+            output: &mut out,
+            scratch: &mut scratch,
+        };
+        conv::conv2d(&Ctx::new(&pool), algo, args).expect("conv")
     };
     for _ in 0..3 {
         run();

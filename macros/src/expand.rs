@@ -246,7 +246,12 @@ fn emit_weight(
             let eps = bn.epsilon;
             let p = part(*p);
             quote! {
-                ::resnext_runtime::formats::fold::fold_batch_norm(&#wv, #bias, &#g, &#b, &#m, &#s, #eps, #out_channels)
+                ::resnext_runtime::formats::fold::fold_batch_norm(
+                    &#wv,
+                    #bias,
+                    &::resnext_runtime::kernels::BatchNorm { gamma: &#g, beta: &#b, mean: &#m, var: &#s, epsilon: #eps },
+                    #out_channels,
+                )
                     .map_err(|e| prepare(#name, e))?.#p
             }
         }
@@ -304,7 +309,7 @@ fn emit_weight(
             emit_weight(graph, *source, done, lets)?;
             let src = var(*source);
             quote! {
-                ::resnext_runtime::kernels::conv::dense_pack(#in_features, #out_features, &#src)
+                ::resnext_runtime::kernels::dense::pack(#in_features, #out_features, &#src)
                     .map_err(|e| prepare(#name, e))?
             }
         }

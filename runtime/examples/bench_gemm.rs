@@ -6,10 +6,12 @@
 
 use std::time::{Duration, Instant};
 
+use resnext_runtime::exec::Ctx;
 use resnext_runtime::exec::isa::{self, Isa};
 use resnext_runtime::exec::threads::Threads;
 use resnext_runtime::kernels::conv::{self, ConvAlgo};
-use resnext_runtime::kernels::{Activation, ConvShape, Epilogue};
+use resnext_runtime::kernels::dense::{self, DenseArgs};
+use resnext_runtime::kernels::{Activation, ConvArgs, ConvShape, Epilogue};
 
 mod fma_peak;
 
@@ -105,19 +107,16 @@ fn time_conv(s: &ConvShape, isa: Isa, threads: &Threads, budget: Duration) -> f6
     let mut out = vec![0.0; s.output_len()];
     let mut scratch = vec![0.0; conv::scratch_len(algo, s, 1, threads.count())];
     best_time(budget, || {
-        conv::conv2d_with_isa(
-            algo,
-            s,
-            1,
-            &input,
-            &packed,
-            &ep,
-            &mut out,
-            &mut scratch,
-            isa,
-            threads,
-        )
-        .expect("conv runs");
+        let args = ConvArgs {
+            shape: *s,
+            batch: 1,
+            input: &input,
+            packed: &packed,
+            epilogue: ep,
+            output: &mut out,
+            scratch: &mut scratch,
+        };
+        conv::conv2d(&Ctx { isa, threads }, algo, args).expect("conv runs");
     })
 }
 
@@ -228,19 +227,28 @@ fn main() {
         );
     }
     let (k, m) = (2048, 1000);
-    let packed = conv::dense_pack(k, m, &values(4, k * m)).expect("valid");
+    let packed = dense::pack(k, m, &values(4, k * m)).expect("valid");
     let x = values(5, k);
     let bias = values(6, m);
     for p in &pools {
         let mut out = vec![0.0; m];
-        let mut scratch = vec![0.0; conv::dense_scratch_len(1, k, p.count())];
+        let mut scratch = vec![0.0; dense::scratch_len(1, k, p.count())];
         let ep = Epilogue {
             bias: Some(&bias),
             ..Epilogue::default()
         };
         let secs = best_time(budget, || {
-            conv::dense_with_isa(1, k, m, &x, &packed, &ep, &mut out, &mut scratch, isa, p)
-                .expect("dense runs");
+            let args = DenseArgs {
+                batch: 1,
+                in_features: k,
+                out_features: m,
+                input: &x,
+                packed: &packed,
+                epilogue: ep,
+                output: &mut out,
+                scratch: &mut scratch,
+            };
+            dense::run(&Ctx { isa, threads: p }, args).expect("dense runs");
         });
         println!(
             "classifier 2048→1000, batch 1, {} thread(s): {:.1} µs",

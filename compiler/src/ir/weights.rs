@@ -45,7 +45,7 @@ pub enum WeightSource {
         shape: resnext_runtime::kernels::ConvShape,
         source: WeightId,
     },
-    /// `resnext_runtime::kernels::conv::dense_pack(in_features, out_features, ·)` of another weight,
+    /// `resnext_runtime::kernels::dense::pack(in_features, out_features, ·)` of another weight,
     /// at load time.
     PackedDense {
         in_features: usize,

@@ -9,9 +9,9 @@
 
 use std::ops::Range;
 
-use super::{Activation, ConvShape, Epilogue, KernelError, SharedOut, check_len};
+use super::{Activation, ConvArgs, ConvShape, KernelError, SharedOut, check_len};
+use crate::exec::Ctx;
 use crate::exec::isa::Isa;
-use crate::exec::threads::Threads;
 
 mod generic;
 #[cfg(target_arch = "x86_64")]
@@ -60,28 +60,17 @@ pub fn pack(shape: &ConvShape, weight: &[f32]) -> Vec<f32> {
 }
 
 /// Grouped 3×3 conv with its fused epilogue: `output = act(conv(input) + bias + residual)`.
-/// `packed` comes from [`pack`]. An `isa` the CPU lacks falls back to the generic tier.
-#[allow(clippy::too_many_arguments)]
-pub fn run(
-    shape: &ConvShape,
-    batch: usize,
-    input: &[f32],
-    packed: &[f32],
-    epilogue: &Epilogue,
-    output: &mut [f32],
-    isa: Isa,
-    threads: &Threads,
-) -> Result<(), KernelError> {
+/// `args.packed` comes from [`pack`]; no scratch. A `ctx.isa` the CPU lacks falls back to the
+/// generic tier.
+pub fn run(ctx: &Ctx, args: ConvArgs) -> Result<(), KernelError> {
+    let shape = &args.shape;
     if !supports(shape) {
         shape.check()?;
         return Err(KernelError::BadShape(format!(
             "grouped conv kernel needs groups > 1, a 3×3 kernel, dilation 1 and stride 1 or 2: {shape:?}"
         )));
     }
-    let layout = Layout::Nchw;
-    run_direct(
-        shape, batch, input, packed, epilogue, output, isa, layout, threads,
-    )
+    run_direct(ctx, args, Layout::Nchw)
 }
 
 /// Whether [`run_nchw8c`] computes `shape` on `isa` itself: whole blocks of 8 input and output
@@ -107,27 +96,15 @@ pub fn runs_nchw8c(shape: &ConvShape, isa: Isa) -> bool {
 
 /// [`run`] on NCHW8c input, residual and output, for a shape [`runs_nchw8c`] accepts (else a
 /// `BadShape` error). A group's channels are whole blocks, which lie where its NCHW planes would.
-#[allow(clippy::too_many_arguments)]
-pub fn run_nchw8c(
-    shape: &ConvShape,
-    batch: usize,
-    input: &[f32],
-    packed: &[f32],
-    epilogue: &Epilogue,
-    output: &mut [f32],
-    isa: Isa,
-    threads: &Threads,
-) -> Result<(), KernelError> {
-    if !runs_nchw8c(shape, isa) {
+pub fn run_nchw8c(ctx: &Ctx, args: ConvArgs) -> Result<(), KernelError> {
+    let shape = &args.shape;
+    if !runs_nchw8c(shape, ctx.isa) {
         return Err(KernelError::BadShape(format!(
             "the NCHW8c grouped kernel does not take {shape:?} on {}",
-            isa.name()
+            ctx.isa.name()
         )));
     }
-    let layout = Layout::Nchw8c;
-    run_direct(
-        shape, batch, input, packed, epilogue, output, isa, layout, threads,
-    )
+    run_direct(ctx, args, Layout::Nchw8c)
 }
 
 /// How a band's input, residual and output are laid out.
@@ -181,18 +158,18 @@ pub(crate) struct Band<'a> {
 
 /// The shared driver of the grouped and depthwise kernels: checks, then splits (batch item, group,
 /// row band) tasks over the threads.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn run_direct(
-    shape: &ConvShape,
-    batch: usize,
-    input: &[f32],
-    packed: &[f32],
-    epilogue: &Epilogue,
-    output: &mut [f32],
-    isa: Isa,
-    layout: Layout,
-    threads: &Threads,
-) -> Result<(), KernelError> {
+pub(crate) fn run_direct(ctx: &Ctx, args: ConvArgs, layout: Layout) -> Result<(), KernelError> {
+    let Ctx { isa, threads } = *ctx;
+    let ConvArgs {
+        shape,
+        batch,
+        input,
+        packed,
+        epilogue,
+        output,
+        ..
+    } = args;
+    let shape = &shape;
     shape.check()?;
     if shape.kernel[0] != shape.kernel[1] || shape.dilation != [1, 1] || shape.stride[1] > 2 {
         return Err(KernelError::BadShape(format!(

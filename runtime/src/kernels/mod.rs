@@ -3,6 +3,7 @@
 
 pub mod blocked;
 pub mod conv;
+pub mod dense;
 pub mod depthwise;
 pub mod gemm;
 pub mod grouped;
@@ -223,6 +224,40 @@ impl Epilogue<'_> {
         }
         self.activation.apply(v)
     }
+}
+
+/// One conv call's shape and buffers: `output = act(conv(input) + bias + residual)` over `batch`
+/// items, with weights `packed` for the algorithm that runs it and `scratch` of at least the
+/// algorithm's `conv::scratch_len` floats (none for the direct kernels).
+pub struct ConvArgs<'a> {
+    pub shape: ConvShape,
+    pub batch: usize,
+    pub input: &'a [f32],
+    pub packed: &'a [f32],
+    pub epilogue: Epilogue<'a>,
+    pub output: &'a mut [f32],
+    pub scratch: &'a mut [f32],
+}
+
+/// A kernel call over `batch · channels` planes of `spatial` elements each: `input` to `output`
+/// (global average pooling, NCHW8c reorders).
+pub struct PlanesArgs<'a> {
+    pub batch: usize,
+    pub channels: usize,
+    pub spatial: usize,
+    pub input: &'a [f32],
+    pub output: &'a mut [f32],
+}
+
+/// The parameters of an inference BatchNorm over channels: `y = (x − mean) / sqrt(var + epsilon) ·
+/// gamma + beta`, one entry per channel in each slice.
+#[derive(Clone, Copy, Debug)]
+pub struct BatchNorm<'a> {
+    pub gamma: &'a [f32],
+    pub beta: &'a [f32],
+    pub mean: &'a [f32],
+    pub var: &'a [f32],
+    pub epsilon: f32,
 }
 
 /// The static shape of one conv layer (per batch item), NCHW.

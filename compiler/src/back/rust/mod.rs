@@ -535,8 +535,8 @@ impl<'g> Model<'g> {
                 pub fn forward_into(&self, input: &[f32], batch: usize, output: &mut [f32]) -> Result<(), ::resnext_runtime::RunError> {
                     ::resnext_runtime::RunError::check_input(&INPUT_SHAPE, batch, input.len())?;
                     ::resnext_runtime::RunError::check_output(OUTPUT_LEN, batch, output.len())?;
-                    let threads = &self.threads;
-                    self.kernel_scratch.with(kernel_scratch_len(batch, threads.count()), |scratch| {
+                    let ctx = ::resnext_runtime::exec::Ctx::new(&self.threads);
+                    self.kernel_scratch.with(kernel_scratch_len(batch, ctx.threads.count()), |scratch| {
                         #body
                         Ok(())
                     })

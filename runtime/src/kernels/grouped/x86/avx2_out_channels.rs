@@ -518,7 +518,6 @@ unsafe fn store_tile_nchw8c(b: &Band, acc: &[__m256], oc: usize, p0: usize, out_
 /// so do pixels up to `end`, which later writes of this call overwrite.
 #[inline]
 #[target_feature(enable = "avx2")]
-#[allow(clippy::too_many_arguments)]
 unsafe fn store_tile(
     b: &Band,
     acc: &[__m256],
