@@ -10,10 +10,10 @@ use resnext_compiler::back::cuda;
 use resnext_compiler::front::onnx;
 use resnext_compiler::ir::{self, Op};
 use resnext_compiler::passes::{self, PassOptions};
-use resnext_runtime::cuda::CudaModel;
+use resnext_runtime::cuda::runner::CudaModel;
 
 fn main() {
-    if let Err(e) = resnext_runtime::cuda::available() {
+    if let Err(e) = resnext_runtime::cuda::runner::available() {
         eprintln!("skipping the CUDA benchmark: {e}");
         return;
     }

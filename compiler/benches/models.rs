@@ -18,13 +18,17 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use resnext_compiler::{driver, interp, ir};
-use resnext_runtime::isa::isa;
+use resnext_runtime::exec::Ctx;
+use resnext_runtime::exec::isa::isa;
+use resnext_runtime::exec::threads::Threads;
 use resnext_runtime::kernels::conv::{self, ConvAlgo};
-use resnext_runtime::kernels::peak;
-use resnext_runtime::kernels::{Activation, ConvShape, Epilogue};
-use resnext_runtime::threads::Threads;
+use resnext_runtime::kernels::{Activation, ConvArgs, ConvShape, Epilogue};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::tract_linalg::multithread::{Executor, set_default_executor};
+
+// The FMA-peak probe is benchmark code, not runtime API: shared with `bench_gemm` as a module.
+#[path = "../../runtime/examples/fma_peak/mod.rs"]
+mod fma_peak;
 
 struct Args {
     rounds: usize,
@@ -304,7 +308,7 @@ fn main() {
             let npy = std::env::temp_dir().join(format!("resnext-bench-{name}-{batch}.npy"));
             let mut shape = vec![batch];
             shape.extend(&per_item);
-            resnext_runtime::npy::write_f32(&npy, &shape, &data).expect("write input");
+            resnext_runtime::formats::npy::write_f32(&npy, &shape, &data).expect("write input");
             let tract = if args.tract {
                 tract_model(model, &shape)
                     .map_err(|e| eprintln!("tract skipped: {e:?}"))
@@ -381,7 +385,7 @@ fn main() {
     }
     if let (true, Some(graph)) = (args.layers, resnext50) {
         // Measured here, right before the layers, so both see the same load on a shared machine.
-        let peak = peak::fma_peak_gflops(&Threads::new(1), isa(), Duration::from_secs(2))
+        let peak = fma_peak::fma_peak_gflops(&Threads::new(1), isa(), Duration::from_secs(2))
             .unwrap_or(f64::NAN);
         println!("\nmeasured FMA peak: {peak:.0} GFLOP/s on one thread");
         layer_table(&graph, peak, &args.threads);
@@ -481,18 +485,16 @@ fn time_layer(shape: &ConvShape, algo: ConvAlgo, threads: usize) -> f64 {
         activation: Activation::Relu,
     };
     let mut run = || {
-        conv::conv2d(
-            algo,
-            shape,
-            1,
-            &x,
-            &packed,
-            &epi,
-            &mut out,
-            &mut scratch,
-            &pool,
-        )
-        .expect("conv")
+        let args = ConvArgs {
+            shape: *shape,
+            batch: 1,
+            input: &x,
+            packed: &packed,
+            epilogue: epi,
+            output: &mut out,
+            scratch: &mut scratch,
+        };
+        conv::conv2d(&Ctx::new(&pool), algo, args).expect("conv")
     };
     for _ in 0..3 {
         run();

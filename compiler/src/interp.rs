@@ -5,10 +5,13 @@
 
 use std::collections::HashMap;
 
+use resnext_runtime::exec::Ctx;
+use resnext_runtime::exec::threads::Threads;
+use resnext_runtime::kernels::dense::{self, DenseArgs};
 use resnext_runtime::kernels::{
-    self, ConvShape, Epilogue, KernelError, PoolShape, conv, reference,
+    self, BatchNorm, ConvArgs, ConvShape, Epilogue, KernelError, PlanesArgs, PoolShape, conv,
+    reference,
 };
-use resnext_runtime::threads::Threads;
 
 use crate::ir::{self, Graph, GraphInfo, NodeId, Op};
 
@@ -114,47 +117,35 @@ fn eval(
                 ir::ConvKernel::Fast(algo) => {
                     let mut scratch = vec![0.0; conv::scratch_len(algo, &shape, batch, 1)];
                     let threads = Threads::new(1);
-                    conv::conv2d(
-                        algo,
-                        &shape,
+                    let args = ConvArgs {
+                        shape,
                         batch,
-                        args[0],
-                        w(c.weight),
-                        &epilogue,
-                        out,
-                        &mut scratch,
-                        &threads,
-                    )
+                        input: args[0],
+                        packed: w(c.weight),
+                        epilogue,
+                        output: out,
+                        scratch: &mut scratch,
+                    };
+                    conv::conv2d(&Ctx::new(&threads), algo, args)
                 }
             }
         }
         Op::BatchNorm(b) => {
             let (c, spatial) = channels_spatial(in_type);
-            reference::batch_norm(
-                batch,
-                c,
-                spatial,
-                args[0],
-                w(b.scale),
-                w(b.bias),
-                w(b.mean),
-                w(b.var),
-                b.epsilon,
-                out,
-            )
+            let bn = BatchNorm {
+                gamma: w(b.scale),
+                beta: w(b.bias),
+                mean: w(b.mean),
+                var: w(b.var),
+                epsilon: b.epsilon,
+            };
+            reference::batch_norm(planes(batch, c, spatial, args[0], out), &bn)
         }
         Op::ScaleShift(s) => {
             let (c, spatial) = channels_spatial(in_type);
-            reference::scale_shift(
-                batch,
-                c,
-                spatial,
-                args[0],
-                w(s.scale),
-                w(s.shift),
-                activation(s.activation),
-                out,
-            )
+            let (scale, shift) = (w(s.scale), w(s.shift));
+            let act = activation(s.activation);
+            reference::scale_shift(planes(batch, c, spatial, args[0], out), scale, shift, act)
         }
         Op::Relu => reference::activation(args[0], kernels::Activation::Relu, out),
         Op::Clip { min, max } => reference::activation(
@@ -186,10 +177,11 @@ fn eval(
         Op::Reorder { to } => {
             let (c, spatial) = channels_spatial(in_type);
             let threads = Threads::new(1);
+            let (ctx, planes) = (Ctx::new(&threads), planes(batch, c, spatial, args[0], out));
             if *to == ir::Layout::Nchw8c {
-                kernels::blocked::to_blocked(args[0], batch, c, spatial, out, &threads)
+                kernels::blocked::to_blocked(&ctx, planes)
             } else {
-                kernels::blocked::from_blocked(args[0], batch, c, spatial, out, &threads)
+                kernels::blocked::from_blocked(&ctx, planes)
             }
         }
         Op::Dense(d) => {
@@ -204,19 +196,19 @@ fn eval(
                     reference::dense(batch, k, m, args[0], w(d.weight), &epilogue, out)
                 }
                 ir::DenseKernel::Packed => {
-                    let mut scratch = vec![0.0; conv::dense_scratch_len(batch, k, 1)];
+                    let mut scratch = vec![0.0; dense::scratch_len(batch, k, 1)];
                     let threads = Threads::new(1);
-                    conv::dense(
+                    let args = DenseArgs {
                         batch,
-                        k,
-                        m,
-                        args[0],
-                        w(d.weight),
-                        &epilogue,
-                        out,
-                        &mut scratch,
-                        &threads,
-                    )
+                        in_features: k,
+                        out_features: m,
+                        input: args[0],
+                        packed: w(d.weight),
+                        epilogue,
+                        output: out,
+                        scratch: &mut scratch,
+                    };
+                    dense::run(&Ctx::new(&threads), args)
                 }
             }
         }
@@ -224,6 +216,23 @@ fn eval(
 }
 
 /// The runtime's activation for an IR activation.
+/// `batch · channels` planes of `spatial` elements from `input` to `output`.
+fn planes<'a>(
+    batch: usize,
+    channels: usize,
+    spatial: usize,
+    input: &'a [f32],
+    output: &'a mut [f32],
+) -> PlanesArgs<'a> {
+    PlanesArgs {
+        batch,
+        channels,
+        spatial,
+        input,
+        output,
+    }
+}
+
 pub fn activation(a: ir::Activation) -> kernels::Activation {
     match a {
         ir::Activation::None => kernels::Activation::None,

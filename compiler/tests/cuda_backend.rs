@@ -17,7 +17,7 @@ use resnext_compiler::ir::{
     Shape, TensorType,
 };
 use resnext_compiler::passes::{self, PassOptions};
-use resnext_runtime::npy;
+use resnext_runtime::formats::npy;
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -85,7 +85,7 @@ fn small_model_source_and_plan_snapshot() {
     snapshot("resnext_small_8x4d_bn.cu", &emitted.source);
     snapshot("resnext_small_8x4d_bn.cuplan", &emitted.plan.to_text());
     // The plan's text form is what the emitted crate embeds: it must parse back to the same plan.
-    let parsed = resnext_runtime::cuda_plan::CudaPlan::parse(&emitted.plan.to_text());
+    let parsed = resnext_runtime::cuda::plan::CudaPlan::parse(&emitted.plan.to_text());
     assert_eq!(parsed.as_ref(), Ok(&emitted.plan));
     // Every conv of a ResNeXt gets a specialised kernel: grouped 3×3 direct, 1×1 GEMM, stem direct.
     let count =
@@ -664,7 +664,7 @@ fn resnextc_target_all_embeds_the_cuda_model() {
     assert!(lib.contains("pub mod cuda {") && lib.contains("include_str!(\"model.cu\")"));
     assert!(read("src/main.rs").contains("\"--device\""));
     let plan =
-        resnext_runtime::cuda_plan::CudaPlan::parse(&read("src/model.cuplan")).expect("plan");
+        resnext_runtime::cuda::plan::CudaPlan::parse(&read("src/model.cuplan")).expect("plan");
     // The CUDA weights file holds every tensor the plan places, under the hash in lib.rs.
     let weights = std::fs::read(out.join("small_all.cuda.weights")).expect("weights");
     let hash = lib
@@ -754,7 +754,7 @@ fn emitted_cli_takes_device() {
     );
     let gpu_out = tmp.path().join("gpu.npy");
     let gpu = run("cuda", &gpu_out);
-    match resnext_runtime::cuda::available() {
+    match resnext_runtime::cuda::runner::available() {
         Ok(()) => {
             assert!(
                 gpu.status.success(),
@@ -785,7 +785,7 @@ fn emitted_cli_takes_device() {
 /// prints why it skipped.
 #[test]
 fn gpu_models_match_pytorch() {
-    if let Err(e) = resnext_runtime::cuda::available() {
+    if let Err(e) = resnext_runtime::cuda::runner::available() {
         eprintln!("skipping the GPU run: {e}");
         return;
     }
@@ -804,7 +804,7 @@ fn gpu_models_match_pytorch() {
         let tmp = tempfile::tempdir().expect("temp dir");
         let weights = tmp.path().join("model.cuda.weights");
         emitted.write_weights(&weights).expect("write weights");
-        let mut model = resnext_runtime::cuda::CudaModel::load(
+        let mut model = resnext_runtime::cuda::runner::CudaModel::load(
             &emitted.source,
             &emitted.plan.to_text(),
             &weights,

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use resnext_runtime::isa::Isa;
-use resnext_runtime::npy;
+use resnext_runtime::exec::isa::Isa;
+use resnext_runtime::formats::npy;
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

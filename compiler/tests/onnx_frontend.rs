@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use resnext_compiler::front::onnx;
 use resnext_compiler::{interp, ir};
-use resnext_runtime::npy;
+use resnext_runtime::formats::npy;
 
 fn testdata(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

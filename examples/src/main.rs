@@ -28,7 +28,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         .to_string()
     });
     let model = resnext_small::Model::load(resnext_small::WEIGHTS_PATH)?;
-    let (shape, data) = resnext_runtime::npy::read_f32(&input)?;
+    let (shape, data) = resnext_runtime::formats::npy::read_f32(&input)?;
     let batch = match shape.split_first() {
         Some((&n, item)) if item == resnext_small::INPUT_SHAPE => n,
         _ => return Err(format!("{input}: shape {shape:?} is not [N, 3, 64, 64]").into()),

@@ -18,7 +18,7 @@ fuzz_target!(|data: &[u8]| {
     if data.len() >= 4 {
         let mut sealed = data.to_vec();
         let n = sealed.len() - 4;
-        let sum = resnext_runtime::weights::checksum(&sealed[..n]);
+        let sum = resnext_runtime::formats::weights::checksum(&sealed[..n]);
         sealed[n..].copy_from_slice(&sum.to_le_bytes());
         check(&sealed, claimed);
     }

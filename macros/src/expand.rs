@@ -68,9 +68,9 @@ pub fn expand(decl: ModelDecl) -> syn::Result<TokenStream> {
             /// Evaluates every weight the code reads, in its order, from the state_dict tensors
             /// `tensor(key)` returns, and wraps them as this code's in-memory weights.
             pub(super) fn load(
-                tensor: &mut dyn FnMut(&str) -> ::core::result::Result<::std::vec::Vec<f32>, ::resnext_runtime::safetensors::StateDictError>,
-            ) -> ::core::result::Result<Model, ::resnext_runtime::safetensors::StateDictError> {
-                use ::resnext_runtime::safetensors::StateDictError;
+                tensor: &mut dyn FnMut(&str) -> ::core::result::Result<::std::vec::Vec<f32>, ::resnext_runtime::formats::safetensors::StateDictError>,
+            ) -> ::core::result::Result<Model, ::resnext_runtime::formats::safetensors::StateDictError> {
+                use ::resnext_runtime::formats::safetensors::StateDictError;
                 fn prepare(name: &str, e: impl ::std::fmt::Display) -> StateDictError {
                     StateDictError::Prepare { name: name.into(), message: e.to_string() }
                 }
@@ -97,8 +97,8 @@ pub fn expand(decl: ModelDecl) -> syn::Result<TokenStream> {
             /// the kernels' weights packed here, as `resnextc` does at compile time.
             pub fn load_safetensors(
                 path: impl ::core::convert::AsRef<::std::path::Path>,
-            ) -> ::core::result::Result<Self, ::resnext_runtime::safetensors::StateDictError> {
-                let dict = ::resnext_runtime::safetensors::StateDict::open(path)?;
+            ) -> ::core::result::Result<Self, ::resnext_runtime::formats::safetensors::StateDictError> {
+                let dict = ::resnext_runtime::formats::safetensors::StateDict::open(path)?;
                 dict.check(Self::STATE_DICT.iter().map(|&(k, d)| (k, d)))?;
                 let model = #module::load(&mut |key| dict.tensor(key))?;
                 Ok(#name { model })
@@ -112,8 +112,8 @@ pub fn expand(decl: ModelDecl) -> syn::Result<TokenStream> {
                         .iter()
                         .find(|&&(k, _)| k == key)
                         .map_or(&[][..], |&(_, d)| d);
-                    Ok::<_, ::resnext_runtime::safetensors::StateDictError>(
-                        ::resnext_runtime::safetensors::random_tensor(key, dims, seed),
+                    Ok::<_, ::resnext_runtime::formats::safetensors::StateDictError>(
+                        ::resnext_runtime::formats::safetensors::random_tensor(key, dims, seed),
                     )
                 };
                 let model = #module::load(&mut tensor)
@@ -183,7 +183,7 @@ fn loader_body(graph: &Graph, order: &[WeightId]) -> Result<TokenStream, String>
     });
     Ok(quote! {
         #(#lets)*
-        let mut writer = ::resnext_runtime::weights::WeightsWriter::new(MODEL_HASH);
+        let mut writer = ::resnext_runtime::formats::weights::WeightsWriter::new(MODEL_HASH);
         #(writer.add(#names, #dims, &#vars).map_err(|e| prepare(#names, e))?;)*
         let mut bytes = ::std::vec::Vec::new();
         writer.write_to(&mut bytes).map_err(|e| prepare("(all)", e))?;
@@ -246,7 +246,12 @@ fn emit_weight(
             let eps = bn.epsilon;
             let p = part(*p);
             quote! {
-                ::resnext_runtime::fold::fold_batch_norm(&#wv, #bias, &#g, &#b, &#m, &#s, #eps, #out_channels)
+                ::resnext_runtime::formats::fold::fold_batch_norm(
+                    &#wv,
+                    #bias,
+                    &::resnext_runtime::kernels::BatchNorm { gamma: &#g, beta: &#b, mean: &#m, var: &#s, epsilon: #eps },
+                    #out_channels,
+                )
                     .map_err(|e| prepare(#name, e))?.#p
             }
         }
@@ -258,7 +263,7 @@ fn emit_weight(
             let eps = bn.epsilon;
             let p = part(*p);
             quote! {
-                ::resnext_runtime::fold::batch_norm_scale_shift(&#g, &#b, &#m, &#s, #eps)
+                ::resnext_runtime::formats::fold::batch_norm_scale_shift(&#g, &#b, &#m, &#s, #eps)
                     .map_err(|e| prepare(#name, e))?.#p
             }
         }
@@ -304,7 +309,7 @@ fn emit_weight(
             emit_weight(graph, *source, done, lets)?;
             let src = var(*source);
             quote! {
-                ::resnext_runtime::kernels::conv::dense_pack(#in_features, #out_features, &#src)
+                ::resnext_runtime::kernels::dense::pack(#in_features, #out_features, &#src)
                     .map_err(|e| prepare(#name, e))?
             }
         }

@@ -35,7 +35,8 @@ fn model() -> Small {
 /// `n` distinct images: the two PyTorch test images, then deterministic pseudo-random ones.
 fn images(n: usize) -> Vec<f32> {
     let (shape, torch) =
-        resnext_runtime::npy::read_f32(testdata("resnext_small_8x4d_bn.input.npy")).expect("npy");
+        resnext_runtime::formats::npy::read_f32(testdata("resnext_small_8x4d_bn.input.npy"))
+            .expect("npy");
     assert_eq!(&shape[1..], &[3, 64, 64]);
     let mut out: Vec<f32> = torch.into_iter().take(n * ITEM).collect();
     let mut state = 0x2545_f491_4f6c_dd1du64;

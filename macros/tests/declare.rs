@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use resnext_runtime::isa::Isa;
+use resnext_runtime::exec::isa::Isa;
 
 mod common;
 use common::{Small, testdata};
@@ -42,8 +42,9 @@ fn assert_matches_pytorch(
     input: &Path,
     output: &Path,
 ) {
-    let (in_shape, input) = resnext_runtime::npy::read_f32(input).expect("input .npy");
-    let (out_shape, expected) = resnext_runtime::npy::read_f32(output).expect("output .npy");
+    let (in_shape, input) = resnext_runtime::formats::npy::read_f32(input).expect("input .npy");
+    let (out_shape, expected) =
+        resnext_runtime::formats::npy::read_f32(output).expect("output .npy");
     let batch = in_shape[0];
     assert_eq!(out_shape[0], batch);
     let got = forward(&input, batch);
@@ -53,7 +54,7 @@ fn assert_matches_pytorch(
         .iter()
         .zip(&expected)
         .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-    let isa = resnext_runtime::isa::isa();
+    let isa = resnext_runtime::exec::isa::isa();
     eprintln!(
         "max |diff| {worst:e}, max |logit| {scale} (kernels: {})",
         isa.name()
@@ -82,10 +83,10 @@ fn small_matches_pytorch() {
 #[test]
 fn small_declares_the_pytorch_state_dict() {
     let path = testdata("resnext_small_8x4d.safetensors");
-    let dict = resnext_runtime::safetensors::StateDict::open(&path).unwrap();
+    let dict = resnext_runtime::formats::safetensors::StateDict::open(&path).unwrap();
     let mut file_keys: Vec<_> = dict
         .keys()
-        .filter(|k| !resnext_runtime::safetensors::is_bookkeeping(k))
+        .filter(|k| !resnext_runtime::formats::safetensors::is_bookkeeping(k))
         .collect();
     let mut declared: Vec<_> = Small::STATE_DICT.iter().map(|&(k, _)| k).collect();
     file_keys.sort();

@@ -6,11 +6,14 @@
 
 use std::time::{Duration, Instant};
 
-use resnext_runtime::isa::{self, Isa};
+use resnext_runtime::exec::Ctx;
+use resnext_runtime::exec::isa::{self, Isa};
+use resnext_runtime::exec::threads::Threads;
 use resnext_runtime::kernels::conv::{self, ConvAlgo};
-use resnext_runtime::kernels::peak;
-use resnext_runtime::kernels::{Activation, ConvShape, Epilogue};
-use resnext_runtime::threads::Threads;
+use resnext_runtime::kernels::dense::{self, DenseArgs};
+use resnext_runtime::kernels::{Activation, ConvArgs, ConvShape, Epilogue};
+
+mod fma_peak;
 
 /// ResNeXt-50 32×4d's 1×1 convs: (in_c, out_c, input size, stride, how many in the model).
 const POINTWISE: [(usize, usize, usize, usize, usize); 16] = [
@@ -105,19 +108,16 @@ fn time_conv(s: &ConvShape, isa: Isa, threads: &Threads, budget: Duration) -> f6
     let mut out = vec![0.0; s.output_len()];
     let mut scratch = vec![0.0; conv::scratch_len(algo, s, 1, threads.count())];
     best_time(budget, || {
-        conv::conv2d_with_isa(
-            algo,
-            s,
-            1,
-            &input,
-            &packed,
-            &ep,
-            &mut out,
-            &mut scratch,
-            isa,
-            threads,
-        )
-        .expect("conv runs");
+        let args = ConvArgs {
+            shape: *s,
+            batch: 1,
+            input: &input,
+            packed: &packed,
+            epilogue: ep,
+            output: &mut out,
+            scratch: &mut scratch,
+        };
+        conv::conv2d(&Ctx { isa, threads }, algo, args).expect("conv runs");
     })
 }
 
@@ -140,7 +140,7 @@ fn main() {
     let pools = [Threads::new(1), Threads::new(2)];
     let peaks: Vec<Option<f64>> = pools
         .iter()
-        .map(|p| peak::fma_peak_gflops(p, isa, Duration::from_millis(400)))
+        .map(|p| fma_peak::fma_peak_gflops(p, isa, Duration::from_millis(400)))
         .collect();
     println!("ISA: {}", isa.name());
     for (p, peak) in pools.iter().zip(&peaks) {
@@ -228,19 +228,28 @@ fn main() {
         );
     }
     let (k, m) = (2048, 1000);
-    let packed = conv::dense_pack(k, m, &values(4, k * m)).expect("valid");
+    let packed = dense::pack(k, m, &values(4, k * m)).expect("valid");
     let x = values(5, k);
     let bias = values(6, m);
     for p in &pools {
         let mut out = vec![0.0; m];
-        let mut scratch = vec![0.0; conv::dense_scratch_len(1, k, p.count())];
+        let mut scratch = vec![0.0; dense::scratch_len(1, k, p.count())];
         let ep = Epilogue {
             bias: Some(&bias),
             ..Epilogue::default()
         };
         let secs = best_time(budget, || {
-            conv::dense_with_isa(1, k, m, &x, &packed, &ep, &mut out, &mut scratch, isa, p)
-                .expect("dense runs");
+            let args = DenseArgs {
+                batch: 1,
+                in_features: k,
+                out_features: m,
+                input: &x,
+                packed: &packed,
+                epilogue: ep,
+                output: &mut out,
+                scratch: &mut scratch,
+            };
+            dense::run(&Ctx { isa, threads: p }, args).expect("dense runs");
         });
         println!(
             "classifier 2048→1000, batch 1, {} thread(s): {:.1} µs",

@@ -6,11 +6,14 @@
 
 use std::time::Instant;
 
-use resnext_runtime::isa::Isa;
+use resnext_runtime::exec::Ctx;
+use resnext_runtime::exec::isa::Isa;
+use resnext_runtime::exec::threads::Threads;
+use resnext_runtime::kernels::pool::PoolArgs;
 use resnext_runtime::kernels::{
-    Activation, ConvShape, Epilogue, PoolShape, depthwise, grouped, pool, reference,
+    Activation, ConvArgs, ConvShape, Epilogue, PlanesArgs, PoolShape, depthwise, grouped, pool,
+    reference,
 };
-use resnext_runtime::threads::Threads;
 
 /// Median wall time of `f` in µs over `runs` runs after two warm-up runs.
 fn median_us(runs: usize, mut f: impl FnMut()) -> f64 {
@@ -73,10 +76,23 @@ fn bench_conv(
             for t in [1, 2] {
                 let threads = Threads::new(t);
                 let us = median_us(runs, || {
+                    let ctx = Ctx {
+                        isa,
+                        threads: &threads,
+                    };
+                    let args = ConvArgs {
+                        shape: *s,
+                        batch,
+                        input: &input,
+                        packed: &packed,
+                        epilogue: ep,
+                        output: &mut out,
+                        scratch: &mut [],
+                    };
                     let r = if depthwise_conv {
-                        depthwise::run(s, batch, &input, &packed, &ep, &mut out, isa, &threads)
+                        depthwise::run(&ctx, args)
                     } else {
-                        grouped::run(s, batch, &input, &packed, &ep, &mut out, isa, &threads)
+                        grouped::run(&ctx, args)
                     };
                     r.expect("benchmark shapes are valid");
                 });
@@ -116,17 +132,20 @@ fn profile(i: usize) {
     let threads = Threads::new(1);
     let ep = Epilogue::default();
     let us = median_us(5000, || {
-        grouped::run(
-            &s,
-            1,
-            &input,
-            &packed,
-            &ep,
-            &mut out,
-            Isa::detect(),
-            &threads,
-        )
-        .expect("valid");
+        let args = ConvArgs {
+            shape: s,
+            batch: 1,
+            input: &input,
+            packed: &packed,
+            epilogue: ep,
+            output: &mut out,
+            scratch: &mut [],
+        };
+        let ctx = Ctx {
+            isa: Isa::detect(),
+            threads: &threads,
+        };
+        grouped::run(&ctx, args).expect("valid");
     });
     println!("{us:.1} µs, {:.1} GF/s", 2.0 * s.macs() as f64 / us / 1e3);
 }
@@ -198,7 +217,20 @@ fn main() {
         for t in [1, 2] {
             let threads = Threads::new(t);
             let us = median_us(runs, || {
-                pool::max_pool2d(&stem, 1, &input, &mut out, isa, &threads).expect("valid");
+                let args = PoolArgs {
+                    shape: stem,
+                    batch: 1,
+                    input: &input,
+                    output: &mut out,
+                };
+                pool::max_pool2d(
+                    &Ctx {
+                        isa,
+                        threads: &threads,
+                    },
+                    args,
+                )
+                .expect("valid");
             });
             row += &format!(" | {} {t}t {us:.1} µs", isa.name());
         }
@@ -214,7 +246,21 @@ fn main() {
         for t in [1, 2] {
             let threads = Threads::new(t);
             let us = median_us(runs, || {
-                pool::global_avg_pool(1, 2048, 49, &input, &mut out, isa, &threads).expect("valid");
+                let args = PlanesArgs {
+                    batch: 1,
+                    channels: 2048,
+                    spatial: 49,
+                    input: &input,
+                    output: &mut out,
+                };
+                pool::global_avg_pool(
+                    &Ctx {
+                        isa,
+                        threads: &threads,
+                    },
+                    args,
+                )
+                .expect("valid");
             });
             row += &format!(" | {} {t}t {us:.1} µs", isa.name());
         }

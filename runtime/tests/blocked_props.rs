@@ -8,10 +8,13 @@ mod common;
 
 use common::{Case, assert_ok, check_tiers_exact, setting, values};
 use proptest::prelude::*;
+use resnext_runtime::exec::Ctx;
+use resnext_runtime::exec::threads::Threads;
 use resnext_runtime::kernels::blocked::{self, BLOCK};
 use resnext_runtime::kernels::conv::{self, ConvAlgo};
-use resnext_runtime::kernels::{Activation, ConvShape, Epilogue, KernelError};
-use resnext_runtime::threads::Threads;
+use resnext_runtime::kernels::{
+    Activation, ConvArgs, ConvShape, Epilogue, KernelError, PlanesArgs,
+};
 
 /// NCHW → NCHW8c by definition: element (b, c, p) at `((b·C/8 + c/8)·spatial + p)·8 + c%8`.
 fn blocked_index(c: usize, p: usize, channels: usize, spatial: usize, b: usize) -> usize {
@@ -66,18 +69,16 @@ fn check_blocked(algo: ConvAlgo, c: &Case) -> Result<(), TestCaseError> {
             };
             let mut y = vec![f32::NAN; out.len()];
             let mut scratch = vec![f32::NAN; conv::scratch_len(algo, &s, batch, threads.count())];
-            conv::conv2d_with_isa(
-                algo,
-                &s,
+            let args = ConvArgs {
+                shape: s,
                 batch,
-                &x,
+                input: &x,
                 packed,
-                &ep,
-                &mut y,
-                &mut scratch,
-                isa,
-                threads,
-            )?;
+                epilogue: ep,
+                output: &mut y,
+                scratch: &mut scratch,
+            };
+            conv::conv2d(&Ctx { isa, threads }, algo, args)?;
             out.copy_from_slice(&from_blocked(&y, s.out_c, out_sp));
             Ok(())
         },
@@ -172,13 +173,14 @@ proptest! {
         let channels = BLOCK * blocks;
         let plain = values(seed, batch * channels * spatial);
         let threads = Threads::new(threads);
-        let dims = (batch, channels, spatial);
         let want = to_blocked(&plain, channels, spatial);
-        check_tiers_exact("to NCHW8c", &want, |isa, out| {
-            blocked::reorder_with_isa(true, &plain, dims, out, isa, &threads)
+        check_tiers_exact("to NCHW8c", &want, |isa, output| {
+            let planes = PlanesArgs { batch, channels, spatial, input: &plain, output };
+            blocked::to_blocked(&Ctx { isa, threads: &threads }, planes)
         })?;
-        check_tiers_exact("from NCHW8c", &plain, |isa, out| {
-            blocked::reorder_with_isa(false, &want, dims, out, isa, &threads)
+        check_tiers_exact("from NCHW8c", &plain, |isa, output| {
+            let planes = PlanesArgs { batch, channels, spatial, input: &want, output };
+            blocked::from_blocked(&Ctx { isa, threads: &threads }, planes)
         })?;
     }
 }
@@ -220,7 +222,7 @@ fn resnext_grouped_shapes_match_reference() {
             let direct = resnext_runtime::kernels::grouped::runs_nchw8c(&shape, isa);
             assert_eq!(
                 direct,
-                isa != resnext_runtime::isa::Isa::Generic,
+                isa != resnext_runtime::exec::isa::Isa::Generic,
                 "{isa:?} {shape:?}"
             );
         }
@@ -253,19 +255,25 @@ fn bad_shapes_and_lengths_are_errors() {
     };
     let mut out = vec![0.0; s.output_len()];
     let short_input = vec![0.0; s.input_len() - 1];
-    let r = conv::conv2d(
-        ConvAlgo::PointwiseNchw8c,
-        &s,
-        1,
-        &short_input,
-        &packed,
-        &ep,
-        &mut out,
-        &mut [],
-        &threads,
-    );
+    let args = ConvArgs {
+        shape: s,
+        batch: 1,
+        input: &short_input,
+        packed: &packed,
+        epilogue: ep,
+        output: &mut out,
+        scratch: &mut [],
+    };
+    let r = conv::conv2d(&Ctx::new(&threads), ConvAlgo::PointwiseNchw8c, args);
     assert!(matches!(r, Err(KernelError::Length { .. })), "{r:?}");
     let mut plain = vec![0.0; 12 * 3];
-    let r = blocked::to_blocked(&[0.0; 36], 1, 12, 3, &mut plain, &threads);
+    let planes = PlanesArgs {
+        batch: 1,
+        channels: 12,
+        spatial: 3,
+        input: &[0.0; 36],
+        output: &mut plain,
+    };
+    let r = blocked::to_blocked(&Ctx::new(&threads), planes);
     assert!(matches!(r, Err(KernelError::BadShape(_))), "{r:?}");
 }

@@ -13,11 +13,13 @@ use common::{
     Case, Operands, Setting, activation, assert_ok, check_tiers, out_size, setting, tolerance,
 };
 use proptest::prelude::*;
+use resnext_runtime::exec::Ctx;
+use resnext_runtime::exec::threads::Threads;
 use resnext_runtime::kernels::conv::{self, ConvAlgo};
-use resnext_runtime::kernels::{ConvShape, Epilogue, KernelError, reference};
-use resnext_runtime::threads::Threads;
+use resnext_runtime::kernels::dense::{self, DenseArgs};
+use resnext_runtime::kernels::{ConvArgs, ConvShape, Epilogue, KernelError, reference};
 
-/// Runs `algo` (through `conv2d_with_isa`) on every supported tier and compares with the reference.
+/// Runs `algo` (through `conv2d`, the tier set in its `Ctx`) on every supported tier and compares with the reference.
 fn check_case(algo: ConvAlgo, c: &Case) -> Result<(), TestCaseError> {
     let (s, batch) = (c.shape, c.setting.batch);
     prop_assert!(algo.supports(&s), "{algo:?} should support {s:?}");
@@ -30,18 +32,16 @@ fn check_case(algo: ConvAlgo, c: &Case) -> Result<(), TestCaseError> {
         },
         |isa, input, packed, ep, threads, out| {
             let mut scratch = vec![f32::NAN; conv::scratch_len(algo, &s, batch, threads.count())];
-            conv::conv2d_with_isa(
-                algo,
-                &s,
+            let args = ConvArgs {
+                shape: s,
                 batch,
                 input,
                 packed,
-                ep,
-                out,
-                &mut scratch,
-                isa,
-                threads,
-            )
+                epilogue: *ep,
+                output: out,
+                scratch: &mut scratch,
+            };
+            conv::conv2d(&Ctx { isa, threads }, algo, args)
         },
     )
 }
@@ -188,7 +188,7 @@ fn check_dense(in_f: usize, out_f: usize, setting: Setting) -> Result<(), TestCa
     let (want, magnitude) = ops.reference(batch * out_f, |x, w, ep, out| {
         reference::dense(batch, in_f, out_f, x, w, ep, out)
     });
-    let packed = conv::dense_pack(in_f, out_f, &ops.weight).unwrap();
+    let packed = dense::pack(in_f, out_f, &ops.weight).unwrap();
     let threads = Threads::new(setting.threads);
     let ep = ops.epilogue();
     check_tiers(
@@ -196,18 +196,23 @@ fn check_dense(in_f: usize, out_f: usize, setting: Setting) -> Result<(), TestCa
         &want,
         |i| tolerance(in_f, magnitude[i]),
         |isa, got| {
-            let mut scratch = vec![f32::NAN; conv::dense_scratch_len(batch, in_f, threads.count())];
-            conv::dense_with_isa(
+            let mut scratch = vec![f32::NAN; dense::scratch_len(batch, in_f, threads.count())];
+            let args = DenseArgs {
                 batch,
-                in_f,
-                out_f,
-                &ops.input,
-                &packed,
-                &ep,
-                got,
-                &mut scratch,
-                isa,
-                &threads,
+                in_features: in_f,
+                out_features: out_f,
+                input: &ops.input,
+                packed: &packed,
+                epilogue: ep,
+                output: got,
+                scratch: &mut scratch,
+            };
+            dense::run(
+                &Ctx {
+                    isa,
+                    threads: &threads,
+                },
+                args,
             )
         },
     )
@@ -349,17 +354,16 @@ fn bad_lengths_are_errors_not_panics() {
     let ep = Epilogue::default();
     let run =
         |input: &[f32], packed: &[f32], out: &mut [f32], scratch: &mut [f32], ep: &Epilogue| {
-            conv::conv2d(
-                ConvAlgo::Pointwise,
-                &s,
-                1,
+            let args = ConvArgs {
+                shape: s,
+                batch: 1,
                 input,
                 packed,
-                ep,
-                out,
+                epilogue: *ep,
+                output: out,
                 scratch,
-                &threads,
-            )
+            };
+            conv::conv2d(&Ctx::new(&threads), ConvAlgo::Pointwise, args)
         };
     assert!(run(&input[1..], &packed, &mut out, &mut scratch, &ep).is_err());
     assert!(run(&input, &packed[1..], &mut out, &mut scratch, &ep).is_err());
@@ -373,7 +377,7 @@ fn bad_lengths_are_errors_not_panics() {
     };
     assert!(run(&input, &packed, &mut out, &mut scratch, &bad).is_err());
     assert!(run(&input, &packed, &mut out, &mut scratch, &ep).is_ok());
-    assert!(conv::dense_pack(10, 5, &w[..49]).is_err());
+    assert!(dense::pack(10, 5, &w[..49]).is_err());
 }
 
 /// Regression (found by proptest): a dilated 1×4 kernel whose first tap reads only left padding

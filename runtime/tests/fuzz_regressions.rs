@@ -27,7 +27,7 @@ fn past_crashers_are_errors() {
         let raw = Weights::from_bytes(&bytes, hash);
         if bytes.len() >= 4 {
             let n = bytes.len() - 4;
-            let sum = resnext_runtime::weights::checksum(&bytes[..n]);
+            let sum = resnext_runtime::formats::weights::checksum(&bytes[..n]);
             bytes[n..].copy_from_slice(&sum.to_le_bytes());
         }
         let sealed = Weights::from_bytes(&bytes, hash);

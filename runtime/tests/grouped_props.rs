@@ -8,9 +8,11 @@ mod common;
 
 use common::{Case, Setting, out_size, setting, tiers};
 use proptest::prelude::*;
-use resnext_runtime::isa::Isa;
-use resnext_runtime::kernels::{Activation, ConvShape, Epilogue, KernelError, depthwise, grouped};
-use resnext_runtime::threads::Threads;
+use resnext_runtime::exec::Ctx;
+use resnext_runtime::exec::threads::Threads;
+use resnext_runtime::kernels::{
+    Activation, ConvArgs, ConvShape, Epilogue, KernelError, depthwise, grouped,
+};
 
 /// Which kernel a case exercises.
 #[derive(Clone, Copy, Debug)]
@@ -29,22 +31,38 @@ fn check_case(kind: Kind, c: &Case) -> Result<(), TestCaseError> {
     c.check(
         &format!("{kind:?}"),
         |weight| pack(&s, weight),
-        |isa, input, packed, ep, threads, out| run(&s, batch, input, packed, ep, out, isa, threads),
+        |isa, input, packed, ep, threads, out| {
+            run(
+                &Ctx { isa, threads },
+                args(s, batch, input, packed, *ep, out),
+            )
+        },
     )
 }
 
 /// The signatures the grouped and depthwise kernels share.
 type PackFn = fn(&ConvShape, &[f32]) -> Vec<f32>;
-type RunFn = fn(
-    &ConvShape,
-    usize,
-    &[f32],
-    &[f32],
-    &Epilogue,
-    &mut [f32],
-    Isa,
-    &Threads,
-) -> Result<(), KernelError>;
+type RunFn = fn(&Ctx, ConvArgs) -> Result<(), KernelError>;
+
+/// The arguments of a direct conv call (which needs no scratch).
+fn args<'a>(
+    shape: ConvShape,
+    batch: usize,
+    input: &'a [f32],
+    packed: &'a [f32],
+    epilogue: Epilogue<'a>,
+    output: &'a mut [f32],
+) -> ConvArgs<'a> {
+    ConvArgs {
+        shape,
+        batch,
+        input,
+        packed,
+        epilogue,
+        output,
+        scratch: &mut [],
+    }
+}
 
 /// A grouped 3×3 conv of `group` groups of `cin_g → cout_g` channels on an `in_h × in_w` input;
 /// `None` if the padded input is smaller than the kernel.
@@ -326,29 +344,30 @@ fn bad_inputs_are_errors_not_panics() {
     let t = Threads::new(2);
     let ep = Epilogue::default();
     for isa in tiers() {
-        let short = grouped::run(&s, 1, &input[1..], &packed, &ep, &mut out, isa, &t);
+        let ctx = Ctx { isa, threads: &t };
+        let short = grouped::run(&ctx, args(s, 1, &input[1..], &packed, ep, &mut out));
         assert!(
             matches!(short, Err(KernelError::Length { .. })),
             "{short:?}"
         );
-        let two = grouped::run(&s, 2, &input, &packed, &ep, &mut out, isa, &t);
+        let two = grouped::run(&ctx, args(s, 2, &input, &packed, ep, &mut out));
         assert!(matches!(two, Err(KernelError::Length { .. })), "{two:?}");
         let bias = [0.0; 3];
         let ep_bad = Epilogue {
             bias: Some(&bias),
             ..Epilogue::default()
         };
-        let b = grouped::run(&s, 1, &input, &packed, &ep_bad, &mut out, isa, &t);
+        let b = grouped::run(&ctx, args(s, 1, &input, &packed, ep_bad, &mut out));
         assert!(matches!(b, Err(KernelError::Length { .. })), "{b:?}");
         let mut dilated = s;
         dilated.dilation = [2, 2];
-        let d = grouped::run(&dilated, 1, &input, &packed, &ep, &mut out, isa, &t);
+        let d = grouped::run(&ctx, args(dilated, 1, &input, &packed, ep, &mut out));
         assert!(matches!(d, Err(KernelError::BadShape(_))), "{d:?}");
         let mut wrong_out = s;
         wrong_out.out_h += 1;
-        let w = grouped::run(&wrong_out, 1, &input, &packed, &ep, &mut out, isa, &t);
+        let w = grouped::run(&ctx, args(wrong_out, 1, &input, &packed, ep, &mut out));
         assert!(matches!(w, Err(KernelError::BadShape(_))), "{w:?}");
-        let not_dw = depthwise::run(&s, 1, &input, &packed, &ep, &mut out, isa, &t);
+        let not_dw = depthwise::run(&ctx, args(s, 1, &input, &packed, ep, &mut out));
         assert!(
             matches!(not_dw, Err(KernelError::BadShape(_))),
             "{not_dw:?}"

@@ -5,10 +5,15 @@
 //! on both: outputs whose window sees a NaN are NaN, and the NaN/±inf pattern of every fast tier
 //! equals the reference's, element by element.
 
-use resnext_runtime::isa::Isa;
+use resnext_runtime::exec::Ctx;
+use resnext_runtime::exec::isa::Isa;
+use resnext_runtime::exec::threads::Threads;
 use resnext_runtime::kernels::conv::{self, ConvAlgo};
-use resnext_runtime::kernels::{Activation, ConvShape, Epilogue, PoolShape, pool, reference};
-use resnext_runtime::threads::Threads;
+use resnext_runtime::kernels::dense::{self, DenseArgs};
+use resnext_runtime::kernels::pool::PoolArgs;
+use resnext_runtime::kernels::{
+    Activation, ConvArgs, ConvShape, Epilogue, PoolShape, pool, reference,
+};
 
 /// Finite values in [-1, 1) with a NaN, a +inf and a -inf planted at the given indices.
 fn input(len: usize, nan: usize, pos_inf: usize, neg_inf: usize) -> Vec<f32> {
@@ -105,19 +110,20 @@ fn convs_propagate_nan_and_inf_like_the_reference() {
             for isa in Isa::all_supported() {
                 let mut got = vec![0.0; want.len()];
                 let mut scratch = vec![0.0; conv::scratch_len(algo, &s, batch, threads.count())];
-                conv::conv2d_with_isa(
-                    algo,
-                    &s,
+                let args = ConvArgs {
+                    shape: s,
                     batch,
-                    &x,
-                    &packed,
-                    &ep,
-                    &mut got,
-                    &mut scratch,
+                    input: &x,
+                    packed: &packed,
+                    epilogue: ep,
+                    output: &mut got,
+                    scratch: &mut scratch,
+                };
+                let ctx = Ctx {
                     isa,
-                    &threads,
-                )
-                .unwrap();
+                    threads: &threads,
+                };
+                conv::conv2d(&ctx, algo, args).unwrap();
                 let what = format!("{algo:?} {activation:?} {}", isa.name());
                 assert_same_specials(&what, &got, &want, 1e-5);
             }
@@ -132,7 +138,7 @@ fn dense_propagates_nan_like_the_reference() {
     let wt: Vec<f32> = (0..m * k)
         .map(|i| if i % 2 == 0 { 0.5 } else { -0.25 })
         .collect();
-    let packed = conv::dense_pack(k, m, &wt).unwrap();
+    let packed = dense::pack(k, m, &wt).unwrap();
     let threads = Threads::new(2);
     for activation in [Activation::Relu, Activation::Clip { min: 0.0, max: 6.0 }] {
         let ep = Epilogue {
@@ -145,20 +151,22 @@ fn dense_propagates_nan_like_the_reference() {
         assert!(want[..m].iter().all(|v| v.is_nan()), "{want:?}");
         for isa in Isa::all_supported() {
             let mut got = vec![0.0; want.len()];
-            let mut scratch = vec![0.0; conv::dense_scratch_len(batch, k, threads.count())];
-            conv::dense_with_isa(
+            let mut scratch = vec![0.0; dense::scratch_len(batch, k, threads.count())];
+            let args = DenseArgs {
                 batch,
-                k,
-                m,
-                &x,
-                &packed,
-                &ep,
-                &mut got,
-                &mut scratch,
+                in_features: k,
+                out_features: m,
+                input: &x,
+                packed: &packed,
+                epilogue: ep,
+                output: &mut got,
+                scratch: &mut scratch,
+            };
+            let ctx = Ctx {
                 isa,
-                &threads,
-            )
-            .unwrap();
+                threads: &threads,
+            };
+            dense::run(&ctx, args).unwrap();
             let what = format!("dense {activation:?} {}", isa.name());
             assert_same_specials(&what, &got, &want, 1e-5);
         }
@@ -193,7 +201,18 @@ fn max_pool_propagates_nan_like_the_reference() {
     for isa in Isa::all_supported() {
         for threads in [1, 2] {
             let mut got = vec![0.0; want.len()];
-            pool::max_pool2d(&s, batch, &x, &mut got, isa, &Threads::new(threads)).unwrap();
+            let args = PoolArgs {
+                shape: s,
+                batch,
+                input: &x,
+                output: &mut got,
+            };
+            let pool_threads = Threads::new(threads);
+            let ctx = Ctx {
+                isa,
+                threads: &pool_threads,
+            };
+            pool::max_pool2d(&ctx, args).unwrap();
             let what = format!("max pool {} {threads} threads", isa.name());
             assert_same_specials(&what, &got, &want, 0.0);
         }
@@ -225,7 +244,20 @@ fn max_pool_propagates_nan_in_wide_rows() {
     assert!(want.iter().filter(|v| v.is_nan()).count() >= 8, "{want:?}");
     for isa in Isa::all_supported() {
         let mut got = vec![0.0; want.len()];
-        pool::max_pool2d(&s, 1, &x, &mut got, isa, &Threads::new(1)).unwrap();
+        let args = PoolArgs {
+            shape: s,
+            batch: 1,
+            input: &x,
+            output: &mut got,
+        };
+        pool::max_pool2d(
+            &Ctx {
+                isa,
+                threads: &Threads::new(1),
+            },
+            args,
+        )
+        .unwrap();
         assert_same_specials(&format!("wide max pool {}", isa.name()), &got, &want, 0.0);
     }
 }

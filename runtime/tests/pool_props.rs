@@ -10,8 +10,10 @@ mod common;
 
 use common::{U, check_tiers, check_tiers_exact, square_pool, tiers, values};
 use proptest::prelude::*;
-use resnext_runtime::kernels::{KernelError, PoolShape, pool, reference};
-use resnext_runtime::threads::Threads;
+use resnext_runtime::exec::Ctx;
+use resnext_runtime::exec::threads::Threads;
+use resnext_runtime::kernels::pool::PoolArgs;
+use resnext_runtime::kernels::{KernelError, PlanesArgs, PoolShape, pool, reference};
 
 /// Compares max and both average poolings with the reference on every tier, bit for bit.
 fn check_pools(
@@ -26,13 +28,37 @@ fn check_pools(
     let mut want_max = vec![0.0; len];
     reference::max_pool2d(s, batch, &input, &mut want_max).unwrap();
     check_tiers_exact(&format!("max in {s:?}"), &want_max, |isa, got| {
-        pool::max_pool2d(s, batch, &input, got, isa, &threads)
+        pool::max_pool2d(
+            &Ctx {
+                isa,
+                threads: &threads,
+            },
+            PoolArgs {
+                shape: *s,
+                batch,
+                input: &input,
+                output: got,
+            },
+        )
     })?;
     for include in [false, true] {
         let mut want = vec![0.0; len];
         reference::avg_pool2d(s, include, batch, &input, &mut want).unwrap();
         check_tiers_exact(&format!("avg({include}) in {s:?}"), &want, |isa, got| {
-            pool::avg_pool2d(s, include, batch, &input, got, isa, &threads)
+            let args = PoolArgs {
+                shape: *s,
+                batch,
+                input: &input,
+                output: got,
+            };
+            pool::avg_pool2d(
+                &Ctx {
+                    isa,
+                    threads: &threads,
+                },
+                args,
+                include,
+            )
         })?;
     }
     Ok(())
@@ -103,7 +129,10 @@ proptest! {
                 let mean_abs = plane.iter().map(|x| x.abs()).sum::<f32>() / spatial as f32;
                 (spatial.div_ceil(16) as f32 + 18.0) * U * mean_abs
             },
-            |isa, got| pool::global_avg_pool(batch, channels, spatial, &input, got, isa, &threads),
+            |isa, got| {
+                let args = PlanesArgs { batch, channels, spatial, input: &input, output: got };
+                pool::global_avg_pool(&Ctx { isa, threads: &threads }, args)
+            },
         )?;
     }
 }
@@ -121,7 +150,16 @@ fn bad_inputs_are_errors_not_panics() {
     let mut out = vec![0.0; 4 * 25];
     let t = Threads::new(2);
     for isa in tiers() {
-        let short = pool::max_pool2d(&s, 1, &input[1..], &mut out, isa, &t);
+        let ctx = Ctx { isa, threads: &t };
+        let short = pool::max_pool2d(
+            &ctx,
+            PoolArgs {
+                shape: s,
+                batch: 1,
+                input: &input[1..],
+                output: &mut out,
+            },
+        );
         assert!(
             matches!(short, Err(KernelError::Length { .. })),
             "{short:?}"
@@ -130,11 +168,38 @@ fn bad_inputs_are_errors_not_panics() {
             pads: [3, 0, 0, 0],
             ..s
         };
-        let e = pool::avg_pool2d(&bad, true, 1, &input, &mut out, isa, &t);
+        let e = pool::avg_pool2d(
+            &ctx,
+            PoolArgs {
+                shape: bad,
+                batch: 1,
+                input: &input,
+                output: &mut out,
+            },
+            true,
+        );
         assert!(matches!(e, Err(KernelError::BadShape(_))), "{e:?}");
-        let g = pool::global_avg_pool(1, 4, 0, &[], &mut out[..4], isa, &t);
+        let g = pool::global_avg_pool(
+            &ctx,
+            PlanesArgs {
+                batch: 1,
+                channels: 4,
+                spatial: 0,
+                input: &[],
+                output: &mut out[..4],
+            },
+        );
         assert!(matches!(g, Err(KernelError::BadShape(_))), "{g:?}");
-        let g = pool::global_avg_pool(1, 4, 81, &input, &mut out[..3], isa, &t);
+        let g = pool::global_avg_pool(
+            &ctx,
+            PlanesArgs {
+                batch: 1,
+                channels: 4,
+                spatial: 81,
+                input: &input,
+                output: &mut out[..3],
+            },
+        );
         assert!(matches!(g, Err(KernelError::Length { .. })), "{g:?}");
     }
 }

@@ -3,6 +3,7 @@
 
 use resnext_runtime::kernels::ConvShape;
 use resnext_runtime::kernels::conv::{self, ConvAlgo};
+use resnext_runtime::kernels::dense;
 
 use super::types::{Dim, Layout, Shape, TensorType};
 use super::weights::{WeightId, WeightStore};
@@ -98,7 +99,7 @@ impl ConvKernel {
 }
 
 /// Which kernel computes a dense layer: the reference (weight `[out, in]`) or the runtime's packed
-/// GEMM (weight prepacked by `conv::dense_pack`, 1-D).
+/// GEMM (weight prepacked by `dense::pack`, 1-D).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum DenseKernel {
     #[default]
@@ -477,7 +478,7 @@ impl Op {
                     DenseKernel::Packed => expect_weight(
                         d.weight,
                         "packed weight",
-                        &[conv::dense_packed_len(d.in_features, d.out_features)],
+                        &[dense::packed_len(d.in_features, d.out_features)],
                     )?,
                 }
                 if let Some(b) = d.bias {

@@ -3,9 +3,10 @@
 //!
 //! Weights known now (ONNX) are folded here; weights the loader reads later (the `resnext!` DSL's
 //! state_dict) get a recipe ([`WeightSource::FoldedBn`], [`WeightSource::BnScaleShift`]) that the
-//! loader evaluates with the same `resnext_runtime::fold` functions.
+//! loader evaluates with the same `resnext_runtime::formats::fold` functions.
 
-use resnext_runtime::fold;
+use resnext_runtime::formats::fold;
+use resnext_runtime::kernels::BatchNorm;
 
 use super::sole_consumer;
 use crate::ir::{
@@ -77,11 +78,13 @@ fn fold_into_producer(
         let (w, b) = fold::fold_batch_norm(
             &layer_weight.data,
             layer_bias.map(|b| b.data.as_slice()),
-            &t(bn.gamma)?.data,
-            &t(bn.beta)?.data,
-            &t(bn.mean)?.data,
-            &t(bn.var)?.data,
-            bn.epsilon,
+            &BatchNorm {
+                gamma: &t(bn.gamma)?.data,
+                beta: &t(bn.beta)?.data,
+                mean: &t(bn.mean)?.data,
+                var: &t(bn.var)?.data,
+                epsilon: bn.epsilon,
+            },
             out_channels,
         )
         .map_err(|e| invalid(graph, id, e.to_string()))?;

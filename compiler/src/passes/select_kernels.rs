@@ -19,6 +19,7 @@ use std::collections::{HashMap, HashSet};
 use petgraph::visit::EdgeRef;
 
 use resnext_runtime::kernels::conv::{self, ConvAlgo};
+use resnext_runtime::kernels::dense;
 
 use crate::interp;
 use crate::ir::{
@@ -83,8 +84,8 @@ fn select_with(graph: &mut Graph, blocked: HashSet<NodeId>) -> Result<bool, IrEr
                     id,
                     weight,
                     "dense",
-                    conv::dense_packed_len(k, m),
-                    |data| conv::dense_pack(k, m, data).map_err(|e| e.to_string()),
+                    dense::packed_len(k, m),
+                    |data| dense::pack(k, m, data).map_err(|e| e.to_string()),
                     || WeightSource::PackedDense {
                         in_features: k,
                         out_features: m,

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use resnext_runtime::cuda_plan::{Buf, CudaPlan};
+use resnext_runtime::cuda::plan::{Buf, CudaPlan};
 
 /// The C++ compiler, or why the emulation tests skip.
 pub fn compiler() -> Result<String, String> {

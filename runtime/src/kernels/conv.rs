@@ -20,11 +20,10 @@
 
 use super::gemm::{self, BSource, BiasAlong, Gemm, Problem};
 use super::{
-    ConvShape, Epilogue, KernelError, SharedOut, blocked, check_len, check_min_len, depthwise,
-    grouped,
+    ConvArgs, ConvShape, Epilogue, KernelError, PlanesArgs, SharedOut, blocked, check_len,
+    check_min_len, depthwise, grouped,
 };
-use crate::isa::{self, Isa};
-use crate::threads::Threads;
+use crate::exec::Ctx;
 
 /// How a conv layer is computed; chosen at compile time by [`ConvAlgo::select`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -196,14 +195,8 @@ fn subsamples(algo: ConvAlgo, shape: &ConvShape) -> bool {
 
 /// Copies every plane of `input` (`planes` of `s.in_h × s.in_w`) subsampled at `s.stride` into
 /// `out` (`planes` of `s.out_h × s.out_w`): what a 1×1 conv with no padding reads.
-fn subsample(
-    s: &ConvShape,
-    planes: usize,
-    input: &[f32],
-    out: &mut [f32],
-    isa: Isa,
-    threads: &Threads,
-) {
+fn subsample(ctx: &Ctx, s: &ConvShape, planes: usize, input: &[f32], out: &mut [f32]) {
+    let Ctx { isa, threads } = *ctx;
     let (in_plane, out_plane) = (s.in_h * s.in_w, s.out_h * s.out_w);
     let per_task = planes.div_ceil(4 * threads.count()).max(1);
     let dst = SharedOut(out.as_mut_ptr());
@@ -228,23 +221,28 @@ fn subsample(
 /// `conv2d` allocates nothing.
 const PROBLEMS_PER_CALL: usize = 64;
 
-/// Conv with its fused epilogue, `output = act(conv(input) + bias + residual)`, NCHW, on the
-/// process's ISA tier ([`isa::isa`]). `packed` comes from [`pack`] with the same `algo`; `scratch`
-/// holds at least [`scratch_len`] floats for `threads.count()`. Allocates nothing.
-#[allow(clippy::too_many_arguments)]
-pub fn conv2d(
-    algo: ConvAlgo,
-    shape: &ConvShape,
-    batch: usize,
-    input: &[f32],
-    packed: &[f32],
-    epilogue: &Epilogue,
-    output: &mut [f32],
-    scratch: &mut [f32],
-    threads: &Threads,
-) -> Result<(), KernelError> {
-    conv2d_with_isa(
-        algo,
+/// Conv with its fused epilogue, `output = act(conv(input) + bias + residual)`, NCHW (NCHW8c for
+/// the `*Nchw8c` algorithms), on `ctx`'s tier and threads. `args.packed` comes from [`pack`] with
+/// the same `algo`; `args.scratch` holds at least [`scratch_len`] floats for
+/// `ctx.threads.count()`. Allocates nothing.
+pub fn conv2d(ctx: &Ctx, algo: ConvAlgo, args: ConvArgs) -> Result<(), KernelError> {
+    let shape = &args.shape;
+    shape.check()?;
+    if !algo.supports(shape) {
+        return Err(unsupported(algo, shape));
+    }
+    match algo {
+        ConvAlgo::Grouped => return grouped::run(ctx, args),
+        ConvAlgo::Depthwise => return depthwise::run(ctx, args),
+        ConvAlgo::PointwiseNchw8c => return blocked::pointwise(ctx, args),
+        ConvAlgo::GroupedNchw8c if grouped::runs_nchw8c(shape, ctx.isa) => {
+            return grouped::run_nchw8c(ctx, args);
+        }
+        ConvAlgo::GroupedNchw8c => return grouped_nchw8c(ctx, args),
+        ConvAlgo::Pointwise | ConvAlgo::Im2col => {}
+    }
+    let threads = ctx.threads;
+    let ConvArgs {
         shape,
         batch,
         input,
@@ -252,53 +250,8 @@ pub fn conv2d(
         epilogue,
         output,
         scratch,
-        isa::isa(),
-        threads,
-    )
-}
-
-/// [`conv2d`] on an explicit tier (one the CPU lacks runs the generic tier): for tests and benches.
-#[allow(clippy::too_many_arguments)]
-pub fn conv2d_with_isa(
-    algo: ConvAlgo,
-    shape: &ConvShape,
-    batch: usize,
-    input: &[f32],
-    packed: &[f32],
-    epilogue: &Epilogue,
-    output: &mut [f32],
-    scratch: &mut [f32],
-    isa: Isa,
-    threads: &Threads,
-) -> Result<(), KernelError> {
-    shape.check()?;
-    if !algo.supports(shape) {
-        return Err(unsupported(algo, shape));
-    }
-    match algo {
-        ConvAlgo::Grouped => {
-            return grouped::run(shape, batch, input, packed, epilogue, output, isa, threads);
-        }
-        ConvAlgo::Depthwise => {
-            return depthwise::run(shape, batch, input, packed, epilogue, output, isa, threads);
-        }
-        ConvAlgo::PointwiseNchw8c => {
-            return blocked::pointwise(
-                shape, batch, input, packed, epilogue, output, scratch, isa, threads,
-            );
-        }
-        ConvAlgo::GroupedNchw8c if grouped::runs_nchw8c(shape, isa) => {
-            return grouped::run_nchw8c(
-                shape, batch, input, packed, epilogue, output, isa, threads,
-            );
-        }
-        ConvAlgo::GroupedNchw8c => {
-            return grouped_nchw8c(
-                shape, batch, input, packed, epilogue, output, scratch, isa, threads,
-            );
-        }
-        ConvAlgo::Pointwise | ConvAlgo::Im2col => {}
-    }
+    } = args;
+    let shape = &shape;
     check_len("conv input", batch * shape.input_len(), input.len())?;
     check_len("conv packed weight", packed_len(algo, shape), packed.len())?;
     check_len("conv output", batch * shape.output_len(), output.len())?;
@@ -310,9 +263,16 @@ pub fn conv2d_with_isa(
         return Ok(());
     }
     if algo == ConvAlgo::Im2col && gemm::rows::applies(shape) {
-        gemm::rows::run(
-            shape, batch, input, packed, epilogue, output, scratch, isa, threads,
-        );
+        let args = ConvArgs {
+            shape: *shape,
+            batch,
+            input,
+            packed,
+            epilogue,
+            output,
+            scratch,
+        };
+        gemm::rows::run(ctx, args);
         return Ok(());
     }
     let s = *shape;
@@ -321,7 +281,7 @@ pub fn conv2d_with_isa(
     // copy at the front of the scratch; the rest go through im2col.
     let (input, scratch, in_plane) = if subsamples(algo, shape) {
         let (copy, rest) = scratch.split_at_mut(batch * s.in_c * n);
-        subsample(&s, batch * s.in_c, input, copy, isa, threads);
+        subsample(ctx, &s, batch * s.in_c, input, copy);
         (&*copy, rest, n)
     } else {
         (input, scratch, s.in_h * s.in_w)
@@ -363,7 +323,7 @@ pub fn conv2d_with_isa(
         for (i, slot) in problems[..count].iter_mut().enumerate() {
             *slot = problem(first + i);
         }
-        gemm::run(&g, &problems[..count], output, scratch, isa, threads)?;
+        gemm::run(ctx, &g, &problems[..count], output, scratch)?;
         first += count;
     }
     Ok(())
@@ -372,152 +332,66 @@ pub fn conv2d_with_isa(
 /// [`ConvAlgo::GroupedNchw8c`] where `grouped::run_nchw8c` does not take the shape (stage 1 of
 /// ResNeXt, 4 channels a group; the generic tier): the NCHW grouped kernel between NCHW copies (in
 /// `scratch`) of the NCHW8c input and residual, and of the output.
-#[allow(clippy::too_many_arguments)]
-fn grouped_nchw8c(
-    s: &ConvShape,
-    batch: usize,
-    input: &[f32],
-    packed: &[f32],
-    epilogue: &Epilogue,
-    output: &mut [f32],
-    scratch: &mut [f32],
-    isa: Isa,
-    threads: &Threads,
-) -> Result<(), KernelError> {
+fn grouped_nchw8c(ctx: &Ctx, args: ConvArgs) -> Result<(), KernelError> {
+    let ConvArgs {
+        shape,
+        batch,
+        input,
+        packed,
+        epilogue,
+        output,
+        scratch,
+    } = args;
+    let s = &shape;
+    let threads = ctx.threads;
     let need = scratch_len(ConvAlgo::GroupedNchw8c, s, batch, threads.count());
     check_min_len("conv scratch", need, scratch.len())?;
     let (in_len, out_len) = (batch * s.input_len(), batch * s.output_len());
     let (x, rest) = scratch.split_at_mut(in_len);
     let (y, rest) = rest.split_at_mut(out_len);
     let spatial_out = s.out_h * s.out_w;
-    let plain = |channels, spatial| (batch, channels, spatial);
-    blocked::reorder::<false>(input, plain(s.in_c, s.in_h * s.in_w), x, isa, threads)?;
+    let to_nchw = PlanesArgs {
+        batch,
+        channels: s.in_c,
+        spatial: s.in_h * s.in_w,
+        input,
+        output: &mut *x,
+    };
+    blocked::reorder::<false>(ctx, to_nchw)?;
     let residual = match epilogue.residual {
         Some(r) => {
             let copy = &mut rest[..out_len];
-            blocked::reorder::<false>(r, plain(s.out_c, spatial_out), copy, isa, threads)?;
+            let to_nchw = PlanesArgs {
+                batch,
+                channels: s.out_c,
+                spatial: spatial_out,
+                input: r,
+                output: copy,
+            };
+            blocked::reorder::<false>(ctx, to_nchw)?;
             Some(&*copy)
         }
         None => None,
     };
-    let ep = Epilogue {
-        residual,
-        ..*epilogue
-    };
-    grouped::run(s, batch, x, packed, &ep, y, isa, threads)?;
-    blocked::reorder::<true>(y, plain(s.out_c, spatial_out), output, isa, threads)
-}
-
-/// Packs dense weights `[out_features, in_features]` (ONNX Gemm with `transB = 1`, PyTorch
-/// `Linear`) for [`dense`]. Done at compile time.
-pub fn dense_pack(
-    in_features: usize,
-    out_features: usize,
-    weight: &[f32],
-) -> Result<Vec<f32>, KernelError> {
-    check_len("dense weight", in_features * out_features, weight.len())?;
-    Ok(gemm::pack_b_transposed(
-        weight,
-        in_features,
-        out_features,
-        in_features,
-    ))
-}
-
-/// Floats [`dense_pack`] returns.
-pub fn dense_packed_len(in_features: usize, out_features: usize) -> usize {
-    gemm::packed_b_len(in_features, out_features)
-}
-
-/// Scratch floats [`dense`] needs (the input rows packed as GEMM panels).
-pub fn dense_scratch_len(batch: usize, in_features: usize, _threads: usize) -> usize {
-    gemm::packed_a_len(batch, in_features)
-}
-
-/// Fully connected with a fused epilogue on the process's ISA tier:
-/// `out[b, m] = act(Σ_k x[b, k] · W[m, k] + bias[m] + residual[b, m])`.
-#[allow(clippy::too_many_arguments)]
-pub fn dense(
-    batch: usize,
-    in_features: usize,
-    out_features: usize,
-    input: &[f32],
-    packed: &[f32],
-    epilogue: &Epilogue,
-    output: &mut [f32],
-    scratch: &mut [f32],
-    threads: &Threads,
-) -> Result<(), KernelError> {
-    dense_with_isa(
+    let nchw = ConvArgs {
+        shape,
         batch,
-        in_features,
-        out_features,
-        input,
+        input: x,
         packed,
-        epilogue,
-        output,
-        scratch,
-        isa::isa(),
-        threads,
-    )
-}
-
-/// [`dense`] on an explicit tier (one the CPU lacks runs the generic tier).
-#[allow(clippy::too_many_arguments)]
-pub fn dense_with_isa(
-    batch: usize,
-    in_features: usize,
-    out_features: usize,
-    input: &[f32],
-    packed: &[f32],
-    epilogue: &Epilogue,
-    output: &mut [f32],
-    scratch: &mut [f32],
-    isa: Isa,
-    threads: &Threads,
-) -> Result<(), KernelError> {
-    check_len("dense input", batch * in_features, input.len())?;
-    check_len(
-        "dense packed weight",
-        dense_packed_len(in_features, out_features),
-        packed.len(),
-    )?;
-    check_len("dense output", batch * out_features, output.len())?;
-    epilogue.check(batch, out_features, 1)?;
-    let a_len = gemm::packed_a_len(batch, in_features);
-    check_min_len("dense scratch", a_len, scratch.len())?;
-    if batch == 0 || out_features == 0 {
-        return Ok(());
-    }
-    // The activations are A (broadcast), the prepacked weights B: C = out, row-major `[batch, out]`.
-    let (a, _) = scratch.split_at_mut(a_len);
-    pack_a_into(input, batch, in_features, a);
-    let g = Gemm {
-        m: batch,
-        n: out_features,
-        k: in_features,
-        ldc: out_features,
-        bias_along: BiasAlong::Cols,
-        residual: epilogue.residual,
-        activation: epilogue.activation,
+        epilogue: Epilogue {
+            residual,
+            ..epilogue
+        },
+        output: &mut *y,
+        scratch: &mut [],
     };
-    let problems = [Problem {
-        a: &*a,
-        b: BSource::Packed { data: packed },
-        c: 0,
-        bias: epilogue.bias,
-    }];
-    gemm::run(&g, &problems, output, &mut [], isa, threads)
-}
-
-/// `gemm::pack_a` into a preallocated slice of `packed_a_len(m, k)` floats.
-fn pack_a_into(src: &[f32], m: usize, k: usize, dst: &mut [f32]) {
-    for (panel, block) in dst.chunks_exact_mut(k * gemm::MR).enumerate() {
-        for (kk, lane) in block.chunks_exact_mut(gemm::MR).enumerate() {
-            for (r, v) in lane.iter_mut().enumerate() {
-                let row = panel * gemm::MR + r;
-                *v = if row < m { src[row * k + kk] } else { 0.0 };
-            }
-        }
-    }
+    grouped::run(ctx, nchw)?;
+    let to_blocked = PlanesArgs {
+        batch,
+        channels: s.out_c,
+        spatial: spatial_out,
+        input: y,
+        output,
+    };
+    blocked::reorder::<true>(ctx, to_blocked)
 }

@@ -2,9 +2,8 @@
 //! 5×5, stride 1 or 2, NCHW: the direct kernel of `grouped.rs` with single-channel groups.
 
 use super::grouped;
-use super::{ConvShape, Epilogue, KernelError};
-use crate::isa::Isa;
-use crate::threads::Threads;
+use super::{ConvArgs, ConvShape, KernelError};
+use crate::exec::Ctx;
 
 /// Whether [`run`] handles this conv: `group == in_c == out_c`, a 3×3 or 5×5 kernel, dilation 1,
 /// strides 1 or 2.
@@ -24,18 +23,10 @@ pub fn pack(shape: &ConvShape, weight: &[f32]) -> Vec<f32> {
 }
 
 /// Depthwise conv with its fused epilogue: `output = act(conv(input) + bias + residual)`.
-/// An `isa` the CPU lacks falls back to the generic tier.
-#[allow(clippy::too_many_arguments)]
-pub fn run(
-    shape: &ConvShape,
-    batch: usize,
-    input: &[f32],
-    packed: &[f32],
-    epilogue: &Epilogue,
-    output: &mut [f32],
-    isa: Isa,
-    threads: &Threads,
-) -> Result<(), KernelError> {
+/// `args.packed` comes from [`pack`]; no scratch. A `ctx.isa` the CPU lacks falls back to the
+/// generic tier.
+pub fn run(ctx: &Ctx, args: ConvArgs) -> Result<(), KernelError> {
+    let shape = &args.shape;
     if !supports(shape) {
         shape.check()?;
         return Err(KernelError::BadShape(format!(
@@ -43,8 +34,5 @@ pub fn run(
              stride 1 or 2: {shape:?}"
         )));
     }
-    let layout = grouped::Layout::Nchw;
-    grouped::run_direct(
-        shape, batch, input, packed, epilogue, output, isa, layout, threads,
-    )
+    grouped::run_direct(ctx, args, grouped::Layout::Nchw)
 }

@@ -9,13 +9,11 @@
 
 use std::ops::Range;
 
-use super::{Activation, ConvShape, Epilogue, KernelError, SharedOut, check_len};
-use crate::isa::Isa;
-use crate::threads::Threads;
+use super::{Activation, ConvArgs, ConvShape, KernelError, SharedOut, check_len};
+use crate::exec::Ctx;
+use crate::exec::isa::Isa;
 
 mod generic;
-#[cfg(target_arch = "x86_64")]
-mod pixels;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
@@ -62,32 +60,21 @@ pub fn pack(shape: &ConvShape, weight: &[f32]) -> Vec<f32> {
 }
 
 /// Grouped 3×3 conv with its fused epilogue: `output = act(conv(input) + bias + residual)`.
-/// `packed` comes from [`pack`]. An `isa` the CPU lacks falls back to the generic tier.
-#[allow(clippy::too_many_arguments)]
-pub fn run(
-    shape: &ConvShape,
-    batch: usize,
-    input: &[f32],
-    packed: &[f32],
-    epilogue: &Epilogue,
-    output: &mut [f32],
-    isa: Isa,
-    threads: &Threads,
-) -> Result<(), KernelError> {
+/// `args.packed` comes from [`pack`]; no scratch. A `ctx.isa` the CPU lacks falls back to the
+/// generic tier.
+pub fn run(ctx: &Ctx, args: ConvArgs) -> Result<(), KernelError> {
+    let shape = &args.shape;
     if !supports(shape) {
         shape.check()?;
         return Err(KernelError::BadShape(format!(
             "grouped conv kernel needs groups > 1, a 3×3 kernel, dilation 1 and stride 1 or 2: {shape:?}"
         )));
     }
-    let layout = Layout::Nchw;
-    run_direct(
-        shape, batch, input, packed, epilogue, output, isa, layout, threads,
-    )
+    run_direct(ctx, args, Layout::Nchw)
 }
 
 /// Whether [`run_nchw8c`] computes `shape` on `isa` itself: whole blocks of 8 input and output
-/// channels per group, on a SIMD tier, a shape the AVX2 output-channel kernel (`pixels`) takes.
+/// channels per group, on a SIMD tier, a shape the AVX2 output-channel kernel (`avx2_out_channels`) takes.
 /// The other NCHW8c grouped convs run [`run`] between copies to and from NCHW
 /// (`conv::ConvAlgo::GroupedNchw8c`).
 pub fn runs_nchw8c(shape: &ConvShape, isa: Isa) -> bool {
@@ -97,8 +84,8 @@ pub fn runs_nchw8c(shape: &ConvShape, isa: Isa) -> bool {
             && isa.supported()
             && supports(shape)
             && (shape.in_c / shape.group).is_multiple_of(super::blocked::BLOCK)
-            && pixels::applies(shape)
-            && pixels::fits(shape)
+            && x86::avx2_out_channels::applies(shape)
+            && x86::avx2_out_channels::fits(shape)
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -109,34 +96,22 @@ pub fn runs_nchw8c(shape: &ConvShape, isa: Isa) -> bool {
 
 /// [`run`] on NCHW8c input, residual and output, for a shape [`runs_nchw8c`] accepts (else a
 /// `BadShape` error). A group's channels are whole blocks, which lie where its NCHW planes would.
-#[allow(clippy::too_many_arguments)]
-pub fn run_nchw8c(
-    shape: &ConvShape,
-    batch: usize,
-    input: &[f32],
-    packed: &[f32],
-    epilogue: &Epilogue,
-    output: &mut [f32],
-    isa: Isa,
-    threads: &Threads,
-) -> Result<(), KernelError> {
-    if !runs_nchw8c(shape, isa) {
+pub fn run_nchw8c(ctx: &Ctx, args: ConvArgs) -> Result<(), KernelError> {
+    let shape = &args.shape;
+    if !runs_nchw8c(shape, ctx.isa) {
         return Err(KernelError::BadShape(format!(
             "the NCHW8c grouped kernel does not take {shape:?} on {}",
-            isa.name()
+            ctx.isa.name()
         )));
     }
-    let layout = Layout::Nchw8c;
-    run_direct(
-        shape, batch, input, packed, epilogue, output, isa, layout, threads,
-    )
+    run_direct(ctx, args, Layout::Nchw8c)
 }
 
 /// How a band's input, residual and output are laid out.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Layout {
     Nchw,
-    /// Blocks of 8 channels (`kernels::blocked`); only the `pixels` kernel reads it.
+    /// Blocks of 8 channels (`kernels::blocked`); only the `avx2_out_channels` kernel reads it.
     Nchw8c,
 }
 
@@ -183,18 +158,18 @@ pub(crate) struct Band<'a> {
 
 /// The shared driver of the grouped and depthwise kernels: checks, then splits (batch item, group,
 /// row band) tasks over the threads.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn run_direct(
-    shape: &ConvShape,
-    batch: usize,
-    input: &[f32],
-    packed: &[f32],
-    epilogue: &Epilogue,
-    output: &mut [f32],
-    isa: Isa,
-    layout: Layout,
-    threads: &Threads,
-) -> Result<(), KernelError> {
+pub(crate) fn run_direct(ctx: &Ctx, args: ConvArgs, layout: Layout) -> Result<(), KernelError> {
+    let Ctx { isa, threads } = *ctx;
+    let ConvArgs {
+        shape,
+        batch,
+        input,
+        packed,
+        epilogue,
+        output,
+        ..
+    } = args;
+    let shape = &shape;
     shape.check()?;
     if shape.kernel[0] != shape.kernel[1] || shape.dilation != [1, 1] || shape.stride[1] > 2 {
         return Err(KernelError::BadShape(format!(
@@ -229,7 +204,7 @@ pub(crate) fn run_direct(
     let mut band_rows = s.out_h.div_ceil(want_bands);
     #[cfg(target_arch = "x86_64")]
     if matches!(isa, Isa::Avx2 | Isa::Avx512)
-        && let Some(fit) = x86::plane_band_rows(&s)
+        && let Some(fit) = x86::depthwise_band_rows(&s)
     {
         // Depthwise on the SIMD tiers: bands small enough for the plane kernel's buffer.
         band_rows = band_rows.min(fit);
@@ -245,14 +220,14 @@ pub(crate) fn run_direct(
     };
     let chunks = items.div_ceil(per_task);
     // Whole blocks of 8 output channels per group run a group at a time, vectorised over output
-    // channels (`pixels`). The AVX-512 tier keeps its 16-column tiles for rows wider than 8 (they
-    // fill most lanes), and takes `pixels` for narrower ones: on Zen 4, ResNeXt-50's stage 4 (7×7
+    // channels (`avx2_out_channels`). The AVX-512 tier keeps its 16-column tiles for rows wider than 8 (they
+    // fill most lanes), and takes `avx2_out_channels` for narrower ones: on Zen 4, ResNeXt-50's stage 4 (7×7
     // maps) 0.82× the time of the column tiles at 1 thread (stride 2 to 7×7 0.96×), while they
     // won at 14×14 (0.97–0.98×) and wider (0.54–0.91×).
     #[cfg(target_arch = "x86_64")]
     let by_pixels =
         (isa == Isa::Avx2 || layout == Layout::Nchw8c || (isa == Isa::Avx512 && s.out_w <= 8))
-            && pixels::applies(&s);
+            && x86::avx2_out_channels::applies(&s);
     let out = SharedOut(output.as_mut_ptr());
     let taps = cin_g * k * k;
     // Output channels `oc..oc + width` (of group `g`) of batch item `n`, over `rows`; the
@@ -310,8 +285,8 @@ pub(crate) fn run_direct(
             // SAFETY: `b.output` points at the group's `cout_g` planes inside `output` (lengths
             // checked above); this task alone writes rows `rows` of them; the tier (AVX2, or
             // AVX-512, which implies AVX2 and FMA) is supported by this CPU.
-            let done = unsafe { pixels::pixels_avx2(&b) };
-            // NCHW8c shapes passed `runs_nchw8c`, which are the ones `pixels` takes.
+            let done = unsafe { x86::out_channels_avx2(&b) };
+            // NCHW8c shapes passed `runs_nchw8c`, which are the ones `avx2_out_channels` takes.
             debug_assert!(done || layout == Layout::Nchw, "pixels declined {s:?}");
             if done || layout == Layout::Nchw8c {
                 return;
@@ -361,11 +336,14 @@ unsafe fn band_dispatch(b: &Band, isa: Isa) {
         // runs; both tiers' property tests and end-to-end checks passed there).
         // SAFETY: forwarded from the caller (`Isa::Avx512` implies AVX2 and FMA too).
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => unsafe { x86::plane_avx2(b) || x86::band_avx512(b) },
+        Isa::Avx512 => unsafe { x86::depthwise_plane_avx2(b) || x86::tiles_avx512(b) },
         // SAFETY: forwarded from the caller.
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => unsafe {
-            x86::plane_avx2(b) || x86::rows_avx2(b) || x86::planes_avx2(b) || x86::band_avx2(b)
+            x86::depthwise_plane_avx2(b)
+                || x86::padded_rows_avx2(b)
+                || x86::grouped3x3_avx2(b)
+                || x86::tiles_avx2(b)
         },
         _ => false,
     };

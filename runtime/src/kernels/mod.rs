@@ -3,10 +3,10 @@
 
 pub mod blocked;
 pub mod conv;
+pub mod dense;
 pub mod depthwise;
 pub mod gemm;
 pub mod grouped;
-pub mod peak;
 pub mod pool;
 pub mod reference;
 
@@ -60,9 +60,14 @@ pub(crate) unsafe fn load_strided<const S: usize>(p: *const f32) -> std::arch::x
 /// `out[j] = line[j · step]` for every `j` of `out` (`line` long enough): the subsampling of
 /// strided 1×1 convs and the stems' phase-split input; at step 2 on the SIMD tiers, eight at a
 /// time ([`halve_avx2`]). `isa` must be supported by this CPU.
-pub(crate) fn gather_strided(line: &[f32], step: usize, out: &mut [f32], isa: crate::isa::Isa) {
+pub(crate) fn gather_strided(
+    line: &[f32],
+    step: usize,
+    out: &mut [f32],
+    isa: crate::exec::isa::Isa,
+) {
     #[cfg(target_arch = "x86_64")]
-    if step == 2 && isa != crate::isa::Isa::Generic {
+    if step == 2 && isa != crate::exec::isa::Isa::Generic {
         // SAFETY: both SIMD tiers have AVX2, and the caller passes a supported tier.
         unsafe { halve_avx2(line, out) };
         return;
@@ -219,6 +224,40 @@ impl Epilogue<'_> {
         }
         self.activation.apply(v)
     }
+}
+
+/// One conv call's shape and buffers: `output = act(conv(input) + bias + residual)` over `batch`
+/// items, with weights `packed` for the algorithm that runs it and `scratch` of at least the
+/// algorithm's `conv::scratch_len` floats (none for the direct kernels).
+pub struct ConvArgs<'a> {
+    pub shape: ConvShape,
+    pub batch: usize,
+    pub input: &'a [f32],
+    pub packed: &'a [f32],
+    pub epilogue: Epilogue<'a>,
+    pub output: &'a mut [f32],
+    pub scratch: &'a mut [f32],
+}
+
+/// A kernel call over `batch · channels` planes of `spatial` elements each: `input` to `output`
+/// (global average pooling, NCHW8c reorders).
+pub struct PlanesArgs<'a> {
+    pub batch: usize,
+    pub channels: usize,
+    pub spatial: usize,
+    pub input: &'a [f32],
+    pub output: &'a mut [f32],
+}
+
+/// The parameters of an inference BatchNorm over channels: `y = (x − mean) / sqrt(var + epsilon) ·
+/// gamma + beta`, one entry per channel in each slice.
+#[derive(Clone, Copy, Debug)]
+pub struct BatchNorm<'a> {
+    pub gamma: &'a [f32],
+    pub beta: &'a [f32],
+    pub mean: &'a [f32],
+    pub var: &'a [f32],
+    pub epsilon: f32,
 }
 
 /// The static shape of one conv layer (per batch item), NCHW.
@@ -447,7 +486,7 @@ pub(crate) fn transpose8(r: [std::arch::x86_64::__m256; 8]) -> [std::arch::x86_6
 }
 
 /// A `*mut f32` that tasks on other threads write through, for kernels that split one output
-/// buffer among the tasks of [`Threads::run`](crate::threads::Threads::run): each task writes a
+/// buffer among the tasks of [`Threads::run`](crate::exec::threads::Threads::run): each task writes a
 /// disjoint part, and the owning `&mut [f32]` outlives the `run`, which returns only when every
 /// task is done. Each use states, at its `unsafe` block, why its parts are disjoint.
 #[derive(Clone, Copy)]

@@ -10,48 +10,40 @@
 
 use std::ops::Range;
 
-use super::{KernelError, PoolShape, SharedOut, check_len};
-use crate::isa::Isa;
-use crate::threads::Threads;
+use super::{KernelError, PlanesArgs, PoolShape, SharedOut, check_len};
+use crate::exec::Ctx;
+use crate::exec::isa::Isa;
+
+/// One pooling call's shape and buffers: `batch` items of `shape.channels` planes.
+pub struct PoolArgs<'a> {
+    pub shape: PoolShape,
+    pub batch: usize,
+    pub input: &'a [f32],
+    pub output: &'a mut [f32],
+}
 
 /// Max pooling with the semantics of `reference::max_pool2d` (padding never wins).
-pub fn max_pool2d(
-    s: &PoolShape,
-    batch: usize,
-    input: &[f32],
-    output: &mut [f32],
-    isa: Isa,
-    threads: &Threads,
-) -> Result<(), KernelError> {
-    pool(s, batch, input, output, isa, threads, Reduce::Max)
+pub fn max_pool2d(ctx: &Ctx, args: PoolArgs) -> Result<(), KernelError> {
+    pool(ctx, args, Reduce::Max)
 }
 
 /// Average pooling with the semantics of `reference::avg_pool2d`: divides by the window cells inside
 /// the padded input if `count_include_pad`, else by the in-bounds ones.
-pub fn avg_pool2d(
-    s: &PoolShape,
-    count_include_pad: bool,
-    batch: usize,
-    input: &[f32],
-    output: &mut [f32],
-    isa: Isa,
-    threads: &Threads,
-) -> Result<(), KernelError> {
-    let reduce = Reduce::Avg { count_include_pad };
-    pool(s, batch, input, output, isa, threads, reduce)
+pub fn avg_pool2d(ctx: &Ctx, args: PoolArgs, count_include_pad: bool) -> Result<(), KernelError> {
+    pool(ctx, args, Reduce::Avg { count_include_pad })
 }
 
 /// Mean over the spatial dim of `[batch · channels, spatial]`. Sums in f32 over 16 interleaved
 /// partial sums (the reference sums in f64).
-pub fn global_avg_pool(
-    batch: usize,
-    channels: usize,
-    spatial: usize,
-    input: &[f32],
-    output: &mut [f32],
-    isa: Isa,
-    threads: &Threads,
-) -> Result<(), KernelError> {
+pub fn global_avg_pool(ctx: &Ctx, args: PlanesArgs) -> Result<(), KernelError> {
+    let Ctx { isa, threads } = *ctx;
+    let PlanesArgs {
+        batch,
+        channels,
+        spatial,
+        input,
+        output,
+    } = args;
     check_len(
         "global_avg_pool input",
         batch * channels * spatial,
@@ -94,15 +86,15 @@ enum Reduce {
     Avg { count_include_pad: bool },
 }
 
-fn pool(
-    s: &PoolShape,
-    batch: usize,
-    input: &[f32],
-    output: &mut [f32],
-    isa: Isa,
-    threads: &Threads,
-    reduce: Reduce,
-) -> Result<(), KernelError> {
+fn pool(ctx: &Ctx, args: PoolArgs, reduce: Reduce) -> Result<(), KernelError> {
+    let Ctx { isa, threads } = *ctx;
+    let PoolArgs {
+        shape,
+        batch,
+        input,
+        output,
+    } = args;
+    let s = &shape;
     s.check()?;
     let (in_plane, out_plane) = (s.in_h * s.in_w, s.out_h * s.out_w);
     check_len("pool input", batch * s.channels * in_plane, input.len())?;

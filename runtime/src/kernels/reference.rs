@@ -3,7 +3,9 @@
 //! no specialised kernel handles. Each checks the lengths of its slices and returns an error, never
 //! panics, on a mismatch.
 
-use super::{Activation, ConvShape, Epilogue, KernelError, PoolShape, check_len};
+use super::{
+    Activation, BatchNorm, ConvShape, Epilogue, KernelError, PlanesArgs, PoolShape, check_len,
+};
 
 /// 2-D convolution, NCHW in and out, weights `[out_c, in_c / group, kh, kw]`, then the epilogue:
 /// `out = act(conv + bias + residual)`.
@@ -67,20 +69,22 @@ pub fn conv2d(
 }
 
 /// Inference batch normalization over dim 1 of `[batch, channels, spatial]`:
-/// `y = (x - mean) / sqrt(var + eps) * scale + bias`.
-#[allow(clippy::too_many_arguments)]
-pub fn batch_norm(
-    batch: usize,
-    channels: usize,
-    spatial: usize,
-    input: &[f32],
-    scale: &[f32],
-    bias: &[f32],
-    mean: &[f32],
-    var: &[f32],
-    epsilon: f32,
-    output: &mut [f32],
-) -> Result<(), KernelError> {
+/// `y = (x - mean) / sqrt(var + eps) * gamma + beta`.
+pub fn batch_norm(args: PlanesArgs, bn: &BatchNorm) -> Result<(), KernelError> {
+    let PlanesArgs {
+        batch,
+        channels,
+        spatial,
+        input,
+        output,
+    } = args;
+    let BatchNorm {
+        gamma: scale,
+        beta: bias,
+        mean,
+        var,
+        epsilon,
+    } = *bn;
     let len = batch * channels * spatial;
     check_len("batch_norm input", len, input.len())?;
     check_len("batch_norm output", len, output.len())?;
@@ -102,17 +106,19 @@ pub fn batch_norm(
 }
 
 /// Per-channel `y = act(x * scale + shift)` over `[batch, channels, spatial]`.
-#[allow(clippy::too_many_arguments)]
 pub fn scale_shift(
-    batch: usize,
-    channels: usize,
-    spatial: usize,
-    input: &[f32],
+    args: PlanesArgs,
     scale: &[f32],
     shift: &[f32],
     activation: Activation,
-    output: &mut [f32],
 ) -> Result<(), KernelError> {
+    let PlanesArgs {
+        batch,
+        channels,
+        spatial,
+        input,
+        output,
+    } = args;
     let len = batch * channels * spatial;
     check_len("scale_shift input", len, input.len())?;
     check_len("scale_shift output", len, output.len())?;

@@ -15,11 +15,11 @@
 use std::sync::Once;
 
 use proptest::prelude::*;
-use resnext_runtime::isa::Isa;
+use resnext_runtime::exec::isa::Isa;
+use resnext_runtime::exec::threads::Threads;
 use resnext_runtime::kernels::{
     Activation, ConvShape, Epilogue, KernelError, PoolShape, reference,
 };
-use resnext_runtime::threads::Threads;
 
 /// The unit roundoff of f32, `2⁻²⁴`.
 pub const U: f32 = f32::EPSILON / 2.0;

@@ -8,7 +8,7 @@
 
 use std::fmt::Write as _;
 
-use resnext_runtime::cuda_plan::{Buf, Extent, Launch};
+use resnext_runtime::cuda::plan::{Buf, Extent, Launch};
 use resnext_runtime::kernels::{ConvShape, PoolShape};
 
 use super::{Error, Model};

@@ -1,10 +1,10 @@
 //! The CUDA back end: emits CUDA C source with one kernel specialised per node (shapes as compile-time
-//! constants, fused epilogues) and the host-side launch plan (`resnext_runtime::cuda_plan`).
+//! constants, fused epilogues) and the host-side launch plan (`resnext_runtime::cuda::plan`).
 //!
 //! Public surface: [`Options`], [`Error`], [`emit`] and [`Emitted`]. The graph must come from
 //! `passes::optimize` with `select_kernels: false` (the GPU kernels read weights in ONNX layout, not
 //! the CPU kernels' prepacked forms). Activations live in one device arena at the offsets of
-//! `plan-memory`; weights in the device layout of `cuda_plan` (the weights file's tensors, in file
+//! `plan-memory`; weights in the device layout of `cuda::plan` (the weights file's tensors, in file
 //! order, each aligned to `WEIGHT_ALIGN` floats). Every kernel takes `(x, w, b, r, y, batch)`.
 //!
 //! To support a new op, add one arm to `kernels::emit_node` and one function beside it.
@@ -15,9 +15,9 @@ mod kernels;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use resnext_runtime::cuda_plan::{self, Buf, CudaPlan};
-use resnext_runtime::hash::Fnv64;
-use resnext_runtime::weights::{WeightsWriter, WriteError};
+use resnext_runtime::cuda::plan::{self, Buf, CudaPlan};
+use resnext_runtime::formats::hash::Fnv64;
+use resnext_runtime::formats::weights::{WeightsWriter, WriteError};
 
 use crate::ir::{ConvKernel, DenseKernel, Graph, GraphInfo, Layout, NodeId, Op, WeightId};
 use crate::passes::{MemoryPlan, PlanOptions, plan_memory};
@@ -237,7 +237,7 @@ impl Emitted<'_> {
 pub mod cuda {{
     /// The generated CUDA C source.
     pub const SOURCE: &str = include_str!("model.cu");
-    /// The launch plan (`resnext_runtime::cuda_plan` text form).
+    /// The launch plan (`resnext_runtime::cuda::plan` text form).
     pub const PLAN: &str = include_str!("model.cuplan");
     /// Ties this code to its weights file (the GPU weights, in ONNX layout).
     pub const MODEL_HASH: u64 = {hash:#018x};
@@ -249,8 +249,8 @@ pub mod cuda {{
     pub fn load(
         path: impl AsRef<::std::path::Path>,
         ordinal: usize,
-    ) -> Result<::resnext_runtime::cuda::CudaModel, ::resnext_runtime::cuda::CudaError> {{
-        ::resnext_runtime::cuda::CudaModel::load(SOURCE, PLAN, path, MODEL_HASH, ordinal)
+    ) -> Result<::resnext_runtime::cuda::runner::CudaModel, ::resnext_runtime::cuda::runner::CudaError> {{
+        ::resnext_runtime::cuda::runner::CudaModel::load(SOURCE, PLAN, path, MODEL_HASH, ordinal)
     }}
 }}
 "#,
@@ -354,7 +354,7 @@ impl<'g> Model<'g> {
             .iter()
             .map(|&w| graph.weights.get(w).map_or(0, |t| t.dims.iter().product()))
             .collect();
-        let (weight_slots, weights_len) = cuda_plan::weight_offsets(lens);
+        let (weight_slots, weights_len) = plan::weight_offsets(lens);
         let weight_offset = weight_order
             .iter()
             .zip(&weight_slots)

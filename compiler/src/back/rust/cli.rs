@@ -112,8 +112,8 @@ pub(super) fn main_tokens(
 
         /// Reads an `.npy` batch laid out as `[batch, INPUT_SHAPE..]`; returns the data and the batch.
         fn read_input(path: &str) -> Result<(Vec<f32>, usize), Failure> {
-            let (shape, data) = ::resnext_runtime::npy::read_f32(path).map_err(|e| {
-                let code = if matches!(e, ::resnext_runtime::npy::NpyError::Io { .. }) { 3 } else { 1 };
+            let (shape, data) = ::resnext_runtime::formats::npy::read_f32(path).map_err(|e| {
+                let code = if matches!(e, ::resnext_runtime::formats::npy::NpyError::Io { .. }) { 3 } else { 1 };
                 fail(code, e)
             })?;
             match shape.split_first() {
@@ -129,7 +129,7 @@ pub(super) fn main_tokens(
         fn write_output(path: &str, batch: usize, logits: &[f32]) -> Result<(), Failure> {
             let mut out_shape = vec![batch];
             out_shape.extend(OUTPUT_SHAPE);
-            ::resnext_runtime::npy::write_f32(path, &out_shape, logits).map_err(|e| fail(3, e))
+            ::resnext_runtime::formats::npy::write_f32(path, &out_shape, logits).map_err(|e| fail(3, e))
         }
 
         /// Runs `step` up to 3 times to warm up, then `runs` times timed; the times in ms, sorted.
@@ -138,7 +138,7 @@ pub(super) fn main_tokens(
             for _ in 0..runs.clamp(1, 3) {
                 step()?;
             }
-            ::resnext_runtime::profile::reset();
+            ::resnext_runtime::exec::profile::reset();
             let mut times = Vec::with_capacity(runs);
             for _ in 0..runs {
                 let start = Instant::now();
@@ -159,8 +159,8 @@ pub(super) fn main_tokens(
                 (times[runs / 2 - 1] + times[runs / 2]) / 2.0
             };
             println!("{prefix}batch={batch} runs={runs} min_ms={:.3} max_ms={:.3}", times[0], times[runs - 1]);
-            if ::resnext_runtime::profile::enabled() {
-                eprint!("{}", ::resnext_runtime::profile::report());
+            if ::resnext_runtime::exec::profile::enabled() {
+                eprint!("{}", ::resnext_runtime::exec::profile::report());
             }
             println!("median_ms={median:.3}");
         }

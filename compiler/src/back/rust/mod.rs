@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
-use resnext_runtime::hash::Fnv64;
-use resnext_runtime::weights::{WeightsWriter, WriteError};
+use resnext_runtime::formats::hash::Fnv64;
+use resnext_runtime::formats::weights::{WeightsWriter, WriteError};
 
 use crate::ir::{Graph, GraphInfo, Layout, NodeId, Op, WeightId, WeightSource};
 use crate::passes::{MemoryPlan, PlanOptions, plan_memory};
@@ -477,10 +477,10 @@ impl<'g> Model<'g> {
             /// The compiled model: its weights, and a forward pass over NCHW f32 batches.
             pub struct #name {
                 weights: ::resnext_runtime::Weights,
-                threads: ::resnext_runtime::threads::Threads,
-                kernel_scratch: ::resnext_runtime::arena::Scratch,
+                threads: ::resnext_runtime::exec::threads::Threads,
+                kernel_scratch: ::resnext_runtime::exec::arena::Scratch,
                 /// Every intermediate value, at the offsets the memory plan chose.
-                activations: ::resnext_runtime::arena::Scratch,
+                activations: ::resnext_runtime::exec::arena::Scratch,
             }
 
             /// Floats of scratch the kernels need for `batch` items on `threads` threads (the most any
@@ -506,15 +506,15 @@ impl<'g> Model<'g> {
                     let weights = weights.expect_count(WEIGHT_COUNT)?;
                     Ok(Self {
                         weights,
-                        threads: ::resnext_runtime::threads::Threads::available(),
-                        kernel_scratch: ::resnext_runtime::arena::Scratch::new(),
-                        activations: ::resnext_runtime::arena::Scratch::new(),
+                        threads: ::resnext_runtime::exec::threads::Threads::available(),
+                        kernel_scratch: ::resnext_runtime::exec::arena::Scratch::new(),
+                        activations: ::resnext_runtime::exec::arena::Scratch::new(),
                     })
                 }
 
                 /// Runs the kernels on `threads` threads (at least 1; the default is one per core).
                 pub fn set_threads(&mut self, threads: usize) {
-                    self.threads = ::resnext_runtime::threads::Threads::new(threads);
+                    self.threads = ::resnext_runtime::exec::threads::Threads::new(threads);
                 }
 
                 /// How many threads the kernels use.
@@ -535,8 +535,8 @@ impl<'g> Model<'g> {
                 pub fn forward_into(&self, input: &[f32], batch: usize, output: &mut [f32]) -> Result<(), ::resnext_runtime::RunError> {
                     ::resnext_runtime::RunError::check_input(&INPUT_SHAPE, batch, input.len())?;
                     ::resnext_runtime::RunError::check_output(OUTPUT_LEN, batch, output.len())?;
-                    let threads = &self.threads;
-                    self.kernel_scratch.with(kernel_scratch_len(batch, threads.count()), |scratch| {
+                    let ctx = ::resnext_runtime::exec::Ctx::new(&self.threads);
+                    self.kernel_scratch.with(kernel_scratch_len(batch, ctx.threads.count()), |scratch| {
                         #body
                         Ok(())
                     })

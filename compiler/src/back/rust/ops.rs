@@ -27,7 +27,7 @@ pub(super) fn forward_body(model: &Model) -> TokenStream {
     if !model.weight_order.is_empty() {
         body.extend(quote!(let w = &self.weights;));
     }
-    let arena = quote!(::resnext_runtime::arena);
+    let arena = quote!(::resnext_runtime::exec::arena);
     let range = |id: NodeId| {
         let (offset, len) = model.plan.offsets.get(&id).copied().unwrap_or_default();
         let (offset, len) = (lit(offset), lit(len));
@@ -60,7 +60,7 @@ pub(super) fn forward_body(model: &Model) -> TokenStream {
         let kernel = kernel_label(&node.op);
         body.extend(quote! {
             {
-                let _span = ::resnext_runtime::profile::span(#name, #kernel);
+                let _span = ::resnext_runtime::exec::profile::span(#name, #kernel);
                 let (out, [#(#names),*]) = #arena::split(arena, #out, [#(#ranges),*])
                     .map_err(::resnext_runtime::RunError::at(#name))?;
                 #call.map_err(::resnext_runtime::RunError::at(#name))?;
@@ -105,14 +105,16 @@ fn emit_node(model: &Model, id: NodeId, args: &[TokenStream], out: TokenStream) 
                 [b.scale, b.bias, b.mean, b.var].map(|w| weight(model, w));
             let eps = f32_tokens(b.epsilon);
             let x = &args[0];
-            quote!(#reference::batch_norm(batch, #c, #spatial, #x, #scale, #bias, #mean, #var, #eps, #out))
+            let planes = planes_args(&c, &spatial, x, out);
+            quote!(#reference::batch_norm(#planes, &::resnext_runtime::kernels::BatchNorm { gamma: #scale, beta: #bias, mean: #mean, var: #var, epsilon: #eps }))
         }
         Op::ScaleShift(s) => {
             let (c, spatial) = spatial_lits(in_type);
             let (scale, shift) = (weight(model, s.scale), weight(model, s.shift));
             let act = activation(s.activation);
             let x = &args[0];
-            quote!(#reference::scale_shift(batch, #c, #spatial, #x, #scale, #shift, #act, #out))
+            let planes = planes_args(&c, &spatial, x, out);
+            quote!(#reference::scale_shift(#planes, #scale, #shift, #act))
         }
         Op::Relu => emit_activation(&args[0], ir::Activation::Relu, out),
         Op::Clip { min, max } => emit_activation(
@@ -135,7 +137,8 @@ fn emit_node(model: &Model, id: NodeId, args: &[TokenStream], out: TokenStream) 
             } else {
                 quote!(from_blocked)
             };
-            quote!(::resnext_runtime::kernels::blocked::#f(#x, batch, #c, #spatial, #out, threads))
+            let planes = planes_args(&c, &spatial, x, out);
+            quote!(::resnext_runtime::kernels::blocked::#f(&ctx, #planes))
         }
         Op::Add { activation: a } => {
             let act = activation(*a);
@@ -145,18 +148,21 @@ fn emit_node(model: &Model, id: NodeId, args: &[TokenStream], out: TokenStream) 
         Op::MaxPool(p) => {
             let shape = pool_shape(&interp::pool_shape(p, in_type, &node.output));
             let x = &args[0];
-            quote!(::resnext_runtime::kernels::pool::max_pool2d(&#shape, batch, #x, #out, ::resnext_runtime::isa::isa(), threads))
+            let args = pool_args(&shape, x, out);
+            quote!(::resnext_runtime::kernels::pool::max_pool2d(&ctx, #args))
         }
         Op::AveragePool(p) => {
             let shape = pool_shape(&interp::pool_shape(p, in_type, &node.output));
             let include = p.count_include_pad;
             let x = &args[0];
-            quote!(::resnext_runtime::kernels::pool::avg_pool2d(&#shape, #include, batch, #x, #out, ::resnext_runtime::isa::isa(), threads))
+            let args = pool_args(&shape, x, out);
+            quote!(::resnext_runtime::kernels::pool::avg_pool2d(&ctx, #args, #include))
         }
         Op::GlobalAveragePool { .. } => {
             let (c, spatial) = spatial_lits(in_type);
             let x = &args[0];
-            quote!(::resnext_runtime::kernels::pool::global_avg_pool(batch, #c, #spatial, #x, #out, ::resnext_runtime::isa::isa(), threads))
+            let planes = planes_args(&c, &spatial, x, out);
+            quote!(::resnext_runtime::kernels::pool::global_avg_pool(&ctx, #planes))
         }
     }
 }
@@ -178,8 +184,17 @@ fn emit_conv(
         },
         ConvKernel::Fast(algo) => {
             let algo = conv_algo(algo);
+            let input = input_field(x);
             quote! {
-                ::resnext_runtime::kernels::conv::conv2d(#algo, &#shape, batch, #x, #wt, &#epilogue, #out, scratch, threads)
+                ::resnext_runtime::kernels::conv::conv2d(&ctx, #algo, ::resnext_runtime::kernels::ConvArgs {
+                    shape: #shape,
+                    batch,
+                    #input,
+                    packed: #wt,
+                    epilogue: #epilogue,
+                    output: #out,
+                    scratch: &mut *scratch,
+                })
             }
         }
     }
@@ -210,7 +225,7 @@ pub(super) fn scratch_len(model: &Model, id: NodeId) -> Option<TokenStream> {
         }
         Op::Dense(d) if d.kernel == DenseKernel::Packed => {
             let k = lit(d.in_features);
-            Some(quote!(::resnext_runtime::kernels::conv::dense_scratch_len(batch, #k, threads)))
+            Some(quote!(::resnext_runtime::kernels::dense::scratch_len(batch, #k, threads)))
         }
         _ => None,
     }
@@ -224,10 +239,44 @@ fn emit_dense(model: &Model, d: &ir::Dense, args: &[TokenStream], out: TokenStre
         DenseKernel::Reference => quote! {
             ::resnext_runtime::kernels::reference::dense(batch, #k, #m, #x, #wt, &#epilogue, #out)
         },
-        DenseKernel::Packed => quote! {
-            ::resnext_runtime::kernels::conv::dense(batch, #k, #m, #x, #wt, &#epilogue, #out, scratch, threads)
-        },
+        DenseKernel::Packed => {
+            let input = input_field(x);
+            quote! {
+            ::resnext_runtime::kernels::dense::run(&ctx, ::resnext_runtime::kernels::dense::DenseArgs {
+                batch,
+                in_features: #k,
+                out_features: #m,
+                #input,
+                packed: #wt,
+                epilogue: #epilogue,
+                output: #out,
+                scratch: &mut *scratch,
+            })
+            }
+        }
     }
+}
+
+/// The `input` field of a kernel's args struct reading `x`: the shorthand where `x` is the model
+/// input itself (a variable named `input`).
+fn input_field(x: &TokenStream) -> TokenStream {
+    if x.to_string() == "input" {
+        quote!(input)
+    } else {
+        quote!(input: #x)
+    }
+}
+
+/// `PlanesArgs` over the layer's `batch · c` planes of `spatial` elements.
+fn planes_args(c: &Literal, spatial: &Literal, x: &TokenStream, out: TokenStream) -> TokenStream {
+    let input = input_field(x);
+    quote!(::resnext_runtime::kernels::PlanesArgs { batch, channels: #c, spatial: #spatial, #input, output: #out })
+}
+
+/// `PoolArgs` of the layer.
+fn pool_args(shape: &TokenStream, x: &TokenStream, out: TokenStream) -> TokenStream {
+    let input = input_field(x);
+    quote!(::resnext_runtime::kernels::pool::PoolArgs { shape: #shape, batch, #input, output: #out })
 }
 
 fn emit_activation(x: &TokenStream, a: ir::Activation, out: TokenStream) -> TokenStream {

@@ -29,7 +29,7 @@ pub fn build(spec: &ModelSpec) -> Result<Graph, DslError> {
         .add_input("input", TensorType::f32(Shape::nchw(c, h, w)));
     let mut x = match spec.stem {
         Stem::ImageNet => {
-            let x = b.conv_bn("conv1", "bn1", input, 64, 7, 2, 1)?;
+            let x = b.conv_bn(("conv1", "bn1"), input, 64, 7, 2, 1)?;
             let x = b.graph.add_node("relu", Op::Relu, &[x])?;
             let pool = Pool {
                 kernel: [3, 3],
@@ -41,7 +41,7 @@ pub fn build(spec: &ModelSpec) -> Result<Graph, DslError> {
             b.graph.add_node("maxpool", Op::MaxPool(pool), &[x])?
         }
         Stem::Cifar => {
-            let x = b.conv_bn("conv1", "bn1", input, 64, 3, 1, 1)?;
+            let x = b.conv_bn(("conv1", "bn1"), input, 64, 3, 1, 1)?;
             b.graph.add_node("relu", Op::Relu, &[x])?
         }
     };
@@ -53,8 +53,7 @@ pub fn build(spec: &ModelSpec) -> Result<Graph, DslError> {
             let stride = if stage > 0 && block == 0 { 2 } else { 1 };
             let p = format!("layer{}.{block}", stage + 1);
             let y = b.conv_bn(
-                &format!("{p}.conv1"),
-                &format!("{p}.bn1"),
+                (&format!("{p}.conv1"), &format!("{p}.bn1")),
                 x,
                 width,
                 1,
@@ -63,13 +62,13 @@ pub fn build(spec: &ModelSpec) -> Result<Graph, DslError> {
             )?;
             let y = b.graph.add_node(format!("{p}.relu1"), Op::Relu, &[y])?;
             let (conv2, bn2) = (format!("{p}.conv2"), format!("{p}.bn2"));
-            let y = b.conv_bn(&conv2, &bn2, y, width, 3, stride, spec.cardinality)?;
+            let y = b.conv_bn((&conv2, &bn2), y, width, 3, stride, spec.cardinality)?;
             let y = b.graph.add_node(format!("{p}.relu2"), Op::Relu, &[y])?;
             let (conv3, bn3) = (format!("{p}.conv3"), format!("{p}.bn3"));
-            let y = b.conv_bn(&conv3, &bn3, y, out_channels, 1, 1, 1)?;
+            let y = b.conv_bn((&conv3, &bn3), y, out_channels, 1, 1, 1)?;
             let shortcut = if stride != 1 || in_channels != out_channels {
                 let (conv, bn) = (format!("{p}.downsample.0"), format!("{p}.downsample.1"));
-                b.conv_bn(&conv, &bn, x, out_channels, 1, stride, 1)?
+                b.conv_bn((&conv, &bn), x, out_channels, 1, stride, 1)?
             } else {
                 x
             };
@@ -154,11 +153,9 @@ impl Builder {
     }
 
     /// A bias-free `k×k` conv (padding `k/2`) named `conv` followed by the BatchNorm named `bn`.
-    #[allow(clippy::too_many_arguments)]
     fn conv_bn(
         &mut self,
-        conv: &str,
-        bn: &str,
+        (conv, bn): (&str, &str),
         x: NodeId,
         out_channels: usize,
         k: usize,

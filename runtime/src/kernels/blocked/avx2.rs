@@ -28,6 +28,10 @@ pub(super) unsafe fn tile(t: &Tile, width: usize) {
     }
 }
 
+/// [`tile`] on `P` pixels.
+///
+/// # Safety
+/// As for [`tile`], with `width == P`.
 #[target_feature(enable = "avx2,fma")]
 #[allow(clippy::needless_range_loop)]
 unsafe fn tile_p<const P: usize>(t: &Tile) {

@@ -70,6 +70,10 @@ fn halves(v: __m512) -> [__m256; 2] {
     ]
 }
 
+/// [`tile_pair`] on `P` pixels.
+///
+/// # Safety
+/// As for [`tile_pair`], with `width == P`.
 #[target_feature(enable = "avx512f,avx2,fma")]
 #[allow(clippy::needless_range_loop)]
 unsafe fn tile_pair_p<const P: usize>(t: &Tile) {

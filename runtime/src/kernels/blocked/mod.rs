@@ -19,9 +19,11 @@
 //! `CHUNK_FLOATS` floats over all k) stay in L2 while each panel of the range sweeps its tiles;
 //! a panel's weights (`in_c × 16` floats) are read once per tile from L1/L2.
 
-use super::{Activation, ConvShape, Epilogue, KernelError, SharedOut, check_len, check_min_len};
-use crate::isa::Isa;
-use crate::threads::Threads;
+use super::{
+    Activation, ConvArgs, ConvShape, KernelError, PlanesArgs, SharedOut, check_len, check_min_len,
+};
+use crate::exec::Ctx;
+use crate::exec::isa::Isa;
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
@@ -57,59 +59,31 @@ pub fn supports(shape: &ConvShape) -> bool {
         && shape.out_c.is_multiple_of(BLOCK)
 }
 
-/// Converts `batch` items of `channels` NCHW planes of `spatial` pixels to NCHW8c on the
-/// process's ISA tier. `channels` must be a multiple of [`BLOCK`].
-pub fn to_blocked(
-    input: &[f32],
-    batch: usize,
-    channels: usize,
-    spatial: usize,
-    output: &mut [f32],
-    threads: &Threads,
-) -> Result<(), KernelError> {
-    let dims = (batch, channels, spatial);
-    reorder::<true>(input, dims, output, crate::isa::isa(), threads)
+/// Converts `batch` items of `channels` NCHW planes of `spatial` pixels to NCHW8c on `ctx`'s tier
+/// and threads. `channels` must be a multiple of [`BLOCK`].
+pub fn to_blocked(ctx: &Ctx, args: PlanesArgs) -> Result<(), KernelError> {
+    reorder::<true>(ctx, args)
 }
 
 /// Converts NCHW8c back to NCHW (the inverse of [`to_blocked`]).
-pub fn from_blocked(
-    input: &[f32],
-    batch: usize,
-    channels: usize,
-    spatial: usize,
-    output: &mut [f32],
-    threads: &Threads,
-) -> Result<(), KernelError> {
-    let dims = (batch, channels, spatial);
-    reorder::<false>(input, dims, output, crate::isa::isa(), threads)
-}
-
-/// [`to_blocked`] (`to_blocked` true) or [`from_blocked`] on an explicit tier: for tests.
-pub fn reorder_with_isa(
-    to_blocked: bool,
-    input: &[f32],
-    (batch, channels, spatial): (usize, usize, usize),
-    output: &mut [f32],
-    isa: Isa,
-    threads: &Threads,
-) -> Result<(), KernelError> {
-    let dims = (batch, channels, spatial);
-    if to_blocked {
-        reorder::<true>(input, dims, output, isa, threads)
-    } else {
-        reorder::<false>(input, dims, output, isa, threads)
-    }
+pub fn from_blocked(ctx: &Ctx, args: PlanesArgs) -> Result<(), KernelError> {
+    reorder::<false>(ctx, args)
 }
 
 /// One task per block of eight channels of one item: that block's `8 × spatial` floats, as 8 × 8
 /// transposes where the tier has them.
 pub(crate) fn reorder<const TO_BLOCKED: bool>(
-    input: &[f32],
-    (batch, channels, spatial): (usize, usize, usize),
-    output: &mut [f32],
-    isa: Isa,
-    threads: &Threads,
+    ctx: &Ctx,
+    args: PlanesArgs,
 ) -> Result<(), KernelError> {
+    let Ctx { isa, threads } = *ctx;
+    let PlanesArgs {
+        batch,
+        channels,
+        spatial,
+        input,
+        output,
+    } = args;
     if !channels.is_multiple_of(BLOCK) {
         return Err(KernelError::BadShape(format!(
             "{channels} channels are not whole blocks of {BLOCK} (NCHW8c)"
@@ -220,18 +194,18 @@ struct Tile {
 /// `output = act(conv(input) + bias + residual)` for a 1×1 conv ([`supports`]) with input,
 /// output and residual in NCHW8c; `packed` from [`pack`]; `scratch` holds [`scratch_len`] floats.
 /// Allocates nothing.
-#[allow(clippy::too_many_arguments)]
-pub fn pointwise(
-    shape: &ConvShape,
-    batch: usize,
-    input: &[f32],
-    packed: &[f32],
-    epilogue: &Epilogue,
-    output: &mut [f32],
-    scratch: &mut [f32],
-    isa: Isa,
-    threads: &Threads,
-) -> Result<(), KernelError> {
+pub fn pointwise(ctx: &Ctx, args: ConvArgs) -> Result<(), KernelError> {
+    let Ctx { isa, threads } = *ctx;
+    let ConvArgs {
+        shape,
+        batch,
+        input,
+        packed,
+        epilogue,
+        output,
+        scratch,
+    } = args;
+    let shape = &shape;
     if !supports(shape) {
         return Err(unsupported(shape));
     }
@@ -370,8 +344,8 @@ unsafe fn generic_tile(t: &Tile, width: usize) {
             for c in 0..BLOCK {
                 let o = blk * BLOCK + c;
                 let at = blk * t.stride + p * BLOCK + c;
-                // SAFETY: output element of block `blk < blocks`, pixel `p` (the contract).
                 let mut acc = if t.accumulate {
+                    // SAFETY: output element of block `blk < blocks`, pixel `p` (the contract).
                     unsafe { *t.out.add(at) }
                 } else {
                     0.0

@@ -14,13 +14,13 @@
 //! A micro-kernel computes one `MR × NR` tile of C over a block of k (AVX-512: 8 × 3 zmm = 24
 //! accumulators; AVX2: 4 × 3 ymm sub-tiles; generic: plain loops), loading C back between k blocks
 //! and applying the epilogue after the last one. Tasks are (problem, row chunk, column chunk)
-//! rectangles of C, run by [`Threads::run_indexed`]; each thread packs B into its own scratch slot
+//! rectangles of C, run by [`Threads::run_indexed`](crate::exec::threads::Threads::run_indexed); each thread packs B into its own scratch slot
 //! (or, on the tiers without fused packing, when rows are split across tasks, every B is packed
 //! once up front). Wide-row im2col convs with small weights (the stems) go through `rows`.
 
 use super::{Activation, ConvShape, KernelError, SharedOut, check_min_len};
-use crate::isa::Isa;
-use crate::threads::Threads;
+use crate::exec::Ctx;
+use crate::exec::isa::Isa;
 
 mod generic;
 pub(crate) mod rows;
@@ -330,13 +330,13 @@ pub fn scratch_len(m: usize, n: usize, k: usize, problems: usize, threads: usize
 /// the residual, that distinct problems' rectangles do not overlap, and that biases are long
 /// enough. `scratch` must hold [`scratch_len`] floats unless every B is packed.
 pub(crate) fn run(
+    ctx: &Ctx,
     g: &Gemm,
     problems: &[Problem],
     output: &mut [f32],
     scratch: &mut [f32],
-    isa: Isa,
-    threads: &Threads,
 ) -> Result<(), KernelError> {
+    let Ctx { isa, threads } = *ctx;
     if g.m == 0 || g.n == 0 || problems.is_empty() {
         return Ok(());
     }
@@ -388,7 +388,14 @@ pub(crate) fn run(
                     (k1 - k0) * row_len,
                 )
             };
-            pack_b_block(&problems[p].b, g.n, k0, k1 - k0, j..j + 1, rows, isa);
+            let blk = BBlock {
+                n: g.n,
+                k0,
+                kc: k1 - k0,
+                tiles: j..j + 1,
+                isa,
+            };
+            pack_b_block(&problems[p].b, &blk, rows);
         });
     }
     let prepacked: &[f32] = prepacked;
@@ -420,7 +427,7 @@ pub(crate) fn run(
         });
         // SAFETY: the rectangle (rows of `panels`, columns of `tiles`) of problem `p` is written
         // by this task alone and lies inside `output` (the caller's contract).
-        unsafe { task_body(g, &p, runtime_packed, panels, tiles, bbuf, out.ptr(), isa) };
+        unsafe { task_body(g, &p, runtime_packed, (panels, tiles), bbuf, out.ptr(), isa) };
     };
     threads.run_indexed(problems.len() * per_problem, &task);
     Ok(())
@@ -433,13 +440,11 @@ pub(crate) fn run(
 /// # Safety
 /// `out` must be valid for writes of that rectangle (see [`run`]) with nobody else touching it,
 /// and `isa` supported by this CPU.
-#[allow(clippy::too_many_arguments)]
 unsafe fn task_body(
     g: &Gemm,
     p: &Problem,
     runtime_packed: bool,
-    panels: std::ops::Range<usize>,
-    tiles: std::ops::Range<usize>,
+    (panels, tiles): (std::ops::Range<usize>, std::ops::Range<usize>),
     mut bbuf: Option<&mut [f32]>,
     out: *mut f32,
     isa: Isa,
@@ -471,12 +476,26 @@ unsafe fn task_body(
                 // ones (their kernel vectorises over rows), packed here.
                 for j in tiles.clone().filter(|&j| g.tile_cols(j) <= NARROW_COLS) {
                     let at = (j - tiles.start) * kc * NR;
-                    pack_b_block(&p.b, g.n, k0, kc, j..j + 1, &mut buf[at..at + kc * NR], isa);
+                    let blk = BBlock {
+                        n: g.n,
+                        k0,
+                        kc,
+                        tiles: j..j + 1,
+                        isa,
+                    };
+                    pack_b_block(&p.b, &blk, &mut buf[at..at + kc * NR]);
                 }
                 (buf.as_mut_ptr(), tiles.start, kc * NR)
             }
             (src, Some(buf)) => {
-                pack_b_block(src, g.n, k0, kc, tiles.clone(), buf, isa);
+                let blk = BBlock {
+                    n: g.n,
+                    k0,
+                    kc,
+                    tiles: tiles.clone(),
+                    isa,
+                };
+                pack_b_block(src, &blk, buf);
                 (buf.as_mut_ptr(), tiles.start, kc * NR)
             }
             // `run` supplies scratch whenever a B is not packed.
@@ -609,28 +628,30 @@ unsafe fn micro(t: &Tile, isa: Isa) {
     }
 }
 
-/// Packs rows `k0..k0 + kc` of B, columns of `tiles`, into `dst` as `[tile][kc][NR]`, zero-padded
-/// past column `n` (a narrow tile's rows [`b_row_len`] floats long, at the start of its slot).
-fn pack_b_block(
-    src: &BSource,
+/// A block of B to pack: rows `k0..k0 + kc`, the columns of tiles `tiles`, of a B `n` columns
+/// wide, for tier `isa` (which sets a narrow tile's row length, [`b_row_len`]).
+struct BBlock {
     n: usize,
     k0: usize,
     kc: usize,
     tiles: std::ops::Range<usize>,
-    dst: &mut [f32],
     isa: Isa,
-) {
+}
+
+/// Packs block `blk` of B into `dst` as `[tile][kc][NR]`, zero-padded past column `n` (a narrow
+/// tile's rows [`b_row_len`] floats long, at the start of its slot).
+fn pack_b_block(src: &BSource, blk: &BBlock, dst: &mut [f32]) {
     match *src {
         BSource::Rows { data, ld } => {
             #[cfg(target_arch = "x86_64")]
-            if isa != Isa::Generic {
+            if blk.isa != Isa::Generic {
                 // SAFETY: `run` only passes tiers the CPU supports, and both SIMD tiers have AVX2.
-                unsafe { pack_rows_avx2(data, ld, n, k0, kc, tiles, dst, isa) };
+                unsafe { pack_rows_avx2(data, ld, blk, dst) };
                 return;
             }
-            pack_rows::<false>(data, ld, n, k0, kc, tiles, dst, isa);
+            pack_rows::<false>(data, ld, blk, dst);
         }
-        BSource::Im2col { data, ref shape } => pack_im2col(data, shape, n, k0, kc, tiles, dst, isa),
+        BSource::Im2col { data, ref shape } => pack_im2col(data, shape, blk, dst),
         BSource::Packed { .. } => {}
     }
 }
@@ -642,18 +663,8 @@ fn pack_b_block(
 /// The CPU must support AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-#[allow(clippy::too_many_arguments)]
-fn pack_rows_avx2(
-    data: &[f32],
-    ld: usize,
-    n: usize,
-    k0: usize,
-    kc: usize,
-    tiles: std::ops::Range<usize>,
-    dst: &mut [f32],
-    isa: Isa,
-) {
-    pack_rows::<true>(data, ld, n, k0, kc, tiles, dst, isa);
+fn pack_rows_avx2(data: &[f32], ld: usize, blk: &BBlock, dst: &mut [f32]) {
+    pack_rows::<true>(data, ld, blk, dst);
 }
 
 /// [`pack_b_block`] for plain rows (`B[k][n] = data[k·ld + n]`): row by row, so each k row is read
@@ -661,17 +672,9 @@ fn pack_rows_avx2(
 /// whole plane, onto a new page); with `PREFETCH` (x86-64), the run [`PACK_AHEAD`] rows on is
 /// requested first.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn pack_rows<const PREFETCH: bool>(
-    data: &[f32],
-    ld: usize,
-    n: usize,
-    k0: usize,
-    kc: usize,
-    tiles: std::ops::Range<usize>,
-    dst: &mut [f32],
-    isa: Isa,
-) {
+fn pack_rows<const PREFETCH: bool>(data: &[f32], ld: usize, blk: &BBlock, dst: &mut [f32]) {
+    let BBlock { n, k0, kc, isa, .. } = *blk;
+    let tiles = blk.tiles.clone();
     for kk in 0..kc {
         let src = (k0 + kk) * ld;
         #[cfg(target_arch = "x86_64")]
@@ -722,17 +725,9 @@ fn next_tap((ic, ky, kx): (usize, usize, usize), kh: usize, kw: usize) -> (usize
 /// [`pack_b_block`] for an im2col B: k rows outside (their `(ic, ky, kx)` and valid column
 /// range are worked out once each), then each tile's runs of output columns within one output
 /// row, which are zeros (padding) or strided copies of one input line.
-#[allow(clippy::too_many_arguments)]
-fn pack_im2col(
-    data: &[f32],
-    s: &ConvShape,
-    n: usize,
-    k0: usize,
-    kc: usize,
-    tiles: std::ops::Range<usize>,
-    dst: &mut [f32],
-    isa: Isa,
-) {
+fn pack_im2col(data: &[f32], s: &ConvShape, blk: &BBlock, dst: &mut [f32]) {
+    let BBlock { n, k0, kc, isa, .. } = *blk;
+    let tiles = blk.tiles.clone();
     let [kh, kw] = s.kernel;
     let (sy, sx) = (s.stride[0], s.stride[1]);
     let plane_len = s.in_h * s.in_w;

@@ -13,9 +13,9 @@
 //! is in L1.
 
 use super::{BiasAlong, Finish, KC, MR, NR, Tile, micro};
-use crate::isa::Isa;
-use crate::kernels::{ConvShape, Epilogue, SharedOut};
-use crate::threads::Threads;
+use crate::exec::Ctx;
+use crate::exec::isa::Isa;
+use crate::kernels::{ConvArgs, ConvShape, SharedOut};
 
 /// Output rows narrower than this waste too many lanes in row tiles (7 of 16 at 7 wide); the
 /// flattened im2col serves them.
@@ -64,19 +64,20 @@ pub(crate) fn scratch_len(s: &ConvShape, threads: usize) -> usize {
 /// Runs the conv. The caller has checked the shape (valid, [`applies`]), the lengths of `input`
 /// (`batch` images), `packed` (`group` A matrices packed by `pack_a`), `output`, the epilogue and
 /// `scratch` ([`scratch_len`]).
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn run(
-    s: &ConvShape,
-    batch: usize,
-    input: &[f32],
-    packed: &[f32],
-    epilogue: &Epilogue,
-    output: &mut [f32],
-    scratch: &mut [f32],
-    isa: Isa,
-    threads: &Threads,
-) {
+pub(crate) fn run(ctx: &Ctx, args: ConvArgs) {
+    let ConvArgs {
+        shape,
+        batch,
+        input,
+        packed,
+        epilogue,
+        output,
+        scratch,
+    } = args;
+    let s = &shape;
+    let Ctx { isa, threads } = *ctx;
     let isa = if isa.supported() { isa } else { Isa::Generic };
+    let ctx = &Ctx { isa, threads };
     let (hp, sx, wq) = phase_dims(s);
     let (phase, tiles) = scratch.split_at_mut(phase_len(s));
     // Each tile is a multiple of 64 bytes (`NR` floats a row): all start aligned.
@@ -91,7 +92,7 @@ pub(crate) fn run(
     let tiles = SharedOut(tiles.as_mut_ptr());
     for img in 0..batch {
         let x = &input[img * s.input_len()..][..s.input_len()];
-        fill_phases(s, x, phase, isa, threads);
+        fill_phases(ctx, s, x, phase);
         let phase: &[f32] = phase;
         let task = |t: usize, worker: usize| {
             let (g, chunk) = (t / row_chunks, t % row_chunks);
@@ -109,7 +110,7 @@ pub(crate) fn run(
                     let w = NR.min(s.out_w - ox0);
                     for k0 in (0..k).step_by(KC) {
                         let kc = KC.min(k - k0);
-                        pack_row_tile(s, phase, (hp, sx, wq), g * cin_g, oy, ox0, w, k0, kc, b);
+                        pack_row_tile(s, phase, (hp, sx, wq), g * cin_g, (oy, ox0, w), (k0, kc), b);
                         let last = k0 + kc == k;
                         for panel in 0..m.div_ceil(MR) {
                             let row = panel * MR;
@@ -152,7 +153,9 @@ pub(crate) fn run(
 
 /// Writes the zero-padded, phase-split copy of one image `x` into `phase` (see the module docs),
 /// [`PHASE_ROWS`] padded input rows per task.
-fn fill_phases(s: &ConvShape, x: &[f32], phase: &mut [f32], isa: Isa, threads: &Threads) {
+/// `ctx.isa` must be supported by this CPU.
+fn fill_phases(ctx: &Ctx, s: &ConvShape, x: &[f32], phase: &mut [f32]) {
+    let Ctx { isa, threads } = *ctx;
     let (hp, sx, wq) = phase_dims(s);
     let (pt, pl) = (s.pads[0], s.pads[1]);
     let dst = SharedOut(phase.as_mut_ptr());
@@ -211,17 +214,13 @@ fn copy_run(row: &mut [f32], src: &[f32]) {
 
 /// Packs taps `k0..k0 + kc` of output row `oy`, columns `ox0..ox0 + w`, of the group whose first
 /// input channel is `ic0`, into `b` as `[kc][NR]` (columns past `w` zero).
-#[allow(clippy::too_many_arguments)]
 fn pack_row_tile(
     s: &ConvShape,
     phase: &[f32],
     (hp, sx, wq): (usize, usize, usize),
     ic0: usize,
-    oy: usize,
-    ox0: usize,
-    w: usize,
-    k0: usize,
-    kc: usize,
+    (oy, ox0, w): (usize, usize, usize),
+    (k0, kc): (usize, usize),
     b: &mut [f32],
 ) {
     let [kh, kw] = s.kernel;

@@ -370,8 +370,9 @@ unsafe fn epilogue(t: &Tile, sums: *const f32) {
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn store<const MASKED: bool>(t: &Tile, mut x: __m256, r: usize, col: usize, mask: __m256i) {
-    // SAFETY (every access below): within the rows and columns of the contract; masked-off lanes
-    // are not accessed.
+    // Every access below is within the rows and columns of the contract; masked-off lanes are
+    // not accessed.
+    // SAFETY: `load` is given only such pointers.
     let load = |p: *const f32| unsafe {
         if MASKED {
             _mm256_maskload_ps(p, mask)
@@ -439,6 +440,10 @@ pub(crate) unsafe fn narrow(t: &Tile) -> bool {
 /// per column (k steps `P` apart), 8 or 9 in all, hide the FMA latency. With B compact, 8 chains
 /// for one column measured 0.98–0.99× the time of 2 on ResNeXt-50's 7×7 1×1 convs (in-process,
 /// alternated call by call on cold copies, 1 and 2 threads).
+///
+/// # Safety
+/// AVX2 and FMA; `C == t.cols`; the pointers of `t` valid as documented on `Tile`, with no one
+/// else writing C there.
 #[target_feature(enable = "avx2,fma")]
 #[allow(clippy::needless_range_loop)]
 unsafe fn tile_narrow<const C: usize, const P: usize>(t: &Tile) {

@@ -85,6 +85,12 @@ const A_AHEAD: usize = 16;
 /// How many rows ahead [`tile_packing`] prefetches the B rows it reads.
 const B_AHEAD: usize = 16;
 
+/// `R` rows × `NV` vectors of 16 columns of C, over the tile's k steps; when `PACK`, it also
+/// copies B's rows from `from.src` to `from.dst` packed as it reads them.
+///
+/// # Safety
+/// As for [`tile`] (`R` at least `t.rows`, `NV` vectors covering `t.cols`), or [`tile_packing`]
+/// when `PACK`.
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::needless_range_loop)]
 unsafe fn tile_rn<const R: usize, const NV: usize, const PACK: bool>(t: &Tile, from: PackFrom) {

@@ -2,7 +2,7 @@
 //! 2–4: 8, 16 and 32 channels per group), vectorised over output channels instead of output
 //! columns.
 //!
-//! The column-vector kernels ([`super::x86`]) run each block of output channels over vectors of
+//! The column-vector kernels ([`super`]) run each block of output channels over vectors of
 //! 8 output columns: masks and offsets for every short row (7×7 maps fill 7 of 8 lanes), two
 //! loads and a shuffle per vector at stride 2. Here a vector holds 8 output channels of one output
 //! pixel. A tile is up to [`TILE_W`] pixels of one output row (stride 1) or, on maps no wider,
@@ -10,10 +10,10 @@
 //! stride 1 each input is broadcast once and feeds the up to three taps that read it (three
 //! weight vectors per kernel row in registers; the 7-pixel tile in `asm!`, [`row7`]); at stride 2,
 //! each (input channel, tap) is one weight vector and one broadcast per pixel. The input is read
-//! from a zero-padded copy of the group's rows ([`super::x86::pad_rows`]), made once for all of
+//! from a zero-padded copy of the group's rows ([`super::pad_rows`]), made once for all of
 //! the group's blocks, so there are no masks or bounds inside; what the thread's next group reads
 //! is prefetched meanwhile. Sums leave the registers through an 8 × 8 transpose into rows of the
-//! output planes, where [`super::x86::finish8`] adds the residual, applies the activation and
+//! output planes, where [`super::finish8`] adds the residual, applies the activation and
 //! stores.
 //!
 //! Measured in-process against the column kernels (alternated call by call on cold copies,
@@ -24,9 +24,9 @@
 
 use std::arch::x86_64::*;
 
-use super::x86::{finish8, pad_rows};
-use super::{Band, Layout, OC_BLOCK};
+use super::{finish8, pad_rows};
 use crate::kernels::gemm::x86_64::avx2::activate;
+use crate::kernels::grouped::{Band, Layout, OC_BLOCK};
 use crate::kernels::{ConvShape, prefetch_piece, transpose8};
 
 /// Floats of stack the zero-padded copy of a group's input rows takes (48 KB): every input channel
@@ -42,9 +42,9 @@ const TILE_W: usize = 7;
 /// and a broadcast use all 16 ymm registers.
 const TILE: usize = 2 * TILE_W;
 
-/// Whether [`pixels_avx2`] runs `s` on the AVX2 tier: a grouped 3×3 conv with whole blocks of 8
+/// Whether [`out_channels_avx2`] runs `s` on the AVX2 tier: a grouped 3×3 conv with whole blocks of 8
 /// output channels per group (it still declines bands whose padded rows do not fit [`PAD`]).
-pub(super) fn applies(s: &ConvShape) -> bool {
+pub(crate) fn applies(s: &ConvShape) -> bool {
     let cout_g = s.out_c / s.group;
     s.group > 1
         && cout_g.is_multiple_of(OC_BLOCK)
@@ -53,9 +53,9 @@ pub(super) fn applies(s: &ConvShape) -> bool {
         && matches!(s.stride[1], 1 | 2)
 }
 
-/// Whether even one output row's zero-padded input rows fit [`PAD`] (else [`pixels_avx2`]
+/// Whether even one output row's zero-padded input rows fit [`PAD`] (else [`out_channels_avx2`]
 /// declines the shape).
-pub(super) fn fits(s: &ConvShape) -> bool {
+pub(crate) fn fits(s: &ConvShape) -> bool {
     padded_floats(s.in_c / s.group.max(1), 1, s.out_w, s.stride) <= PAD
 }
 
@@ -76,7 +76,7 @@ fn padded_floats(cin_g: usize, rows: usize, out_w: usize, [sy, sx]: [usize; 2]) 
 /// # Safety
 /// The CPU must support AVX2 and FMA; `b.output` must be valid for writes of the band's rows of
 /// its `b.width` planes, with no concurrent access there; `b.residual`, if any, holds those planes.
-pub(super) unsafe fn pixels_avx2(b: &Band) -> bool {
+pub(crate) unsafe fn out_channels_avx2(b: &Band) -> bool {
     if b.kernel != 3
         || b.wstride != OC_BLOCK
         || !b.width.is_multiple_of(OC_BLOCK)
@@ -87,19 +87,19 @@ pub(super) unsafe fn pixels_avx2(b: &Band) -> bool {
     // SAFETY: forwarded from the caller; the checks above are the kernel's shape conditions.
     unsafe {
         match b.stride[1] {
-            1 => pixels3x3::<1>(b),
-            2 => pixels3x3::<2>(b),
+            1 => out_channels3x3::<1>(b),
+            2 => out_channels3x3::<2>(b),
             _ => false,
         }
     }
 }
 
-/// [`pixels_avx2`] at column stride `S` (the row stride is `b.stride[0]`, any).
+/// [`out_channels_avx2`] at column stride `S` (the row stride is `b.stride[0]`, any).
 ///
 /// # Safety
-/// As for [`pixels_avx2`], whose checks have passed.
+/// As for [`out_channels_avx2`], whose checks have passed.
 #[target_feature(enable = "avx2,fma")]
-unsafe fn pixels3x3<const S: usize>(b: &Band) -> bool {
+unsafe fn out_channels3x3<const S: usize>(b: &Band) -> bool {
     if b.rows.is_empty() {
         return true;
     }
@@ -430,7 +430,7 @@ unsafe fn broadcast(p: *const f32) -> __m256 {
     x
 }
 
-/// [`super::x86::pad_rows`] from NCHW8c input: the group's `cin_g / 8` blocks of rows `y0 .. y0 +
+/// [`super::pad_rows`] from NCHW8c input: the group's `cin_g / 8` blocks of rows `y0 .. y0 +
 /// rows` (padded; input rows outside the map stay zero) into the same zero-padded planes, 8 × 8
 /// transposes turning 8 pixels' channel vectors into 8 channels' rows of 8 pixels.
 ///
@@ -518,7 +518,6 @@ unsafe fn store_tile_nchw8c(b: &Band, acc: &[__m256], oc: usize, p0: usize, out_
 /// so do pixels up to `end`, which later writes of this call overwrite.
 #[inline]
 #[target_feature(enable = "avx2")]
-#[allow(clippy::too_many_arguments)]
 unsafe fn store_tile(
     b: &Band,
     acc: &[__m256],

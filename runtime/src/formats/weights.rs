@@ -16,12 +16,12 @@
 //! ```
 //!
 //! The checksum only guards against corruption (a bad copy, a truncated download), so it is the
-//! fast CRC-32 of `crc32fast`; the model hash is a separate identity (`crate::hash`).
+//! fast CRC-32 of `crc32fast`; the model hash is a separate identity (`crate::formats::hash`).
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use crate::buffer::Buffer;
+use crate::exec::buffer::Buffer;
 
 /// The file's first eight bytes.
 pub const MAGIC: [u8; 8] = *b"RNXTWGT\0";
@@ -601,7 +601,7 @@ mod tests {
         out.resize(64, 0);
         out.extend_from_slice(&1.5f32.to_le_bytes());
         out.resize(128, 0);
-        let sum = crate::hash::fnv1a64(&out);
+        let sum = crate::formats::hash::fnv1a64(&out);
         out.extend_from_slice(&sum.to_le_bytes());
         out
     }

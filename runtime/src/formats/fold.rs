@@ -1,6 +1,8 @@
 //! Folding inference BatchNormalization into the layer before it, computed in f64. The compiler folds
 //! ONNX models at compile time; the `resnext!` DSL folds torchvision weights at load time, with these.
 
+use crate::kernels::BatchNorm;
+
 /// The tensors handed to a fold do not fit together.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum FoldError {
@@ -40,17 +42,19 @@ pub fn batch_norm_scale_shift(
 /// optional `[out_channels]` bias. Returns the new weight (each output channel's row times its
 /// scale) and the new bias `(bias − mean) · scale + β`; the layer with these computes what the layer
 /// followed by the BatchNorm computed.
-#[allow(clippy::too_many_arguments)]
 pub fn fold_batch_norm(
     weight: &[f32],
     bias: Option<&[f32]>,
-    gamma: &[f32],
-    beta: &[f32],
-    mean: &[f32],
-    var: &[f32],
-    epsilon: f32,
+    bn: &BatchNorm,
     out_channels: usize,
 ) -> Result<(Vec<f32>, Vec<f32>), FoldError> {
+    let BatchNorm {
+        gamma,
+        beta,
+        mean,
+        var,
+        epsilon,
+    } = *bn;
     if out_channels == 0 || !weight.len().is_multiple_of(out_channels) {
         return Err(FoldError::Weight {
             len: weight.len(),
@@ -122,6 +126,22 @@ fn check(what: &'static str, expected: usize, actual: usize) -> Result<(), FoldE
 mod tests {
     use super::*;
 
+    fn bn<'a>(
+        gamma: &'a [f32],
+        beta: &'a [f32],
+        mean: &'a [f32],
+        var: &'a [f32],
+        epsilon: f32,
+    ) -> BatchNorm<'a> {
+        BatchNorm {
+            gamma,
+            beta,
+            mean,
+            var,
+            epsilon,
+        }
+    }
+
     /// Conv-free check against the BatchNorm formula itself, on a 1×1 "conv" of 2 channels.
     #[test]
     fn folded_dense_matches_layer_then_batch_norm() {
@@ -135,8 +155,13 @@ mod tests {
             1e-5,
         );
         let x = [0.8f32, -1.3];
-        let (w2, b2) =
-            fold_batch_norm(&weight, Some(&bias), &gamma, &beta, &mean, &var, eps, 2).unwrap();
+        let (w2, b2) = fold_batch_norm(
+            &weight,
+            Some(&bias),
+            &bn(&gamma, &beta, &mean, &var, eps),
+            2,
+        )
+        .unwrap();
         for c in 0..2 {
             let y = weight[2 * c] as f64 * x[0] as f64
                 + weight[2 * c + 1] as f64 * x[1] as f64
@@ -153,11 +178,11 @@ mod tests {
     fn mismatched_lengths_and_bad_variance_are_errors() {
         let ok = [1.0f32; 2];
         assert!(matches!(
-            fold_batch_norm(&[1.0; 3], None, &ok, &ok, &ok, &ok, 1e-5, 2),
+            fold_batch_norm(&[1.0; 3], None, &bn(&ok, &ok, &ok, &ok, 1e-5), 2),
             Err(FoldError::Weight { .. })
         ));
         assert!(matches!(
-            fold_batch_norm(&[1.0; 4], None, &ok, &[0.0; 3], &ok, &ok, 1e-5, 2),
+            fold_batch_norm(&[1.0; 4], None, &bn(&ok, &[0.0; 3], &ok, &ok, 1e-5), 2),
             Err(FoldError::Channels { what: "beta", .. })
         ));
         assert!(matches!(

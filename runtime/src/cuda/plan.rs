@@ -1,7 +1,7 @@
 //! The launch plan of a model compiled for CUDA: per node the kernel, its grid/block as functions of
 //! the batch, shared memory and buffers; a line-based text form the emitted crate embeds and parses.
 //!
-//! Plain data, no CUDA: the compiler builds it (`back::cuda`), `runtime::cuda` runs it on a GPU, and
+//! Plain data, no CUDA: the compiler builds it (`back::cuda`), `cuda::runner` runs it on a GPU, and
 //! the CPU emulation tests run it through g++. Every kernel has the same signature:
 //! `(const float* x, const float* w, const float* b, const float* r, float* y, int batch)`.
 //!

@@ -8,7 +8,7 @@
 use std::ops::Range;
 use std::sync::Mutex;
 
-use crate::buffer::Buffer;
+use crate::exec::buffer::Buffer;
 use crate::kernels::KernelError;
 
 /// The arena range of a value planned at `(offset, len)` per item, for `batch` items.

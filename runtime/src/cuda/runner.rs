@@ -15,9 +15,9 @@ use cudarc::driver::{
 };
 use cudarc::nvrtc::{CompileOptions, Ptx};
 
-use crate::cuda_plan::{Buf, CudaPlan, PlanError};
-use crate::hash::Fnv64;
-use crate::weights::{LoadError, Weights};
+use crate::cuda::plan::{Buf, CudaPlan, PlanError};
+use crate::formats::hash::Fnv64;
+use crate::formats::weights::{LoadError, Weights};
 
 /// Why a CUDA model could not load or run.
 #[derive(Debug, thiserror::Error)]
@@ -427,7 +427,7 @@ mod tests {
     }
 
     fn empty_weights() -> Weights {
-        let w = crate::weights::WeightsWriter::new(0);
+        let w = crate::formats::weights::WeightsWriter::new(0);
         let mut bytes = Vec::new();
         w.write_to(&mut bytes).expect("empty weights file");
         Weights::from_bytes(&bytes, 0).expect("empty weights file parses")

@@ -1,0 +1,102 @@
+//! Fully connected layers (ONNX Gemm with `transB = 1`, PyTorch `Linear`) as one GEMM with a fused
+//! epilogue: the activations are A, the weights B, packed at compile time.
+
+use super::gemm::{self, BSource, BiasAlong, Gemm, Problem};
+use super::{Epilogue, KernelError, check_len, check_min_len};
+use crate::exec::Ctx;
+
+/// One dense call's shape and buffers: `output[b, m] = act(Σ_k input[b, k] · W[m, k] + bias[m] +
+/// residual[b, m])`, with `W` packed by [`pack`] and `scratch` of at least [`scratch_len`] floats.
+pub struct DenseArgs<'a> {
+    pub batch: usize,
+    pub in_features: usize,
+    pub out_features: usize,
+    pub input: &'a [f32],
+    pub packed: &'a [f32],
+    pub epilogue: Epilogue<'a>,
+    pub output: &'a mut [f32],
+    pub scratch: &'a mut [f32],
+}
+
+/// Packs dense weights `[out_features, in_features]` for [`run`]. Done at compile time.
+pub fn pack(
+    in_features: usize,
+    out_features: usize,
+    weight: &[f32],
+) -> Result<Vec<f32>, KernelError> {
+    check_len("dense weight", in_features * out_features, weight.len())?;
+    Ok(gemm::pack_b_transposed(
+        weight,
+        in_features,
+        out_features,
+        in_features,
+    ))
+}
+
+/// Floats [`pack`] returns.
+pub fn packed_len(in_features: usize, out_features: usize) -> usize {
+    gemm::packed_b_len(in_features, out_features)
+}
+
+/// Scratch floats [`run`] needs (the input rows packed as GEMM panels).
+pub fn scratch_len(batch: usize, in_features: usize, _threads: usize) -> usize {
+    gemm::packed_a_len(batch, in_features)
+}
+
+/// Fully connected with a fused epilogue on `ctx`'s tier and threads (see [`DenseArgs`]).
+pub fn run(ctx: &Ctx, args: DenseArgs) -> Result<(), KernelError> {
+    let DenseArgs {
+        batch,
+        in_features,
+        out_features,
+        input,
+        packed,
+        epilogue,
+        output,
+        scratch,
+    } = args;
+    check_len("dense input", batch * in_features, input.len())?;
+    check_len(
+        "dense packed weight",
+        packed_len(in_features, out_features),
+        packed.len(),
+    )?;
+    check_len("dense output", batch * out_features, output.len())?;
+    epilogue.check(batch, out_features, 1)?;
+    let a_len = gemm::packed_a_len(batch, in_features);
+    check_min_len("dense scratch", a_len, scratch.len())?;
+    if batch == 0 || out_features == 0 {
+        return Ok(());
+    }
+    // The activations are A (broadcast), the prepacked weights B: C = out, row-major `[batch, out]`.
+    let (a, _) = scratch.split_at_mut(a_len);
+    pack_a_into(input, batch, in_features, a);
+    let g = Gemm {
+        m: batch,
+        n: out_features,
+        k: in_features,
+        ldc: out_features,
+        bias_along: BiasAlong::Cols,
+        residual: epilogue.residual,
+        activation: epilogue.activation,
+    };
+    let problems = [Problem {
+        a: &*a,
+        b: BSource::Packed { data: packed },
+        c: 0,
+        bias: epilogue.bias,
+    }];
+    gemm::run(ctx, &g, &problems, output, &mut [])
+}
+
+/// `gemm::pack_a` into a preallocated slice of `packed_a_len(m, k)` floats.
+fn pack_a_into(src: &[f32], m: usize, k: usize, dst: &mut [f32]) {
+    for (panel, block) in dst.chunks_exact_mut(k * gemm::MR).enumerate() {
+        for (kk, lane) in block.chunks_exact_mut(gemm::MR).enumerate() {
+            for (r, v) in lane.iter_mut().enumerate() {
+                let row = panel * gemm::MR + r;
+                *v = if row < m { src[row * k + kk] } else { 0.0 };
+            }
+        }
+    }
+}
