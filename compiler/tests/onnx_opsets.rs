@@ -48,12 +48,15 @@ fn check(name: &str) -> ir::Graph {
     let graph = onnx::load(&model).unwrap_or_else(|e| panic!("{name}: {e}"));
     let info = ir::validate(&graph).unwrap_or_else(|e| panic!("{name}: {e}"));
     let (in_shape, x) = npy::read_f32(&dir.join(format!("{name}.input.npy"))).expect("input");
-    let (out_shape, want) =
-        npy::read_f32(&dir.join(format!("{name}.output.npy"))).expect("output");
+    let (out_shape, want) = npy::read_f32(&dir.join(format!("{name}.output.npy"))).expect("output");
     let got = interp::run(&graph, &info, &[&x], in_shape[0])
         .unwrap_or_else(|e| panic!("{name}: interpreter: {e}"));
     assert_eq!(got.len(), 1, "{name}: one output");
-    assert_eq!(got[0].len(), want.len(), "{name}: output size vs {out_shape:?}");
+    assert_eq!(
+        got[0].len(),
+        want.len(),
+        "{name}: output size vs {out_shape:?}"
+    );
     let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
     assert!(
         scale.is_finite() && scale > 0.0,
@@ -215,7 +218,10 @@ const BAD: &[(&str, &[&str])] = &[
     ),
     (
         "batch_norm_training_mode_1_at_15",
-        &["BatchNormalization node", "training_mode = 1 is not supported"],
+        &[
+            "BatchNormalization node",
+            "training_mode = 1 is not supported",
+        ],
     ),
     (
         "batch_norm_training_outputs_at_9",

@@ -12,13 +12,7 @@ pub(super) fn register(reg: &mut Registry) {
     reg.insert(
         "BatchNormalization",
         batch_norm,
-        &[
-            "epsilon",
-            "is_test",
-            "momentum",
-            "spatial",
-            "training_mode",
-        ],
+        &["epsilon", "is_test", "momentum", "spatial", "training_mode"],
     );
 }
 
