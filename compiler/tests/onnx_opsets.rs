@@ -40,6 +40,11 @@ fn max_abs_diff(got: &[f32], want: &[f32]) -> f32 {
         .fold(0f32, |m, d| if d.is_nan() || d > m { d } else { m })
 }
 
+/// Whether the error is within the tolerance; false for a NaN error.
+fn within(err: f32, tol: f32) -> bool {
+    err <= tol
+}
+
 /// Imports `NAME.onnx`, runs it on `NAME.input.npy` and compares it with `NAME.output.npy`
 /// (max abs error ≤ 1e-4 × max |output|). Returns the graph for further checks.
 fn check(name: &str) -> ir::Graph {
@@ -47,8 +52,8 @@ fn check(name: &str) -> ir::Graph {
     let model = dir.join(format!("{name}.onnx"));
     let graph = onnx::load(&model).unwrap_or_else(|e| panic!("{name}: {e}"));
     let info = ir::validate(&graph).unwrap_or_else(|e| panic!("{name}: {e}"));
-    let (in_shape, x) = npy::read_f32(&dir.join(format!("{name}.input.npy"))).expect("input");
-    let (out_shape, want) = npy::read_f32(&dir.join(format!("{name}.output.npy"))).expect("output");
+    let (in_shape, x) = npy::read_f32(dir.join(format!("{name}.input.npy"))).expect("input");
+    let (out_shape, want) = npy::read_f32(dir.join(format!("{name}.output.npy"))).expect("output");
     let got = interp::run(&graph, &info, &[&x], in_shape[0])
         .unwrap_or_else(|e| panic!("{name}: interpreter: {e}"));
     assert_eq!(got.len(), 1, "{name}: one output");
@@ -65,7 +70,7 @@ fn check(name: &str) -> ir::Graph {
     let err = max_abs_diff(&got[0], &want);
     eprintln!("{name}: max |err| = {err:e}, max |output| = {scale}");
     assert!(
-        err <= 1e-4 * scale,
+        within(err, 1e-4 * scale),
         "{name}: max abs error {err} > 1e-4 × max |output| {scale}"
     );
     graph
@@ -74,10 +79,10 @@ fn check(name: &str) -> ir::Graph {
 #[test]
 fn the_comparison_fails_on_nan_and_on_a_wrong_value() {
     let want = [1.0f32, -2.0, 3.0];
-    assert!(max_abs_diff(&want, &want) <= 0.0);
-    assert!(!(max_abs_diff(&[1.0, f32::NAN, 3.0], &want) <= 1e-4));
-    assert!(!(max_abs_diff(&[f32::NAN, -2.0, 3.0], &want) <= 1e-4));
-    assert!(!(max_abs_diff(&[1.0, -2.0, 3.1], &want) <= 1e-4 * 3.0));
+    assert!(within(max_abs_diff(&want, &want), 0.0));
+    assert!(!within(max_abs_diff(&[1.0, f32::NAN, 3.0], &want), 1e-4));
+    assert!(!within(max_abs_diff(&[f32::NAN, -2.0, 3.0], &want), 1e-4));
+    assert!(!within(max_abs_diff(&[1.0, -2.0, 3.1], &want), 1e-4 * 3.0));
 }
 
 /// Every opset from 7 to 28 that some op's version changed at has both graphs, and every one
