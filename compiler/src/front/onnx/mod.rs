@@ -5,10 +5,10 @@
 //! used, so what we accept and how we read it is ours alone (tract serves as an independent oracle
 //! in the tests).
 //!
-//! Supported: the default ONNX domain at opsets 7 to 28 (the ONNX model zoo's opset 7–10 files up
-//! to what `onnx` 1.23 defines; PyTorch's dynamo exporter writes 18 and later), any IR version
-//! (nothing the importer reads changed meaning between IR 3 and IR 12, so `ir_version` is not
-//! checked); 4-D float inputs whose first dimension is the batch (symbolic like `batch`, or any
+//! Supported: the default ONNX domain at opsets 7 to 28 (from the ONNX model zoo's opset 7–10
+//! files to the newest opset `onnx` 1.23 defines; PyTorch's dynamo exporter writes 18 and later),
+//! any IR version (nothing the importer reads changed meaning between IR 3, which opset 7 files
+//! have, and IR 14, which `onnx` 1.23 writes, so `ir_version` is not checked); 4-D float inputs whose first dimension is the batch (symbolic like `batch`, or any
 //! fixed value); initializers stored as `raw_data`, `float_data`, `int64_data`/`int32_data` or in
 //! external data files. The ops are those of [`supported_ops`], each read with the semantics of
 //! the version the file's opset selects: where an op moved an attribute to an input (Clip's bounds
