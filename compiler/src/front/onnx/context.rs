@@ -56,6 +56,62 @@ impl NodeCtx<'_> {
             .filter(|s| !s.is_empty())
     }
 
+    /// Whether the node sets attribute `name`.
+    pub fn has_attr(&self, name: &str) -> bool {
+        self.attr(name).is_some()
+    }
+
+    /// An error unless attribute `name`, when set, exists at the file's opset: from opset
+    /// `since` on, and before `until` when that is given (`instead` then says what replaced it).
+    pub fn attr_versions(
+        &self,
+        name: &str,
+        since: i64,
+        until: Option<(i64, &str)>,
+    ) -> Result<(), OnnxError> {
+        if !self.has_attr(name) {
+            return Ok(());
+        }
+        self.form_versions(&format!("`{name}` is an attribute"), since, until)
+    }
+
+    /// An error unless input `i` (`name`), when given, exists at the file's opset: from opset
+    /// `since` on (inputs that ONNX later removed do not occur among the ops we import).
+    pub fn input_since(&self, i: usize, name: &str, since: i64) -> Result<(), OnnxError> {
+        if self.input(i).is_none() {
+            return Ok(());
+        }
+        self.form_versions(&format!("`{name}` is an input"), since, None)
+    }
+
+    /// An error unless output `i` (`name`), when named, exists at the file's opset.
+    pub fn output_since(&self, i: usize, name: &str, since: i64) -> Result<(), OnnxError> {
+        if self.proto.output.get(i).is_none_or(|o| o.is_empty()) {
+            return Ok(());
+        }
+        self.form_versions(&format!("`{name}` is an output"), since, None)
+    }
+
+    fn form_versions(
+        &self,
+        form: &str,
+        since: i64,
+        until: Option<(i64, &str)>,
+    ) -> Result<(), OnnxError> {
+        let opset = self.opset;
+        if opset < since {
+            return Err(self.err(format!(
+                "{form} from opset {since}; this file declares opset {opset}"
+            )));
+        }
+        match until {
+            Some((until, instead)) if opset >= until => Err(self.err(format!(
+                "{form} only before opset {until} ({instead}); this file declares opset {opset}"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     fn attr(&self, name: &str) -> Option<&pb::AttributeProto> {
         self.proto.attribute.iter().find(|a| a.name == name)
     }

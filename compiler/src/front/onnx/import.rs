@@ -13,10 +13,12 @@ use super::tensor;
 use super::{OnnxError, UnsupportedOp};
 use crate::ir::{Graph, Shape, TensorType};
 
-/// Imports `g` (the model's graph at `opset`) into an IR graph, or reports every problem found.
+/// Imports `g` (the model's graph at `opset` of the default domain; `domains` is every domain's
+/// declared opset) into an IR graph, or reports every problem found.
 pub(crate) fn import_graph(
     g: &pb::GraphProto,
     opset: i64,
+    domains: &HashMap<String, i64>,
     base_dir: Option<&Path>,
     registry: &Registry,
 ) -> Result<Graph, OnnxError> {
@@ -103,14 +105,19 @@ pub(crate) fn import_graph(
         };
         let result = match entry {
             None => {
+                let default = proto.domain.is_empty() || proto.domain == "ai.onnx";
                 unsupported.push(UnsupportedOp {
                     node: ctx.name.clone(),
-                    op: if proto.domain.is_empty() || proto.domain == "ai.onnx" {
+                    op: if default {
                         proto.op_type.clone()
                     } else {
                         format!("{}.{}", proto.domain, proto.op_type)
                     },
-                    opset,
+                    opset: if default {
+                        opset
+                    } else {
+                        domains.get(&proto.domain).copied().unwrap_or(0)
+                    },
                 });
                 Err(None)
             }

@@ -5,10 +5,19 @@
 //! used, so what we accept and how we read it is ours alone (tract serves as an independent oracle
 //! in the tests).
 //!
-//! Supported: the default ONNX domain at opsets 11 to 18; 4-D float inputs whose first dimension is
-//! the batch (symbolic like `batch`, or any fixed value); initializers stored as `raw_data`,
-//! `float_data`, `int64_data`/`int32_data` or in external data files. The ops are those of
-//! [`supported_ops`].
+//! Supported: the default ONNX domain at opsets 7 to 28 (from the ONNX model zoo's opset 7–10
+//! files to the newest opset `onnx` 1.23 defines; PyTorch's dynamo exporter writes 18 and later),
+//! any IR version (nothing the importer reads changed meaning between IR 3, which opset 7 files
+//! have, and IR 14, which `onnx` 1.23 writes, so `ir_version` is not checked); 4-D float inputs whose first dimension is the batch (symbolic like `batch`, or any
+//! fixed value); initializers stored as `raw_data`, `float_data`, `int64_data`/`int32_data` or in
+//! external data files. The ops are those of [`supported_ops`], each read with the semantics of
+//! the version the file's opset selects: where an op moved an attribute to an input (Clip's bounds
+//! at 11, Dropout's ratio at 12, Unsqueeze's axes at 13, ReduceMean's axes at 18) or gained or lost
+//! one (BatchNormalization's `spatial` before 9 and `training_mode` from 14, the pools'
+//! `ceil_mode` and `dilations`, Reshape's `allowzero` from 14, Shape's `start`/`end` from 15), the
+//! form of another version is an error naming the node, the op and both versions. Every form
+//! that changes the result at inference and that we do not implement (non-spatial BatchNorm,
+//! training mode, a used MaxPool `Indices` or Dropout `mask`) is an error too.
 
 mod context;
 mod import;
@@ -24,7 +33,11 @@ use tract_onnx::pb;
 use crate::ir::{self, IrError};
 
 /// The lowest and highest opset of the default ONNX domain we accept.
-pub const OPSETS: std::ops::RangeInclusive<i64> = 11..=18;
+///
+/// 7 is the oldest whose ops all have their current inputs (Add's multidirectional broadcast,
+/// BatchNormalization without `is_test`); 28 is the newest `onnx` 1.23 defines. An op's semantics
+/// at a given opset are those of its newest version at or below it, as in the ONNX changelog.
+pub const OPSETS: std::ops::RangeInclusive<i64> = 7..=28;
 
 /// Why an ONNX model could not be imported. Every variant names what is at fault: the file, the
 /// node (name and op), the initializer, or the graph input/output.
@@ -41,7 +54,7 @@ pub enum OnnxError {
     #[error("not an ONNX model: {0}")]
     NotAModel(String),
     #[error(
-        "unsupported opset {version} of the default ONNX domain: opsets {} to {} are supported",
+        "unsupported opset {version} of the default ONNX domain (the model's `opset_import`): opsets {} to {} are supported",
         OPSETS.start(),
         OPSETS.end()
     )]
@@ -93,6 +106,7 @@ pub struct UnsupportedOp {
     pub node: String,
     /// `op_type`, prefixed with the domain for ops outside the default one (`com.microsoft.Gelu`).
     pub op: String,
+    /// The opset the model declares for the node's domain (0 when it declares none).
     pub opset: i64,
 }
 
@@ -102,7 +116,11 @@ impl fmt::Display for UnsupportedOp {
             f,
             "node `{}` op {} (opset {})",
             self.node, self.op, self.opset
-        )
+        )?;
+        if self.op.contains('.') {
+            f.write_str(", outside the default ONNX domain")?;
+        }
+        Ok(())
     }
 }
 
@@ -153,5 +171,10 @@ pub fn from_bytes(bytes: &[u8], base_dir: Option<&Path>) -> Result<ir::Graph, On
     if !OPSETS.contains(&opset) {
         return Err(OnnxError::Opset { version: opset });
     }
-    import::import_graph(graph, opset, base_dir, ops::Registry::standard())
+    let domains = model
+        .opset_import
+        .iter()
+        .map(|o| (o.domain.clone(), o.version))
+        .collect();
+    import::import_graph(graph, opset, &domains, base_dir, ops::Registry::standard())
 }

@@ -21,7 +21,11 @@ pub(super) fn register(reg: &mut Registry) {
     );
 }
 
+/// Constant 1 to 11 hold a `value` tensor; 12 adds the `value_float(s)` and `value_int(s)` forms.
 fn constant(_im: &mut Importer, ctx: &NodeCtx) -> Result<Value, OnnxError> {
+    for form in ["value_float", "value_floats", "value_int", "value_ints"] {
+        ctx.attr_versions(form, 12, None)?;
+    }
     let name = ctx
         .proto
         .output

@@ -9,7 +9,11 @@ use crate::front::onnx::tensor::{ConstData, ConstTensor};
 use crate::ir::{self, Op};
 
 pub(super) fn register(reg: &mut Registry) {
-    reg.insert("Gemm", gemm, &["alpha", "beta", "transA", "transB"]);
+    reg.insert(
+        "Gemm",
+        gemm,
+        &["alpha", "beta", "broadcast", "transA", "transB"],
+    );
     reg.insert("MatMul", matmul, &[]);
 }
 
@@ -37,7 +41,21 @@ fn gemm_bias(ctx: &NodeCtx, c: &ConstTensor, m: usize, beta: f32) -> Result<Vec<
         .collect())
 }
 
+/// Gemm 7 broadcasts `C` unidirectionally without the `broadcast` attribute of Gemm 6; Gemm 11
+/// makes `C` optional (9 and 13: types only).
 fn gemm(im: &mut Importer, ctx: &NodeCtx) -> Result<Value, OnnxError> {
+    ctx.attr_versions(
+        "broadcast",
+        1,
+        Some((7, "C always broadcasts from then on")),
+    )?;
+    if ctx.opset < 11 && ctx.input(2).is_none() {
+        return Err(ctx.err(format!(
+            "input C (bias) is required before opset 11 (optional from then on); this file \
+             declares opset {}",
+            ctx.opset
+        )));
+    }
     if ctx.int("transA", 0)? != 0 {
         return Err(ctx.err("transA = 1 is not supported"));
     }

@@ -17,9 +17,14 @@ fn relu(im: &mut Importer, ctx: &NodeCtx) -> Result<Value, OnnxError> {
     im.add(ctx, Op::Relu, &[x])
 }
 
+/// Clip 6 has its bounds as attributes, Clip 11 on as optional inputs (12 and 13: types only).
 fn clip(im: &mut Importer, ctx: &NodeCtx) -> Result<Value, OnnxError> {
+    for (k, what) in [(1, "min"), (2, "max")] {
+        ctx.attr_versions(what, 6, Some((11, "an optional input from then on")))?;
+        ctx.input_since(k, what, 11)?;
+    }
     let x = im.act(ctx, 0)?;
-    // Opset < 11 has the bounds as attributes, later ones as optional inputs.
+    // An absent bound is ±FLT_MAX before 11 and none after; ±∞ agrees with both on finite values.
     let mut bounds = [
         ctx.float("min")?.unwrap_or(f32::NEG_INFINITY),
         ctx.float("max")?.unwrap_or(f32::INFINITY),

@@ -1,4 +1,7 @@
 //! `BatchNormalization` in inference mode (later folded into the preceding conv by the passes).
+//!
+//! Versions: 7 (`spatial`, default 1; outputs 1–4 are the training outputs), 9 (always spatial),
+//! 14 (`training_mode` decides the mode; outputs 1–2 are valid only with it), 15 (types only).
 
 use super::Registry;
 use crate::front::onnx::OnnxError;
@@ -9,18 +12,36 @@ pub(super) fn register(reg: &mut Registry) {
     reg.insert(
         "BatchNormalization",
         batch_norm,
-        &["epsilon", "momentum", "training_mode"],
+        &["epsilon", "is_test", "momentum", "spatial", "training_mode"],
     );
 }
 
 fn batch_norm(im: &mut Importer, ctx: &NodeCtx) -> Result<Value, OnnxError> {
+    ctx.attr_versions("is_test", 1, Some((7, "removed then")))?;
+    ctx.attr_versions("spatial", 1, Some((9, "always spatial from then on")))?;
+    ctx.attr_versions("training_mode", 14, None)?;
+    if ctx.int("spatial", 1)? != 1 {
+        return Err(ctx.err(
+            "spatial = 0 (statistics per activation, not per channel) is not supported; only \
+             spatial = 1 is",
+        ));
+    }
     if ctx.int("training_mode", 0)? != 0 {
         return Err(ctx.err("training_mode = 1 is not supported; export the model in eval mode"));
     }
-    if ctx.proto.output.iter().skip(1).any(|o| !o.is_empty()) {
-        return Err(ctx.err(
-            "running mean/var outputs are training-mode only; export the model in eval mode",
-        ));
+    if let Some(k) = (1..ctx.proto.output.len()).find(|&k| !ctx.proto.output[k].is_empty()) {
+        return Err(ctx.err(if ctx.opset < 14 {
+            format!(
+                "output {k} is named: before opset 14 the running and saved mean/var outputs \
+                 make it training mode (Y normalised with the batch's statistics), which is not \
+                 supported; export the model in eval mode"
+            )
+        } else {
+            format!(
+                "output {k} is named: from opset 14 the running mean/var outputs are valid only \
+                 with training_mode = 1, which is not supported; export the model in eval mode"
+            )
+        }));
     }
     let x = im.act(ctx, 0)?;
     let mut ids = [ir::WeightId(0); 4];

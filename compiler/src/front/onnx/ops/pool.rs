@@ -42,7 +42,19 @@ pub(super) fn register(reg: &mut Registry) {
     );
 }
 
+/// MaxPool 8 adds `storage_order` and the `Indices` output (which may be named, but reading it is
+/// an error: `import` binds it as unavailable), 10 `ceil_mode` and `dilations`. AveragePool 7 adds
+/// `count_include_pad`, 10 `ceil_mode`, 19 `dilations`. Later versions change types or clarify
+/// padding only.
 fn pool(im: &mut Importer, ctx: &NodeCtx, average: bool) -> Result<Value, OnnxError> {
+    ctx.attr_versions("ceil_mode", 10, None)?;
+    if average {
+        ctx.attr_versions("dilations", 19, None)?;
+    } else {
+        ctx.attr_versions("storage_order", 8, None)?;
+        ctx.attr_versions("dilations", 10, None)?;
+        ctx.output_since(1, "Indices", 8)?;
+    }
     let x = im.act(ctx, 0)?;
     let (_, h, w) = chw(im, ctx, x)?;
     let kernel = pair(ctx, "kernel_shape")?
@@ -56,9 +68,6 @@ fn pool(im: &mut Importer, ctx: &NodeCtx, average: bool) -> Result<Value, OnnxEr
     }
     if ctx.int("storage_order", 0)? != 0 {
         return Err(ctx.err("storage_order = 1 (column-major indices) is not supported"));
-    }
-    if ctx.proto.output.iter().skip(1).any(|o| !o.is_empty()) {
-        return Err(ctx.err("the Indices output of MaxPool is not supported"));
     }
     let pads = resolve_pads(ctx, [h, w], kernel, stride, dilation)?;
     let p = ir::Pool {
@@ -90,10 +99,14 @@ fn global_average_pool(im: &mut Importer, ctx: &NodeCtx) -> Result<Value, OnnxEr
     im.add(ctx, Op::GlobalAveragePool { keep_dims: true }, &[x])
 }
 
+/// ReduceMean 1 to 13 take `axes` as an attribute (11 allows negative axes, 13 adds types); 18
+/// moves it to an optional input and adds `noop_with_empty_axes` (no axes then means no reduction).
 fn reduce_mean(im: &mut Importer, ctx: &NodeCtx) -> Result<Value, OnnxError> {
+    ctx.attr_versions("axes", 1, Some((18, "an optional input from then on")))?;
+    ctx.input_since(1, "axes", 18)?;
+    ctx.attr_versions("noop_with_empty_axes", 18, None)?;
     let x = im.act(ctx, 0)?;
     chw(im, ctx, x)?;
-    // Opset 18 moved `axes` from an attribute to an optional input.
     let axes = match im.opt_const(ctx, 1, "axes")? {
         Some(t) => Some(
             t.ints()
@@ -103,6 +116,9 @@ fn reduce_mean(im: &mut Importer, ctx: &NodeCtx) -> Result<Value, OnnxError> {
         None => ctx.ints("axes")?,
     };
     let Some(axes) = axes.filter(|a| !a.is_empty()) else {
+        if ctx.int("noop_with_empty_axes", 0)? != 0 {
+            return im.add(ctx, Op::Identity, &[x]);
+        }
         return Err(ctx.err(
             "reducing over all axes (no `axes`) is not supported; only axes [2, 3] (H, W) are",
         ));

@@ -19,10 +19,12 @@ pub(super) fn register(reg: &mut Registry) {
     reg.insert("Concat", concat, &["axis"]);
 }
 
+/// Flatten 11 allows a negative `axis` (9, 13 and later: types only).
 fn flatten(im: &mut Importer, ctx: &NodeCtx) -> Result<Value, OnnxError> {
     let x = im.act(ctx, 0)?;
     let rank = im.ty(x).shape.rank() as i64;
     let axis = ctx.int("axis", 1)?;
+    negative_axis(ctx, "axis", axis)?;
     let axis = if axis < 0 { axis + rank } else { axis };
     if axis != 1 {
         return Err(ctx.err(format!(
@@ -33,7 +35,9 @@ fn flatten(im: &mut Importer, ctx: &NodeCtx) -> Result<Value, OnnxError> {
     im.add(ctx, Op::Flatten { axis: 1 }, &[x])
 }
 
+/// Reshape 14 adds `allowzero` (5 and 13: the shape as an input; 19 and later: types only).
 fn reshape(im: &mut Importer, ctx: &NodeCtx) -> Result<Value, OnnxError> {
+    ctx.attr_versions("allowzero", 14, None)?;
     let x = im.act(ctx, 0)?;
     let t = im.req_const(ctx, 1, "shape")?;
     let target = t.ints().ok_or_else(|| {
@@ -107,6 +111,18 @@ fn reshape(im: &mut Importer, ctx: &NodeCtx) -> Result<Value, OnnxError> {
     im.add(ctx, Op::Reshape { per_item: dims }, &[x])
 }
 
+/// Negative axes count from the back from opset 11 on; before, they are invalid.
+fn negative_axis(ctx: &NodeCtx, name: &str, axis: i64) -> Result<(), OnnxError> {
+    if axis < 0 && ctx.opset < 11 {
+        return Err(ctx.err(format!(
+            "negative `{name}` ({axis}) counts from the back only from opset 11; this file \
+             declares opset {}",
+            ctx.opset
+        )));
+    }
+    Ok(())
+}
+
 /// How a folded shape tensor (the output of `Shape` on an activation) spells the symbolic batch
 /// size. Only `Reshape` gives it meaning (keep the batch); any other use of it is rejected.
 const BATCH: i64 = i64::MIN;
@@ -150,8 +166,11 @@ fn int_const(ctx: &NodeCtx, dims: Vec<usize>, data: Vec<i64>) -> Value {
     }))
 }
 
-/// `Shape`: the dims of an activation as an INT64 constant, the batch as [`BATCH`].
+/// `Shape`: the dims of an activation as an INT64 constant, the batch as [`BATCH`]. Shape 15 adds
+/// `start` and `end`.
 fn shape(im: &mut Importer, ctx: &NodeCtx) -> Result<Value, OnnxError> {
+    ctx.attr_versions("start", 15, None)?;
+    ctx.attr_versions("end", 15, None)?;
     let x = im.act(ctx, 0)?;
     let dims: Vec<i64> = im
         .ty(x)
@@ -187,13 +206,24 @@ fn gather(im: &mut Importer, ctx: &NodeCtx) -> Result<Value, OnnxError> {
     Ok(int_const(ctx, idx_t.dims.clone(), picked))
 }
 
-/// `Unsqueeze` of a scalar or 1-D INT64 constant.
+/// `Unsqueeze` of a scalar or 1-D INT64 constant. Unsqueeze 1 takes `axes` as a required
+/// attribute, 11 allows negative axes, 13 moves `axes` to a required input.
 fn unsqueeze(im: &mut Importer, ctx: &NodeCtx) -> Result<Value, OnnxError> {
+    ctx.attr_versions("axes", 1, Some((13, "a required input from then on")))?;
+    ctx.input_since(1, "axes", 13)?;
     let (t, v) = shape_ints(im, ctx, 0)?;
-    let axes = match ctx.ints("axes")? {
-        Some(a) => a,
-        None => shape_ints(im, ctx, 1)?.1,
+    let axes = if ctx.opset < 13 {
+        ctx.ints("axes")?
+            .ok_or_else(|| ctx.err("attribute `axes` is required"))?
+    } else {
+        if ctx.input(1).is_none() {
+            return Err(ctx.err("input `axes` (input 1) is required"));
+        }
+        shape_ints(im, ctx, 1)?.1
     };
+    for &a in &axes {
+        negative_axis(ctx, "axes", a)?;
+    }
     let mut dims = t.dims.clone();
     let rank = (dims.len() + axes.len()) as i64;
     let mut axes: Vec<usize> = axes
@@ -223,6 +253,7 @@ fn concat(im: &mut Importer, ctx: &NodeCtx) -> Result<Value, OnnxError> {
         }
         out.extend(v);
     }
+    negative_axis(ctx, "axis", ctx.int("axis", 0)?)?;
     if ![0, -1].contains(&ctx.int("axis", 0)?) {
         return Err(ctx.err("only axis 0 is supported"));
     }
