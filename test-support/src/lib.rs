@@ -5,9 +5,13 @@
 //! as an infinitely large error, and a length mismatch as a failure, so a broken kernel cannot pass
 //! for a correct one. Gated tests: [`models_dir`] and [`require`] turn a missing prerequisite of a
 //! test that was asked to run (`cargo test -- --ignored`) into a failure that says what is missing.
+//! Fuzz corpora: [`corpus`] lists a committed corpus (failing when it is missing or empty) and
+//! [`within`] runs one input under a time limit, turning a hang or a panic into a failure.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Duration;
 
 /// Where two outputs differ most, and the scale the difference is judged against.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -155,6 +159,74 @@ pub fn require<E: fmt::Display>(what: &str, check: Result<(), E>) {
     }
 }
 
+/// The prefixes libFuzzer gives the inputs that crashed, hung, leaked or ran out of memory or time.
+const ARTIFACT_PREFIXES: [&str; 5] = ["crash-", "timeout-", "oom-", "slow-unit-", "leak-"];
+
+/// One file of a fuzz corpus.
+#[derive(Clone, Debug)]
+pub struct CorpusFile {
+    pub path: PathBuf,
+    /// A libFuzzer artifact (a past crasher, named `crash-…`, `timeout-…`, `slow-unit-…`, …)
+    /// rather than an input the fuzzer kept for its coverage.
+    pub past_crasher: bool,
+}
+
+/// The files of the fuzz corpus `dir`, sorted. Panics when the directory is missing or empty: a
+/// replay of nothing must not pass.
+#[track_caller]
+pub fn corpus(dir: &Path) -> Vec<CorpusFile> {
+    let entries = std::fs::read_dir(dir).unwrap_or_else(|e| {
+        panic!(
+            "fuzz corpus {}: {e} (see fuzz/README.md to rebuild it)",
+            dir.display()
+        )
+    });
+    let mut files: Vec<CorpusFile> = entries
+        .map(|e| e.unwrap_or_else(|e| panic!("fuzz corpus {}: {e}", dir.display())))
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            CorpusFile {
+                past_crasher: ARTIFACT_PREFIXES.iter().any(|p| name.starts_with(p)),
+                path: e.path(),
+            }
+        })
+        .collect();
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    assert!(!files.is_empty(), "fuzz corpus {} is empty", dir.display());
+    files
+}
+
+/// Runs `f` on its own thread and returns its result; panics, naming `what`, when it takes longer
+/// than `limit` (the thread is left running) or panics itself.
+#[track_caller]
+pub fn within<T: Send + 'static>(
+    what: &str,
+    limit: Duration,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (tx, rx) = mpsc::channel();
+    let worker = std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(value) => value,
+        Err(mpsc::RecvTimeoutError::Timeout) => panic!("{what}: hung (more than {limit:?})"),
+        Err(mpsc::RecvTimeoutError::Disconnected) => {
+            let payload = worker.join().err();
+            let message = payload
+                .as_ref()
+                .and_then(|p| {
+                    p.downcast_ref::<String>()
+                        .map(String::as_str)
+                        .or_else(|| p.downcast_ref::<&str>().copied())
+                })
+                .unwrap_or("(no message)");
+            panic!("{what}: panicked: {message}")
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,6 +312,38 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("scale 3"), "{text}");
+    }
+
+    #[test]
+    fn a_missing_or_empty_corpus_fails() {
+        let dir = std::env::temp_dir().join(format!("resnext-empty-corpus-{}", std::process::id()));
+        let missing = std::panic::catch_unwind(|| corpus(&dir));
+        assert!(missing.is_err());
+        std::fs::create_dir_all(&dir).unwrap();
+        let empty = std::panic::catch_unwind(|| corpus(&dir));
+        std::fs::write(dir.join("crash-0123"), b"x").unwrap();
+        std::fs::write(dir.join("0123abcd"), b"y").unwrap();
+        let files = corpus(&dir);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(empty.is_err());
+        assert_eq!(files.len(), 2);
+        assert!(!files[0].past_crasher && files[1].past_crasher, "{files:?}");
+    }
+
+    #[test]
+    fn within_fails_on_a_hang_or_a_panic() {
+        assert_eq!(within("quick", Duration::from_secs(10), || 7), 7);
+        let hang = std::panic::catch_unwind(|| {
+            within("slow", Duration::from_millis(10), || {
+                std::thread::sleep(Duration::from_secs(2))
+            })
+        });
+        assert!(hang.is_err());
+        let panic =
+            std::panic::catch_unwind(|| within("bad", Duration::from_secs(10), || panic!("boom")));
+        let message = panic.expect_err("a panic inside must fail");
+        let text = message.downcast_ref::<String>().unwrap();
+        assert!(text.contains("bad: panicked: boom"), "{text}");
     }
 
     #[test]
