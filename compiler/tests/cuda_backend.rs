@@ -1,5 +1,5 @@
 //! The CUDA back end without a GPU: snapshot of the emitted source and plan for the small model,
-//! nvcc syntax check where nvcc exists, and CPU emulation of the generated kernels (g++ over
+//! nvcc syntax check (ignored unless requested: it needs nvcc), and CPU emulation of the generated kernels (g++ over
 //! `cuda_emu/cuda_emu.h`) against PyTorch's logits and the reference interpreter.
 //!
 //! `BLESS=1` rewrites the snapshots in `tests/out/`.
@@ -18,6 +18,7 @@ use resnext_compiler::ir::{
 };
 use resnext_compiler::passes::{self, PassOptions};
 use resnext_runtime::formats::npy;
+use resnext_test_support::{assert_close, assert_within, models_dir, require};
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -112,11 +113,10 @@ fn prepacked_cpu_weights_are_rejected_with_the_node_name() {
 }
 
 #[test]
+#[ignore = "needs nvcc"]
 fn source_compiles_with_nvcc() {
-    if Command::new("nvcc").arg("--version").output().is_err() {
-        eprintln!("skipping: nvcc is not on PATH");
-        return;
-    }
+    let nvcc = Command::new("nvcc").arg("--version").output();
+    require("nvcc on PATH", nvcc.map(drop));
     let (graph, info) = small_model();
     let emitted = cuda::emit(&graph, &info, &options()).expect("emit");
     let dir = tempfile::tempdir().expect("temp dir");
@@ -163,68 +163,50 @@ fn emulate_model(cxx: &str, dir: &Path, stem: &str, images: usize) {
         emitted.plan.launches.len(),
         started.elapsed().as_secs_f64()
     );
-    let max_logit = expected.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-    let err = max_abs_diff(&logits, &expected);
-    eprintln!("{stem}: max |logit| {max_logit}, max abs err {err}");
-    assert!(
-        err <= 1e-4 * max_logit,
-        "{stem}: max abs err {err} vs PyTorch"
+    let diff = assert_close(
+        &logits,
+        &expected,
+        1e-4,
+        &format!("{stem}: emulated vs PyTorch"),
+    );
+    eprintln!(
+        "{stem}: max |logit| {}, max abs err {}",
+        diff.scale, diff.max_abs_diff
     );
 }
 
 #[test]
 fn emulated_small_model_matches_pytorch() {
-    match cuda_emu::compiler() {
-        Ok(cxx) => emulate_model(
-            &cxx,
-            &workspace().join("testdata"),
-            "resnext_small_8x4d_bn",
-            usize::MAX,
-        ),
-        Err(why) => eprintln!("{why}"),
-    }
+    emulate_model(
+        &cuda_emu::compiler(),
+        &workspace().join("testdata"),
+        "resnext_small_8x4d_bn",
+        usize::MAX,
+    );
 }
 
 #[test]
 fn emulated_mobilenet_v2_matches_pytorch() {
-    match cuda_emu::compiler() {
-        Ok(cxx) => emulate_model(
-            &cxx,
-            &workspace().join("testdata"),
-            "mobilenet_v2_bn",
-            usize::MAX,
-        ),
-        Err(why) => eprintln!("{why}"),
-    }
+    emulate_model(
+        &cuda_emu::compiler(),
+        &workspace().join("testdata"),
+        "mobilenet_v2_bn",
+        usize::MAX,
+    );
 }
 
-/// ResNeXt-50 through the emulation, on the first image only (its fibers switch through
-/// `swapcontext`, a system call each: about 35 s an image); only where `RESNEXT_MODELS` is set.
-/// The batch of two goes through the other two models.
-#[test]
-fn emulated_resnext50_matches_pytorch() {
-    let Some(dir) = std::env::var_os("RESNEXT_MODELS") else {
-        eprintln!("skipping: RESNEXT_MODELS not set");
-        return;
-    };
-    match cuda_emu::compiler() {
-        Ok(cxx) => emulate_model(&cxx, Path::new(&dir), "resnext50_32x4d_bn", 1),
-        Err(why) => eprintln!("{why}"),
-    }
-}
+mod with_models {
+    use super::*;
 
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len(), "lengths");
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| {
-            if x.is_nan() || y.is_nan() {
-                f32::INFINITY
-            } else {
-                (x - y).abs()
-            }
-        })
-        .fold(0.0, f32::max)
+    /// ResNeXt-50 through the emulation, on the first image only (its fibers switch through
+    /// `swapcontext`, a system call each: about 35 s an image); only where `RESNEXT_MODELS` is set.
+    /// The batch of two goes through the other two models.
+    #[test]
+    #[ignore = "needs RESNEXT_MODELS"]
+    fn emulated_resnext50_matches_pytorch() {
+        let dir = models_dir();
+        emulate_model(&cuda_emu::compiler(), &dir, "resnext50_32x4d_bn", 1);
+    }
 }
 
 /// A small deterministic generator (xorshift), so failures reproduce.
@@ -345,13 +327,8 @@ fn check_against_interp(cxx: &str, graph: &Graph, batch: usize, rng: &mut Rng, w
         &input,
         batch,
     );
-    let scale = expected.iter().fold(1.0f32, |m, v| m.max(v.abs()));
-    let err = max_abs_diff(&actual, &expected);
-    assert!(
-        err <= 1e-5 * scale,
-        "{what}: max abs err {err} (scale {scale}); strategies {:?}",
-        emitted.conv_strategies
-    );
+    let what = format!("{what} (strategies {:?})", emitted.conv_strategies);
+    assert_within(&actual, &expected, 1e-5, 1.0, &what);
 }
 
 fn conv_case(
@@ -379,13 +356,7 @@ fn conv_case(
 
 #[test]
 fn emulated_conv_kernels_match_the_reference() {
-    let cxx = match cuda_emu::compiler() {
-        Ok(c) => c,
-        Err(why) => {
-            eprintln!("{why}");
-            return;
-        }
-    };
+    let cxx = cuda_emu::compiler();
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let mut cases = vec![
         // Grouped 3×3 with 4/8/16/32 channels per group, strides 1 and 2, odd sizes.
@@ -439,13 +410,7 @@ fn emulated_conv_kernels_match_the_reference() {
 
 #[test]
 fn emulated_pool_dense_and_elementwise_kernels_match_the_reference() {
-    let cxx = match cuda_emu::compiler() {
-        Ok(c) => c,
-        Err(why) => {
-            eprintln!("{why}");
-            return;
-        }
-    };
+    let cxx = cuda_emu::compiler();
     let mut rng = Rng(0x2545_f491_4f6c_dd1d);
     let mut g = Graph::new();
     let x = g.add_input("x", TensorType::f32(Shape::nchw(5, 13, 11)));
@@ -566,13 +531,7 @@ fn emulated_pool_dense_and_elementwise_kernels_match_the_reference() {
 /// would turn it into a number): the emulated kernels' NaN pattern equals the reference's.
 #[test]
 fn emulated_kernels_keep_nan_like_the_reference() {
-    let cxx = match cuda_emu::compiler() {
-        Ok(c) => c,
-        Err(why) => {
-            eprintln!("{why}");
-            return;
-        }
-    };
+    let cxx = cuda_emu::compiler();
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     for activation in [Activation::Relu, Activation::Clip { min: 0.0, max: 6.0 }] {
         // A grouped 3×3 conv (4 channels per group) with the activation, then a max pool.
@@ -732,7 +691,6 @@ fn emitted_cli_takes_device() {
     );
     let (_, want) = npy::read_f32(workspace().join("testdata/resnext_small_8x4d_bn.output.npy"))
         .expect("PyTorch logits");
-    let scale = want.iter().fold(0.0f32, |m, x| m.max(x.abs()));
     let cpu_out = tmp.path().join("cpu.npy");
     let cpu = run("cpu", &cpu_out);
     assert!(
@@ -741,10 +699,7 @@ fn emitted_cli_takes_device() {
         String::from_utf8_lossy(&cpu.stderr)
     );
     let (_, got) = npy::read_f32(&cpu_out).expect("CPU logits");
-    assert!(
-        max_abs_diff(&got, &want) <= 1e-4 * scale.max(1.0),
-        "--device cpu vs PyTorch"
-    );
+    assert_within(&got, &want, 1e-4, 1.0, "--device cpu vs PyTorch");
     let bad = run("tpu", &tmp.path().join("tpu.npy"));
     assert_eq!(bad.status.code(), Some(2));
     let err = String::from_utf8_lossy(&bad.stderr);
@@ -762,10 +717,7 @@ fn emitted_cli_takes_device() {
                 String::from_utf8_lossy(&gpu.stderr)
             );
             let (_, got) = npy::read_f32(&gpu_out).expect("GPU logits");
-            assert!(
-                max_abs_diff(&got, &want) <= 1e-3 * scale.max(1.0),
-                "--device cuda vs PyTorch"
-            );
+            assert_within(&got, &want, 1e-3, 1.0, "--device cuda vs PyTorch");
         }
         Err(e) => {
             eprintln!("no GPU ({e}): checking that --device cuda fails cleanly");
@@ -780,49 +732,51 @@ fn emitted_cli_takes_device() {
     }
 }
 
-/// On a machine with an NVIDIA GPU: every shared model through NVRTC and the runtime, against
-/// PyTorch's logits (≤ 1e-3 × max |logit|), plain launches and CUDA-graph replay. Elsewhere it
-/// prints why it skipped.
+/// On a machine with an NVIDIA GPU: the small shared models through NVRTC and the runtime, against
+/// PyTorch's logits (≤ 1e-3 × max |logit|), plain launches and CUDA-graph replay.
 #[test]
+#[ignore = "needs a CUDA device"]
 fn gpu_models_match_pytorch() {
-    if let Err(e) = resnext_runtime::cuda::runner::available() {
-        eprintln!("skipping the GPU run: {e}");
-        return;
+    require("a CUDA device", resnext_runtime::cuda::runner::available());
+    for stem in ["resnext_small_8x4d_bn", "mobilenet_v2_bn"] {
+        gpu_model_matches_pytorch(&workspace().join("testdata"), stem);
     }
-    let mut models = vec![
-        (workspace().join("testdata"), "resnext_small_8x4d_bn"),
-        (workspace().join("testdata"), "mobilenet_v2_bn"),
-    ];
-    match std::env::var_os("RESNEXT_MODELS") {
-        Some(dir) => models.push((PathBuf::from(dir), "resnext50_32x4d_bn")),
-        None => eprintln!("skipping resnext50: RESNEXT_MODELS not set"),
-    }
-    for (dir, stem) in models {
-        let graph = onnx::load(&dir.join(format!("{stem}.onnx"))).expect("load");
-        let (graph, info) = optimized(graph);
-        let emitted = cuda::emit(&graph, &info, &cuda::Options::default()).expect("emit");
-        let tmp = tempfile::tempdir().expect("temp dir");
-        let weights = tmp.path().join("model.cuda.weights");
-        emitted.write_weights(&weights).expect("write weights");
-        let mut model = resnext_runtime::cuda::runner::CudaModel::load(
-            &emitted.source,
-            &emitted.plan.to_text(),
-            &weights,
-            emitted.model_hash,
-            0,
-        )
-        .expect("load on the GPU");
-        let (shape, input) = npy::read_f32(dir.join(format!("{stem}.input.npy"))).expect("input");
-        let (_, expected) = npy::read_f32(dir.join(format!("{stem}.output.npy"))).expect("output");
-        let max_logit = expected.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-        let logits = model.forward(&input, shape[0]).expect("forward");
-        let err = max_abs_diff(&logits, &expected);
-        eprintln!("{stem}: GPU max abs err {err} (max |logit| {max_logit})");
-        assert!(err <= 1e-3 * max_logit, "{stem}: max abs err {err}");
-        model.set_graphs(true);
-        for _ in 0..2 {
-            let again = model.forward(&input, shape[0]).expect("forward (graph)");
-            assert_eq!(again, logits, "{stem}: CUDA-graph replay differs");
-        }
+}
+
+/// ResNeXt-50 on the GPU, as [`gpu_models_match_pytorch`] (not in `with_models`: CI has no GPU).
+#[test]
+#[ignore = "needs a CUDA device and RESNEXT_MODELS"]
+fn gpu_resnext50_matches_pytorch() {
+    require("a CUDA device", resnext_runtime::cuda::runner::available());
+    gpu_model_matches_pytorch(&models_dir(), "resnext50_32x4d_bn");
+}
+
+fn gpu_model_matches_pytorch(dir: &Path, stem: &str) {
+    let graph = onnx::load(&dir.join(format!("{stem}.onnx"))).expect("load");
+    let (graph, info) = optimized(graph);
+    let emitted = cuda::emit(&graph, &info, &cuda::Options::default()).expect("emit");
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let weights = tmp.path().join("model.cuda.weights");
+    emitted.write_weights(&weights).expect("write weights");
+    let mut model = resnext_runtime::cuda::runner::CudaModel::load(
+        &emitted.source,
+        &emitted.plan.to_text(),
+        &weights,
+        emitted.model_hash,
+        0,
+    )
+    .expect("load on the GPU");
+    let (shape, input) = npy::read_f32(dir.join(format!("{stem}.input.npy"))).expect("input");
+    let (_, expected) = npy::read_f32(dir.join(format!("{stem}.output.npy"))).expect("output");
+    let logits = model.forward(&input, shape[0]).expect("forward");
+    let diff = assert_close(&logits, &expected, 1e-3, &format!("{stem}: GPU vs PyTorch"));
+    eprintln!(
+        "{stem}: GPU max abs err {} (max |logit| {})",
+        diff.max_abs_diff, diff.scale
+    );
+    model.set_graphs(true);
+    for _ in 0..2 {
+        let again = model.forward(&input, shape[0]).expect("forward (graph)");
+        assert_eq!(again, logits, "{stem}: CUDA-graph replay differs");
     }
 }

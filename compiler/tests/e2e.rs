@@ -1,18 +1,24 @@
 //! End to end: `resnextc compile` each shared test model, build the emitted crate once with cargo, run
-//! its binary under every ISA tier this CPU supports (`RESNEXT_ISA`) on the PyTorch input batch and
-//! compare its logits with PyTorch's (max abs err ≤ 1e-4 × max |logit|) for every tier.
+//! its binary under each ISA tier (`RESNEXT_ISA`) on the PyTorch input batch and compare its logits
+//! with PyTorch's (max abs err ≤ 1e-4 × max |logit|). The small models have one test per tier (the
+//! modules `generic`, `avx2`, `avx512`; a tier the CPU lacks is reported as ignored), sharing one
+//! build of each emitted crate.
 //!
 //! The emitted crates share one target dir (`target/emitted`), so the runtime is compiled once.
-//! resnext50 runs only when `RESNEXT_MODELS` names the directory of the unpacked shared models.
+//! resnext50 (`with_models`) is ignored unless requested, and needs `RESNEXT_MODELS` to name the
+//! directory of the unpacked shared models.
 //! Each run sets `RESNEXT_LOG=1` and must log the tier it was asked for, so a tier that silently fell
 //! back to another cannot pass for it.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use resnext_runtime::exec::isa::Isa;
 use resnext_runtime::formats::npy;
+use resnext_test_support::{assert_close, models_dir};
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -42,23 +48,59 @@ fn run_ok(cmd: &mut Command, what: &str) -> (String, String) {
     (String::from_utf8_lossy(&out.stdout).into_owned(), stderr)
 }
 
-/// The tiers to test: every one this CPU supports; the others are skipped with a line on stderr.
-fn tiers() -> Vec<Isa> {
-    let all = [Isa::Generic, Isa::Avx2, Isa::Avx512];
-    for isa in all.iter().filter(|i| !i.supported()) {
-        eprintln!("[e2e] skipping tier {}: this CPU lacks it", isa.name());
+/// The tiers this CPU has, as the build script probed them; each must also be detected at run time.
+fn host_tiers() -> Vec<Isa> {
+    let mut tiers = vec![Isa::Generic];
+    if cfg!(host_avx2) {
+        tiers.push(Isa::Avx2);
     }
-    all.into_iter().filter(|i| i.supported()).collect()
+    if cfg!(host_avx512) {
+        tiers.push(Isa::Avx512);
+    }
+    for isa in &tiers {
+        require_tier(*isa);
+    }
+    tiers
 }
 
-/// Compiles `dir/stem.onnx` with `--layout layout`, builds the emitted crate once, runs it on
-/// `stem.input.npy` under every supported tier and compares each result with `stem.output.npy`.
-/// With `bench`, also checks the `--bench 1` output on the best tier (it costs three passes).
-fn end_to_end(dir: &Path, stem: &str, layout: &str, bench: bool) {
+/// Fails the test when this CPU lacks `isa` (a test of that tier runs only when asked for).
+fn require_tier(isa: Isa) {
+    assert!(
+        isa.supported(),
+        "this test needs the {} tier, which this CPU lacks",
+        isa.name()
+    );
+}
+
+/// The binary of an emitted crate, built.
+struct Built {
+    bin: PathBuf,
+}
+
+/// Compiles `dir/stem.onnx` with `--layout layout` and builds the emitted crate, once a process for
+/// each model and layout (the per-tier tests share it).
+fn built(dir: &Path, stem: &str, layout: &str) -> Arc<Built> {
+    type Cache = Mutex<HashMap<PathBuf, Arc<OnceLock<Arc<Built>>>>>;
+    static CACHE: OnceLock<Cache> = OnceLock::new();
+    let key = dir.join(format!("{stem}.{layout}"));
+    let cell = CACHE
+        .get_or_init(Cache::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(key)
+        .or_default()
+        .clone();
+    cell.get_or_init(|| Arc::new(build(dir, stem, layout)))
+        .clone()
+}
+
+fn build(dir: &Path, stem: &str, layout: &str) -> Built {
     let model = dir.join(format!("{stem}.onnx"));
-    let tmp = tempfile::tempdir().expect("temp dir");
-    let crate_dir = tmp.path().join(stem);
     let name = format!("e2e_{stem}_{layout}");
+    // The crate lives beside its build (not in a temporary directory, which the per-process cache
+    // would never remove); each process writes it afresh.
+    let crate_dir = workspace().join("target/emitted/crates").join(&name);
+    let _ = std::fs::remove_dir_all(&crate_dir);
     step(&format!("{stem}: resnextc compile"), || {
         run_ok(
             Command::new(env!("CARGO_BIN_EXE_resnextc"))
@@ -83,93 +125,112 @@ fn end_to_end(dir: &Path, stem: &str, layout: &str, bench: bool) {
             "cargo build of the emitted crate",
         )
     });
-    let (want_shape, want) =
-        npy::read_f32(dir.join(format!("{stem}.output.npy"))).expect("read PyTorch logits");
-    let scale = want.iter().fold(0.0f32, |m, x| m.max(x.abs()));
-    let tiers = tiers();
-    assert!(!tiers.is_empty(), "the generic tier is always supported");
-    for isa in tiers {
-        let tier = isa.name();
-        let output = tmp.path().join(format!("logits_{tier}.npy"));
-        // The benchmark's extra passes cost time: one tier (the best, run last) is enough.
-        let bench = bench && isa == Isa::detect();
-        let (stdout, stderr) = step(&format!("{stem}: run on {tier} (bench: {bench})"), || {
-            let mut cmd = Command::new(target.join("release").join(&name));
-            cmd.arg(dir.join(format!("{stem}.input.npy")))
-                .arg(&output)
-                .env("RESNEXT_ISA", tier)
-                .env("RESNEXT_LOG", "1");
-            if bench {
-                cmd.args(["--bench", "1"]);
-            }
-            run_ok(
-                &mut cmd,
-                &format!("the emitted binary (RESNEXT_ISA={tier})"),
-            )
-        });
-        let logged = format!("resnext-runtime: kernels use {tier}");
-        assert!(
-            stderr.lines().any(|l| l.trim() == logged),
-            "{stem}: RESNEXT_ISA={tier} did not select {tier}; stderr:\n{stderr}"
-        );
-        let last = stdout.lines().last().unwrap_or_default().to_string();
-        if bench {
-            assert!(last.starts_with("median_ms="), "last line {last:?}");
-        }
-
-        let (shape, got) = npy::read_f32(&output).expect("read our logits");
-        assert_eq!(shape, want_shape, "{stem} on {tier}: logits shape");
-        let err = got
-            .iter()
-            .zip(&want)
-            .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
-        eprintln!("[e2e] {stem} on {tier}: max abs err {err:e}, max |logit| {scale}, {last}");
-        assert!(
-            err <= 1e-4 * scale,
-            "{stem} on {tier}: max abs err {err} > 1e-4 × {scale}"
-        );
+    Built {
+        bin: target.join("release").join(&name),
     }
 }
 
-// The ResNeXts on both layouts (`auto` picks one per machine; each must be right everywhere).
+/// Runs the emitted binary of `dir/stem.onnx` (built with `--layout layout`) on `stem.input.npy`
+/// under `isa` and compares the result with `stem.output.npy`. With `bench`, also checks the
+/// `--bench 1` output on the best tier (it costs three passes).
+fn end_to_end(dir: &Path, stem: &str, layout: &str, isa: Isa, bench: bool) {
+    require_tier(isa);
+    let built = built(dir, stem, layout);
+    let (want_shape, want) =
+        npy::read_f32(dir.join(format!("{stem}.output.npy"))).expect("read PyTorch logits");
+    let tier = isa.name();
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let output = tmp.path().join("logits.npy");
+    // The benchmark's extra passes cost time: one tier (the best) is enough.
+    let bench = bench && isa == Isa::detect();
+    let (stdout, stderr) = step(&format!("{stem}: run on {tier} (bench: {bench})"), || {
+        let mut cmd = Command::new(&built.bin);
+        cmd.arg(dir.join(format!("{stem}.input.npy")))
+            .arg(&output)
+            .env("RESNEXT_ISA", tier)
+            .env("RESNEXT_LOG", "1");
+        if bench {
+            cmd.args(["--bench", "1"]);
+        }
+        run_ok(
+            &mut cmd,
+            &format!("the emitted binary (RESNEXT_ISA={tier})"),
+        )
+    });
+    let logged = format!("resnext-runtime: kernels use {tier}");
+    assert!(
+        stderr.lines().any(|l| l.trim() == logged),
+        "{stem}: RESNEXT_ISA={tier} did not select {tier}; stderr:\n{stderr}"
+    );
+    let last = stdout.lines().last().unwrap_or_default().to_string();
+    if bench {
+        assert!(last.starts_with("median_ms="), "last line {last:?}");
+    }
 
-#[test]
-fn resnext_small_matches_pytorch() {
-    end_to_end(
-        &workspace().join("testdata"),
-        "resnext_small_8x4d_bn",
-        "nchw8c",
-        true,
+    let (shape, got) = npy::read_f32(&output).expect("read our logits");
+    assert_eq!(shape, want_shape, "{stem} on {tier}: logits shape");
+    let diff = assert_close(&got, &want, 1e-4, &format!("{stem} ({layout}) on {tier}"));
+    eprintln!(
+        "[e2e] {stem} on {tier}: max abs err {:e}, max |logit| {}, {last}",
+        diff.max_abs_diff, diff.scale
     );
 }
 
-#[test]
-fn resnext_small_on_nchw_matches_pytorch() {
-    end_to_end(
-        &workspace().join("testdata"),
-        "resnext_small_8x4d_bn",
-        "nchw",
-        false,
-    );
-}
+// The ResNeXts on both layouts (`auto` picks one per machine; each must be right everywhere), one
+// test per tier.
+macro_rules! tier_tests {
+    ($tier:ident, $isa:expr $(, $ignore:meta)?) => {
+        mod $tier {
+            use super::*;
 
-#[test]
-fn mobilenet_v2_matches_pytorch() {
-    end_to_end(
-        &workspace().join("testdata"),
-        "mobilenet_v2_bn",
-        "auto",
-        false,
-    );
-}
+            #[test]
+            $(#[$ignore])?
+            fn resnext_small_matches_pytorch() {
+                let dir = workspace().join("testdata");
+                end_to_end(&dir, "resnext_small_8x4d_bn", "nchw8c", $isa, true);
+            }
 
-#[test]
-fn resnext50_matches_pytorch() {
-    let Some(dir) = std::env::var_os("RESNEXT_MODELS") else {
-        eprintln!("skipping: RESNEXT_MODELS not set");
-        return;
+            #[test]
+            $(#[$ignore])?
+            fn resnext_small_on_nchw_matches_pytorch() {
+                let dir = workspace().join("testdata");
+                end_to_end(&dir, "resnext_small_8x4d_bn", "nchw", $isa, false);
+            }
+
+            #[test]
+            $(#[$ignore])?
+            fn mobilenet_v2_matches_pytorch() {
+                let dir = workspace().join("testdata");
+                end_to_end(&dir, "mobilenet_v2_bn", "auto", $isa, false);
+            }
+        }
     };
-    for layout in ["nchw8c", "nchw"] {
-        end_to_end(Path::new(&dir), "resnext50_32x4d_bn", layout, false);
+}
+
+tier_tests!(generic, Isa::Generic);
+tier_tests!(
+    avx2,
+    Isa::Avx2,
+    cfg_attr(not(host_avx2), ignore = "CPU lacks AVX2+FMA")
+);
+tier_tests!(
+    avx512,
+    Isa::Avx512,
+    cfg_attr(not(host_avx512), ignore = "CPU lacks AVX-512")
+);
+
+mod with_models {
+    use super::*;
+
+    /// ResNeXt-50 on both layouts under every tier this CPU has.
+    #[test]
+    #[ignore = "needs RESNEXT_MODELS"]
+    fn resnext50_matches_pytorch() {
+        let dir = models_dir();
+        for layout in ["nchw8c", "nchw"] {
+            for isa in host_tiers() {
+                end_to_end(&dir, "resnext50_32x4d_bn", layout, isa, false);
+            }
+        }
     }
 }

@@ -7,6 +7,7 @@ use std::time::Instant;
 use resnext_compiler::front::onnx;
 use resnext_compiler::{interp, ir};
 use resnext_runtime::formats::npy;
+use resnext_test_support::{assert_close, models_dir};
 
 fn testdata(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -48,16 +49,11 @@ fn check_against_pytorch(
         start.elapsed()
     );
     assert_eq!(got[0].len(), want.len(), "output size vs {out_shape:?}");
-    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let err = got[0]
-        .iter()
-        .zip(&want)
-        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-    eprintln!("max |err| = {err:e}, max |logit| = {scale}");
-    assert!(
-        err <= 1e-4 * scale,
-        "{}: max abs error {err} > 1e-4 × max |logit| {scale}",
-        model.display()
+    let what = format!("{}: logits", model.display());
+    let diff = assert_close(&got[0], &want, 1e-4, &what);
+    eprintln!(
+        "max |err| = {:e}, max |logit| = {}",
+        diff.max_abs_diff, diff.scale
     );
     graph
 }
@@ -114,22 +110,23 @@ fn mobilenet_v2_matches_pytorch() {
     )));
 }
 
-#[test]
-fn resnext50_matches_pytorch() {
-    let Some(dir) = std::env::var_os("RESNEXT_MODELS") else {
-        eprintln!("skipping: RESNEXT_MODELS not set");
-        return;
-    };
-    let dir = PathBuf::from(dir);
-    check_against_pytorch(
-        &dir.join("resnext50_32x4d_bn.onnx"),
-        &dir.join("resnext50_32x4d_bn.input.npy"),
-        &dir.join("resnext50_32x4d_bn.output.npy"),
-        &[
-            ("Conv", 53),
-            ("BatchNormalization", 53),
-            ("Add", 16),
-            ("Dense", 1),
-        ],
-    );
+mod with_models {
+    use super::*;
+
+    #[test]
+    #[ignore = "needs RESNEXT_MODELS"]
+    fn resnext50_matches_pytorch() {
+        let dir = models_dir();
+        check_against_pytorch(
+            &dir.join("resnext50_32x4d_bn.onnx"),
+            &dir.join("resnext50_32x4d_bn.input.npy"),
+            &dir.join("resnext50_32x4d_bn.output.npy"),
+            &[
+                ("Conv", 53),
+                ("BatchNormalization", 53),
+                ("Add", 16),
+                ("Dense", 1),
+            ],
+        );
+    }
 }

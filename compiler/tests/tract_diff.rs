@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use resnext_compiler::front::onnx;
 use resnext_compiler::{interp, ir};
+use resnext_test_support::{assert_close, compare, models_dir};
 use tract_onnx::prelude::*;
 
 fn testdata(name: &str) -> PathBuf {
@@ -65,26 +66,19 @@ fn differential(model: &Path, batch: usize, seed: u64) {
     let ours = interp::run(&graph, &info, &[&x], batch).expect("interpreter runs");
     let theirs = run_tract(model, chw, batch, &x);
     assert_eq!(ours[0].len(), theirs.len(), "output sizes");
-    let scale = theirs.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let err = ours[0]
-        .iter()
-        .zip(&theirs)
-        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    let what = format!("{}: batch {batch}, ours vs tract", model.display());
+    let diff = compare(&ours[0], &theirs).unwrap_or_else(|e| panic!("{what}: {e}"));
     eprintln!(
-        "{}: batch {batch}, max |ours - tract| = {err:e}, max |output| = {scale}",
-        model.display()
+        "{what}: max |ours - tract| = {:e}, max |output| = {}",
+        diff.max_abs_diff, diff.scale
     );
     // Both sides compute the same fp32 math in different orders (tract folds BatchNorm, reorders
     // sums, may use FMA; the reference kernels accumulate in f64). Rounding differences then grow
     // with depth like a few ulps per layer relative to the activations, far below 1e-4 of the
     // largest output, while any real import mistake (a wrong pad, group, transpose or epsilon)
     // moves the logits by percent. This is the PyTorch criterion of the end-to-end tests too.
-    assert!(scale > 0.0, "outputs are not all zero");
-    assert!(
-        err <= 1e-4 * scale,
-        "{}: max |ours - tract| = {err} > 1e-4 × {scale}",
-        model.display()
-    );
+    assert!(diff.scale > 0.0, "outputs are not all zero");
+    assert_close(&ours[0], &theirs, 1e-4, &what);
 }
 
 #[test]
@@ -97,13 +91,15 @@ fn mobilenet_v2_agrees_with_tract() {
     differential(&testdata("mobilenet_v2_bn.onnx"), 1, 42);
 }
 
-#[test]
-fn resnext50_agrees_with_tract() {
-    let Some(dir) = std::env::var_os("RESNEXT_MODELS") else {
-        eprintln!("skipping: RESNEXT_MODELS not set");
-        return;
-    };
-    differential(&PathBuf::from(dir).join("resnext50_32x4d_bn.onnx"), 1, 7);
+mod with_models {
+    use super::*;
+
+    #[test]
+    #[ignore = "needs RESNEXT_MODELS"]
+    fn resnext50_agrees_with_tract() {
+        let dir = models_dir();
+        differential(&dir.join("resnext50_32x4d_bn.onnx"), 1, 7);
+    }
 }
 
 /// Builders for hand-made models covering the ops and attribute forms the torchvision exports do

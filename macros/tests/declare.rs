@@ -1,11 +1,13 @@
 //! Declaring models with `resnext!`: the generated type reads exactly the PyTorch state_dict's tensors,
 //! reports every mismatch of a wrong file at once, and its forward pass matches PyTorch's logits
-//! under every ISA tier the CPU supports (each in a child process: the tier is chosen once per process).
+//! under every ISA tier (each in a child process: the tier is chosen once per process; one test per
+//! tier, a tier the CPU lacks reported as ignored).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use resnext_runtime::exec::isa::Isa;
+use resnext_test_support::{assert_close, models_dir};
 
 mod common;
 use common::{Small, testdata};
@@ -48,19 +50,15 @@ fn assert_matches_pytorch(
     let batch = in_shape[0];
     assert_eq!(out_shape[0], batch);
     let got = forward(&input, batch);
-    assert_eq!(got.len(), expected.len());
-    let scale = expected.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let worst = got
-        .iter()
-        .zip(&expected)
-        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    let diff = assert_close(&got, &expected, 1e-4, "logits vs PyTorch");
     let isa = resnext_runtime::exec::isa::isa();
     eprintln!(
-        "max |diff| {worst:e}, max |logit| {scale} (kernels: {})",
+        "max |diff| {:e}, max |logit| {} (kernels: {})",
+        diff.max_abs_diff,
+        diff.scale,
         isa.name()
     );
-    assert!(worst <= 1e-4 * scale, "max |diff| {worst} > 1e-4 × {scale}");
-    // Under `every_tier_matches_pytorch` the tier is forced: it must be the one that ran.
+    // Rerun under a tier (`on_tier`), the tier is forced: it must be the one that ran.
     if let Ok(forced) = std::env::var("RESNEXT_ISA") {
         assert_eq!(
             isa.name(),
@@ -114,22 +112,6 @@ fn a_wrong_state_dict_lists_every_mismatch() {
 }
 
 #[test]
-fn resnext50_matches_pytorch() {
-    let Some(dir) = std::env::var_os("RESNEXT_MODELS") else {
-        eprintln!("skipping: RESNEXT_MODELS not set");
-        return;
-    };
-    let dir = PathBuf::from(dir);
-    let model = ResNeXt50::load_safetensors(dir.join("resnext50_32x4d.safetensors"))
-        .expect("torchvision resnext50_32x4d loads");
-    assert_matches_pytorch(
-        |x, batch| model.forward(x, batch).expect("forward"),
-        &dir.join("resnext50_32x4d_bn.input.npy"),
-        &dir.join("resnext50_32x4d_bn.output.npy"),
-    );
-}
-
-#[test]
 fn random_weights_are_deterministic_and_finite() {
     let (a, b, c) = (Small::random(1), Small::random(1), Small::random(2));
     let input: Vec<f32> = (0..3 * 64 * 64)
@@ -150,46 +132,101 @@ fn random_weights_are_deterministic_and_finite() {
     assert!(a.forward(&input[1..], 1).is_err());
 }
 
-/// The PyTorch comparisons again under each supported tier. The kernels fix their tier once per
-/// process, so each tier reruns them in a child process of this test binary with `RESNEXT_ISA` set;
-/// the child asserts the tier in process, and its `RESNEXT_LOG` line must name it too.
-#[test]
-fn every_tier_matches_pytorch() {
+/// Reruns `test` (an exact name; `ignored`: it is an ignored test) in a child process of this test
+/// binary with `RESNEXT_ISA` set to `isa`: the kernels fix their tier once per process. The child
+/// asserts the tier in process, and its `RESNEXT_LOG` line must name it too.
+fn on_tier(isa: Isa, test: &str, ignored: bool) {
+    let tier = isa.name();
+    assert!(
+        isa.supported(),
+        "this test needs the {tier} tier, which this CPU lacks"
+    );
     let exe = std::env::current_exe().expect("the test binary's path");
-    let all = [Isa::Generic, Isa::Avx2, Isa::Avx512];
-    for isa in all.iter().filter(|i| !i.supported()) {
-        eprintln!("skipping tier {}: this CPU lacks it", isa.name());
+    let mut cmd = Command::new(&exe);
+    cmd.args([test, "--exact", "--nocapture", "--test-threads=1"]);
+    if ignored {
+        cmd.arg("--ignored");
     }
-    let tests = ["small_matches_pytorch", "resnext50_matches_pytorch"];
-    for isa in all.into_iter().filter(|i| i.supported()) {
-        let tier = isa.name();
-        for test in tests {
-            let out = Command::new(&exe)
-                .args([test, "--exact", "--nocapture", "--test-threads=1"])
-                .env("RESNEXT_ISA", tier)
-                .env("RESNEXT_LOG", "1")
-                .output()
-                .expect("rerun the test binary");
-            let (stdout, stderr) = (
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr),
-            );
-            assert!(
-                out.status.success() && stdout.contains("1 passed"),
-                "{test} on {tier} failed ({}):\n{stdout}\n{stderr}",
-                out.status
-            );
-            if stderr.contains("skipping: RESNEXT_MODELS not set") {
-                eprintln!("{test} on {tier}: skipped (RESNEXT_MODELS not set)");
-                continue;
+    let out = cmd
+        .env("RESNEXT_ISA", tier)
+        .env("RESNEXT_LOG", "1")
+        .output()
+        .expect("rerun the test binary");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "{test} on {tier} failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    let logged = format!("resnext-runtime: kernels use {tier}");
+    assert!(
+        stderr.lines().any(|l| l.trim() == logged),
+        "{test}: RESNEXT_ISA={tier} did not log {logged:?}:\n{stderr}"
+    );
+    let diff = stderr.lines().find(|l| l.starts_with("max |diff|"));
+    eprintln!("{test} on {tier}: {}", diff.unwrap_or("(no diff line)"));
+}
+
+// The small network's PyTorch comparison under each tier, one test per tier.
+macro_rules! tier_tests {
+    ($tier:ident, $isa:expr $(, $ignore:meta)?) => {
+        mod $tier {
+            use super::*;
+
+            #[test]
+            $(#[$ignore])?
+            fn small_matches_pytorch() {
+                on_tier($isa, "small_matches_pytorch", false);
             }
-            let logged = format!("resnext-runtime: kernels use {tier}");
-            assert!(
-                stderr.lines().any(|l| l.trim() == logged),
-                "{test}: RESNEXT_ISA={tier} did not log {logged:?}:\n{stderr}"
-            );
-            let diff = stderr.lines().find(|l| l.starts_with("max |diff|"));
-            eprintln!("{test} on {tier}: {}", diff.unwrap_or("(no diff line)"));
+        }
+    };
+}
+
+tier_tests!(generic, Isa::Generic);
+tier_tests!(
+    avx2,
+    Isa::Avx2,
+    cfg_attr(not(host_avx2), ignore = "CPU lacks AVX2+FMA")
+);
+tier_tests!(
+    avx512,
+    Isa::Avx512,
+    cfg_attr(not(host_avx512), ignore = "CPU lacks AVX-512")
+);
+
+mod with_models {
+    use super::*;
+
+    #[test]
+    #[ignore = "needs RESNEXT_MODELS"]
+    fn resnext50_matches_pytorch() {
+        let dir = models_dir();
+        let model = ResNeXt50::load_safetensors(dir.join("resnext50_32x4d.safetensors"))
+            .expect("torchvision resnext50_32x4d loads");
+        assert_matches_pytorch(
+            |x, batch| model.forward(x, batch).expect("forward"),
+            &dir.join("resnext50_32x4d_bn.input.npy"),
+            &dir.join("resnext50_32x4d_bn.output.npy"),
+        );
+    }
+
+    /// ResNeXt-50 under every tier this CPU has (as the build script probed it).
+    #[test]
+    #[ignore = "needs RESNEXT_MODELS"]
+    fn resnext50_matches_pytorch_on_every_tier() {
+        models_dir();
+        let mut tiers = vec![Isa::Generic];
+        if cfg!(host_avx2) {
+            tiers.push(Isa::Avx2);
+        }
+        if cfg!(host_avx512) {
+            tiers.push(Isa::Avx512);
+        }
+        for isa in tiers {
+            on_tier(isa, "with_models::resnext50_matches_pytorch", true);
         }
     }
 }

@@ -5,15 +5,14 @@
 //! on both: outputs whose window sees a NaN are NaN, and the NaN/±inf pattern of every fast tier
 //! equals the reference's, element by element.
 
-use resnext_runtime::exec::Ctx;
-use resnext_runtime::exec::isa::Isa;
-use resnext_runtime::exec::threads::Threads;
 use resnext_runtime::kernels::conv::{self, ConvAlgo};
 use resnext_runtime::kernels::dense::{self, DenseArgs};
 use resnext_runtime::kernels::pool::PoolArgs;
 use resnext_runtime::kernels::{
     Activation, ConvArgs, ConvShape, Epilogue, PoolShape, pool, reference,
 };
+
+mod common;
 
 /// Finite values in [-1, 1) with a NaN, a +inf and a -inf planted at the given indices.
 fn input(len: usize, nan: usize, pos_inf: usize, neg_inf: usize) -> Vec<f32> {
@@ -107,7 +106,7 @@ fn convs_propagate_nan_and_inf_like_the_reference() {
                 "{algo:?}"
             );
             let packed = conv::pack(algo, &s, &wt).unwrap();
-            for isa in Isa::all_supported() {
+            for isa in common::tiers() {
                 let mut got = vec![0.0; want.len()];
                 let mut scratch = vec![0.0; conv::scratch_len(algo, &s, batch, threads.count())];
                 let args = ConvArgs {
@@ -149,7 +148,7 @@ fn dense_propagates_nan_like_the_reference() {
         let mut want = vec![0.0; batch * m];
         reference::dense(batch, k, m, &x, &wt, &ep, &mut want).unwrap();
         assert!(want[..m].iter().all(|v| v.is_nan()), "{want:?}");
-        for isa in Isa::all_supported() {
+        for isa in common::tiers() {
             let mut got = vec![0.0; want.len()];
             let mut scratch = vec![0.0; dense::scratch_len(batch, k, threads.count())];
             let args = DenseArgs {
@@ -198,7 +197,7 @@ fn max_pool_propagates_nan_like_the_reference() {
         want[s.out_w + 2].is_nan(),
         "reference max pool dropped the NaN"
     );
-    for isa in Isa::all_supported() {
+    for isa in common::tiers() {
         for threads in [1, 2] {
             let mut got = vec![0.0; want.len()];
             let args = PoolArgs {
@@ -242,7 +241,7 @@ fn max_pool_propagates_nan_in_wide_rows() {
     let mut want = vec![0.0; s.channels * s.out_h * s.out_w];
     reference::max_pool2d(&s, 1, &x, &mut want).unwrap();
     assert!(want.iter().filter(|v| v.is_nan()).count() >= 8, "{want:?}");
-    for isa in Isa::all_supported() {
+    for isa in common::tiers() {
         let mut got = vec![0.0; want.len()];
         let args = PoolArgs {
             shape: s,

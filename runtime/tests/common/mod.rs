@@ -12,8 +12,6 @@
 // Each test crate uses its own subset.
 #![allow(dead_code)]
 
-use std::sync::Once;
-
 use proptest::prelude::*;
 use resnext_runtime::exec::isa::Isa;
 use resnext_runtime::exec::threads::Threads;
@@ -68,17 +66,56 @@ pub fn out_size(
     (padded >= span).then(|| (padded - span) / stride + 1)
 }
 
-/// Every tier this CPU supports; each one it lacks is named on stderr as skipped (once a process).
+/// The tiers to test: those this CPU has, as the build script probed them (`host_avx2`,
+/// `host_avx512`); each must also be detected at run time. A tier the CPU lacks is reported by the
+/// ignored test of [`tier_coverage`] in every binary that includes this module.
 pub fn tiers() -> Vec<Isa> {
-    static SKIPPED: Once = Once::new();
-    SKIPPED.call_once(|| {
-        for isa in [Isa::Generic, Isa::Avx2, Isa::Avx512] {
-            if !isa.supported() {
-                eprintln!("skipping tier {}: this CPU lacks it", isa.name());
-            }
-        }
-    });
-    Isa::all_supported()
+    let mut tiers = vec![Isa::Generic];
+    if cfg!(host_avx2) {
+        tiers.push(Isa::Avx2);
+    }
+    if cfg!(host_avx512) {
+        tiers.push(Isa::Avx512);
+    }
+    for isa in &tiers {
+        assert!(
+            isa.supported(),
+            "the build host has the {} tier but this CPU lacks it",
+            isa.name()
+        );
+    }
+    tiers
+}
+
+/// One test per tier in each kernel test binary: the tests loop over [`tiers`], so a tier this CPU
+/// lacks is untested, and its test here says so as ignored (and fails when run on request).
+mod tier_coverage {
+    use super::*;
+
+    fn covered(isa: Isa) {
+        assert!(
+            isa.supported() && tiers().contains(&isa),
+            "the {} kernels are not tested: this CPU lacks the tier",
+            isa.name()
+        );
+    }
+
+    #[test]
+    fn generic() {
+        covered(Isa::Generic);
+    }
+
+    #[test]
+    #[cfg_attr(not(host_avx2), ignore = "CPU lacks AVX2+FMA")]
+    fn avx2() {
+        covered(Isa::Avx2);
+    }
+
+    #[test]
+    #[cfg_attr(not(host_avx512), ignore = "CPU lacks AVX-512")]
+    fn avx512() {
+        covered(Isa::Avx512);
+    }
 }
 
 /// One conv test case: a shape and its setting.
