@@ -1,0 +1,458 @@
+//! Every CNN family from every exporter, end to end: each `testdata/families/NAME.EXPORTER.onnx`
+//! is compiled with the library pipeline, run on `NAME.input.npy` and compared with PyTorch's
+//! logits (`NAME.output.npy`): max abs err ≤ 1e-4 × max |logit|, or onnxruntime's own error on the
+//! same file (`ort_max_abs_err` in `manifest.json`) where that is larger; NaN fails.
+//!
+//! One build serves every test: the first test to need it compiles every fixture the compiler
+//! accepts into one module each of a single `families` binary (dispatching on the model's name),
+//! built once with cargo in `target/emitted` beside the e2e crates, so the runtime is shared too.
+//! A fixture the compiler rejects is left out of that binary, and its test fails with the
+//! compile error: tests of fixtures that do not compile yet are `#[ignore = "needs …"]`, so
+//! `cargo test -- --ignored` shows which of them have started to work.
+
+use std::collections::BTreeMap;
+use std::error::Error;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use resnext_compiler::back::rust as back_rust;
+use resnext_compiler::driver;
+use resnext_runtime::formats::npy;
+
+const EXPORTERS: [&str; 3] = ["dynamo", "ts17", "ts9"];
+
+/// One `#[test]` per fixture; the test's name is `NAME_EXPORTER`, and names the fixture.
+macro_rules! families {
+    ($($(#[$attr:meta])* $test:ident,)*) => {
+        /// Every fixture the tests name, as `NAME_EXPORTER`.
+        const FIXTURES: &[&str] = &[$(stringify!($test)),*];
+        $(
+            #[test]
+            $(#[$attr])*
+            fn $test() {
+                check(stringify!($test));
+            }
+        )*
+    };
+}
+
+families! {
+    #[ignore = "needs opset 20"] alexnet_mini_dynamo,
+    alexnet_mini_ts17,
+    #[ignore = "needs opset 9"] alexnet_mini_ts9,
+    #[ignore = "needs opset 20; Gelu, LayerNormalization, Mul, Range, Squeeze, Transpose"]
+    convnext_mini_dynamo,
+    #[ignore = "needs Div, Erf, LayerNormalization, Mul, Transpose"] convnext_mini_ts17,
+    #[ignore = "needs opset 9; Div, Erf, Mul, Pow, Sqrt, Sub, Transpose"] convnext_mini_ts9,
+    #[ignore = "needs opset 20; Concat of activations"] densenet_mini_dynamo,
+    #[ignore = "needs Concat of activations"] densenet_mini_ts17,
+    #[ignore = "needs opset 9; Concat of activations, Pad"] densenet_mini_ts9,
+    #[ignore = "needs opset 20; Mul, Sigmoid"] efficientnet_v1_mini_dynamo,
+    #[ignore = "needs Mul, Sigmoid"] efficientnet_v1_mini_ts17,
+    #[ignore = "needs opset 9; Mul, Sigmoid"] efficientnet_v1_mini_ts9,
+    #[ignore = "needs opset 20; Mul, Sigmoid"] efficientnet_v2_mini_dynamo,
+    #[ignore = "needs Mul, Sigmoid"] efficientnet_v2_mini_ts17,
+    #[ignore = "needs opset 9; Mul, Sigmoid"] efficientnet_v2_mini_ts9,
+    #[ignore = "needs opset 20; Concat of activations"] googlenet_mini_dynamo,
+    #[ignore = "needs Concat of activations"] googlenet_mini_ts17,
+    #[ignore = "needs opset 9; Concat of activations"] googlenet_mini_ts9,
+    #[ignore = "needs opset 20; Concat of activations"] inception_v3_mini_dynamo,
+    #[ignore = "needs Concat of activations"] inception_v3_mini_ts17,
+    #[ignore = "needs opset 9; Concat of activations, Pad"] inception_v3_mini_ts9,
+    #[ignore = "needs opset 20; Sigmoid"] lenet5_sigmoid_dynamo,
+    #[ignore = "needs Sigmoid"] lenet5_sigmoid_ts17,
+    #[ignore = "needs opset 9; Pad, Sigmoid"] lenet5_sigmoid_ts9,
+    #[ignore = "needs opset 20; Tanh"] lenet5_tanh_dynamo,
+    #[ignore = "needs Tanh"] lenet5_tanh_ts17,
+    #[ignore = "needs opset 9; Pad, Tanh"] lenet5_tanh_ts9,
+    #[ignore = "needs opset 20"] mnasnet_mini_dynamo,
+    mnasnet_mini_ts17,
+    #[ignore = "needs opset 9"] mnasnet_mini_ts9,
+    #[ignore = "needs opset 20"] mobilenet_v2_mini_dynamo,
+    mobilenet_v2_mini_ts17,
+    #[ignore = "needs opset 9"] mobilenet_v2_mini_ts9,
+    #[ignore = "needs opset 20; HardSigmoid, HardSwish, Mul"] mobilenet_v3_mini_dynamo,
+    #[ignore = "needs HardSigmoid, HardSwish, Mul"] mobilenet_v3_mini_ts17,
+    #[ignore = "needs opset 9; HardSigmoid, Mul"] mobilenet_v3_mini_ts9,
+    #[ignore = "needs opset 20"] regnet_x_mini_dynamo,
+    regnet_x_mini_ts17,
+    #[ignore = "needs opset 9"] regnet_x_mini_ts9,
+    #[ignore = "needs opset 20; Mul, Sigmoid"] regnet_y_mini_dynamo,
+    #[ignore = "needs Mul, Sigmoid"] regnet_y_mini_ts17,
+    #[ignore = "needs opset 9; Mul, Sigmoid"] regnet_y_mini_ts9,
+    #[ignore = "needs opset 20"] resnet_basic_mini_dynamo,
+    resnet_basic_mini_ts17,
+    #[ignore = "needs opset 9"] resnet_basic_mini_ts9,
+    #[ignore = "needs opset 20"] resnet_bottleneck_mini_dynamo,
+    resnet_bottleneck_mini_ts17,
+    #[ignore = "needs opset 9"] resnet_bottleneck_mini_ts9,
+    #[ignore = "needs opset 20"] resnext_mini_dynamo,
+    resnext_mini_ts17,
+    #[ignore = "needs opset 9"] resnext_mini_ts9,
+    #[ignore = "needs opset 20; Split, Transpose"] shufflenet_v2_mini_dynamo,
+    #[ignore = "needs Cast, Div, Mul, Slice, Transpose"] shufflenet_v2_mini_ts17,
+    #[ignore = "needs opset 9; Cast, Div, Split, Transpose"] shufflenet_v2_mini_ts9,
+    #[ignore = "needs opset 20; Concat of activations"] squeezenet1_0_mini_dynamo,
+    #[ignore = "needs Concat of activations"] squeezenet1_0_mini_ts17,
+    #[ignore = "needs opset 9; Concat of activations"] squeezenet1_0_mini_ts9,
+    #[ignore = "needs opset 20; Concat of activations"] squeezenet1_1_mini_dynamo,
+    #[ignore = "needs Concat of activations"] squeezenet1_1_mini_ts17,
+    #[ignore = "needs opset 9; Concat of activations"] squeezenet1_1_mini_ts9,
+    #[ignore = "needs opset 20"] vgg11_bn_mini_dynamo,
+    vgg11_bn_mini_ts17,
+    #[ignore = "needs opset 9"] vgg11_bn_mini_ts9,
+    #[ignore = "needs opset 20"] vgg11_mini_dynamo,
+    vgg11_mini_ts17,
+    #[ignore = "needs opset 9"] vgg11_mini_ts9,
+    #[ignore = "needs opset 20"] wide_resnet_mini_dynamo,
+    wide_resnet_mini_ts17,
+    #[ignore = "needs opset 9"] wide_resnet_mini_ts9,
+    #[ignore = "needs opset 20"] xception_mini_dynamo,
+    xception_mini_ts17,
+    #[ignore = "needs opset 9"] xception_mini_ts9,
+}
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("compiler/ has a parent")
+        .to_path_buf()
+}
+
+fn fixtures_dir() -> PathBuf {
+    workspace().join("testdata/families")
+}
+
+/// `resnext_mini_ts17` → (`resnext_mini`, `ts17`).
+fn split_test_name(test: &str) -> (&str, &str) {
+    match test.rsplit_once('_') {
+        Some((model, exporter)) if EXPORTERS.contains(&exporter) => (model, exporter),
+        _ => panic!("test `{test}` is not named MODEL_EXPORTER with an exporter of {EXPORTERS:?}"),
+    }
+}
+
+/// `NAME.EXPORTER.onnx` of a test.
+fn onnx_path(test: &str) -> PathBuf {
+    let (model, exporter) = split_test_name(test);
+    fixtures_dir().join(format!("{model}.{exporter}.onnx"))
+}
+
+/// An error and its sources on one line.
+fn chain(error: &dyn Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(s) = source {
+        write!(text, ": {s}").expect("writing to a String");
+        source = s.source();
+    }
+    text
+}
+
+/// The shared build: the binary, and for each fixture whether it is in it.
+struct Build {
+    binary: PathBuf,
+    /// Per test name: `Ok` when its model is a module of the binary, else the compile error.
+    models: BTreeMap<&'static str, Result<(), String>>,
+}
+
+/// Builds the shared binary once per test process; every test gets the same result.
+fn build() -> &'static Build {
+    static BUILD: OnceLock<Result<Build, String>> = OnceLock::new();
+    match BUILD.get_or_init(build_all) {
+        Ok(build) => build,
+        Err(e) => panic!("the shared build of the family models failed:\n{e}"),
+    }
+}
+
+/// Writes `text` to `path` unless it already holds it, so that an unchanged model does not make
+/// cargo rebuild the crate.
+fn write_if_changed(path: &Path, text: &str) -> Result<(), String> {
+    if std::fs::read_to_string(path).is_ok_and(|old| old == text) {
+        return Ok(());
+    }
+    std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// Compiles `test`'s fixture into `crate_dir`: `src/TEST.rs` and `TEST.weights`.
+fn compile_model(test: &str, crate_dir: &Path) -> Result<(), String> {
+    let (model, exporter) = split_test_name(test);
+    let path = onnx_path(test);
+    if !path.exists() {
+        return Err(format!("the fixture {} is missing", path.display()));
+    }
+    let options = driver::Options::default();
+    let graph = driver::load(&path, &options).map_err(|e| chain(&e))?;
+    let compiled = driver::compile(graph, &options).map_err(|e| chain(&e))?;
+    let emitted = compiled
+        .emit(&back_rust::Options {
+            name: test.into(),
+            source: Some(format!("testdata/families/{model}.{exporter}.onnx")),
+            ..back_rust::Options::default()
+        })
+        .map_err(|e| chain(&e))?;
+    write_if_changed(
+        &crate_dir.join("src").join(format!("{test}.rs")),
+        &emitted.items_rs,
+    )?;
+    emitted
+        .write_weights(&crate_dir.join(&emitted.weights_file))
+        .map_err(|e| chain(&e))
+}
+
+/// The binary's `main.rs`: one module per compiled model, `families TEST INPUT.npy OUTPUT.npy`.
+fn main_rs(modules: &[&str]) -> String {
+    let mut text = String::from(
+        "//! The family fixtures the compiler accepts, one module each (generated by the\n\
+         //! `families` test of resnext-compiler).\n\
+         #![allow(clippy::all, dead_code, unused_mut)]\n\n",
+    );
+    for m in modules {
+        writeln!(text, "mod {m};").expect("writing to a String");
+    }
+    text.push_str(
+        r#"
+/// Runs one model on an `.npy` batch and writes its logits.
+macro_rules! run {
+    ($m:ident, $input:expr, $output:expr) => {{
+        let model = $m::Model::load($m::WEIGHTS_PATH).map_err(|e| e.to_string())?;
+        let (shape, data) = ::resnext_runtime::formats::npy::read_f32($input).map_err(|e| e.to_string())?;
+        let batch = match shape.split_first() {
+            Some((&batch, item)) if item == $m::INPUT_SHAPE => batch,
+            _ => return Err(format!("input shape {shape:?} is not [batch, {:?}]", $m::INPUT_SHAPE)),
+        };
+        let logits = model.forward(&data, batch).map_err(|e| e.to_string())?;
+        let mut out_shape = vec![batch];
+        out_shape.extend($m::OUTPUT_SHAPE);
+        ::resnext_runtime::formats::npy::write_f32($output, &out_shape, &logits).map_err(|e| e.to_string())
+    }};
+}
+
+fn run() -> Result<(), String> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [model, input, output] = args.as_slice() else {
+        return Err("usage: families MODEL INPUT.npy OUTPUT.npy".into());
+    };
+    match model.as_str() {
+"#,
+    );
+    for m in modules {
+        writeln!(text, "        {m:?} => run!({m}, input, output),").expect("writing to a String");
+    }
+    text.push_str(
+        r#"        other => Err(format!("no model `{other}` in this build")),
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+"#,
+    );
+    text
+}
+
+fn cargo_toml() -> String {
+    let runtime = workspace().join("runtime");
+    let runtime = runtime.canonicalize().unwrap_or(runtime);
+    // The release profile is the one `back::rust` writes, so the runtime built for the e2e crates
+    // in the same target directory serves this crate too. The models' own code (straight-line
+    // calls into the runtime's kernels) is not optimised: that cuts the build from about 2.5 s
+    // to 0.5 s per model (2 shared cores), costs nothing measurable in the runs (milliseconds
+    // each), and no opt-level changes a float result in Rust.
+    format!(
+        r#"[package]
+name = "families"
+version = "0.1.0"
+edition = "2021"
+publish = false
+
+[dependencies]
+resnext-runtime = {{ path = {:?} }}
+
+[profile.release]
+opt-level = 3
+codegen-units = 1
+lto = "thin"
+debug = false
+
+[profile.release.package.families]
+opt-level = 0
+
+[workspace]
+"#,
+        runtime.display().to_string()
+    )
+}
+
+fn build_all() -> Result<Build, String> {
+    let started = Instant::now();
+    let crate_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("families");
+    std::fs::create_dir_all(crate_dir.join("src"))
+        .map_err(|e| format!("cannot create {}: {e}", crate_dir.display()))?;
+    let models: BTreeMap<&'static str, Result<(), String>> = FIXTURES
+        .iter()
+        .map(|&test| (test, compile_model(test, &crate_dir)))
+        .collect();
+    let modules: Vec<&str> = models
+        .iter()
+        .filter(|(_, r)| r.is_ok())
+        .map(|(&t, _)| t)
+        .collect();
+    eprintln!(
+        "[families] compiled {} of {} fixtures in {:.2} s",
+        modules.len(),
+        models.len(),
+        started.elapsed().as_secs_f64()
+    );
+    write_if_changed(&crate_dir.join("Cargo.toml"), &cargo_toml())?;
+    write_if_changed(&crate_dir.join("src/main.rs"), &main_rs(&modules))?;
+    // Pin the crate's dependencies to the versions this workspace already built.
+    let lock = std::fs::read_to_string(workspace().join("Cargo.lock"))
+        .map_err(|e| format!("cannot read the workspace's Cargo.lock: {e}"))?;
+    write_if_changed(&crate_dir.join("Cargo.lock"), &lock)?;
+
+    let started = Instant::now();
+    let target = workspace().join("target/emitted");
+    let out = Command::new(env!("CARGO"))
+        .args(["build", "--release", "--quiet", "--manifest-path"])
+        .arg(crate_dir.join("Cargo.toml"))
+        .env("CARGO_TARGET_DIR", &target)
+        .output()
+        .map_err(|e| format!("cannot start cargo: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "cargo build of {} failed ({}):\n{}",
+            crate_dir.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    eprintln!(
+        "[families] cargo build --release of {} models: {:.2} s",
+        modules.len(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(Build {
+        binary: target.join("release/families"),
+        models,
+    })
+}
+
+/// onnxruntime's max abs error against PyTorch on `file`, from `manifest.json`.
+fn ort_max_abs_err(file: &str) -> f32 {
+    let path = fixtures_dir().join("manifest.json");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let manifest: serde_json::Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()));
+    let entry = manifest["files"]
+        .as_array()
+        .and_then(|files| files.iter().find(|f| f["file"] == file))
+        .unwrap_or_else(|| panic!("{} has no entry for {file}", path.display()));
+    entry["ort_max_abs_err"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{file}: no number `ort_max_abs_err` in the manifest")) as f32
+}
+
+/// The largest |a - b|; NaN when any difference is NaN.
+fn max_abs_err(got: &[f32], want: &[f32]) -> f32 {
+    got.iter().zip(want).fold(0.0f32, |m, (a, b)| {
+        let d = (a - b).abs();
+        if m.is_nan() || d.is_nan() {
+            f32::NAN
+        } else {
+            m.max(d)
+        }
+    })
+}
+
+/// Compiles (through the shared build), runs and compares the fixture of `test`.
+fn check(test: &'static str) {
+    let (model, exporter) = split_test_name(test);
+    let onnx = onnx_path(test);
+    let input = fixtures_dir().join(format!("{model}.input.npy"));
+    let expected = fixtures_dir().join(format!("{model}.output.npy"));
+    for path in [&onnx, &input, &expected] {
+        assert!(
+            path.exists(),
+            "{test}: the fixture {} is missing",
+            path.display()
+        );
+    }
+
+    let build = build();
+    match &build.models[test] {
+        Ok(()) => {}
+        Err(e) => panic!("{test}: {} does not compile: {e}", onnx.display()),
+    }
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let output = tmp.path().join("logits.npy");
+    let out = Command::new(&build.binary)
+        .arg(test)
+        .arg(&input)
+        .arg(&output)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", build.binary.display()));
+    assert!(
+        out.status.success(),
+        "{test}: the model failed to run ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let (want_shape, want) = npy::read_f32(&expected).expect("read PyTorch's logits");
+    let (shape, got) = npy::read_f32(&output).expect("read our logits");
+    assert_eq!(shape, want_shape, "{test}: logits shape");
+    let scale = want.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+    assert!(
+        scale.is_finite() && scale > 0.0,
+        "{test}: PyTorch's logits have max |logit| {scale}"
+    );
+    let ours = 1e-4 * scale;
+    let ort = ort_max_abs_err(&format!("{model}.{exporter}.onnx"));
+    let tol = ours.max(ort);
+    let err = max_abs_err(&got, &want);
+    eprintln!(
+        "[families] {test}: max abs err {err:e}, tolerance {tol:e} (1e-4 × max |logit| {ours:e}, onnxruntime {ort:e})"
+    );
+    assert!(
+        err <= tol,
+        "{test}: max abs err {err:e} > tolerance {tol:e} (1e-4 × max |logit| {scale} = {ours:e}; \
+         onnxruntime's own error {ort:e})"
+    );
+}
+
+#[test]
+fn every_fixture_has_a_test() {
+    let dir = fixtures_dir();
+    let entries =
+        std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()));
+    let mut untested = Vec::new();
+    for entry in entries {
+        let name = entry.expect("directory entry").file_name();
+        let name = name.to_string_lossy();
+        if let Some(stem) = name.strip_suffix(".onnx") {
+            let test = stem.replace('.', "_");
+            if !FIXTURES.contains(&test.as_str()) {
+                untested.push(name.into_owned());
+            }
+        }
+    }
+    assert!(untested.is_empty(), "fixtures without a test: {untested:?}");
+}
+
+#[test]
+fn max_abs_err_is_nan_aware() {
+    assert!(max_abs_err(&[1.0, f32::NAN, 2.0], &[1.0, 1.0, 2.5]).is_nan());
+    assert!(max_abs_err(&[f32::NAN, 0.0], &[0.0, 0.0]).is_nan());
+    assert_eq!(max_abs_err(&[1.0, -2.0], &[1.5, 1.0]), 3.0);
+}
