@@ -167,7 +167,11 @@ fn eval(
             let act_dims = |slot: usize| dims(&graph.node(inputs[slot]).output, batch);
             let (a, a_dims, c, c_dims) = match b.constant {
                 Some(k) => {
-                    let k_dims = graph.weights.get(k).map(|t| t.dims.clone()).unwrap_or_default();
+                    let k_dims = graph
+                        .weights
+                        .get(k)
+                        .map(|t| t.dims.clone())
+                        .unwrap_or_default();
                     if b.constant_first {
                         (w(k), k_dims, args[0], act_dims(0))
                     } else {

@@ -462,9 +462,7 @@ impl Op {
                 expect_weight(s.shift, "shift", &[c])?;
                 Ok(inputs[0].clone())
             }
-            Op::Relu | Op::Clip { .. } | Op::Identity | Op::Activation(_) => {
-                Ok(inputs[0].clone())
-            }
+            Op::Relu | Op::Clip { .. } | Op::Identity | Op::Activation(_) => Ok(inputs[0].clone()),
             Op::PRelu { slope } => {
                 let c = channels(inputs[0])?;
                 expect_weight(*slope, "slope", &[c])?;

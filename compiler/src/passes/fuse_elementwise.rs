@@ -15,7 +15,9 @@ use crate::ir::{Activation, Binary, BinaryKind, Graph, IrError, NodeId, Op, Scal
 /// Runs the rewrites to a fixpoint; returns whether anything changed. The activation patterns go
 /// first, while their scalar constants are still Binary nodes.
 pub fn fuse_elementwise(graph: &mut Graph) -> Result<bool, IrError> {
-    let activations = to_fixpoint(graph, |g, id| Ok(gated_activation(g, id)? || erf_gelu(g, id)?))?;
+    let activations = to_fixpoint(graph, |g, id| {
+        Ok(gated_activation(g, id)? || erf_gelu(g, id)?)
+    })?;
     let constants = to_fixpoint(graph, |g, id| {
         Ok(constant_to_scale_shift(g, id)? || merge_scale_shifts(g, id)?)
     })?;
@@ -175,10 +177,22 @@ fn erf_gelu(graph: &mut Graph, erf: NodeId) -> Result<bool, IrError> {
         if !is_half(half, product) {
             return Ok(false);
         }
-        replace_by_activation(graph, half, x, Activation::Gelu, &[scaled, erf, plus, product])
+        replace_by_activation(
+            graph,
+            half,
+            x,
+            Activation::Gelu,
+            &[scaled, erf, plus, product],
+        )
     } else if is_half(other, x) && sole_consumer(graph, other) == Some(product) {
         // (x · 0.5) · (1 + erf)
-        replace_by_activation(graph, product, x, Activation::Gelu, &[scaled, erf, plus, other])
+        replace_by_activation(
+            graph,
+            product,
+            x,
+            Activation::Gelu,
+            &[scaled, erf, plus, other],
+        )
     } else {
         Ok(false)
     }
@@ -270,7 +284,11 @@ fn merge_scale_shifts(graph: &mut Graph, outer: NodeId) -> Result<bool, IrError>
         return Ok(false);
     }
     let w = |id| graph.weights.data(id);
-    let scale: Vec<f32> = w(i.scale).iter().zip(w(o.scale)).map(|(a, b)| a * b).collect();
+    let scale: Vec<f32> = w(i.scale)
+        .iter()
+        .zip(w(o.scale))
+        .map(|(a, b)| a * b)
+        .collect();
     let shift: Vec<f32> = w(i.shift)
         .iter()
         .zip(w(o.scale))

@@ -85,7 +85,9 @@ fn attrs(op: &Op) -> String {
         }
         Op::Clip { min, max } => vec![format!("{min}, {max}")],
         Op::Activation(
-            a @ (Activation::HardSigmoid { .. } | Activation::LeakyRelu { .. } | Activation::Elu { .. }),
+            a @ (Activation::HardSigmoid { .. }
+            | Activation::LeakyRelu { .. }
+            | Activation::Elu { .. }),
         ) => vec![act(a)],
         Op::Binary(b) => vec![match (b.constant, b.constant_first) {
             (None, _) => String::new(),

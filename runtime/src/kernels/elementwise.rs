@@ -38,11 +38,7 @@ impl BinaryKind {
 /// stretches), or `None` where they do not broadcast.
 pub fn broadcast_shape(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
     let rank = a.len().max(b.len());
-    let dim = |s: &[usize], i: usize| {
-        (i + s.len())
-            .checked_sub(rank)
-            .map_or(1, |j| s[j])
-    };
+    let dim = |s: &[usize], i: usize| (i + s.len()).checked_sub(rank).map_or(1, |j| s[j]);
     (0..rank)
         .map(|i| match (dim(a, i), dim(b, i)) {
             (x, y) if x == y => Some(x),

@@ -204,7 +204,13 @@ fn emit_binary(
     let kind = quote!(::resnext_runtime::kernels::elementwise::BinaryKind::#kind);
     let operands = match b.constant {
         Some(k) => {
-            let k_dims = usizes(&graph.weights.get(k).map(|t| t.dims.clone()).unwrap_or_default());
+            let k_dims = usizes(
+                &graph
+                    .weights
+                    .get(k)
+                    .map(|t| t.dims.clone())
+                    .unwrap_or_default(),
+            );
             let constant = (weight(model, k), quote!(&[#(#k_dims),*]));
             let activation = (args[0].clone(), act_dims(0));
             if b.constant_first {
@@ -213,7 +219,10 @@ fn emit_binary(
                 [activation, constant]
             }
         }
-        None => [(args[0].clone(), act_dims(0)), (args[1].clone(), act_dims(1))],
+        None => [
+            (args[0].clone(), act_dims(0)),
+            (args[1].clone(), act_dims(1)),
+        ],
     };
     let [(a, a_dims), (c, c_dims)] = operands;
     quote!(::resnext_runtime::kernels::reference::binary(#kind, #a, #a_dims, #c, #c_dims, #out))

@@ -515,7 +515,10 @@ pub(crate) fn activate(activation: Activation, x: __m256) -> __m256 {
             _mm256_min_ps(_mm256_set1_ps(max), _mm256_max_ps(_mm256_set1_ps(min), x))
         }
         Activation::HardSigmoid { alpha, beta } => {
-            let y = _mm256_add_ps(_mm256_mul_ps(_mm256_set1_ps(alpha), x), _mm256_set1_ps(beta));
+            let y = _mm256_add_ps(
+                _mm256_mul_ps(_mm256_set1_ps(alpha), x),
+                _mm256_set1_ps(beta),
+            );
             _mm256_min_ps(_mm256_set1_ps(1.0), _mm256_max_ps(_mm256_setzero_ps(), y))
         }
         Activation::HardSwish => {

@@ -264,7 +264,10 @@ pub(crate) fn activate512(activation: Activation, x: __m512) -> __m512 {
             _mm512_min_ps(_mm512_set1_ps(max), _mm512_max_ps(_mm512_set1_ps(min), x))
         }
         Activation::HardSigmoid { alpha, beta } => {
-            let y = _mm512_add_ps(_mm512_mul_ps(_mm512_set1_ps(alpha), x), _mm512_set1_ps(beta));
+            let y = _mm512_add_ps(
+                _mm512_mul_ps(_mm512_set1_ps(alpha), x),
+                _mm512_set1_ps(beta),
+            );
             _mm512_min_ps(_mm512_set1_ps(1.0), _mm512_max_ps(_mm512_setzero_ps(), y))
         }
         Activation::HardSwish => {
