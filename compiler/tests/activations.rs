@@ -367,8 +367,8 @@ fn testdata(name: &str) -> PathBuf {
 fn check_family(model: &str, exporter: &str) {
     let file = testdata(&format!("{model}.{exporter}.onnx"));
     let mut graph = onnx::load(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
-    let (in_shape, x) = npy::read_f32(&testdata(&format!("{model}.input.npy"))).unwrap();
-    let (_, want) = npy::read_f32(&testdata(&format!("{model}.output.npy"))).unwrap();
+    let (in_shape, x) = npy::read_f32(testdata(&format!("{model}.input.npy"))).unwrap();
+    let (_, want) = npy::read_f32(testdata(&format!("{model}.output.npy"))).unwrap();
     let batch = in_shape[0];
     let imported = run(&graph, &x, batch);
     assert_close(
