@@ -157,6 +157,31 @@ fn eval(
             out,
         ),
         Op::Add { activation: a } => reference::add(args[0], args[1], activation(*a), out),
+        Op::Activation(a) => reference::activation(args[0], activation(*a), out),
+        Op::PRelu { slope } => {
+            let (c, spatial) = channels_spatial(in_type);
+            reference::prelu(planes(batch, c, spatial, args[0], out), w(*slope))
+        }
+        Op::Binary(b) => {
+            let inputs = graph.inputs_of(id);
+            let act_dims = |slot: usize| dims(&graph.node(inputs[slot]).output, batch);
+            let (a, a_dims, c, c_dims) = match b.constant {
+                Some(k) => {
+                    let k_dims = graph
+                        .weights
+                        .get(k)
+                        .map(|t| t.dims.clone())
+                        .unwrap_or_default();
+                    if b.constant_first {
+                        (w(k), k_dims, args[0], act_dims(0))
+                    } else {
+                        (args[0], act_dims(0), w(k), k_dims)
+                    }
+                }
+                None => (args[0], act_dims(0), args[1], act_dims(1)),
+            };
+            reference::binary(b.kind, a, &a_dims, c, &c_dims, out)
+        }
         Op::MaxPool(p) => {
             reference::max_pool2d(&pool_shape(p, in_type, &node.output), batch, args[0], out)
         }
@@ -238,6 +263,18 @@ pub fn activation(a: ir::Activation) -> kernels::Activation {
         ir::Activation::None => kernels::Activation::None,
         ir::Activation::Relu => kernels::Activation::Relu,
         ir::Activation::Clip { min, max } => kernels::Activation::Clip { min, max },
+        ir::Activation::Sigmoid => kernels::Activation::Sigmoid,
+        ir::Activation::Tanh => kernels::Activation::Tanh,
+        ir::Activation::HardSigmoid { alpha, beta } => {
+            kernels::Activation::HardSigmoid { alpha, beta }
+        }
+        ir::Activation::HardSwish => kernels::Activation::HardSwish,
+        ir::Activation::Silu => kernels::Activation::Silu,
+        ir::Activation::LeakyRelu { alpha } => kernels::Activation::LeakyRelu { alpha },
+        ir::Activation::Elu { alpha } => kernels::Activation::Elu { alpha },
+        ir::Activation::Gelu => kernels::Activation::Gelu,
+        ir::Activation::GeluTanh => kernels::Activation::GeluTanh,
+        ir::Activation::Erf => kernels::Activation::Erf,
     }
 }
 
@@ -274,6 +311,13 @@ pub fn pool_shape(p: &ir::Pool, input: &ir::TensorType, output: &ir::TensorType)
         stride: p.stride,
         pads: p.pads,
     }
+}
+
+/// The full dims of a batch-first value for `batch` items.
+pub fn dims(t: &ir::TensorType, batch: usize) -> Vec<usize> {
+    std::iter::once(batch)
+        .chain(t.shape.per_item().unwrap_or_default())
+        .collect()
 }
 
 /// `(channels, elements per channel)` of a batch-first value.

@@ -4,6 +4,7 @@
 use resnext_runtime::kernels::ConvShape;
 use resnext_runtime::kernels::conv::{self, ConvAlgo};
 use resnext_runtime::kernels::dense;
+pub use resnext_runtime::kernels::elementwise::BinaryKind;
 
 use super::types::{Dim, Layout, Shape, TensorType};
 use super::weights::{WeightId, WeightStore};
@@ -31,6 +32,17 @@ pub enum Op {
     Add {
         activation: Activation,
     },
+    /// An elementwise activation other than Relu and Clip (Sigmoid, Tanh, HardSwish, GELU, Erf, …);
+    /// `fuse-epilogue` moves it into the conv, dense, Add or ScaleShift producing its input.
+    Activation(Activation),
+    /// Per-channel leaky ReLU: `y = x` for `x >= 0`, else `slope[c] · x` (`slope: [channels]`).
+    PRelu {
+        slope: WeightId,
+    },
+    /// Add, Sub, Mul or Div with numpy broadcasting: of two activations (slot 0 ∘ slot 1), or of an
+    /// activation and a constant weight (whose dims are its shape, aligned at the last dimension).
+    /// The output is the broadcast shape and must stay batch-first.
+    Binary(Binary),
     MaxPool(Pool),
     AveragePool(Pool),
     /// Mean over H and W: `[N, C, H, W] -> [N, C, 1, 1]` (`keep_dims`) or `[N, C]`.
@@ -58,7 +70,8 @@ pub enum Op {
     },
 }
 
-/// A conv's activation function, applied last.
+/// A conv's activation function, applied last; the same set as the runtime's
+/// `kernels::Activation`, whose documentation gives each formula.
 #[derive(Clone, Copy, Debug, PartialEq, Default)]
 pub enum Activation {
     #[default]
@@ -68,6 +81,56 @@ pub enum Activation {
         min: f32,
         max: f32,
     },
+    Sigmoid,
+    Tanh,
+    HardSigmoid {
+        alpha: f32,
+        beta: f32,
+    },
+    HardSwish,
+    Silu,
+    LeakyRelu {
+        alpha: f32,
+    },
+    Elu {
+        alpha: f32,
+    },
+    /// The exact (erf) GELU.
+    Gelu,
+    /// GELU's tanh approximation.
+    GeluTanh,
+    Erf,
+}
+
+impl Activation {
+    /// The name `inspect` prints (ONNX spelling where there is one).
+    pub fn name(self) -> &'static str {
+        match self {
+            Activation::None => "Identity",
+            Activation::Relu => "Relu",
+            Activation::Clip { .. } => "Clip",
+            Activation::Sigmoid => "Sigmoid",
+            Activation::Tanh => "Tanh",
+            Activation::HardSigmoid { .. } => "HardSigmoid",
+            Activation::HardSwish => "HardSwish",
+            Activation::Silu => "Silu",
+            Activation::LeakyRelu { .. } => "LeakyRelu",
+            Activation::Elu { .. } => "Elu",
+            Activation::Gelu => "Gelu",
+            Activation::GeluTanh => "GeluTanh",
+            Activation::Erf => "Erf",
+        }
+    }
+}
+
+/// A binary elementwise op (see [`Op::Binary`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Binary {
+    pub kind: BinaryKind,
+    /// The constant operand, or `None` for two activations.
+    pub constant: Option<WeightId>,
+    /// With a constant: whether it is the left operand (`c ∘ x`, which matters for Sub and Div).
+    pub constant_first: bool,
 }
 
 /// What a conv or dense node does after the MACs, in this order: add bias, add the residual input
@@ -179,6 +242,9 @@ impl Op {
             Op::Relu => "Relu",
             Op::Clip { .. } => "Clip",
             Op::Add { .. } => "Add",
+            Op::Activation(a) => a.name(),
+            Op::PRelu { .. } => "PRelu",
+            Op::Binary(b) => b.kind.name(),
             Op::MaxPool(_) => "MaxPool",
             Op::AveragePool(_) => "AveragePool",
             Op::GlobalAveragePool { .. } => "GlobalAveragePool",
@@ -197,6 +263,7 @@ impl Op {
             Op::Conv(c) => 1 + c.epilogue.residual as usize,
             Op::Dense(d) => 1 + d.epilogue.residual as usize,
             Op::Add { .. } => 2,
+            Op::Binary(b) => 2 - b.constant.is_some() as usize,
             _ => 1,
         }
     }
@@ -208,6 +275,8 @@ impl Op {
             Op::Dense(d) => std::iter::once(d.weight).chain(d.bias).collect(),
             Op::BatchNorm(b) => vec![b.scale, b.bias, b.mean, b.var],
             Op::ScaleShift(s) => vec![s.scale, s.shift],
+            Op::PRelu { slope } => vec![*slope],
+            Op::Binary(b) => b.constant.into_iter().collect(),
             _ => Vec::new(),
         }
     }
@@ -393,7 +462,35 @@ impl Op {
                 expect_weight(s.shift, "shift", &[c])?;
                 Ok(inputs[0].clone())
             }
-            Op::Relu | Op::Clip { .. } | Op::Identity => Ok(inputs[0].clone()),
+            Op::Relu | Op::Clip { .. } | Op::Identity | Op::Activation(_) => Ok(inputs[0].clone()),
+            Op::PRelu { slope } => {
+                let c = channels(inputs[0])?;
+                expect_weight(*slope, "slope", &[c])?;
+                Ok(inputs[0].clone())
+            }
+            Op::Binary(b) => {
+                let constant = match b.constant {
+                    Some(id) => {
+                        let t = weights
+                            .get(id)
+                            .ok_or_else(|| format!("constant refers to a missing weight {id:?}"))?;
+                        Some(Shape(t.dims.iter().map(|&d| Dim::Fixed(d)).collect()))
+                    }
+                    None => None,
+                };
+                let (a, c) = match (&constant, b.constant_first) {
+                    (Some(c), true) => (c, &inputs[0].shape),
+                    (Some(c), false) => (&inputs[0].shape, c),
+                    (None, _) => (&inputs[0].shape, &inputs[1].shape),
+                };
+                let shape = broadcast(a, c)?;
+                if shape.per_item().is_none() {
+                    return Err(format!(
+                        "the broadcast of {a} and {c} is {shape}, not batch-first"
+                    ));
+                }
+                Ok(TensorType::f32(shape))
+            }
             Op::Add { .. } => {
                 same_shape(inputs[0], inputs[1], "second operand")?;
                 Ok(inputs[0].clone())
@@ -492,6 +589,25 @@ impl Op {
             }
         }
     }
+}
+
+/// The numpy broadcast of two shapes (aligned at the last dimension; a fixed 1 stretches).
+fn broadcast(a: &Shape, b: &Shape) -> Result<Shape, ShapeError> {
+    let rank = a.rank().max(b.rank());
+    let dim = |s: &Shape, i: usize| {
+        (i + s.rank())
+            .checked_sub(rank)
+            .map_or(Dim::Fixed(1), |j| s.0[j])
+    };
+    (0..rank)
+        .map(|i| match (dim(a, i), dim(b, i)) {
+            (x, y) if x == y => Ok(x),
+            (Dim::Fixed(1), y) => Ok(y),
+            (x, Dim::Fixed(1)) => Ok(x),
+            _ => Err(format!("shapes {a} and {b} do not broadcast")),
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Shape)
 }
 
 fn per_item(t: &TensorType) -> Result<Vec<usize>, ShapeError> {

@@ -1,5 +1,8 @@
-//! `fuse-epilogue`: folds a residual Add into the conv/dense computing one of its operands, and a Relu
-//! or Clip into the conv, dense, Add or ScaleShift computing its input, so each becomes one node.
+//! `fuse-epilogue`: folds a residual Add into the conv/dense computing one of its operands, and an
+//! activation (Relu, Clip, or any `Op::Activation`) into the conv, dense, Add or ScaleShift computing
+//! its input, so each becomes one node. It first runs the elementwise rewrites of
+//! [`fuse_elementwise`](super::fuse_elementwise) (SiLU, HardSwish and GELU spelled out as several
+//! nodes become one activation; arithmetic with per-channel constants becomes ScaleShift).
 
 use std::collections::HashMap;
 
@@ -9,7 +12,7 @@ use crate::ir::{Activation, Epilogue, Graph, IrError, NodeId, Op};
 /// Fuses residual Adds first, then activations (so `conv → Add → Relu` ends as one conv); returns
 /// whether anything changed.
 pub fn fuse_epilogue(graph: &mut Graph) -> Result<bool, IrError> {
-    let mut changed = false;
+    let mut changed = super::fuse_elementwise::fuse_elementwise(graph)?;
     let order = graph.topo_order()?;
     // Rank of each node: (longest path from a model input, topological position).
     let mut rank: HashMap<NodeId, (usize, usize)> = HashMap::new();
@@ -87,7 +90,7 @@ fn fuse_residual(
     Ok(true)
 }
 
-/// Moves a Relu/Clip into the node computing its input, if that node has no activation yet and the
+/// Moves a Relu, Clip or other activation into the node computing its input, if that node has no activation yet and the
 /// activation is its only reader.
 fn fuse_activation(graph: &mut Graph, id: NodeId) -> bool {
     let Some(consumer) = sole_consumer(graph, id) else {
@@ -96,6 +99,7 @@ fn fuse_activation(graph: &mut Graph, id: NodeId) -> bool {
     let activation = match graph.node(consumer).op {
         Op::Relu => Activation::Relu,
         Op::Clip { min, max } => Activation::Clip { min, max },
+        Op::Activation(a) => a,
         _ => return false,
     };
     let slot = match &mut graph.nodes[id].op {

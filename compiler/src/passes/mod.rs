@@ -9,6 +9,7 @@
 //! `print_after` take these names ([`PASSES`]) to bisect a miscompile.
 
 mod fold_batch_norm;
+mod fuse_elementwise;
 mod fuse_epilogue;
 mod plan_memory;
 mod print;

@@ -41,6 +41,10 @@ fn attrs(op: &Op) -> String {
         Activation::None => String::new(),
         Activation::Relu => "relu".into(),
         Activation::Clip { min, max } => format!("clip({min}, {max})"),
+        Activation::HardSigmoid { alpha, beta } => format!("hard_sigmoid({alpha}, {beta})"),
+        Activation::LeakyRelu { alpha } => format!("leaky_relu({alpha})"),
+        Activation::Elu { alpha } => format!("elu({alpha})"),
+        a => a.name().to_lowercase(),
     };
     let epilogue = |bias: bool, e: &Epilogue| {
         let mut parts = Vec::new();
@@ -80,6 +84,16 @@ fn attrs(op: &Op) -> String {
             vec![act(activation)]
         }
         Op::Clip { min, max } => vec![format!("{min}, {max}")],
+        Op::Activation(
+            a @ (Activation::HardSigmoid { .. }
+            | Activation::LeakyRelu { .. }
+            | Activation::Elu { .. }),
+        ) => vec![act(a)],
+        Op::Binary(b) => vec![match (b.constant, b.constant_first) {
+            (None, _) => String::new(),
+            (Some(_), true) => "const first".into(),
+            (Some(_), false) => "const".into(),
+        }],
         Op::GlobalAveragePool { keep_dims } => vec![format!("keep_dims={keep_dims}")],
         _ => Vec::new(),
     };

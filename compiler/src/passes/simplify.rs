@@ -79,6 +79,8 @@ fn non_negative(graph: &Graph, id: NodeId) -> bool {
         Activation::None => false,
         Activation::Relu => true,
         Activation::Clip { min, .. } => *min >= 0.0,
+        Activation::Sigmoid | Activation::HardSigmoid { .. } => true,
+        _ => false,
     };
     match &graph.node(id).op {
         Op::Relu => true,
@@ -87,6 +89,7 @@ fn non_negative(graph: &Graph, id: NodeId) -> bool {
         Op::Dense(d) => act(&d.epilogue.activation),
         Op::Add { activation } => act(activation),
         Op::ScaleShift(s) => act(&s.activation),
+        Op::Activation(a) => act(a),
         Op::MaxPool(_)
         | Op::AveragePool(_)
         | Op::GlobalAveragePool { .. }
@@ -97,7 +100,7 @@ fn non_negative(graph: &Graph, id: NodeId) -> bool {
             .inputs_of(id)
             .first()
             .is_some_and(|&i| non_negative(graph, i)),
-        Op::Input | Op::BatchNorm(_) => false,
+        Op::Input | Op::BatchNorm(_) | Op::PRelu { .. } | Op::Binary(_) => false,
     }
 }
 

@@ -5,6 +5,7 @@ pub mod blocked;
 pub mod conv;
 pub mod dense;
 pub mod depthwise;
+pub mod elementwise;
 pub mod gemm;
 pub mod grouped;
 pub mod pool;
@@ -148,7 +149,7 @@ pub(crate) fn check_min_len(
     }
 }
 
-/// The activation applied last by a fused epilogue.
+/// The activation applied last by a fused epilogue (or by a standalone activation node).
 #[derive(Clone, Copy, Debug, PartialEq, Default)]
 pub enum Activation {
     #[default]
@@ -159,12 +160,39 @@ pub enum Activation {
         min: f32,
         max: f32,
     },
+    /// `1 / (1 + e^-x)`.
+    Sigmoid,
+    Tanh,
+    /// `min(max(alpha·x + beta, 0), 1)` (ONNX HardSigmoid; PyTorch's is alpha 1/6, beta 1/2).
+    HardSigmoid {
+        alpha: f32,
+        beta: f32,
+    },
+    /// `x · min(max(x + 3, 0), 6) / 6`.
+    HardSwish,
+    /// `x · sigmoid(x)` (SiLU, Swish).
+    Silu,
+    /// `x` for `x >= 0`, else `alpha·x`.
+    LeakyRelu {
+        alpha: f32,
+    },
+    /// `x` for `x > 0`, else `alpha·(e^x − 1)`.
+    Elu {
+        alpha: f32,
+    },
+    /// `x · Φ(x) = x/2 · (1 + erf(x/√2))`, the exact GELU.
+    Gelu,
+    /// `x/2 · (1 + tanh(√(2/π)·(x + 0.044715·x³)))`, GELU's tanh approximation.
+    GeluTanh,
+    /// The error function.
+    Erf,
 }
 
 impl Activation {
     /// Applies the activation. A NaN stays NaN (as in PyTorch): every tier computes exactly
-    /// `if x < lo { lo } else { x }` then `if y > hi { hi } else { y }`, which is what the SIMD
-    /// tiers' `max_ps(lo, x)` / `min_ps(hi, y)` do (they return the second operand on NaN).
+    /// `if x < lo { lo } else { x }` then `if y > hi { hi } else { y }` for the clamps, which is what
+    /// the SIMD tiers' `max_ps(lo, x)` / `min_ps(hi, y)` do (they return the second operand on NaN);
+    /// the transcendental ones propagate NaN through their arithmetic.
     #[inline(always)]
     pub fn apply(self, x: f32) -> f32 {
         match self {
@@ -176,12 +204,95 @@ impl Activation {
                     x
                 }
             }
-            Activation::Clip { min, max } => {
-                let y = if x < min { min } else { x };
-                if y > max { max } else { y }
+            Activation::Clip { min, max } => clamp_nan(x, min, max),
+            Activation::Sigmoid => sigmoid(x),
+            Activation::Tanh => x.tanh(),
+            Activation::HardSigmoid { alpha, beta } => clamp_nan(alpha * x + beta, 0.0, 1.0),
+            Activation::HardSwish => x * clamp_nan(x + 3.0, 0.0, 6.0) / 6.0,
+            Activation::Silu => x * sigmoid(x),
+            Activation::LeakyRelu { alpha } => {
+                if x < 0.0 {
+                    alpha * x
+                } else {
+                    x
+                }
             }
+            Activation::Elu { alpha } => {
+                if x > 0.0 {
+                    x
+                } else {
+                    alpha * x.exp_m1()
+                }
+            }
+            Activation::Gelu => {
+                let x = x as f64;
+                (0.5 * x * (1.0 + erf_f64(x * std::f64::consts::FRAC_1_SQRT_2))) as f32
+            }
+            Activation::GeluTanh => {
+                let x = x as f64;
+                let inner = (2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x * x * x);
+                (0.5 * x * (1.0 + inner.tanh())) as f32
+            }
+            Activation::Erf => erf_f64(x as f64) as f32,
         }
     }
+
+    /// Whether the SIMD tiers compute the activation in vector registers; the others go through
+    /// [`Activation::apply`] lane by lane (correct, not fast: the transcendental activations).
+    pub fn is_vectorised(self) -> bool {
+        matches!(
+            self,
+            Activation::None
+                | Activation::Relu
+                | Activation::Clip { .. }
+                | Activation::HardSigmoid { .. }
+                | Activation::HardSwish
+                | Activation::LeakyRelu { .. }
+        )
+    }
+}
+
+/// `min(max(x, lo), hi)`, keeping a NaN `x` (see [`Activation::apply`]).
+#[inline(always)]
+fn clamp_nan(x: f32, lo: f32, hi: f32) -> f32 {
+    let y = if x < lo { lo } else { x };
+    if y > hi { hi } else { y }
+}
+
+/// `1 / (1 + e^-x)`, in f64 so that neither tail loses precision.
+#[inline(always)]
+fn sigmoid(x: f32) -> f32 {
+    (1.0 / (1.0 + (-(x as f64)).exp())) as f32
+}
+
+/// The error function in f64, accurate to about 1e-7 absolute (plenty for an f32 result): the
+/// Maclaurin series for `|x| < 0.5`, else `1 − erfc(|x|)` by the Chebyshev-fitted `erfc` of
+/// Numerical Recipes (fractional error below 1.2e-7). NaN gives NaN; ±∞ give ±1.
+pub fn erf_f64(x: f64) -> f64 {
+    if x.is_nan() {
+        return x;
+    }
+    let z = x.abs();
+    if z < 0.5 {
+        // erf(x) = 2/√π · Σ (−1)^n x^(2n+1) / (n! (2n+1)); 12 terms leave < 1e-16 at |x| = 0.5.
+        let (mut term, mut sum) = (x, x);
+        for n in 1..12 {
+            term *= -x * x / n as f64;
+            sum += term / (2 * n + 1) as f64;
+        }
+        return sum * std::f64::consts::FRAC_2_SQRT_PI;
+    }
+    let t = 1.0 / (1.0 + 0.5 * z);
+    let poly = -z * z - 1.265_512_23
+        + t * (1.000_023_68
+            + t * (0.374_091_96
+                + t * (0.096_784_18
+                    + t * (-0.186_288_06
+                        + t * (0.278_868_07
+                            + t * (-1.135_203_98
+                                + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
+    let erfc = t * poly.exp();
+    (1.0 - erfc).copysign(x)
 }
 
 /// The larger of `acc` and `x`, NaN-propagating (unlike `f32::max`, which drops a NaN): max pooling

@@ -3,6 +3,7 @@
 //! no specialised kernel handles. Each checks the lengths of its slices and returns an error, never
 //! panics, on a mismatch.
 
+use super::elementwise::{BinaryKind, broadcast_shape};
 use super::{
     Activation, BatchNorm, ConvShape, Epilogue, KernelError, PlanesArgs, PoolShape, check_len,
 };
@@ -155,6 +156,71 @@ pub fn add(
     check_len("add output", a.len(), output.len())?;
     for ((y, &x), &z) in output.iter_mut().zip(a).zip(b) {
         *y = activation.apply(x + z);
+    }
+    Ok(())
+}
+
+/// Elementwise `y = a ∘ b` with numpy broadcasting: `a_dims` and `b_dims` are the operands' full
+/// shapes (batch included), aligned at their last dimension, and `output` has their broadcast shape.
+pub fn binary(
+    kind: BinaryKind,
+    a: &[f32],
+    a_dims: &[usize],
+    b: &[f32],
+    b_dims: &[usize],
+    output: &mut [f32],
+) -> Result<(), KernelError> {
+    let out_dims = broadcast_shape(a_dims, b_dims).ok_or_else(|| {
+        KernelError::BadShape(format!("shapes {a_dims:?} and {b_dims:?} do not broadcast"))
+    })?;
+    check_len("binary first operand", a_dims.iter().product(), a.len())?;
+    check_len("binary second operand", b_dims.iter().product(), b.len())?;
+    check_len("binary output", out_dims.iter().product(), output.len())?;
+    let rank = out_dims.len();
+    // Each operand's stride along each output dimension: 0 where it is broadcast (or absent).
+    let strides = |dims: &[usize]| {
+        let mut strides = vec![0; rank];
+        let mut step = 1;
+        for (i, &d) in dims.iter().enumerate().rev() {
+            let o = rank - dims.len() + i;
+            strides[o] = if d == 1 { 0 } else { step };
+            step *= d;
+        }
+        strides
+    };
+    let (sa, sb) = (strides(a_dims), strides(b_dims));
+    let mut index = vec![0usize; rank];
+    for y in output.iter_mut() {
+        let ia: usize = index.iter().zip(&sa).map(|(i, s)| i * s).sum();
+        let ib: usize = index.iter().zip(&sb).map(|(i, s)| i * s).sum();
+        *y = kind.apply(a[ia], b[ib]);
+        for d in (0..rank).rev() {
+            index[d] += 1;
+            if index[d] < out_dims[d] {
+                break;
+            }
+            index[d] = 0;
+        }
+    }
+    Ok(())
+}
+
+/// PReLU over `[batch, channels, spatial]`: `y = x` for `x >= 0`, else `slope[c] · x`.
+pub fn prelu(args: PlanesArgs, slope: &[f32]) -> Result<(), KernelError> {
+    let PlanesArgs {
+        batch,
+        channels,
+        spatial,
+        input,
+        output,
+    } = args;
+    let len = batch * channels * spatial;
+    check_len("prelu input", len, input.len())?;
+    check_len("prelu output", len, output.len())?;
+    check_len("prelu slope", channels, slope.len())?;
+    for (i, (y, &x)) in output.iter_mut().zip(input).enumerate() {
+        let c = (i / spatial) % channels;
+        *y = Activation::LeakyRelu { alpha: slope[c] }.apply(x);
     }
     Ok(())
 }

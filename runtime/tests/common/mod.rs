@@ -6,8 +6,11 @@
 //! products summed per output. The reference accumulates in f64 and rounds once; the fast kernels
 //! sum `n` products in f32 (FMA) in some order, whose rounding error is at most
 //! `γ_n · Σ|x·w| ≈ n·u·Σ|x·w|`; the bias and residual adds round once each (`u` times the running
-//! magnitude), the reference rounds once more, and the activations are 1-Lipschitz and exact: hence
-//! `n + 4`. `Σ|x·w| + |bias| + |residual|` is the reference run on the absolute values.
+//! magnitude), the reference rounds once more, and the clamping activations are 1-Lipschitz and exact:
+//! hence `n + 4`. `Σ|x·w| + |bias| + |residual|` is the reference run on the absolute values. The
+//! other activations scale an input error by at most their Lipschitz constant ([`lipschitz`]) and
+//! round their own result once, possibly the other way for two nearby inputs: the error scale is
+//! `L · (Σ|x·w| + |bias| + |residual|) + |reference output|`.
 
 // Each test crate uses its own subset.
 #![allow(dead_code)]
@@ -252,6 +255,10 @@ impl Operands {
             &mut magnitude,
         )
         .expect("the reference accepts the case");
+        let l = lipschitz(self.setting.activation);
+        for (m, w) in magnitude.iter_mut().zip(&want) {
+            *m = *m * l + w.abs();
+        }
         (want, magnitude)
     }
 }
@@ -317,7 +324,8 @@ pub fn assert_ok(r: Result<(), TestCaseError>) {
     }
 }
 
-/// The epilogue activations: none, ReLU, ReLU6 and an asymmetric clip.
+/// The epilogue activations: none, ReLU, ReLU6, an asymmetric clip, and every other activation
+/// (with non-default parameters where it has them).
 pub fn activation() -> impl Strategy<Value = Activation> {
     prop_oneof![
         Just(Activation::None),
@@ -327,7 +335,37 @@ pub fn activation() -> impl Strategy<Value = Activation> {
             min: -0.25,
             max: 0.5
         }),
+        Just(Activation::Sigmoid),
+        Just(Activation::Tanh),
+        Just(Activation::HardSigmoid {
+            alpha: 0.2,
+            beta: 0.5
+        }),
+        Just(Activation::HardSwish),
+        Just(Activation::Silu),
+        Just(Activation::LeakyRelu { alpha: 0.1 }),
+        Just(Activation::Elu { alpha: 1.5 }),
+        Just(Activation::Gelu),
+        Just(Activation::GeluTanh),
+        Just(Activation::Erf),
     ]
+}
+
+/// A bound on `|f(a) − f(b)| / |a − b|` for the activation `f`.
+pub fn lipschitz(a: Activation) -> f32 {
+    match a {
+        Activation::None | Activation::Relu | Activation::Clip { .. } | Activation::Tanh => 1.0,
+        Activation::Sigmoid => 0.25,
+        Activation::HardSigmoid { alpha, .. } => alpha.abs(),
+        // (2x + 3) / 6 at x = 3.
+        Activation::HardSwish => 1.5,
+        Activation::Silu => 1.1,
+        Activation::LeakyRelu { alpha } => alpha.abs().max(1.0),
+        Activation::Elu { alpha } => alpha.abs().max(1.0),
+        Activation::Gelu | Activation::GeluTanh => 1.13,
+        // 2/√π.
+        Activation::Erf => 1.13,
+    }
 }
 
 /// A case's setting: batch 1–2, with or without bias and residual, any [`activation`], 1–3 threads,

@@ -28,6 +28,16 @@ __device__ __forceinline__ float rx_relu(float v) { return v < 0.0f ? 0.0f : v; 
 __device__ __forceinline__ float rx_at_least(float v, float lo) { return v < lo ? lo : v; }
 __device__ __forceinline__ float rx_at_most(float v, float hi) { return v > hi ? hi : v; }
 __device__ __forceinline__ float rx_max(float acc, float v) { return (v > acc || v != v) ? v : acc; }
+__device__ __forceinline__ float rx_clamp(float v, float lo, float hi) { return rx_at_most(rx_at_least(v, lo), hi); }
+__device__ __forceinline__ float rx_sigmoid(float v) { return 1.0f / (1.0f + expf(-v)); }
+__device__ __forceinline__ float rx_hard_sigmoid(float v, float a, float b) { return rx_clamp(a * v + b, 0.0f, 1.0f); }
+__device__ __forceinline__ float rx_hard_swish(float v) { return v * rx_clamp(v + 3.0f, 0.0f, 6.0f) / 6.0f; }
+__device__ __forceinline__ float rx_leaky_relu(float v, float a) { return v < 0.0f ? a * v : v; }
+__device__ __forceinline__ float rx_elu(float v, float a) { return v > 0.0f ? v : a * expm1f(v); }
+__device__ __forceinline__ float rx_gelu(float v) { return 0.5f * v * (1.0f + erff(v * 0.70710678118654752f)); }
+__device__ __forceinline__ float rx_gelu_tanh(float v) {
+  return 0.5f * v * (1.0f + tanhf(0.79788456080286536f * (v + 0.044715f * v * v * v)));
+}
 "#;
 
 /// Static shared memory a kernel may use (the default per-block limit without opt-in).
@@ -124,6 +134,10 @@ pub(super) fn emit_node(model: &Model, index: usize, id: NodeId) -> Result<Kerne
         Op::Flatten { .. } | Op::Reshape { .. } | Op::Identity => {
             emit_activation(&name("copy"), len, Activation::None, x, y)
         }
+        Op::Activation(a) => emit_activation(&name("activation"), len, *a, x, y),
+        Op::PRelu { .. } | Op::Binary(_) => {
+            return Err(unsupported("not implemented on the GPU yet"));
+        }
         Op::Add { activation } => {
             let body = format!(
                 "float v = x[i] + r[i];\n    {}",
@@ -206,6 +220,20 @@ fn activation_expr(v: &str, a: Activation) -> String {
             }
             e
         }
+        Activation::Sigmoid => format!("rx_sigmoid({v})"),
+        Activation::Tanh => format!("tanhf({v})"),
+        Activation::HardSigmoid { alpha, beta } => format!(
+            "rx_hard_sigmoid({v}, {}, {})",
+            float_lit(alpha),
+            float_lit(beta)
+        ),
+        Activation::HardSwish => format!("rx_hard_swish({v})"),
+        Activation::Silu => format!("({v}) * rx_sigmoid({v})"),
+        Activation::LeakyRelu { alpha } => format!("rx_leaky_relu({v}, {})", float_lit(alpha)),
+        Activation::Elu { alpha } => format!("rx_elu({v}, {})", float_lit(alpha)),
+        Activation::Gelu => format!("rx_gelu({v})"),
+        Activation::GeluTanh => format!("rx_gelu_tanh({v})"),
+        Activation::Erf => format!("erff({v})"),
     }
 }
 

@@ -145,6 +145,14 @@ fn emit_node(model: &Model, id: NodeId, args: &[TokenStream], out: TokenStream) 
             let (x, y) = (&args[0], &args[1]);
             quote!(#reference::add(#x, #y, #act, #out))
         }
+        Op::Activation(a) => emit_activation(&args[0], *a, out),
+        Op::PRelu { slope } => {
+            let (c, spatial) = spatial_lits(in_type);
+            let slope = weight(model, *slope);
+            let planes = planes_args(&c, &spatial, &args[0], out);
+            quote!(#reference::prelu(#planes, #slope))
+        }
+        Op::Binary(b) => emit_binary(model, id, b, args, out),
         Op::MaxPool(p) => {
             let shape = pool_shape(&interp::pool_shape(p, in_type, &node.output));
             let x = &args[0];
@@ -164,6 +172,71 @@ fn emit_node(model: &Model, id: NodeId, args: &[TokenStream], out: TokenStream) 
             let planes = planes_args(&c, &spatial, x, out);
             quote!(::resnext_runtime::kernels::pool::global_avg_pool(&ctx, #planes))
         }
+    }
+}
+
+/// A broadcasting binary op: squeeze-excite's `[N, C, H, W] · [N, C, 1, 1]` on `scale_channels`,
+/// anything else on the reference kernel with both operands' dims written out.
+fn emit_binary(
+    model: &Model,
+    id: NodeId,
+    b: &ir::Binary,
+    args: &[TokenStream],
+    out: TokenStream,
+) -> TokenStream {
+    let graph = model.graph;
+    let inputs = graph.inputs_of(id);
+    let types: Vec<&ir::TensorType> = inputs.iter().map(|&i| &graph.node(i).output).collect();
+    if b.kind == ir::BinaryKind::Mul
+        && b.constant.is_none()
+        && let Some(big) = channel_scale_operand(types[0], types[1])
+    {
+        let (c, spatial) = spatial_lits(types[big]);
+        let (x, s) = (&args[big], &args[1 - big]);
+        let planes = planes_args(&c, &spatial, x, out);
+        return quote!(::resnext_runtime::kernels::elementwise::scale_channels(#planes, #s));
+    }
+    let act_dims = |slot: usize| {
+        let rest = usizes(&types[slot].shape.per_item().unwrap_or_default());
+        quote!(&[batch, #(#rest),*])
+    };
+    let kind = format_ident!("{}", b.kind.name());
+    let kind = quote!(::resnext_runtime::kernels::elementwise::BinaryKind::#kind);
+    let operands = match b.constant {
+        Some(k) => {
+            let k_dims = usizes(
+                &graph
+                    .weights
+                    .get(k)
+                    .map(|t| t.dims.clone())
+                    .unwrap_or_default(),
+            );
+            let constant = (weight(model, k), quote!(&[#(#k_dims),*]));
+            let activation = (args[0].clone(), act_dims(0));
+            if b.constant_first {
+                [constant, activation]
+            } else {
+                [activation, constant]
+            }
+        }
+        None => [
+            (args[0].clone(), act_dims(0)),
+            (args[1].clone(), act_dims(1)),
+        ],
+    };
+    let [(a, a_dims), (c, c_dims)] = operands;
+    quote!(::resnext_runtime::kernels::reference::binary(#kind, #a, #a_dims, #c, #c_dims, #out))
+}
+
+/// Which operand (0 or 1) is the `[N, C, H, W]` value that the other, `[N, C, 1, 1]`, scales per
+/// channel, if that is the shape of the pair.
+fn channel_scale_operand(a: &ir::TensorType, b: &ir::TensorType) -> Option<usize> {
+    let (ca, ha, wa) = a.shape.chw()?;
+    let (cb, hb, wb) = b.shape.chw()?;
+    match (ca == cb, (ha, wa), (hb, wb)) {
+        (true, _, (1, 1)) if (ha, wa) != (1, 1) => Some(0),
+        (true, (1, 1), _) if (hb, wb) != (1, 1) => Some(1),
+        _ => None,
     }
 }
 
@@ -320,6 +393,28 @@ fn activation(a: ir::Activation) -> TokenStream {
         ir::Activation::Clip { min, max } => {
             let (min, max) = (f32_tokens(min), f32_tokens(max));
             quote!(::resnext_runtime::kernels::Activation::Clip { min: #min, max: #max })
+        }
+        ir::Activation::HardSigmoid { alpha, beta } => {
+            let (alpha, beta) = (f32_tokens(alpha), f32_tokens(beta));
+            quote!(::resnext_runtime::kernels::Activation::HardSigmoid { alpha: #alpha, beta: #beta })
+        }
+        ir::Activation::LeakyRelu { alpha } => {
+            let alpha = f32_tokens(alpha);
+            quote!(::resnext_runtime::kernels::Activation::LeakyRelu { alpha: #alpha })
+        }
+        ir::Activation::Elu { alpha } => {
+            let alpha = f32_tokens(alpha);
+            quote!(::resnext_runtime::kernels::Activation::Elu { alpha: #alpha })
+        }
+        ir::Activation::Sigmoid
+        | ir::Activation::Tanh
+        | ir::Activation::HardSwish
+        | ir::Activation::Silu
+        | ir::Activation::Gelu
+        | ir::Activation::GeluTanh
+        | ir::Activation::Erf => {
+            let variant = format_ident!("{}", format!("{a:?}"));
+            quote!(::resnext_runtime::kernels::Activation::#variant)
         }
     }
 }

@@ -6,6 +6,8 @@
 //! see only the parsing context (`front::onnx::context`), so adding an op family is one new file
 //! here and one line in `standard`.
 
+mod activation;
+mod binary;
 mod constant;
 mod conv;
 mod dense;
@@ -52,6 +54,8 @@ impl Registry {
             constant::register(&mut reg);
             shape::register(&mut reg);
             identity::register(&mut reg);
+            activation::register(&mut reg);
+            binary::register(&mut reg);
             reg
         });
         &STANDARD

@@ -502,7 +502,9 @@ unsafe fn tile_narrow<const C: usize, const P: usize>(t: &Tile) {
 }
 
 /// `activation` on eight lanes, with the scalar `Activation::apply`'s NaN behaviour (`max`/`min`
-/// return their second operand, `x`, when it is NaN). Shared by the AVX2 conv kernels.
+/// return their second operand, `x`, when it is NaN; a NaN compares false, so the blends keep it).
+/// The transcendental activations (see [`Activation::is_vectorised`]) run `apply` lane by lane.
+/// Shared by the AVX2 conv kernels.
 #[inline]
 #[target_feature(enable = "avx2")]
 pub(crate) fn activate(activation: Activation, x: __m256) -> __m256 {
@@ -511,6 +513,38 @@ pub(crate) fn activate(activation: Activation, x: __m256) -> __m256 {
         Activation::Relu => _mm256_max_ps(_mm256_setzero_ps(), x),
         Activation::Clip { min, max } => {
             _mm256_min_ps(_mm256_set1_ps(max), _mm256_max_ps(_mm256_set1_ps(min), x))
+        }
+        Activation::HardSigmoid { alpha, beta } => {
+            let y = _mm256_add_ps(
+                _mm256_mul_ps(_mm256_set1_ps(alpha), x),
+                _mm256_set1_ps(beta),
+            );
+            _mm256_min_ps(_mm256_set1_ps(1.0), _mm256_max_ps(_mm256_setzero_ps(), y))
+        }
+        Activation::HardSwish => {
+            let y = _mm256_add_ps(x, _mm256_set1_ps(3.0));
+            let y = _mm256_min_ps(_mm256_set1_ps(6.0), _mm256_max_ps(_mm256_setzero_ps(), y));
+            _mm256_div_ps(_mm256_mul_ps(x, y), _mm256_set1_ps(6.0))
+        }
+        Activation::LeakyRelu { alpha } => {
+            let negative = _mm256_cmp_ps::<_CMP_LT_OQ>(x, _mm256_setzero_ps());
+            _mm256_blendv_ps(x, _mm256_mul_ps(_mm256_set1_ps(alpha), x), negative)
+        }
+        Activation::Sigmoid
+        | Activation::Tanh
+        | Activation::Silu
+        | Activation::Elu { .. }
+        | Activation::Gelu
+        | Activation::GeluTanh
+        | Activation::Erf => {
+            let mut lanes = [0.0f32; 8];
+            // SAFETY: `lanes` holds 8 floats.
+            unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), x) };
+            for v in &mut lanes {
+                *v = activation.apply(*v);
+            }
+            // SAFETY: as above.
+            unsafe { _mm256_loadu_ps(lanes.as_ptr()) }
         }
     }
 }

@@ -203,13 +203,7 @@ unsafe fn finish_row<const NV: usize>(
                 if !f.residual.is_null() {
                     x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(m, f.residual.add(at)));
                 }
-                x = match f.activation {
-                    Activation::None => x,
-                    Activation::Relu => _mm512_max_ps(_mm512_setzero_ps(), x),
-                    Activation::Clip { min, max } => {
-                        _mm512_min_ps(_mm512_set1_ps(max), _mm512_max_ps(_mm512_set1_ps(min), x))
-                    }
-                };
+                x = activate512(f.activation, x);
             }
             _mm512_mask_storeu_ps(t.c.add(at), m, x);
         }
@@ -254,5 +248,52 @@ pub(crate) unsafe fn gather_stride2(src: &[f32], dst: &mut [f32]) {
             _mm512_mask_storeu_ps(dst.as_mut_ptr().add(i), m_out, v);
         }
         i += r;
+    }
+}
+
+/// `activation` on sixteen lanes, with the scalar `Activation::apply`'s NaN behaviour (as the AVX2
+/// tier's `activate`); the transcendental activations (see [`Activation::is_vectorised`]) run
+/// `apply` lane by lane. Shared by the AVX-512 kernels.
+#[inline]
+#[target_feature(enable = "avx512f")]
+pub(crate) fn activate512(activation: Activation, x: __m512) -> __m512 {
+    match activation {
+        Activation::None => x,
+        Activation::Relu => _mm512_max_ps(_mm512_setzero_ps(), x),
+        Activation::Clip { min, max } => {
+            _mm512_min_ps(_mm512_set1_ps(max), _mm512_max_ps(_mm512_set1_ps(min), x))
+        }
+        Activation::HardSigmoid { alpha, beta } => {
+            let y = _mm512_add_ps(
+                _mm512_mul_ps(_mm512_set1_ps(alpha), x),
+                _mm512_set1_ps(beta),
+            );
+            _mm512_min_ps(_mm512_set1_ps(1.0), _mm512_max_ps(_mm512_setzero_ps(), y))
+        }
+        Activation::HardSwish => {
+            let y = _mm512_add_ps(x, _mm512_set1_ps(3.0));
+            let y = _mm512_min_ps(_mm512_set1_ps(6.0), _mm512_max_ps(_mm512_setzero_ps(), y));
+            _mm512_div_ps(_mm512_mul_ps(x, y), _mm512_set1_ps(6.0))
+        }
+        Activation::LeakyRelu { alpha } => {
+            let negative = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(x, _mm512_setzero_ps());
+            _mm512_mask_mul_ps(x, negative, _mm512_set1_ps(alpha), x)
+        }
+        Activation::Sigmoid
+        | Activation::Tanh
+        | Activation::Silu
+        | Activation::Elu { .. }
+        | Activation::Gelu
+        | Activation::GeluTanh
+        | Activation::Erf => {
+            let mut lanes = [0.0f32; 16];
+            // SAFETY: `lanes` holds 16 floats.
+            unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), x) };
+            for v in &mut lanes {
+                *v = activation.apply(*v);
+            }
+            // SAFETY: as above.
+            unsafe { _mm512_loadu_ps(lanes.as_ptr()) }
+        }
     }
 }

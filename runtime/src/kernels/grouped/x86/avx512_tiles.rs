@@ -6,7 +6,7 @@ use std::arch::x86_64::*;
 
 use super::avx512_row_pairs::row_pair_tiles16;
 use super::{Band, MAX_TAPS, mask16, row_offsets};
-use crate::kernels::Activation;
+use crate::kernels::gemm::x86_64::avx512::activate512;
 
 /// Dispatches `b` to a monomorphised AVX-512 tile; false if no tile fits (the caller then runs the
 /// generic tier).
@@ -139,14 +139,7 @@ unsafe fn tiles16<const K: usize, const S: usize, const OB: usize, const R: usiz
                             _mm512_maskz_loadu_ps(store, res.as_ptr().add(at))
                         });
                     }
-                    v = match b.activation {
-                        Activation::None => v,
-                        Activation::Relu => _mm512_max_ps(_mm512_setzero_ps(), v),
-                        Activation::Clip { min, max } => _mm512_min_ps(
-                            _mm512_set1_ps(max),
-                            _mm512_max_ps(_mm512_set1_ps(min), v),
-                        ),
-                    };
+                    v = activate512(b.activation, v);
                     // SAFETY: row `oy + r` is in `b.rows` and columns `ox0..ox0 + lanes` in the row;
                     // the caller vouches for exclusive access there.
                     unsafe { _mm512_mask_storeu_ps(b.output.add(at), store, v) };
