@@ -1,7 +1,8 @@
 //! Every CNN family from every exporter, end to end: each `testdata/families/NAME.EXPORTER.onnx`
 //! is compiled with the library pipeline, run on `NAME.input.npy` and compared with PyTorch's
 //! logits (`NAME.output.npy`): max abs err ≤ 1e-4 × max |logit|, or onnxruntime's own error on the
-//! same file (`ort_max_abs_err` in `manifest.json`) where that is larger; NaN fails.
+//! same file (`ort_max_abs_err` in `manifest.json`) where that is larger; NaN or infinity fails
+//! (`resnext_test_support::max_abs_diff`).
 //!
 //! One build serves every test: the first test to need it compiles every fixture the compiler
 //! accepts into one module each of a single `families` binary (dispatching on the model's name),
@@ -21,6 +22,7 @@ use std::time::Instant;
 use resnext_compiler::back::rust as back_rust;
 use resnext_compiler::driver;
 use resnext_runtime::formats::npy;
+use resnext_test_support::max_abs_diff;
 
 const EXPORTERS: [&str; 3] = ["dynamo", "ts17", "ts9"];
 
@@ -368,18 +370,6 @@ fn ort_max_abs_err(file: &str) -> f32 {
         .unwrap_or_else(|| panic!("{file}: no number `ort_max_abs_err` in the manifest")) as f32
 }
 
-/// The largest |a - b|; NaN when any difference is NaN.
-fn max_abs_err(got: &[f32], want: &[f32]) -> f32 {
-    got.iter().zip(want).fold(0.0f32, |m, (a, b)| {
-        let d = (a - b).abs();
-        if m.is_nan() || d.is_nan() {
-            f32::NAN
-        } else {
-            m.max(d)
-        }
-    })
-}
-
 /// Compiles (through the shared build), runs and compares the fixture of `test`.
 fn check(test: &'static str) {
     let (model, exporter) = split_test_name(test);
@@ -425,7 +415,7 @@ fn check(test: &'static str) {
     let ours = 1e-4 * scale;
     let ort = ort_max_abs_err(&format!("{model}.{exporter}.onnx"));
     let tol = ours.max(ort);
-    let err = max_abs_err(&got, &want);
+    let err = max_abs_diff(&got, &want);
     eprintln!(
         "[families] {test}: max abs err {err:e}, tolerance {tol:e} (1e-4 × max |logit| {ours:e}, onnxruntime {ort:e})"
     );
@@ -453,11 +443,4 @@ fn every_fixture_has_a_test() {
         }
     }
     assert!(untested.is_empty(), "fixtures without a test: {untested:?}");
-}
-
-#[test]
-fn max_abs_err_is_nan_aware() {
-    assert!(max_abs_err(&[1.0, f32::NAN, 2.0], &[1.0, 1.0, 2.5]).is_nan());
-    assert!(max_abs_err(&[f32::NAN, 0.0], &[0.0, 0.0]).is_nan());
-    assert_eq!(max_abs_err(&[1.0, -2.0], &[1.5, 1.0]), 3.0);
 }
