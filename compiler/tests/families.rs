@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use resnext_compiler::back::rust as back_rust;
 use resnext_compiler::driver;
-use resnext_runtime::formats::npy;
+use resnext_runtime_core::formats::npy;
 
 const EXPORTERS: [&str; 3] = ["dynamo", "ts17", "ts9"];
 
