@@ -114,7 +114,7 @@ def mobile_block():
     return model(nodes, inits, [("x", [1, c, 8, 8])], [("y", [1, 3])])
 
 def weights_file(model_hash, tensors):
-    """The runtime's weights format (runtime/src/weights.rs)."""
+    """The runtime's weights format (runtime-core/src/formats/weights.rs)."""
     header_len = 32
     table_len = sum(4 + len(n) + 4 + 8 * len(d) + 16 for n, d, _ in tensors)
     offset = -(-(header_len + table_len) // 64) * 64

@@ -10,10 +10,10 @@ use resnext_compiler::back::cuda;
 use resnext_compiler::front::onnx;
 use resnext_compiler::ir::{self, Op};
 use resnext_compiler::passes::{self, PassOptions};
-use resnext_runtime::cuda::runner::CudaModel;
+use resnext_runtime_core::cuda::runner::CudaModel;
 
 fn main() {
-    if let Err(e) = resnext_runtime::cuda::runner::available() {
+    if let Err(e) = resnext_runtime_core::cuda::runner::available() {
         eprintln!("skipping the CUDA benchmark: {e}");
         return;
     }

@@ -18,16 +18,16 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use resnext_compiler::{driver, interp, ir};
-use resnext_runtime::exec::Ctx;
-use resnext_runtime::exec::isa::isa;
-use resnext_runtime::exec::threads::Threads;
-use resnext_runtime::kernels::conv::{self, ConvAlgo};
-use resnext_runtime::kernels::{Activation, ConvArgs, ConvShape, Epilogue};
+use resnext_runtime_core::exec::Ctx;
+use resnext_runtime_core::exec::isa::isa;
+use resnext_runtime_core::exec::threads::Threads;
+use resnext_runtime_core::kernels::conv::{self, ConvAlgo};
+use resnext_runtime_core::kernels::{Activation, ConvArgs, ConvShape, Epilogue};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::tract_linalg::multithread::{Executor, set_default_executor};
 
 // The FMA-peak probe is benchmark code, not runtime API: shared with `bench_gemm` as a module.
-#[path = "../../runtime/examples/fma_peak/mod.rs"]
+#[path = "../../runtime-core/examples/fma_peak/mod.rs"]
 mod fma_peak;
 
 struct Args {
@@ -308,7 +308,7 @@ fn main() {
             let npy = std::env::temp_dir().join(format!("resnext-bench-{name}-{batch}.npy"));
             let mut shape = vec![batch];
             shape.extend(&per_item);
-            resnext_runtime::formats::npy::write_f32(&npy, &shape, &data).expect("write input");
+            resnext_runtime_core::formats::npy::write_f32(&npy, &shape, &data).expect("write input");
             let tract = if args.tract {
                 tract_model(model, &shape)
                     .map_err(|e| eprintln!("tract skipped: {e:?}"))

@@ -5,10 +5,10 @@
 
 use std::collections::HashMap;
 
-use resnext_runtime::exec::Ctx;
-use resnext_runtime::exec::threads::Threads;
-use resnext_runtime::kernels::dense::{self, DenseArgs};
-use resnext_runtime::kernels::{
+use resnext_runtime_core::exec::Ctx;
+use resnext_runtime_core::exec::threads::Threads;
+use resnext_runtime_core::kernels::dense::{self, DenseArgs};
+use resnext_runtime_core::kernels::{
     self, BatchNorm, ConvArgs, ConvShape, Epilogue, KernelError, PlanesArgs, PoolShape, conv,
     reference,
 };

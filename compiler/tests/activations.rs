@@ -11,7 +11,7 @@ use resnext_compiler::ir::{
     TensorType,
 };
 use resnext_compiler::passes::{self, PassOptions, fuse_epilogue};
-use resnext_runtime::formats::npy;
+use resnext_runtime_core::formats::npy;
 
 /// Deterministic values in [-2, 2) (xorshift64*), so failures reproduce.
 struct Rng(u64);

@@ -17,7 +17,7 @@ use resnext_compiler::ir::{
     Shape, TensorType,
 };
 use resnext_compiler::passes::{self, PassOptions};
-use resnext_runtime::formats::npy;
+use resnext_runtime_core::formats::npy;
 use resnext_test_support::{assert_close, assert_within, models_dir, require};
 
 fn workspace() -> PathBuf {
@@ -86,7 +86,7 @@ fn small_model_source_and_plan_snapshot() {
     snapshot("resnext_small_8x4d_bn.cu", &emitted.source);
     snapshot("resnext_small_8x4d_bn.cuplan", &emitted.plan.to_text());
     // The plan's text form is what the emitted crate embeds: it must parse back to the same plan.
-    let parsed = resnext_runtime::cuda::plan::CudaPlan::parse(&emitted.plan.to_text());
+    let parsed = resnext_runtime_core::cuda::plan::CudaPlan::parse(&emitted.plan.to_text());
     assert_eq!(parsed.as_ref(), Ok(&emitted.plan));
     // Every conv of a ResNeXt gets a specialised kernel: grouped 3×3 direct, 1×1 GEMM, stem direct.
     let count =
@@ -623,7 +623,7 @@ fn resnextc_target_all_embeds_the_cuda_model() {
     assert!(lib.contains("pub mod cuda {") && lib.contains("include_str!(\"model.cu\")"));
     assert!(read("src/main.rs").contains("\"--device\""));
     let plan =
-        resnext_runtime::cuda::plan::CudaPlan::parse(&read("src/model.cuplan")).expect("plan");
+        resnext_runtime_core::cuda::plan::CudaPlan::parse(&read("src/model.cuplan")).expect("plan");
     // The CUDA weights file holds every tensor the plan places, under the hash in lib.rs.
     let weights = std::fs::read(out.join("small_all.cuda.weights")).expect("weights");
     let hash = lib
@@ -632,7 +632,7 @@ fn resnextc_target_all_embeds_the_cuda_model() {
         .and_then(|s| s.split(';').next())
         .and_then(|s| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok())
         .expect("the cuda module's MODEL_HASH");
-    let w = resnext_runtime::Weights::from_bytes(&weights, hash).expect("weights match the hash");
+    let w = resnext_runtime_core::Weights::from_bytes(&weights, hash).expect("weights match the hash");
     assert_eq!(w.len(), plan.weights.len());
     for (i, &(_, len)) in plan.weights.iter().enumerate() {
         assert_eq!(w.tensor(i).len(), len, "tensor {i}");
@@ -709,7 +709,7 @@ fn emitted_cli_takes_device() {
     );
     let gpu_out = tmp.path().join("gpu.npy");
     let gpu = run("cuda", &gpu_out);
-    match resnext_runtime::cuda::runner::available() {
+    match resnext_runtime_core::cuda::runner::available() {
         Ok(()) => {
             assert!(
                 gpu.status.success(),
@@ -737,7 +737,7 @@ fn emitted_cli_takes_device() {
 #[test]
 #[ignore = "needs a CUDA device"]
 fn gpu_models_match_pytorch() {
-    require("a CUDA device", resnext_runtime::cuda::runner::available());
+    require("a CUDA device", resnext_runtime_core::cuda::runner::available());
     for stem in ["resnext_small_8x4d_bn", "mobilenet_v2_bn"] {
         gpu_model_matches_pytorch(&workspace().join("testdata"), stem);
     }
@@ -747,7 +747,7 @@ fn gpu_models_match_pytorch() {
 #[test]
 #[ignore = "needs a CUDA device and RESNEXT_MODELS"]
 fn gpu_resnext50_matches_pytorch() {
-    require("a CUDA device", resnext_runtime::cuda::runner::available());
+    require("a CUDA device", resnext_runtime_core::cuda::runner::available());
     gpu_model_matches_pytorch(&models_dir(), "resnext50_32x4d_bn");
 }
 
@@ -758,7 +758,7 @@ fn gpu_model_matches_pytorch(dir: &Path, stem: &str) {
     let tmp = tempfile::tempdir().expect("temp dir");
     let weights = tmp.path().join("model.cuda.weights");
     emitted.write_weights(&weights).expect("write weights");
-    let mut model = resnext_runtime::cuda::runner::CudaModel::load(
+    let mut model = resnext_runtime_core::cuda::runner::CudaModel::load(
         &emitted.source,
         &emitted.plan.to_text(),
         &weights,

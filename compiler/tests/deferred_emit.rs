@@ -7,7 +7,7 @@ use resnext_compiler::back::rust as back_rust;
 use resnext_compiler::driver;
 use resnext_compiler::front::dsl::{self, ModelSpec};
 use resnext_compiler::passes::{LayoutChoice, PassOptions};
-use resnext_runtime::formats::safetensors::StateDict;
+use resnext_runtime_core::formats::safetensors::StateDict;
 
 /// On both activation layouts (`auto` picks one per machine; the NCHW8c kernels' weights are
 /// packed at load time from the recipes too).

@@ -7,8 +7,8 @@ use resnext_compiler::front::dsl::{self, ModelSpec, Stem};
 use resnext_compiler::front::onnx;
 use resnext_compiler::ir::{self, Graph};
 use resnext_compiler::{interp, passes};
-use resnext_runtime::formats::npy;
-use resnext_runtime::formats::safetensors::StateDict;
+use resnext_runtime_core::formats::npy;
+use resnext_runtime_core::formats::safetensors::StateDict;
 use resnext_test_support::models_dir;
 
 fn testdata(name: &str) -> PathBuf {

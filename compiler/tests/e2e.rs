@@ -16,8 +16,8 @@ use std::process::Command;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
-use resnext_runtime::exec::isa::Isa;
-use resnext_runtime::formats::npy;
+use resnext_runtime_core::exec::isa::Isa;
+use resnext_runtime_core::formats::npy;
 use resnext_test_support::{assert_close, models_dir};
 
 fn workspace() -> PathBuf {

@@ -21,7 +21,7 @@ use std::time::Instant;
 
 use resnext_compiler::back::rust as back_rust;
 use resnext_compiler::driver;
-use resnext_runtime::formats::npy;
+use resnext_runtime_core::formats::npy;
 use resnext_test_support::max_abs_diff;
 
 const EXPORTERS: [&str; 3] = ["dynamo", "ts17", "ts9"];

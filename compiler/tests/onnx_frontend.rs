@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use resnext_compiler::front::onnx;
 use resnext_compiler::{interp, ir};
-use resnext_runtime::formats::npy;
+use resnext_runtime_core::formats::npy;
 use resnext_test_support::{assert_close, models_dir};
 
 fn testdata(name: &str) -> PathBuf {

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use prost::Message;
 use resnext_compiler::front::onnx;
 use resnext_compiler::{interp, ir};
-use resnext_runtime::formats::npy;
+use resnext_runtime_core::formats::npy;
 use tract_onnx::pb;
 
 fn fixtures() -> PathBuf {

@@ -595,9 +595,9 @@ fn check_model(file: &str, activation_op: &str, batch: usize) {
 
     // Independent oracle: PyTorch's logits for the shipped input.
     let (shape, input) =
-        resnext_runtime::formats::npy::read_f32(testdata(&format!("{file}.input.npy"))).unwrap();
+        resnext_runtime_core::formats::npy::read_f32(testdata(&format!("{file}.input.npy"))).unwrap();
     let (_, expected) =
-        resnext_runtime::formats::npy::read_f32(testdata(&format!("{file}.output.npy"))).unwrap();
+        resnext_runtime_core::formats::npy::read_f32(testdata(&format!("{file}.output.npy"))).unwrap();
     let got = run(&g, &[input], shape[0]);
     let rel = rel_diff(&got, &[expected]);
     assert!(rel <= 1e-4, "{file} after passes vs PyTorch: {rel:e}");
@@ -758,7 +758,7 @@ fn cli_stop_after_and_print_after() {
 /// `--layout nchw` none; `auto` (the default) is `nchw8c` unless the kernel tier is AVX-512.
 #[test]
 fn cli_layout_chooses_the_activation_layout() {
-    use resnext_runtime::exec::isa::Isa;
+    use resnext_runtime_core::exec::isa::Isa;
     let model = testdata("resnext_small_8x4d_bn.onnx");
     let counts = |isa: &str, layout: &[&str]| {
         let dir = tempfile::tempdir().unwrap();
@@ -844,10 +844,10 @@ fn select_kernels_puts_resnext_on_nchw8c_and_not_mobilenet() {
             assert_eq!((blocked, reorders), (0, 0), "{}", passes::graph_text(&g));
         }
         let (shape, input) =
-            resnext_runtime::formats::npy::read_f32(testdata(&format!("{file}.input.npy")))
+            resnext_runtime_core::formats::npy::read_f32(testdata(&format!("{file}.input.npy")))
                 .unwrap();
         let (_, expected) =
-            resnext_runtime::formats::npy::read_f32(testdata(&format!("{file}.output.npy")))
+            resnext_runtime_core::formats::npy::read_f32(testdata(&format!("{file}.output.npy")))
                 .unwrap();
         let rel = rel_diff(&run(&g, &[input], shape[0]), &[expected]);
         assert!(
@@ -881,9 +881,9 @@ fn layout_nchw_keeps_every_value_nchw() {
         "every conv still gets a fast NCHW kernel"
     );
     let (shape, input) =
-        resnext_runtime::formats::npy::read_f32(testdata(&format!("{file}.input.npy"))).unwrap();
+        resnext_runtime_core::formats::npy::read_f32(testdata(&format!("{file}.input.npy"))).unwrap();
     let (_, expected) =
-        resnext_runtime::formats::npy::read_f32(testdata(&format!("{file}.output.npy"))).unwrap();
+        resnext_runtime_core::formats::npy::read_f32(testdata(&format!("{file}.output.npy"))).unwrap();
     let rel = rel_diff(&run(&g, &[input], shape[0]), &[expected]);
     assert!(rel <= 1e-4, "{file} on NCHW vs PyTorch: {rel:e}");
 }

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use resnext_runtime::Weights;
+use resnext_runtime_core::Weights;
 
 fuzz_target!(|data: &[u8]| {
     // 1. The bytes as they are, against the model hash they claim (a mutated checksum or header
@@ -18,7 +18,7 @@ fuzz_target!(|data: &[u8]| {
     if data.len() >= 4 {
         let mut sealed = data.to_vec();
         let n = sealed.len() - 4;
-        let sum = resnext_runtime::formats::weights::checksum(&sealed[..n]);
+        let sum = resnext_runtime_core::formats::weights::checksum(&sealed[..n]);
         sealed[n..].copy_from_slice(&sum.to_le_bytes());
         check(&sealed, claimed);
     }

@@ -9,7 +9,7 @@ use resnext_compiler::back::rust as back_rust;
 use resnext_compiler::driver;
 use resnext_compiler::front::dsl;
 use resnext_compiler::ir::{BnParams, FoldedPart, Graph, WeightId, WeightSource};
-use resnext_runtime::kernels::ConvShape;
+use resnext_runtime_core::kernels::ConvShape;
 
 use crate::parse::ModelDecl;
 use crate::validate::validate;

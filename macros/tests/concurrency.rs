@@ -2,7 +2,7 @@
 //! weights): `Send + Sync`, threads calling `forward` at once, repeated runs, thread counts, batching.
 //!
 //! Why bit-identity (not a tolerance) is asserted everywhere, from reading the kernels in
-//! `runtime/src/kernels`:
+//! `runtime-core/src/kernels`:
 //! - GEMM (pointwise, im2col and dense layers): a task is a rectangle of whole `MR × NR` micro-tiles
 //!   (tile boundaries are fixed multiples of `MR`/`NR`, whatever the split); each output element is
 //!   accumulated by one FMA chain over k in increasing order. The thread count changes which task

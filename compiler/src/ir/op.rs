@@ -1,10 +1,10 @@
 //! Operations of the IR and their attributes, with the shape rule of each.
 //! An op names its weights by [`WeightId`]; activations arrive on numbered input edges ("slots").
 
-use resnext_runtime::kernels::ConvShape;
-use resnext_runtime::kernels::conv::{self, ConvAlgo};
-use resnext_runtime::kernels::dense;
-pub use resnext_runtime::kernels::elementwise::BinaryKind;
+use resnext_runtime_core::kernels::ConvShape;
+use resnext_runtime_core::kernels::conv::{self, ConvAlgo};
+use resnext_runtime_core::kernels::dense;
+pub use resnext_runtime_core::kernels::elementwise::BinaryKind;
 
 use super::types::{Dim, Layout, Shape, TensorType};
 use super::weights::{WeightId, WeightStore};
@@ -148,7 +148,7 @@ pub struct Epilogue {
 pub enum ConvKernel {
     #[default]
     Reference,
-    /// `resnext_runtime::kernels::conv` with this algorithm.
+    /// `resnext_runtime_core::kernels::conv` with this algorithm.
     Fast(ConvAlgo),
 }
 

@@ -103,7 +103,7 @@ pub enum Layout {
     #[default]
     Nchw,
     Nhwc,
-    /// Channels blocked by 8: `[N, C/8, H, W, 8]` (`resnext_runtime::kernels::blocked`).
+    /// Channels blocked by 8: `[N, C/8, H, W, 8]` (`resnext_runtime_core::kernels::blocked`).
     Nchw8c,
     /// Plain row-major order for ranks other than 4.
     RowMajor,

@@ -28,7 +28,7 @@ pub enum WeightSource {
     Data,
     /// The state_dict tensor of this key (torchvision naming), loaded at run time.
     StateDict { key: String },
-    /// One output of `resnext_runtime::formats::fold::fold_batch_norm` applied at load time to a layer's
+    /// One output of `resnext_runtime_core::formats::fold::fold_batch_norm` applied at load time to a layer's
     /// weight/bias and the BatchNorm parameters after it.
     FoldedBn {
         part: FoldedPart,
@@ -37,15 +37,15 @@ pub enum WeightSource {
         bn: BnParams,
         out_channels: usize,
     },
-    /// One output of `resnext_runtime::formats::fold::batch_norm_scale_shift` applied at load time.
+    /// One output of `resnext_runtime_core::formats::fold::batch_norm_scale_shift` applied at load time.
     BnScaleShift { part: FoldedPart, bn: BnParams },
-    /// `resnext_runtime::kernels::conv::pack(algo, shape, ·)` of another weight, at load time.
+    /// `resnext_runtime_core::kernels::conv::pack(algo, shape, ·)` of another weight, at load time.
     PackedConv {
-        algo: resnext_runtime::kernels::conv::ConvAlgo,
-        shape: resnext_runtime::kernels::ConvShape,
+        algo: resnext_runtime_core::kernels::conv::ConvAlgo,
+        shape: resnext_runtime_core::kernels::ConvShape,
         source: WeightId,
     },
-    /// `resnext_runtime::kernels::dense::pack(in_features, out_features, ·)` of another weight,
+    /// `resnext_runtime_core::kernels::dense::pack(in_features, out_features, ·)` of another weight,
     /// at load time.
     PackedDense {
         in_features: usize,

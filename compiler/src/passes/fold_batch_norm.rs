@@ -3,10 +3,10 @@
 //!
 //! Weights known now (ONNX) are folded here; weights the loader reads later (the `resnext!` DSL's
 //! state_dict) get a recipe ([`WeightSource::FoldedBn`], [`WeightSource::BnScaleShift`]) that the
-//! loader evaluates with the same `resnext_runtime::formats::fold` functions.
+//! loader evaluates with the same `resnext_runtime_core::formats::fold` functions.
 
-use resnext_runtime::formats::fold;
-use resnext_runtime::kernels::BatchNorm;
+use resnext_runtime_core::formats::fold;
+use resnext_runtime_core::kernels::BatchNorm;
 
 use super::sole_consumer;
 use crate::ir::{

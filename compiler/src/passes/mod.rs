@@ -60,7 +60,7 @@ pub struct PassOptions {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum LayoutChoice {
     /// Decided when the passes run, by the kernel tier of the compiling process
-    /// (`resnext_runtime::exec::isa::isa()`: `RESNEXT_ISA` if set and this CPU supports it, else the
+    /// (`resnext_runtime_core::exec::isa::isa()`: `RESNEXT_ISA` if set and this CPU supports it, else the
     /// best tier detected): [`LayoutChoice::Nchw`] on AVX-512, where the NCHW kernels measured
     /// faster (ARCHITECTURE.md, "Activation layout"), [`LayoutChoice::Nchw8c`] on AVX2 and on the
     /// generic tier. The emitted code keeps the choice whatever CPU later runs it, like
@@ -81,7 +81,7 @@ impl LayoutChoice {
     pub fn allows_nchw8c(self) -> bool {
         match self {
             LayoutChoice::Auto => {
-                resnext_runtime::exec::isa::isa() != resnext_runtime::exec::isa::Isa::Avx512
+                resnext_runtime_core::exec::isa::isa() != resnext_runtime_core::exec::isa::Isa::Avx512
             }
             LayoutChoice::Nchw => false,
             LayoutChoice::Nchw8c => true,

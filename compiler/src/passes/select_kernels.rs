@@ -8,7 +8,7 @@
 //! Activation layout: convs whose kernels have an NCHW8c form (1×1 and grouped convs over whole
 //! blocks of 8 channels) form regions (connected through the values between them); a region whose
 //! 1×1 convs do at least [`MIN_MACS_PER_REORDERED`] multiply-adds per float that would have to be
-//! reordered at its edges runs on NCHW8c (`resnext_runtime::kernels::blocked`, where the 1×1 convs
+//! reordered at its edges runs on NCHW8c (`resnext_runtime_core::kernels::blocked`, where the 1×1 convs
 //! need no run-time packing), with `Reorder` nodes inserted at its edges. On ResNeXt-50 that is
 //! every conv after the max pool (one reorder in, one out); on MobileNetV2, whose depthwise convs
 //! cut the 1×1 convs into pairs, and on ResNet-50, whose dense 3×3 convs do the same, no region
@@ -18,8 +18,8 @@ use std::collections::{HashMap, HashSet};
 
 use petgraph::visit::EdgeRef;
 
-use resnext_runtime::kernels::conv::{self, ConvAlgo};
-use resnext_runtime::kernels::dense;
+use resnext_runtime_core::kernels::conv::{self, ConvAlgo};
+use resnext_runtime_core::kernels::dense;
 
 use crate::interp;
 use crate::ir::{

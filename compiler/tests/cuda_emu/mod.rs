@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use resnext_runtime::cuda::plan::{Buf, CudaPlan};
+use resnext_runtime_core::cuda::plan::{Buf, CudaPlan};
 
 /// The C++ compiler (`CXX`, else `g++`). The emulation tests need one: without it they fail.
 pub fn compiler() -> String {

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use image::imageops::FilterType;
 
-resnext_macros::resnext! {
+resnext_runtime::resnext! {
     /// ResNeXt-50 (32×4d), the paper's Table 1; weights from torchvision's `resnext50_32x4d`.
     pub model ResNeXt50 {
         input: [3, 224, 224],

@@ -8,8 +8,8 @@
 
 use std::fmt::Write as _;
 
-use resnext_runtime::cuda::plan::{Buf, Extent, Launch};
-use resnext_runtime::kernels::{ConvShape, PoolShape};
+use resnext_runtime_core::cuda::plan::{Buf, Extent, Launch};
+use resnext_runtime_core::kernels::{ConvShape, PoolShape};
 
 use super::{Error, Model};
 use crate::interp;

@@ -1,5 +1,5 @@
 //! The CUDA back end: emits CUDA C source with one kernel specialised per node (shapes as compile-time
-//! constants, fused epilogues) and the host-side launch plan (`resnext_runtime::cuda::plan`).
+//! constants, fused epilogues) and the host-side launch plan (`resnext_runtime_core::cuda::plan`).
 //!
 //! Public surface: [`Options`], [`Error`], [`emit`] and [`Emitted`]. The graph must come from
 //! `passes::optimize` with `select_kernels: false` (the GPU kernels read weights in ONNX layout, not
@@ -15,9 +15,9 @@ mod kernels;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use resnext_runtime::cuda::plan::{self, Buf, CudaPlan};
-use resnext_runtime::formats::hash::Fnv64;
-use resnext_runtime::formats::weights::{WeightsWriter, WriteError};
+use resnext_runtime_core::cuda::plan::{self, Buf, CudaPlan};
+use resnext_runtime_core::formats::hash::Fnv64;
+use resnext_runtime_core::formats::weights::{WeightsWriter, WriteError};
 
 use crate::ir::{ConvKernel, DenseKernel, Graph, GraphInfo, Layout, NodeId, Op, WeightId};
 use crate::passes::{MemoryPlan, PlanOptions, plan_memory};
@@ -195,7 +195,7 @@ pub fn emit<'g>(
 }
 
 impl Emitted<'_> {
-    /// Writes the weights file (the format of `resnext_runtime::Weights`, hash [`Self::model_hash`]).
+    /// Writes the weights file (the format of `resnext_runtime_core::Weights`, hash [`Self::model_hash`]).
     pub fn write_weights(&self, path: &Path) -> Result<(), Error> {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|source| Error::Io {
@@ -228,16 +228,16 @@ impl Emitted<'_> {
     }
 
     /// The Rust module an emitted crate gets for the GPU: the source and plan (`include_str!` of the
-    /// files [`Self::write_into_crate`] writes), the hash and a `load` over `resnext_runtime::cuda`.
+    /// files [`Self::write_into_crate`] writes), the hash and a `load` over `resnext_runtime_core::cuda`.
     pub fn rust_module(&self, weights_file: &str) -> String {
         format!(
             r#"
 /// The model on an NVIDIA GPU (`resnextc compile --target cuda|all`): CUDA C kernels that NVRTC
-/// compiles at load, launched by `resnext_runtime::cuda` from the plan.
+/// compiles at load, launched by `resnext_runtime_core::cuda` from the plan.
 pub mod cuda {{
     /// The generated CUDA C source.
     pub const SOURCE: &str = include_str!("model.cu");
-    /// The launch plan (`resnext_runtime::cuda::plan` text form).
+    /// The launch plan (`resnext_runtime_core::cuda::plan` text form).
     pub const PLAN: &str = include_str!("model.cuplan");
     /// Ties this code to its weights file (the GPU weights, in ONNX layout).
     pub const MODEL_HASH: u64 = {hash:#018x};

@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
-use resnext_runtime::formats::hash::Fnv64;
-use resnext_runtime::formats::weights::{WeightsWriter, WriteError};
+use resnext_runtime_core::formats::hash::Fnv64;
+use resnext_runtime_core::formats::weights::{WeightsWriter, WriteError};
 
 use crate::ir::{Graph, GraphInfo, Layout, NodeId, Op, WeightId, WeightSource};
 use crate::passes::{MemoryPlan, PlanOptions, plan_memory};

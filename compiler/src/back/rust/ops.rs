@@ -3,8 +3,8 @@
 
 use proc_macro2::{Literal, TokenStream};
 use quote::{format_ident, quote};
-use resnext_runtime::kernels::conv::ConvAlgo;
-use resnext_runtime::kernels::{ConvShape, PoolShape};
+use resnext_runtime_core::kernels::conv::ConvAlgo;
+use resnext_runtime_core::kernels::{ConvShape, PoolShape};
 
 use super::Model;
 use crate::interp;

@@ -5,12 +5,12 @@
 //! on both: outputs whose window sees a NaN are NaN, and the NaN/±inf pattern of every fast tier
 //! equals the reference's, element by element.
 
-use resnext_runtime::exec::Ctx;
-use resnext_runtime::exec::threads::Threads;
-use resnext_runtime::kernels::conv::{self, ConvAlgo};
-use resnext_runtime::kernels::dense::{self, DenseArgs};
-use resnext_runtime::kernels::pool::PoolArgs;
-use resnext_runtime::kernels::{
+use resnext_runtime_core::exec::Ctx;
+use resnext_runtime_core::exec::threads::Threads;
+use resnext_runtime_core::kernels::conv::{self, ConvAlgo};
+use resnext_runtime_core::kernels::dense::{self, DenseArgs};
+use resnext_runtime_core::kernels::pool::PoolArgs;
+use resnext_runtime_core::kernels::{
     Activation, ConvArgs, ConvShape, Epilogue, PoolShape, pool, reference,
 };
 

@@ -2,16 +2,16 @@
 //! batch 1 on 1 and 2 threads, against this machine's measured FMA peak; plus the stem, the
 //! classifier and the thread pool's per-call overhead.
 //!
-//! Run: `cargo run --release -p resnext-runtime --example bench_gemm [-- --isa avx2] [--quick]`.
+//! Run: `cargo run --release -p resnext-runtime-core --example bench_gemm [-- --isa avx2] [--quick]`.
 
 use std::time::{Duration, Instant};
 
-use resnext_runtime::exec::Ctx;
-use resnext_runtime::exec::isa::{self, Isa};
-use resnext_runtime::exec::threads::Threads;
-use resnext_runtime::kernels::conv::{self, ConvAlgo};
-use resnext_runtime::kernels::dense::{self, DenseArgs};
-use resnext_runtime::kernels::{Activation, ConvArgs, ConvShape, Epilogue};
+use resnext_runtime_core::exec::Ctx;
+use resnext_runtime_core::exec::isa::{self, Isa};
+use resnext_runtime_core::exec::threads::Threads;
+use resnext_runtime_core::kernels::conv::{self, ConvAlgo};
+use resnext_runtime_core::kernels::dense::{self, DenseArgs};
+use resnext_runtime_core::kernels::{Activation, ConvArgs, ConvShape, Epilogue};
 
 mod fma_peak;
 

@@ -10,10 +10,10 @@ mod common;
 
 use common::{U, check_tiers, check_tiers_exact, square_pool, tiers, values};
 use proptest::prelude::*;
-use resnext_runtime::exec::Ctx;
-use resnext_runtime::exec::threads::Threads;
-use resnext_runtime::kernels::pool::PoolArgs;
-use resnext_runtime::kernels::{KernelError, PlanesArgs, PoolShape, pool, reference};
+use resnext_runtime_core::exec::Ctx;
+use resnext_runtime_core::exec::threads::Threads;
+use resnext_runtime_core::kernels::pool::PoolArgs;
+use resnext_runtime_core::kernels::{KernelError, PlanesArgs, PoolShape, pool, reference};
 
 /// Compares max and both average poolings with the reference on every tier, bit for bit.
 fn check_pools(

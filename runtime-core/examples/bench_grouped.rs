@@ -1,16 +1,16 @@
 //! Benchmarks the direct grouped 3×3 convs on ResNeXt-50's shapes, MobileNetV2's depthwise convs and
 //! the pools: median µs and GFLOP/s per tier at 1 and 2 threads, batch 1 and 8, beside the reference.
 //!
-//! `cargo run --release -p resnext-runtime --example bench_grouped [-- --quick]`. Compare with
+//! `cargo run --release -p resnext-runtime-core --example bench_grouped [-- --quick]`. Compare with
 //! onnxruntime's per-layer numbers in shared/PERF.md (batch 1, 2 threads).
 
 use std::time::Instant;
 
-use resnext_runtime::exec::Ctx;
-use resnext_runtime::exec::isa::Isa;
-use resnext_runtime::exec::threads::Threads;
-use resnext_runtime::kernels::pool::PoolArgs;
-use resnext_runtime::kernels::{
+use resnext_runtime_core::exec::Ctx;
+use resnext_runtime_core::exec::isa::Isa;
+use resnext_runtime_core::exec::threads::Threads;
+use resnext_runtime_core::kernels::pool::PoolArgs;
+use resnext_runtime_core::kernels::{
     Activation, ConvArgs, ConvShape, Epilogue, PlanesArgs, PoolShape, depthwise, grouped, pool,
     reference,
 };

@@ -4,8 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use resnext_runtime::exec::isa::Isa;
-use resnext_runtime::exec::threads::Threads;
+use resnext_runtime_core::exec::isa::Isa;
+use resnext_runtime_core::exec::threads::Threads;
 
 /// Independent accumulator chains: enough to cover the FMA latency (4 cycles) on two pipes.
 const CHAINS: usize = 12;

@@ -1,7 +1,7 @@
 //! Probes the build host's CPU for the kernel tiers' features and sets `host_avx2` and
 //! `host_avx512`, which only the tests read: a test of a tier the CPU lacks is reported as
 //! ignored (`#[cfg_attr(not(host_avx512), ignore = "CPU lacks AVX-512")]`) instead of passing
-//! without running. The conditions are those of `resnext_runtime::exec::isa::Isa::supported`.
+//! without running. The conditions are those of `resnext_runtime_core::exec::isa::Isa::supported`.
 
 fn main() {
     println!("cargo::rerun-if-changed=build.rs");

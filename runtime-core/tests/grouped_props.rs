@@ -8,9 +8,9 @@ mod common;
 
 use common::{Case, Setting, out_size, setting, tiers};
 use proptest::prelude::*;
-use resnext_runtime::exec::Ctx;
-use resnext_runtime::exec::threads::Threads;
-use resnext_runtime::kernels::{
+use resnext_runtime_core::exec::Ctx;
+use resnext_runtime_core::exec::threads::Threads;
+use resnext_runtime_core::kernels::{
     Activation, ConvArgs, ConvShape, Epilogue, KernelError, depthwise, grouped,
 };
 

@@ -2,8 +2,8 @@
 //! never an arithmetic overflow or a panic. Regression for the overflow found by
 //! `compiler/tests/ir_errors.rs` (`ConvShape::check` added pads to the input size unchecked).
 
-use resnext_runtime::kernels::conv::{self, ConvAlgo};
-use resnext_runtime::kernels::{ConvShape, PoolShape};
+use resnext_runtime_core::kernels::conv::{self, ConvAlgo};
+use resnext_runtime_core::kernels::{ConvShape, PoolShape};
 
 fn conv_shape() -> ConvShape {
     ConvShape {

@@ -16,9 +16,9 @@
 #![allow(dead_code)]
 
 use proptest::prelude::*;
-use resnext_runtime::exec::isa::Isa;
-use resnext_runtime::exec::threads::Threads;
-use resnext_runtime::kernels::{
+use resnext_runtime_core::exec::isa::Isa;
+use resnext_runtime_core::exec::threads::Threads;
+use resnext_runtime_core::kernels::{
     Activation, ConvShape, Epilogue, KernelError, PoolShape, reference,
 };
 

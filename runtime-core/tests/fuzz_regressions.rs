@@ -8,7 +8,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use resnext_runtime::Weights;
+use resnext_runtime_core::Weights;
 use resnext_test_support::{corpus, within};
 
 fn claimed_hash(bytes: &[u8]) -> u64 {
@@ -60,7 +60,7 @@ fn corpus_replays_without_panics_or_hangs() {
             let raw = load(&bytes, hash);
             if bytes.len() >= 4 {
                 let n = bytes.len() - 4;
-                let sum = resnext_runtime::formats::weights::checksum(&bytes[..n]);
+                let sum = resnext_runtime_core::formats::weights::checksum(&bytes[..n]);
                 bytes[n..].copy_from_slice(&sum.to_le_bytes());
             }
             (raw, load(&bytes, hash))

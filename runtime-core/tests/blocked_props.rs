@@ -8,11 +8,11 @@ mod common;
 
 use common::{Case, assert_ok, check_tiers_exact, setting, values};
 use proptest::prelude::*;
-use resnext_runtime::exec::Ctx;
-use resnext_runtime::exec::threads::Threads;
-use resnext_runtime::kernels::blocked::{self, BLOCK};
-use resnext_runtime::kernels::conv::{self, ConvAlgo};
-use resnext_runtime::kernels::{
+use resnext_runtime_core::exec::Ctx;
+use resnext_runtime_core::exec::threads::Threads;
+use resnext_runtime_core::kernels::blocked::{self, BLOCK};
+use resnext_runtime_core::kernels::conv::{self, ConvAlgo};
+use resnext_runtime_core::kernels::{
     Activation, ConvArgs, ConvShape, Epilogue, KernelError, PlanesArgs,
 };
 
@@ -219,10 +219,10 @@ fn resnext_grouped_shapes_match_reference() {
     ] {
         let shape = ConvShape::square(channels, hw, channels, 3, stride, 1, 32);
         for isa in common::tiers() {
-            let direct = resnext_runtime::kernels::grouped::runs_nchw8c(&shape, isa);
+            let direct = resnext_runtime_core::kernels::grouped::runs_nchw8c(&shape, isa);
             assert_eq!(
                 direct,
-                isa != resnext_runtime::exec::isa::Isa::Generic,
+                isa != resnext_runtime_core::exec::isa::Isa::Generic,
                 "{isa:?} {shape:?}"
             );
         }

@@ -10,12 +10,12 @@ mod common;
 
 use common::{Case, Setting, assert_ok, check_tiers_exact, tiers};
 use proptest::prelude::*;
-use resnext_runtime::exec::Ctx;
-use resnext_runtime::exec::threads::Threads;
-use resnext_runtime::kernels::conv::{self, ConvAlgo};
-use resnext_runtime::kernels::dense::{self, DenseArgs};
-use resnext_runtime::kernels::elementwise::{self, BinaryKind};
-use resnext_runtime::kernels::{Activation, ConvArgs, ConvShape, Epilogue, PlanesArgs, reference};
+use resnext_runtime_core::exec::Ctx;
+use resnext_runtime_core::exec::threads::Threads;
+use resnext_runtime_core::kernels::conv::{self, ConvAlgo};
+use resnext_runtime_core::kernels::dense::{self, DenseArgs};
+use resnext_runtime_core::kernels::elementwise::{self, BinaryKind};
+use resnext_runtime_core::kernels::{Activation, ConvArgs, ConvShape, Epilogue, PlanesArgs, reference};
 
 const ALL: [Activation; 14] = [
     Activation::None,

@@ -13,11 +13,11 @@ use common::{
     Case, Operands, Setting, activation, assert_ok, check_tiers, out_size, setting, tolerance,
 };
 use proptest::prelude::*;
-use resnext_runtime::exec::Ctx;
-use resnext_runtime::exec::threads::Threads;
-use resnext_runtime::kernels::conv::{self, ConvAlgo};
-use resnext_runtime::kernels::dense::{self, DenseArgs};
-use resnext_runtime::kernels::{ConvArgs, ConvShape, Epilogue, KernelError, reference};
+use resnext_runtime_core::exec::Ctx;
+use resnext_runtime_core::exec::threads::Threads;
+use resnext_runtime_core::kernels::conv::{self, ConvAlgo};
+use resnext_runtime_core::kernels::dense::{self, DenseArgs};
+use resnext_runtime_core::kernels::{ConvArgs, ConvShape, Epilogue, KernelError, reference};
 
 /// Runs `algo` (through `conv2d`, the tier set in its `Ctx`) on every supported tier and compares with the reference.
 fn check_case(algo: ConvAlgo, c: &Case) -> Result<(), TestCaseError> {
