@@ -308,7 +308,8 @@ fn main() {
             let npy = std::env::temp_dir().join(format!("resnext-bench-{name}-{batch}.npy"));
             let mut shape = vec![batch];
             shape.extend(&per_item);
-            resnext_runtime_core::formats::npy::write_f32(&npy, &shape, &data).expect("write input");
+            resnext_runtime_core::formats::npy::write_f32(&npy, &shape, &data)
+                .expect("write input");
             let tract = if args.tract {
                 tract_model(model, &shape)
                     .map_err(|e| eprintln!("tract skipped: {e:?}"))

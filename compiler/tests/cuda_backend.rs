@@ -632,7 +632,8 @@ fn resnextc_target_all_embeds_the_cuda_model() {
         .and_then(|s| s.split(';').next())
         .and_then(|s| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok())
         .expect("the cuda module's MODEL_HASH");
-    let w = resnext_runtime_core::Weights::from_bytes(&weights, hash).expect("weights match the hash");
+    let w =
+        resnext_runtime_core::Weights::from_bytes(&weights, hash).expect("weights match the hash");
     assert_eq!(w.len(), plan.weights.len());
     for (i, &(_, len)) in plan.weights.iter().enumerate() {
         assert_eq!(w.tensor(i).len(), len, "tensor {i}");
@@ -737,7 +738,10 @@ fn emitted_cli_takes_device() {
 #[test]
 #[ignore = "needs a CUDA device"]
 fn gpu_models_match_pytorch() {
-    require("a CUDA device", resnext_runtime_core::cuda::runner::available());
+    require(
+        "a CUDA device",
+        resnext_runtime_core::cuda::runner::available(),
+    );
     for stem in ["resnext_small_8x4d_bn", "mobilenet_v2_bn"] {
         gpu_model_matches_pytorch(&workspace().join("testdata"), stem);
     }
@@ -747,7 +751,10 @@ fn gpu_models_match_pytorch() {
 #[test]
 #[ignore = "needs a CUDA device and RESNEXT_MODELS"]
 fn gpu_resnext50_matches_pytorch() {
-    require("a CUDA device", resnext_runtime_core::cuda::runner::available());
+    require(
+        "a CUDA device",
+        resnext_runtime_core::cuda::runner::available(),
+    );
     gpu_model_matches_pytorch(&models_dir(), "resnext50_32x4d_bn");
 }
 

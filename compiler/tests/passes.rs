@@ -595,9 +595,11 @@ fn check_model(file: &str, activation_op: &str, batch: usize) {
 
     // Independent oracle: PyTorch's logits for the shipped input.
     let (shape, input) =
-        resnext_runtime_core::formats::npy::read_f32(testdata(&format!("{file}.input.npy"))).unwrap();
+        resnext_runtime_core::formats::npy::read_f32(testdata(&format!("{file}.input.npy")))
+            .unwrap();
     let (_, expected) =
-        resnext_runtime_core::formats::npy::read_f32(testdata(&format!("{file}.output.npy"))).unwrap();
+        resnext_runtime_core::formats::npy::read_f32(testdata(&format!("{file}.output.npy")))
+            .unwrap();
     let got = run(&g, &[input], shape[0]);
     let rel = rel_diff(&got, &[expected]);
     assert!(rel <= 1e-4, "{file} after passes vs PyTorch: {rel:e}");
@@ -881,9 +883,11 @@ fn layout_nchw_keeps_every_value_nchw() {
         "every conv still gets a fast NCHW kernel"
     );
     let (shape, input) =
-        resnext_runtime_core::formats::npy::read_f32(testdata(&format!("{file}.input.npy"))).unwrap();
+        resnext_runtime_core::formats::npy::read_f32(testdata(&format!("{file}.input.npy")))
+            .unwrap();
     let (_, expected) =
-        resnext_runtime_core::formats::npy::read_f32(testdata(&format!("{file}.output.npy"))).unwrap();
+        resnext_runtime_core::formats::npy::read_f32(testdata(&format!("{file}.output.npy")))
+            .unwrap();
     let rel = rel_diff(&run(&g, &[input], shape[0]), &[expected]);
     assert!(rel <= 1e-4, "{file} on NCHW vs PyTorch: {rel:e}");
 }

@@ -15,7 +15,9 @@ use resnext_runtime_core::exec::threads::Threads;
 use resnext_runtime_core::kernels::conv::{self, ConvAlgo};
 use resnext_runtime_core::kernels::dense::{self, DenseArgs};
 use resnext_runtime_core::kernels::elementwise::{self, BinaryKind};
-use resnext_runtime_core::kernels::{Activation, ConvArgs, ConvShape, Epilogue, PlanesArgs, reference};
+use resnext_runtime_core::kernels::{
+    Activation, ConvArgs, ConvShape, Epilogue, PlanesArgs, reference,
+};
 
 const ALL: [Activation; 14] = [
     Activation::None,

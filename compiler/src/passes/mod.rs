@@ -81,7 +81,8 @@ impl LayoutChoice {
     pub fn allows_nchw8c(self) -> bool {
         match self {
             LayoutChoice::Auto => {
-                resnext_runtime_core::exec::isa::isa() != resnext_runtime_core::exec::isa::Isa::Avx512
+                resnext_runtime_core::exec::isa::isa()
+                    != resnext_runtime_core::exec::isa::Isa::Avx512
             }
             LayoutChoice::Nchw => false,
             LayoutChoice::Nchw8c => true,

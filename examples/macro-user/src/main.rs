@@ -24,7 +24,10 @@ fn main() -> ExitCode {
 fn run(weights: &str, input: &str, output: &str) -> Result<(), Box<dyn std::error::Error>> {
     let model = Small::load_safetensors(weights)?;
     let (shape, data) = npy::read_f32(input)?;
-    let batch = shape.first().copied().ok_or("the input .npy has no batch dimension")?;
+    let batch = shape
+        .first()
+        .copied()
+        .ok_or("the input .npy has no batch dimension")?;
     let logits = model.forward(&data, batch)?;
     npy::write_f32(output, &[batch, Small::CLASSES], &logits)?;
     Ok(())

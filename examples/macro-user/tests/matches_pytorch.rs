@@ -16,7 +16,13 @@ fn testdata(name: &str) -> PathBuf {
 fn small_model_matches_pytorch() {
     let model = Small::load_safetensors(testdata("resnext_small_8x4d.safetensors")).expect("loads");
     let (shape, input) = npy::read_f32(testdata("resnext_small_8x4d_bn.input.npy")).expect("input");
-    let (_, expected) = npy::read_f32(testdata("resnext_small_8x4d_bn.output.npy")).expect("output");
+    let (_, expected) =
+        npy::read_f32(testdata("resnext_small_8x4d_bn.output.npy")).expect("output");
     let logits = model.forward(&input, shape[0]).expect("forward");
-    assert_close(&logits, &expected, 1e-4, "resnext! through resnext-runtime vs PyTorch");
+    assert_close(
+        &logits,
+        &expected,
+        1e-4,
+        "resnext! through resnext-runtime vs PyTorch",
+    );
 }
