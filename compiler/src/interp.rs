@@ -174,6 +174,7 @@ fn eval(
         Op::Flatten { .. } | Op::Reshape { .. } | Op::Identity => {
             kernels::reference::activation(args[0], kernels::Activation::None, out)
         }
+        Op::Concat { .. } => reference::concat_channels(batch, args, out),
         Op::Reorder { to } => {
             let (c, spatial) = channels_spatial(in_type);
             let threads = Threads::new(1);

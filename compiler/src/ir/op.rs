@@ -56,6 +56,12 @@ pub enum Op {
     Reorder {
         to: Layout,
     },
+    /// Concatenation of `inputs` values along the channel axis: `[N, C_i, H, W] -> [N, ΣC_i, H, W]`.
+    /// Only the channel axis of 4-D values is supported; `plan-memory` lets producers write straight
+    /// into their channel slice of the output (see `passes::plan_memory`).
+    Concat {
+        inputs: usize,
+    },
 }
 
 /// A conv's activation function, applied last.
@@ -187,6 +193,7 @@ impl Op {
             Op::Dense(_) => "Dense",
             Op::Identity => "Identity",
             Op::Reorder { .. } => "Reorder",
+            Op::Concat { .. } => "Concat",
         }
     }
 
@@ -197,6 +204,7 @@ impl Op {
             Op::Conv(c) => 1 + c.epilogue.residual as usize,
             Op::Dense(d) => 1 + d.epilogue.residual as usize,
             Op::Add { .. } => 2,
+            Op::Concat { inputs } => *inputs,
             _ => 1,
         }
     }
@@ -397,6 +405,27 @@ impl Op {
             Op::Add { .. } => {
                 same_shape(inputs[0], inputs[1], "second operand")?;
                 Ok(inputs[0].clone())
+            }
+            Op::Concat { .. } => {
+                let Some((first, rest)) = inputs.split_first() else {
+                    return Err("concatenates no values".into());
+                };
+                let (mut total, h, w) = chw(first)?;
+                for (slot, t) in rest.iter().enumerate() {
+                    let (c, th, tw) = chw(t)?;
+                    if (th, tw) != (h, w) {
+                        return Err(format!(
+                            "input {} is {}, input 0 is {}: only the channel axis may differ",
+                            slot + 1,
+                            t.shape,
+                            first.shape
+                        ));
+                    }
+                    total = total
+                        .checked_add(c)
+                        .ok_or_else(|| "the channel count overflows".to_string())?;
+                }
+                Ok(TensorType::f32(Shape::nchw(total, h, w)))
             }
             Op::MaxPool(p) | Op::AveragePool(p) => {
                 let (c, h, w) = chw(inputs[0])?;

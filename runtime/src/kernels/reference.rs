@@ -295,3 +295,36 @@ pub fn dense(
     }
     Ok(())
 }
+
+/// Concatenation along the channel axis of NCHW values: `parts[i]` holds `batch` items of
+/// `parts[i].len() / batch` elements (its channels × H × W); item `n` of the output is item `n` of
+/// every part, in order.
+pub fn concat_channels(
+    batch: usize,
+    parts: &[&[f32]],
+    output: &mut [f32],
+) -> Result<(), KernelError> {
+    let total: usize = parts.iter().map(|p| p.len()).sum();
+    check_len("concat output", total, output.len())?;
+    if batch == 0 {
+        return Ok(());
+    }
+    for (i, p) in parts.iter().enumerate() {
+        if !p.len().is_multiple_of(batch) {
+            return Err(KernelError::BadShape(format!(
+                "concat input {i} has {} elements, not whole items of a batch of {batch}",
+                p.len()
+            )));
+        }
+    }
+    let item_len = total / batch;
+    for n in 0..batch {
+        let mut at = n * item_len;
+        for p in parts {
+            let len = p.len() / batch;
+            output[at..at + len].copy_from_slice(&p[n * len..(n + 1) * len]);
+            at += len;
+        }
+    }
+    Ok(())
+}

@@ -6,6 +6,7 @@
 //! see only the parsing context (`front::onnx::context`), so adding an op family is one new file
 //! here and one line in `standard`.
 
+mod channels;
 mod constant;
 mod conv;
 mod dense;

@@ -213,8 +213,16 @@ fn unsqueeze(im: &mut Importer, ctx: &NodeCtx) -> Result<Value, OnnxError> {
     Ok(int_const(ctx, dims, v))
 }
 
-/// `Concat` of 1-D INT64 constants along axis 0 (assembling a target shape).
+/// `Concat` of 1-D INT64 constants along axis 0 (assembling a target shape); a `Concat` of
+/// activations is `channels::concat_activations`.
 fn concat(im: &mut Importer, ctx: &NodeCtx) -> Result<Value, OnnxError> {
+    let any_act = (0..ctx.proto.input.len()).any(|i| {
+        ctx.input(i)
+            .is_some_and(|n| matches!(im.get(n), Some(Value::Act(_))))
+    });
+    if any_act {
+        return super::channels::concat_activations(im, ctx);
+    }
     let mut out = Vec::new();
     for i in 0..ctx.proto.input.len() {
         let (t, v) = shape_ints(im, ctx, i)?;
