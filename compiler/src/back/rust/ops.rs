@@ -155,6 +155,7 @@ fn emit_per_item(
             #input_item
             let (out, [#(#names),*]) = #arena::split(arena, #out, [#(#ranges),*])
                 .map_err(::resnext_runtime::RunError::at(#name))?;
+            #[allow(unused_variables)]
             let batch = 1usize;
             #call.map_err(::resnext_runtime::RunError::at(#name))?;
         }
