@@ -175,6 +175,14 @@ fn eval(
             kernels::reference::activation(args[0], kernels::Activation::None, out)
         }
         Op::Concat { .. } => reference::concat_channels(batch, args, out),
+        Op::ChannelShuffle { groups } => {
+            let (c, spatial) = channels_spatial(in_type);
+            reference::channel_shuffle(planes(batch, c, spatial, args[0], out), *groups)
+        }
+        Op::SliceChannels { start, .. } => {
+            let (c, spatial) = channels_spatial(in_type);
+            reference::slice_channels(planes(batch, c, spatial, args[0], out), *start)
+        }
         Op::Reorder { to } => {
             let (c, spatial) = channels_spatial(in_type);
             let threads = Threads::new(1);

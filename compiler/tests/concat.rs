@@ -63,7 +63,7 @@ fn family_on_interp(name: &str, exporter: &str) {
     let (err, scale) = max_err(&got[0], &want);
     assert!(
         err <= 1e-4 * scale,
-        "{name}.{exporter}: max abs err {err} > 1e-4 × {scale}"
+        "{name}: max abs err {err} > 1e-4 × {scale}"
     );
     let plan = plan_memory(&g, &info, &in_place()).unwrap();
     check_plan(&g, &plan);
@@ -418,12 +418,21 @@ proptest! {
 /// batch of 2 and compares with PyTorch's logits: the producers written item by item into their
 /// concat slices, the copies, and nested concats, in emitted code.
 fn emitted_matches_pytorch(name: &str, exporter: &str) {
+    let model = family(&format!("{name}.{exporter}.onnx"));
+    let input = family(&format!("{name}.input.npy"));
+    let want = family(&format!("{name}.output.npy"));
+    emitted_matches(name, &model, &input, &want);
+}
+
+/// Compiles `model` into a crate named after `name`, builds it, runs it on `input` and compares
+/// with `want` (max abs err ≤ 1e-4 × max |want|).
+fn emitted_matches(name: &str, model: &Path, input: &Path, want: &Path) {
     let tmp = tempfile::tempdir().expect("temp dir");
     let crate_dir = tmp.path().join(name);
     let bin = format!("concat_{name}");
     let status = Command::new(env!("CARGO_BIN_EXE_resnextc"))
         .arg("compile")
-        .arg(family(&format!("{name}.{exporter}.onnx")))
+        .arg(model)
         .arg("-o")
         .arg(&crate_dir)
         .args(["--name", &bin])
@@ -441,18 +450,18 @@ fn emitted_matches_pytorch(name: &str, exporter: &str) {
     assert!(status.success(), "cargo build of the emitted crate failed");
     let output = tmp.path().join("logits.npy");
     let status = Command::new(target.join("release").join(&bin))
-        .arg(family(&format!("{name}.input.npy")))
+        .arg(input)
         .arg(&output)
         .status()
         .expect("run the emitted binary");
     assert!(status.success(), "the emitted binary failed");
     let (_, got) = npy::read_f32(&output).unwrap();
-    let (_, want) = npy::read_f32(family(&format!("{name}.output.npy"))).unwrap();
+    let (_, want) = npy::read_f32(want).unwrap();
     let (err, scale) = max_err(&got, &want);
-    eprintln!("{name}.{exporter} emitted: max abs err {err:e}, max |logit| {scale}");
+    eprintln!("{name} emitted: max abs err {err:e}, max |logit| {scale}");
     assert!(
         err <= 1e-4 * scale,
-        "{name}.{exporter}: max abs err {err} > 1e-4 × {scale}"
+        "{name}: max abs err {err} > 1e-4 × {scale}"
     );
 }
 
@@ -465,4 +474,99 @@ fn emitted_inception_v3_matches_pytorch() {
 fn emitted_densenet_and_squeezenet_match_pytorch() {
     emitted_matches_pytorch("densenet_mini", "ts17");
     emitted_matches_pytorch("squeezenet1_1_mini", "ts17");
+}
+
+fn channels_fixture(file: &str) -> PathBuf {
+    workspace().join("testdata/channels").join(file)
+}
+
+/// `testdata/channels/shuffle_split.onnx` (`make_shuffle.py`): a conv, the channel shuffle, two
+/// channel slices concatenated in swapped order, a conv; onnxruntime's output for a batch of 3.
+#[test]
+fn shuffle_and_slices_match_onnxruntime_on_the_interpreter() {
+    let mut g = resnext_compiler::front::onnx::load(&channels_fixture("shuffle_split.onnx"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    passes::optimize(&mut g, &PassOptions::default()).unwrap();
+    let counts = g.op_counts();
+    assert_eq!(counts.get("ChannelShuffle"), Some(&1), "{counts:?}");
+    assert_eq!(
+        counts.get("Reshape"),
+        None,
+        "the shuffle's reshapes cancel: {counts:?}"
+    );
+    let info = ir::validate(&g).unwrap();
+    let (shape, input) = npy::read_f32(channels_fixture("shuffle_split.input.npy")).unwrap();
+    let (_, want) = npy::read_f32(channels_fixture("shuffle_split.output.npy")).unwrap();
+    let got = interp::run(&g, &info, &[&input], shape[0]).unwrap();
+    let (err, scale) = max_err(&got[0], &want);
+    assert!(err <= 1e-5 * scale, "max abs err {err} > 1e-5 × {scale}");
+    let plan = plan_memory(&g, &info, &in_place()).unwrap();
+    check_plan(&g, &plan);
+    // Both slices write straight into the concat.
+    assert_eq!(plan.slices.len(), 2, "{}", plan.text(&g));
+}
+
+#[test]
+fn emitted_shuffle_and_slices_match_onnxruntime() {
+    emitted_matches(
+        "shuffle_split",
+        &channels_fixture("shuffle_split.onnx"),
+        &channels_fixture("shuffle_split.input.npy"),
+        &channels_fixture("shuffle_split.output.npy"),
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// The shuffle against the definition: `[N, g, C/g, S]` with the two middle axes swapped.
+    #[test]
+    fn reference_channel_shuffle_matches_the_transpose(
+        batch in 1usize..4,
+        groups in 1usize..5,
+        per_group in 1usize..5,
+        spatial in 1usize..7,
+    ) {
+        let c = groups * per_group;
+        let input: Vec<f32> = (0..batch * c * spatial).map(|i| i as f32).collect();
+        let mut want = vec![f32::NAN; input.len()];
+        for n in 0..batch {
+            for g in 0..groups {
+                for k in 0..per_group {
+                    for s in 0..spatial {
+                        let from = ((n * groups + g) * per_group + k) * spatial + s;
+                        let to = ((n * per_group + k) * groups + g) * spatial + s;
+                        want[to] = input[from];
+                    }
+                }
+            }
+        }
+        let mut got = vec![f32::NAN; input.len()];
+        let args = resnext_runtime::kernels::PlanesArgs {
+            batch, channels: c, spatial, input: &input, output: &mut got,
+        };
+        reference::channel_shuffle(args, groups).unwrap();
+        prop_assert!(got.iter().zip(&want).all(|(a, b)| a == b));
+    }
+
+    #[test]
+    fn reference_slice_channels_matches_index_arithmetic(
+        batch in 1usize..4,
+        c in 1usize..9,
+        cut in (0usize..8, 1usize..9),
+        spatial in 1usize..7,
+    ) {
+        let start = cut.0 % c;
+        let len = 1 + (cut.1 - 1) % (c - start);
+        let input: Vec<f32> = (0..batch * c * spatial).map(|i| i as f32).collect();
+        let want: Vec<f32> = (0..batch)
+            .flat_map(|n| input[(n * c + start) * spatial..(n * c + start + len) * spatial].to_vec())
+            .collect();
+        let mut got = vec![f32::NAN; batch * len * spatial];
+        let args = resnext_runtime::kernels::PlanesArgs {
+            batch, channels: c, spatial, input: &input, output: &mut got,
+        };
+        reference::slice_channels(args, start).unwrap();
+        prop_assert_eq!(got, want);
+    }
 }

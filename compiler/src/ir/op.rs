@@ -62,6 +62,17 @@ pub enum Op {
     Concat {
         inputs: usize,
     },
+    /// ShuffleNet's channel shuffle, `[N, C, H, W]` viewed as `[N, groups, C / groups, H, W]` with
+    /// the two channel axes swapped: output channel `k · groups + g` is input channel
+    /// `g · (C / groups) + k`. The ONNX front end recognises it in `Reshape → Transpose(0, 2, 1, 3, 4)`.
+    ChannelShuffle {
+        groups: usize,
+    },
+    /// Channels `start .. start + len` of a 4-D value (ONNX Slice on the channel axis).
+    SliceChannels {
+        start: usize,
+        len: usize,
+    },
 }
 
 /// A conv's activation function, applied last.
@@ -194,6 +205,8 @@ impl Op {
             Op::Identity => "Identity",
             Op::Reorder { .. } => "Reorder",
             Op::Concat { .. } => "Concat",
+            Op::ChannelShuffle { .. } => "ChannelShuffle",
+            Op::SliceChannels { .. } => "SliceChannels",
         }
     }
 
@@ -426,6 +439,23 @@ impl Op {
                         .ok_or_else(|| "the channel count overflows".to_string())?;
                 }
                 Ok(TensorType::f32(Shape::nchw(total, h, w)))
+            }
+            Op::ChannelShuffle { groups } => {
+                let (c, _, _) = chw(inputs[0])?;
+                if *groups == 0 || !c.is_multiple_of(*groups) {
+                    return Err(format!("{groups} groups do not divide {c} channels"));
+                }
+                Ok(inputs[0].clone())
+            }
+            Op::SliceChannels { start, len } => {
+                let (c, h, w) = chw(inputs[0])?;
+                if *len == 0 || start.checked_add(*len).is_none_or(|end| end > c) {
+                    return Err(format!(
+                        "channels {start}..{} are not a non-empty part of the input's {c}",
+                        start.saturating_add(*len)
+                    ));
+                }
+                Ok(TensorType::f32(Shape::nchw(*len, h, w)))
             }
             Op::MaxPool(p) | Op::AveragePool(p) => {
                 let (c, h, w) = chw(inputs[0])?;

@@ -97,6 +97,10 @@ fn non_negative(graph: &Graph, id: NodeId) -> bool {
             .inputs_of(id)
             .first()
             .is_some_and(|&i| non_negative(graph, i)),
+        Op::ChannelShuffle { .. } | Op::SliceChannels { .. } => graph
+            .inputs_of(id)
+            .first()
+            .is_some_and(|&i| non_negative(graph, i)),
         Op::Concat { .. } => graph.inputs_of(id).iter().all(|&i| non_negative(graph, i)),
         Op::Input | Op::BatchNorm(_) => false,
     }

@@ -328,3 +328,65 @@ pub fn concat_channels(
     }
     Ok(())
 }
+
+/// ShuffleNet's channel shuffle over `batch` items of `channels` planes of `spatial` elements:
+/// output channel `k · groups + g` is input channel `g · (channels / groups) + k`.
+pub fn channel_shuffle(args: PlanesArgs, groups: usize) -> Result<(), KernelError> {
+    let PlanesArgs {
+        batch,
+        channels,
+        spatial,
+        input,
+        output,
+    } = args;
+    if groups == 0 || !channels.is_multiple_of(groups) {
+        return Err(KernelError::BadShape(format!(
+            "{groups} groups do not divide {channels} channels"
+        )));
+    }
+    let len = batch * channels * spatial;
+    check_len("channel_shuffle input", len, input.len())?;
+    check_len("channel_shuffle output", len, output.len())?;
+    let per_group = channels / groups;
+    for n in 0..batch {
+        for j in 0..channels {
+            let (k, g) = (j / groups, j % groups);
+            let src = (n * channels + g * per_group + k) * spatial;
+            let dst = (n * channels + j) * spatial;
+            output[dst..dst + spatial].copy_from_slice(&input[src..src + spatial]);
+        }
+    }
+    Ok(())
+}
+
+/// Channels `start .. start + output.len() / (batch · spatial)` of `batch` items of `channels`
+/// planes of `spatial` elements each.
+pub fn slice_channels(args: PlanesArgs, start: usize) -> Result<(), KernelError> {
+    let PlanesArgs {
+        batch,
+        channels,
+        spatial,
+        input,
+        output,
+    } = args;
+    check_len(
+        "slice_channels input",
+        batch * channels * spatial,
+        input.len(),
+    )?;
+    let item = (batch * spatial).max(1);
+    let len = output.len() / item;
+    if output.len() != len * item || start + len > channels {
+        return Err(KernelError::BadShape(format!(
+            "slice_channels: {} output elements are not channels {start}.. of {channels} planes \
+             of {spatial} for a batch of {batch}",
+            output.len()
+        )));
+    }
+    for n in 0..batch {
+        let src = (n * channels + start) * spatial;
+        let dst = n * len * spatial;
+        output[dst..dst + len * spatial].copy_from_slice(&input[src..src + len * spatial]);
+    }
+    Ok(())
+}

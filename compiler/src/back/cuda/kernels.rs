@@ -74,7 +74,11 @@ pub(super) fn emit_node(model: &Model, index: usize, id: NodeId) -> Result<Kerne
         Op::Input => return Err(unsupported("an input node as a kernel")),
         // The CUDA back end runs without `select-kernels`, which alone inserts reorders.
         Op::Reorder { .. } => return Err(unsupported("a layout reorder on the GPU")),
-        Op::Concat { .. } => return Err(unsupported("channel concatenation on the GPU yet")),
+        Op::Concat { .. } | Op::ChannelShuffle { .. } | Op::SliceChannels { .. } => {
+            return Err(unsupported(
+                "channel concatenation, shuffle or slice on the GPU yet",
+            ));
+        }
         Op::Conv(c) => {
             let shape = interp::conv_shape(c, in_type, &node.output);
             let bias = c.bias.map_or(Buf::Null, |b| model.weight(b));

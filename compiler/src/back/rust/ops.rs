@@ -256,6 +256,18 @@ fn emit_node(model: &Model, id: NodeId, args: &[TokenStream], out: TokenStream) 
             let planes = planes_args(&c, &spatial, x, out);
             quote!(::resnext_runtime::kernels::blocked::#f(&ctx, #planes))
         }
+        Op::ChannelShuffle { groups } => {
+            let (c, spatial) = spatial_lits(in_type);
+            let planes = planes_args(&c, &spatial, &args[0], out);
+            let groups = lit(*groups);
+            quote!(#reference::channel_shuffle(#planes, #groups))
+        }
+        Op::SliceChannels { start, .. } => {
+            let (c, spatial) = spatial_lits(in_type);
+            let planes = planes_args(&c, &spatial, &args[0], out);
+            let start = lit(*start);
+            quote!(#reference::slice_channels(#planes, #start))
+        }
         Op::Add { activation: a } => {
             let act = activation(*a);
             let (x, y) = (&args[0], &args[1]);

@@ -1,6 +1,8 @@
 //! Ops on the channel axis of activations: `Concat` of 4-D values along channels (the Inception,
-//! GoogLeNet, DenseNet and SqueezeNet branches joined), which `plan-memory` plans in place.
+//! GoogLeNet, DenseNet and SqueezeNet branches joined), which `plan-memory` plans in place;
+//! ShuffleNet's channel shuffle (`Reshape → Transpose`) and channel split (`Slice` on axis 1).
 
+use super::Registry;
 use crate::front::onnx::OnnxError;
 use crate::front::onnx::context::{Importer, NodeCtx, Value};
 use crate::ir::Op;
@@ -29,5 +31,119 @@ pub(super) fn concat_activations(im: &mut Importer, ctx: &NodeCtx) -> Result<Val
             inputs: inputs.len(),
         },
         &inputs,
+    )
+}
+
+pub(super) fn register(reg: &mut Registry) {
+    reg.insert("Transpose", transpose, &["perm"]);
+    reg.insert("Slice", slice, &["starts", "ends", "axes"]);
+}
+
+/// `Transpose(0, 2, 1, 3, 4)` of a `Reshape` of `[N, C, H, W]` into `[N, g, C / g, H, W]`:
+/// ShuffleNet's channel shuffle, imported as one `ChannelShuffle` (then a reshape to the transposed
+/// 5-D shape, which the `Reshape` back to `[N, C, H, W]` that follows cancels in `simplify`). No
+/// other transpose of activations is supported.
+fn transpose(im: &mut Importer, ctx: &NodeCtx) -> Result<Value, OnnxError> {
+    let x = im.act(ctx, 0)?;
+    let perm = ctx.ints("perm")?;
+    let unsupported = || {
+        ctx.err(format!(
+            "perm {perm:?} of {} is not supported; only the channel shuffle \
+             Reshape [N, C, H, W] -> [N, g, C/g, H, W] then Transpose perm [0, 2, 1, 3, 4] is",
+            im.ty(x).shape
+        ))
+    };
+    if perm.as_deref() != Some(&[0, 2, 1, 3, 4]) {
+        return Err(unsupported());
+    }
+    let Op::Reshape { per_item } = &im.graph.node(x).op else {
+        return Err(unsupported());
+    };
+    let per_item = per_item.clone();
+    let source = im.graph.inputs_of(x)[0];
+    let Some((c, h, w)) = im.ty(source).shape.chw() else {
+        return Err(unsupported());
+    };
+    let [g, per_group, rh, rw] = per_item[..] else {
+        return Err(unsupported());
+    };
+    if g.checked_mul(per_group) != Some(c) || (rh, rw) != (h, w) {
+        return Err(unsupported());
+    }
+    let shuffled = im.graph.add_node(
+        format!("{}/shuffle", ctx.name),
+        Op::ChannelShuffle { groups: g },
+        &[source],
+    )?;
+    im.add(
+        ctx,
+        Op::Reshape {
+            per_item: vec![per_group, g, h, w],
+        },
+        &[shuffled],
+    )
+}
+
+/// One INT64 of a Slice parameter: input `i` (opset 10 and later) or the attribute (before).
+fn slice_param(
+    im: &Importer,
+    ctx: &NodeCtx,
+    i: usize,
+    attr: &str,
+) -> Result<Option<i64>, OnnxError> {
+    let values = match ctx.ints(attr)? {
+        Some(v) => Some(v),
+        None => match im.opt_const(ctx, i, attr)? {
+            Some(t) => Some(
+                t.ints()
+                    .ok_or_else(|| ctx.err(format!("{attr} must be INT64, is {}", t.dtype_name())))?
+                    .to_vec(),
+            ),
+            None => None,
+        },
+    };
+    match values.as_deref() {
+        None => Ok(None),
+        Some(&[v]) => Ok(Some(v)),
+        Some(v) => Err(ctx.err(format!(
+            "{attr} {v:?}: only a slice along one axis (the channels) is supported"
+        ))),
+    }
+}
+
+/// `Slice` of an activation along the channel axis with step 1 (ShuffleNet's channel split):
+/// `SliceChannels`. Starts and ends are constants, clamped as ONNX says.
+fn slice(im: &mut Importer, ctx: &NodeCtx) -> Result<Value, OnnxError> {
+    let x = im.act(ctx, 0)?;
+    let Some((c, _, _)) = im.ty(x).shape.chw() else {
+        return Err(ctx.err(format!(
+            "input {} is not supported; only the channel axis of 4-D [N, C, H, W] values is",
+            im.ty(x).shape
+        )));
+    };
+    let start = slice_param(im, ctx, 1, "starts")?.ok_or_else(|| ctx.err("starts is missing"))?;
+    let end = slice_param(im, ctx, 2, "ends")?.ok_or_else(|| ctx.err("ends is missing"))?;
+    let axis = slice_param(im, ctx, 3, "axes")?.unwrap_or(0);
+    let step = slice_param(im, ctx, 4, "steps")?.unwrap_or(1);
+    if !(axis == 1 || axis == -3) || step != 1 {
+        return Err(ctx.err(format!(
+            "axis {axis} with step {step} is not supported; only the channel axis (1) with step 1 is"
+        )));
+    }
+    let c = c as i64;
+    let clamp = |v: i64| (if v < 0 { v.saturating_add(c) } else { v }).clamp(0, c) as usize;
+    let (start, end) = (clamp(start), clamp(end));
+    if end <= start {
+        return Err(ctx.err(format!(
+            "channels {start}..{end} of {c} are empty; an empty value is not supported"
+        )));
+    }
+    im.add(
+        ctx,
+        Op::SliceChannels {
+            start,
+            len: end - start,
+        },
+        &[x],
     )
 }

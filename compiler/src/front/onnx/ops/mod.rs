@@ -53,6 +53,7 @@ impl Registry {
             constant::register(&mut reg);
             shape::register(&mut reg);
             identity::register(&mut reg);
+            channels::register(&mut reg);
             reg
         });
         &STANDARD
