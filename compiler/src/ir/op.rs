@@ -68,6 +68,12 @@ pub enum Op {
     ChannelShuffle {
         groups: usize,
     },
+    /// Zero padding of H and W: `[N, C, H, W] -> [N, C, H + top + bottom, W + left + right]`.
+    /// `simplify` folds it into a following conv or pool where that computes the same.
+    Pad {
+        /// `[top, left, bottom, right]`.
+        pads: [usize; 4],
+    },
     /// Channels `start .. start + len` of a 4-D value (ONNX Slice on the channel axis).
     SliceChannels {
         start: usize,
@@ -207,6 +213,7 @@ impl Op {
             Op::Concat { .. } => "Concat",
             Op::ChannelShuffle { .. } => "ChannelShuffle",
             Op::SliceChannels { .. } => "SliceChannels",
+            Op::Pad { .. } => "Pad",
         }
     }
 
@@ -446,6 +453,16 @@ impl Op {
                     return Err(format!("{groups} groups do not divide {c} channels"));
                 }
                 Ok(inputs[0].clone())
+            }
+            Op::Pad { pads } => {
+                let (c, h, w) = chw(inputs[0])?;
+                let grow = |size: usize, a: usize, b: usize| {
+                    size.checked_add(a)
+                        .and_then(|s| s.checked_add(b))
+                        .ok_or_else(|| format!("pads {pads:?} overflow the size"))
+                };
+                let (ho, wo) = (grow(h, pads[0], pads[2])?, grow(w, pads[1], pads[3])?);
+                Ok(TensorType::f32(Shape::nchw(c, ho, wo)))
             }
             Op::SliceChannels { start, len } => {
                 let (c, h, w) = chw(inputs[0])?;

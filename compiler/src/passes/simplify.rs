@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use petgraph::Direction;
 
 use super::bypass;
-use crate::ir::{Activation, Graph, IrError, NodeId, Op};
+use crate::ir::{Activation, Graph, IrError, NodeId, Op, Pool};
 
 /// Runs the rewrites to a fixpoint; returns whether anything changed.
 pub fn simplify(graph: &mut Graph) -> Result<bool, IrError> {
@@ -68,8 +68,53 @@ fn simplify_node(graph: &mut Graph, id: NodeId) -> Result<bool, IrError> {
             }
             Ok(false)
         }
+        Op::Pad { pads } => fold_pad(graph, id, input, *pads),
         _ => Ok(false),
     }
+}
+
+/// Folds a zero `Pad` into its only reader where that computes the same: a conv (whose padding is
+/// zeros too); an AveragePool without pads of its own, which then counts the padding in its
+/// divisor; a MaxPool without pads of its own whose input is never negative (its padding never
+/// wins a max, and a zero the padded value adds could not either). Pool pads must stay smaller
+/// than the kernel. A pad of nothing is removed.
+fn fold_pad(
+    graph: &mut Graph,
+    id: NodeId,
+    input: NodeId,
+    pads: [usize; 4],
+) -> Result<bool, IrError> {
+    if pads == [0; 4] {
+        return Ok(bypass(graph, id));
+    }
+    let Some(reader) = super::sole_consumer(graph, id) else {
+        return Ok(false);
+    };
+    let fits = |p: &Pool| p.pads == [0; 4] && (0..4).all(|i| pads[i] < p.kernel[i % 2]);
+    let folded = match &graph.node(reader).op {
+        Op::Conv(c) => {
+            let mut c = c.clone();
+            for (mine, extra) in c.pads.iter_mut().zip(pads) {
+                *mine += extra;
+            }
+            Op::Conv(c)
+        }
+        Op::AveragePool(p) if fits(p) => Op::AveragePool(Pool {
+            pads,
+            count_include_pad: true,
+            ..p.clone()
+        }),
+        Op::MaxPool(p) if fits(p) && non_negative(graph, input) => {
+            Op::MaxPool(Pool { pads, ..p.clone() })
+        }
+        _ => return Ok(false),
+    };
+    graph.nodes[reader].op = folded;
+    if !bypass(graph, id) {
+        return Ok(false);
+    }
+    graph.retype(reader)?;
+    Ok(true)
 }
 
 /// Whether every element of `id`'s value is ≥ 0, judged from the op alone (ReLU-like activations and
@@ -102,6 +147,10 @@ fn non_negative(graph: &Graph, id: NodeId) -> bool {
             .first()
             .is_some_and(|&i| non_negative(graph, i)),
         Op::Concat { .. } => graph.inputs_of(id).iter().all(|&i| non_negative(graph, i)),
+        Op::Pad { .. } => graph
+            .inputs_of(id)
+            .first()
+            .is_some_and(|&i| non_negative(graph, i)),
         Op::Input | Op::BatchNorm(_) => false,
     }
 }

@@ -390,3 +390,28 @@ pub fn slice_channels(args: PlanesArgs, start: usize) -> Result<(), KernelError>
     }
     Ok(())
 }
+
+/// Zero padding of `batch · channels` planes of `in_h × in_w`: `pads` is `[top, left, bottom,
+/// right]`, the output planes `(in_h + top + bottom) × (in_w + left + right)`.
+pub fn pad2d(
+    batch: usize,
+    channels: usize,
+    [in_h, in_w]: [usize; 2],
+    pads: [usize; 4],
+    input: &[f32],
+    output: &mut [f32],
+) -> Result<(), KernelError> {
+    let [top, left, bottom, right] = pads;
+    let (out_h, out_w) = (in_h + top + bottom, in_w + left + right);
+    check_len("pad input", batch * channels * in_h * in_w, input.len())?;
+    check_len("pad output", batch * channels * out_h * out_w, output.len())?;
+    output.fill(0.0);
+    for plane in 0..batch * channels {
+        for y in 0..in_h {
+            let src = (plane * in_h + y) * in_w;
+            let dst = (plane * out_h + y + top) * out_w + left;
+            output[dst..dst + in_w].copy_from_slice(&input[src..src + in_w]);
+        }
+    }
+    Ok(())
+}

@@ -74,9 +74,12 @@ pub(super) fn emit_node(model: &Model, index: usize, id: NodeId) -> Result<Kerne
         Op::Input => return Err(unsupported("an input node as a kernel")),
         // The CUDA back end runs without `select-kernels`, which alone inserts reorders.
         Op::Reorder { .. } => return Err(unsupported("a layout reorder on the GPU")),
-        Op::Concat { .. } | Op::ChannelShuffle { .. } | Op::SliceChannels { .. } => {
+        Op::Concat { .. }
+        | Op::ChannelShuffle { .. }
+        | Op::SliceChannels { .. }
+        | Op::Pad { .. } => {
             return Err(unsupported(
-                "channel concatenation, shuffle or slice on the GPU yet",
+                "channel concatenation, shuffle or slice, or padding, on the GPU yet",
             ));
         }
         Op::Conv(c) => {

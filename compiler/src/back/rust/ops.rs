@@ -262,6 +262,11 @@ fn emit_node(model: &Model, id: NodeId, args: &[TokenStream], out: TokenStream) 
             let groups = lit(*groups);
             quote!(#reference::channel_shuffle(#planes, #groups))
         }
+        Op::Pad { pads } => {
+            let (c, h, w) = in_type.shape.chw().unwrap_or_default();
+            let (c, size, pads, x) = (lit(c), pair([h, w]), quad(*pads), &args[0]);
+            quote!(#reference::pad2d(batch, #c, #size, #pads, #x, #out))
+        }
         Op::SliceChannels { start, .. } => {
             let (c, spatial) = spatial_lits(in_type);
             let planes = planes_args(&c, &spatial, &args[0], out);

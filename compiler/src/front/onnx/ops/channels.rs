@@ -1,10 +1,12 @@
 //! Ops on the channel axis of activations: `Concat` of 4-D values along channels (the Inception,
 //! GoogLeNet, DenseNet and SqueezeNet branches joined), which `plan-memory` plans in place;
-//! ShuffleNet's channel shuffle (`Reshape → Transpose`) and channel split (`Slice` on axis 1).
+//! ShuffleNet's channel shuffle (`Reshape → Transpose`) and channel split (`Slice` on axis 1);
+//! zero `Pad` of H and W (the opset-9 exports' pooling padding).
 
 use super::Registry;
 use crate::front::onnx::OnnxError;
 use crate::front::onnx::context::{Importer, NodeCtx, Value};
+use crate::front::onnx::tensor::ConstData;
 use crate::ir::Op;
 
 /// `Concat` whose inputs are activations: only along the channel axis (1, or -3) of 4-D NCHW
@@ -37,6 +39,58 @@ pub(super) fn concat_activations(im: &mut Importer, ctx: &NodeCtx) -> Result<Val
 pub(super) fn register(reg: &mut Registry) {
     reg.insert("Transpose", transpose, &["perm"]);
     reg.insert("Slice", slice, &["starts", "ends", "axes"]);
+    reg.insert("Pad", pad, &["mode", "pads", "value"]);
+}
+
+/// `Pad` with zeros of H and W of a 4-D activation; pads from the attribute (before opset 11) or
+/// input 1, the value from the attribute or input 2. A pad of nothing is the input itself.
+fn pad(im: &mut Importer, ctx: &NodeCtx) -> Result<Value, OnnxError> {
+    let x = im.act(ctx, 0)?;
+    let mode = ctx.string("mode")?.unwrap_or_else(|| "constant".into());
+    if mode != "constant" {
+        return Err(ctx.err(format!(
+            "mode `{mode}` is not supported; only constant (zero) padding is"
+        )));
+    }
+    let pads = match ctx.ints("pads")? {
+        Some(p) => p,
+        None => {
+            let t = im.req_const(ctx, 1, "pads")?;
+            t.ints()
+                .ok_or_else(|| ctx.err(format!("pads must be INT64, is {}", t.dtype_name())))?
+                .to_vec()
+        }
+    };
+    let value = match ctx.float("value")? {
+        Some(v) => v,
+        None => match im.opt_const(ctx, 2, "constant_value")? {
+            None => 0.0,
+            Some(t) => match &t.data {
+                ConstData::F32(v) if v.len() == 1 => v[0],
+                _ => return Err(ctx.err("constant_value must be one FLOAT")),
+            },
+        },
+    };
+    if ctx.input(3).is_some() {
+        return Err(ctx.err("the axes input is not supported; give pads for every axis"));
+    }
+    let supported = im.ty(x).shape.rank() == 4
+        && pads.len() == 8
+        && pads.iter().all(|&p| p >= 0)
+        && [pads[0], pads[1], pads[4], pads[5]] == [0; 4]
+        && value == 0.0;
+    if !supported {
+        return Err(ctx.err(format!(
+            "pads {pads:?} with value {value} of {} are not supported; only zero padding of H and W \
+             of 4-D [N, C, H, W] values (no cropping) is",
+            im.ty(x).shape
+        )));
+    }
+    let pads = [pads[2], pads[3], pads[6], pads[7]].map(|p| p as usize);
+    if pads == [0; 4] {
+        return Ok(Value::Act(x));
+    }
+    im.add(ctx, Op::Pad { pads }, &[x])
 }
 
 /// `Transpose(0, 2, 1, 3, 4)` of a `Reshape` of `[N, C, H, W]` into `[N, g, C / g, H, W]`:

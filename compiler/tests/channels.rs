@@ -1,4 +1,4 @@
-//! Channel `Concat`: the CNN families that join branches (SqueezeNet, GoogLeNet, Inception-v3,
+//! The channel ops (Concat, ChannelShuffle, SliceChannels) and Pad. Channel `Concat`: the CNN families that join branches (SqueezeNet, GoogLeNet, Inception-v3,
 //! DenseNet) against PyTorch's logits on the reference interpreter; the memory plan writing
 //! producers into their channel slices (checked against liveness computed here, for batches 1–3);
 //! the emitted code, whose producers run item by item into those slices, against PyTorch.
@@ -567,6 +567,72 @@ proptest! {
             batch, channels: c, spatial, input: &input, output: &mut got,
         };
         reference::slice_channels(args, start).unwrap();
+        prop_assert_eq!(got, want);
+    }
+}
+
+/// `testdata/channels/pads.onnx`: zero pads that fold into an AveragePool, a conv and a MaxPool of
+/// ReLU outputs, and one before a MaxPool of values of either sign that must stay a Pad.
+#[test]
+fn pads_fold_where_equivalent_and_match_onnxruntime() {
+    let mut g = resnext_compiler::front::onnx::load(&channels_fixture("pads.onnx"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(g.op_counts().get("Pad"), Some(&4));
+    let (shape, input) = npy::read_f32(channels_fixture("pads.input.npy")).unwrap();
+    let (_, want) = npy::read_f32(channels_fixture("pads.output.npy")).unwrap();
+    for optimize in [false, true] {
+        if optimize {
+            passes::optimize(&mut g, &PassOptions::default()).unwrap();
+            assert_eq!(
+                g.op_counts().get("Pad"),
+                Some(&1),
+                "{}",
+                passes::graph_text(&g)
+            );
+        }
+        let info = ir::validate(&g).unwrap();
+        let got = interp::run(&g, &info, &[&input], shape[0]).unwrap();
+        let (err, scale) = max_err(&got[0], &want);
+        assert!(
+            err <= 1e-5 * scale,
+            "optimized {optimize}: max abs err {err} > 1e-5 × {scale}"
+        );
+    }
+}
+
+#[test]
+fn emitted_pads_match_onnxruntime() {
+    emitted_matches(
+        "pads",
+        &channels_fixture("pads.onnx"),
+        &channels_fixture("pads.input.npy"),
+        &channels_fixture("pads.output.npy"),
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn reference_pad_matches_index_arithmetic(
+        batch in 1usize..3,
+        c in 1usize..4,
+        h in 1usize..6,
+        w in 1usize..6,
+        pads in prop::array::uniform4(0usize..3),
+    ) {
+        let input: Vec<f32> = (0..batch * c * h * w).map(|i| i as f32 + 1.0).collect();
+        let (ho, wo) = (h + pads[0] + pads[2], w + pads[1] + pads[3]);
+        let mut want = vec![0.0; batch * c * ho * wo];
+        for p in 0..batch * c {
+            for y in 0..h {
+                for x in 0..w {
+                    want[(p * ho + y + pads[0]) * wo + x + pads[1]] = input[(p * h + y) * w + x];
+                }
+            }
+        }
+        let mut got = vec![f32::NAN; want.len()];
+        reference::pad2d(batch, c, [h, w], pads, &input, &mut got).unwrap();
         prop_assert_eq!(got, want);
     }
 }
