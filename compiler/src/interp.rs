@@ -179,6 +179,10 @@ fn eval(
             let (c, spatial) = channels_spatial(in_type);
             reference::channel_shuffle(planes(batch, c, spatial, args[0], out), *groups)
         }
+        Op::Softmax { log } => {
+            let (k, _) = channels_spatial(in_type);
+            reference::softmax(batch, k, *log, args[0], out)
+        }
         Op::Pad { pads } => {
             let (c, h, w) = in_type.shape.chw().expect("validated pad input is NCHW");
             reference::pad2d(batch, c, [h, w], *pads, args[0], out)

@@ -636,3 +636,57 @@ proptest! {
         prop_assert_eq!(got, want);
     }
 }
+
+/// `testdata/channels/softmax.onnx`: Gemm, Softmax, Gemm, LogSoftmax, against onnxruntime.
+#[test]
+fn softmax_and_log_softmax_match_onnxruntime() {
+    let mut g = resnext_compiler::front::onnx::load(&channels_fixture("softmax.onnx"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    passes::optimize(&mut g, &PassOptions::default()).unwrap();
+    let counts = g.op_counts();
+    assert_eq!(
+        (counts.get("Softmax"), counts.get("LogSoftmax")),
+        (Some(&1), Some(&1))
+    );
+    let info = ir::validate(&g).unwrap();
+    let (shape, input) = npy::read_f32(channels_fixture("softmax.input.npy")).unwrap();
+    let (_, want) = npy::read_f32(channels_fixture("softmax.output.npy")).unwrap();
+    let got = interp::run(&g, &info, &[&input], shape[0]).unwrap();
+    let (err, scale) = max_err(&got[0], &want);
+    assert!(err <= 1e-5 * scale, "max abs err {err} > 1e-5 × {scale}");
+}
+
+#[test]
+fn emitted_softmax_matches_onnxruntime() {
+    emitted_matches(
+        "softmax",
+        &channels_fixture("softmax.onnx"),
+        &channels_fixture("softmax.input.npy"),
+        &channels_fixture("softmax.output.npy"),
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Against the textbook formula in f64 (no max shift: the inputs are small).
+    #[test]
+    fn reference_softmax_matches_the_formula(
+        rows in prop::collection::vec(prop::collection::vec(-20.0f32..20.0, 1..9), 1..4),
+    ) {
+        let k = rows[0].len();
+        let rows: Vec<Vec<f32>> = rows.into_iter().filter(|r| r.len() == k).collect();
+        let input: Vec<f32> = rows.concat();
+        for log in [false, true] {
+            let mut got = vec![f32::NAN; input.len()];
+            reference::softmax(rows.len(), k, log, &input, &mut got).unwrap();
+            for (x, y) in input.chunks(k).zip(got.chunks(k)) {
+                let sum: f64 = x.iter().map(|&v| (v as f64).exp()).sum();
+                for (&v, &o) in x.iter().zip(y) {
+                    let want = if log { v as f64 - sum.ln() } else { (v as f64).exp() / sum };
+                    prop_assert!((o as f64 - want).abs() <= 1e-5 * want.abs().max(1.0), "{o} vs {want}");
+                }
+            }
+        }
+    }
+}

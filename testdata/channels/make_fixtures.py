@@ -3,7 +3,8 @@
 - shuffle_split.onnx: conv -> channel shuffle (Reshape, Transpose(0,2,1,3,4), Reshape) -> two
   channel Slices concatenated in swapped order -> conv;
 - pads.onnx: zero Pads before an AveragePool, a conv, a MaxPool of ReLU outputs (all foldable) and
-  a MaxPool of values of either sign (not foldable: a Pad kernel).
+  a MaxPool of values of either sign (not foldable: a Pad kernel);
+- softmax.onnx: Flatten -> Gemm -> Softmax -> Gemm -> LogSoftmax on [N, K].
 Run: /work/venv/bin/python testdata/channels/make_fixtures.py"""
 import os
 
@@ -98,3 +99,30 @@ x = rng.standard_normal((3, 3, 6, 7)).astype(np.float32)
 y = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
 np.save(os.path.join(here, "pads.input.npy"), x)
 np.save(os.path.join(here, "pads.output.npy"), y)
+
+
+wa = rng.standard_normal((7, 6)).astype(np.float32) * 3
+wb = rng.standard_normal((5, 7)).astype(np.float32) * 3
+inits = [numpy_helper.from_array(wa, "wa"), numpy_helper.from_array(wb, "wb")]
+nodes = [
+    helper.make_node("Flatten", ["x"], ["flat"]),
+    helper.make_node("Gemm", ["flat", "wa"], ["a"], transB=1),
+    helper.make_node("Softmax", ["a"], ["s"], axis=-1),
+    helper.make_node("Gemm", ["s", "wb"], ["b"], transB=1),
+    helper.make_node("LogSoftmax", ["b"], ["y"], axis=1),
+]
+graph = helper.make_graph(
+    nodes,
+    "softmax",
+    [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 6, 1, 1])],
+    [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 5])],
+    inits,
+)
+model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+model.ir_version = 8
+onnx.checker.check_model(model)
+onnx.save(model, os.path.join(here, "softmax.onnx"))
+x = rng.standard_normal((3, 6, 1, 1)).astype(np.float32)
+y = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
+np.save(os.path.join(here, "softmax.input.npy"), x)
+np.save(os.path.join(here, "softmax.output.npy"), y)

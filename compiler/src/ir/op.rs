@@ -74,6 +74,10 @@ pub enum Op {
         /// `[top, left, bottom, right]`.
         pads: [usize; 4],
     },
+    /// Softmax (or its logarithm, `log`) over the features of each item of `[N, K]`.
+    Softmax {
+        log: bool,
+    },
     /// Channels `start .. start + len` of a 4-D value (ONNX Slice on the channel axis).
     SliceChannels {
         start: usize,
@@ -214,6 +218,8 @@ impl Op {
             Op::ChannelShuffle { .. } => "ChannelShuffle",
             Op::SliceChannels { .. } => "SliceChannels",
             Op::Pad { .. } => "Pad",
+            Op::Softmax { log: false } => "Softmax",
+            Op::Softmax { log: true } => "LogSoftmax",
         }
     }
 
@@ -454,6 +460,13 @@ impl Op {
                 }
                 Ok(inputs[0].clone())
             }
+            Op::Softmax { .. } => match per_item(inputs[0])?[..] {
+                [k] if k > 0 => Ok(inputs[0].clone()),
+                _ => Err(format!(
+                    "input {} must be [N, K] with K > 0",
+                    inputs[0].shape
+                )),
+            },
             Op::Pad { pads } => {
                 let (c, h, w) = chw(inputs[0])?;
                 let grow = |size: usize, a: usize, b: usize| {

@@ -151,6 +151,7 @@ fn non_negative(graph: &Graph, id: NodeId) -> bool {
             .inputs_of(id)
             .first()
             .is_some_and(|&i| non_negative(graph, i)),
+        Op::Softmax { log } => !log,
         Op::Input | Op::BatchNorm(_) => false,
     }
 }

@@ -415,3 +415,35 @@ pub fn pad2d(
     }
     Ok(())
 }
+
+/// Softmax over each of `batch` rows of `features` elements, `exp(x − max) / Σ exp(x − max)`, or
+/// with `log` its logarithm, `x − max − ln Σ exp(x − max)`; sums in f64.
+pub fn softmax(
+    batch: usize,
+    features: usize,
+    log: bool,
+    input: &[f32],
+    output: &mut [f32],
+) -> Result<(), KernelError> {
+    check_len("softmax input", batch * features, input.len())?;
+    check_len("softmax output", batch * features, output.len())?;
+    if features == 0 {
+        return Ok(());
+    }
+    for (x, y) in input
+        .chunks_exact(features)
+        .zip(output.chunks_exact_mut(features))
+    {
+        let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)) as f64;
+        let sum: f64 = x.iter().map(|&v| (v as f64 - max).exp()).sum();
+        for (o, &v) in y.iter_mut().zip(x) {
+            let shifted = v as f64 - max;
+            *o = if log {
+                (shifted - sum.ln()) as f32
+            } else {
+                (shifted.exp() / sum) as f32
+            };
+        }
+    }
+    Ok(())
+}

@@ -77,9 +77,10 @@ pub(super) fn emit_node(model: &Model, index: usize, id: NodeId) -> Result<Kerne
         Op::Concat { .. }
         | Op::ChannelShuffle { .. }
         | Op::SliceChannels { .. }
-        | Op::Pad { .. } => {
+        | Op::Pad { .. }
+        | Op::Softmax { .. } => {
             return Err(unsupported(
-                "channel concatenation, shuffle or slice, or padding, on the GPU yet",
+                "channel concatenation, shuffle or slice, padding or softmax on the GPU yet",
             ));
         }
         Op::Conv(c) => {

@@ -262,6 +262,11 @@ fn emit_node(model: &Model, id: NodeId, args: &[TokenStream], out: TokenStream) 
             let groups = lit(*groups);
             quote!(#reference::channel_shuffle(#planes, #groups))
         }
+        Op::Softmax { log } => {
+            let (k, _) = spatial_lits(in_type);
+            let x = &args[0];
+            quote!(#reference::softmax(batch, #k, #log, #x, #out))
+        }
         Op::Pad { pads } => {
             let (c, h, w) = in_type.shape.chw().unwrap_or_default();
             let (c, size, pads, x) = (lit(c), pair([h, w]), quad(*pads), &args[0]);

@@ -1,7 +1,8 @@
 //! Ops on the channel axis of activations: `Concat` of 4-D values along channels (the Inception,
 //! GoogLeNet, DenseNet and SqueezeNet branches joined), which `plan-memory` plans in place;
 //! ShuffleNet's channel shuffle (`Reshape → Transpose`) and channel split (`Slice` on axis 1);
-//! zero `Pad` of H and W (the opset-9 exports' pooling padding).
+//! zero `Pad` of H and W (the opset-9 exports' pooling padding); `Softmax` and `LogSoftmax` of
+//! `[N, K]` logits.
 
 use super::Registry;
 use crate::front::onnx::OnnxError;
@@ -40,6 +41,31 @@ pub(super) fn register(reg: &mut Registry) {
     reg.insert("Transpose", transpose, &["perm"]);
     reg.insert("Slice", slice, &["starts", "ends", "axes"]);
     reg.insert("Pad", pad, &["mode", "pads", "value"]);
+    reg.insert("Softmax", softmax, &["axis"]);
+    reg.insert("LogSoftmax", log_softmax, &["axis"]);
+}
+
+fn softmax(im: &mut Importer, ctx: &NodeCtx) -> Result<Value, OnnxError> {
+    softmax_of(im, ctx, false)
+}
+
+fn log_softmax(im: &mut Importer, ctx: &NodeCtx) -> Result<Value, OnnxError> {
+    softmax_of(im, ctx, true)
+}
+
+/// `Softmax` / `LogSoftmax` over the last axis of `[N, K]` (axis 1 or -1: before opset 13 the
+/// input is coerced to 2-D at the axis, which for `[N, K]` and axis 1 is the same).
+fn softmax_of(im: &mut Importer, ctx: &NodeCtx, log: bool) -> Result<Value, OnnxError> {
+    let x = im.act(ctx, 0)?;
+    let rank = im.ty(x).shape.rank() as i64;
+    let axis = ctx.int("axis", if ctx.opset < 13 { 1 } else { -1 })?;
+    if rank != 2 || !(axis == 1 || axis == -1) {
+        return Err(ctx.err(format!(
+            "axis {axis} of {} is not supported; only the last axis of [N, K] is",
+            im.ty(x).shape
+        )));
+    }
+    im.add(ctx, Op::Softmax { log }, &[x])
 }
 
 /// `Pad` with zeros of H and W of a 4-D activation; pads from the attribute (before opset 11) or
