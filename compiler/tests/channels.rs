@@ -690,3 +690,31 @@ proptest! {
         }
     }
 }
+
+/// `testdata/channels/split.onnx`: a ShuffleNet unit with both forms of Split, against
+/// onnxruntime; the first half is written straight into the concat.
+#[test]
+fn split_matches_onnxruntime() {
+    let mut g = resnext_compiler::front::onnx::load(&channels_fixture("split.onnx"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    passes::optimize(&mut g, &PassOptions::default()).unwrap();
+    let info = ir::validate(&g).unwrap();
+    let (shape, input) = npy::read_f32(channels_fixture("split.input.npy")).unwrap();
+    let (_, want) = npy::read_f32(channels_fixture("split.output.npy")).unwrap();
+    let got = interp::run(&g, &info, &[&input], shape[0]).unwrap();
+    let (err, scale) = max_err(&got[0], &want);
+    assert!(err <= 1e-5 * scale, "max abs err {err} > 1e-5 × {scale}");
+    let plan = plan_memory(&g, &info, &in_place()).unwrap();
+    check_plan(&g, &plan);
+    assert_eq!(plan.slices.len(), 2, "{}", plan.text(&g));
+}
+
+#[test]
+fn emitted_split_matches_onnxruntime() {
+    emitted_matches(
+        "split",
+        &channels_fixture("split.onnx"),
+        &channels_fixture("split.input.npy"),
+        &channels_fixture("split.output.npy"),
+    );
+}

@@ -4,6 +4,8 @@
   channel Slices concatenated in swapped order -> conv;
 - pads.onnx: zero Pads before an AveragePool, a conv, a MaxPool of ReLU outputs (all foldable) and
   a MaxPool of values of either sign (not foldable: a Pad kernel);
+- split.onnx (opset 18): a ShuffleNet unit: conv -> Split (num_outputs=2) -> conv of the second
+  half -> Concat -> channel shuffle -> Split (sizes input [3, 5]) -> the second part, by a conv;
 - softmax.onnx: Flatten -> Gemm -> Softmax -> Gemm -> LogSoftmax on [N, K].
 Run: /work/venv/bin/python testdata/channels/make_fixtures.py"""
 import os
@@ -126,3 +128,42 @@ x = rng.standard_normal((3, 6, 1, 1)).astype(np.float32)
 y = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
 np.save(os.path.join(here, "softmax.input.npy"), x)
 np.save(os.path.join(here, "softmax.output.npy"), y)
+
+
+wc = rng.standard_normal((8, 3, 3, 3)).astype(np.float32)
+wh = rng.standard_normal((4, 4, 1, 1)).astype(np.float32)
+wo = rng.standard_normal((2, 5, 1, 1)).astype(np.float32)
+inits = [
+    numpy_helper.from_array(wc, "wc"),
+    numpy_helper.from_array(wh, "wh"),
+    numpy_helper.from_array(wo, "wo"),
+    ints("shape5", [0, 2, 4, 4, 4]),
+    ints("shape4", [0, 8, 4, 4]),
+    ints("sizes", [3, 5]),
+]
+nodes = [
+    helper.make_node("Conv", ["x", "wc"], ["a"], pads=[1, 1, 1, 1]),
+    helper.make_node("Split", ["a"], ["h0", "h1"], axis=1, num_outputs=2),
+    helper.make_node("Conv", ["h1", "wh"], ["h1c"]),
+    helper.make_node("Concat", ["h0", "h1c"], ["cat"], axis=1),
+    helper.make_node("Reshape", ["cat", "shape5"], ["r5"]),
+    helper.make_node("Transpose", ["r5"], ["t5"], perm=[0, 2, 1, 3, 4]),
+    helper.make_node("Reshape", ["t5", "shape4"], ["s"]),
+    helper.make_node("Split", ["s", "sizes"], ["p0", "p1"], axis=1),
+    helper.make_node("Conv", ["p1", "wo"], ["y"]),
+]
+graph = helper.make_graph(
+    nodes,
+    "split",
+    [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 4, 4])],
+    [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2, 4, 4])],
+    inits,
+)
+model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+model.ir_version = 8
+onnx.checker.check_model(model)
+onnx.save(model, os.path.join(here, "split.onnx"))
+x = rng.standard_normal((3, 3, 4, 4)).astype(np.float32)
+y = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
+np.save(os.path.join(here, "split.input.npy"), x)
+np.save(os.path.join(here, "split.output.npy"), y)

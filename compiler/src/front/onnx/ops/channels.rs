@@ -40,6 +40,7 @@ pub(super) fn concat_activations(im: &mut Importer, ctx: &NodeCtx) -> Result<Val
 pub(super) fn register(reg: &mut Registry) {
     reg.insert("Transpose", transpose, &["perm"]);
     reg.insert("Slice", slice, &["starts", "ends", "axes"]);
+    reg.insert("Split", split, &["axis", "split", "num_outputs"]);
     reg.insert("Pad", pad, &["mode", "pads", "value"]);
     reg.insert("Softmax", softmax, &["axis"]);
     reg.insert("LogSoftmax", log_softmax, &["axis"]);
@@ -66,6 +67,59 @@ fn softmax_of(im: &mut Importer, ctx: &NodeCtx, log: bool) -> Result<Value, Onnx
         )));
     }
     im.add(ctx, Op::Softmax { log }, &[x])
+}
+
+/// `Split` of an activation along the channel axis (ShuffleNet's channel split): one
+/// `SliceChannels` per output. Sizes from the `split` attribute (before opset 13) or input 1, else
+/// equal parts, one per output (`num_outputs` from opset 18: the last part may be smaller).
+fn split(im: &mut Importer, ctx: &NodeCtx) -> Result<Value, OnnxError> {
+    let x = im.act(ctx, 0)?;
+    let shape = im.ty(x).shape.clone();
+    let axis = ctx.int("axis", 0)?;
+    let Some((c, _, _)) = shape.chw().filter(|_| axis == 1 || axis == -3) else {
+        return Err(ctx.err(format!(
+            "axis {axis} of {shape} is not supported; only the channel axis (1) of 4-D \
+             [N, C, H, W] values is"
+        )));
+    };
+    let outputs = ctx.proto.output.len();
+    let sizes: Vec<i64> = match ctx.ints("split")? {
+        Some(s) => s,
+        None => match im.opt_const(ctx, 1, "split")? {
+            Some(t) => t
+                .ints()
+                .ok_or_else(|| ctx.err(format!("split must be INT64, is {}", t.dtype_name())))?
+                .to_vec(),
+            None => {
+                let parts = ctx.int("num_outputs", outputs as i64)?.max(1) as usize;
+                let each = c.div_ceil(parts);
+                (0..parts)
+                    .map(|k| each.min(c.saturating_sub(k * each)) as i64)
+                    .collect()
+            }
+        },
+    };
+    if sizes.len() != outputs
+        || sizes.iter().any(|&s| s <= 0)
+        || sizes.iter().sum::<i64>() != c as i64
+    {
+        return Err(ctx.err(format!(
+            "sizes {sizes:?} for {outputs} outputs do not split {c} channels into non-empty parts"
+        )));
+    }
+    let mut start = 0;
+    let mut values = Vec::with_capacity(outputs);
+    for (k, &len) in sizes.iter().enumerate() {
+        let len = len as usize;
+        let id = im.graph.add_node(
+            format!("{}/{k}", ctx.name),
+            Op::SliceChannels { start, len },
+            &[x],
+        )?;
+        values.push(Value::Act(id));
+        start += len;
+    }
+    Ok(Value::Outputs(values))
 }
 
 /// `Pad` with zeros of H and W of a 4-D activation; pads from the attribute (before opset 11) or
