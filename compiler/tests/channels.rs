@@ -718,3 +718,36 @@ fn emitted_split_matches_onnxruntime() {
         &channels_fixture("split.output.npy"),
     );
 }
+
+/// A shuffle read only by convs disappears into their weights; the interpreter on the graph before
+/// (the shuffle kernel) is the oracle.
+#[test]
+fn shuffle_read_by_convs_folds_into_their_weights() {
+    let mut b = Builder::new();
+    let x = b.input(3, 4);
+    let a = b.conv("a", x, 6);
+    let shuffled = b.op("shuffle", Op::ChannelShuffle { groups: 3 }, &[a]);
+    let c1 = b.conv("c1", shuffled, 4);
+    let c2 = b.conv("c2", shuffled, 5);
+    let cat = b.concat("cat", &[c1, c2]);
+    let mut g = b.output(cat);
+    let batch = 2;
+    let input: Vec<f32> = (0..batch * 3 * 16)
+        .map(|i| (i as f32 * 0.37).sin())
+        .collect();
+    let before = interp::run(&g, &ir::validate(&g).unwrap(), &[&input], batch).unwrap();
+    assert!(passes::simplify(&mut g).unwrap());
+    assert_eq!(g.op_counts().get("ChannelShuffle"), None);
+    let after = interp::run(&g, &ir::validate(&g).unwrap(), &[&input], batch).unwrap();
+    let (err, scale) = max_err(&after[0], &before[0]);
+    assert!(err <= 1e-6 * scale, "max abs err {err} > 1e-6 × {scale}");
+    // Read by anything else, it stays.
+    let mut b = Builder::new();
+    let x = b.input(4, 3);
+    let shuffled = b.op("shuffle", Op::ChannelShuffle { groups: 2 }, &[x]);
+    let c = b.conv("c", shuffled, 4);
+    let cat = b.concat("cat", &[c, shuffled]);
+    let mut g = b.output(cat);
+    passes::simplify(&mut g).unwrap();
+    assert_eq!(g.op_counts().get("ChannelShuffle"), Some(&1));
+}
