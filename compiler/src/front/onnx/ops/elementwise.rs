@@ -55,9 +55,7 @@ fn add(im: &mut Importer, ctx: &NodeCtx) -> Result<Value, OnnxError> {
                 &[a, b],
             )
         }
-        (true, true) => {
-            Err(ctx.err("both operands are constants; constant folding is not supported"))
-        }
+        (true, true) => super::shape_arith::fold_int_arith(im, ctx),
         (a_const, _) => {
             let (k, other) = if a_const { (0, 1) } else { (1, 0) };
             let t = im.req_const(ctx, k, "constant operand")?;

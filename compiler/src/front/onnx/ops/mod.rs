@@ -15,6 +15,7 @@ mod identity;
 mod norm;
 mod pool;
 mod shape;
+mod shape_arith;
 mod window;
 
 use std::sync::LazyLock;
@@ -54,6 +55,7 @@ impl Registry {
             shape::register(&mut reg);
             identity::register(&mut reg);
             channels::register(&mut reg);
+            shape_arith::register(&mut reg);
             reg
         });
         &STANDARD

@@ -109,7 +109,7 @@ fn reshape(im: &mut Importer, ctx: &NodeCtx) -> Result<Value, OnnxError> {
 
 /// How a folded shape tensor (the output of `Shape` on an activation) spells the symbolic batch
 /// size. Only `Reshape` gives it meaning (keep the batch); any other use of it is rejected.
-const BATCH: i64 = i64::MIN;
+pub(super) const BATCH: i64 = i64::MIN;
 
 /// An INT64 constant input of a shape-arithmetic node.
 fn shape_ints(
