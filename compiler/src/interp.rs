@@ -179,6 +179,11 @@ fn eval(
             let (c, spatial) = channels_spatial(in_type);
             reference::channel_shuffle(planes(batch, c, spatial, args[0], out), *groups)
         }
+        Op::Lrn(l) => {
+            let (c, spatial) = channels_spatial(in_type);
+            let planes = planes(batch, c, spatial, args[0], out);
+            reference::lrn(planes, l.size, l.alpha, l.beta, l.bias)
+        }
         Op::Softmax { log } => {
             let (k, _) = channels_spatial(in_type);
             reference::softmax(batch, k, *log, args[0], out)

@@ -751,3 +751,28 @@ fn shuffle_read_by_convs_folds_into_their_weights() {
     passes::simplify(&mut g).unwrap();
     assert_eq!(g.op_counts().get("ChannelShuffle"), Some(&1));
 }
+
+/// `testdata/channels/lrn.onnx`: conv, LRN, conv, against onnxruntime.
+#[test]
+fn lrn_matches_onnxruntime() {
+    let mut g = resnext_compiler::front::onnx::load(&channels_fixture("lrn.onnx"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    passes::optimize(&mut g, &PassOptions::default()).unwrap();
+    assert_eq!(g.op_counts().get("LRN"), Some(&1));
+    let info = ir::validate(&g).unwrap();
+    let (shape, input) = npy::read_f32(channels_fixture("lrn.input.npy")).unwrap();
+    let (_, want) = npy::read_f32(channels_fixture("lrn.output.npy")).unwrap();
+    let got = interp::run(&g, &info, &[&input], shape[0]).unwrap();
+    let (err, scale) = max_err(&got[0], &want);
+    assert!(err <= 1e-5 * scale, "max abs err {err} > 1e-5 × {scale}");
+}
+
+#[test]
+fn emitted_lrn_matches_onnxruntime() {
+    emitted_matches(
+        "lrn",
+        &channels_fixture("lrn.onnx"),
+        &channels_fixture("lrn.input.npy"),
+        &channels_fixture("lrn.output.npy"),
+    );
+}

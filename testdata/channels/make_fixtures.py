@@ -6,6 +6,7 @@
   a MaxPool of values of either sign (not foldable: a Pad kernel);
 - split.onnx (opset 18): a ShuffleNet unit: conv -> Split (num_outputs=2) -> conv of the second
   half -> Concat -> channel shuffle -> Split (sizes input [3, 5]) -> the second part, by a conv;
+- lrn.onnx: conv -> LRN (size 5, AlexNet's constants) -> conv;
 - softmax.onnx: Flatten -> Gemm -> Softmax -> Gemm -> LogSoftmax on [N, K].
 Run: /work/venv/bin/python testdata/channels/make_fixtures.py"""
 import os
@@ -167,3 +168,28 @@ x = rng.standard_normal((3, 3, 4, 4)).astype(np.float32)
 y = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
 np.save(os.path.join(here, "split.input.npy"), x)
 np.save(os.path.join(here, "split.output.npy"), y)
+
+
+wl = rng.standard_normal((7, 3, 3, 3)).astype(np.float32)
+wm = rng.standard_normal((2, 7, 1, 1)).astype(np.float32)
+inits = [numpy_helper.from_array(wl, "wl"), numpy_helper.from_array(wm, "wm")]
+nodes = [
+    helper.make_node("Conv", ["x", "wl"], ["a"], pads=[1, 1, 1, 1]),
+    helper.make_node("LRN", ["a"], ["n"], size=5, alpha=1e-2, beta=0.75, bias=2.0),
+    helper.make_node("Conv", ["n", "wm"], ["y"]),
+]
+graph = helper.make_graph(
+    nodes,
+    "lrn",
+    [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 4, 5])],
+    [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2, 4, 5])],
+    inits,
+)
+model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+model.ir_version = 8
+onnx.checker.check_model(model)
+onnx.save(model, os.path.join(here, "lrn.onnx"))
+x = rng.standard_normal((3, 3, 4, 5)).astype(np.float32)
+y = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
+np.save(os.path.join(here, "lrn.input.npy"), x)
+np.save(os.path.join(here, "lrn.output.npy"), y)

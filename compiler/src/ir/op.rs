@@ -78,6 +78,9 @@ pub enum Op {
     Softmax {
         log: bool,
     },
+    /// Local response normalisation across channels (AlexNet's LRN):
+    /// `y = x / (bias + alpha / size · Σ x²)^beta`, the sum over the `size` channels around each.
+    Lrn(Lrn),
     /// Channels `start .. start + len` of a 4-D value (ONNX Slice on the channel axis).
     SliceChannels {
         start: usize,
@@ -180,6 +183,14 @@ pub struct Pool {
     pub count_include_pad: bool,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Lrn {
+    pub size: usize,
+    pub alpha: f32,
+    pub beta: f32,
+    pub bias: f32,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Dense {
     /// `[out_features, in_features]`.
@@ -220,6 +231,7 @@ impl Op {
             Op::Pad { .. } => "Pad",
             Op::Softmax { log: false } => "Softmax",
             Op::Softmax { log: true } => "LogSoftmax",
+            Op::Lrn(_) => "LRN",
         }
     }
 
@@ -467,6 +479,13 @@ impl Op {
                     inputs[0].shape
                 )),
             },
+            Op::Lrn(l) => {
+                chw(inputs[0])?;
+                if l.size == 0 {
+                    return Err("LRN size must be positive".into());
+                }
+                Ok(inputs[0].clone())
+            }
             Op::Pad { pads } => {
                 let (c, h, w) = chw(inputs[0])?;
                 let grow = |size: usize, a: usize, b: usize| {

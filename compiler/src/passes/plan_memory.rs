@@ -42,7 +42,7 @@ pub struct PlanOptions {
 /// Where a value that lives inside a concat's output is: item `n` of it is
 /// `arena[batch × base + n × item_stride + at ..][..len]`, for a run of `batch` items. A value with
 /// a block of its own at `(offset, len)` is the slot `{ base: offset, item_stride: len, at: 0, len }`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Slot {
     pub base: usize,
     pub item_stride: usize,

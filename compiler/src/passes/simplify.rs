@@ -219,6 +219,12 @@ fn non_negative(graph: &Graph, id: NodeId) -> bool {
             .first()
             .is_some_and(|&i| non_negative(graph, i)),
         Op::Softmax { log } => !log,
+        // x / (positive)^beta keeps the sign of x.
+        Op::Lrn(l) if l.bias > 0.0 && l.alpha >= 0.0 => graph
+            .inputs_of(id)
+            .first()
+            .is_some_and(|&i| non_negative(graph, i)),
+        Op::Lrn(_) => false,
         Op::Input | Op::BatchNorm(_) => false,
     }
 }

@@ -447,3 +447,41 @@ pub fn softmax(
     }
     Ok(())
 }
+
+/// Local response normalisation across channels over `batch · channels` planes of `spatial`:
+/// `y = x / (bias + alpha / size · Σ x²)^beta`, the sum over channels
+/// `c − ⌊(size − 1) / 2⌋ ..= c + ⌈(size − 1) / 2⌉` that exist (ONNX LRN); sums in f64.
+pub fn lrn(
+    args: PlanesArgs,
+    size: usize,
+    alpha: f32,
+    beta: f32,
+    bias: f32,
+) -> Result<(), KernelError> {
+    let PlanesArgs {
+        batch,
+        channels,
+        spatial,
+        input,
+        output,
+    } = args;
+    let len = batch * channels * spatial;
+    check_len("lrn input", len, input.len())?;
+    check_len("lrn output", len, output.len())?;
+    if size == 0 {
+        return Err(KernelError::BadShape("LRN size must be positive".into()));
+    }
+    let (before, after) = ((size - 1) / 2, size / 2);
+    for n in 0..batch {
+        for c in 0..channels {
+            let (lo, hi) = (c.saturating_sub(before), (c + after).min(channels - 1));
+            for s in 0..spatial {
+                let at = |ch: usize| (n * channels + ch) * spatial + s;
+                let sum: f64 = (lo..=hi).map(|ch| (input[at(ch)] as f64).powi(2)).sum();
+                let scale = bias as f64 + alpha as f64 / size as f64 * sum;
+                output[at(c)] = (input[at(c)] as f64 / scale.powf(beta as f64)) as f32;
+            }
+        }
+    }
+    Ok(())
+}

@@ -78,9 +78,10 @@ pub(super) fn emit_node(model: &Model, index: usize, id: NodeId) -> Result<Kerne
         | Op::ChannelShuffle { .. }
         | Op::SliceChannels { .. }
         | Op::Pad { .. }
-        | Op::Softmax { .. } => {
+        | Op::Softmax { .. }
+        | Op::Lrn(_) => {
             return Err(unsupported(
-                "channel concatenation, shuffle or slice, padding or softmax on the GPU yet",
+                "channel concatenation, shuffle or slice, padding, softmax or LRN on the GPU yet",
             ));
         }
         Op::Conv(c) => {

@@ -53,12 +53,7 @@ pub(super) fn forward_body(model: &Model) -> TokenStream {
         let inputs = model.graph.inputs_of(id);
         let strided = |v: NodeId| model.plan.slot(v).is_some_and(|s| !s.is_contiguous());
         if strided(id) || inputs.iter().any(|&v| strided(v)) {
-            let dst = model.plan.slot(id).unwrap_or(Slot {
-                base: 0,
-                item_stride: 0,
-                at: 0,
-                len: 0,
-            });
+            let dst = model.plan.slot(id).unwrap_or_default();
             let per_item = emit_per_item(model, name, dst, &inputs, |args| {
                 emit_node(model, id, args, quote!(out))
             });
@@ -135,12 +130,7 @@ fn emit_per_item(
                 return quote!(input);
             }
             let v = format_ident!("in{slot}");
-            let s = model.plan.slot(src).unwrap_or(Slot {
-                base: 0,
-                item_stride: 0,
-                at: 0,
-                len: 0,
-            });
+            let s = model.plan.slot(src).unwrap_or_default();
             ranges.push(item_range(s));
             names.push(v.clone());
             quote!(#v)
@@ -166,12 +156,7 @@ fn emit_per_item(
 /// `passes::plan_memory`) is copied there, item by item.
 fn emit_concat(model: &Model, id: NodeId) -> TokenStream {
     let graph = model.graph;
-    let dst = model.plan.slot(id).unwrap_or(Slot {
-        base: 0,
-        item_stride: 0,
-        at: 0,
-        len: 0,
-    });
+    let dst = model.plan.slot(id).unwrap_or_default();
     let mut copies = TokenStream::new();
     let mut at = dst.at;
     for src in graph.inputs_of(id) {
@@ -261,6 +246,13 @@ fn emit_node(model: &Model, id: NodeId, args: &[TokenStream], out: TokenStream) 
             let planes = planes_args(&c, &spatial, &args[0], out);
             let groups = lit(*groups);
             quote!(#reference::channel_shuffle(#planes, #groups))
+        }
+        Op::Lrn(l) => {
+            let (c, spatial) = spatial_lits(in_type);
+            let planes = planes_args(&c, &spatial, &args[0], out);
+            let size = lit(l.size);
+            let [alpha, beta, bias] = [l.alpha, l.beta, l.bias].map(f32_tokens);
+            quote!(#reference::lrn(#planes, #size, #alpha, #beta, #bias))
         }
         Op::Softmax { log } => {
             let (k, _) = spatial_lits(in_type);

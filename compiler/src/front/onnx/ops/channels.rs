@@ -2,13 +2,13 @@
 //! GoogLeNet, DenseNet and SqueezeNet branches joined), which `plan-memory` plans in place;
 //! ShuffleNet's channel shuffle (`Reshape → Transpose`) and channel split (`Slice` on axis 1);
 //! zero `Pad` of H and W (the opset-9 exports' pooling padding); `Softmax` and `LogSoftmax` of
-//! `[N, K]` logits.
+//! `[N, K]` logits; `LRN` across channels.
 
 use super::Registry;
 use crate::front::onnx::OnnxError;
 use crate::front::onnx::context::{Importer, NodeCtx, Value};
 use crate::front::onnx::tensor::ConstData;
-use crate::ir::Op;
+use crate::ir::{Lrn, Op};
 
 /// `Concat` whose inputs are activations: only along the channel axis (1, or -3) of 4-D NCHW
 /// values. Constant inputs (shape arithmetic) are folded by `shape::concat` instead.
@@ -44,6 +44,29 @@ pub(super) fn register(reg: &mut Registry) {
     reg.insert("Pad", pad, &["mode", "pads", "value"]);
     reg.insert("Softmax", softmax, &["axis"]);
     reg.insert("LogSoftmax", log_softmax, &["axis"]);
+    reg.insert("LRN", lrn, &["alpha", "beta", "bias", "size"]);
+}
+
+/// `LRN` across the channels of a 4-D activation (AlexNet's original form).
+fn lrn(im: &mut Importer, ctx: &NodeCtx) -> Result<Value, OnnxError> {
+    let x = im.act(ctx, 0)?;
+    if im.ty(x).shape.chw().is_none() {
+        return Err(ctx.err(format!(
+            "input {} is not supported; only 4-D [N, C, H, W] values are",
+            im.ty(x).shape
+        )));
+    }
+    let size = ctx.int("size", 0)?;
+    if size <= 0 {
+        return Err(ctx.err(format!("size {size} must be given and positive")));
+    }
+    let lrn = Lrn {
+        size: size as usize,
+        alpha: ctx.float("alpha")?.unwrap_or(1e-4),
+        beta: ctx.float("beta")?.unwrap_or(0.75),
+        bias: ctx.float("bias")?.unwrap_or(1.0),
+    };
+    im.add(ctx, Op::Lrn(lrn), &[x])
 }
 
 fn softmax(im: &mut Importer, ctx: &NodeCtx) -> Result<Value, OnnxError> {
