@@ -776,3 +776,25 @@ fn emitted_lrn_matches_onnxruntime() {
         &channels_fixture("lrn.output.npy"),
     );
 }
+
+/// A pad before a ceil_mode pool stays: folded, the pool would drop a last window that starts in
+/// the right padding.
+#[test]
+fn pad_before_a_ceil_mode_pool_stays() {
+    let mut b = Builder::new();
+    let x = b.input(2, 5);
+    let padded = b.op("pad", Op::Pad { pads: [1, 1, 1, 1] }, &[x]);
+    let pool = ir::Pool {
+        kernel: [2, 2],
+        stride: [2, 2],
+        pads: [0; 4],
+        ceil_mode: true,
+        count_include_pad: false,
+    };
+    let pooled = b.op("pool", Op::AveragePool(pool), &[padded]);
+    let mut g = b.output(pooled);
+    let before = g.node(pooled).output.shape.clone();
+    passes::simplify(&mut g).unwrap();
+    assert_eq!(g.op_counts().get("Pad"), Some(&1));
+    assert_eq!(g.node(g.outputs[0].0).output.shape, before);
+}

@@ -144,7 +144,7 @@ fn fold_shuffle_into_convs(
 /// zeros too); an AveragePool without pads of its own, which then counts the padding in its
 /// divisor; a MaxPool without pads of its own whose input is never negative (its padding never
 /// wins a max, and a zero the padded value adds could not either). Pool pads must stay smaller
-/// than the kernel. A pad of nothing is removed.
+/// than the kernel, and the pool must round its output size down. A pad of nothing is removed.
 fn fold_pad(
     graph: &mut Graph,
     id: NodeId,
@@ -157,7 +157,10 @@ fn fold_pad(
     let Some(reader) = super::sole_consumer(graph, id) else {
         return Ok(false);
     };
-    let fits = |p: &Pool| p.pads == [0; 4] && (0..4).all(|i| pads[i] < p.kernel[i % 2]);
+    // With ceil_mode a last window starting in the right padding would be dropped once the padding
+    // is the pool's own, which it was not before: same values, not the same shape.
+    let fits =
+        |p: &Pool| p.pads == [0; 4] && !p.ceil_mode && (0..4).all(|i| pads[i] < p.kernel[i % 2]);
     let folded = match &graph.node(reader).op {
         Op::Conv(c) => {
             let mut c = c.clone();
