@@ -199,6 +199,28 @@ fn eval(
         Op::Flatten { .. } | Op::Reshape { .. } | Op::Identity => {
             kernels::reference::activation(args[0], kernels::Activation::None, out)
         }
+        Op::Concat { .. } => reference::concat_channels(batch, args, out),
+        Op::ChannelShuffle { groups } => {
+            let (c, spatial) = channels_spatial(in_type);
+            reference::channel_shuffle(planes(batch, c, spatial, args[0], out), *groups)
+        }
+        Op::Lrn(l) => {
+            let (c, spatial) = channels_spatial(in_type);
+            let planes = planes(batch, c, spatial, args[0], out);
+            reference::lrn(planes, l.size, l.alpha, l.beta, l.bias)
+        }
+        Op::Softmax { log } => {
+            let (k, _) = channels_spatial(in_type);
+            reference::softmax(batch, k, *log, args[0], out)
+        }
+        Op::Pad { pads } => {
+            let (c, h, w) = in_type.shape.chw().expect("validated pad input is NCHW");
+            reference::pad2d(batch, c, [h, w], *pads, args[0], out)
+        }
+        Op::SliceChannels { start, .. } => {
+            let (c, spatial) = channels_spatial(in_type);
+            reference::slice_channels(planes(batch, c, spatial, args[0], out), *start)
+        }
         Op::Reorder { to } => {
             let (c, spatial) = channels_spatial(in_type);
             let threads = Threads::new(1);

@@ -532,6 +532,7 @@ fn memory_plan_reuses_dead_values_and_never_overlaps_live_ones() {
         PlanOptions {
             views: true,
             in_place: true,
+            concat_in_place: true,
         },
     ] {
         let plan = plan_memory(&g, &info, &opts).unwrap();

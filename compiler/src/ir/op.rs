@@ -68,6 +68,36 @@ pub enum Op {
     Reorder {
         to: Layout,
     },
+    /// Concatenation of `inputs` values along the channel axis: `[N, C_i, H, W] -> [N, ΣC_i, H, W]`.
+    /// Only the channel axis of 4-D values is supported; `plan-memory` lets producers write straight
+    /// into their channel slice of the output (see `passes::plan_memory`).
+    Concat {
+        inputs: usize,
+    },
+    /// ShuffleNet's channel shuffle, `[N, C, H, W]` viewed as `[N, groups, C / groups, H, W]` with
+    /// the two channel axes swapped: output channel `k · groups + g` is input channel
+    /// `g · (C / groups) + k`. The ONNX front end recognises it in `Reshape → Transpose(0, 2, 1, 3, 4)`.
+    ChannelShuffle {
+        groups: usize,
+    },
+    /// Zero padding of H and W: `[N, C, H, W] -> [N, C, H + top + bottom, W + left + right]`.
+    /// `simplify` folds it into a following conv or pool where that computes the same.
+    Pad {
+        /// `[top, left, bottom, right]`.
+        pads: [usize; 4],
+    },
+    /// Softmax (or its logarithm, `log`) over the features of each item of `[N, K]`.
+    Softmax {
+        log: bool,
+    },
+    /// Local response normalisation across channels (AlexNet's LRN):
+    /// `y = x / (bias + alpha / size · Σ x²)^beta`, the sum over the `size` channels around each.
+    Lrn(Lrn),
+    /// Channels `start .. start + len` of a 4-D value (ONNX Slice on the channel axis).
+    SliceChannels {
+        start: usize,
+        len: usize,
+    },
 }
 
 /// A conv's activation function, applied last; the same set as the runtime's
@@ -216,6 +246,14 @@ pub struct Pool {
     pub count_include_pad: bool,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Lrn {
+    pub size: usize,
+    pub alpha: f32,
+    pub beta: f32,
+    pub bias: f32,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Dense {
     /// `[out_features, in_features]`.
@@ -253,6 +291,13 @@ impl Op {
             Op::Dense(_) => "Dense",
             Op::Identity => "Identity",
             Op::Reorder { .. } => "Reorder",
+            Op::Concat { .. } => "Concat",
+            Op::ChannelShuffle { .. } => "ChannelShuffle",
+            Op::SliceChannels { .. } => "SliceChannels",
+            Op::Pad { .. } => "Pad",
+            Op::Softmax { log: false } => "Softmax",
+            Op::Softmax { log: true } => "LogSoftmax",
+            Op::Lrn(_) => "LRN",
         }
     }
 
@@ -264,6 +309,7 @@ impl Op {
             Op::Dense(d) => 1 + d.epilogue.residual as usize,
             Op::Add { .. } => 2,
             Op::Binary(b) => 2 - b.constant.is_some() as usize,
+            Op::Concat { inputs } => *inputs,
             _ => 1,
         }
     }
@@ -494,6 +540,68 @@ impl Op {
             Op::Add { .. } => {
                 same_shape(inputs[0], inputs[1], "second operand")?;
                 Ok(inputs[0].clone())
+            }
+            Op::Concat { .. } => {
+                let Some((first, rest)) = inputs.split_first() else {
+                    return Err("concatenates no values".into());
+                };
+                let (mut total, h, w) = chw(first)?;
+                for (slot, t) in rest.iter().enumerate() {
+                    let (c, th, tw) = chw(t)?;
+                    if (th, tw) != (h, w) {
+                        return Err(format!(
+                            "input {} is {}, input 0 is {}: only the channel axis may differ",
+                            slot + 1,
+                            t.shape,
+                            first.shape
+                        ));
+                    }
+                    total = total
+                        .checked_add(c)
+                        .ok_or_else(|| "the channel count overflows".to_string())?;
+                }
+                Ok(TensorType::f32(Shape::nchw(total, h, w)))
+            }
+            Op::ChannelShuffle { groups } => {
+                let (c, _, _) = chw(inputs[0])?;
+                if *groups == 0 || !c.is_multiple_of(*groups) {
+                    return Err(format!("{groups} groups do not divide {c} channels"));
+                }
+                Ok(inputs[0].clone())
+            }
+            Op::Softmax { .. } => match per_item(inputs[0])?[..] {
+                [k] if k > 0 => Ok(inputs[0].clone()),
+                _ => Err(format!(
+                    "input {} must be [N, K] with K > 0",
+                    inputs[0].shape
+                )),
+            },
+            Op::Lrn(l) => {
+                chw(inputs[0])?;
+                if l.size == 0 {
+                    return Err("LRN size must be positive".into());
+                }
+                Ok(inputs[0].clone())
+            }
+            Op::Pad { pads } => {
+                let (c, h, w) = chw(inputs[0])?;
+                let grow = |size: usize, a: usize, b: usize| {
+                    size.checked_add(a)
+                        .and_then(|s| s.checked_add(b))
+                        .ok_or_else(|| format!("pads {pads:?} overflow the size"))
+                };
+                let (ho, wo) = (grow(h, pads[0], pads[2])?, grow(w, pads[1], pads[3])?);
+                Ok(TensorType::f32(Shape::nchw(c, ho, wo)))
+            }
+            Op::SliceChannels { start, len } => {
+                let (c, h, w) = chw(inputs[0])?;
+                if *len == 0 || start.checked_add(*len).is_none_or(|end| end > c) {
+                    return Err(format!(
+                        "channels {start}..{} are not a non-empty part of the input's {c}",
+                        start.saturating_add(*len)
+                    ));
+                }
+                Ok(TensorType::f32(Shape::nchw(*len, h, w)))
             }
             Op::MaxPool(p) | Op::AveragePool(p) => {
                 let (c, h, w) = chw(inputs[0])?;

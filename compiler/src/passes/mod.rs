@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 pub use fold_batch_norm::fold_batch_norm;
 pub use fuse_epilogue::fuse_epilogue;
-pub use plan_memory::{MemoryPlan, PlanOptions, plan_memory};
+pub use plan_memory::{MemoryPlan, PlanOptions, Slot, plan_memory};
 pub use print::graph_text;
 pub use select_kernels::{select_kernels, select_kernels_nchw};
 pub use simplify::simplify;

@@ -17,6 +17,22 @@ pub fn range(offset: usize, len: usize, batch: usize) -> Range<usize> {
     offset * batch..(offset + len) * batch
 }
 
+/// The arena range of item `item` of a value that lives in a block planned at `(base, item_stride)`
+/// per item, `at` elements into each item, `len` long (a channel slice of a concat's output; a
+/// value with a block of its own has `item_stride == len`, `at == 0`), for `batch` items.
+#[inline]
+pub fn item_range(
+    base: usize,
+    item_stride: usize,
+    at: usize,
+    len: usize,
+    batch: usize,
+    item: usize,
+) -> Range<usize> {
+    let start = base * batch + item * item_stride + at;
+    start..start + len
+}
+
 /// Splits `arena` into the mutable slice `out` and shared slices `inputs`, each of which must lie
 /// wholly before or wholly after `out` (the memory plan guarantees it; a violation is an error, not
 /// undefined behaviour).
@@ -111,6 +127,10 @@ mod tests {
         assert!(split(&mut arena, 4..6, [8..11]).is_err());
         assert!(split(&mut arena, 9..11, []).is_err());
         assert_eq!(range(3, 2, 4), 12..20);
+        // Item 1 of a 2-element slice 3 elements into each 5-element item of a block at 10 of a
+        // batch of 4: 40 + 5 + 3.
+        assert_eq!(item_range(10, 5, 3, 2, 4, 1), 48..50);
+        assert_eq!(item_range(3, 2, 0, 2, 4, 3), 18..20);
     }
 
     #[test]

@@ -361,3 +361,193 @@ pub fn dense(
     }
     Ok(())
 }
+
+/// Concatenation along the channel axis of NCHW values: `parts[i]` holds `batch` items of
+/// `parts[i].len() / batch` elements (its channels × H × W); item `n` of the output is item `n` of
+/// every part, in order.
+pub fn concat_channels(
+    batch: usize,
+    parts: &[&[f32]],
+    output: &mut [f32],
+) -> Result<(), KernelError> {
+    let total: usize = parts.iter().map(|p| p.len()).sum();
+    check_len("concat output", total, output.len())?;
+    if batch == 0 {
+        return Ok(());
+    }
+    for (i, p) in parts.iter().enumerate() {
+        if !p.len().is_multiple_of(batch) {
+            return Err(KernelError::BadShape(format!(
+                "concat input {i} has {} elements, not whole items of a batch of {batch}",
+                p.len()
+            )));
+        }
+    }
+    let item_len = total / batch;
+    for n in 0..batch {
+        let mut at = n * item_len;
+        for p in parts {
+            let len = p.len() / batch;
+            output[at..at + len].copy_from_slice(&p[n * len..(n + 1) * len]);
+            at += len;
+        }
+    }
+    Ok(())
+}
+
+/// ShuffleNet's channel shuffle over `batch` items of `channels` planes of `spatial` elements:
+/// output channel `k · groups + g` is input channel `g · (channels / groups) + k`.
+pub fn channel_shuffle(args: PlanesArgs, groups: usize) -> Result<(), KernelError> {
+    let PlanesArgs {
+        batch,
+        channels,
+        spatial,
+        input,
+        output,
+    } = args;
+    if groups == 0 || !channels.is_multiple_of(groups) {
+        return Err(KernelError::BadShape(format!(
+            "{groups} groups do not divide {channels} channels"
+        )));
+    }
+    let len = batch * channels * spatial;
+    check_len("channel_shuffle input", len, input.len())?;
+    check_len("channel_shuffle output", len, output.len())?;
+    let per_group = channels / groups;
+    for n in 0..batch {
+        for j in 0..channels {
+            let (k, g) = (j / groups, j % groups);
+            let src = (n * channels + g * per_group + k) * spatial;
+            let dst = (n * channels + j) * spatial;
+            output[dst..dst + spatial].copy_from_slice(&input[src..src + spatial]);
+        }
+    }
+    Ok(())
+}
+
+/// Channels `start .. start + output.len() / (batch · spatial)` of `batch` items of `channels`
+/// planes of `spatial` elements each.
+pub fn slice_channels(args: PlanesArgs, start: usize) -> Result<(), KernelError> {
+    let PlanesArgs {
+        batch,
+        channels,
+        spatial,
+        input,
+        output,
+    } = args;
+    check_len(
+        "slice_channels input",
+        batch * channels * spatial,
+        input.len(),
+    )?;
+    let item = (batch * spatial).max(1);
+    let len = output.len() / item;
+    if output.len() != len * item || start + len > channels {
+        return Err(KernelError::BadShape(format!(
+            "slice_channels: {} output elements are not channels {start}.. of {channels} planes \
+             of {spatial} for a batch of {batch}",
+            output.len()
+        )));
+    }
+    for n in 0..batch {
+        let src = (n * channels + start) * spatial;
+        let dst = n * len * spatial;
+        output[dst..dst + len * spatial].copy_from_slice(&input[src..src + len * spatial]);
+    }
+    Ok(())
+}
+
+/// Zero padding of `batch · channels` planes of `in_h × in_w`: `pads` is `[top, left, bottom,
+/// right]`, the output planes `(in_h + top + bottom) × (in_w + left + right)`.
+pub fn pad2d(
+    batch: usize,
+    channels: usize,
+    [in_h, in_w]: [usize; 2],
+    pads: [usize; 4],
+    input: &[f32],
+    output: &mut [f32],
+) -> Result<(), KernelError> {
+    let [top, left, bottom, right] = pads;
+    let (out_h, out_w) = (in_h + top + bottom, in_w + left + right);
+    check_len("pad input", batch * channels * in_h * in_w, input.len())?;
+    check_len("pad output", batch * channels * out_h * out_w, output.len())?;
+    output.fill(0.0);
+    for plane in 0..batch * channels {
+        for y in 0..in_h {
+            let src = (plane * in_h + y) * in_w;
+            let dst = (plane * out_h + y + top) * out_w + left;
+            output[dst..dst + in_w].copy_from_slice(&input[src..src + in_w]);
+        }
+    }
+    Ok(())
+}
+
+/// Softmax over each of `batch` rows of `features` elements, `exp(x − max) / Σ exp(x − max)`, or
+/// with `log` its logarithm, `x − max − ln Σ exp(x − max)`; sums in f64.
+pub fn softmax(
+    batch: usize,
+    features: usize,
+    log: bool,
+    input: &[f32],
+    output: &mut [f32],
+) -> Result<(), KernelError> {
+    check_len("softmax input", batch * features, input.len())?;
+    check_len("softmax output", batch * features, output.len())?;
+    if features == 0 {
+        return Ok(());
+    }
+    for (x, y) in input
+        .chunks_exact(features)
+        .zip(output.chunks_exact_mut(features))
+    {
+        let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)) as f64;
+        let sum: f64 = x.iter().map(|&v| (v as f64 - max).exp()).sum();
+        for (o, &v) in y.iter_mut().zip(x) {
+            let shifted = v as f64 - max;
+            *o = if log {
+                (shifted - sum.ln()) as f32
+            } else {
+                (shifted.exp() / sum) as f32
+            };
+        }
+    }
+    Ok(())
+}
+
+/// Local response normalisation across channels over `batch · channels` planes of `spatial`:
+/// `y = x / (bias + alpha / size · Σ x²)^beta`, the sum over channels
+/// `c − ⌊(size − 1) / 2⌋ ..= c + ⌈(size − 1) / 2⌉` that exist (ONNX LRN); sums in f64.
+pub fn lrn(
+    args: PlanesArgs,
+    size: usize,
+    alpha: f32,
+    beta: f32,
+    bias: f32,
+) -> Result<(), KernelError> {
+    let PlanesArgs {
+        batch,
+        channels,
+        spatial,
+        input,
+        output,
+    } = args;
+    let len = batch * channels * spatial;
+    check_len("lrn input", len, input.len())?;
+    check_len("lrn output", len, output.len())?;
+    if size == 0 {
+        return Err(KernelError::BadShape("LRN size must be positive".into()));
+    }
+    let (before, after) = ((size - 1) / 2, size / 2);
+    for n in 0..batch {
+        for c in 0..channels {
+            let (lo, hi) = (c.saturating_sub(before), (c + after).min(channels - 1));
+            for s in 0..spatial {
+                let at = |ch: usize| (n * channels + ch) * spatial + s;
+                let sum: f64 = (lo..=hi).map(|ch| (input[at(ch)] as f64).powi(2)).sum();
+                let scale = bias as f64 + alpha as f64 / size as f64 * sum;
+                output[at(c)] = (input[at(c)] as f64 / scale.powf(beta as f64)) as f32;
+            }
+        }
+    }
+    Ok(())
+}

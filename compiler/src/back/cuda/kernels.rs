@@ -84,6 +84,16 @@ pub(super) fn emit_node(model: &Model, index: usize, id: NodeId) -> Result<Kerne
         Op::Input => return Err(unsupported("an input node as a kernel")),
         // The CUDA back end runs without `select-kernels`, which alone inserts reorders.
         Op::Reorder { .. } => return Err(unsupported("a layout reorder on the GPU")),
+        Op::Concat { .. }
+        | Op::ChannelShuffle { .. }
+        | Op::SliceChannels { .. }
+        | Op::Pad { .. }
+        | Op::Softmax { .. }
+        | Op::Lrn(_) => {
+            return Err(unsupported(
+                "channel concatenation, shuffle or slice, padding, softmax or LRN on the GPU yet",
+            ));
+        }
         Op::Conv(c) => {
             let shape = interp::conv_shape(c, in_type, &node.output);
             let bias = c.bias.map_or(Buf::Null, |b| model.weight(b));

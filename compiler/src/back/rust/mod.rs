@@ -22,6 +22,14 @@ use resnext_runtime_core::formats::weights::{WeightsWriter, WriteError};
 use crate::ir::{Graph, GraphInfo, Layout, NodeId, Op, WeightId, WeightSource};
 use crate::passes::{MemoryPlan, PlanOptions, plan_memory};
 
+/// What the emitted code shares: concat inputs written in place (`ops::emit_per_item`); views and
+/// elementwise ops in place are not emitted yet.
+const PLAN: PlanOptions = PlanOptions {
+    views: false,
+    in_place: false,
+    concat_in_place: true,
+};
+
 /// Where the emitted `Cargo.toml` gets `resnext-runtime` from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RuntimeDep {
@@ -413,12 +421,10 @@ impl<'g> Model<'g> {
             output_shape: per_item(output)?,
             weight_index,
             weight_order,
-            plan: plan_memory(graph, info, &PlanOptions::default()).map_err(|e| {
-                Error::Unsupported {
-                    node: String::new(),
-                    op: "",
-                    message: format!("a graph the memory planner rejects: {e}"),
-                }
+            plan: plan_memory(graph, info, &PLAN).map_err(|e| Error::Unsupported {
+                node: String::new(),
+                op: "",
+                message: format!("a graph the memory planner rejects: {e}"),
             })?,
         })
     }

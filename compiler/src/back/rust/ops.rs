@@ -9,6 +9,7 @@ use resnext_runtime_core::kernels::{ConvShape, PoolShape};
 use super::Model;
 use crate::interp;
 use crate::ir::{self, ConvKernel, DenseKernel, NodeId, Op};
+use crate::passes::Slot;
 
 /// An unsuffixed integer literal.
 pub(super) fn lit(n: usize) -> Literal {
@@ -38,11 +39,35 @@ pub(super) fn forward_body(model: &Model) -> TokenStream {
         if matches!(node.op, Op::Input) {
             continue;
         }
+        let (name, kernel) = (&node.name, kernel_label(&node.op));
+        if matches!(node.op, Op::Concat { .. }) {
+            let copies = emit_concat(model, id);
+            body.extend(quote! {
+                {
+                    let _span = ::resnext_runtime::exec::profile::span(#name, #kernel);
+                    #copies
+                }
+            });
+            continue;
+        }
+        let inputs = model.graph.inputs_of(id);
+        let strided = |v: NodeId| model.plan.slot(v).is_some_and(|s| !s.is_contiguous());
+        if strided(id) || inputs.iter().any(|&v| strided(v)) {
+            let dst = model.plan.slot(id).unwrap_or_default();
+            let per_item = emit_per_item(model, name, dst, &inputs, |args| {
+                emit_node(model, id, args, quote!(out))
+            });
+            body.extend(quote! {
+                {
+                    let _span = ::resnext_runtime::exec::profile::span(#name, #kernel);
+                    #per_item
+                }
+            });
+            continue;
+        }
         let mut ranges = Vec::new();
         let mut names = Vec::new();
-        let args: Vec<TokenStream> = model
-            .graph
-            .inputs_of(id)
+        let args: Vec<TokenStream> = inputs
             .into_iter()
             .enumerate()
             .map(|(slot, src)| {
@@ -56,8 +81,7 @@ pub(super) fn forward_body(model: &Model) -> TokenStream {
             })
             .collect();
         let call = emit_node(model, id, &args, quote!(out));
-        let (name, out) = (&node.name, range(id));
-        let kernel = kernel_label(&node.op);
+        let out = range(id);
         body.extend(quote! {
             {
                 let _span = ::resnext_runtime::exec::profile::span(#name, #kernel);
@@ -75,6 +99,81 @@ pub(super) fn forward_body(model: &Model) -> TokenStream {
             Ok(())
         })?;
     }
+}
+
+/// A loop over the batch that computes item after item of a value into `dst` from item after item
+/// of `inputs` (slot order), with `call` (given the input names) run on one item at a time
+/// (`batch` is 1 inside): how a producer writes into its channel slice of a concat's output, whose
+/// items are not one contiguous run.
+fn emit_per_item(
+    model: &Model,
+    name: &str,
+    dst: Slot,
+    inputs: &[NodeId],
+    call: impl FnOnce(&[TokenStream]) -> TokenStream,
+) -> TokenStream {
+    let arena = quote!(::resnext_runtime::exec::arena);
+    let item_range = |s: Slot| {
+        let [base, stride, at, len] = [s.base, s.item_stride, s.at, s.len].map(lit);
+        quote!(#arena::item_range(#base, #stride, #at, #len, batch, item))
+    };
+    let mut ranges = Vec::new();
+    let mut names = Vec::new();
+    let mut model_input = None;
+    let args: Vec<TokenStream> = inputs
+        .iter()
+        .enumerate()
+        .map(|(slot, &src)| {
+            if model.is_input(src) {
+                let len = model.graph.node(src).output.shape.item_len().unwrap_or(0);
+                model_input = Some(lit(len));
+                return quote!(input);
+            }
+            let v = format_ident!("in{slot}");
+            let s = model.plan.slot(src).unwrap_or_default();
+            ranges.push(item_range(s));
+            names.push(v.clone());
+            quote!(#v)
+        })
+        .collect();
+    let input_item =
+        model_input.map(|len| quote!(let input = &input[item * #len..(item + 1) * #len];));
+    let call = call(&args);
+    let out = item_range(dst);
+    quote! {
+        for item in 0..batch {
+            #input_item
+            let (out, [#(#names),*]) = #arena::split(arena, #out, [#(#ranges),*])
+                .map_err(::resnext_runtime::RunError::at(#name))?;
+            #[allow(unused_variables)]
+            let batch = 1usize;
+            #call.map_err(::resnext_runtime::RunError::at(#name))?;
+        }
+    }
+}
+
+/// A channel concat: each input that did not write itself into its slice of the output (see
+/// `passes::plan_memory`) is copied there, item by item.
+fn emit_concat(model: &Model, id: NodeId) -> TokenStream {
+    let graph = model.graph;
+    let dst = model.plan.slot(id).unwrap_or_default();
+    let mut copies = TokenStream::new();
+    let mut at = dst.at;
+    for src in graph.inputs_of(id) {
+        let len = graph.node(src).output.shape.item_len().unwrap_or(0);
+        if !model.plan.slices.contains_key(&src) {
+            let slice = Slot { at, len, ..dst };
+            copies.extend(emit_per_item(
+                model,
+                &graph.node(id).name,
+                slice,
+                &[src],
+                |args| emit_activation(&args[0], ir::Activation::None, quote!(out)),
+            ));
+        }
+        at += len;
+    }
+    copies
 }
 
 /// What the profiler (`RESNEXT_PROFILE=1`) files a layer under: the conv algorithm, else the op.
@@ -97,6 +196,8 @@ fn emit_node(model: &Model, id: NodeId, args: &[TokenStream], out: TokenStream) 
     let reference = quote!(::resnext_runtime::kernels::reference);
     match &node.op {
         Op::Input => quote!(Ok::<(), ::resnext_runtime::kernels::KernelError>(())),
+        // `forward_body` emits the copies of a concat's inputs (`emit_concat`).
+        Op::Concat { .. } => quote!(Ok::<(), ::resnext_runtime::kernels::KernelError>(())),
         Op::Conv(c) => emit_conv(model, c, in_type, &node.output, args, out),
         Op::Dense(d) => emit_dense(model, d, args, out),
         Op::BatchNorm(b) => {
@@ -139,6 +240,35 @@ fn emit_node(model: &Model, id: NodeId, args: &[TokenStream], out: TokenStream) 
             };
             let planes = planes_args(&c, &spatial, x, out);
             quote!(::resnext_runtime::kernels::blocked::#f(&ctx, #planes))
+        }
+        Op::ChannelShuffle { groups } => {
+            let (c, spatial) = spatial_lits(in_type);
+            let planes = planes_args(&c, &spatial, &args[0], out);
+            let groups = lit(*groups);
+            quote!(#reference::channel_shuffle(#planes, #groups))
+        }
+        Op::Lrn(l) => {
+            let (c, spatial) = spatial_lits(in_type);
+            let planes = planes_args(&c, &spatial, &args[0], out);
+            let size = lit(l.size);
+            let [alpha, beta, bias] = [l.alpha, l.beta, l.bias].map(f32_tokens);
+            quote!(#reference::lrn(#planes, #size, #alpha, #beta, #bias))
+        }
+        Op::Softmax { log } => {
+            let (k, _) = spatial_lits(in_type);
+            let x = &args[0];
+            quote!(#reference::softmax(batch, #k, #log, #x, #out))
+        }
+        Op::Pad { pads } => {
+            let (c, h, w) = in_type.shape.chw().unwrap_or_default();
+            let (c, size, pads, x) = (lit(c), pair([h, w]), quad(*pads), &args[0]);
+            quote!(#reference::pad2d(batch, #c, #size, #pads, #x, #out))
+        }
+        Op::SliceChannels { start, .. } => {
+            let (c, spatial) = spatial_lits(in_type);
+            let planes = planes_args(&c, &spatial, &args[0], out);
+            let start = lit(*start);
+            quote!(#reference::slice_channels(#planes, #start))
         }
         Op::Add { activation: a } => {
             let act = activation(*a);

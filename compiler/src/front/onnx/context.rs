@@ -24,6 +24,9 @@ pub(crate) enum Value {
     Poisoned,
     /// An extra output we do not produce (Dropout's mask...): reading it is an error.
     Unavailable(String),
+    /// What an importer returns for a node with several outputs (Split): one value per output,
+    /// which the driver binds output by output. Never bound to a name itself.
+    Outputs(Vec<Value>),
 }
 
 /// The node being imported: its proto, display name and the model's opset.

@@ -153,6 +153,12 @@ pub(crate) fn import_graph(
                 continue;
             }
             let v = match (k, &first) {
+                (_, Value::Outputs(values)) => values.get(k).cloned().unwrap_or_else(|| {
+                    Value::Unavailable(format!(
+                        "{} node `{}` has no output {k}",
+                        proto.op_type, ctx.name
+                    ))
+                }),
                 (0, v) => v.clone(),
                 (_, Value::Poisoned) => Value::Poisoned,
                 _ => Value::Unavailable(format!(
@@ -177,6 +183,7 @@ pub(crate) fn import_graph(
             Some(Value::Poisoned) => continue,
             Some(Value::Const(_)) => "is a constant; constant outputs are not supported".into(),
             Some(Value::Unavailable(why)) => why.clone(),
+            Some(Value::Outputs(_)) => "names several outputs at once".into(),
             None => "is not produced by any node".to_string(),
         };
         errors.push(OnnxError::Output {

@@ -49,9 +49,8 @@ fn binary(im: &mut Importer, ctx: &NodeCtx, kind: BinaryKind) -> Result<Value, O
             };
             im.add(ctx, op, &[a, b])
         }
-        (true, true) => {
-            Err(ctx.err("both operands are constants; constant folding is not supported"))
-        }
+        // Shape arithmetic (ShuffleNet's `channels / groups`): folded at import.
+        (true, true) => super::shape_arith::fold_int_arith(im, ctx),
         (a_const, _) => {
             let (k, other) = if a_const { (0, 1) } else { (1, 0) };
             let t = im.req_const(ctx, k, "constant operand")?;

@@ -8,6 +8,7 @@
 
 mod activation;
 mod binary;
+mod channels;
 mod constant;
 mod conv;
 mod dense;
@@ -16,6 +17,7 @@ mod identity;
 mod norm;
 mod pool;
 mod shape;
+mod shape_arith;
 mod window;
 
 use std::sync::LazyLock;
@@ -56,6 +58,8 @@ impl Registry {
             identity::register(&mut reg);
             activation::register(&mut reg);
             binary::register(&mut reg);
+            channels::register(&mut reg);
+            shape_arith::register(&mut reg);
             reg
         });
         &STANDARD

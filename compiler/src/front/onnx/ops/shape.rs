@@ -125,7 +125,7 @@ fn negative_axis(ctx: &NodeCtx, name: &str, axis: i64) -> Result<(), OnnxError> 
 
 /// How a folded shape tensor (the output of `Shape` on an activation) spells the symbolic batch
 /// size. Only `Reshape` gives it meaning (keep the batch); any other use of it is rejected.
-const BATCH: i64 = i64::MIN;
+pub(super) const BATCH: i64 = i64::MIN;
 
 /// An INT64 constant input of a shape-arithmetic node.
 fn shape_ints(
@@ -243,8 +243,16 @@ fn unsqueeze(im: &mut Importer, ctx: &NodeCtx) -> Result<Value, OnnxError> {
     Ok(int_const(ctx, dims, v))
 }
 
-/// `Concat` of 1-D INT64 constants along axis 0 (assembling a target shape).
+/// `Concat` of 1-D INT64 constants along axis 0 (assembling a target shape); a `Concat` of
+/// activations is `channels::concat_activations`.
 fn concat(im: &mut Importer, ctx: &NodeCtx) -> Result<Value, OnnxError> {
+    let any_act = (0..ctx.proto.input.len()).any(|i| {
+        ctx.input(i)
+            .is_some_and(|n| matches!(im.get(n), Some(Value::Act(_))))
+    });
+    if any_act {
+        return super::channels::concat_activations(im, ctx);
+    }
     let mut out = Vec::new();
     for i in 0..ctx.proto.input.len() {
         let (t, v) = shape_ints(im, ctx, i)?;
