@@ -403,15 +403,12 @@ macro_rules! family_tests {
     };
 }
 
-// Every exporter's file of the families whose activations these are (the lenets' ts9 files also
-// need Pad).
+// Every exporter's file of the families whose activations these are.
 family_tests! {
     lenet5_tanh_ts17: "lenet5_tanh", "ts17";
-    #[ignore = "needs Pad in the ONNX front end"]
     lenet5_tanh_ts9: "lenet5_tanh", "ts9";
     lenet5_tanh_dynamo: "lenet5_tanh", "dynamo";
     lenet5_sigmoid_ts17: "lenet5_sigmoid", "ts17";
-    #[ignore = "needs Pad in the ONNX front end"]
     lenet5_sigmoid_ts9: "lenet5_sigmoid", "ts9";
     lenet5_sigmoid_dynamo: "lenet5_sigmoid", "dynamo";
     mobilenet_v3_mini_ts17: "mobilenet_v3_mini", "ts17";
