@@ -137,6 +137,23 @@ proptest! {
     }
 }
 
+/// A found case: a one-pixel row under a 1×3 window of stride 2 padded on both sides has no
+/// interior window, and the AVX-512 3×2 row kernel must not be handed the (empty) row past it.
+#[test]
+fn max_pool_without_interior_windows_matches_reference() {
+    let s = PoolShape {
+        channels: 1,
+        in_h: 1,
+        in_w: 1,
+        out_h: 1,
+        out_w: 1,
+        kernel: [1, 3],
+        stride: [1, 2],
+        pads: [0, 1, 0, 1],
+    };
+    check_pools(&s, 1, 1, 0).unwrap();
+}
+
 #[test]
 fn resnext_stem_max_pool_matches_reference() {
     let s = square_pool(64, 112, 3, 2, 1);

@@ -12,6 +12,16 @@ __device__ __forceinline__ float rx_relu(float v) { return v < 0.0f ? 0.0f : v; 
 __device__ __forceinline__ float rx_at_least(float v, float lo) { return v < lo ? lo : v; }
 __device__ __forceinline__ float rx_at_most(float v, float hi) { return v > hi ? hi : v; }
 __device__ __forceinline__ float rx_max(float acc, float v) { return (v > acc || v != v) ? v : acc; }
+__device__ __forceinline__ float rx_clamp(float v, float lo, float hi) { return rx_at_most(rx_at_least(v, lo), hi); }
+__device__ __forceinline__ float rx_sigmoid(float v) { return 1.0f / (1.0f + expf(-v)); }
+__device__ __forceinline__ float rx_hard_sigmoid(float v, float a, float b) { return rx_clamp(a * v + b, 0.0f, 1.0f); }
+__device__ __forceinline__ float rx_hard_swish(float v) { return v * rx_clamp(v + 3.0f, 0.0f, 6.0f) / 6.0f; }
+__device__ __forceinline__ float rx_leaky_relu(float v, float a) { return v < 0.0f ? a * v : v; }
+__device__ __forceinline__ float rx_elu(float v, float a) { return v > 0.0f ? v : a * expm1f(v); }
+__device__ __forceinline__ float rx_gelu(float v) { return 0.5f * v * (1.0f + erff(v * 0.70710678118654752f)); }
+__device__ __forceinline__ float rx_gelu_tanh(float v) {
+  return 0.5f * v * (1.0f + tanhf(0.79788456080286536f * (v + 0.044715f * v * v * v)));
+}
 
 // k1_conv: direct conv ConvShape { in_c: 3, in_h: 64, in_w: 64, out_c: 64, out_h: 32, out_w: 32, kernel: [7, 7], stride: [2, 2], dilation: [1, 1], pads: [3, 3, 3, 3], group: 1 }
 extern "C" __global__ void __launch_bounds__(256) k1_conv(RX_ARGS) {

@@ -250,9 +250,14 @@ fn plane_k<const KW: usize, const SW: usize, const MAX512: bool>(
             // An empty interior may start left of the padding; its base is then never used.
             let base = (interior.start * sw).saturating_sub(pl);
             match reduce {
+                // An empty interior has no windows (and `row[base..]` may then be empty).
+                #[cfg(target_arch = "x86_64")]
+                Reduce::Max if MAX512 && KW == 3 && SW == 2 && inner.is_empty() => {}
                 #[cfg(target_arch = "x86_64")]
                 Reduce::Max if MAX512 && KW == 3 && SW == 2 => {
-                    // SAFETY: `MAX512` is only set by `plane_avx512`, on the AVX-512 tier.
+                    // SAFETY: `MAX512` is only set by `plane_avx512`, on the AVX-512 tier; the
+                    // interior's windows lie inside `row` (`first`/`last` above), so `row[base..]`
+                    // holds the `2·inner.len() + 1` floats `max_row_3x2` reads.
                     unsafe { max_row_3x2(inner, &row[base..]) }
                 }
                 Reduce::Max => {
