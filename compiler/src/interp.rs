@@ -204,6 +204,11 @@ fn eval(
             let (c, spatial) = channels_spatial(in_type);
             reference::channel_shuffle(planes(batch, c, spatial, args[0], out), *groups)
         }
+        Op::LayerNormChannels(l) => {
+            let (c, spatial) = channels_spatial(in_type);
+            let planes = planes(batch, c, spatial, args[0], out);
+            reference::layer_norm_channels(planes, l.epsilon, w(l.scale), w(l.shift))
+        }
         Op::Lrn(l) => {
             let (c, spatial) = channels_spatial(in_type);
             let planes = planes(batch, c, spatial, args[0], out);

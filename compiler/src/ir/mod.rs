@@ -26,7 +26,7 @@ mod weights;
 
 pub use graph::{Edge, Graph, Node, NodeId};
 pub use op::{
-    Activation, BatchNorm, Binary, BinaryKind, Conv, ConvKernel, Dense, DenseKernel, Epilogue, Lrn,
+    Activation, BatchNorm, Binary, BinaryKind, Conv, ConvKernel, Dense, DenseKernel, Epilogue, LayerNormChannels, Lrn,
     Op, Pool, ScaleShift, window_out,
 };
 pub use types::{DType, Dim, Layout, Shape, TensorType};

@@ -98,6 +98,9 @@ pub enum Op {
         start: usize,
         len: usize,
     },
+    /// Layer normalisation over the channels of each pixel of `[N, C, H, W]`, then a per-channel
+    /// scale and shift: what LayerNorm over the last axis of the NHWC view of the value is (ConvNeXt).
+    LayerNormChannels(LayerNormChannels),
 }
 
 /// A conv's activation function, applied last; the same set as the runtime's
@@ -254,6 +257,17 @@ pub struct Lrn {
     pub bias: f32,
 }
 
+/// See [`Op::LayerNormChannels`]: `y = (x − mean) / sqrt(var + epsilon) · scale[c] + shift[c]`, mean
+/// and biased variance over the channels of one pixel.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LayerNormChannels {
+    pub epsilon: f32,
+    /// `[channels]`.
+    pub scale: WeightId,
+    /// `[channels]`.
+    pub shift: WeightId,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Dense {
     /// `[out_features, in_features]`.
@@ -298,6 +312,7 @@ impl Op {
             Op::Softmax { log: false } => "Softmax",
             Op::Softmax { log: true } => "LogSoftmax",
             Op::Lrn(_) => "LRN",
+            Op::LayerNormChannels(_) => "LayerNormChannels",
         }
     }
 
@@ -322,6 +337,7 @@ impl Op {
             Op::BatchNorm(b) => vec![b.scale, b.bias, b.mean, b.var],
             Op::ScaleShift(s) => vec![s.scale, s.shift],
             Op::PRelu { slope } => vec![*slope],
+            Op::LayerNormChannels(l) => vec![l.scale, l.shift],
             Op::Binary(b) => b.constant.into_iter().collect(),
             _ => Vec::new(),
         }
@@ -581,6 +597,10 @@ impl Op {
                 if l.size == 0 {
                     return Err("LRN size must be positive".into());
                 }
+                Ok(inputs[0].clone())
+            }
+            Op::LayerNormChannels(_) => {
+                chw(inputs[0])?;
                 Ok(inputs[0].clone())
             }
             Op::Pad { pads } => {

@@ -551,3 +551,45 @@ pub fn lrn(
     }
     Ok(())
 }
+
+/// Layer normalisation over the channels of each pixel (ConvNeXt's LayerNorm on the channels-last
+/// view of an NCHW tensor): per item and pixel, `y = (x − mean) / sqrt(var + epsilon) · scale[c] +
+/// shift[c]`, mean and biased variance over the `channels` values of that pixel, in f64.
+pub fn layer_norm_channels(
+    args: PlanesArgs,
+    epsilon: f32,
+    scale: &[f32],
+    shift: &[f32],
+) -> Result<(), KernelError> {
+    let PlanesArgs {
+        batch,
+        channels,
+        spatial,
+        input,
+        output,
+    } = args;
+    let len = batch * channels * spatial;
+    check_len("layer norm input", len, input.len())?;
+    check_len("layer norm output", len, output.len())?;
+    check_len("layer norm scale", channels, scale.len())?;
+    check_len("layer norm shift", channels, shift.len())?;
+    if channels == 0 {
+        return Ok(());
+    }
+    for n in 0..batch {
+        for s in 0..spatial {
+            let at = |c: usize| (n * channels + c) * spatial + s;
+            let mean = (0..channels).map(|c| input[at(c)] as f64).sum::<f64>() / channels as f64;
+            let var = (0..channels)
+                .map(|c| (input[at(c)] as f64 - mean).powi(2))
+                .sum::<f64>()
+                / channels as f64;
+            let inv = 1.0 / (var + epsilon as f64).sqrt();
+            for c in 0..channels {
+                let y = (input[at(c)] as f64 - mean) * inv * scale[c] as f64 + shift[c] as f64;
+                output[at(c)] = y as f32;
+            }
+        }
+    }
+    Ok(())
+}

@@ -89,9 +89,11 @@ pub(super) fn emit_node(model: &Model, index: usize, id: NodeId) -> Result<Kerne
         | Op::SliceChannels { .. }
         | Op::Pad { .. }
         | Op::Softmax { .. }
-        | Op::Lrn(_) => {
+        | Op::Lrn(_)
+        | Op::LayerNormChannels(_) => {
             return Err(unsupported(
-                "channel concatenation, shuffle or slice, padding, softmax or LRN on the GPU yet",
+                "channel concatenation, shuffle or slice, padding, softmax, LRN or layer norm on \
+                 the GPU yet",
             ));
         }
         Op::Conv(c) => {
