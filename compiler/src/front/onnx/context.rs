@@ -27,6 +27,39 @@ pub(crate) enum Value {
     /// What an importer returns for a node with several outputs (Split): one value per output,
     /// which the driver binds output by output. Never bound to a name itself.
     Outputs(Vec<Value>),
+    /// The NHWC view (`Transpose` perm `[0, 2, 3, 1]`) of this NCHW activation. No node computes
+    /// it: the ops on it are imported as their NCHW equivalents (`ops::channels_last`), and the
+    /// transpose back (perm `[0, 3, 1, 2]`) is the activation itself.
+    ChannelsLast(NodeId),
+    /// A partial result of LayerNorm over the last axis of a [`Value::ChannelsLast`] spelled out
+    /// in primitive ops (the opset-9 export); only the next step of that spelling may read it.
+    LayerNormStep(LayerNormStep),
+    /// This activation flattened whole, batch included (`Reshape(x, [-1])`); only a `Gather` of
+    /// every element in order ([`Value::BatchIndex`], dynamo's `as_strided`) may read it.
+    Flat(NodeId),
+    /// Integer indices depending on the symbolic batch size (dynamo's `as_strided` arithmetic).
+    BatchIndex(BatchIndex),
+}
+
+/// One step of `ReduceMean(-1) → Sub → Pow 2 → ReduceMean(-1) → Add eps → Sqrt → Div`, each over
+/// the NHWC view of the NCHW activation `x`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum LayerNormStep {
+    Mean { x: NodeId },
+    Centered { x: NodeId },
+    Squared { x: NodeId },
+    Variance { x: NodeId },
+    VarianceEps { x: NodeId, epsilon: f32 },
+    Deviation { x: NodeId, epsilon: f32 },
+}
+
+/// The index tensor `[N, dims…]` whose element `[n, j…]` is `n · stride + offset[j…]` (`offset`
+/// row-major over `dims`), `N` the symbolic batch size.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct BatchIndex {
+    pub dims: Vec<usize>,
+    pub stride: i64,
+    pub offset: Vec<i64>,
 }
 
 /// The node being imported: its proto, display name and the model's opset.
@@ -240,6 +273,11 @@ impl Importer {
             Some(Value::Const(t)) => Err(ctx.err(format!(
                 "input {i} `{}` is a constant; {} on constants (constant folding) is not supported",
                 t.name,
+                ctx.op()
+            ))),
+            Some(Value::ChannelsLast(_) | Value::LayerNormStep(_)) => Err(ctx.err(format!(
+                "input {i} is the NHWC view (Transpose perm [0, 2, 3, 1]) of an activation, which \
+                 {} does not support",
                 ctx.op()
             ))),
             Some(_) => Err(ctx.err(format!("input {i} is unavailable"))),

@@ -130,7 +130,7 @@ pub(crate) fn import_graph(
                     Err(None)
                 } else {
                     check_attributes(&ctx, entry.attributes)
-                        .and_then(|()| (entry.import)(&mut im, &ctx))
+                        .and_then(|()| super::ops::import_node(entry, &mut im, &ctx))
                         .map_err(Some)
                 }
             }
@@ -184,6 +184,14 @@ pub(crate) fn import_graph(
             Some(Value::Const(_)) => "is a constant; constant outputs are not supported".into(),
             Some(Value::Unavailable(why)) => why.clone(),
             Some(Value::Outputs(_)) => "names several outputs at once".into(),
+            Some(Value::ChannelsLast(_) | Value::LayerNormStep(_)) => {
+                "is an NHWC view (Transpose perm [0, 2, 3, 1]) of an activation; outputs must be \
+                 NCHW (transpose back with perm [0, 3, 1, 2])"
+                    .into()
+            }
+            Some(Value::Flat(_) | Value::BatchIndex(_)) => {
+                "is a tensor that only the batch-index (as_strided) Gather pattern may read".into()
+            }
             None => "is not produced by any node".to_string(),
         };
         errors.push(OnnxError::Output {

@@ -198,15 +198,21 @@ fn pad(im: &mut Importer, ctx: &NodeCtx) -> Result<Value, OnnxError> {
 
 /// `Transpose(0, 2, 1, 3, 4)` of a `Reshape` of `[N, C, H, W]` into `[N, g, C / g, H, W]`:
 /// ShuffleNet's channel shuffle, imported as one `ChannelShuffle` (then a reshape to the transposed
-/// 5-D shape, which the `Reshape` back to `[N, C, H, W]` that follows cancels in `simplify`). No
-/// other transpose of activations is supported.
+/// 5-D shape, which the `Reshape` back to `[N, C, H, W]` that follows cancels in `simplify`).
+/// `[0, 2, 3, 1]` of a 4-D activation is its NHWC view (`channels_last`). No other transpose of
+/// activations is supported.
 fn transpose(im: &mut Importer, ctx: &NodeCtx) -> Result<Value, OnnxError> {
     let x = im.act(ctx, 0)?;
     let perm = ctx.ints("perm")?;
+    if perm.as_deref() == Some(&[0, 2, 3, 1]) {
+        return super::channels_last::to_channels_last(im, ctx, x);
+    }
     let unsupported = || {
         ctx.err(format!(
             "perm {perm:?} of {} is not supported; only the channel shuffle \
-             Reshape [N, C, H, W] -> [N, g, C/g, H, W] then Transpose perm [0, 2, 1, 3, 4] is",
+             Reshape [N, C, H, W] -> [N, g, C/g, H, W] then Transpose perm [0, 2, 1, 3, 4], and \
+             NCHW -> NHWC (perm [0, 2, 3, 1]) followed by LayerNorm over the last axis, MatMul by \
+             a constant or elementwise ops and NHWC -> NCHW (perm [0, 3, 1, 2]), are",
             im.ty(x).shape
         ))
     };

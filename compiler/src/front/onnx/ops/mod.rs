@@ -7,8 +7,10 @@
 //! here and one line in `standard`.
 
 mod activation;
+mod batch_index;
 mod binary;
 mod channels;
+mod channels_last;
 mod constant;
 mod conv;
 mod dense;
@@ -43,6 +45,23 @@ pub(crate) struct Registry {
     entries: Vec<OpImport>,
 }
 
+/// Imports one node: with `entry`, its registered importer, unless an input is one of the values
+/// that stand for a pattern being recognised (an NHWC view, a LayerNorm step, batch indices),
+/// whose next step the pattern's own module imports.
+pub(crate) fn import_node(
+    entry: &OpImport,
+    im: &mut Importer,
+    ctx: &NodeCtx,
+) -> Result<Value, OnnxError> {
+    if channels_last::reads_view(im, ctx) {
+        channels_last::import(entry, im, ctx)
+    } else if batch_index::reads_index(im, ctx) {
+        batch_index::import(im, ctx)
+    } else {
+        (entry.import)(im, ctx)
+    }
+}
+
 impl Registry {
     /// Every op this front end supports.
     pub fn standard() -> &'static Registry {
@@ -60,6 +79,8 @@ impl Registry {
             binary::register(&mut reg);
             channels::register(&mut reg);
             shape_arith::register(&mut reg);
+            channels_last::register(&mut reg);
+            batch_index::register(&mut reg);
             reg
         });
         &STANDARD

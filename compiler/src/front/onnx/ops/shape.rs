@@ -48,6 +48,9 @@ fn reshape(im: &mut Importer, ctx: &NodeCtx) -> Result<Value, OnnxError> {
         ))
     })?;
     let allow_zero = ctx.int("allowzero", 0)? != 0;
+    if target == [-1] {
+        return Ok(super::batch_index::flatten_whole(x));
+    }
     let input = im.ty(x).shape.per_item().ok_or_else(|| {
         ctx.err(format!(
             "input {} must be batch-first with fixed other dimensions",
