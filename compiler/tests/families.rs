@@ -45,11 +45,8 @@ families! {
     alexnet_mini_dynamo,
     alexnet_mini_ts17,
     alexnet_mini_ts9,
-    #[ignore = "needs LayerNormalization, Transpose (NHWC), batched MatMul, Squeeze on shapes"]
     convnext_mini_dynamo,
-    #[ignore = "needs LayerNormalization, Transpose (NHWC), batched MatMul"]
     convnext_mini_ts17,
-    #[ignore = "needs LayerNormalization, Transpose (NHWC), batched MatMul"]
     convnext_mini_ts9,
     densenet_mini_dynamo,
     densenet_mini_ts17,

@@ -76,7 +76,11 @@ pub(super) fn import(im: &mut Importer, ctx: &NodeCtx) -> Result<Value, OnnxErro
                 let scale = |x: i64| x.checked_mul(s).ok_or_else(|| ctx.err("index overflow"));
                 Ok(Value::BatchIndex(BatchIndex {
                     stride: scale(idx.stride)?,
-                    offset: idx.offset.iter().map(|&o| scale(o)).collect::<Result<_, _>>()?,
+                    offset: idx
+                        .offset
+                        .iter()
+                        .map(|&o| scale(o))
+                        .collect::<Result<_, _>>()?,
                     dims: idx.dims,
                 }))
             } else {
@@ -203,9 +207,8 @@ fn squeeze(im: &mut Importer, ctx: &NodeCtx) -> Result<Value, OnnxError> {
     ctx.attr_versions("axes", 1, Some((13, "an optional input from then on")))?;
     ctx.input_since(1, "axes", 13)?;
     let Some(Value::Const(t)) = input(im, ctx, 0) else {
-        return Err(ctx.err(
-            "Squeeze is supported only on constants (shape arithmetic), not on activations",
-        ));
+        return Err(ctx
+            .err("Squeeze is supported only on constants (shape arithmetic), not on activations"));
     };
     let t = t.clone();
     let axes = match ctx.input(1) {

@@ -365,7 +365,8 @@ fn to_nchw_broadcast(t: &ConstTensor) -> Option<ConstTensor> {
         for hi in 0..h {
             for wi in 0..w {
                 for ci in 0..c {
-                    out[((ni * c + ci) * h + hi) * w + wi] = data[((ni * h + hi) * w + wi) * c + ci];
+                    out[((ni * c + ci) * h + hi) * w + wi] =
+                        data[((ni * h + hi) * w + wi) * c + ci];
                 }
             }
         }
