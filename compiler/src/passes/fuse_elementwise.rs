@@ -7,10 +7,15 @@
 //!   Mul, Mul) → `Gelu`;
 //! - `x ∘ c` for a constant `c` that is a scalar or one value per channel (dim 1), `∘` one of Add,
 //!   Sub, Mul, Div (and `c + x`, `c − x`, `c · x`) → `ScaleShift`, and a ScaleShift read only by
-//!   another is merged into it, so `x · c + d` is one node.
+//!   another is merged into it, so `x · c + d` is one node;
+//! - a ScaleShift of scale one (a per-channel bias) read from a conv that is read by nothing else and
+//!   has no epilogue yet → that conv's bias (a MatMul-as-1×1-conv then its bias `Add`), so an
+//!   activation that follows can fuse into the conv;
+//! - a ScaleShift without activation read from a `LayerNormChannels` read by nothing else → that
+//!   layer norm's scale and shift (the opset-9 LayerNorm's gamma and beta).
 
-use super::sole_consumer;
-use crate::ir::{Activation, Binary, BinaryKind, Graph, IrError, NodeId, Op, ScaleShift};
+use super::{bypass, sole_consumer};
+use crate::ir::{Activation, Binary, BinaryKind, Epilogue, Graph, IrError, NodeId, Op, ScaleShift};
 
 /// Runs the rewrites to a fixpoint; returns whether anything changed. The activation patterns go
 /// first, while their scalar constants are still Binary nodes.
@@ -19,7 +24,10 @@ pub fn fuse_elementwise(graph: &mut Graph) -> Result<bool, IrError> {
         Ok(gated_activation(g, id)? || erf_gelu(g, id)?)
     })?;
     let constants = to_fixpoint(graph, |g, id| {
-        Ok(constant_to_scale_shift(g, id)? || merge_scale_shifts(g, id)?)
+        Ok(constant_to_scale_shift(g, id)?
+            || merge_scale_shifts(g, id)?
+            || shift_into_conv_bias(g, id)?
+            || scale_shift_into_layer_norm(g, id)?)
     })?;
     Ok(activations || constants)
 }
@@ -313,5 +321,109 @@ fn merge_scale_shifts(graph: &mut Graph, outer: NodeId) -> Result<bool, IrError>
     graph.set_inputs(outer, &source);
     graph.remove_node(inner);
     graph.retype(outer)?;
+    Ok(true)
+}
+
+/// `ScaleShift(conv)` with every scale 1 and no activation, the conv without epilogue and read by
+/// nothing else → the conv with the shift added to its bias.
+fn shift_into_conv_bias(graph: &mut Graph, id: NodeId) -> Result<bool, IrError> {
+    let Op::ScaleShift(s) = &graph.node(id).op else {
+        return Ok(false);
+    };
+    let Some(&conv) = graph.inputs_of(id).first() else {
+        return Ok(false);
+    };
+    let Op::Conv(c) = &graph.node(conv).op else {
+        return Ok(false);
+    };
+    let loaded = [s.scale, s.shift]
+        .into_iter()
+        .chain(c.bias)
+        .all(|w| graph.weights.is_loaded(w));
+    if !loaded
+        || s.activation != Activation::None
+        || c.epilogue != Epilogue::default()
+        || sole_consumer(graph, conv) != Some(id)
+        || graph.weights.data(s.scale).iter().any(|&v| v != 1.0)
+        || graph.weights.data(s.shift).len() != c.out_channels
+    {
+        return Ok(false);
+    }
+    let shift = graph.weights.data(s.shift);
+    let bias: Vec<f32> = match c.bias {
+        Some(b) => graph
+            .weights
+            .data(b)
+            .iter()
+            .zip(shift)
+            .map(|(a, b)| a + b)
+            .collect(),
+        None => shift.to_vec(),
+    };
+    let name = format!("{}.bias", graph.node(conv).name);
+    let channels = bias.len();
+    if !bypass(graph, id) {
+        return Ok(false);
+    }
+    let bias = graph.weights.add(name, vec![channels], bias);
+    if let Op::Conv(c) = &mut graph.nodes[conv].op {
+        c.bias = Some(bias);
+    }
+    Ok(true)
+}
+
+/// `ScaleShift(LayerNormChannels(x))`, the ScaleShift without activation and the layer norm read by
+/// nothing else → one layer norm with the affine maps composed.
+fn scale_shift_into_layer_norm(graph: &mut Graph, id: NodeId) -> Result<bool, IrError> {
+    let Op::ScaleShift(s) = &graph.node(id).op else {
+        return Ok(false);
+    };
+    let Some(&norm) = graph.inputs_of(id).first() else {
+        return Ok(false);
+    };
+    let Op::LayerNormChannels(l) = &graph.node(norm).op else {
+        return Ok(false);
+    };
+    let loaded = [s.scale, s.shift, l.scale, l.shift]
+        .iter()
+        .all(|&w| graph.weights.is_loaded(w));
+    if !loaded || s.activation != Activation::None || sole_consumer(graph, norm) != Some(id) {
+        return Ok(false);
+    }
+    let w = |id| graph.weights.data(id);
+    let channels = w(l.scale).len();
+    if [s.scale, s.shift, l.shift]
+        .iter()
+        .any(|&k| w(k).len() != channels)
+    {
+        return Ok(false);
+    }
+    let scale: Vec<f32> = w(l.scale)
+        .iter()
+        .zip(w(s.scale))
+        .map(|(a, b)| a * b)
+        .collect();
+    let shift: Vec<f32> = w(l.shift)
+        .iter()
+        .zip(w(s.scale))
+        .zip(w(s.shift))
+        .map(|((t, m), u)| t * m + u)
+        .collect();
+    let epsilon = l.epsilon;
+    let name = graph.node(id).name.clone();
+    if !bypass(graph, id) {
+        return Ok(false);
+    }
+    let scale = graph
+        .weights
+        .add(format!("{name}.merged_scale"), vec![channels], scale);
+    let shift = graph
+        .weights
+        .add(format!("{name}.merged_shift"), vec![channels], shift);
+    graph.nodes[norm].op = Op::LayerNormChannels(crate::ir::LayerNormChannels {
+        epsilon,
+        scale,
+        shift,
+    });
     Ok(true)
 }
