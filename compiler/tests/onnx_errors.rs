@@ -725,3 +725,122 @@ fn pool_pads_not_smaller_than_the_kernel_are_named() {
         );
     }
 }
+
+/// `x: [N, 4, 3, 3]`, `Transpose(perm_in)`, then `middle` (a node from `t` to `m`), then
+/// `Transpose [0, 3, 1, 2]` to `y`.
+fn channels_last_model(perm_in: &[i64], middle: pb::NodeProto) -> Vec<u8> {
+    let graph = pb::GraphProto {
+        name: "test".into(),
+        node: vec![
+            pb::NodeProto {
+                attribute: vec![ints_attr("perm", perm_in)],
+                ..node("/block/Transpose", "Transpose", &["x"], &["t"])
+            },
+            middle,
+            pb::NodeProto {
+                attribute: vec![ints_attr("perm", &[0, 3, 1, 2])],
+                ..node("/block/Transpose_1", "Transpose", &["m"], &["y"])
+            },
+        ],
+        initializer: vec![
+            float_tensor("ln.weight", &[4], |i| 1.0 + i as f32),
+            float_tensor("ln.bias", &[4], |i| i as f32),
+            float_tensor("fc.weight", &[4, 6], |i| i as f32 / 8.0),
+        ],
+        input: vec![value_info("x", FLOAT, nchw(4, 3, 3))],
+        output: vec![value_info("y", FLOAT, vec![])],
+        ..Default::default()
+    };
+    model_of(graph, 17).encode_to_vec()
+}
+
+#[test]
+fn a_transpose_other_than_to_or_from_nhwc_names_the_supported_patterns() {
+    let bytes = channels_last_model(&[0, 3, 2, 1], node("/block/Relu", "Relu", &["t"], &["m"]));
+    assert_mentions(
+        &error_of(&bytes),
+        &[
+            "/block/Transpose",
+            "[0, 3, 2, 1]",
+            "[0, 2, 3, 1]",
+            "[0, 3, 1, 2]",
+        ],
+    );
+}
+
+#[test]
+fn channels_last_layer_norm_and_matmul_import_as_nchw_ops() {
+    let ln = pb::NodeProto {
+        attribute: vec![int_attr("axis", -1)],
+        ..node(
+            "/block/LayerNormalization",
+            "LayerNormalization",
+            &["t", "ln.weight", "ln.bias"],
+            &["n"],
+        )
+    };
+    let graph = pb::GraphProto {
+        name: "test".into(),
+        node: vec![
+            pb::NodeProto {
+                attribute: vec![ints_attr("perm", &[0, 2, 3, 1])],
+                ..node("/block/Transpose", "Transpose", &["x"], &["t"])
+            },
+            ln,
+            node("/block/MatMul", "MatMul", &["n", "fc.weight"], &["m"]),
+            pb::NodeProto {
+                attribute: vec![ints_attr("perm", &[0, 3, 1, 2])],
+                ..node("/block/Transpose_1", "Transpose", &["m"], &["y"])
+            },
+        ],
+        initializer: vec![
+            float_tensor("ln.weight", &[4], |i| 1.0 + i as f32),
+            float_tensor("ln.bias", &[4], |i| i as f32),
+            float_tensor("fc.weight", &[4, 6], |i| i as f32 / 8.0),
+        ],
+        input: vec![value_info("x", FLOAT, nchw(4, 3, 3))],
+        output: vec![value_info("y", FLOAT, vec![])],
+        ..Default::default()
+    };
+    let g = import(&model_of(graph, 17).encode_to_vec()).expect("imports");
+    let counts = g.op_counts();
+    assert_eq!(counts.get("LayerNormChannels"), Some(&1), "{counts:?}");
+    assert_eq!(counts.get("Conv"), Some(&1), "{counts:?}");
+    let (y, _) = g.outputs[0];
+    assert_eq!(g.node(y).output.shape.chw(), Some((6, 3, 3)));
+}
+
+#[test]
+fn an_unsupported_op_on_an_nhwc_view_names_the_node_and_what_is_supported() {
+    let bytes = channels_last_model(
+        &[0, 2, 3, 1],
+        pb::NodeProto {
+            attribute: vec![int_attr("axis", 1)],
+            ..node("/block/Softmax", "Softmax", &["t"], &["m"])
+        },
+    );
+    assert_mentions(
+        &error_of(&bytes),
+        &["/block/Softmax", "NHWC", "LayerNormalization", "MatMul"],
+    );
+}
+
+#[test]
+fn layer_norm_over_another_axis_is_an_error() {
+    let bytes = channels_last_model(
+        &[0, 2, 3, 1],
+        pb::NodeProto {
+            attribute: vec![int_attr("axis", 1)],
+            ..node(
+                "/block/LayerNormalization",
+                "LayerNormalization",
+                &["t", "ln.weight", "ln.bias"],
+                &["m"],
+            )
+        },
+    );
+    assert_mentions(
+        &error_of(&bytes),
+        &["/block/LayerNormalization", "axis 1", "last axis"],
+    );
+}
