@@ -536,15 +536,23 @@ pub(crate) fn activate(activation: Activation, x: __m256) -> __m256 {
         | Activation::Elu { .. }
         | Activation::Gelu
         | Activation::GeluTanh
-        | Activation::Erf => {
-            let mut lanes = [0.0f32; 8];
-            // SAFETY: `lanes` holds 8 floats.
-            unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), x) };
-            for v in &mut lanes {
-                *v = activation.apply(*v);
-            }
-            // SAFETY: as above.
-            unsafe { _mm256_loadu_ps(lanes.as_ptr()) }
-        }
+        | Activation::Erf => apply_lanes(activation, x),
     }
+}
+
+/// The transcendental activations, lane by lane through the scalar `Activation::apply`: out of
+/// line and cold, so that the vector epilogue above stays small enough to be inlined into every
+/// kernel (a call there costs the GEMM's 1×1 convs several percent).
+#[cold]
+#[inline(never)]
+#[target_feature(enable = "avx2")]
+fn apply_lanes(activation: Activation, x: __m256) -> __m256 {
+    let mut lanes = [0.0f32; 8];
+    // SAFETY: `lanes` holds 8 floats.
+    unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), x) };
+    for v in &mut lanes {
+        *v = activation.apply(*v);
+    }
+    // SAFETY: as above.
+    unsafe { _mm256_loadu_ps(lanes.as_ptr()) }
 }

@@ -285,15 +285,23 @@ pub(crate) fn activate512(activation: Activation, x: __m512) -> __m512 {
         | Activation::Elu { .. }
         | Activation::Gelu
         | Activation::GeluTanh
-        | Activation::Erf => {
-            let mut lanes = [0.0f32; 16];
-            // SAFETY: `lanes` holds 16 floats.
-            unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), x) };
-            for v in &mut lanes {
-                *v = activation.apply(*v);
-            }
-            // SAFETY: as above.
-            unsafe { _mm512_loadu_ps(lanes.as_ptr()) }
-        }
+        | Activation::Erf => apply_lanes512(activation, x),
     }
+}
+
+/// The transcendental activations, lane by lane through the scalar `Activation::apply`: out of
+/// line and cold, so that the vector epilogue above stays small enough to be inlined into every
+/// kernel (a call there costs the GEMM's 1×1 convs several percent).
+#[cold]
+#[inline(never)]
+#[target_feature(enable = "avx512f")]
+fn apply_lanes512(activation: Activation, x: __m512) -> __m512 {
+    let mut lanes = [0.0f32; 16];
+    // SAFETY: `lanes` holds 16 floats.
+    unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), x) };
+    for v in &mut lanes {
+        *v = activation.apply(*v);
+    }
+    // SAFETY: as above.
+    unsafe { _mm512_loadu_ps(lanes.as_ptr()) }
 }
