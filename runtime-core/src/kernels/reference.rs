@@ -72,13 +72,6 @@ pub fn conv2d(
 /// Inference batch normalization over dim 1 of `[batch, channels, spatial]`:
 /// `y = (x - mean) / sqrt(var + eps) * gamma + beta`.
 pub fn batch_norm(args: PlanesArgs, bn: &BatchNorm) -> Result<(), KernelError> {
-    let PlanesArgs {
-        batch,
-        channels,
-        spatial,
-        input,
-        output,
-    } = args;
     let BatchNorm {
         gamma: scale,
         beta: bias,
@@ -86,24 +79,27 @@ pub fn batch_norm(args: PlanesArgs, bn: &BatchNorm) -> Result<(), KernelError> {
         var,
         epsilon,
     } = *bn;
-    let len = batch * channels * spatial;
-    check_len("batch_norm input", len, input.len())?;
-    check_len("batch_norm output", len, output.len())?;
-    for (what, p) in [
-        ("scale", scale),
-        ("bias", bias),
-        ("mean", mean),
-        ("var", var),
-    ] {
-        check_len(what, channels, p.len())?;
-    }
-    for (i, (y, &x)) in output.iter_mut().zip(input).enumerate() {
-        let c = (i / spatial) % channels;
-        *y = ((x as f64 - mean[c] as f64) / (var[c] as f64 + epsilon as f64).sqrt()
-            * scale[c] as f64
-            + bias[c] as f64) as f32;
-    }
-    Ok(())
+    let params = |channels| {
+        for (what, p) in [
+            ("scale", scale),
+            ("bias", bias),
+            ("mean", mean),
+            ("var", var),
+        ] {
+            check_len(what, channels, p.len())?;
+        }
+        Ok(())
+    };
+    map_channels(
+        args,
+        ["batch_norm input", "batch_norm output"],
+        params,
+        |x, c| {
+            ((x as f64 - mean[c] as f64) / (var[c] as f64 + epsilon as f64).sqrt()
+                * scale[c] as f64
+                + bias[c] as f64) as f32
+        },
+    )
 }
 
 /// Per-channel `y = act(x * scale + shift)` over `[batch, channels, spatial]`.
@@ -113,23 +109,16 @@ pub fn scale_shift(
     shift: &[f32],
     activation: Activation,
 ) -> Result<(), KernelError> {
-    let PlanesArgs {
-        batch,
-        channels,
-        spatial,
-        input,
-        output,
-    } = args;
-    let len = batch * channels * spatial;
-    check_len("scale_shift input", len, input.len())?;
-    check_len("scale_shift output", len, output.len())?;
-    check_len("scale", channels, scale.len())?;
-    check_len("shift", channels, shift.len())?;
-    for (i, (y, &x)) in output.iter_mut().zip(input).enumerate() {
-        let c = (i / spatial) % channels;
-        *y = activation.apply(x * scale[c] + shift[c]);
-    }
-    Ok(())
+    let params = |channels| {
+        check_len("scale", channels, scale.len())?;
+        check_len("shift", channels, shift.len())
+    };
+    map_channels(
+        args,
+        ["scale_shift input", "scale_shift output"],
+        params,
+        |x, c| activation.apply(x * scale[c] + shift[c]),
+    )
 }
 
 /// Elementwise `y = act(x)`.
@@ -207,6 +196,21 @@ pub fn binary(
 
 /// PReLU over `[batch, channels, spatial]`: `y = x` for `x >= 0`, else `slope[c] · x`.
 pub fn prelu(args: PlanesArgs, slope: &[f32]) -> Result<(), KernelError> {
+    let params = |channels| check_len("prelu slope", channels, slope.len());
+    map_channels(args, ["prelu input", "prelu output"], params, |x, c| {
+        Activation::LeakyRelu { alpha: slope[c] }.apply(x)
+    })
+}
+
+/// `output[i] = f(input[i], c)` over `[batch, channels, spatial]`, `c` the channel of element `i`:
+/// the per-channel maps (BatchNorm, scale-shift, PReLU). Checks the input and output lengths (named
+/// by `what`), then the per-channel parameters (`params(channels)`), in that order.
+fn map_channels(
+    args: PlanesArgs,
+    what: [&'static str; 2],
+    params: impl FnOnce(usize) -> Result<(), KernelError>,
+    f: impl Fn(f32, usize) -> f32,
+) -> Result<(), KernelError> {
     let PlanesArgs {
         batch,
         channels,
@@ -215,12 +219,11 @@ pub fn prelu(args: PlanesArgs, slope: &[f32]) -> Result<(), KernelError> {
         output,
     } = args;
     let len = batch * channels * spatial;
-    check_len("prelu input", len, input.len())?;
-    check_len("prelu output", len, output.len())?;
-    check_len("prelu slope", channels, slope.len())?;
+    check_len(what[0], len, input.len())?;
+    check_len(what[1], len, output.len())?;
+    params(channels)?;
     for (i, (y, &x)) in output.iter_mut().zip(input).enumerate() {
-        let c = (i / spatial) % channels;
-        *y = Activation::LeakyRelu { alpha: slope[c] }.apply(x);
+        *y = f(x, (i / spatial) % channels);
     }
     Ok(())
 }
