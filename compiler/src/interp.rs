@@ -204,6 +204,19 @@ fn eval(
             let (c, spatial) = channels_spatial(in_type);
             reference::channel_shuffle(planes(batch, c, spatial, args[0], out), *groups)
         }
+        Op::SqueezeExcite(se) => {
+            let (c, spatial) = channels_spatial(in_type);
+            let se = kernels::squeeze_excite::SqueezeExcite {
+                squeezed: se.squeezed,
+                reduce: w(se.reduce),
+                reduce_bias: se.reduce_bias.map(w),
+                activation: activation(se.activation),
+                expand: w(se.expand),
+                expand_bias: se.expand_bias.map(w),
+                gate: activation(se.gate),
+            };
+            reference::squeeze_excite(planes(batch, c, spatial, args[0], out), &se)
+        }
         Op::LayerNormChannels(l) => {
             let (c, spatial) = channels_spatial(in_type);
             let planes = planes(batch, c, spatial, args[0], out);

@@ -11,7 +11,7 @@ use resnext_compiler::ir::{
 };
 use resnext_compiler::passes::{
     self, LayoutChoice, MemoryPlan, PassError, PassOptions, PlanOptions, fold_batch_norm,
-    fuse_epilogue, plan_memory, simplify,
+    fuse_epilogue, plan_memory, select_kernels_nchw, simplify,
 };
 use resnext_test_support::models_dir;
 
@@ -624,6 +624,52 @@ fn passes_keep_resnext_small_outputs() {
 #[test]
 fn passes_keep_mobilenet_v2_outputs() {
     check_model("mobilenet_v2_bn", "Clip", 1);
+}
+
+/// Every squeeze-excite block of torchvision's EfficientNet, MobileNetV3 and RegNetY (both exporters'
+/// spellings) becomes one node in `select-kernels`, keeping the outputs; the result still matches
+/// PyTorch's logits.
+#[test]
+fn squeeze_excite_blocks_fuse_into_one_node() {
+    for (file, blocks) in [
+        ("efficientnet_v1_mini.dynamo", 7),
+        ("mobilenet_v3_mini.ts9", 9),
+        ("regnet_y_mini.ts17", 6),
+    ] {
+        let mut g = load(&testdata(&format!("families/{file}.onnx")));
+        check_pipeline(&mut g, 2, 5);
+        let pools = count(&g, "GlobalAveragePool");
+        let inputs = random_inputs(&g, 2, 9);
+        assert!(check_pass(
+            &mut g,
+            "select-kernels",
+            select_kernels_nchw,
+            &inputs,
+            2
+        ));
+        assert_eq!(
+            count(&g, "SqueezeExcite"),
+            blocks,
+            "{file}:\n{}",
+            passes::graph_text(&g)
+        );
+        assert_eq!(count(&g, "Mul"), 0, "{file}:\n{}", passes::graph_text(&g));
+        assert_eq!(count(&g, "GlobalAveragePool"), pools - blocks, "{file}");
+
+        let model = file.split('.').next().unwrap();
+        let read = |suffix: &str| {
+            resnext_runtime_core::formats::npy::read_f32(testdata(&format!(
+                "families/{model}.{suffix}.npy"
+            )))
+            .unwrap()
+        };
+        let ((shape, input), (_, expected)) = (read("input"), read("output"));
+        let rel = rel_diff(&run(&g, &[input], shape[0]), &[expected]);
+        assert!(
+            rel <= 1e-4,
+            "{file} after select-kernels vs PyTorch: {rel:e}"
+        );
+    }
 }
 
 mod with_models {

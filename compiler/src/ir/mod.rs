@@ -27,7 +27,7 @@ mod weights;
 pub use graph::{Edge, Graph, Node, NodeId};
 pub use op::{
     Activation, BatchNorm, Binary, BinaryKind, Conv, ConvKernel, Dense, DenseKernel, Epilogue,
-    LayerNormChannels, Lrn, Op, Pool, ScaleShift, window_out,
+    LayerNormChannels, Lrn, Op, Pool, ScaleShift, SqueezeExcite, window_out,
 };
 pub use types::{DType, Dim, Layout, Shape, TensorType};
 pub use validate::{GraphInfo, validate};

@@ -101,6 +101,10 @@ pub enum Op {
     /// Layer normalisation over the channels of each pixel of `[N, C, H, W]`, then a per-channel
     /// scale and shift: what LayerNorm over the last axis of the NHWC view of the value is (ConvNeXt).
     LayerNormChannels(LayerNormChannels),
+    /// Squeeze-and-excitation: `x` scaled per channel by `gate(expand(act(reduce(mean(x)))))`, the
+    /// means over H and W. `select-kernels` forms it from the `GlobalAveragePool → 1×1 conv → 1×1
+    /// conv → Mul` of an SE block, for the CPU kernel that runs the whole block.
+    SqueezeExcite(SqueezeExcite),
 }
 
 /// A conv's activation function, applied last; the same set as the runtime's
@@ -268,6 +272,24 @@ pub struct LayerNormChannels {
     pub shift: WeightId,
 }
 
+/// See [`Op::SqueezeExcite`]: the two 1×1 convs of the block, weights in their ONNX layout.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SqueezeExcite {
+    /// Features between the two layers.
+    pub squeezed: usize,
+    /// `[squeezed, channels, 1, 1]`.
+    pub reduce: WeightId,
+    /// `[squeezed]`.
+    pub reduce_bias: Option<WeightId>,
+    pub activation: Activation,
+    /// `[channels, squeezed, 1, 1]`.
+    pub expand: WeightId,
+    /// `[channels]`.
+    pub expand_bias: Option<WeightId>,
+    /// The activation giving the per-channel scale (Sigmoid, HardSigmoid …).
+    pub gate: Activation,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Dense {
     /// `[out_features, in_features]`.
@@ -313,6 +335,7 @@ impl Op {
             Op::Softmax { log: true } => "LogSoftmax",
             Op::Lrn(_) => "LRN",
             Op::LayerNormChannels(_) => "LayerNormChannels",
+            Op::SqueezeExcite(_) => "SqueezeExcite",
         }
     }
 
@@ -338,6 +361,15 @@ impl Op {
             Op::ScaleShift(s) => vec![s.scale, s.shift],
             Op::PRelu { slope } => vec![*slope],
             Op::LayerNormChannels(l) => vec![l.scale, l.shift],
+            Op::SqueezeExcite(se) => [
+                Some(se.reduce),
+                se.reduce_bias,
+                Some(se.expand),
+                se.expand_bias,
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
             Op::Binary(b) => b.constant.into_iter().collect(),
             _ => Vec::new(),
         }
@@ -351,6 +383,10 @@ impl Op {
                 out_len * (c.in_channels / c.group.max(1) * c.kernel[0] * c.kernel[1]) as u64
             }
             Op::Dense(d) => (d.in_features * d.out_features) as u64,
+            Op::SqueezeExcite(se) => {
+                let channels = out.shape.chw().map_or(0, |(c, _, _)| c);
+                2 * (se.squeezed * channels) as u64
+            }
             _ => 0,
         }
     }
@@ -601,6 +637,18 @@ impl Op {
             }
             Op::LayerNormChannels(_) => {
                 chw(inputs[0])?;
+                Ok(inputs[0].clone())
+            }
+            Op::SqueezeExcite(se) => {
+                let (c, _, _) = chw(inputs[0])?;
+                expect_weight(se.reduce, "reduce weight", &[se.squeezed, c, 1, 1])?;
+                expect_weight(se.expand, "expand weight", &[c, se.squeezed, 1, 1])?;
+                if let Some(b) = se.reduce_bias {
+                    expect_weight(b, "reduce bias", &[se.squeezed])?;
+                }
+                if let Some(b) = se.expand_bias {
+                    expect_weight(b, "expand bias", &[c])?;
+                }
                 Ok(inputs[0].clone())
             }
             Op::Pad { pads } => {

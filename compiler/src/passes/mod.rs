@@ -11,6 +11,7 @@
 mod fold_batch_norm;
 mod fuse_elementwise;
 mod fuse_epilogue;
+mod fuse_squeeze_excite;
 mod plan_memory;
 mod print;
 mod select_kernels;

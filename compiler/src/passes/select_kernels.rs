@@ -1,5 +1,7 @@
 //! `select-kernels`: gives every conv the runtime kernel its shape suits (pointwise GEMM, direct
 //! grouped or depthwise, im2col + GEMM) and every dense layer the packed GEMM, prepacking weights.
+//! First it turns each squeeze-excite block into one node (see
+//! [`fuse_squeeze_excite`](super::fuse_squeeze_excite)), whose kernel reads the weights as they are.
 //!
 //! Weights known now are packed here, so the weights file holds them in the kernel's layout; weights
 //! the loader reads later (the DSL's state_dict) get a [`WeightSource::PackedConv`] /
@@ -21,6 +23,7 @@ use petgraph::visit::EdgeRef;
 use resnext_runtime_core::kernels::conv::{self, ConvAlgo};
 use resnext_runtime_core::kernels::dense;
 
+use super::fuse_squeeze_excite::fuse_squeeze_excite;
 use crate::interp;
 use crate::ir::{
     ConvKernel, DenseKernel, Graph, IrError, Layout, NodeId, Op, WeightId, WeightSource,
@@ -35,13 +38,15 @@ const MIN_MACS_PER_REORDERED: u64 = 1024;
 /// Chooses a fast kernel for every conv and dense node still on the reference, moving regions
 /// that pay for it onto NCHW8c; returns whether it changed anything.
 pub fn select_kernels(graph: &mut Graph) -> Result<bool, IrError> {
+    let fused = fuse_squeeze_excite(graph)?;
     let blocked = nchw8c_region(graph)?;
-    select_with(graph, blocked)
+    Ok(select_with(graph, blocked)? | fused)
 }
 
 /// [`select_kernels`] with every value left NCHW (`PassOptions::layout` not allowing NCHW8c).
 pub fn select_kernels_nchw(graph: &mut Graph) -> Result<bool, IrError> {
-    select_with(graph, HashSet::new())
+    let fused = fuse_squeeze_excite(graph)?;
+    Ok(select_with(graph, HashSet::new())? | fused)
 }
 
 fn select_with(graph: &mut Graph, blocked: HashSet<NodeId>) -> Result<bool, IrError> {

@@ -230,7 +230,7 @@ fn non_negative(graph: &Graph, id: NodeId) -> bool {
             .inputs_of(id)
             .first()
             .is_some_and(|&i| non_negative(graph, i)),
-        Op::Lrn(_) | Op::LayerNormChannels(_) => false,
+        Op::Lrn(_) | Op::LayerNormChannels(_) | Op::SqueezeExcite(_) => false,
         Op::Input | Op::BatchNorm(_) | Op::PRelu { .. } | Op::Binary(_) => false,
     }
 }

@@ -596,3 +596,58 @@ pub fn layer_norm_channels(
     }
     Ok(())
 }
+
+/// Squeeze-excite (see [`squeeze_excite`](super::squeeze_excite)) as the layers it is made of:
+/// [`global_avg_pool`], two [`dense`] layers with their activations, and a per-channel scale.
+pub fn squeeze_excite(
+    args: PlanesArgs,
+    se: &super::squeeze_excite::SqueezeExcite,
+) -> Result<(), KernelError> {
+    let PlanesArgs {
+        batch,
+        channels,
+        spatial,
+        input,
+        output,
+    } = args;
+    se.check(channels)?;
+    let len = batch * channels * spatial;
+    check_len("squeeze_excite input", len, input.len())?;
+    check_len("squeeze_excite output", len, output.len())?;
+    let mut means = vec![0.0; batch * channels];
+    global_avg_pool(batch, channels, spatial, input, &mut means)?;
+    let mut hidden = vec![0.0; batch * se.squeezed];
+    let reduce = Epilogue {
+        bias: se.reduce_bias,
+        residual: None,
+        activation: se.activation,
+    };
+    dense(
+        batch,
+        channels,
+        se.squeezed,
+        &means,
+        se.reduce,
+        &reduce,
+        &mut hidden,
+    )?;
+    let expand = Epilogue {
+        bias: se.expand_bias,
+        residual: None,
+        activation: se.gate,
+    };
+    let mut gates = vec![0.0; batch * channels];
+    dense(
+        batch,
+        se.squeezed,
+        channels,
+        &hidden,
+        se.expand,
+        &expand,
+        &mut gates,
+    )?;
+    for (i, (y, &x)) in output.iter_mut().zip(input).enumerate() {
+        *y = x * gates[i / spatial];
+    }
+    Ok(())
+}

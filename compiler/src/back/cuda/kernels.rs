@@ -90,10 +90,11 @@ pub(super) fn emit_node(model: &Model, index: usize, id: NodeId) -> Result<Kerne
         | Op::Pad { .. }
         | Op::Softmax { .. }
         | Op::Lrn(_)
-        | Op::LayerNormChannels(_) => {
+        | Op::LayerNormChannels(_)
+        | Op::SqueezeExcite(_) => {
             return Err(unsupported(
-                "channel concatenation, shuffle or slice, padding, softmax, LRN or layer norm on \
-                 the GPU yet",
+                "channel concatenation, shuffle or slice, padding, softmax, LRN, layer norm or a \
+                 fused squeeze-excite on the GPU yet",
             ));
         }
         Op::Conv(c) => {

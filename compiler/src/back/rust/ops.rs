@@ -309,6 +309,30 @@ fn emit_node(model: &Model, id: NodeId, args: &[TokenStream], out: TokenStream) 
             let planes = planes_args(&c, &spatial, x, out);
             quote!(::resnext_runtime::kernels::pool::global_avg_pool(&ctx, #planes))
         }
+        Op::SqueezeExcite(se) => {
+            let (c, spatial) = spatial_lits(in_type);
+            let planes = planes_args(&c, &spatial, &args[0], out);
+            let optional = |b| optional_weight(model, b);
+            let squeezed = lit(se.squeezed);
+            let (reduce, expand) = (weight(model, se.reduce), weight(model, se.expand));
+            let (reduce_bias, expand_bias) = (optional(se.reduce_bias), optional(se.expand_bias));
+            let (act, gate) = (activation(se.activation), activation(se.gate));
+            quote! {
+                ::resnext_runtime::kernels::squeeze_excite::squeeze_excite(
+                    &ctx,
+                    #planes,
+                    &::resnext_runtime::kernels::squeeze_excite::SqueezeExcite {
+                        squeezed: #squeezed,
+                        reduce: #reduce,
+                        reduce_bias: #reduce_bias,
+                        activation: #act,
+                        expand: #expand,
+                        expand_bias: #expand_bias,
+                        gate: #gate,
+                    },
+                )
+            }
+        }
     }
 }
 
@@ -500,13 +524,7 @@ fn epilogue(
     e: ir::Epilogue,
     residual: Option<&TokenStream>,
 ) -> TokenStream {
-    let bias = match bias {
-        Some(b) => {
-            let b = weight(model, b);
-            quote!(Some(#b))
-        }
-        None => quote!(None),
-    };
+    let bias = optional_weight(model, bias);
     let residual = match residual.filter(|_| e.residual) {
         Some(r) => quote!(Some(#r)),
         None => quote!(None),
@@ -514,6 +532,17 @@ fn epilogue(
     let act = activation(e.activation);
     quote! {
         ::resnext_runtime::kernels::Epilogue { bias: #bias, residual: #residual, activation: #act }
+    }
+}
+
+/// `Some(w.tensor(i))` for a weight, `None` for none.
+fn optional_weight(model: &Model, id: Option<ir::WeightId>) -> TokenStream {
+    match id {
+        Some(id) => {
+            let w = weight(model, id);
+            quote!(Some(#w))
+        }
+        None => quote!(None),
     }
 }
 
