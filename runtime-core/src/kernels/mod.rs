@@ -8,6 +8,7 @@ pub mod depthwise;
 pub mod elementwise;
 pub mod gemm;
 pub mod grouped;
+pub mod layer_norm;
 pub mod pool;
 pub mod reference;
 pub mod squeeze_excite;

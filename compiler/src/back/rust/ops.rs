@@ -252,7 +252,7 @@ fn emit_node(model: &Model, id: NodeId, args: &[TokenStream], out: TokenStream) 
             let planes = planes_args(&c, &spatial, &args[0], out);
             let (scale, shift) = (weight(model, l.scale), weight(model, l.shift));
             let epsilon = f32_tokens(l.epsilon);
-            quote!(#reference::layer_norm_channels(#planes, #epsilon, #scale, #shift))
+            quote!(::resnext_runtime::kernels::layer_norm::layer_norm_channels(&ctx, #planes, #epsilon, #scale, #shift))
         }
         Op::Lrn(l) => {
             let (c, spatial) = spatial_lits(in_type);
