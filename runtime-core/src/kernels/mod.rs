@@ -8,6 +8,7 @@ pub mod depthwise;
 pub mod elementwise;
 pub mod gemm;
 pub mod grouped;
+pub(crate) mod math;
 pub mod pool;
 pub mod reference;
 
@@ -237,17 +238,23 @@ impl Activation {
         }
     }
 
-    /// Whether the SIMD tiers compute the activation in vector registers; the others go through
-    /// [`Activation::apply`] lane by lane (correct, not fast: the transcendental activations).
+    /// Whether the SIMD tiers compute the activation in vector registers: all of them do, the
+    /// transcendental ones by the vector math of `kernels::math` (error bounds there).
     pub fn is_vectorised(self) -> bool {
+        true
+    }
+
+    /// Whether the activation needs `exp` or `erf` (costly; out of line in the epilogues).
+    pub fn is_transcendental(self) -> bool {
         matches!(
             self,
-            Activation::None
-                | Activation::Relu
-                | Activation::Clip { .. }
-                | Activation::HardSigmoid { .. }
-                | Activation::HardSwish
-                | Activation::LeakyRelu { .. }
+            Activation::Sigmoid
+                | Activation::Tanh
+                | Activation::Silu
+                | Activation::Elu { .. }
+                | Activation::Gelu
+                | Activation::GeluTanh
+                | Activation::Erf
         )
     }
 }
