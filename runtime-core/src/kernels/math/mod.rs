@@ -133,7 +133,8 @@ mod tests {
     #[test]
     fn constants_match_their_definitions() {
         assert_eq!(LN2_HI as f64 * 512.0, 355.0);
-        assert!(((LN2_HI as f64 + LN2_LO as f64) - LN_2).abs() < 1e-12);
+        // The split carries ln 2 to about 2^-36, twelve bits beyond f32.
+        assert!(((LN2_HI as f64 + LN2_LO as f64) - LN_2).abs() < 2e-11);
         assert!((GELU_TANH_K0 as f64 - 2.0 * (2.0 / PI).sqrt()).abs() < 1e-7);
     }
 }
