@@ -88,7 +88,7 @@ fn main() {
     let bias = values(3, s.out_c);
     let mut out = vec![0.0; s.output_len()];
     let mut scratch = vec![0.0; conv::scratch_len(ConvAlgo::Pointwise, &s, 1, 1)];
-    let mut conv = |activation: Activation, out: &mut [f32], scratch: &mut [f32]| {
+    let conv = |activation: Activation, out: &mut [f32], scratch: &mut [f32]| {
         let args = ConvArgs {
             shape: s,
             batch: 1,
@@ -222,25 +222,23 @@ fn main() {
             }),
             ("scale_channels, 1 thread", &mut || {
                 let mut b = o.borrow_mut();
-                let (channels, spatial, output) = planes(&mut b);
                 let args = PlanesArgs {
                     batch: 1,
-                    channels,
-                    spatial,
+                    channels: c,
+                    spatial: hw,
                     input: &x,
-                    output,
+                    output: &mut b,
                 };
                 elementwise::scale_channels(&ctx1, args, &per_channel).expect("lengths")
             }),
             ("scale_channels, 2 threads", &mut || {
                 let mut b = o.borrow_mut();
-                let (channels, spatial, output) = planes(&mut b);
                 let args = PlanesArgs {
                     batch: 1,
-                    channels,
-                    spatial,
+                    channels: c,
+                    spatial: hw,
                     input: &x,
-                    output,
+                    output: &mut b,
                 };
                 elementwise::scale_channels(&ctx2, args, &per_channel).expect("lengths")
             }),
