@@ -220,6 +220,18 @@ fn main() {
                     reference::binary(BinaryKind::Mul, &x, &dims, pc.0, pc.1, &mut o.borrow_mut());
                 r.expect("shapes")
             }),
+            ("per-plane scalar loop", &mut || {
+                let mut b = o.borrow_mut();
+                for ((y, x), &s) in b
+                    .chunks_exact_mut(hw)
+                    .zip(x.chunks_exact(hw))
+                    .zip(&per_channel)
+                {
+                    for (y, &x) in y.iter_mut().zip(x) {
+                        *y = x * s;
+                    }
+                }
+            }),
             ("scale_channels, 1 thread", &mut || {
                 let mut b = o.borrow_mut();
                 let args = PlanesArgs {

@@ -298,7 +298,8 @@ proptest! {
 /// Outputs large enough to be split over the threads, with pieces ending inside runs and rows.
 #[test]
 fn large_outputs_split_over_threads_match() {
-    let (n, c, h, w) = (2, 37, 29, 31);
+    // 266 326 elements: above both thresholds from which the kernels split their output.
+    let (n, c, h, w) = (2, 37, 61, 59);
     let full = [n, c, h, w];
     let x: Vec<f32> = common::values(11, n * c * h * w)
         .iter()
@@ -333,6 +334,16 @@ fn large_outputs_split_over_threads_match() {
             assert_ok(check(isa, a, &x, &got));
         }
     }
+    let y = common::values(13, x.len());
+    let mut want = vec![0.0; x.len()];
+    reference::add(&x, &y, Activation::Relu, &mut want).unwrap();
+    assert_ok(check_tiers_exact("add", &want, |isa, out| {
+        let ctx = Ctx {
+            isa,
+            threads: &threads,
+        };
+        elementwise::add(&ctx, &x, &y, Activation::Relu, out)
+    }));
 }
 
 #[test]

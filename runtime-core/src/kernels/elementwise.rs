@@ -59,20 +59,28 @@ pub fn broadcast_shape(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
         .collect()
 }
 
-/// Below this many output elements a kernel runs on the calling thread: a task hand-off costs
-/// about as much as ten thousand elementwise operations.
-const PARALLEL_MIN: usize = 1 << 15;
+/// Below this many output elements a kernel runs on the calling thread. A task hand-off costs
+/// about as much as ten thousand transcendental activations; the other elementwise ops are bound
+/// by memory bandwidth, which a second core adds little to, so they split only when much larger.
+const PARALLEL_MIN_TRANSCENDENTAL: usize = 1 << 15;
+const PARALLEL_MIN: usize = 1 << 18;
 
 /// Runs `piece(start, out)` over contiguous pieces of `output` (`out` = `output[start..]`, a
-/// multiple of 16 long but for the last), one per task when `output` is large, else one in all.
-fn for_pieces(ctx: &Ctx, output: &mut [f32], piece: &(dyn Fn(usize, &mut [f32]) + Sync)) {
+/// multiple of 16 long but for the last), one per task when `output` is at least `min_len` long,
+/// else one in all.
+fn for_pieces(
+    ctx: &Ctx,
+    output: &mut [f32],
+    min_len: usize,
+    piece: &(dyn Fn(usize, &mut [f32]) + Sync),
+) {
     let len = output.len();
     let threads = ctx.threads.count();
-    if len < PARALLEL_MIN || threads == 1 {
+    if len < min_len || threads == 1 {
         piece(0, output);
         return;
     }
-    let tasks = (len / (PARALLEL_MIN / 2)).clamp(1, 4 * threads);
+    let tasks = (len / (min_len / 2)).clamp(1, 4 * threads);
     let per_task = len.div_ceil(tasks).next_multiple_of(16);
     let tasks = len.div_ceil(per_task);
     let out = SharedOut(output.as_mut_ptr());
@@ -84,6 +92,15 @@ fn for_pieces(ctx: &Ctx, output: &mut [f32], piece: &(dyn Fn(usize, &mut [f32]) 
             unsafe { std::slice::from_raw_parts_mut(out.ptr().wrapping_add(start), end - start) };
         piece(start, dst);
     });
+}
+
+/// The size from which an elementwise op with `activation` splits over the threads.
+fn parallel_min(activation: Activation) -> usize {
+    if activation.is_transcendental() {
+        PARALLEL_MIN_TRANSCENDENTAL
+    } else {
+        PARALLEL_MIN
+    }
 }
 
 /// The vector loops of one tier: a supported tier, or the generic one.
@@ -164,7 +181,7 @@ pub fn activation(
 ) -> Result<(), KernelError> {
     check_len("activation output", input.len(), output.len())?;
     let lanes = Lanes::of(ctx);
-    for_pieces(ctx, output, &|start, out| {
+    for_pieces(ctx, output, parallel_min(activation), &|start, out| {
         lanes.map(activation, &input[start..start + out.len()], out)
     });
     Ok(())
@@ -181,7 +198,7 @@ pub fn add(
     check_len("add second operand", a.len(), b.len())?;
     check_len("add output", a.len(), output.len())?;
     let lanes = Lanes::of(ctx);
-    for_pieces(ctx, output, &|start, out| {
+    for_pieces(ctx, output, parallel_min(activation), &|start, out| {
         let range = start..start + out.len();
         lanes.zip(
             BinaryKind::Add,
@@ -302,7 +319,7 @@ pub fn binary(
     let lanes = Lanes::of(ctx);
     match Broadcast::of(a_dims, b_dims, &out_dims) {
         Some(Broadcast::Same) if a.len() == output.len() => {
-            for_pieces(ctx, output, &|start, out| {
+            for_pieces(ctx, output, PARALLEL_MIN, &|start, out| {
                 let range = start..start + out.len();
                 lanes.zip(kind, Activation::None, &a[range.clone()], &b[range], out)
             })
@@ -313,7 +330,7 @@ pub fn binary(
             count,
         }) => {
             let (big, small) = if small_is_a { (b, a) } else { (a, b) };
-            for_pieces(ctx, output, &|start, out| {
+            for_pieces(ctx, output, PARALLEL_MIN, &|start, out| {
                 small_piece(
                     lanes,
                     kind,
@@ -349,7 +366,7 @@ pub fn scale_channels(ctx: &Ctx, args: PlanesArgs, scale: &[f32]) -> Result<(), 
     }
     let lanes = Lanes::of(ctx);
     let pairing = (false, spatial, batch * channels);
-    for_pieces(ctx, output, &|start, out| {
+    for_pieces(ctx, output, PARALLEL_MIN, &|start, out| {
         small_piece(lanes, BinaryKind::Mul, pairing, input, scale, start, out)
     });
     Ok(())
