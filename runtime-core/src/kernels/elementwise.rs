@@ -61,9 +61,11 @@ pub fn broadcast_shape(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
 
 /// Below this many output elements a kernel runs on the calling thread. A task hand-off costs
 /// about as much as ten thousand transcendental activations; the other elementwise ops are bound
-/// by memory bandwidth, which a second core adds little to, so they split only when much larger.
+/// by memory bandwidth, which a second core added little to on 2-vCPU VMs while the hand-off cost
+/// hundreds of microseconds when the machine was busy (`bench_activations`, `bench/RESULTS.md`
+/// 2026-12-06 23:08 UTC), so they split only far beyond the caches.
 const PARALLEL_MIN_TRANSCENDENTAL: usize = 1 << 15;
-const PARALLEL_MIN: usize = 1 << 18;
+const PARALLEL_MIN: usize = 1 << 22;
 
 /// Runs `piece(start, out)` over contiguous pieces of `output` (`out` = `output[start..]`, a
 /// multiple of 16 long but for the last), one per task when `output` is at least `min_len` long,
