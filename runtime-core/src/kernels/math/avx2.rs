@@ -60,19 +60,7 @@ pub(crate) fn exp(x: __m256) -> __m256 {
     // `max`/`min` return their second operand on NaN, so a NaN `x` stays NaN.
     let x = _mm256_min_ps(splat(EXP_HI), _mm256_max_ps(splat(EXP_LO), x));
     let (n, r) = reduce(x);
-    let p = horner(
-        r,
-        &[
-            INV_FACT[0],
-            INV_FACT[1],
-            INV_FACT[2],
-            INV_FACT[3],
-            INV_FACT[4],
-            INV_FACT[5],
-            INV_FACT[6],
-            INV_FACT[7],
-        ],
-    );
+    let p = horner(r, &EXP_POLY);
     // `2^n` in two factors, each in range for `n` in `−150..=128`.
     let n = _mm256_cvtps_epi32(n);
     let half = _mm256_srai_epi32::<1>(n);
@@ -87,18 +75,7 @@ pub(crate) fn expm1(x: __m256) -> __m256 {
     let x = _mm256_min_ps(splat(EXPM1_LIM), _mm256_max_ps(splat(-EXPM1_LIM), x));
     let (n, r) = reduce(x);
     // e^r − 1 = r·(1 + r·(1/2 + r·(1/6 + …))).
-    let p = horner(
-        r,
-        &[
-            INV_FACT[2],
-            INV_FACT[3],
-            INV_FACT[4],
-            INV_FACT[5],
-            INV_FACT[6],
-            INV_FACT[7],
-            INV_FACT[8],
-        ],
-    );
+    let p = horner(r, &EXPM1_POLY);
     let q = _mm256_mul_ps(r, _mm256_fmadd_ps(p, r, splat(1.0)));
     let s = pow2(_mm256_cvtps_epi32(n));
     _mm256_fmadd_ps(s, q, _mm256_sub_ps(s, splat(1.0)))

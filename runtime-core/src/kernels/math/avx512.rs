@@ -68,19 +68,7 @@ pub(crate) fn exp(x: __m512) -> __m512 {
     // `max`/`min` return their second operand on NaN, so a NaN `x` stays NaN.
     let x = _mm512_min_ps(splat(EXP_HI), _mm512_max_ps(splat(EXP_LO), x));
     let (n, r) = reduce(x);
-    let p = horner(
-        r,
-        &[
-            INV_FACT[0],
-            INV_FACT[1],
-            INV_FACT[2],
-            INV_FACT[3],
-            INV_FACT[4],
-            INV_FACT[5],
-            INV_FACT[6],
-            INV_FACT[7],
-        ],
-    );
+    let p = horner(r, &EXP_POLY);
     // `p·2^n`, overflowing to ∞ and underflowing through the denormals as IEEE does.
     _mm512_scalef_ps(p, n)
 }
@@ -92,18 +80,7 @@ pub(crate) fn expm1(x: __m512) -> __m512 {
     let x = _mm512_min_ps(splat(EXPM1_LIM), _mm512_max_ps(splat(-EXPM1_LIM), x));
     let (n, r) = reduce(x);
     // e^r − 1 = r·(1 + r·(1/2 + r·(1/6 + …))).
-    let p = horner(
-        r,
-        &[
-            INV_FACT[2],
-            INV_FACT[3],
-            INV_FACT[4],
-            INV_FACT[5],
-            INV_FACT[6],
-            INV_FACT[7],
-            INV_FACT[8],
-        ],
-    );
+    let p = horner(r, &EXPM1_POLY);
     let q = _mm512_mul_ps(r, _mm512_fmadd_ps(p, r, splat(1.0)));
     let s = _mm512_scalef_ps(splat(1.0), n);
     _mm512_fmadd_ps(s, q, _mm512_sub_ps(s, splat(1.0)))

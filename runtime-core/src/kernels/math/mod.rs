@@ -65,10 +65,19 @@ pub(crate) const LOG2E: f32 = LOG2_E as f32;
 pub(crate) const LN2_HI: f32 = 355.0 / 512.0;
 pub(crate) const LN2_LO: f32 = (LN_2 - 355.0 / 512.0) as f32;
 
-/// `1/k!` for `k` in `0..=8`: the Taylor coefficients of `e^r`.
-pub(crate) const INV_FACT: [f32; 9] = [
+/// `e^r ≈ Σ r^k / k!` for `k` in `0..8`: the coefficients, constant term first.
+pub(crate) const EXP_POLY: [f32; 8] = [
     1.0,
     1.0,
+    1.0 / 2.0,
+    (1.0 / 6.0f64) as f32,
+    (1.0 / 24.0f64) as f32,
+    (1.0 / 120.0f64) as f32,
+    (1.0 / 720.0f64) as f32,
+    (1.0 / 5040.0f64) as f32,
+];
+/// `(e^r − 1 − r) / r² ≈ Σ r^(k−2) / k!` for `k` in `2..=8`.
+pub(crate) const EXPM1_POLY: [f32; 7] = [
     1.0 / 2.0,
     (1.0 / 6.0f64) as f32,
     (1.0 / 24.0f64) as f32,
