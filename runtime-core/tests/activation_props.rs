@@ -1,6 +1,7 @@
 //! The activations in every fast epilogue (each conv algorithm and the dense layer, on every ISA
 //! tier) against the reference kernels, their values against published tables, NaN in → NaN out,
-//! and the broadcasting binary ops against an independent index computation.
+//! and the broadcasting binary ops against an independent index computation (the fast elementwise
+//! kernels, `scale_channels` among them, are tested in `activation_simd`).
 //!
 //! The random-shape epilogue coverage is in `conv_props`, `grouped_props` and `blocked_props`, whose
 //! shared strategy (`common::activation`) draws every activation; here each activation runs once
@@ -8,7 +9,7 @@
 
 mod common;
 
-use common::{Case, Setting, assert_ok, check_tiers_exact, tiers};
+use common::{Case, Setting, assert_ok, tiers};
 use proptest::prelude::*;
 use resnext_runtime_core::exec::Ctx;
 use resnext_runtime_core::exec::threads::Threads;
@@ -330,23 +331,6 @@ proptest! {
     }
 
     #[test]
-    fn scale_channels_is_a_broadcast_mul(
-        batch in 1usize..=3, channels in 1usize..=9, h in 1usize..=6, w in 1usize..=6,
-        seed in any::<u64>(),
-    ) {
-        let x = common::values(seed, batch * channels * h * w);
-        let s = common::values(seed ^ 1, batch * channels);
-        let mut want = vec![0.0; x.len()];
-        reference::binary(
-            BinaryKind::Mul, &x, &[batch, channels, h, w], &s, &[batch, channels, 1, 1], &mut want,
-        ).unwrap();
-        assert_ok(check_tiers_exact("scale_channels", &want, |_, out| {
-            let args = PlanesArgs { batch, channels, spatial: h * w, input: &x, output: out };
-            elementwise::scale_channels(args, &s)
-        }));
-    }
-
-    #[test]
     fn prelu_is_leaky_relu_per_channel(
         batch in 1usize..=2, channels in 1usize..=7, spatial in 1usize..=20, seed in any::<u64>(),
     ) {
@@ -394,5 +378,6 @@ fn mismatched_shapes_are_errors() {
         input: &[0.0; 6],
         output: &mut out,
     };
-    assert!(elementwise::scale_channels(args, &[1.0; 3]).is_err());
+    let threads = Threads::new(1);
+    assert!(elementwise::scale_channels(&Ctx::new(&threads), args, &[1.0; 3]).is_err());
 }

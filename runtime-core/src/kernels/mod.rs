@@ -9,6 +9,7 @@ pub mod elementwise;
 pub mod gemm;
 pub mod grouped;
 pub mod layer_norm;
+pub(crate) mod math;
 pub mod pool;
 pub mod reference;
 pub mod squeeze_excite;
@@ -239,17 +240,23 @@ impl Activation {
         }
     }
 
-    /// Whether the SIMD tiers compute the activation in vector registers; the others go through
-    /// [`Activation::apply`] lane by lane (correct, not fast: the transcendental activations).
+    /// Whether the SIMD tiers compute the activation in vector registers: all of them do, the
+    /// transcendental ones by the vector math of `kernels::math` (error bounds there).
     pub fn is_vectorised(self) -> bool {
+        true
+    }
+
+    /// Whether the activation needs `exp` or `erf` (costly; out of line in the epilogues).
+    pub fn is_transcendental(self) -> bool {
         matches!(
             self,
-            Activation::None
-                | Activation::Relu
-                | Activation::Clip { .. }
-                | Activation::HardSigmoid { .. }
-                | Activation::HardSwish
-                | Activation::LeakyRelu { .. }
+            Activation::Sigmoid
+                | Activation::Tanh
+                | Activation::Silu
+                | Activation::Elu { .. }
+                | Activation::Gelu
+                | Activation::GeluTanh
+                | Activation::Erf
         )
     }
 }

@@ -280,7 +280,7 @@ fn emit_node(model: &Model, id: NodeId, args: &[TokenStream], out: TokenStream) 
         Op::Add { activation: a } => {
             let act = activation(*a);
             let (x, y) = (&args[0], &args[1]);
-            quote!(#reference::add(#x, #y, #act, #out))
+            quote!(::resnext_runtime::kernels::elementwise::add(&ctx, #x, #y, #act, #out))
         }
         Op::Activation(a) => emit_activation(&args[0], *a, out),
         Op::PRelu { slope } => {
@@ -337,7 +337,7 @@ fn emit_node(model: &Model, id: NodeId, args: &[TokenStream], out: TokenStream) 
 }
 
 /// A broadcasting binary op: squeeze-excite's `[N, C, H, W] · [N, C, 1, 1]` on `scale_channels`,
-/// anything else on the reference kernel with both operands' dims written out.
+/// anything else on the broadcasting `elementwise::binary` with both operands' dims written out.
 fn emit_binary(
     model: &Model,
     id: NodeId,
@@ -355,7 +355,7 @@ fn emit_binary(
         let (c, spatial) = spatial_lits(types[big]);
         let (x, s) = (&args[big], &args[1 - big]);
         let planes = planes_args(&c, &spatial, x, out);
-        return quote!(::resnext_runtime::kernels::elementwise::scale_channels(#planes, #s));
+        return quote!(::resnext_runtime::kernels::elementwise::scale_channels(&ctx, #planes, #s));
     }
     let act_dims = |slot: usize| {
         let rest = usizes(&types[slot].shape.per_item().unwrap_or_default());
@@ -386,7 +386,7 @@ fn emit_binary(
         ],
     };
     let [(a, a_dims), (c, c_dims)] = operands;
-    quote!(::resnext_runtime::kernels::reference::binary(#kind, #a, #a_dims, #c, #c_dims, #out))
+    quote!(::resnext_runtime::kernels::elementwise::binary(&ctx, #kind, (#a, #a_dims), (#c, #c_dims), #out))
 }
 
 /// Which operand (0 or 1) is the `[N, C, H, W]` value that the other, `[N, C, 1, 1]`, scales per
@@ -515,7 +515,7 @@ fn pool_args(shape: &TokenStream, x: &TokenStream, out: TokenStream) -> TokenStr
 
 fn emit_activation(x: &TokenStream, a: ir::Activation, out: TokenStream) -> TokenStream {
     let act = activation(a);
-    quote!(::resnext_runtime::kernels::reference::activation(#x, #act, #out))
+    quote!(::resnext_runtime::kernels::elementwise::activation(&ctx, #x, #act, #out))
 }
 
 fn epilogue(

@@ -503,8 +503,8 @@ unsafe fn tile_narrow<const C: usize, const P: usize>(t: &Tile) {
 
 /// `activation` on eight lanes, with the scalar `Activation::apply`'s NaN behaviour (`max`/`min`
 /// return their second operand, `x`, when it is NaN; a NaN compares false, so the blends keep it).
-/// The transcendental activations (see [`Activation::is_vectorised`]) run `apply` lane by lane.
-/// Shared by the AVX2 conv kernels.
+/// The transcendental activations go out of line to [`transcendental`]. Shared by the AVX2 conv
+/// kernels.
 #[inline]
 #[target_feature(enable = "avx2")]
 pub(crate) fn activate(activation: Activation, x: __m256) -> __m256 {
@@ -536,17 +536,22 @@ pub(crate) fn activate(activation: Activation, x: __m256) -> __m256 {
         | Activation::Elu { .. }
         | Activation::Gelu
         | Activation::GeluTanh
-        | Activation::Erf => apply_lanes(activation, x),
+        | Activation::Erf => transcendental(activation, x),
     }
 }
 
-/// The transcendental activations, lane by lane through the scalar `Activation::apply`: out of
-/// line and cold, so that the vector epilogue above stays small enough to be inlined into every
-/// kernel (a call there costs the GEMM's 1×1 convs several percent).
-#[cold]
+/// The transcendental activations in vector registers ([`math::avx2`](crate::kernels::math::avx2)):
+/// out of line, so that the vector epilogue above stays small enough to be inlined into every
+/// kernel (a call there costs the GEMM's 1×1 convs several percent). The math needs FMA, which
+/// both SIMD tiers have; checking it here (one cached load) keeps `activate` callable from
+/// AVX2-only code. Without FMA the lanes go through the scalar `Activation::apply`.
 #[inline(never)]
 #[target_feature(enable = "avx2")]
-fn apply_lanes(activation: Activation, x: __m256) -> __m256 {
+fn transcendental(activation: Activation, x: __m256) -> __m256 {
+    if is_x86_feature_detected!("fma") {
+        // SAFETY: AVX2 is this function's feature, FMA was detected just now.
+        return unsafe { crate::kernels::math::avx2::activate(activation, x) };
+    }
     let mut lanes = [0.0f32; 8];
     // SAFETY: `lanes` holds 8 floats.
     unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), x) };

@@ -252,8 +252,8 @@ pub(crate) unsafe fn gather_stride2(src: &[f32], dst: &mut [f32]) {
 }
 
 /// `activation` on sixteen lanes, with the scalar `Activation::apply`'s NaN behaviour (as the AVX2
-/// tier's `activate`); the transcendental activations (see [`Activation::is_vectorised`]) run
-/// `apply` lane by lane. Shared by the AVX-512 kernels.
+/// tier's `activate`); the transcendental activations go out of line to [`transcendental512`].
+/// Shared by the AVX-512 kernels.
 #[inline]
 #[target_feature(enable = "avx512f")]
 pub(crate) fn activate512(activation: Activation, x: __m512) -> __m512 {
@@ -285,23 +285,16 @@ pub(crate) fn activate512(activation: Activation, x: __m512) -> __m512 {
         | Activation::Elu { .. }
         | Activation::Gelu
         | Activation::GeluTanh
-        | Activation::Erf => apply_lanes512(activation, x),
+        | Activation::Erf => transcendental512(activation, x),
     }
 }
 
-/// The transcendental activations, lane by lane through the scalar `Activation::apply`: out of
-/// line and cold, so that the vector epilogue above stays small enough to be inlined into every
-/// kernel (a call there costs the GEMM's 1×1 convs several percent).
-#[cold]
+/// The transcendental activations in vector registers
+/// ([`math::avx512`](crate::kernels::math::avx512)): out of line, so that the vector epilogue above
+/// stays small enough to be inlined into every kernel (a call there costs the GEMM's 1×1 convs
+/// several percent).
 #[inline(never)]
 #[target_feature(enable = "avx512f")]
-fn apply_lanes512(activation: Activation, x: __m512) -> __m512 {
-    let mut lanes = [0.0f32; 16];
-    // SAFETY: `lanes` holds 16 floats.
-    unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), x) };
-    for v in &mut lanes {
-        *v = activation.apply(*v);
-    }
-    // SAFETY: as above.
-    unsafe { _mm512_loadu_ps(lanes.as_ptr()) }
+fn transcendental512(activation: Activation, x: __m512) -> __m512 {
+    crate::kernels::math::avx512::activate(activation, x)
 }
