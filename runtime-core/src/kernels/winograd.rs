@@ -66,6 +66,49 @@ pub fn supports(s: &ConvShape) -> bool {
         && s.group == 1
 }
 
+/// Whether the compiler should run `shape` (at `batch`, on `threads` threads) by Winograd rather
+/// than im2col: the cost model of [`costs`], at least 16 channels each way.
+pub fn preferred(s: &ConvShape, batch: usize, threads: usize) -> bool {
+    if !supports(s) || s.in_c < 16 || s.out_c < 16 {
+        return false;
+    }
+    let [im2col, wino] = costs(s, batch, threads);
+    wino < im2col
+}
+
+/// Estimated times (in multiply-adds at the GEMM's peak) of `[im2col, Winograd]` for `shape`: GEMM
+/// multiply-adds (9 per output pixel and channel pair for im2col, 36 per tile for Winograd) at a
+/// rate that falls with the GEMM's columns per thread (`n / (n + GEMM_HALF_COLS)`), plus the
+/// packed weights read once per call (9 or 36 floats per channel pair, [`WEIGHT_COST`] each: on
+/// 7×7 maps Winograd's 4× larger weights cost more than its saved multiply-adds), plus
+/// Winograd's transforms at [`TRANSFORM_COST`] per transformed float.
+pub fn costs(s: &ConvShape, batch: usize, threads: usize) -> [f64; 2] {
+    let (tx, ty) = tiles(s);
+    let threads = threads.max(1) as f64;
+    let pairs = (s.in_c * s.out_c) as f64;
+    let rate = |n: f64| {
+        let per_thread = n / threads;
+        per_thread / (per_thread + GEMM_HALF_COLS)
+    };
+    let pixels = (batch * s.out_h * s.out_w) as f64;
+    let n_block = (block_rows(s, batch) * tx) as f64;
+    let tiles = (batch * tx * ty) as f64;
+    let im2col = 9.0 * pairs * (pixels / rate(pixels) + WEIGHT_COST);
+    let wino = 36.0 * pairs * (tiles / rate(n_block) + WEIGHT_COST)
+        + TRANSFORM_COST * 36.0 * tiles * (s.in_c + s.out_c) as f64;
+    [im2col, wino]
+}
+
+/// The columns per thread at which the packed GEMM runs at half its peak rate, in the cost model
+/// of [`costs`].
+const GEMM_HALF_COLS: f64 = 24.0;
+
+/// Multiply-adds one transformed float (input or output) costs, in the cost model of [`costs`].
+const TRANSFORM_COST: f64 = 24.0;
+
+/// Multiply-adds one packed weight float read from memory costs, in the cost model of [`costs`].
+const WEIGHT_COST: f64 = 20.0;
+
 /// Tiles per tile row and tile rows per image.
 fn tiles(s: &ConvShape) -> (usize, usize) {
     (s.out_w.div_ceil(TILE), s.out_h.div_ceil(TILE))
