@@ -100,14 +100,16 @@ pub fn costs(s: &ConvShape, batch: usize, threads: usize) -> [f64; 2] {
 }
 
 /// The columns per thread at which the packed GEMM runs at half its peak rate, in the cost model
-/// of [`costs`].
-const GEMM_HALF_COLS: f64 = 24.0;
+/// of [`costs`]. The three constants were fitted to `examples/bench_winograd.rs` on ResNet-18 and
+/// VGG-11 layers (2026-12-06, `bench/RESULTS.md`): Winograd measured 0.23–0.83× im2col's time
+/// down to 10×10 maps of 256 channels, 1.2–2.5× on 7×7 and 5×5 maps of 512 and on 16 channels.
+const GEMM_HALF_COLS: f64 = 8.0;
 
 /// Multiply-adds one transformed float (input or output) costs, in the cost model of [`costs`].
 const TRANSFORM_COST: f64 = 24.0;
 
 /// Multiply-adds one packed weight float read from memory costs, in the cost model of [`costs`].
-const WEIGHT_COST: f64 = 20.0;
+const WEIGHT_COST: f64 = 10.0;
 
 /// Tiles per tile row and tile rows per image.
 fn tiles(s: &ConvShape) -> (usize, usize) {
