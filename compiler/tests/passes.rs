@@ -926,7 +926,10 @@ fn winograd_choice_forces_either_path() {
         passes::select_kernels_nchw_with(&mut g, choice).unwrap();
         let n = winograd_convs(&g);
         assert_eq!(n > 0, any, "{choice:?}: {n} Winograd convs");
-        let rel = rel_diff(&run(&g, &[input.clone()], shape[0]), &[expected.clone()]);
+        let rel = rel_diff(
+            &run(&g, std::slice::from_ref(&input), shape[0]),
+            std::slice::from_ref(&expected),
+        );
         println!("{choice:?}: {n} Winograd convs, {rel:e} from PyTorch");
         assert!(rel <= 1e-4, "{choice:?} vs PyTorch: {rel:e}");
     }
