@@ -202,3 +202,44 @@ fn winograd_refuses_other_shapes() {
     };
     assert!(conv::conv2d(&Ctx::new(&threads), ConvAlgo::Winograd, args).is_err());
 }
+
+/// On ResNet-18-like layers (He-uniform weights, inputs in [−1, 1)) the error is far below the
+/// worst-case bound: at most 1e-4 of the largest output (measured about 1e-5, `bench/RESULTS.md`,
+/// against about 1e-6 for im2col), the scale the end-to-end tests allow for a whole model.
+#[test]
+fn winograd_error_on_resnet_layers_is_small() {
+    let threads = Threads::new(2);
+    for (c, hw) in [(64, 20), (128, 14), (256, 7)] {
+        let s = shape(c, c, hw, hw, [1; 4]);
+        let input = common::values(11, s.input_len());
+        let he = (6.0 / (9 * c) as f32).sqrt();
+        let weight: Vec<f32> = common::values(12, s.weight_len())
+            .iter()
+            .map(|w| w * he)
+            .collect();
+        let mut want = vec![0.0; s.output_len()];
+        reference::conv2d(&s, 1, &input, &weight, &Epilogue::default(), &mut want).unwrap();
+        let packed = conv::pack(ConvAlgo::Winograd, &s, &weight).unwrap();
+        for isa in common::tiers() {
+            let mut got = vec![f32::NAN; s.output_len()];
+            let mut scratch = vec![f32::NAN; conv::scratch_len(ConvAlgo::Winograd, &s, 1, 2)];
+            let args = ConvArgs {
+                shape: s,
+                batch: 1,
+                input: &input,
+                packed: &packed,
+                epilogue: Epilogue::default(),
+                output: &mut got,
+                scratch: &mut scratch,
+            };
+            let ctx = Ctx {
+                isa,
+                threads: &threads,
+            };
+            conv::conv2d(&ctx, ConvAlgo::Winograd, args).unwrap();
+            let rel = resnext_test_support::rel_diff(&got, &want);
+            println!("{} {c}×{hw}²: {rel:e} of max |y|", isa.name());
+            assert!(rel <= 1e-4, "{isa:?} {s:?}: {rel:e}");
+        }
+    }
+}

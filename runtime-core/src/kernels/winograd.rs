@@ -57,9 +57,11 @@ pub const ERROR_GROWTH: f64 = 2304.0;
 const BLOCK_FLOATS: usize = 1 << 20;
 
 /// Whether Winograd F(4×4, 3×3) can run `shape`: an ungrouped 3×3 conv at stride 1, dilation 1,
-/// any padding and size.
+/// any padding and size, with channels (its GEMMs write nothing for an empty sum).
 pub fn supports(s: &ConvShape) -> bool {
     s.check().is_ok()
+        && s.in_c > 0
+        && s.out_c > 0
         && s.kernel == [3, 3]
         && s.stride == [1, 1]
         && s.dilation == [1, 1]
@@ -307,7 +309,8 @@ fn input_transform(ctx: &Ctx, b: &Block, input: &[f32], v: &mut [f32], workers: 
                     b.tx,
                 )
             };
-            let outs: [&mut [f32]; POSITIONS] = std::array::from_fn(dst);
+            let outs: VRows =
+                std::array::from_fn(|rho| std::array::from_fn(|sigma| dst(rho * ALPHA + sigma)));
             let row = InputRow {
                 s,
                 plane,
@@ -319,6 +322,9 @@ fn input_transform(ctx: &Ctx, b: &Block, input: &[f32], v: &mut [f32], workers: 
     });
 }
 
+/// The 36 destination rows of a tile row's transformed input, `[ρ][σ]`: `V_ξ` with `ξ = 6ρ + σ`.
+type VRows<'a> = [[&'a mut [f32]; ALPHA]; ALPHA];
+
 /// One tile row of one input plane: its six input rows start at `y0` (negative in the padding).
 struct InputRow<'a> {
     s: &'a ConvShape,
@@ -328,7 +334,7 @@ struct InputRow<'a> {
 }
 
 /// [`input_row_body`] on `isa`'s instruction set.
-fn input_row(isa: Isa, row: &InputRow, buf: &mut [f32], outs: [&mut [f32]; POSITIONS]) {
+fn input_row(isa: Isa, row: &InputRow, buf: &mut [f32], outs: VRows) {
     match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `run` only passes a tier this CPU supports.
@@ -344,7 +350,7 @@ fn input_row(isa: Isa, row: &InputRow, buf: &mut [f32], outs: [&mut [f32]; POSIT
 /// zero padding into `buf`, transformed vertically (`Bᵀ d`, contiguous over x), then horizontally
 /// (`· B`, each tile's columns `4j..4j + 6`), into `outs[ξ][j]`.
 #[inline(always)]
-fn input_row_body(row: &InputRow, buf: &mut [f32], mut outs: [&mut [f32]; POSITIONS]) {
+fn input_row_body(row: &InputRow, buf: &mut [f32], outs: VRows) {
     let s = row.s;
     let tx = row.tx;
     let wp = TILE * tx + TILE;
@@ -369,9 +375,12 @@ fn input_row_body(row: &InputRow, buf: &mut [f32], mut outs: [&mut [f32]; POSITI
         let (d2, rest) = rest.split_at(wp);
         let (d3, rest) = rest.split_at(wp);
         let (d4, d5) = rest.split_at(wp);
-        let mut ts = t.chunks_exact_mut(wp);
-        let mut next = || ts.next().expect("six rows");
-        let (t0, t1, t2, t3, t4, t5) = (next(), next(), next(), next(), next(), next());
+        let (t0, rest) = t.split_at_mut(wp);
+        let (t1, rest) = rest.split_at_mut(wp);
+        let (t2, rest) = rest.split_at_mut(wp);
+        let (t3, rest) = rest.split_at_mut(wp);
+        let (t4, t5) = rest.split_at_mut(wp);
+        let t5 = &mut t5[..wp];
         for x in 0..wp {
             let (a0, a1, a2, a3, a4, a5) = (d0[x], d1[x], d2[x], d3[x], d4[x], d5[x]);
             t0[x] = 4.0 * a0 - 5.0 * a2 + a4;
@@ -382,10 +391,7 @@ fn input_row_body(row: &InputRow, buf: &mut [f32], mut outs: [&mut [f32]; POSITI
             t5[x] = 4.0 * a1 - 5.0 * a3 + a5;
         }
     }
-    for (rho, line) in t.chunks_exact(wp).enumerate() {
-        let [o0, o1, o2, o3, o4, o5] = &mut outs[rho * ALPHA..(rho + 1) * ALPHA] else {
-            unreachable!("six positions per row")
-        };
+    for (line, [o0, o1, o2, o3, o4, o5]) in t.chunks_exact(wp).zip(outs) {
         let (o0, o1, o2, o3, o4, o5) = (
             &mut o0[..tx],
             &mut o1[..tx],
@@ -554,22 +560,14 @@ mod x86 {
     /// # Safety
     /// The CPU must support AVX-512F, AVX2 and FMA.
     #[target_feature(enable = "avx512f,avx2,fma")]
-    pub(super) unsafe fn input_row_avx512(
-        row: &InputRow,
-        buf: &mut [f32],
-        outs: [&mut [f32]; POSITIONS],
-    ) {
+    pub(super) unsafe fn input_row_avx512(row: &InputRow, buf: &mut [f32], outs: VRows) {
         input_row_body(row, buf, outs);
     }
 
     /// # Safety
     /// The CPU must support AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn input_row_avx2(
-        row: &InputRow,
-        buf: &mut [f32],
-        outs: [&mut [f32]; POSITIONS],
-    ) {
+    pub(super) unsafe fn input_row_avx2(row: &InputRow, buf: &mut [f32], outs: VRows) {
         input_row_body(row, buf, outs);
     }
 
