@@ -6,7 +6,7 @@
 //! layer's, He init), relative to the largest output.
 //!
 //! Run: `cargo run --release -p resnext-runtime-core --example bench_winograd [-- --rounds 40]
-//! [--errors] [--isa avx2]`.
+//! [--errors] [--isa avx2] [--profile N]` (`--profile N`: Winograd alone on row N, for a profiler).
 
 use std::time::Instant;
 
@@ -125,6 +125,25 @@ fn main() {
     println!("ISA: {}, {rounds} interleaved rounds, medians", isa.name());
     if args.iter().any(|a| a == "--errors") {
         errors(isa);
+        return;
+    }
+    if let Some(i) = args.iter().position(|a| a == "--profile") {
+        // Profiling aid: Winograd alone on layer N of the table, one thread, for three seconds.
+        let n: usize = args.get(i + 1).and_then(|v| v.parse().ok()).unwrap_or(0);
+        let (model, in_c, out_c, hw, _) = LAYERS[n.min(LAYERS.len() - 1)];
+        let threads = Threads::new(1);
+        let ctx = Ctx {
+            isa,
+            threads: &threads,
+        };
+        let mut layer = Layer::new(ConvShape::square(in_c, hw, out_c, 3, 1, 1, 1), 1);
+        let (start, mut calls) = (Instant::now(), 0);
+        while start.elapsed().as_secs() < 3 {
+            layer.run(&ctx, 1);
+            calls += 1;
+        }
+        let ms = start.elapsed().as_secs_f64() * 1e3 / f64::from(calls);
+        println!("{model} {in_c}→{out_c} at {hw}×{hw}: {ms:.3} ms a call");
         return;
     }
     println!(
