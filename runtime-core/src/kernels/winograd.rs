@@ -126,11 +126,12 @@ fn block_rows(s: &ConvShape, batch: usize) -> usize {
     (BLOCK_FLOATS / per_row.max(1)).clamp(1, (batch * ty).max(1))
 }
 
-/// Floats of one worker's transform buffers: a padded input row block and its vertical
-/// transform, `2 · 6` rows of `4·tx + 4`.
-fn worker_len(s: &ConvShape) -> usize {
+/// Floats of one worker's transform buffers for blocks of `n` tiles: for the input transform a
+/// padded input row block and its vertical transform, `2 · 6` rows of `4·tx + 4`; for the output
+/// transform the block's `Aᵀ M` (24 rows of `n`), `Aᵀ M A` (16 rows of `n`) and one output row.
+fn worker_len(s: &ConvShape, n: usize) -> usize {
     let (tx, _) = tiles(s);
-    2 * ALPHA * (TILE * tx + TILE)
+    (2 * ALPHA * (TILE * tx + TILE)).max((TILE * ALPHA + TILE * TILE) * n + TILE * tx)
 }
 
 /// Floats [`pack`] returns.
@@ -187,7 +188,7 @@ pub fn scratch_len(s: &ConvShape, batch: usize, threads: usize) -> usize {
     let last = (batch * ty) % rows * tx;
     let g = |n: usize| gemm::scratch_len(s.out_c, n, s.in_c, POSITIONS, threads);
     POSITIONS * (s.in_c + s.out_c) * n
-        + threads.max(1) * worker_len(s)
+        + threads.max(1) * worker_len(s, n)
         + g(n).max(if last > 0 { g(last) } else { 0 })
 }
 
@@ -228,7 +229,8 @@ pub(crate) fn run(ctx: &Ctx, args: ConvArgs) -> Result<(), KernelError> {
     let full_n = rows * tx;
     let (v, rest) = scratch.split_at_mut(POSITIONS * s.in_c * full_n);
     let (m_buf, rest) = rest.split_at_mut(POSITIONS * s.out_c * full_n);
-    let (workers, gemm_scratch) = rest.split_at_mut(threads.count() * worker_len(&s));
+    let wl = worker_len(&s, full_n);
+    let (workers, gemm_scratch) = rest.split_at_mut(threads.count() * wl);
     let a_len = gemm::packed_a_len(s.out_c, s.in_c);
     let mut row0 = 0;
     while row0 < total_rows {
@@ -248,6 +250,7 @@ pub(crate) fn run(ctx: &Ctx, args: ConvArgs) -> Result<(), KernelError> {
             input,
             &mut v[..POSITIONS * s.in_c * n],
             workers,
+            wl,
         );
         let problems: [Problem; POSITIONS] = std::array::from_fn(|xi| Problem {
             a: &packed[xi * a_len..(xi + 1) * a_len],
@@ -269,7 +272,7 @@ pub(crate) fn run(ctx: &Ctx, args: ConvArgs) -> Result<(), KernelError> {
         };
         let m_block = &mut m_buf[..POSITIONS * s.out_c * n];
         gemm::run(ctx, &g, &problems, m_block, gemm_scratch)?;
-        output_transform(ctx, &block, m_block, &epilogue, output, workers);
+        output_transform(ctx, &block, m_block, &epilogue, output, (workers, wl));
         row0 += nrows;
     }
     Ok(())
@@ -287,9 +290,15 @@ struct Block<'a> {
 }
 
 /// `V[ξ][c][j]` for every input channel `c` and tile `j` of the block, one channel per task.
-fn input_transform(ctx: &Ctx, b: &Block, input: &[f32], v: &mut [f32], workers: &mut [f32]) {
+fn input_transform(
+    ctx: &Ctx,
+    b: &Block,
+    input: &[f32],
+    v: &mut [f32],
+    workers: &mut [f32],
+    wl: usize,
+) {
     let s = b.s;
-    let wl = worker_len(s);
     let v_ptr = SharedOut(v.as_mut_ptr());
     let w_ptr = SharedOut(workers.as_mut_ptr());
     let isa = ctx.isa;
@@ -417,17 +426,17 @@ fn input_row_body(row: &InputRow, buf: &mut [f32], outs: VRows) {
 }
 
 /// `Aᵀ M A` for every output channel and tile of the block, one output channel per task, with the
-/// epilogue, into the output planes.
+/// epilogue, into the output planes. `workers` holds one buffer of the given length per thread.
 fn output_transform(
     ctx: &Ctx,
     b: &Block,
     m: &[f32],
     epilogue: &Epilogue,
     output: &mut [f32],
-    workers: &mut [f32],
+    (workers, wl): (&mut [f32], usize),
 ) {
     let s = b.s;
-    let wl = worker_len(s);
+    let n = b.n;
     let out_ptr = SharedOut(output.as_mut_ptr());
     let w_ptr = SharedOut(workers.as_mut_ptr());
     let isa = ctx.isa;
@@ -435,11 +444,15 @@ fn output_transform(
     ctx.threads.run_indexed(s.out_c, &|k, worker| {
         // SAFETY: as in `input_transform`.
         let buf = unsafe { std::slice::from_raw_parts_mut(w_ptr.ptr().add(worker * wl), wl) };
+        let (y, rest) = buf.split_at_mut(TILE * TILE * n);
+        let (t, line_buf) = rest.split_at_mut(TILE * ALPHA * n);
+        let line_buf = &mut line_buf[..TILE * b.tx];
+        let ms: [&[f32]; POSITIONS] = std::array::from_fn(|xi| &m[(xi * s.out_c + k) * n..][..n]);
+        output_block(isa, &ms, y, t);
+        let y = &*y;
         for r in 0..b.nrows {
             let g = b.row0 + r;
             let (img, ty) = (g / b.ty, g % b.ty);
-            let ms: [&[f32]; POSITIONS] =
-                std::array::from_fn(|xi| &m[(xi * s.out_c + k) * b.n + r * b.tx..][..b.tx]);
             let rows_out = TILE.min(s.out_h - ty * TILE);
             let offset = (img * s.out_c + k) * plane_len + ty * TILE * s.out_w;
             // SAFETY: output rows `4·ty..4·ty + rows_out` of plane `(img, k)` are written by this
@@ -447,8 +460,6 @@ fn output_transform(
             let dst = unsafe {
                 std::slice::from_raw_parts_mut(out_ptr.ptr().add(offset), rows_out * s.out_w)
             };
-            let (tiles_out, rest) = buf.split_at_mut(TILE * TILE * b.tx);
-            output_row(isa, &ms, tiles_out, &mut rest[..TILE * ALPHA * b.tx]);
             let row_fin = RowFinish {
                 epilogue,
                 channel: k,
@@ -456,39 +467,47 @@ fn output_transform(
                 out_w: s.out_w,
             };
             for (a, line) in dst.chunks_exact_mut(s.out_w).enumerate() {
-                let src = &tiles_out[a * TILE * b.tx..][..s.out_w];
-                finish_row(&row_fin, a, src, line);
+                // Row `a` of the tile row: pixel `4i + b` is `y[a][b]` of tile `i`.
+                let ys: [&[f32]; TILE] =
+                    std::array::from_fn(|bb| &y[(a * TILE + bb) * n + r * b.tx..][..b.tx]);
+                for (i, px) in line_buf.chunks_exact_mut(TILE).enumerate() {
+                    px[0] = ys[0][i];
+                    px[1] = ys[1][i];
+                    px[2] = ys[2][i];
+                    px[3] = ys[3][i];
+                }
+                finish_row(&row_fin, a, &line_buf[..s.out_w], line);
             }
         }
     });
 }
 
-/// [`output_row_body`] on `isa`'s instruction set.
-fn output_row(isa: Isa, ms: &[&[f32]; POSITIONS], out: &mut [f32], t: &mut [f32]) {
+/// [`output_block_body`] on `isa`'s instruction set.
+fn output_block(isa: Isa, ms: &[&[f32]; POSITIONS], y: &mut [f32], t: &mut [f32]) {
     match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `run` only passes a tier this CPU supports.
-        Isa::Avx512 => unsafe { x86::output_row_avx512(ms, out, t) },
+        Isa::Avx512 => unsafe { x86::output_block_avx512(ms, y, t) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above.
-        Isa::Avx2 => unsafe { x86::output_row_avx2(ms, out, t) },
-        _ => output_row_body(ms, out, t),
+        Isa::Avx2 => unsafe { x86::output_block_avx2(ms, y, t) },
+        _ => output_block_body(ms, y, t),
     }
 }
 
-/// `Aᵀ M A` of one tile row: `ms[ξ][j]` the 36 positions of tile `j`; vertically (`Aᵀ M`, into
-/// `t` as `[σ][a][j]`), then horizontally (`· A`), into the four output rows of the tile row,
-/// `out[a][4j + b]` (`4·tx` floats each).
+/// `Aᵀ M A` of every tile of the block at once (so the loops run over all `n` tiles, not one tile
+/// row's few): `ms[ξ][j]` the 36 positions of tile `j`; vertically (`Aᵀ M`, into `t` as
+/// `[σ][a][j]`), then horizontally (`· A`), into `y` as `[a][b][j]`.
 #[inline(always)]
-fn output_row_body(ms: &[&[f32]; POSITIONS], out: &mut [f32], t: &mut [f32]) {
-    let tx = ms[0].len();
-    for (sigma, rows) in t.chunks_exact_mut(TILE * tx).take(ALPHA).enumerate() {
-        let m: [&[f32]; ALPHA] = std::array::from_fn(|rho| &ms[rho * ALPHA + sigma][..tx]);
-        let (t0, rest) = rows.split_at_mut(tx);
-        let (t1, rest) = rest.split_at_mut(tx);
-        let (t2, t3) = rest.split_at_mut(tx);
-        let t3 = &mut t3[..tx];
-        for j in 0..tx {
+fn output_block_body(ms: &[&[f32]; POSITIONS], y: &mut [f32], t: &mut [f32]) {
+    let n = ms[0].len();
+    for (sigma, rows) in t.chunks_exact_mut(TILE * n).take(ALPHA).enumerate() {
+        let m: [&[f32]; ALPHA] = std::array::from_fn(|rho| &ms[rho * ALPHA + sigma][..n]);
+        let (t0, rest) = rows.split_at_mut(n);
+        let (t1, rest) = rest.split_at_mut(n);
+        let (t2, t3) = rest.split_at_mut(n);
+        let t3 = &mut t3[..n];
+        for j in 0..n {
             let (m0, m1, m2, m3, m4, m5) = (m[0][j], m[1][j], m[2][j], m[3][j], m[4][j], m[5][j]);
             let (p12, d12, p34, d34) = (m1 + m2, m1 - m2, m3 + m4, m3 - m4);
             t0[j] = m0 + p12 + p34;
@@ -498,15 +517,19 @@ fn output_row_body(ms: &[&[f32]; POSITIONS], out: &mut [f32], t: &mut [f32]) {
         }
     }
     let t = &*t;
-    for (a, line) in out.chunks_exact_mut(TILE * tx).take(TILE).enumerate() {
-        let q: [&[f32]; ALPHA] = std::array::from_fn(|sigma| &t[(sigma * TILE + a) * tx..][..tx]);
-        for (j, o) in line.chunks_exact_mut(TILE).enumerate() {
+    for (a, rows) in y.chunks_exact_mut(TILE * n).take(TILE).enumerate() {
+        let q: [&[f32]; ALPHA] = std::array::from_fn(|sigma| &t[(sigma * TILE + a) * n..][..n]);
+        let (y0, rest) = rows.split_at_mut(n);
+        let (y1, rest) = rest.split_at_mut(n);
+        let (y2, y3) = rest.split_at_mut(n);
+        let y3 = &mut y3[..n];
+        for j in 0..n {
             let (m0, m1, m2, m3, m4, m5) = (q[0][j], q[1][j], q[2][j], q[3][j], q[4][j], q[5][j]);
             let (p12, d12, p34, d34) = (m1 + m2, m1 - m2, m3 + m4, m3 - m4);
-            o[0] = m0 + p12 + p34;
-            o[1] = d12 + 2.0 * d34;
-            o[2] = p12 + 4.0 * p34;
-            o[3] = d12 + 8.0 * d34 + m5;
+            y0[j] = m0 + p12 + p34;
+            y1[j] = d12 + 2.0 * d34;
+            y2[j] = p12 + 4.0 * p34;
+            y3[j] = d12 + 8.0 * d34 + m5;
         }
     }
 }
@@ -574,18 +597,18 @@ mod x86 {
     /// # Safety
     /// The CPU must support AVX-512F, AVX2 and FMA.
     #[target_feature(enable = "avx512f,avx2,fma")]
-    pub(super) unsafe fn output_row_avx512(
+    pub(super) unsafe fn output_block_avx512(
         ms: &[&[f32]; POSITIONS],
-        out: &mut [f32],
+        y: &mut [f32],
         t: &mut [f32],
     ) {
-        output_row_body(ms, out, t);
+        output_block_body(ms, y, t);
     }
 
     /// # Safety
     /// The CPU must support AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn output_row_avx2(ms: &[&[f32]; POSITIONS], out: &mut [f32], t: &mut [f32]) {
-        output_row_body(ms, out, t);
+    pub(super) unsafe fn output_block_avx2(ms: &[&[f32]; POSITIONS], y: &mut [f32], t: &mut [f32]) {
+        output_block_body(ms, y, t);
     }
 }
