@@ -938,3 +938,45 @@ fn layout_nchw_keeps_every_value_nchw() {
     let rel = rel_diff(&run(&g, &[input], shape[0]), &[expected]);
     assert!(rel <= 1e-4, "{file} on NCHW vs PyTorch: {rel:e}");
 }
+
+/// The convs of `graph` running Winograd.
+fn winograd_convs(graph: &Graph) -> usize {
+    graph
+        .nodes
+        .node_weights()
+        .filter(|n| {
+            matches!(&n.op, Op::Conv(c)
+                if c.kernel_choice == ConvKernel::Fast(resnext_runtime_core::kernels::conv::ConvAlgo::Winograd))
+        })
+        .count()
+}
+
+/// `WinogradChoice::Always` runs every dense 3×3 stride-1 conv of the basic-block ResNet on
+/// Winograd (the interpreter runs the chosen kernels: within 1e-4 of PyTorch, as the family tests
+/// require), `Never` none of them.
+#[test]
+fn winograd_choice_forces_either_path() {
+    let file = "families/resnet_basic_mini";
+    let (shape, input) =
+        resnext_runtime_core::formats::npy::read_f32(testdata(&format!("{file}.input.npy")))
+            .unwrap();
+    let (_, expected) =
+        resnext_runtime_core::formats::npy::read_f32(testdata(&format!("{file}.output.npy")))
+            .unwrap();
+    for (choice, any) in [
+        (passes::WinogradChoice::Always, true),
+        (passes::WinogradChoice::Never, false),
+    ] {
+        let mut g = load(&testdata(&format!("{file}.dynamo.onnx")));
+        check_pipeline(&mut g, 1, 3);
+        passes::select_kernels_nchw_with(&mut g, choice).unwrap();
+        let n = winograd_convs(&g);
+        assert_eq!(n > 0, any, "{choice:?}: {n} Winograd convs");
+        let rel = rel_diff(
+            &run(&g, std::slice::from_ref(&input), shape[0]),
+            std::slice::from_ref(&expected),
+        );
+        println!("{choice:?}: {n} Winograd convs, {rel:e} from PyTorch");
+        assert!(rel <= 1e-4, "{choice:?} vs PyTorch: {rel:e}");
+    }
+}

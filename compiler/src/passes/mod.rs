@@ -23,7 +23,9 @@ pub use fold_batch_norm::fold_batch_norm;
 pub use fuse_epilogue::fuse_epilogue;
 pub use plan_memory::{MemoryPlan, PlanOptions, Slot, plan_memory};
 pub use print::graph_text;
-pub use select_kernels::{select_kernels, select_kernels_nchw};
+pub use select_kernels::{
+    WinogradChoice, select_kernels, select_kernels_nchw, select_kernels_nchw_with,
+};
 pub use simplify::simplify;
 
 use crate::ir::{self, Graph, IrError, IrErrors};

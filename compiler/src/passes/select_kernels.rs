@@ -7,6 +7,11 @@
 //! the loader reads later (the DSL's state_dict) get a [`WeightSource::PackedConv`] /
 //! [`WeightSource::PackedDense`] recipe the loader evaluates with the same runtime functions.
 //!
+//! Dense 3×3 stride-1 convs run Winograd F(4×4, 3×3) instead of im2col where
+//! `winograd::preferred` (a cost model calibrated by `runtime-core/examples/bench_winograd.rs`)
+//! expects it to be faster at batch 1 on one thread; `RESNEXT_WINOGRAD=on` (every layer it
+//! supports) or `off` (none), read when the pass runs, overrides the model ([`WinogradChoice`]).
+//!
 //! Activation layout: convs whose kernels have an NCHW8c form (1×1 and grouped convs over whole
 //! blocks of 8 channels) form regions (connected through the values between them); a region whose
 //! 1×1 convs do at least [`MIN_MACS_PER_REORDERED`] multiply-adds per float that would have to be
@@ -21,7 +26,7 @@ use std::collections::{HashMap, HashSet};
 use petgraph::visit::EdgeRef;
 
 use resnext_runtime_core::kernels::conv::{self, ConvAlgo};
-use resnext_runtime_core::kernels::dense;
+use resnext_runtime_core::kernels::{ConvShape, dense, winograd};
 
 use super::fuse_squeeze_excite::fuse_squeeze_excite;
 use crate::interp;
@@ -35,21 +40,68 @@ use crate::ir::{
 /// break-even is near 300; 1024 leaves a margin. ResNeXt-50's one region has ~13 000.
 const MIN_MACS_PER_REORDERED: u64 = 1024;
 
+/// When dense 3×3 stride-1 convs run Winograd F(4×4, 3×3) rather than im2col.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum WinogradChoice {
+    /// Where `winograd::preferred` expects it to be faster (batch 1, one thread).
+    #[default]
+    Auto,
+    /// Every conv it supports.
+    Always,
+    /// None.
+    Never,
+}
+
+impl WinogradChoice {
+    /// `RESNEXT_WINOGRAD`: `on` is [`WinogradChoice::Always`], `off` [`WinogradChoice::Never`],
+    /// unset or anything else [`WinogradChoice::Auto`].
+    pub fn from_env() -> WinogradChoice {
+        match std::env::var("RESNEXT_WINOGRAD").as_deref() {
+            Ok("on") => WinogradChoice::Always,
+            Ok("off") => WinogradChoice::Never,
+            _ => WinogradChoice::Auto,
+        }
+    }
+
+    /// The algorithm for `shape`, whose best non-Winograd algorithm is `other`.
+    fn choose(self, shape: &ConvShape, other: ConvAlgo) -> ConvAlgo {
+        let wino = other == ConvAlgo::Im2col
+            && match self {
+                WinogradChoice::Auto => winograd::preferred(shape, 1, 1),
+                WinogradChoice::Always => winograd::supports(shape),
+                WinogradChoice::Never => false,
+            };
+        if wino { ConvAlgo::Winograd } else { other }
+    }
+}
+
 /// Chooses a fast kernel for every conv and dense node still on the reference, moving regions
 /// that pay for it onto NCHW8c; returns whether it changed anything.
 pub fn select_kernels(graph: &mut Graph) -> Result<bool, IrError> {
     let fused = fuse_squeeze_excite(graph)?;
     let blocked = nchw8c_region(graph)?;
-    Ok(select_with(graph, blocked)? | fused)
+    Ok(select_with(graph, blocked, WinogradChoice::from_env())? | fused)
 }
 
 /// [`select_kernels`] with every value left NCHW (`PassOptions::layout` not allowing NCHW8c).
 pub fn select_kernels_nchw(graph: &mut Graph) -> Result<bool, IrError> {
-    let fused = fuse_squeeze_excite(graph)?;
-    Ok(select_with(graph, HashSet::new())? | fused)
+    select_kernels_nchw_with(graph, WinogradChoice::from_env())
 }
 
-fn select_with(graph: &mut Graph, blocked: HashSet<NodeId>) -> Result<bool, IrError> {
+/// [`select_kernels_nchw`] with the Winograd choice given rather than read from the environment.
+pub fn select_kernels_nchw_with(
+    graph: &mut Graph,
+    winograd: WinogradChoice,
+) -> Result<bool, IrError> {
+    let fused = fuse_squeeze_excite(graph)?;
+    Ok(select_with(graph, HashSet::new(), winograd)? | fused)
+}
+
+fn select_with(
+    graph: &mut Graph,
+    blocked: HashSet<NodeId>,
+    winograd: WinogradChoice,
+) -> Result<bool, IrError> {
     let mut changed = false;
     for id in graph.topo_order()? {
         let node = graph.node(id);
@@ -57,7 +109,7 @@ fn select_with(graph: &mut Graph, blocked: HashSet<NodeId>) -> Result<bool, IrEr
             Op::Conv(c) if c.kernel_choice == ConvKernel::Reference => {
                 let input = graph.inputs_of(id)[0];
                 let shape = interp::conv_shape(c, &graph.node(input).output, &node.output);
-                let nchw = ConvAlgo::select(&shape);
+                let nchw = winograd.choose(&shape, ConvAlgo::select(&shape));
                 let algo = match nchw.nchw8c() {
                     Some(nchw8c) if blocked.contains(&id) => nchw8c,
                     _ => nchw,

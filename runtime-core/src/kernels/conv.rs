@@ -5,6 +5,10 @@
 //!   `out[oc, p] = Σ_ic W[oc, ic] · X[ic, p]` over the NCHW planes (`gemm`).
 //! - [`ConvAlgo::Grouped`] / [`ConvAlgo::Depthwise`]: the direct kernels of `grouped.rs` and
 //!   `depthwise.rs`, for the shapes their `supports` accepts.
+//! - [`ConvAlgo::Winograd`]: ungrouped 3×3 stride-1 convs by Winograd F(4×4, 3×3) (`winograd`):
+//!   36 GEMMs over transformed tiles, about 4× fewer multiply-adds than im2col, at a larger
+//!   rounding error (bounded in `winograd`'s doc). Never chosen by [`ConvAlgo::select`]: the
+//!   compiler picks it per layer by a cost model (`winograd::preferred`).
 //! - [`ConvAlgo::Im2col`]: every other shape (the 7×7/2 stem, dense 3×3, dilations, any groups) as
 //!   an im2col GEMM per group; the im2col matrix is packed block by block, never materialised.
 //!   Strided layers with wide output rows and small weights (the stems) are tiled by output row from a
@@ -21,7 +25,7 @@
 use super::gemm::{self, BSource, BiasAlong, Gemm, Problem};
 use super::{
     ConvArgs, ConvShape, Epilogue, KernelError, PlanesArgs, SharedOut, blocked, check_len,
-    check_min_len, depthwise, grouped,
+    check_min_len, depthwise, grouped, winograd,
 };
 use crate::exec::Ctx;
 
@@ -36,6 +40,8 @@ pub enum ConvAlgo {
     PointwiseNchw8c,
     /// A grouped conv on NCHW8c input, residual and output.
     GroupedNchw8c,
+    /// An ungrouped 3×3 stride-1 conv by Winograd F(4×4, 3×3).
+    Winograd,
 }
 
 impl ConvAlgo {
@@ -61,6 +67,7 @@ impl ConvAlgo {
                 ConvAlgo::Grouped => grouped::supports(shape),
                 ConvAlgo::Depthwise => depthwise::supports(shape),
                 ConvAlgo::Im2col => true,
+                ConvAlgo::Winograd => winograd::supports(shape),
                 ConvAlgo::PointwiseNchw8c => blocked::supports(shape),
                 ConvAlgo::GroupedNchw8c => {
                     grouped::supports(shape)
@@ -75,7 +82,7 @@ impl ConvAlgo {
         match self {
             ConvAlgo::Pointwise | ConvAlgo::PointwiseNchw8c => Some(ConvAlgo::PointwiseNchw8c),
             ConvAlgo::Grouped | ConvAlgo::GroupedNchw8c => Some(ConvAlgo::GroupedNchw8c),
-            ConvAlgo::Depthwise | ConvAlgo::Im2col => None,
+            ConvAlgo::Depthwise | ConvAlgo::Im2col | ConvAlgo::Winograd => None,
         }
     }
 
@@ -92,6 +99,7 @@ impl ConvAlgo {
             ConvAlgo::Im2col => "im2col",
             ConvAlgo::PointwiseNchw8c => "pointwise-nchw8c",
             ConvAlgo::GroupedNchw8c => "grouped-nchw8c",
+            ConvAlgo::Winograd => "winograd",
         }
     }
 }
@@ -129,6 +137,7 @@ pub fn packed_len(algo: ConvAlgo, shape: &ConvShape) -> usize {
     match algo {
         ConvAlgo::Grouped | ConvAlgo::GroupedNchw8c | ConvAlgo::Depthwise => shape.weight_len(),
         ConvAlgo::PointwiseNchw8c => blocked::packed_len(shape),
+        ConvAlgo::Winograd => winograd::packed_len(shape),
         ConvAlgo::Pointwise | ConvAlgo::Im2col => {
             let (m, k, _) = gemm_dims(shape);
             shape.group * gemm::packed_a_len(m, k)
@@ -148,6 +157,7 @@ pub fn pack(algo: ConvAlgo, shape: &ConvShape, weight: &[f32]) -> Result<Vec<f32
         ConvAlgo::Grouped | ConvAlgo::GroupedNchw8c => grouped::pack(shape, weight),
         ConvAlgo::PointwiseNchw8c => blocked::pack(shape, weight)?,
         ConvAlgo::Depthwise => depthwise::pack(shape, weight),
+        ConvAlgo::Winograd => winograd::pack(shape, weight),
         ConvAlgo::Pointwise | ConvAlgo::Im2col => {
             let (m, k, _) = gemm_dims(shape);
             let mut packed = Vec::with_capacity(packed_len(algo, shape));
@@ -177,6 +187,7 @@ pub fn scratch_len(algo: ConvAlgo, shape: &ConvShape, batch: usize, threads: usi
             }
         }
         ConvAlgo::Grouped | ConvAlgo::Depthwise => 0,
+        ConvAlgo::Winograd => winograd::scratch_len(shape, batch, threads),
         ConvAlgo::PointwiseNchw8c => blocked::scratch_len(shape, batch),
         // NCHW copies of the input, the output and the residual.
         ConvAlgo::GroupedNchw8c => batch * (shape.input_len() + 2 * shape.output_len()),
@@ -239,6 +250,7 @@ pub fn conv2d(ctx: &Ctx, algo: ConvAlgo, args: ConvArgs) -> Result<(), KernelErr
             return grouped::run_nchw8c(ctx, args);
         }
         ConvAlgo::GroupedNchw8c => return grouped_nchw8c(ctx, args),
+        ConvAlgo::Winograd => return winograd::run(ctx, args),
         ConvAlgo::Pointwise | ConvAlgo::Im2col => {}
     }
     let threads = ctx.threads;

@@ -13,6 +13,7 @@ pub(crate) mod math;
 pub mod pool;
 pub mod reference;
 pub mod squeeze_excite;
+pub mod winograd;
 
 /// Prefetches piece `part` of `parts` of `data`'s cache lines into L2: kernels spread the fetch of
 /// what their next call reads over the tiles of this one, so that data which is in no cache (the
