@@ -19,7 +19,7 @@ use resnext_compiler::passes::{self, MemoryPlan, PassOptions, PlanOptions, Slot,
 use resnext_runtime_core::formats::npy;
 use resnext_runtime_core::kernels::reference;
 
-use common::emitted::{self, Crate, Model, workspace};
+use common::emitted::{self, Crate, Model, Opt, workspace};
 
 fn family(file: &str) -> PathBuf {
     workspace().join("testdata/families").join(file)
@@ -416,7 +416,7 @@ proptest! {
 /// module `NAME` is `testdata/families/NAME.ts17.onnx` or `testdata/channels/NAME.onnx`.
 fn emitted() -> &'static Crate {
     static BUILD: OnceLock<Result<Crate, String>> = OnceLock::new();
-    emitted::shared(&BUILD, "channels", || {
+    emitted::shared(&BUILD, "channels", Opt::Quick, || {
         let families = ["inception_v3_mini", "densenet_mini", "squeezenet1_1_mini"]
             .map(|name| Model::new(name, family(&format!("{name}.ts17.onnx"))));
         let channels = ["shuffle_split", "pads", "softmax", "split", "lrn"]

@@ -20,7 +20,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use common::emitted::{self, Crate, Model, workspace};
+use common::emitted::{self, Crate, Model, Opt, workspace};
 use resnext_compiler::passes::LayoutChoice;
 use resnext_runtime_core::exec::isa::Isa;
 use resnext_runtime_core::formats::npy;
@@ -75,7 +75,7 @@ fn require_tier(isa: Isa) {
 /// once a process (the per-tier tests share it).
 fn small_models() -> &'static Crate {
     static BUILD: OnceLock<Result<Crate, String>> = OnceLock::new();
-    emitted::shared(&BUILD, "e2e", || {
+    emitted::shared(&BUILD, "e2e", Opt::Release, || {
         let dir = workspace().join("testdata");
         vec![
             model(&dir, "resnext_small_8x4d_bn", LayoutChoice::Nchw8c),
@@ -88,7 +88,7 @@ fn small_models() -> &'static Crate {
 /// ResNeXt-50 from `RESNEXT_MODELS` on both layouts, in a crate of its own (`with_models`).
 fn large_models() -> &'static Crate {
     static BUILD: OnceLock<Result<Crate, String>> = OnceLock::new();
-    emitted::shared(&BUILD, "e2e_models", || {
+    emitted::shared(&BUILD, "e2e_models", Opt::Release, || {
         let dir = models_dir();
         vec![
             model(&dir, "resnext50_32x4d_bn", LayoutChoice::Nchw8c),

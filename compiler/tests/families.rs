@@ -16,7 +16,7 @@ mod common;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use common::emitted::{self, Crate, Model, workspace};
+use common::emitted::{self, Crate, Model, Opt, workspace};
 use resnext_runtime_core::formats::npy;
 use resnext_test_support::max_abs_diff;
 
@@ -133,7 +133,7 @@ fn onnx_path(test: &str) -> PathBuf {
 /// The shared build of every fixture, one module per test name.
 fn build() -> &'static Crate {
     static BUILD: OnceLock<Result<Crate, String>> = OnceLock::new();
-    emitted::shared(&BUILD, "families", || {
+    emitted::shared(&BUILD, "families", Opt::Quick, || {
         FIXTURES
             .iter()
             .map(|&test| Model::new(test, onnx_path(test)))

@@ -3,9 +3,9 @@
 //! built once per test process with cargo in `target/emitted`.
 //!
 //! Every emitted binary links the runtime with thin LTO (the release profile `back::rust` writes),
-//! about 11 s of CPU each on a 2-core Zen 4, while a model's own code takes about half a second
-//! unoptimised: so a test binary builds one crate for all its models, and every such crate shares
-//! `target/emitted` (and the workspace's `Cargo.lock`), where the runtime is compiled once.
+//! the largest part of a small model's build: so a test binary builds one crate for all its
+//! models, and every such crate shares `target/emitted` (and the workspace's `Cargo.lock`), where
+//! the runtime is compiled once. [`Opt`] says whether the crate's own code is optimised.
 //! A model the compiler rejects is left out of the binary; its error is kept for its test.
 
 use std::collections::BTreeMap;
@@ -63,14 +63,28 @@ pub struct Crate {
     pub models: BTreeMap<String, Result<(), String>>,
 }
 
+/// How the crate's own code is compiled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Opt {
+    /// As `resnextc` writes it: opt-level 3. The thin-LTO link that joins the models to the
+    /// runtime runs at the binary's opt-level, so this is the setting for runs that take time.
+    Release,
+    /// Models and the LTO link unoptimised: the crate builds several times faster, and the runtime's
+    /// kernels run unoptimised too (ResNeXt-50 on the generic tier: 4.6 s → 139 s an image, on a
+    /// loaded 2-core Zen 4), which costs nothing measurable on the mini models (milliseconds each).
+    /// No opt-level changes a float result in Rust.
+    Quick,
+}
+
 /// Builds `crate_name` from `models()` the first time `cell` is asked for, and panics (in every
 /// test that asks) if that build failed.
 pub fn shared(
     cell: &'static OnceLock<Result<Crate, String>>,
     crate_name: &str,
+    opt: Opt,
     models: impl FnOnce() -> Vec<Model>,
 ) -> &'static Crate {
-    match cell.get_or_init(|| Crate::build(crate_name, models())) {
+    match cell.get_or_init(|| Crate::build(crate_name, opt, models())) {
         Ok(built) => built,
         Err(e) => panic!("the shared build of the `{crate_name}` models failed:\n{e}"),
     }
@@ -78,7 +92,7 @@ pub fn shared(
 
 impl Crate {
     /// Compiles every model into `CARGO_TARGET_TMPDIR/crate_name` and builds it.
-    pub fn build(crate_name: &str, models: Vec<Model>) -> Result<Crate, String> {
+    pub fn build(crate_name: &str, opt: Opt, models: Vec<Model>) -> Result<Crate, String> {
         let started = Instant::now();
         let crate_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(crate_name);
         std::fs::create_dir_all(crate_dir.join("src"))
@@ -101,7 +115,7 @@ impl Crate {
             compiled.len(),
             started.elapsed().as_secs_f64()
         );
-        write_if_changed(&crate_dir.join("Cargo.toml"), &cargo_toml(crate_name))?;
+        write_if_changed(&crate_dir.join("Cargo.toml"), &cargo_toml(crate_name, opt))?;
         write_if_changed(
             &crate_dir.join("src/main.rs"),
             &main_rs(crate_name, &modules),
@@ -279,14 +293,17 @@ fn main() -> std::process::ExitCode {
     text
 }
 
-fn cargo_toml(crate_name: &str) -> String {
+fn cargo_toml(crate_name: &str, opt: Opt) -> String {
     let runtime = workspace().join("runtime");
     let runtime = runtime.canonicalize().unwrap_or(runtime);
     // The release profile is the one `back::rust` writes, so one build of the runtime in
-    // `target/emitted` serves every such crate. The models' own code (straight-line calls into the
-    // runtime's kernels) is not optimised: that cuts the build from about 2.5 s to 0.5 s per model
-    // (2 shared cores), costs nothing measurable in the runs (milliseconds each), and no opt-level
-    // changes a float result in Rust.
+    // `target/emitted` serves every such crate; `Opt::Quick` lowers the crate's own opt-level
+    // alone (about 2.5 s to 0.5 s a mini model on 2 shared cores), which the runtime's build
+    // does not depend on.
+    let quick = match opt {
+        Opt::Release => String::new(),
+        Opt::Quick => format!("\n[profile.release.package.{crate_name}]\nopt-level = 0\n"),
+    };
     format!(
         r#"[package]
 name = "{crate_name}"
@@ -302,10 +319,7 @@ opt-level = 3
 codegen-units = 1
 lto = "thin"
 debug = false
-
-[profile.release.package.{crate_name}]
-opt-level = 0
-
+{quick}
 [workspace]
 "#,
         runtime.display().to_string()
