@@ -198,8 +198,8 @@ fn emulated_mobilenet_v2_matches_pytorch() {
 mod with_models {
     use super::*;
 
-    /// ResNeXt-50 through the emulation, on the first image only (its fibers switch through
-    /// `swapcontext`, a system call each: about 35 s an image); only where `RESNEXT_MODELS` is set.
+    /// ResNeXt-50 through the emulation, on the first image only (g++ about 15 s, the run about
+    /// 15 s an image on a loaded 2-core Zen 4); only where `RESNEXT_MODELS` is set.
     /// The batch of two goes through the other two models.
     #[test]
     #[ignore = "needs RESNEXT_MODELS"]
