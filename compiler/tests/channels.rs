@@ -2,10 +2,13 @@
 //! DenseNet) against PyTorch's logits on the reference interpreter; the memory plan writing
 //! producers into their channel slices (checked against liveness computed here, for batches 1–3);
 //! the emitted code, whose producers run item by item into those slices, against PyTorch.
+//! Every emitted model of this file is a module of one crate, built once (`common::emitted`).
+
+mod common;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::sync::OnceLock;
 
 use proptest::prelude::*;
 use resnext_compiler::interp;
@@ -16,12 +19,7 @@ use resnext_compiler::passes::{self, MemoryPlan, PassOptions, PlanOptions, Slot,
 use resnext_runtime_core::formats::npy;
 use resnext_runtime_core::kernels::reference;
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("compiler/ has a parent")
-        .to_path_buf()
-}
+use common::emitted::{self, Crate, Model, Opt, workspace};
 
 fn family(file: &str) -> PathBuf {
     workspace().join("testdata/families").join(file)
@@ -414,47 +412,34 @@ proptest! {
     }
 }
 
-/// Compiles a family fixture with `resnextc`, builds the emitted crate, runs it on the fixture's
-/// batch of 2 and compares with PyTorch's logits: the producers written item by item into their
-/// concat slices, the copies, and nested concats, in emitted code.
-fn emitted_matches_pytorch(name: &str, exporter: &str) {
-    let model = family(&format!("{name}.{exporter}.onnx"));
-    let input = family(&format!("{name}.input.npy"));
-    let want = family(&format!("{name}.output.npy"));
-    emitted_matches(name, &model, &input, &want);
+/// The emitted models of these tests, in one crate built once per process (`common::emitted`):
+/// module `NAME` is `testdata/families/NAME.ts17.onnx` or `testdata/channels/NAME.onnx`.
+fn emitted() -> &'static Crate {
+    static BUILD: OnceLock<Result<Crate, String>> = OnceLock::new();
+    emitted::shared(&BUILD, "channels", Opt::Quick, || {
+        let families = ["inception_v3_mini", "densenet_mini", "squeezenet1_1_mini"]
+            .map(|name| Model::new(name, family(&format!("{name}.ts17.onnx"))));
+        let channels = ["shuffle_split", "pads", "softmax", "split", "lrn"]
+            .map(|name| Model::new(name, channels_fixture(&format!("{name}.onnx"))));
+        families.into_iter().chain(channels).collect()
+    })
 }
 
-/// Compiles `model` into a crate named after `name`, builds it, runs it on `input` and compares
-/// with `want` (max abs err ≤ 1e-4 × max |want|).
-fn emitted_matches(name: &str, model: &Path, input: &Path, want: &Path) {
+/// Runs the emitted family fixture `name` (its ts17 export) on the fixture's batch of 2
+/// and compares with PyTorch's logits: the producers written item by item into their concat
+/// slices, the copies, and nested concats, in emitted code.
+fn emitted_matches_pytorch(name: &str) {
+    let input = family(&format!("{name}.input.npy"));
+    let want = family(&format!("{name}.output.npy"));
+    emitted_matches(name, &input, &want);
+}
+
+/// Runs the emitted model `name` on `input` and compares with `want` (max abs err ≤ 1e-4 ×
+/// max |want|).
+fn emitted_matches(name: &str, input: &Path, want: &Path) {
     let tmp = tempfile::tempdir().expect("temp dir");
-    let crate_dir = tmp.path().join(name);
-    let bin = format!("concat_{name}");
-    let status = Command::new(env!("CARGO_BIN_EXE_resnextc"))
-        .arg("compile")
-        .arg(model)
-        .arg("-o")
-        .arg(&crate_dir)
-        .args(["--name", &bin])
-        .status()
-        .expect("run resnextc");
-    assert!(status.success(), "resnextc compile failed");
-    std::fs::copy(workspace().join("Cargo.lock"), crate_dir.join("Cargo.lock")).expect("copy lock");
-    let target = workspace().join("target/emitted");
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--release", "--quiet", "--manifest-path"])
-        .arg(crate_dir.join("Cargo.toml"))
-        .env("CARGO_TARGET_DIR", &target)
-        .status()
-        .expect("run cargo");
-    assert!(status.success(), "cargo build of the emitted crate failed");
     let output = tmp.path().join("logits.npy");
-    let status = Command::new(target.join("release").join(&bin))
-        .arg(input)
-        .arg(&output)
-        .status()
-        .expect("run the emitted binary");
-    assert!(status.success(), "the emitted binary failed");
+    emitted().run(name, input, &output);
     let (_, got) = npy::read_f32(&output).unwrap();
     let (_, want) = npy::read_f32(want).unwrap();
     let (err, scale) = max_err(&got, &want);
@@ -467,13 +452,13 @@ fn emitted_matches(name: &str, model: &Path, input: &Path, want: &Path) {
 
 #[test]
 fn emitted_inception_v3_matches_pytorch() {
-    emitted_matches_pytorch("inception_v3_mini", "ts17");
+    emitted_matches_pytorch("inception_v3_mini");
 }
 
 #[test]
 fn emitted_densenet_and_squeezenet_match_pytorch() {
-    emitted_matches_pytorch("densenet_mini", "ts17");
-    emitted_matches_pytorch("squeezenet1_1_mini", "ts17");
+    emitted_matches_pytorch("densenet_mini");
+    emitted_matches_pytorch("squeezenet1_1_mini");
 }
 
 fn channels_fixture(file: &str) -> PathBuf {
@@ -510,7 +495,6 @@ fn shuffle_and_slices_match_onnxruntime_on_the_interpreter() {
 fn emitted_shuffle_and_slices_match_onnxruntime() {
     emitted_matches(
         "shuffle_split",
-        &channels_fixture("shuffle_split.onnx"),
         &channels_fixture("shuffle_split.input.npy"),
         &channels_fixture("shuffle_split.output.npy"),
     );
@@ -604,7 +588,6 @@ fn pads_fold_where_equivalent_and_match_onnxruntime() {
 fn emitted_pads_match_onnxruntime() {
     emitted_matches(
         "pads",
-        &channels_fixture("pads.onnx"),
         &channels_fixture("pads.input.npy"),
         &channels_fixture("pads.output.npy"),
     );
@@ -660,7 +643,6 @@ fn softmax_and_log_softmax_match_onnxruntime() {
 fn emitted_softmax_matches_onnxruntime() {
     emitted_matches(
         "softmax",
-        &channels_fixture("softmax.onnx"),
         &channels_fixture("softmax.input.npy"),
         &channels_fixture("softmax.output.npy"),
     );
@@ -713,7 +695,6 @@ fn split_matches_onnxruntime() {
 fn emitted_split_matches_onnxruntime() {
     emitted_matches(
         "split",
-        &channels_fixture("split.onnx"),
         &channels_fixture("split.input.npy"),
         &channels_fixture("split.output.npy"),
     );
@@ -771,7 +752,6 @@ fn lrn_matches_onnxruntime() {
 fn emitted_lrn_matches_onnxruntime() {
     emitted_matches(
         "lrn",
-        &channels_fixture("lrn.onnx"),
         &channels_fixture("lrn.input.npy"),
         &channels_fixture("lrn.output.npy"),
     );

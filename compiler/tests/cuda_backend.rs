@@ -198,8 +198,8 @@ fn emulated_mobilenet_v2_matches_pytorch() {
 mod with_models {
     use super::*;
 
-    /// ResNeXt-50 through the emulation, on the first image only (its fibers switch through
-    /// `swapcontext`, a system call each: about 35 s an image); only where `RESNEXT_MODELS` is set.
+    /// ResNeXt-50 through the emulation, on the first image only (g++ about 15 s, the run about
+    /// 15 s an image on a loaded 2-core Zen 4); only where `RESNEXT_MODELS` is set.
     /// The batch of two goes through the other two models.
     #[test]
     #[ignore = "needs RESNEXT_MODELS"]
@@ -647,15 +647,15 @@ fn resnextc_target_all_embeds_the_cuda_model() {
 }
 
 /// The emitted CLI of a `--target all` crate (built here with the runtime's `cuda` feature, which
-/// needs no CUDA install): `--help` lists `--device`, `--device cpu` runs the CPU model and matches
-/// PyTorch, a bad device is a usage error (exit 2), and `--device cuda` without a GPU is a clear
+/// needs no CUDA install): `--help` lists `--device`, `--device cpu --bench 1` runs the CPU model,
+/// matches PyTorch and prints `median_ms=` last, a bad device is a usage error (exit 2), and `--device cuda` without a GPU is a clear
 /// model error (exit 1) rather than a panic; with a GPU it runs and matches PyTorch too.
 #[test]
 fn emitted_cli_takes_device() {
     let tmp = tempfile::tempdir().expect("temp dir");
     let crate_dir = tmp.path().join("small_dev");
     compile_small(&crate_dir, &["--name", "small_dev", "--target", "all"]);
-    // Same target dir and lock file as the e2e tests: the runtime is built once.
+    // Same target dir and lock file as the other tests' emitted crates.
     std::fs::copy(workspace().join("Cargo.lock"), crate_dir.join("Cargo.lock")).expect("copy lock");
     let target = workspace().join("target/emitted");
     let build = Command::new(env!("CARGO"))
@@ -671,11 +671,12 @@ fn emitted_cli_takes_device() {
     );
     let bin = target.join("release/small_dev");
     let input = workspace().join("testdata/resnext_small_8x4d_bn.input.npy");
-    let run = |device: &str, out: &Path| {
+    let run = |device: &str, out: &Path, more: &[&str]| {
         Command::new(&bin)
             .arg(&input)
             .arg(out)
             .args(["--device", device])
+            .args(more)
             .env("RESNEXT_CUDA_CACHE", tmp.path())
             .output()
             .expect("run the emitted CLI")
@@ -693,15 +694,20 @@ fn emitted_cli_takes_device() {
     let (_, want) = npy::read_f32(workspace().join("testdata/resnext_small_8x4d_bn.output.npy"))
         .expect("PyTorch logits");
     let cpu_out = tmp.path().join("cpu.npy");
-    let cpu = run("cpu", &cpu_out);
+    // `--bench 1`: the logits as without it, then one timed run (after one warm-up), with
+    // `median_ms=` on the last line.
+    let cpu = run("cpu", &cpu_out, &["--bench", "1"]);
     assert!(
         cpu.status.success(),
         "--device cpu: {}",
         String::from_utf8_lossy(&cpu.stderr)
     );
+    let stdout = String::from_utf8_lossy(&cpu.stdout);
+    let last = stdout.lines().last().unwrap_or_default();
+    assert!(last.starts_with("median_ms="), "--bench 1: {stdout}");
     let (_, got) = npy::read_f32(&cpu_out).expect("CPU logits");
     assert_within(&got, &want, 1e-4, 1.0, "--device cpu vs PyTorch");
-    let bad = run("tpu", &tmp.path().join("tpu.npy"));
+    let bad = run("tpu", &tmp.path().join("tpu.npy"), &[]);
     assert_eq!(bad.status.code(), Some(2));
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(
@@ -709,7 +715,7 @@ fn emitted_cli_takes_device() {
         "{err}"
     );
     let gpu_out = tmp.path().join("gpu.npy");
-    let gpu = run("cuda", &gpu_out);
+    let gpu = run("cuda", &gpu_out, &[]);
     match resnext_runtime_core::cuda::runner::available() {
         Ok(()) => {
             assert!(

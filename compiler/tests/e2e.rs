@@ -1,31 +1,30 @@
-//! End to end: `resnextc compile` each shared test model, build the emitted crate once with cargo, run
-//! its binary under each ISA tier (`RESNEXT_ISA`) on the PyTorch input batch and compare its logits
-//! with PyTorch's (max abs err ≤ 1e-4 × max |logit|). The small models have one test per tier (the
-//! modules `generic`, `avx2`, `avx512`; a tier the CPU lacks is reported as ignored), sharing one
-//! build of each emitted crate.
+//! End to end: each shared test model compiled with the library pipeline (as `resnextc compile`
+//! does) for a given activation layout, built with cargo, run under each ISA tier (`RESNEXT_ISA`)
+//! on the PyTorch input batch, its logits compared with PyTorch's (max abs err ≤ 1e-4 × max
+//! |logit|). The small models have one test per tier (the modules `generic`, `avx2`, `avx512`; a
+//! tier the CPU lacks is reported as ignored), sharing one build.
 //!
-//! The emitted crates share one target dir (`target/emitted`), so the runtime is compiled once.
-//! resnext50 (`with_models`) is ignored unless requested, and needs `RESNEXT_MODELS` to name the
-//! directory of the unpacked shared models.
+//! Every model of a run is a module of one emitted crate (`common::emitted`), built once a
+//! process in `target/emitted`, where the runtime is compiled once for every test's crate.
+//! resnext50 (`with_models`) is ignored unless requested, needs `RESNEXT_MODELS` to name the
+//! directory of the unpacked shared models, and has a crate of its own (so the ordinary run does
+//! not compile it). The emitted CLI (`resnextc compile`'s crate, `--bench`) is tested by
+//! `cuda_backend`'s `emitted_cli_takes_device`.
 //! Each run sets `RESNEXT_LOG=1` and must log the tier it was asked for, so a tier that silently fell
 //! back to another cannot pass for it.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::Command;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::Instant;
 
+use common::emitted::{self, Crate, Model, Opt, workspace};
+use resnext_compiler::passes::LayoutChoice;
 use resnext_runtime_core::exec::isa::Isa;
 use resnext_runtime_core::formats::npy;
 use resnext_test_support::{assert_close, models_dir};
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("compiler/ has a parent")
-        .to_path_buf()
-}
 
 fn step<T>(what: &str, f: impl FnOnce() -> T) -> T {
     let started = Instant::now();
@@ -72,86 +71,61 @@ fn require_tier(isa: Isa) {
     );
 }
 
-/// The binary of an emitted crate, built.
-struct Built {
-    bin: PathBuf,
+/// The small test models (`testdata/STEM.onnx`), one module `STEM_LAYOUT` each of one crate, built
+/// once a process (the per-tier tests share it).
+fn small_models() -> &'static Crate {
+    static BUILD: OnceLock<Result<Crate, String>> = OnceLock::new();
+    emitted::shared(&BUILD, "e2e", Opt::Release, || {
+        let dir = workspace().join("testdata");
+        vec![
+            model(&dir, "resnext_small_8x4d_bn", LayoutChoice::Nchw8c),
+            model(&dir, "resnext_small_8x4d_bn", LayoutChoice::Nchw),
+            model(&dir, "mobilenet_v2_bn", LayoutChoice::Auto),
+        ]
+    })
 }
 
-/// Compiles `dir/stem.onnx` with `--layout layout` and builds the emitted crate, once a process for
-/// each model and layout (the per-tier tests share it).
-fn built(dir: &Path, stem: &str, layout: &str) -> Arc<Built> {
-    type Cache = Mutex<HashMap<PathBuf, Arc<OnceLock<Arc<Built>>>>>;
-    static CACHE: OnceLock<Cache> = OnceLock::new();
-    let key = dir.join(format!("{stem}.{layout}"));
-    let cell = CACHE
-        .get_or_init(Cache::default)
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .entry(key)
-        .or_default()
-        .clone();
-    cell.get_or_init(|| Arc::new(build(dir, stem, layout)))
-        .clone()
+/// ResNeXt-50 from `RESNEXT_MODELS` on both layouts, in a crate of its own (`with_models`).
+fn large_models() -> &'static Crate {
+    static BUILD: OnceLock<Result<Crate, String>> = OnceLock::new();
+    emitted::shared(&BUILD, "e2e_models", Opt::Release, || {
+        let dir = models_dir();
+        vec![
+            model(&dir, "resnext50_32x4d_bn", LayoutChoice::Nchw8c),
+            model(&dir, "resnext50_32x4d_bn", LayoutChoice::Nchw),
+        ]
+    })
 }
 
-fn build(dir: &Path, stem: &str, layout: &str) -> Built {
-    let model = dir.join(format!("{stem}.onnx"));
-    let name = format!("e2e_{stem}_{layout}");
-    // The crate lives beside its build (not in a temporary directory, which the per-process cache
-    // would never remove); each process writes it afresh.
-    let crate_dir = workspace().join("target/emitted/crates").join(&name);
-    let _ = std::fs::remove_dir_all(&crate_dir);
-    step(&format!("{stem}: resnextc compile"), || {
-        run_ok(
-            Command::new(env!("CARGO_BIN_EXE_resnextc"))
-                .arg("compile")
-                .arg(&model)
-                .arg("-o")
-                .arg(&crate_dir)
-                .args(["--name", &name, "--layout", layout, "-v"]),
-            "resnextc compile",
-        )
-    });
-    // Pin the emitted crate's dependencies to the versions this workspace already built (and
-    // fetched): cargo drops the lock entries it does not need.
-    std::fs::copy(workspace().join("Cargo.lock"), crate_dir.join("Cargo.lock")).expect("copy lock");
-    let target = workspace().join("target/emitted");
-    step(&format!("{stem}: cargo build --release"), || {
-        run_ok(
-            Command::new(env!("CARGO"))
-                .args(["build", "--release", "--quiet", "--manifest-path"])
-                .arg(crate_dir.join("Cargo.toml"))
-                .env("CARGO_TARGET_DIR", &target),
-            "cargo build of the emitted crate",
-        )
-    });
-    Built {
-        bin: target.join("release").join(&name),
-    }
+/// `dir/stem.onnx` compiled for `layout`, as module `STEM_LAYOUT`.
+fn model(dir: &Path, stem: &str, layout: LayoutChoice) -> Model {
+    Model::new(module(stem, layout), dir.join(format!("{stem}.onnx"))).with_layout(layout)
 }
 
-/// Runs the emitted binary of `dir/stem.onnx` (built with `--layout layout`) on `stem.input.npy`
-/// under `isa` and compares the result with `stem.output.npy`. With `bench`, also checks the
-/// `--bench 1` output on the best tier (it costs three passes).
-fn end_to_end(dir: &Path, stem: &str, layout: &str, isa: Isa, bench: bool) {
+fn module(stem: &str, layout: LayoutChoice) -> String {
+    let layout = match layout {
+        LayoutChoice::Auto => "auto",
+        LayoutChoice::Nchw => "nchw",
+        LayoutChoice::Nchw8c => "nchw8c",
+    };
+    format!("{stem}_{layout}")
+}
+
+/// Runs the model `dir/stem.onnx` compiled for `layout` (a module of `built`) on
+/// `stem.input.npy` under `isa` and compares the result with `stem.output.npy`.
+fn end_to_end(built: &Crate, dir: &Path, stem: &str, layout: LayoutChoice, isa: Isa) {
     require_tier(isa);
-    let built = built(dir, stem, layout);
     let (want_shape, want) =
         npy::read_f32(dir.join(format!("{stem}.output.npy"))).expect("read PyTorch logits");
     let tier = isa.name();
     let tmp = tempfile::tempdir().expect("temp dir");
     let output = tmp.path().join("logits.npy");
-    // The benchmark's extra passes cost time: one tier (the best) is enough.
-    let bench = bench && isa == Isa::detect();
-    let (stdout, stderr) = step(&format!("{stem}: run on {tier} (bench: {bench})"), || {
-        let mut cmd = Command::new(&built.bin);
+    let (_, stderr) = step(&format!("{stem}: run on {tier}"), || {
+        let mut cmd = built.command(&module(stem, layout));
         cmd.arg(dir.join(format!("{stem}.input.npy")))
             .arg(&output)
             .env("RESNEXT_ISA", tier)
             .env("RESNEXT_LOG", "1");
-        if bench {
-            cmd.args(["--bench", "1"]);
-        }
         run_ok(
             &mut cmd,
             &format!("the emitted binary (RESNEXT_ISA={tier})"),
@@ -162,16 +136,12 @@ fn end_to_end(dir: &Path, stem: &str, layout: &str, isa: Isa, bench: bool) {
         stderr.lines().any(|l| l.trim() == logged),
         "{stem}: RESNEXT_ISA={tier} did not select {tier}; stderr:\n{stderr}"
     );
-    let last = stdout.lines().last().unwrap_or_default().to_string();
-    if bench {
-        assert!(last.starts_with("median_ms="), "last line {last:?}");
-    }
 
     let (shape, got) = npy::read_f32(&output).expect("read our logits");
     assert_eq!(shape, want_shape, "{stem} on {tier}: logits shape");
-    let diff = assert_close(&got, &want, 1e-4, &format!("{stem} ({layout}) on {tier}"));
+    let diff = assert_close(&got, &want, 1e-4, &format!("{stem} ({layout:?}) on {tier}"));
     eprintln!(
-        "[e2e] {stem} on {tier}: max abs err {:e}, max |logit| {}, {last}",
+        "[e2e] {stem} on {tier}: max abs err {:e}, max |logit| {}",
         diff.max_abs_diff, diff.scale
     );
 }
@@ -187,21 +157,21 @@ macro_rules! tier_tests {
             $(#[$ignore])?
             fn resnext_small_matches_pytorch() {
                 let dir = workspace().join("testdata");
-                end_to_end(&dir, "resnext_small_8x4d_bn", "nchw8c", $isa, true);
+                end_to_end(small_models(), &dir, "resnext_small_8x4d_bn", LayoutChoice::Nchw8c, $isa);
             }
 
             #[test]
             $(#[$ignore])?
             fn resnext_small_on_nchw_matches_pytorch() {
                 let dir = workspace().join("testdata");
-                end_to_end(&dir, "resnext_small_8x4d_bn", "nchw", $isa, false);
+                end_to_end(small_models(), &dir, "resnext_small_8x4d_bn", LayoutChoice::Nchw, $isa);
             }
 
             #[test]
             $(#[$ignore])?
             fn mobilenet_v2_matches_pytorch() {
                 let dir = workspace().join("testdata");
-                end_to_end(&dir, "mobilenet_v2_bn", "auto", $isa, false);
+                end_to_end(small_models(), &dir, "mobilenet_v2_bn", LayoutChoice::Auto, $isa);
             }
         }
     };
@@ -227,9 +197,9 @@ mod with_models {
     #[ignore = "needs RESNEXT_MODELS"]
     fn resnext50_matches_pytorch() {
         let dir = models_dir();
-        for layout in ["nchw8c", "nchw"] {
+        for layout in [LayoutChoice::Nchw8c, LayoutChoice::Nchw] {
             for isa in host_tiers() {
-                end_to_end(&dir, "resnext50_32x4d_bn", layout, isa, false);
+                end_to_end(large_models(), &dir, "resnext50_32x4d_bn", layout, isa);
             }
         }
     }

@@ -76,15 +76,28 @@ fn check_pass(
     batch: usize,
 ) -> bool {
     let before = run(graph, inputs, batch);
+    check_pass_from(graph, name, pass, inputs, batch, &before).0
+}
+
+/// [`check_pass`] given the graph's outputs on `inputs` before the pass (`before`); also returns
+/// the outputs after it, which are the next pass's `before`.
+fn check_pass_from(
+    graph: &mut Graph,
+    name: &str,
+    pass: Pass,
+    inputs: &[Vec<f32>],
+    batch: usize,
+    before: &[Vec<f32>],
+) -> (bool, Vec<Vec<f32>>) {
     let changed = pass(graph).unwrap_or_else(|e| panic!("{name}: {e}"));
     ir::validate(graph).unwrap_or_else(|e| panic!("invalid after {name}: {e}"));
     let after = run(graph, inputs, batch);
-    let rel = rel_diff(&after, &before);
+    let rel = rel_diff(&after, before);
     assert!(
         rel <= 1e-5,
         "{name} changed the outputs: relative difference {rel:e}"
     );
-    changed
+    (changed, after)
 }
 
 struct Builder {
@@ -186,7 +199,9 @@ fn find(graph: &Graph, name: &str) -> NodeId {
         .unwrap_or_else(|| panic!("no node {name}"))
 }
 
-/// Runs the whole pipeline pass by pass through `check_pass`, as the pipeline orders them.
+/// Runs the whole pipeline pass by pass through `check_pass`, as the pipeline orders them. The
+/// interpreter runs once per pass and once before the first: each pass is checked against the
+/// outputs the previous one was checked with.
 fn check_pipeline(graph: &mut Graph, batch: usize, seed: u64) -> Vec<(&'static str, bool)> {
     let inputs = random_inputs(graph, batch, seed);
     let list: [(&'static str, Pass); 4] = [
@@ -195,8 +210,13 @@ fn check_pipeline(graph: &mut Graph, batch: usize, seed: u64) -> Vec<(&'static s
         ("fuse-epilogue", fuse_epilogue),
         ("simplify", simplify),
     ];
+    let mut outputs = run(graph, &inputs, batch);
     list.iter()
-        .map(|&(name, pass)| (name, check_pass(graph, name, pass, &inputs, batch)))
+        .map(|&(name, pass)| {
+            let (changed, after) = check_pass_from(graph, name, pass, &inputs, batch, &outputs);
+            outputs = after;
+            (name, changed)
+        })
         .collect()
 }
 

@@ -104,20 +104,21 @@ pub fn run(
     write_f32(&d.join("weights.bin"), weights);
     write_f32(&d.join("input.bin"), input);
     let started = std::time::Instant::now();
-    let out = Command::new(cxx)
-        .current_dir(d)
-        .args([
-            "-std=c++17",
-            "-O2",
-            "-Wall",
-            "-Wno-unknown-pragmas",
-            "-Werror",
-            "-x",
-            "c++",
-            "main.cpp",
-            "-o",
-            "emu",
-        ])
+    let mut cmd = Command::new(cxx);
+    cmd.current_dir(d).args([
+        "-std=c++17",
+        "-O2",
+        "-Wall",
+        "-Wno-unknown-pragmas",
+        "-Werror",
+    ]);
+    if cfg!(target_arch = "x86_64") {
+        // The fibers switch stacks by hand (`rx_emu_switch`), which a CET shadow stack would
+        // reject: do not mark the program as shadow-stack compatible.
+        cmd.arg("-fcf-protection=none");
+    }
+    let out = cmd
+        .args(["-x", "c++", "main.cpp", "-o", "emu"])
         .output()
         .expect("run the C++ compiler");
     assert!(
