@@ -105,6 +105,8 @@ pub enum WriteError {
     Limits { name: String, rank: usize },
     #[error("cannot write weights file: {0}")]
     Io(#[from] std::io::Error),
+    #[error("the weights written in memory do not load back: {0}")]
+    Reload(#[from] LoadError),
 }
 
 /// One entry of the tensor table.
@@ -228,6 +230,32 @@ impl<'a> WeightsWriter<'a> {
     /// Writes the whole file to `path`.
     pub fn write(&self, path: impl AsRef<Path>) -> Result<(), WriteError> {
         self.write_to(std::fs::File::create(path)?)
+    }
+
+    /// Bytes of the file [`WeightsWriter::write_to`] writes.
+    pub fn file_len(&self) -> usize {
+        let table = self.table();
+        let end = match table.last() {
+            Some(t) => t.offset as usize + 4 * t.len as usize,
+            None => HEADER_LEN,
+        };
+        end.next_multiple_of(ALIGN) + CHECKSUM_LEN
+    }
+
+    /// The loaded weights these tensors make, written straight into the buffer [`Weights`] keeps
+    /// (no file, no intermediate byte vector) and checked as a loaded file is.
+    pub fn to_weights(&self) -> Result<Weights, WriteError> {
+        let len = self.file_len();
+        let mut data = Buffer::zeroed(len.div_ceil(4));
+        let mut rest = &mut bytemuck::cast_slice_mut::<f32, u8>(&mut data)[..len];
+        self.write_to(&mut rest)?;
+        if !rest.is_empty() {
+            return Err(WriteError::Io(std::io::Error::other(format!(
+                "{} of {len} bytes left unwritten",
+                rest.len()
+            ))));
+        }
+        Ok(Weights::from_buffer(data, len, self.model_hash)?)
     }
 }
 
@@ -574,6 +602,38 @@ mod tests {
         match Weights::load(dir.path().join("missing"), 7) {
             Err(e @ LoadError::Io { .. }) => assert!(e.to_string().contains("missing")),
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn to_weights_is_the_written_file_loaded() {
+        let a: Vec<f32> = (0..300).map(|i| i as f32 - 7.25).collect();
+        let b = [f32::MAX, -0.0, 1e-40];
+        for tensors in [
+            &[][..],
+            &[(&a[..], &[3, 100][..])][..],
+            &[(&a[..], &[300][..]), (&b[..], &[3][..])][..],
+        ] {
+            let mut w = WeightsWriter::new(HASH);
+            for (i, (data, dims)) in tensors.iter().enumerate() {
+                w.add(format!("t{i}"), dims, data).unwrap();
+            }
+            let mut bytes = Vec::new();
+            w.write_to(&mut bytes).unwrap();
+            assert_eq!(bytes.len(), w.file_len());
+            let direct = w.to_weights().unwrap();
+            let loaded = Weights::from_bytes(&bytes, HASH).unwrap();
+            assert_eq!(direct.len(), tensors.len());
+            assert_eq!(loaded.len(), tensors.len());
+            assert_eq!(direct.model_hash(), HASH);
+            for (i, (data, _)) in tensors.iter().enumerate() {
+                assert_eq!(direct.info(i), loaded.info(i));
+                let (x, y) = (direct.tensor(i), loaded.tensor(i));
+                assert!(
+                    x.iter().zip(y).all(|(p, q)| p.to_bits() == q.to_bits()) && x.len() == y.len()
+                );
+                assert_eq!(y, *data);
+            }
         }
     }
 
