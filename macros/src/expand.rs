@@ -185,11 +185,8 @@ fn loader_body(graph: &Graph, order: &[WeightId]) -> Result<TokenStream, String>
         #(#lets)*
         let mut writer = ::resnext_runtime::formats::weights::WeightsWriter::new(MODEL_HASH);
         #(writer.add(#names, #dims, &#vars).map_err(|e| prepare(#names, e))?;)*
-        let mut bytes = ::std::vec::Vec::new();
-        writer.write_to(&mut bytes).map_err(|e| prepare("(all)", e))?;
+        let weights = writer.to_weights().map_err(|e| prepare("(all)", e))?;
         drop(writer);
-        let weights = ::resnext_runtime::Weights::from_bytes(&bytes, MODEL_HASH)
-            .map_err(|e| prepare("(all)", e))?;
         Model::from_weights(weights).map_err(|e| prepare("(all)", e))
     })
 }

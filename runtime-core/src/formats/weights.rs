@@ -105,6 +105,8 @@ pub enum WriteError {
     Limits { name: String, rank: usize },
     #[error("cannot write weights file: {0}")]
     Io(#[from] std::io::Error),
+    #[error("the weights written in memory do not load back: {0}")]
+    Reload(#[from] LoadError),
 }
 
 /// One entry of the tensor table.
@@ -229,6 +231,32 @@ impl<'a> WeightsWriter<'a> {
     pub fn write(&self, path: impl AsRef<Path>) -> Result<(), WriteError> {
         self.write_to(std::fs::File::create(path)?)
     }
+
+    /// Bytes of the file [`WeightsWriter::write_to`] writes.
+    pub fn file_len(&self) -> usize {
+        let table = self.table();
+        let end = match table.last() {
+            Some(t) => t.offset as usize + 4 * t.len as usize,
+            None => HEADER_LEN,
+        };
+        end.next_multiple_of(ALIGN) + CHECKSUM_LEN
+    }
+
+    /// The loaded weights these tensors make, written straight into the buffer [`Weights`] keeps
+    /// (no file, no intermediate byte vector) and checked as a loaded file is.
+    pub fn to_weights(&self) -> Result<Weights, WriteError> {
+        let len = self.file_len();
+        let mut data = Buffer::zeroed(len.div_ceil(4));
+        let mut rest = &mut bytemuck::cast_slice_mut::<f32, u8>(&mut data)[..len];
+        self.write_to(&mut rest)?;
+        if !rest.is_empty() {
+            return Err(WriteError::Io(std::io::Error::other(format!(
+                "{} of {len} bytes left unwritten",
+                rest.len()
+            ))));
+        }
+        Ok(Weights::from_buffer(data, len, self.model_hash)?)
+    }
 }
 
 struct HashingWriter<W: Write> {
@@ -254,15 +282,20 @@ impl<W: Write> HashingWriter<W> {
     }
 }
 
-/// A loaded weights file: the tensor table and every tensor's data in one f32 buffer, each tensor
-/// starting at a multiple of 16 floats (its 64-byte file alignment, kept).
+/// A loaded weights file: the tensor table and the whole file, read once into one buffer where
+/// the tensors are used in place. Each starts 64 bytes aligned in the file, so at a multiple of
+/// 16 floats of the buffer; the header, table and padding around them are a few KB of the file.
+///
+/// One copy only: the file is read straight into its final buffer (no byte vector that is then
+/// converted), so a model's weights are resident once while it loads, not twice.
 #[derive(Debug)]
 pub struct Weights {
     model_hash: u64,
     table: Vec<TensorInfo>,
-    /// Element offset of each tensor in `data`.
+    /// Element offset of each tensor in `data` (its byte offset in the file over 4).
     starts: Vec<usize>,
-    /// In huge pages where it can be (see [`Buffer`]): the deep layers stream their weights.
+    /// The whole file, zero-padded to whole floats; in huge pages where it can be (see
+    /// [`Buffer`]): the deep layers stream their weights.
     data: Buffer,
 }
 
@@ -275,16 +308,39 @@ impl Weights {
             path: path.to_path_buf(),
             source,
         };
-        let mut bytes = Vec::new();
-        std::fs::File::open(path)
-            .map_err(io)?
-            .read_to_end(&mut bytes)
-            .map_err(io)?;
-        Weights::from_bytes(&bytes, expected_hash)
+        let mut file = std::fs::File::open(path).map_err(io)?;
+        let meta = file.metadata().map_err(io)?;
+        if !meta.is_file() {
+            // A pipe or device has no length to size the buffer by: read it whole first.
+            let mut bytes = Vec::new();
+            file.read_to_end(&mut bytes).map_err(io)?;
+            return Weights::from_bytes(&bytes, expected_hash);
+        }
+        let len = usize::try_from(meta.len()).map_err(|_| {
+            LoadError::Truncated(format!("{} bytes do not fit in memory", meta.len()))
+        })?;
+        let mut data = Buffer::zeroed(len.div_ceil(4));
+        let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut data);
+        file.read_exact(&mut bytes[..len]).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                LoadError::Truncated(format!("the file shrank below its {len} bytes while read"))
+            } else {
+                io(e)
+            }
+        })?;
+        Weights::from_buffer(data, len, expected_hash)
     }
 
-    /// Parses a whole weights file held in memory; see [`Weights::load`].
+    /// Parses a whole weights file held in memory (copied once into the weights' own buffer);
+    /// see [`Weights::load`].
     pub fn from_bytes(bytes: &[u8], expected_hash: u64) -> Result<Weights, LoadError> {
+        let mut data = Buffer::zeroed(bytes.len().div_ceil(4));
+        bytemuck::cast_slice_mut::<f32, u8>(&mut data)[..bytes.len()].copy_from_slice(bytes);
+        Weights::from_buffer(data, bytes.len(), expected_hash)
+    }
+
+    /// The magic and version, the first checks on any file.
+    fn header(bytes: &[u8]) -> Result<(), LoadError> {
         let mut r = Reader { bytes, pos: 0 };
         let magic: [u8; 8] = r.array("magic")?;
         if magic != MAGIC {
@@ -294,6 +350,39 @@ impl Weights {
         if version != FORMAT_VERSION {
             return Err(LoadError::UnsupportedVersion { found: version });
         }
+        Ok(())
+    }
+
+    /// Checks and indexes the file held in the first `len` bytes of `data`, then (on a
+    /// big-endian target) turns its tensors' little-endian floats into native ones in place.
+    fn from_buffer(mut data: Buffer, len: usize, expected_hash: u64) -> Result<Weights, LoadError> {
+        let bytes = &bytemuck::cast_slice::<f32, u8>(&data)[..len];
+        let (model_hash, table) = Weights::parse(bytes, expected_hash)?;
+        // Offsets are 64-byte aligned and within the file (checked by `parse`).
+        let starts: Vec<usize> = table.iter().map(|t| t.offset as usize / 4).collect();
+        if cfg!(target_endian = "big") {
+            for (t, &start) in table.iter().zip(&starts) {
+                for x in &mut data[start..start + t.len as usize] {
+                    *x = f32::from_bits(u32::from_le(x.to_bits()));
+                }
+            }
+        }
+        Ok(Weights {
+            model_hash,
+            table,
+            starts,
+            data,
+        })
+    }
+
+    /// Every check of a whole file (magic, version, checksum, model hash, table and its bounds):
+    /// the model hash and the tensor table.
+    fn parse(bytes: &[u8], expected_hash: u64) -> Result<(u64, Vec<TensorInfo>), LoadError> {
+        Weights::header(bytes)?;
+        let mut r = Reader {
+            bytes,
+            pos: MAGIC.len() + 4,
+        };
         if bytes.len() < HEADER_LEN + CHECKSUM_LEN {
             return Err(LoadError::Truncated(format!(
                 "{} bytes, shorter than a header and checksum",
@@ -387,29 +476,7 @@ impl Weights {
                 _ => return bad("runs past the end of the file"),
             }
         }
-        // Offsets are increasing and within the file: the total below is bounded by the file size.
-        let mut starts = Vec::with_capacity(table.len());
-        let mut end = 0usize;
-        for t in &table {
-            starts.push(end.next_multiple_of(ALIGN / 4));
-            end = starts[starts.len() - 1] + t.len as usize;
-        }
-        let mut data = Buffer::zeroed(end);
-        for (t, &start) in table.iter().zip(&starts) {
-            let raw = &body[t.offset as usize..(t.offset + 4 * t.len) as usize];
-            for (x, b) in data[start..start + t.len as usize]
-                .iter_mut()
-                .zip(raw.chunks_exact(4))
-            {
-                *x = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-            }
-        }
-        Ok(Weights {
-            model_hash,
-            table,
-            starts,
-            data,
-        })
+        Ok((model_hash, table))
     }
 
     /// Checks that the file holds exactly `expected` tensors (what the generated code indexes).
@@ -535,6 +602,38 @@ mod tests {
         match Weights::load(dir.path().join("missing"), 7) {
             Err(e @ LoadError::Io { .. }) => assert!(e.to_string().contains("missing")),
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn to_weights_is_the_written_file_loaded() {
+        let a: Vec<f32> = (0..300).map(|i| i as f32 - 7.25).collect();
+        let b = [f32::MAX, -0.0, 1e-40];
+        for tensors in [
+            &[][..],
+            &[(&a[..], &[3, 100][..])][..],
+            &[(&a[..], &[300][..]), (&b[..], &[3][..])][..],
+        ] {
+            let mut w = WeightsWriter::new(HASH);
+            for (i, (data, dims)) in tensors.iter().enumerate() {
+                w.add(format!("t{i}"), dims, data).unwrap();
+            }
+            let mut bytes = Vec::new();
+            w.write_to(&mut bytes).unwrap();
+            assert_eq!(bytes.len(), w.file_len());
+            let direct = w.to_weights().unwrap();
+            let loaded = Weights::from_bytes(&bytes, HASH).unwrap();
+            assert_eq!(direct.len(), tensors.len());
+            assert_eq!(loaded.len(), tensors.len());
+            assert_eq!(direct.model_hash(), HASH);
+            for (i, (data, _)) in tensors.iter().enumerate() {
+                assert_eq!(direct.info(i), loaded.info(i));
+                let (x, y) = (direct.tensor(i), loaded.tensor(i));
+                assert!(
+                    x.iter().zip(y).all(|(p, q)| p.to_bits() == q.to_bits()) && x.len() == y.len()
+                );
+                assert_eq!(y, *data);
+            }
         }
     }
 

@@ -1,7 +1,10 @@
 //! Fully connected layers (ONNX Gemm with `transB = 1`, PyTorch `Linear`) as one GEMM with a fused
-//! epilogue: the activations are A, the weights B, packed at compile time.
+//! epilogue: the activations are A, the weights B, packed at compile time. At small batch the same
+//! packed weights go through the GEMV kernels instead (`kernels::gemv`), chosen here per call
+//! from the batch, which is a run-time value.
 
 use super::gemm::{self, BSource, BiasAlong, Gemm, Problem};
+use super::gemv::{self, Gemv};
 use super::{Epilogue, KernelError, check_len, check_min_len};
 use crate::exec::Ctx;
 
@@ -43,8 +46,19 @@ pub fn scratch_len(batch: usize, in_features: usize, _threads: usize) -> usize {
     gemm::packed_a_len(batch, in_features)
 }
 
-/// Fully connected with a fused epilogue on `ctx`'s tier and threads (see [`DenseArgs`]).
+/// Fully connected with a fused epilogue on `ctx`'s tier and threads (see [`DenseArgs`]): up to
+/// the tier's GEMV batch (4 on AVX-512 and generic, 2 on AVX2) by the GEMV kernels, which stream
+/// the weights once at memory bandwidth, above it by the GEMM.
 pub fn run(ctx: &Ctx, args: DenseArgs) -> Result<(), KernelError> {
+    run_with(ctx, args, true)
+}
+
+/// [`run`] through the GEMM whatever the batch: for comparisons (benchmarks) of the two paths.
+pub fn run_gemm(ctx: &Ctx, args: DenseArgs) -> Result<(), KernelError> {
+    run_with(ctx, args, false)
+}
+
+fn run_with(ctx: &Ctx, args: DenseArgs, allow_gemv: bool) -> Result<(), KernelError> {
     let DenseArgs {
         batch,
         in_features,
@@ -66,6 +80,25 @@ pub fn run(ctx: &Ctx, args: DenseArgs) -> Result<(), KernelError> {
     let a_len = gemm::packed_a_len(batch, in_features);
     check_min_len("dense scratch", a_len, scratch.len())?;
     if batch == 0 || out_features == 0 {
+        return Ok(());
+    }
+    let isa = if ctx.isa.supported() {
+        ctx.isa
+    } else {
+        crate::exec::isa::Isa::Generic
+    };
+    if allow_gemv && batch <= gemv::max_batch(isa) {
+        let g = Gemv {
+            batch,
+            k: in_features,
+            n: out_features,
+            input,
+            packed,
+            bias: epilogue.bias,
+            residual: epilogue.residual,
+            activation: epilogue.activation,
+        };
+        gemv::run(ctx, &g, output);
         return Ok(());
     }
     // The activations are A (broadcast), the prepacked weights B: C = out, row-major `[batch, out]`.

@@ -7,6 +7,7 @@ pub mod dense;
 pub mod depthwise;
 pub mod elementwise;
 pub mod gemm;
+pub(crate) mod gemv;
 pub mod grouped;
 pub mod layer_norm;
 pub(crate) mod math;
