@@ -22,6 +22,7 @@ use super::{Activation, ConvShape, KernelError, SharedOut, check_min_len};
 use crate::exec::Ctx;
 use crate::exec::isa::Isa;
 
+pub mod bf16;
 mod generic;
 pub(crate) mod rows;
 #[cfg(target_arch = "x86_64")]
