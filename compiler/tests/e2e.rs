@@ -1,11 +1,12 @@
 //! End to end: `resnextc compile` each shared test model, build the emitted crate once with cargo, run
 //! its binary under each ISA tier (`RESNEXT_ISA`) on the PyTorch input batch and compare its logits
-//! with PyTorch's (max abs err ≤ 1e-4 × max |logit|). Compiled with `--precision bf16`, ResNeXt-50
-//! must stay within 1e-2 of PyTorch's fp32 logits; the small models, whose random weights make
-//! their logits far more sensitive to bf16 rounding (2.8% and 7.8% of the largest logit), are held
-//! to `MODEL.bf16.output.npy` instead (`testdata/make_bf16_outputs.py`: onnxruntime on the model
-//! rewritten to round what the bf16 kernels round), within what the order of the fp32 sums alone
-//! moves them (our own tiers differ from each other by 0.4% and 1.9% of the largest logit). The small models have one test per tier (the
+//! with PyTorch's (max abs err ≤ 1e-4 × max |logit|). Compiled with `--precision bf16`, a model is
+//! held to its bf16 oracle `MODEL.bf16.output.npy` instead (`testdata/make_bf16_outputs.py`:
+//! onnxruntime on the model rewritten to round what the bf16 kernels round), within what the order
+//! of the fp32 sums alone moves the logits (a sum rounding to the other bf16 in the next layer):
+//! our own tiers differ from each other by 0.4% (small ResNeXt) and 1.9% (MobileNetV2) of the
+//! largest logit. The oracle is itself 2.8%, 7.8% and, for ResNeXt-50 on its noise input, 9.4% of
+//! the largest logit from the fp32 logits, so an fp32 result fails. The small models have one test per tier (the
 //! modules `generic`, `avx2`, `avx512`; a tier the CPU lacks is reported as ignored), sharing one
 //! build of each emitted crate.
 //!
@@ -291,24 +292,41 @@ mod with_models {
         }
     }
 
-    /// ResNeXt-50 compiled with `--precision bf16` under every tier this CPU has.
+    /// ResNeXt-50 compiled with `--precision bf16` under every tier this CPU has, against its bf16
+    /// oracle, made here by `testdata/make_bf16_outputs.py` (Python with onnx and onnxruntime:
+    /// `target/bench-venv`, see `bench/setup.sh`, else `python3`). Measured 2026-12-06: 2.0% of
+    /// the largest logit from the oracle, the same top-1 for both images, and RMS 8.1% from the
+    /// fp32 logits, as the oracle's own 8.1%.
     #[test]
     #[ignore = "needs RESNEXT_MODELS"]
-    fn resnext50_bf16_matches_pytorch() {
-        let dir = models_dir();
+    fn resnext50_bf16_matches_the_bf16_oracle() {
+        let stem = "resnext50_32x4d_bn";
+        let tmp = tempfile::tempdir().expect("temp dir");
+        for ext in ["onnx", "input.npy", "output.npy"] {
+            let name = format!("{stem}.{ext}");
+            std::os::unix::fs::symlink(models_dir().join(&name), tmp.path().join(&name))
+                .expect("link the model");
+        }
+        let venv = workspace().join("target/bench-venv/bin/python");
+        let python = if venv.exists() {
+            venv
+        } else {
+            PathBuf::from("python3")
+        };
+        step("resnext50: the bf16 oracle", || {
+            run_ok(
+                Command::new(python)
+                    .arg(workspace().join("testdata/make_bf16_outputs.py"))
+                    .arg(tmp.path().join(stem)),
+                "testdata/make_bf16_outputs.py",
+            )
+        });
         for isa in host_tiers() {
             let oracle = Oracle {
-                outputs: "output",
-                tol: 1e-2,
+                outputs: "bf16.output",
+                tol: 4e-2,
             };
-            end_to_end_at(
-                &dir,
-                "resnext50_32x4d_bn",
-                ("nchw", "bf16"),
-                oracle,
-                isa,
-                false,
-            );
+            end_to_end_at(tmp.path(), stem, ("nchw", "bf16"), oracle, isa, false);
         }
     }
 }
