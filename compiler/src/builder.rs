@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use crate::back::rust as back_rust;
 use crate::driver::{self, Error};
-use crate::passes::LayoutChoice;
+use crate::passes::{LayoutChoice, Precision};
 
 /// Configures and runs one model compilation from a build script.
 #[derive(Clone, Debug)]
@@ -64,6 +64,15 @@ impl Builder {
     pub fn layout(mut self, layout: LayoutChoice) -> Builder {
         if let Some(p) = &mut self.options.passes {
             p.layout = layout;
+        }
+        self
+    }
+
+    /// The arithmetic of the layers that have a reduced-precision kernel (default
+    /// [`Precision::F32`]; [`Precision::Bf16`]: bf16 1×1 convs and dense layers, fp32 sums).
+    pub fn precision(mut self, precision: Precision) -> Builder {
+        if let Some(p) = &mut self.options.passes {
+            p.precision = precision;
         }
         self
     }

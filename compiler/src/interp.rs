@@ -260,6 +260,21 @@ fn eval(
                 ir::DenseKernel::Reference => {
                     reference::dense(batch, k, m, args[0], w(d.weight), &epilogue, out)
                 }
+                ir::DenseKernel::PackedBf16 => {
+                    let mut scratch = vec![0.0; dense::scratch_len_bf16(batch, k, 1)];
+                    let threads = Threads::new(1);
+                    let args = DenseArgs {
+                        batch,
+                        in_features: k,
+                        out_features: m,
+                        input: args[0],
+                        packed: w(d.weight),
+                        epilogue,
+                        output: out,
+                        scratch: &mut scratch,
+                    };
+                    dense::run_bf16(&Ctx::new(&threads), args)
+                }
                 ir::DenseKernel::Packed => {
                     let mut scratch = vec![0.0; dense::scratch_len(batch, k, 1)];
                     let threads = Threads::new(1);

@@ -12,7 +12,7 @@ use resnext_compiler::back::cuda::Target;
 use resnext_compiler::back::rust::RuntimeDep;
 use resnext_compiler::driver::{self, Compiled};
 use resnext_compiler::ir::Op;
-use resnext_compiler::passes::{self, LayoutChoice, PassOptions};
+use resnext_compiler::passes::{self, LayoutChoice, PassOptions, Precision};
 
 #[derive(Parser)]
 #[command(
@@ -58,6 +58,11 @@ enum Command {
         /// NCHW.
         #[arg(long, value_enum, default_value_t = LayoutArg::Auto)]
         layout: LayoutArg,
+        /// Arithmetic of the layers that have a reduced-precision kernel: `bf16` runs the NCHW
+        /// 1×1 convs and the dense layers with bf16 weights and activations (fp32 sums and
+        /// epilogue); every other layer stays fp32. `int8` is reserved (not supported yet).
+        #[arg(long, default_value = "fp32", value_parser = Precision::parse)]
+        precision: Precision,
         /// Print each stage and its time (and each pass's time and node counts).
         #[arg(short, long)]
         verbose: bool,
@@ -74,6 +79,10 @@ enum Command {
         /// Show the graph after the optimisation passes (and the memory plan's peak).
         #[arg(long)]
         after_passes: bool,
+        /// With `--after-passes`: the precision to compile for (as `compile --precision`); the
+        /// layers that run bf16 show `[pointwise-bf16]` or `[bf16]`.
+        #[arg(long, default_value = "fp32", value_parser = Precision::parse)]
+        precision: Precision,
     },
 }
 
@@ -142,6 +151,7 @@ fn main() -> ExitCode {
             print_after,
             verify,
             layout,
+            precision,
             verbose,
             target,
         } => {
@@ -150,6 +160,7 @@ fn main() -> ExitCode {
                 stop_after,
                 print_after,
                 layout: layout.into(),
+                precision,
                 ..PassOptions::default()
             });
             compile(
@@ -166,7 +177,8 @@ fn main() -> ExitCode {
             model,
             format,
             after_passes,
-        } => inspect(model, format, after_passes),
+            precision,
+        } => inspect(model, format, after_passes, precision),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -229,10 +241,18 @@ struct Row {
     index: usize,
 }
 
-fn inspect(model: PathBuf, format: Format, after_passes: bool) -> Result<(), driver::Error> {
+fn inspect(
+    model: PathBuf,
+    format: Format,
+    after_passes: bool,
+    precision: Precision,
+) -> Result<(), driver::Error> {
     let mut options = driver::Options::default();
     if !after_passes {
         options.passes = None;
+    }
+    if let Some(p) = &mut options.passes {
+        p.precision = precision;
     }
     let graph = driver::load(&model, &options)?;
     let compiled = driver::compile(graph, &options)?;
@@ -366,10 +386,15 @@ fn detail(op: &Op) -> String {
         ),
         Op::Reorder { to } => format!("to {}", to.name()),
         Op::Dense(d) => format!(
-            "{} -> {}{}",
+            "{} -> {}{}{}",
             d.in_features,
             d.out_features,
-            epilogue(&d.epilogue)
+            epilogue(&d.epilogue),
+            if d.kernel == resnext_compiler::ir::DenseKernel::PackedBf16 {
+                " [bf16]"
+            } else {
+                ""
+            }
         ),
         Op::MaxPool(p) | Op::AveragePool(p) => {
             format!(

@@ -221,3 +221,35 @@ fn inspect_json_lists_nodes_with_ops() {
         assert!(text.contains("/conv1/Conv"), "{text}");
     }
 }
+
+#[test]
+fn precision_bf16_shows_in_inspect_and_int8_is_refused() {
+    let model = small_model();
+    let model = model.to_str().expect("utf-8");
+    let out = resnextc(&["inspect", model, "--after-passes", "--precision", "bf16"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("[pointwise-bf16]"), "{text}");
+    assert!(
+        text.contains("[grouped]"),
+        "grouped convs stay fp32: {text}"
+    );
+    assert!(text.contains(" [bf16]"), "the classifier runs bf16: {text}");
+    let out = resnextc(&["inspect", model, "--after-passes"]);
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("bf16"));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out_dir = dir.path().join("out");
+    let out_dir = out_dir.to_str().expect("utf-8");
+    let out = resnextc(&["compile", model, "-o", out_dir, "--precision", "int8"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("int8") && err.contains("not supported yet"),
+        "{err}"
+    );
+    assert!(!Path::new(out_dir).exists());
+}

@@ -44,7 +44,11 @@ pub fn expand(decl: ModelDecl) -> syn::Result<TokenStream> {
         syn::Error::new(name.span(), format!("resnext!: {what}: {e}"))
     };
     // The same pipeline and back end as `resnextc`; only the weights stay deferred.
-    let compiled = driver::compile(graph, &driver::Options::default())
+    let mut driver_options = driver::Options::default();
+    if let Some(p) = &mut driver_options.passes {
+        p.precision = spec.precision;
+    }
+    let compiled = driver::compile(graph, &driver_options)
         .map_err(|e| compile_error("the compiler rejected the model", &error_chain(&e)))?;
     let options = back_rust::Options {
         deferred_weights: true,
@@ -307,6 +311,18 @@ fn emit_weight(
             let src = var(*source);
             quote! {
                 ::resnext_runtime::kernels::dense::pack(#in_features, #out_features, &#src)
+                    .map_err(|e| prepare(#name, e))?
+            }
+        }
+        WeightSource::PackedDenseBf16 {
+            in_features,
+            out_features,
+            source,
+        } => {
+            emit_weight(graph, *source, done, lets)?;
+            let src = var(*source);
+            quote! {
+                ::resnext_runtime::kernels::dense::pack_bf16(#in_features, #out_features, &#src)
                     .map_err(|e| prepare(#name, e))?
             }
         }

@@ -4,13 +4,14 @@
 use proc_macro2::Span;
 use quote::ToTokens;
 use resnext_compiler::front::dsl::{Field, ModelSpec, Stem};
+use resnext_compiler::passes::Precision;
 use syn::spanned::Spanned;
 use syn::{Expr, ExprArray, Lit};
 
 use crate::parse::{FieldDecl, ModelDecl};
 
 const REQUIRED: &[&str] = &["input", "stages", "cardinality", "width", "classes"];
-const OPTIONAL: &[&str] = &["stem", "bottleneck", "bn_epsilon"];
+const OPTIONAL: &[&str] = &["stem", "bottleneck", "bn_epsilon", "precision"];
 
 /// Upper bounds on the declared sizes. Every channel count, weight size and multiply-accumulate
 /// count the compiler derives from them then stays far inside 64 bits (a grouped conv of the widest
@@ -112,6 +113,7 @@ pub fn validate(decl: &ModelDecl) -> Result<ModelSpec, syn::Error> {
     let bottleneck = int("bottleneck", MAX_CHANNELS, &mut errors);
     let stem = get("stem").and_then(|f| stem(&f.value, &mut errors));
     let bn_epsilon = get("bn_epsilon").and_then(|f| float(&f.value, &mut errors));
+    let precision = get("precision").and_then(|f| precision(&f.value, &mut errors));
 
     if let (Some(total), Some(c), Some(f)) = (bottleneck, cardinality, get("bottleneck")) {
         let card = get("cardinality").map(|f| &f.value);
@@ -184,6 +186,9 @@ pub fn validate(decl: &ModelDecl) -> Result<ModelSpec, syn::Error> {
     }
     if let Some(e) = bn_epsilon {
         spec.bn_epsilon = e;
+    }
+    if let Some(p) = precision {
+        spec.precision = p;
     }
     for p in spec.problems() {
         let field = match p.field {
@@ -323,5 +328,22 @@ fn stem(value: &Expr, errors: &mut Errors) -> Option<Stem> {
         }
     }
     errors.at(value, "expected `imagenet` or `cifar`");
+    None
+}
+
+/// `fp32` or `bf16` (`Precision::parse`: `int8` is refused as not supported yet).
+fn precision(value: &Expr, errors: &mut Errors) -> Option<Precision> {
+    if let Expr::Path(p) = value
+        && let Some(ident) = p.path.get_ident()
+    {
+        return match Precision::parse(&ident.to_string()) {
+            Ok(p) => Some(p),
+            Err(message) => {
+                errors.at(value, message);
+                None
+            }
+        };
+    }
+    errors.at(value, "expected `fp32` or `bf16`");
     None
 }

@@ -78,6 +78,38 @@ fn small_matches_pytorch() {
     );
 }
 
+resnext_macros::resnext! {
+    /// The shared small network with bf16 1×1 convs and classifier.
+    model SmallBf16 {
+        input: [3, 64, 64],
+        stages: [1, 1, 1, 1],
+        cardinality: 8,
+        width: 4,
+        classes: 10,
+        precision: bf16,
+    }
+}
+
+/// `precision: bf16` reads the same state_dict and matches the bf16 oracle of the same network
+/// (`testdata/make_bf16_outputs.py`; the tolerance is `compiler/tests/e2e.rs`'s), and not fp32's.
+#[test]
+fn small_bf16_matches_the_bf16_oracle() {
+    let model =
+        SmallBf16::load_safetensors(testdata("resnext_small_8x4d.safetensors")).expect("loads");
+    let read = |name: &str| resnext_runtime::formats::npy::read_f32(testdata(name)).expect(name);
+    let (_, input) = read("resnext_small_8x4d_bn.input.npy");
+    let (shape, bf16) = read("resnext_small_8x4d_bn.bf16.output.npy");
+    let (_, fp32) = read("resnext_small_8x4d_bn.output.npy");
+    let got = model.forward(&input, shape[0]).expect("forward");
+    let diff = assert_close(&got, &bf16, 1.5e-2, "bf16 logits vs the bf16 oracle");
+    // bf16 must actually have run: fp32 kernels agree with PyTorch to ~1e-6 of the scale.
+    let from_fp32 = resnext_test_support::max_abs_diff(&got, &fp32);
+    assert!(
+        from_fp32 > 1e-3 * diff.scale,
+        "bf16 logits are fp32's ({from_fp32:e} from them)"
+    );
+}
+
 #[test]
 fn small_declares_the_pytorch_state_dict() {
     let path = testdata("resnext_small_8x4d.safetensors");

@@ -205,6 +205,8 @@ pub enum DenseKernel {
     #[default]
     Reference,
     Packed,
+    /// bf16 products, fp32 sums (weight prepacked by `dense::pack_bf16`, 1-D: two bf16 a float).
+    PackedBf16,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -752,6 +754,11 @@ impl Op {
                         d.weight,
                         "packed weight",
                         &[dense::packed_len(d.in_features, d.out_features)],
+                    )?,
+                    DenseKernel::PackedBf16 => expect_weight(
+                        d.weight,
+                        "packed bf16 weight",
+                        &[dense::packed_len_bf16(d.in_features, d.out_features)],
                     )?,
                 }
                 if let Some(b) = d.bias {

@@ -52,6 +52,13 @@ pub enum WeightSource {
         out_features: usize,
         source: WeightId,
     },
+    /// `resnext_runtime_core::kernels::dense::pack_bf16(in_features, out_features, ·)` of another
+    /// weight, at load time.
+    PackedDenseBf16 {
+        in_features: usize,
+        out_features: usize,
+        source: WeightId,
+    },
 }
 
 /// Which of a fold's two results a derived weight is: the weight (or scale) or the bias (or shift).

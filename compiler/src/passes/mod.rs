@@ -25,6 +25,7 @@ pub use plan_memory::{MemoryPlan, PlanOptions, Slot, plan_memory};
 pub use print::graph_text;
 pub use select_kernels::{
     WinogradChoice, select_kernels, select_kernels_nchw, select_kernels_nchw_with,
+    select_kernels_with,
 };
 pub use simplify::simplify;
 
@@ -51,12 +52,45 @@ pub struct PassOptions {
     pub print_after: Option<String>,
     /// How `plan-memory` places values.
     pub plan: PlanOptions,
+    /// The arithmetic of the layers that have a reduced-precision kernel (see [`Precision`]).
+    pub precision: Precision,
     /// Run `select-kernels` (fast, prepacked kernels). Off, every layer runs on the reference
     /// kernels: slow, but the oracle the fast path is checked against.
     pub select_kernels: bool,
     /// Whether `select-kernels` may move regions of convs onto the NCHW8c layout (see
     /// [`select_kernels`]); [`LayoutChoice::Auto`] is decided when the pipeline runs.
     pub layout: LayoutChoice,
+}
+
+/// The arithmetic `select-kernels` gives the layers that have a reduced-precision kernel.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Precision {
+    /// fp32 everywhere.
+    #[default]
+    F32,
+    /// bf16 weights and activations, fp32 accumulation and epilogue, for the NCHW 1×1 convs
+    /// (`ConvAlgo::PointwiseBf16`) and the dense layers (`DenseKernel::PackedBf16`); every other
+    /// layer (grouped, depthwise, im2col convs, and 1×1 convs inside an NCHW8c region) stays fp32.
+    Bf16,
+}
+
+impl Precision {
+    /// Parses `fp32` or `bf16`; `int8` is reserved and refused, as is anything else.
+    pub fn parse(s: &str) -> Result<Precision, String> {
+        match s {
+            "fp32" | "f32" => Ok(Precision::F32),
+            "bf16" => Ok(Precision::Bf16),
+            "int8" => Err("precision `int8` is not supported yet; use `fp32` or `bf16`".into()),
+            other => Err(format!("unknown precision `{other}`; use `fp32` or `bf16`")),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "fp32",
+            Precision::Bf16 => "bf16",
+        }
+    }
 }
 
 /// The activation layouts `select-kernels` may choose from.
@@ -102,6 +136,7 @@ impl Default for PassOptions {
             plan: PlanOptions::default(),
             select_kernels: true,
             layout: LayoutChoice::Auto,
+            precision: Precision::F32,
         }
     }
 }
@@ -193,12 +228,13 @@ pub fn optimize(graph: &mut Graph, opts: &PassOptions) -> Result<PassReport, Pas
     run.pass("fuse-epilogue", fuse_epilogue)?;
     run.pass("simplify", simplify)?;
     if opts.select_kernels {
-        let select: fn(&mut Graph) -> Result<bool, IrError> = if opts.layout.allows_nchw8c() {
-            select_kernels
-        } else {
-            select_kernels_nchw
-        };
-        run.pass("select-kernels", select)?;
+        // bf16 1×1 convs exist on NCHW only, so `Auto` keeps everything NCHW for bf16.
+        let precision = opts.precision;
+        let nchw8c = opts.layout.allows_nchw8c()
+            && !(opts.layout == LayoutChoice::Auto && precision == Precision::Bf16);
+        run.pass("select-kernels", |g| {
+            select_kernels_with(g, nchw8c, precision)
+        })?;
     }
     if !run.stopped {
         let started = Instant::now();
@@ -237,7 +273,7 @@ impl Pipeline<'_> {
     fn pass(
         &mut self,
         name: &'static str,
-        pass: fn(&mut Graph) -> Result<bool, IrError>,
+        pass: impl FnOnce(&mut Graph) -> Result<bool, IrError>,
     ) -> Result<(), PassError> {
         if self.stopped {
             return Ok(());

@@ -28,6 +28,7 @@ use petgraph::visit::EdgeRef;
 use resnext_runtime_core::kernels::conv::{self, ConvAlgo};
 use resnext_runtime_core::kernels::{ConvShape, dense, winograd};
 
+use super::Precision;
 use super::fuse_squeeze_excite::fuse_squeeze_excite;
 use crate::interp;
 use crate::ir::{
@@ -78,14 +79,12 @@ impl WinogradChoice {
 /// Chooses a fast kernel for every conv and dense node still on the reference, moving regions
 /// that pay for it onto NCHW8c; returns whether it changed anything.
 pub fn select_kernels(graph: &mut Graph) -> Result<bool, IrError> {
-    let fused = fuse_squeeze_excite(graph)?;
-    let blocked = nchw8c_region(graph)?;
-    Ok(select_with(graph, blocked, WinogradChoice::from_env())? | fused)
+    select_kernels_with(graph, true, Precision::F32)
 }
 
 /// [`select_kernels`] with every value left NCHW (`PassOptions::layout` not allowing NCHW8c).
 pub fn select_kernels_nchw(graph: &mut Graph) -> Result<bool, IrError> {
-    select_kernels_nchw_with(graph, WinogradChoice::from_env())
+    select_kernels_with(graph, false, Precision::F32)
 }
 
 /// [`select_kernels_nchw`] with the Winograd choice given rather than read from the environment.
@@ -94,14 +93,33 @@ pub fn select_kernels_nchw_with(
     winograd: WinogradChoice,
 ) -> Result<bool, IrError> {
     let fused = fuse_squeeze_excite(graph)?;
-    Ok(select_with(graph, HashSet::new(), winograd)? | fused)
+    Ok(select_with(graph, HashSet::new(), Precision::F32, winograd)? | fused)
+}
+
+/// [`select_kernels`], moving regions onto NCHW8c only if `nchw8c`; with [`Precision::Bf16`] the
+/// NCHW 1×1 convs get `ConvAlgo::PointwiseBf16` and the dense layers `DenseKernel::PackedBf16`.
+/// Winograd is chosen as `RESNEXT_WINOGRAD` says ([`WinogradChoice::from_env`]).
+pub fn select_kernels_with(
+    graph: &mut Graph,
+    nchw8c: bool,
+    precision: Precision,
+) -> Result<bool, IrError> {
+    let fused = fuse_squeeze_excite(graph)?;
+    let blocked = if nchw8c {
+        nchw8c_region(graph)?
+    } else {
+        HashSet::new()
+    };
+    Ok(select_with(graph, blocked, precision, WinogradChoice::from_env())? | fused)
 }
 
 fn select_with(
     graph: &mut Graph,
     blocked: HashSet<NodeId>,
+    precision: Precision,
     winograd: WinogradChoice,
 ) -> Result<bool, IrError> {
+    let bf16 = precision == Precision::Bf16;
     let mut changed = false;
     for id in graph.topo_order()? {
         let node = graph.node(id);
@@ -112,6 +130,7 @@ fn select_with(
                 let nchw = winograd.choose(&shape, ConvAlgo::select(&shape));
                 let algo = match nchw.nchw8c() {
                     Some(nchw8c) if blocked.contains(&id) => nchw8c,
+                    _ if bf16 && nchw == ConvAlgo::Pointwise => ConvAlgo::PointwiseBf16,
                     _ => nchw,
                 };
                 let weight = c.weight;
@@ -136,22 +155,42 @@ fn select_with(
             }
             Op::Dense(d) if d.kernel == DenseKernel::Reference => {
                 let (k, m, weight) = (d.in_features, d.out_features, d.weight);
-                let packed = pack(
-                    graph,
-                    id,
-                    weight,
-                    "dense",
-                    dense::packed_len(k, m),
-                    |data| dense::pack(k, m, data).map_err(|e| e.to_string()),
-                    || WeightSource::PackedDense {
-                        in_features: k,
-                        out_features: m,
-                        source: weight,
-                    },
-                )?;
+                let packed = if bf16 {
+                    pack(
+                        graph,
+                        id,
+                        weight,
+                        "dense-bf16",
+                        dense::packed_len_bf16(k, m),
+                        |data| dense::pack_bf16(k, m, data).map_err(|e| e.to_string()),
+                        || WeightSource::PackedDenseBf16 {
+                            in_features: k,
+                            out_features: m,
+                            source: weight,
+                        },
+                    )?
+                } else {
+                    pack(
+                        graph,
+                        id,
+                        weight,
+                        "dense",
+                        dense::packed_len(k, m),
+                        |data| dense::pack(k, m, data).map_err(|e| e.to_string()),
+                        || WeightSource::PackedDense {
+                            in_features: k,
+                            out_features: m,
+                            source: weight,
+                        },
+                    )?
+                };
                 if let Op::Dense(d) = &mut graph.nodes[id].op {
                     d.weight = packed;
-                    d.kernel = DenseKernel::Packed;
+                    d.kernel = if bf16 {
+                        DenseKernel::PackedBf16
+                    } else {
+                        DenseKernel::Packed
+                    };
                 }
                 changed = true;
             }

@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use resnext_compiler::back::rust as back_rust;
 use resnext_compiler::driver;
-use resnext_compiler::passes::LayoutChoice;
+use resnext_compiler::passes::{LayoutChoice, Precision};
 
 /// The workspace root.
 pub fn workspace() -> PathBuf {
@@ -35,6 +35,8 @@ pub struct Model {
     pub onnx: PathBuf,
     /// `None`: the pipeline's default (`auto`, as `resnextc compile`).
     pub layout: Option<LayoutChoice>,
+    /// `--precision`; fp32 by default.
+    pub precision: Precision,
 }
 
 impl Model {
@@ -44,7 +46,13 @@ impl Model {
             name: name.into(),
             onnx: onnx.into(),
             layout: None,
+            precision: Precision::F32,
         }
+    }
+
+    /// The same with `--precision precision`.
+    pub fn with_precision(self, precision: Precision) -> Model {
+        Model { precision, ..self }
     }
 
     /// The same with `--layout layout`.
@@ -209,8 +217,11 @@ fn compile_model(model: &Model, crate_dir: &Path) -> Result<(), String> {
         return Err(format!("the model {} is missing", model.onnx.display()));
     }
     let mut options = driver::Options::default();
-    if let (Some(layout), Some(passes)) = (model.layout, options.passes.as_mut()) {
-        passes.layout = layout;
+    if let Some(passes) = options.passes.as_mut() {
+        if let Some(layout) = model.layout {
+            passes.layout = layout;
+        }
+        passes.precision = model.precision;
     }
     let graph = driver::load(&model.onnx, &options).map_err(|e| chain(&e))?;
     let compiled = driver::compile(graph, &options).map_err(|e| chain(&e))?;

@@ -20,6 +20,10 @@
 //!   blocks (`grouped::run_nchw8c`), and otherwise the NCHW grouped kernel between copies to and
 //!   from NCHW in the scratch.
 //!
+//! - [`ConvAlgo::PointwiseBf16`]: the 1×1 convs of [`ConvAlgo::Pointwise`] with bf16 weights and
+//!   activations and fp32 accumulation (`gemm::bf16`), chosen by the compiler under
+//!   `--precision bf16`. Grouped, depthwise and im2col convs have no bf16 form and stay fp32.
+//!
 //! Packed weights are ISA-independent, so one weights file serves every tier.
 
 use super::gemm::{self, BSource, BiasAlong, Gemm, Problem};
@@ -42,6 +46,9 @@ pub enum ConvAlgo {
     GroupedNchw8c,
     /// An ungrouped 3×3 stride-1 conv by Winograd F(4×4, 3×3).
     Winograd,
+    /// A 1×1 conv as [`ConvAlgo::Pointwise`] with bf16 products (weights packed as K-pairs by
+    /// `gemm::bf16::pack_a`).
+    PointwiseBf16,
 }
 
 impl ConvAlgo {
@@ -63,7 +70,7 @@ impl ConvAlgo {
     pub fn supports(self, shape: &ConvShape) -> bool {
         shape.check().is_ok()
             && match self {
-                ConvAlgo::Pointwise => is_pointwise(shape),
+                ConvAlgo::Pointwise | ConvAlgo::PointwiseBf16 => is_pointwise(shape),
                 ConvAlgo::Grouped => grouped::supports(shape),
                 ConvAlgo::Depthwise => depthwise::supports(shape),
                 ConvAlgo::Im2col => true,
@@ -83,6 +90,7 @@ impl ConvAlgo {
             ConvAlgo::Pointwise | ConvAlgo::PointwiseNchw8c => Some(ConvAlgo::PointwiseNchw8c),
             ConvAlgo::Grouped | ConvAlgo::GroupedNchw8c => Some(ConvAlgo::GroupedNchw8c),
             ConvAlgo::Depthwise | ConvAlgo::Im2col | ConvAlgo::Winograd => None,
+            ConvAlgo::PointwiseBf16 => None,
         }
     }
 
@@ -100,6 +108,7 @@ impl ConvAlgo {
             ConvAlgo::PointwiseNchw8c => "pointwise-nchw8c",
             ConvAlgo::GroupedNchw8c => "grouped-nchw8c",
             ConvAlgo::Winograd => "winograd",
+            ConvAlgo::PointwiseBf16 => "pointwise-bf16",
         }
     }
 }
@@ -142,6 +151,10 @@ pub fn packed_len(algo: ConvAlgo, shape: &ConvShape) -> usize {
             let (m, k, _) = gemm_dims(shape);
             shape.group * gemm::packed_a_len(m, k)
         }
+        ConvAlgo::PointwiseBf16 => {
+            let (m, k, _) = gemm_dims(shape);
+            shape.group * gemm::bf16::packed_a_len(m, k)
+        }
     }
 }
 
@@ -166,6 +179,14 @@ pub fn pack(algo: ConvAlgo, shape: &ConvShape, weight: &[f32]) -> Result<Vec<f32
             }
             packed
         }
+        ConvAlgo::PointwiseBf16 => {
+            let (m, k, _) = gemm_dims(shape);
+            let mut packed = Vec::with_capacity(packed_len(algo, shape));
+            for g in 0..shape.group {
+                gemm::bf16::pack_a(&weight[g * m * k..(g + 1) * m * k], m, k, k, &mut packed);
+            }
+            packed
+        }
     })
 }
 
@@ -173,12 +194,18 @@ pub fn pack(algo: ConvAlgo, shape: &ConvShape, weight: &[f32]) -> Result<Vec<f32
 pub fn scratch_len(algo: ConvAlgo, shape: &ConvShape, batch: usize, threads: usize) -> usize {
     match algo {
         ConvAlgo::Im2col if gemm::rows::applies(shape) => gemm::rows::scratch_len(shape, threads),
-        ConvAlgo::Pointwise | ConvAlgo::Im2col => {
+        ConvAlgo::Pointwise | ConvAlgo::Im2col | ConvAlgo::PointwiseBf16 => {
             let (m, k, n) = gemm_dims(shape);
             let total = batch * shape.group;
             let per_call = PROBLEMS_PER_CALL.min(total.max(1));
             let last = total % per_call;
-            let len = |problems| gemm::scratch_len(m, n, k, problems, threads);
+            let len = |problems| {
+                if algo == ConvAlgo::PointwiseBf16 {
+                    gemm::bf16::scratch_len(m, n, k, problems, threads)
+                } else {
+                    gemm::scratch_len(m, n, k, problems, threads)
+                }
+            };
             let gemm = len(per_call).max(if last > 0 { len(last) } else { 0 });
             gemm + if subsamples(algo, shape) {
                 batch * shape.in_c * n
@@ -201,7 +228,7 @@ pub fn scratch_len(algo: ConvAlgo, shape: &ConvShape, batch: usize, threads: usi
 /// thread, the same GEMM 256→512 at 28×28 from a 56×56 input at stride 2 took 1.28× the time of
 /// its stride-1 twin, 512→1024 at 14×14 1.22× (2 threads: 1.28×).
 fn subsamples(algo: ConvAlgo, shape: &ConvShape) -> bool {
-    algo == ConvAlgo::Pointwise && shape.stride != [1, 1]
+    matches!(algo, ConvAlgo::Pointwise | ConvAlgo::PointwiseBf16) && shape.stride != [1, 1]
 }
 
 /// Copies every plane of `input` (`planes` of `s.in_h × s.in_w`) subsampled at `s.stride` into
@@ -251,7 +278,7 @@ pub fn conv2d(ctx: &Ctx, algo: ConvAlgo, args: ConvArgs) -> Result<(), KernelErr
         }
         ConvAlgo::GroupedNchw8c => return grouped_nchw8c(ctx, args),
         ConvAlgo::Winograd => return winograd::run(ctx, args),
-        ConvAlgo::Pointwise | ConvAlgo::Im2col => {}
+        ConvAlgo::Pointwise | ConvAlgo::Im2col | ConvAlgo::PointwiseBf16 => {}
     }
     let threads = ctx.threads;
     let ConvArgs {
@@ -298,8 +325,13 @@ pub fn conv2d(ctx: &Ctx, algo: ConvAlgo, args: ConvArgs) -> Result<(), KernelErr
     } else {
         (input, scratch, s.in_h * s.in_w)
     };
-    let a_len = gemm::packed_a_len(m, k);
-    let direct_rows = algo == ConvAlgo::Pointwise;
+    let bf16 = algo == ConvAlgo::PointwiseBf16;
+    let a_len = if bf16 {
+        gemm::bf16::packed_a_len(m, k)
+    } else {
+        gemm::packed_a_len(m, k)
+    };
+    let direct_rows = algo != ConvAlgo::Im2col;
     let problem = |p: usize| {
         let (img, g) = (p / s.group, p % s.group);
         let inp = &input[(img * s.in_c + g * cin_g) * in_plane..][..cin_g * in_plane];
@@ -335,7 +367,11 @@ pub fn conv2d(ctx: &Ctx, algo: ConvAlgo, args: ConvArgs) -> Result<(), KernelErr
         for (i, slot) in problems[..count].iter_mut().enumerate() {
             *slot = problem(first + i);
         }
-        gemm::run(ctx, &g, &problems[..count], output, scratch)?;
+        if bf16 {
+            gemm::bf16::run(ctx, &g, &problems[..count], output, scratch)?;
+        } else {
+            gemm::run(ctx, &g, &problems[..count], output, scratch)?;
+        }
         first += count;
     }
     Ok(())

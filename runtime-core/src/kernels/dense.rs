@@ -122,6 +122,78 @@ fn run_with(ctx: &Ctx, args: DenseArgs, allow_gemv: bool) -> Result<(), KernelEr
     gemm::run(ctx, &g, &problems, output, &mut [])
 }
 
+/// Packs dense weights `[out_features, in_features]` for [`run_bf16`]: rounded to bf16 and laid
+/// out as K-pairs (`gemm::bf16`), two bf16 in the bits of each float. Done at compile time.
+pub fn pack_bf16(
+    in_features: usize,
+    out_features: usize,
+    weight: &[f32],
+) -> Result<Vec<f32>, KernelError> {
+    check_len("dense weight", in_features * out_features, weight.len())?;
+    Ok(gemm::bf16::pack_b_transposed(
+        weight,
+        in_features,
+        out_features,
+        in_features,
+    ))
+}
+
+/// Floats [`pack_bf16`] returns.
+pub fn packed_len_bf16(in_features: usize, out_features: usize) -> usize {
+    gemm::bf16::packed_b_len(in_features, out_features)
+}
+
+/// Scratch floats [`run_bf16`] needs (the input rows as K-pair panels).
+pub fn scratch_len_bf16(batch: usize, in_features: usize, _threads: usize) -> usize {
+    gemm::bf16::packed_a_len(batch, in_features)
+}
+
+/// [`run`] with bf16 products and fp32 sums: weights from [`pack_bf16`], the input rounded to
+/// bf16 as it is packed; `scratch` of at least [`scratch_len_bf16`] floats.
+pub fn run_bf16(ctx: &Ctx, args: DenseArgs) -> Result<(), KernelError> {
+    let DenseArgs {
+        batch,
+        in_features,
+        out_features,
+        input,
+        packed,
+        epilogue,
+        output,
+        scratch,
+    } = args;
+    check_len("dense input", batch * in_features, input.len())?;
+    check_len(
+        "dense packed bf16 weight",
+        packed_len_bf16(in_features, out_features),
+        packed.len(),
+    )?;
+    check_len("dense output", batch * out_features, output.len())?;
+    epilogue.check(batch, out_features, 1)?;
+    let a_len = gemm::bf16::packed_a_len(batch, in_features);
+    check_min_len("dense scratch", a_len, scratch.len())?;
+    if batch == 0 || out_features == 0 {
+        return Ok(());
+    }
+    let (a, _) = scratch.split_at_mut(a_len);
+    gemm::bf16::pack_a_into(input, batch, in_features, in_features, a);
+    let g = Gemm {
+        m: batch,
+        n: out_features,
+        k: in_features,
+        ldc: out_features,
+        bias_along: BiasAlong::Cols,
+        residual: epilogue.residual,
+        activation: epilogue.activation,
+    };
+    let problems = [Problem {
+        a: &*a,
+        b: BSource::Packed { data: packed },
+        c: 0,
+        bias: epilogue.bias,
+    }];
+    gemm::bf16::run(ctx, &g, &problems, output, &mut [])
+}
+
 /// `gemm::pack_a` into a preallocated slice of `packed_a_len(m, k)` floats.
 fn pack_a_into(src: &[f32], m: usize, k: usize, dst: &mut [f32]) {
     for (panel, block) in dst.chunks_exact_mut(k * gemm::MR).enumerate() {

@@ -461,6 +461,10 @@ pub(super) fn scratch_len(model: &Model, id: NodeId) -> Option<TokenStream> {
             let k = lit(d.in_features);
             Some(quote!(::resnext_runtime::kernels::dense::scratch_len(batch, #k, threads)))
         }
+        Op::Dense(d) if d.kernel == DenseKernel::PackedBf16 => {
+            let k = lit(d.in_features);
+            Some(quote!(::resnext_runtime::kernels::dense::scratch_len_bf16(batch, #k, threads)))
+        }
         _ => None,
     }
 }
@@ -473,10 +477,15 @@ fn emit_dense(model: &Model, d: &ir::Dense, args: &[TokenStream], out: TokenStre
         DenseKernel::Reference => quote! {
             ::resnext_runtime::kernels::reference::dense(batch, #k, #m, #x, #wt, &#epilogue, #out)
         },
-        DenseKernel::Packed => {
+        DenseKernel::Packed | DenseKernel::PackedBf16 => {
             let input = input_field(x);
+            let run = if d.kernel == DenseKernel::PackedBf16 {
+                quote!(run_bf16)
+            } else {
+                quote!(run)
+            };
             quote! {
-            ::resnext_runtime::kernels::dense::run(&ctx, ::resnext_runtime::kernels::dense::DenseArgs {
+            ::resnext_runtime::kernels::dense::#run(&ctx, ::resnext_runtime::kernels::dense::DenseArgs {
                 batch,
                 in_features: #k,
                 out_features: #m,

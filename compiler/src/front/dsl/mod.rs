@@ -63,6 +63,8 @@ pub struct ModelSpec {
     pub stem: Stem,
     /// BatchNorm epsilon (PyTorch's default, 1e-5).
     pub bn_epsilon: f32,
+    /// The arithmetic of the 1×1 convs and the classifier (`passes::PassOptions::precision`).
+    pub precision: crate::passes::Precision,
 }
 
 /// Which field of a [`ModelSpec`] a problem is about, so the macro can point at the user's tokens.
@@ -128,6 +130,7 @@ impl ModelSpec {
             classes,
             stem: Stem::ImageNet,
             bn_epsilon: 1e-5,
+            precision: crate::passes::Precision::F32,
         }
     }
 

@@ -17,11 +17,15 @@
 //! rectangles of C, run by [`Threads::run_indexed`](crate::exec::threads::Threads::run_indexed); each thread packs B into its own scratch slot
 //! (or, on the tiers without fused packing, when rows are split across tasks, every B is packed
 //! once up front). Wide-row im2col convs with small weights (the stems) go through `rows`.
+//!
+//! [`bf16`] is the same tiling with k taken in pairs of bf16 values (`--precision bf16`'s 1×1
+//! convs and dense layers), with the fp32 epilogue of these kernels.
 
 use super::{Activation, ConvShape, KernelError, SharedOut, check_min_len};
 use crate::exec::Ctx;
 use crate::exec::isa::Isa;
 
+pub mod bf16;
 mod generic;
 pub(crate) mod rows;
 #[cfg(target_arch = "x86_64")]

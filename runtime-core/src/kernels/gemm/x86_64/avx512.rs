@@ -175,7 +175,7 @@ unsafe fn tile_rn<const R: usize, const NV: usize, const PACK: bool>(t: &Tile, f
 /// # Safety
 /// `r < t.rows`; the pointers of `t` as documented on `Tile`.
 #[inline(always)]
-unsafe fn finish_row<const NV: usize>(
+pub(crate) unsafe fn finish_row<const NV: usize>(
     t: &Tile,
     r: usize,
     acc: [__m512; NV],

@@ -1,0 +1,163 @@
+//! fp32 against bf16 on ResNeXt-50's 1×1 convs (batch 1, bias + ReLU): each shape on 1 and 2
+//! threads, the two algorithms alternated call by call on the same data, medians of the rounds,
+//! and the bf16 / fp32 time ratio (the machine is shared: ratios of interleaved runs are the signal).
+//!
+//! Run: `cargo run --release -p resnext-runtime-core --example bench_bf16 [-- --rounds N]`.
+
+use std::time::Instant;
+
+use resnext_runtime_core::exec::Ctx;
+use resnext_runtime_core::exec::isa;
+use resnext_runtime_core::exec::threads::Threads;
+use resnext_runtime_core::kernels::conv::{self, ConvAlgo};
+use resnext_runtime_core::kernels::gemm::bf16;
+use resnext_runtime_core::kernels::{Activation, ConvArgs, ConvShape, Epilogue};
+
+/// ResNeXt-50 32×4d's 1×1 convs: (in_c, out_c, input size, stride, how many in the model).
+const POINTWISE: [(usize, usize, usize, usize, usize); 16] = [
+    (64, 128, 56, 1, 1),
+    (256, 128, 56, 1, 2),
+    (128, 256, 56, 1, 3),
+    (64, 256, 56, 1, 1),
+    (256, 256, 56, 1, 1),
+    (256, 512, 28, 1, 4),
+    (256, 512, 56, 2, 1),
+    (512, 256, 28, 1, 3),
+    (512, 512, 28, 1, 1),
+    (512, 1024, 14, 1, 6),
+    (512, 1024, 28, 2, 1),
+    (1024, 512, 14, 1, 5),
+    (1024, 1024, 14, 1, 1),
+    (1024, 2048, 7, 1, 3),
+    (1024, 2048, 14, 2, 1),
+    (2048, 1024, 7, 1, 2),
+];
+
+fn values(seed: u64, len: usize) -> Vec<f32> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            ((x >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+        })
+        .collect()
+}
+
+/// One algorithm's prepared call.
+struct Call {
+    algo: ConvAlgo,
+    packed: Vec<f32>,
+    scratch: Vec<f32>,
+}
+
+impl Call {
+    fn new(algo: ConvAlgo, s: &ConvShape, weight: &[f32], threads: usize) -> Call {
+        Call {
+            algo,
+            packed: conv::pack(algo, s, weight).expect("valid shape"),
+            scratch: vec![0.0; conv::scratch_len(algo, s, 1, threads)],
+        }
+    }
+
+    /// Seconds of one call.
+    fn time(
+        &mut self,
+        ctx: &Ctx,
+        s: &ConvShape,
+        input: &[f32],
+        bias: &[f32],
+        out: &mut [f32],
+    ) -> f64 {
+        let args = ConvArgs {
+            shape: *s,
+            batch: 1,
+            input,
+            packed: &self.packed,
+            epilogue: Epilogue {
+                bias: Some(bias),
+                residual: None,
+                activation: Activation::Relu,
+            },
+            output: out,
+            scratch: &mut self.scratch,
+        };
+        let t = Instant::now();
+        conv::conv2d(ctx, self.algo, args).expect("conv runs");
+        t.elapsed().as_secs_f64()
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let rounds: usize = args
+        .iter()
+        .position(|a| a == "--rounds")
+        .and_then(|i| args.get(i + 1)?.parse().ok())
+        .unwrap_or(200);
+    let isa = isa::isa();
+    println!(
+        "ISA: {}, vdpbf16ps: {}, {rounds} alternated rounds per shape",
+        isa.name(),
+        bf16::dot_supported()
+    );
+    println!(
+        "{:>5} {:>5} {:>4} {:>2} {:>2} | {:>8} {:>7} | {:>8} {:>7} | {:>6}",
+        "in", "out", "hw", "s", "T", "fp32 µs", "GFLOP/s", "bf16 µs", "GFLOP/s", "ratio"
+    );
+    for threads in [1, 2] {
+        let pool = Threads::new(threads);
+        let ctx = Ctx {
+            isa,
+            threads: &pool,
+        };
+        let mut totals = [0.0f64; 2];
+        for (in_c, out_c, hw, stride, count) in POINTWISE {
+            let s = ConvShape::square(in_c, hw, out_c, 1, stride, 0, 1);
+            let (input, weight, bias) = (
+                values(1, s.input_len()),
+                values(2, s.weight_len()),
+                values(3, s.out_c),
+            );
+            let mut out = vec![0.0; s.output_len()];
+            let mut calls = [
+                Call::new(ConvAlgo::Pointwise, &s, &weight, threads),
+                Call::new(ConvAlgo::PointwiseBf16, &s, &weight, threads),
+            ];
+            let mut times = [Vec::new(), Vec::new()];
+            for round in 0..rounds + 5 {
+                for (c, t) in calls.iter_mut().zip(&mut times) {
+                    let secs = c.time(&ctx, &s, &input, &bias, &mut out);
+                    // The first rounds warm the caches and the pool.
+                    if round >= 5 {
+                        t.push(secs);
+                    }
+                }
+            }
+            let ratio = median(times[0].iter().zip(&times[1]).map(|(f, b)| b / f).collect());
+            let [f, b] = times.map(median);
+            totals[0] += count as f64 * f;
+            totals[1] += count as f64 * b;
+            let gflop = 2.0 * s.macs() as f64 / 1e9;
+            println!(
+                "{in_c:>5} {out_c:>5} {hw:>4} {stride:>2} {threads:>2} | {:>8.1} {:>7.0} | {:>8.1} {:>7.0} | {ratio:>6.2}",
+                f * 1e6,
+                gflop / f,
+                b * 1e6,
+                gflop / b
+            );
+        }
+        println!(
+            "all 1×1 convs of ResNeXt-50, {threads} thread(s): fp32 {:.2} ms, bf16 {:.2} ms ({:.2}×)",
+            totals[0] * 1e3,
+            totals[1] * 1e3,
+            totals[1] / totals[0]
+        );
+    }
+}

@@ -1,0 +1,536 @@
+//! The bf16 GEMM behind `--precision bf16` (1×1 convs and dense layers): both operands rounded to
+//! bfloat16, products accumulated in fp32, the same fused fp32 epilogue as [`super::run`].
+//!
+//! Layout: the fp32 GEMM's tiling with k taken two at a time. Each 32-bit slot of a packed buffer
+//! (a `f32` by type, its bits reinterpreted) holds a *K-pair*: the bf16 of `k = 2p` in its low
+//! half and of `k = 2p + 1` in its high half (zero past an odd `k`). A is `[panel][k/2][MR]` slots,
+//! B `[tile][k/2][NR]` slots. That is what AVX512_BF16's `vdpbf16ps` reads: one instruction adds
+//! `a_lo·b_lo + a_hi·b_hi` into each fp32 lane, two multiply-adds per lane where an fp32 FMA does
+//! one, from a broadcast A slot and a B vector of 16 columns. Weights are rounded and packed at
+//! compile time; activations are rounded and paired while B (conv) or A (dense) is packed at run
+//! time, so the bf16 copy is never a buffer of its own.
+//!
+//! Rounding ([`to_bf16`]) is the one `vcvtne2ps2bf16` does: round to nearest even, NaN kept (made
+//! quiet), subnormals flushed to a signed zero; the tiers without AVX512_BF16 round in software
+//! the same way, widen the slots back to fp32 (exact) and use fp32 multiply-adds, so every tier
+//! computes the same products and differs only in the order of the fp32 sums.
+//!
+//! Tasks are the fp32 GEMM's (problem, row chunk, column chunk) rectangles; every task packs its
+//! own B block (a row split therefore packs the same B more than once: cheap next to the
+//! products it feeds, at least `MR` rows of them per packed slot).
+
+use super::{
+    ALIGN_SLACK, B_SCRATCH, BSource, Gemm, KC, MR, NR, Problem, Split, Tile, aligned, generic,
+};
+use crate::exec::Ctx;
+use crate::exec::isa::Isa;
+use crate::kernels::{KernelError, SharedOut, check_min_len};
+
+/// The bf16 nearest to `x` (ties to even) as its 16 bits; NaN stays NaN (quiet), subnormals become
+/// a zero of their sign (as `vcvtneps2bf16`), and finite values past bf16's range become infinite.
+#[inline]
+pub fn to_bf16(x: f32) -> u16 {
+    let b = x.to_bits();
+    if x.is_nan() {
+        return ((b >> 16) | 0x40) as u16;
+    }
+    if b & 0x7f80_0000 == 0 {
+        return ((b >> 16) & 0x8000) as u16;
+    }
+    ((b + 0x7fff + ((b >> 16) & 1)) >> 16) as u16
+}
+
+/// `x` rounded to bf16 ([`to_bf16`]) and widened back (exactly) to fp32.
+#[inline]
+pub fn round_bf16(x: f32) -> f32 {
+    f32::from_bits(u32::from(to_bf16(x)) << 16)
+}
+
+/// The K-pair slot holding `lo` (even k) and `hi` (odd k), both rounded to bf16.
+#[inline]
+fn pair(lo: f32, hi: f32) -> f32 {
+    f32::from_bits(u32::from(to_bf16(lo)) | (u32::from(to_bf16(hi)) << 16))
+}
+
+/// The two fp32 values of a K-pair slot.
+#[inline(always)]
+fn unpair(slot: f32) -> (f32, f32) {
+    let b = slot.to_bits();
+    (f32::from_bits(b << 16), f32::from_bits(b & 0xffff_0000))
+}
+
+/// Slots of an `m × k` A packed in K-pair panels.
+pub fn packed_a_len(m: usize, k: usize) -> usize {
+    m.div_ceil(MR) * MR * k.div_ceil(2)
+}
+
+/// Slots of a `k × n` B packed in K-pair tiles.
+pub fn packed_b_len(k: usize, n: usize) -> usize {
+    n.div_ceil(NR) * NR * k.div_ceil(2)
+}
+
+/// Packs a row-major `m × k` matrix (row `r` at `src[r * ld..][..k]`) into K-pair panels of `MR`
+/// rows, appending [`packed_a_len`] slots to `dst`. Done at compile time for conv weights.
+pub fn pack_a(src: &[f32], m: usize, k: usize, ld: usize, dst: &mut Vec<f32>) {
+    let at = dst.len();
+    dst.resize(at + packed_a_len(m, k), 0.0);
+    pack_a_into(src, m, k, ld, &mut dst[at..]);
+}
+
+/// [`pack_a`] into a slice of [`packed_a_len`] slots (the dense layer's activations at run time).
+pub(crate) fn pack_a_into(src: &[f32], m: usize, k: usize, ld: usize, dst: &mut [f32]) {
+    let k2 = k.div_ceil(2);
+    for (panel, block) in dst.chunks_exact_mut(k2 * MR).enumerate() {
+        for (p, lane) in block.chunks_exact_mut(MR).enumerate() {
+            for (r, v) in lane.iter_mut().enumerate() {
+                let row = panel * MR + r;
+                *v = if row < m {
+                    let at = |kk: usize| if kk < k { src[row * ld + kk] } else { 0.0 };
+                    pair(at(2 * p), at(2 * p + 1))
+                } else {
+                    0.0
+                };
+            }
+        }
+    }
+}
+
+/// Packs B given as `b[k][n] = src[n * ld + k]` (dense weights `[out, in]`) into K-pair tiles of
+/// `NR` columns: [`packed_b_len`] slots. Done at compile time.
+pub fn pack_b_transposed(src: &[f32], k: usize, n: usize, ld: usize) -> Vec<f32> {
+    let k2 = k.div_ceil(2);
+    let mut dst = Vec::with_capacity(packed_b_len(k, n));
+    for tile in 0..n.div_ceil(NR) {
+        for p in 0..k2 {
+            for c in 0..NR {
+                let col = tile * NR + c;
+                let at = |kk: usize| {
+                    if kk < k && col < n {
+                        src[col * ld + kk]
+                    } else {
+                        0.0
+                    }
+                };
+                dst.push(pair(at(2 * p), at(2 * p + 1)));
+            }
+        }
+    }
+    dst
+}
+
+/// Scratch floats [`run`] needs on `threads` threads when B is packed at run time: one B block
+/// per thread (`m`, `n`, `k` and `problems` are there for symmetry with `gemm::scratch_len`).
+pub fn scratch_len(_m: usize, _n: usize, _k: usize, _problems: usize, threads: usize) -> usize {
+    ALIGN_SLACK + threads.max(1) * B_SCRATCH
+}
+
+/// How one call computes its K-pairs.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Path {
+    /// AVX512_BF16's `vdpbf16ps` (on the AVX-512 tier of a CPU that has it).
+    Dot,
+    /// Slots widened to fp32 and multiplied-added in fp32: compiled for AVX2 on the SIMD tiers,
+    /// plain on the generic one.
+    Widen { avx2: bool },
+}
+
+/// Whether this CPU has what [`Path::Dot`] runs on: AVX512_BF16, and AVX512BW for the 16-bit
+/// permute that interleaves the pairs while packing.
+pub fn dot_supported() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        is_x86_feature_detected!("avx512bf16")
+            && is_x86_feature_detected!("avx512bw")
+            && is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+fn path(isa: Isa) -> Path {
+    match isa {
+        Isa::Avx512 if dot_supported() => Path::Dot,
+        Isa::Avx2 | Isa::Avx512 if isa.supported() => Path::Widen { avx2: true },
+        _ => Path::Widen { avx2: false },
+    }
+}
+
+/// Runs every problem into `output`: A is K-pair packed ([`pack_a`]), B either plain rows
+/// (`BSource::Rows`, packed here) or K-pair packed for the whole k (`BSource::Packed`, from
+/// [`pack_b_transposed`]). The caller's contract is that of `gemm::run`, with the packed lengths
+/// of this module; `scratch` holds [`scratch_len`] floats unless every B is packed.
+pub(crate) fn run(
+    ctx: &Ctx,
+    g: &Gemm,
+    problems: &[Problem],
+    output: &mut [f32],
+    scratch: &mut [f32],
+) -> Result<(), KernelError> {
+    let Ctx { isa, threads } = *ctx;
+    if g.m == 0 || g.n == 0 || problems.is_empty() {
+        return Ok(());
+    }
+    if problems
+        .iter()
+        .any(|p| matches!(p.b, BSource::Im2col { .. }))
+    {
+        return Err(KernelError::BadShape(
+            "the bf16 GEMM packs plain rows only (1×1 convs without padding)".into(),
+        ));
+    }
+    let path = path(isa);
+    let split = Split::new(g.m, g.n, g.k, problems.len(), threads.count());
+    let runtime_b = problems.iter().any(|p| matches!(p.b, BSource::Rows { .. }));
+    let scratch = if runtime_b {
+        check_min_len(
+            "bf16 gemm scratch",
+            scratch_len(g.m, g.n, g.k, problems.len(), threads.count()),
+            scratch.len(),
+        )?;
+        aligned(scratch)
+    } else {
+        scratch
+    };
+    let out = SharedOut(output.as_mut_ptr());
+    let scr = SharedOut(scratch.as_mut_ptr());
+    let per_problem = split.m_chunks * split.n_chunks;
+    let task = |t: usize, worker: usize| {
+        let p = &problems[t / per_problem];
+        let r = t % per_problem;
+        let (mc, nc) = if split.rows_outer {
+            (r / split.n_chunks, r % split.n_chunks)
+        } else {
+            (r % split.m_chunks, r / split.m_chunks)
+        };
+        // SAFETY: worker `worker` alone uses slot `worker` of the scratch (`threads.count()`
+        // slots, checked above when any B is packed here).
+        let bbuf = runtime_b.then(|| unsafe {
+            std::slice::from_raw_parts_mut(scr.ptr().add(worker * B_SCRATCH), B_SCRATCH)
+        });
+        // SAFETY: the rectangle of this task is written by it alone and lies inside `output`
+        // (the caller's contract); `path` only picks what the CPU supports.
+        unsafe {
+            task_body(
+                g,
+                p,
+                (split.panels(mc), split.tiles(nc)),
+                bbuf,
+                out.ptr(),
+                path,
+            )
+        };
+    };
+    threads.run_indexed(problems.len() * per_problem, &task);
+    Ok(())
+}
+
+/// Rows `panels` × columns `tiles` of one problem's C, block of K-pairs by block.
+///
+/// # Safety
+/// As `gemm::task_body`: `out` valid for writes of that rectangle, nobody else touching it;
+/// `path` supported by this CPU.
+unsafe fn task_body(
+    g: &Gemm,
+    p: &Problem,
+    (panels, tiles): (std::ops::Range<usize>, std::ops::Range<usize>),
+    mut bbuf: Option<&mut [f32]>,
+    out: *mut f32,
+    path: Path,
+) {
+    let k2 = g.k.div_ceil(2);
+    // The B block as deep as the scratch allows (at least `KC` pairs, as `tiles` has at most
+    // `NC_TILES` tiles), so that with k ≤ 2·KC C is written once.
+    let step = match p.b {
+        BSource::Packed { .. } => k2,
+        _ => (B_SCRATCH / (tiles.len().max(1) * NR)).max(KC),
+    };
+    for p0 in (0..k2).step_by(step) {
+        let kc = step.min(k2 - p0);
+        let (base, first, stride) = match (p.b, bbuf.as_deref_mut()) {
+            (BSource::Packed { data }, _) => (data.as_ptr().wrapping_add(p0 * NR), 0, k2 * NR),
+            (BSource::Rows { data, ld }, Some(buf)) => {
+                pack_rows(data, ld, g, (p0, kc), tiles.clone(), buf, path);
+                (buf.as_ptr(), tiles.start, kc * NR)
+            }
+            // `run` rejects im2col and supplies scratch whenever B is plain rows.
+            _ => return,
+        };
+        let finish = (p0 + kc == k2).then(|| super::Finish {
+            bias: p.bias.map_or(std::ptr::null(), |b| b.as_ptr()),
+            bias_along: g.bias_along,
+            residual: g
+                .residual
+                .map_or(std::ptr::null(), |r| r.as_ptr().wrapping_add(p.c)),
+            activation: g.activation,
+        });
+        for i in panels.clone() {
+            for j in tiles.clone() {
+                let (row, col) = (i * MR, j * NR);
+                let mut f = finish;
+                if let Some(f) = f.as_mut() {
+                    if !f.bias.is_null() {
+                        let off = if f.bias_along == super::BiasAlong::Rows {
+                            row
+                        } else {
+                            col
+                        };
+                        f.bias = f.bias.wrapping_add(off);
+                    }
+                    if !f.residual.is_null() {
+                        f.residual = f.residual.wrapping_add(row * g.ldc + col);
+                    }
+                }
+                let t = Tile {
+                    kc,
+                    a: p.a[(i * k2 + p0) * MR..].as_ptr(),
+                    b: base.wrapping_add((j - first) * stride),
+                    ldb: NR,
+                    c: out.wrapping_add(p.c + row * g.ldc + col),
+                    ldc: g.ldc,
+                    rows: MR.min(g.m - row),
+                    cols: g.tile_cols(j),
+                    load_c: p0 > 0,
+                    stream_a: false,
+                    finish: f,
+                };
+                // SAFETY: A and B hold `kc` packed K-pair rows from these offsets (lengths checked
+                // by the caller, B packed above); C and the residual rectangles are inside their
+                // buffers and C is ours alone (this function's contract).
+                unsafe { micro(&t, path) };
+            }
+        }
+    }
+}
+
+/// One `MR × NR` tile over `t.kc` K-pairs (`t.a`, `t.b` point at K-pair slots).
+///
+/// # Safety
+/// As `generic::tile`, with `kc` K-pair rows; `path` supported by this CPU.
+#[inline]
+unsafe fn micro(t: &Tile, path: Path) {
+    match path {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: forwarded from the caller.
+        Path::Dot => unsafe { x86::tile(t) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: forwarded from the caller; `Widen { avx2: true }` only where AVX2 and FMA are.
+        Path::Widen { avx2: true } => unsafe { widen_tile_avx2(t) },
+        // SAFETY: forwarded from the caller.
+        _ => unsafe { widen_tile(t) },
+    }
+}
+
+/// [`widen_tile`] compiled for AVX2 + FMA.
+///
+/// # Safety
+/// As [`widen_tile`]; the CPU must support AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn widen_tile_avx2(t: &Tile) {
+    // SAFETY: forwarded from the caller.
+    unsafe { widen_tile(t) }
+}
+
+/// The portable K-pair micro-kernel: each slot widened to two fp32 values, each exact product
+/// added in fp32, then the scalar epilogue of `generic`.
+///
+/// # Safety
+/// As `generic::tile`, with `kc` K-pair rows of A (`MR` slots) and B (`NR` slots).
+#[inline(always)]
+unsafe fn widen_tile(t: &Tile) {
+    let mut acc = [[0.0f32; NR]; MR];
+    // SAFETY: lengths as in the contract.
+    let (a, b) = unsafe {
+        (
+            std::slice::from_raw_parts(t.a, t.kc * MR),
+            std::slice::from_raw_parts(t.b, t.kc * NR),
+        )
+    };
+    for (av, bv) in a.chunks_exact(MR).zip(b.chunks_exact(NR)) {
+        let mut blo = [0.0f32; NR];
+        let mut bhi = [0.0f32; NR];
+        for ((l, h), &s) in blo.iter_mut().zip(&mut bhi).zip(bv) {
+            (*l, *h) = unpair(s);
+        }
+        for (row, &s) in acc.iter_mut().zip(av).take(t.rows) {
+            let (x, y) = unpair(s);
+            for ((c, &l), &h) in row.iter_mut().zip(&blo).zip(&bhi) {
+                *c += x * l;
+                *c += y * h;
+            }
+        }
+    }
+    for (r, row) in acc.iter().enumerate().take(t.rows) {
+        // SAFETY: forwarded from the caller.
+        unsafe { generic::store_row(t, r, &row[..t.cols]) };
+    }
+}
+
+/// Packs K-pairs `p0..p0 + kc` of plain-row B (`B[k][n] = data[k·ld + n]`) for the columns of
+/// `tiles` into `dst` as `[tile][kc][NR]` slots, zero-padded past column `n` and row `k`.
+fn pack_rows(
+    data: &[f32],
+    ld: usize,
+    g: &Gemm,
+    (p0, kc): (usize, usize),
+    tiles: std::ops::Range<usize>,
+    dst: &mut [f32],
+    path: Path,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if path == Path::Dot {
+        for (t, j) in tiles.clone().enumerate() {
+            let (col0, width) = (j * NR, g.tile_cols(j));
+            let tile = &mut dst[t * kc * NR..][..kc * NR];
+            for (p, row) in tile.chunks_exact_mut(NR).enumerate() {
+                let lo = 2 * (p0 + p);
+                let src_lo = &data[lo * ld + col0..][..width];
+                let src_hi = (lo + 1 < g.k).then(|| &data[(lo + 1) * ld + col0..][..width]);
+                // SAFETY: `Path::Dot` only where the CPU has AVX512_BF16 and AVX512BW.
+                unsafe { x86::pack_pair_row(src_lo, src_hi, row) };
+            }
+        }
+        return;
+    }
+    let _ = path;
+    for (t, j) in tiles.enumerate() {
+        let (col0, width) = (j * NR, g.tile_cols(j));
+        let tile = &mut dst[t * kc * NR..][..kc * NR];
+        for (p, row) in tile.chunks_exact_mut(NR).enumerate() {
+            let lo = 2 * (p0 + p);
+            let src_lo = &data[lo * ld + col0..][..width];
+            if lo + 1 < g.k {
+                let src_hi = &data[(lo + 1) * ld + col0..][..width];
+                for ((d, &x), &y) in row.iter_mut().zip(src_lo).zip(src_hi) {
+                    *d = pair(x, y);
+                }
+            } else {
+                for (d, &x) in row.iter_mut().zip(src_lo) {
+                    *d = pair(x, 0.0);
+                }
+            }
+            row[width..].fill(0.0);
+        }
+    }
+}
+
+/// The AVX512_BF16 micro-kernel and B packing.
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::super::x86_64::avx512::finish_row;
+    use super::super::{MR, NR, Tile};
+
+    /// How many K-pairs ahead the kernel prefetches A (16 × 32 B = 512 B, as the fp32 kernel).
+    const A_AHEAD: usize = 16;
+
+    /// Runs `t` monomorphised on its row count (1, 2, 4 or 8; the packed A rows past `rows` are
+    /// zero) and its vectors of columns.
+    ///
+    /// # Safety
+    /// As `widen_tile`; the CPU must support AVX512_BF16 (and AVX-512F).
+    pub(super) unsafe fn tile(t: &Tile) {
+        macro_rules! go {
+            ($r:literal) => {
+                // SAFETY: forwarded from the caller.
+                unsafe {
+                    match t.cols.div_ceil(16) {
+                        1 => tile_rn::<$r, 1>(t),
+                        2 => tile_rn::<$r, 2>(t),
+                        _ => tile_rn::<$r, 3>(t),
+                    }
+                }
+            };
+        }
+        match t.rows {
+            1 => go!(1),
+            2 => go!(2),
+            3 | 4 => go!(4),
+            _ => go!(8),
+        }
+    }
+
+    /// `R` rows × `NV` vectors of 16 columns: per K-pair one B row of `NV` vectors, reused by
+    /// every row's broadcast A slot, `R · NV` `vdpbf16ps`; then the fp32 kernel's epilogue.
+    ///
+    /// # Safety
+    /// As [`tile`], with `R >= t.rows` and `NV` vectors covering `t.cols`.
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    #[allow(clippy::needless_range_loop)]
+    unsafe fn tile_rn<const R: usize, const NV: usize>(t: &Tile) {
+        let mut acc = [[_mm512_setzero_ps(); NV]; R];
+        let (mut a, mut b) = (t.a as *const i32, t.b as *const __m512i);
+        let mut lanes = [0xFFFF as __mmask16; NV];
+        for (v, m) in lanes.iter_mut().enumerate() {
+            let rem = t.cols.saturating_sub(16 * v);
+            if rem < 16 {
+                *m = (1u16 << rem) - 1;
+            }
+        }
+        for _ in 0..t.kc {
+            _mm_prefetch::<_MM_HINT_T0>(a.wrapping_add(A_AHEAD * MR) as *const i8);
+            let mut bv = [_mm512_setzero_si512(); NV];
+            for v in 0..NV {
+                // SAFETY: B holds `kc` rows of `NR >= 16·NV` slots (caller's contract).
+                bv[v] = unsafe { _mm512_loadu_si512(b.add(v)) };
+            }
+            for r in 0..R {
+                // SAFETY: A holds `kc` rows of `MR >= R` slots; a vector of 32 bf16 is a
+                // vector of 512 bits like any other.
+                let x = unsafe {
+                    std::mem::transmute::<__m512i, __m512bh>(_mm512_set1_epi32(*a.add(r)))
+                };
+                for v in 0..NV {
+                    // SAFETY: as above.
+                    let y = unsafe { std::mem::transmute::<__m512i, __m512bh>(bv[v]) };
+                    acc[r][v] = _mm512_dpbf16_ps(acc[r][v], x, y);
+                }
+            }
+            a = a.wrapping_add(MR);
+            b = b.wrapping_add(NR / 16);
+        }
+        macro_rules! rows {
+            ($($r:literal)*) => {$(
+                if $r < R && $r < t.rows {
+                    // SAFETY: `$r < rows`; the pointers of `t` as the caller promised.
+                    unsafe { finish_row(t, $r, acc[$r], lanes) };
+                }
+            )*};
+        }
+        rows!(0 1 2 3 4 5 6 7);
+    }
+
+    /// One packed K-pair row of a B tile: column `c < lo.len()` gets the bf16 of `lo[c]` (low
+    /// half) and of `hi[c]` (high half; zero without `hi`), the rest of the `NR` slots zero.
+    /// `vcvtne2ps2bf16` rounds sixteen columns of both rows at once (`lo` in the low 16 bf16,
+    /// `hi` in the high), and a 16-bit permute interleaves them into pairs.
+    ///
+    /// # Safety
+    /// The CPU must support AVX512_BF16 and AVX512BW; `hi` as long as `lo`, `lo.len() <= NR`,
+    /// `dst.len() == NR`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    pub(super) unsafe fn pack_pair_row(lo: &[f32], hi: Option<&[f32]>, dst: &mut [f32]) {
+        debug_assert!(lo.len() <= NR && dst.len() == NR);
+        let idx = _mm512_set_epi16(
+            31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5, 20,
+            4, 19, 3, 18, 2, 17, 1, 16, 0,
+        );
+        for v in 0..NR / 16 {
+            let rem = lo.len().saturating_sub(16 * v).min(16);
+            let m: __mmask16 = if rem == 16 { 0xFFFF } else { (1u16 << rem) - 1 };
+            // SAFETY: the lanes of `m` are indices `< lo.len()` of `lo` and of `hi`; the
+            // store writes slots `16v..16v + 16` of `dst` (`NR` slots).
+            unsafe {
+                let l = _mm512_maskz_loadu_ps(m, lo.as_ptr().wrapping_add(16 * v));
+                let h = match hi {
+                    Some(h) => _mm512_maskz_loadu_ps(m, h.as_ptr().wrapping_add(16 * v)),
+                    None => _mm512_setzero_ps(),
+                };
+                let both = std::mem::transmute::<__m512bh, __m512i>(_mm512_cvtne2ps_pbh(h, l));
+                let pairs = _mm512_permutexvar_epi16(idx, both);
+                _mm512_storeu_si512(dst.as_mut_ptr().add(16 * v) as *mut __m512i, pairs);
+            }
+        }
+    }
+}
