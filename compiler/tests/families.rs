@@ -439,15 +439,16 @@ fn every_fixture_has_a_test() {
     assert!(untested.is_empty(), "fixtures without a test: {untested:?}");
 }
 
-/// The standard-size models (`testdata/make_fixtures.py --full DIR`: torchvision's architectures,
-/// 1000 classes, 224×224 or 299×299, a batch of one), not committed: `RESNEXT_FAMILIES_FULL`
-/// names their directory. The same check as the reduced fixtures (tolerance from `manifest.json`
-/// of that directory), one shared binary for all of them. Run on request without the variable,
-/// the directory or a listed file, a test fails. Not named `with_models`: CI has no such models.
+/// The standard-size models, one per family (`testdata/make_fixtures.py --full DIR
+/// --one-per-family`: torchvision's architectures, 1000 classes, 224×224 or 299×299, a batch of
+/// one), not committed: `RESNEXT_FAMILIES_FULL` names their directory. The same check as the
+/// reduced fixtures (tolerance from `manifest.json` of that directory), one shared binary for all
+/// of them. Run on request without the variable, the directory or a listed file, a test fails.
+/// Not named `with_models`: CI has no such models.
 ///
-/// The weights (about 2 GB per exporter for these models) are written only while a test runs its
-/// model and removed after it: the build writes the code alone and each test recompiles its
-/// model (a second or two) for the weights, so a run never holds more than one file per test thread.
+/// The weights (1.7 GB per exporter) are written only while a test runs its model and removed
+/// after it: the build writes the code alone and each test recompiles its model (a second or
+/// two) for the weights, so a run holds at most one weights file per test thread.
 mod with_full_models {
     use super::*;
 
@@ -521,7 +522,8 @@ mod with_full_models {
             Some(dir) if !dir.is_empty() => workspace().join(dir),
             _ => panic!(
                 "this test needs the full-size family models: set {ENV} to the directory of \
-                 `python testdata/make_fixtures.py --full DIR --exporters dynamo,ts17 --batch 1`"
+                 `python testdata/make_fixtures.py --full DIR --one-per-family --exporters \
+                 dynamo,ts17 --batch 1`"
             ),
         };
         assert!(
