@@ -13,7 +13,7 @@ Sizes:
   committed.
 * ``--full DIR``: the torchvision architectures at their standard sizes (224x224, 299x299 for
   Inception-v3 and Xception, 1000 classes), on demand. ``--one-per-family`` picks the
-  ``ONE_PER_FAMILY`` models (about 1 GB per exporter; what ``compiler/tests/families.rs``'s
+  ``ONE_PER_FAMILY`` models (1.8 GB per exporter; what ``compiler/tests/families.rs``'s
   ``with_full_models`` tests and the benchmark's ``--families DIR`` expect); ``--batch 1`` keeps
   the reference files small.
 

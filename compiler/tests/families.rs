@@ -446,7 +446,7 @@ fn every_fixture_has_a_test() {
 /// of them. Run on request without the variable, the directory or a listed file, a test fails.
 /// Not named `with_models`: CI has no such models.
 ///
-/// The weights (1.7 GB per exporter) are written only while a test runs its model and removed
+/// The weights (1.8 GB per exporter) are written only while a test runs its model and removed
 /// after it: the build writes the code alone and each test recompiles its model (a second or
 /// two) for the weights, so a run holds at most one weights file per test thread.
 mod with_full_models {
