@@ -874,10 +874,13 @@ def export(model: nn.Module, x: torch.Tensor, path: Path, exporter: str, big: bo
     notes: list[str] = []
     if exporter == "dynamo":
         kwargs = dict(dynamo=True, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], external_data=big)
+        # torch.export specialises a dimension of size 1 to a constant: trace a batch of 1 with two
+        # copies of it, so the batch stays symbolic (ConvNeXt's head otherwise fails to export).
+        example = torch.cat([x, x]) if x.shape[0] == 1 else x
         try:
             with quiet():
                 torch.onnx.export(
-                    model, (x,), str(path), dynamic_shapes=({0: torch.export.Dim(BATCH_NAME)},), **kwargs
+                    model, (example,), str(path), dynamic_shapes=({0: torch.export.Dim(BATCH_NAME)},), **kwargs
                 )
         except Exception as e:  # noqa: BLE001 - any failure: retry with a fixed batch
             notes.append(f"fixed batch: symbolic batch failed: {first_line(e)}")
