@@ -12,7 +12,10 @@ Sizes:
   smaller configurations (fewer classes, small inputs, narrow and shallow), meant to be
   committed.
 * ``--full DIR``: the torchvision architectures at their standard sizes (224x224, 299x299 for
-  Inception-v3 and Xception, 1000 classes), on demand.
+  Inception-v3 and Xception, 1000 classes), on demand. ``--one-per-family`` picks the
+  ``ONE_PER_FAMILY`` models (1.8 GB per exporter; what ``compiler/tests/families.rs``'s
+  ``with_full_models`` tests and the benchmark's ``--families DIR`` expect); ``--batch 1`` keeps
+  the reference files small.
 
 Weights are random but realistic, in this order:
 
@@ -106,6 +109,33 @@ BIAS_SPREAD = 0.1
 MISMATCH_REL = 1e-3
 # ONNX protobufs cannot hold more than 2 GiB; bigger models keep their weights outside.
 PROTO_LIMIT = 2_000_000_000
+# One standard-size model per family (with both ResNet block kinds), none of the huge ones
+# (VGG-16/19, ResNet-152, RegNet 16gf+, EfficientNet B5+, ConvNeXt base/large): the set that
+# `with_full_models` in compiler/tests/families.rs lists.
+ONE_PER_FAMILY = (
+    "lenet5_tanh",
+    "alexnet",
+    "vgg11_bn",
+    "googlenet",
+    "inception_v3",
+    "resnet18",
+    "resnet50",
+    "wide_resnet50_2",
+    "resnext50_32x4d",
+    "squeezenet1_1",
+    "densenet121",
+    "shufflenet_v2_x1_0",
+    "mobilenet_v2",
+    "mobilenet_v3_small",
+    "mobilenet_v3_large",
+    "mnasnet1_0",
+    "efficientnet_b0",
+    "efficientnet_v2_s",
+    "regnet_x_400mf",
+    "regnet_y_400mf",
+    "convnext_tiny",
+    "xception",
+)
 
 
 @dataclass
@@ -844,10 +874,13 @@ def export(model: nn.Module, x: torch.Tensor, path: Path, exporter: str, big: bo
     notes: list[str] = []
     if exporter == "dynamo":
         kwargs = dict(dynamo=True, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], external_data=big)
+        # torch.export specialises a dimension of size 1 to a constant: trace a batch of 1 with two
+        # copies of it, so the batch stays symbolic (ConvNeXt's head otherwise fails to export).
+        example = torch.cat([x, x]) if x.shape[0] == 1 else x
         try:
             with quiet():
                 torch.onnx.export(
-                    model, (x,), str(path), dynamic_shapes=({0: torch.export.Dim(BATCH_NAME)},), **kwargs
+                    model, (example,), str(path), dynamic_shapes=({0: torch.export.Dim(BATCH_NAME)},), **kwargs
                 )
         except Exception as e:  # noqa: BLE001 - any failure: retry with a fixed batch
             notes.append(f"fixed batch: symbolic batch failed: {first_line(e)}")
@@ -1049,6 +1082,11 @@ def main() -> int:
     )
     size.add_argument("--full", metavar="DIR", help="standard-size models into DIR")
     p.add_argument("--only", help="comma-separated model names (manifest entries of the others are kept)")
+    p.add_argument(
+        "--one-per-family",
+        action="store_true",
+        help="with --full: the models of ONE_PER_FAMILY (%s)" % ",".join(ONE_PER_FAMILY),
+    )
     p.add_argument("--exporters", default=",".join(EXPORTERS), help="comma-separated subset of %(default)s")
     p.add_argument("--list", action="store_true", help="list the models and exit")
     p.add_argument("--batch", type=int, default=2, help="batch of the input and reference output (default %(default)s)")
@@ -1056,17 +1094,21 @@ def main() -> int:
     args = p.parse_args()
 
     full = args.full is not None
+    if args.one_per_family:
+        if not full or args.only:
+            p.error("--one-per-family goes with --full and without --only")
+        args.only = ",".join(ONE_PER_FAMILY)
     specs = full_specs() if full else small_specs()
-    if args.list:
-        for s in specs:
-            print(f"{s.name:28} {s.family:14} {s.in_channels}x{s.input_hw[0]}x{s.input_hw[1]}")
-        return 0
     if args.only:
         wanted = args.only.split(",")
         unknown = sorted(set(wanted) - {s.name for s in specs})
         if unknown:
             p.error(f"unknown model(s): {', '.join(unknown)} (see --list)")
         specs = [s for s in specs if s.name in wanted]
+    if args.list:
+        for s in specs:
+            print(f"{s.name:28} {s.family:14} {s.in_channels}x{s.input_hw[0]}x{s.input_hw[1]}")
+        return 0
     exporters = args.exporters.split(",")
     if set(exporters) - set(EXPORTERS):
         p.error(f"unknown exporter(s) in {args.exporters}; choose from {', '.join(EXPORTERS)}")

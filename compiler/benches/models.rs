@@ -2,9 +2,15 @@
 //! the GFLOP/s of every distinct conv layer of ResNeXt-50 against the machine's measured FMA peak.
 //!
 //! `cargo bench -p resnext-compiler --bench models -- [--rounds R] [--runs K] [--threads 1,2]
-//! [--batch 1,8] [--models a.onnx,b.onnx] [--no-ort] [--no-tract] [--no-layers]`
+//! [--batch 1,8] [--models a.onnx,b.onnx] [--families DIR [--only a,b]] [--no-ort] [--no-tract]
+//! [--no-layers]`
 //!
-//! Models default to `$RESNEXT_MODELS/resnext50_32x4d_bn.onnx`, `testdata/mobilenet_v2_bn.onnx` and
+//! `--families DIR` adds the `NAME.dynamo.onnx` file of every model of a directory written by
+//! `testdata/make_fixtures.py --full DIR` (in its manifest's order; `--only` picks models by
+//! name) and, without `--models`, replaces the defaults. A model we cannot compile or run, or
+//! tract cannot load, is reported (why, in the table's note column) and the run goes on. The
+//! weights file of a family model's crate is removed once its rows are done (every run rewrites
+//! it; there are gigabytes of them). Models default to `$RESNEXT_MODELS/resnext50_32x4d_bn.onnx`, `testdata/mobilenet_v2_bn.onnx` and
 //! `target/bench/resnet50.onnx` (written by `bench/make_resnet.py` when the venv of
 //! `bench/setup.sh` exists). onnxruntime runs in `bench/ort_peer.py` inside that venv; without it the
 //! ORT column is skipped with a message. Every configuration runs R rounds; each round runs ours
@@ -36,13 +42,14 @@ struct Args {
     threads: Vec<usize>,
     batches: Vec<usize>,
     models: Vec<PathBuf>,
+    /// The models that came from `--families`, whose weights files are removed after use.
+    family_models: Vec<PathBuf>,
     ort: bool,
     tract: bool,
     layers: bool,
 }
 
-fn parse_args() -> Args {
-    let root = workspace_root();
+fn default_models(root: &Path) -> Vec<PathBuf> {
     let mut models = Vec::new();
     match std::env::var_os("RESNEXT_MODELS") {
         // Cargo runs benches in the package directory: a relative path means the workspace root.
@@ -51,16 +58,82 @@ fn parse_args() -> Args {
     }
     models.push(root.join("testdata/mobilenet_v2_bn.onnx"));
     models.push(root.join("target/bench/resnet50.onnx"));
+    models
+}
+
+/// The `NAME.dynamo.onnx` files of a `make_fixtures.py --full` directory: the manifest's dynamo
+/// entries in its order (all such files, by name, without a manifest), restricted to `only`.
+fn family_models(dir: &Path, only: Option<&[String]>) -> Result<Vec<PathBuf>, String> {
+    const SUFFIX: &str = ".dynamo.onnx";
+    let manifest = dir.join("manifest.json");
+    let mut names: Vec<String> = if manifest.exists() {
+        let text = std::fs::read_to_string(&manifest)
+            .map_err(|e| format!("cannot read {}: {e}", manifest.display()))?;
+        let json: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| format!("{} is not JSON: {e}", manifest.display()))?;
+        let files = json["files"]
+            .as_array()
+            .ok_or_else(|| format!("{} has no `files` list", manifest.display()))?;
+        files
+            .iter()
+            .filter(|f| f["exporter"] == "dynamo")
+            .filter_map(|f| f["model"].as_str().map(str::to_owned))
+            .filter(|m| dir.join(format!("{m}{SUFFIX}")).exists())
+            .collect()
+    } else {
+        let entries =
+            std::fs::read_dir(dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+        let mut names: Vec<String> = entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                name.strip_suffix(SUFFIX).map(str::to_owned)
+            })
+            .collect();
+        names.sort();
+        names
+    };
+    if let Some(only) = only {
+        let unknown: Vec<&str> = only
+            .iter()
+            .filter(|o| !names.contains(o))
+            .map(String::as_str)
+            .collect();
+        if !unknown.is_empty() {
+            return Err(format!(
+                "--only: no {SUFFIX} file in {} for {}; there are: {}",
+                dir.display(),
+                unknown.join(", "),
+                names.join(", ")
+            ));
+        }
+        names.retain(|n| only.contains(n));
+    }
+    if names.is_empty() {
+        return Err(format!("no *{SUFFIX} file in {}", dir.display()));
+    }
+    Ok(names
+        .iter()
+        .map(|n| dir.join(format!("{n}{SUFFIX}")))
+        .collect())
+}
+
+fn parse_args() -> Result<Args, String> {
+    let root = workspace_root();
     let mut a = Args {
         rounds: 5,
         runs: 5,
         threads: vec![1, 2],
         batches: vec![1, 8],
-        models,
+        models: Vec::new(),
+        family_models: Vec::new(),
         ort: true,
         tract: true,
         layers: true,
     };
+    let mut models = None;
+    let mut families = None;
+    let mut only = None;
     let mut it = std::env::args().skip(1);
     let list = |v: Option<String>| -> Vec<usize> {
         v.unwrap_or_default()
@@ -76,12 +149,22 @@ fn parse_args() -> Args {
             "--batch" => a.batches = list(it.next()),
             // Relative paths are taken from the workspace root (cargo bench runs in compiler/).
             "--models" => {
-                a.models = it
-                    .next()
-                    .unwrap_or_default()
-                    .split(',')
-                    .map(|p| root.join(p))
-                    .collect()
+                models = Some(
+                    it.next()
+                        .unwrap_or_default()
+                        .split(',')
+                        .map(|p| root.join(p))
+                        .collect::<Vec<_>>(),
+                )
+            }
+            "--families" => families = it.next().map(|d| root.join(d)),
+            "--only" => {
+                only = it.next().map(|v| {
+                    v.split(',')
+                        .map(|s| s.trim().to_owned())
+                        .filter(|s| !s.is_empty())
+                        .collect::<Vec<_>>()
+                })
             }
             "--no-ort" => a.ort = false,
             "--no-tract" => a.tract = false,
@@ -90,7 +173,19 @@ fn parse_args() -> Args {
             other => eprintln!("ignoring unknown argument `{other}`"),
         }
     }
-    a
+    if only.is_some() && families.is_none() {
+        return Err("--only picks models of --families DIR; give that too".into());
+    }
+    if let Some(dir) = &families {
+        a.family_models = family_models(dir, only.as_deref())?;
+    }
+    a.models = match models {
+        Some(m) => m,
+        None if families.is_some() => Vec::new(),
+        None => default_models(&root),
+    };
+    a.models.extend(a.family_models.iter().cloned());
+    Ok(a)
 }
 
 fn workspace_root() -> PathBuf {
@@ -129,25 +224,61 @@ fn input(len: usize) -> Vec<f32> {
         .collect()
 }
 
-/// Compiles `model` with resnextc's pipeline and builds the emitted crate; returns its binary.
-fn build_ours(model: &Path, root: &Path) -> Result<(PathBuf, ir::Graph), String> {
+/// An error and its sources on one line.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// Our build of one model.
+struct Ours {
+    binary: PathBuf,
+    graph: ir::Graph,
+    /// Multiply-accumulates per batch item.
+    macs: u64,
+    weights_file: PathBuf,
+}
+
+/// Compiles `model` with resnextc's pipeline and builds the emitted crate.
+fn build_ours(model: &Path, root: &Path) -> Result<Ours, String> {
     let name = driver::default_name(model).replace('-', "_");
     let dir = root.join("target/bench/crates").join(&name);
     let mut options = driver::Options::default();
     options.back.name = name.clone();
-    let graph = driver::load(model, &options).map_err(|e| format!("{e:?}"))?;
-    let compiled = driver::compile_to_crate(graph, &dir, &options).map_err(|e| format!("{e:?}"))?;
+    let graph = driver::load(model, &options).map_err(|e| chain(&e))?;
+    let compiled = driver::compile_to_crate(graph, &dir, &options).map_err(|e| chain(&e))?;
     let target = root.join("target/emitted");
-    let status = Command::new(env!("CARGO"))
+    let out = Command::new(env!("CARGO"))
         .args(["build", "--release", "--quiet", "--manifest-path"])
         .arg(dir.join("Cargo.toml"))
         .env("CARGO_TARGET_DIR", &target)
-        .status()
-        .map_err(|e| e.to_string())?;
-    if !status.success() {
-        return Err(format!("building {} failed", dir.display()));
+        .output()
+        .map_err(|e| format!("cannot start cargo: {e}"))?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        eprintln!("{stderr}");
+        return Err(format!(
+            "cargo build of {} failed ({}): {}",
+            dir.display(),
+            out.status,
+            stderr
+                .lines()
+                .find(|l| l.starts_with("error"))
+                .unwrap_or("")
+        ));
     }
-    Ok((target.join("release").join(&name), compiled.graph))
+    Ok(Ours {
+        binary: target.join("release").join(&name),
+        macs: compiled.info.macs(),
+        graph: compiled.graph,
+        weights_file: dir.join(format!("{name}.weights")),
+    })
 }
 
 /// One round of ours: a process of the emitted CLI running `runs` timed passes; its median in ms.
@@ -162,7 +293,7 @@ fn run_ours(bin: &Path, input: &Path, threads: usize, runs: usize) -> Result<f64
             &threads.to_string(),
         ])
         .output()
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
     let text = String::from_utf8_lossy(&out.stdout);
     text.lines()
         .find_map(|l| l.strip_prefix("median_ms="))
@@ -235,17 +366,83 @@ impl Drop for Ort {
 
 type TractPlan = Arc<TypedRunnableModel>;
 
-/// tract's optimised plan of `model` for a batch of `shape` (our input shape, batch first).
-fn tract_model(model: &Path, shape: &[usize]) -> TractResult<TractPlan> {
-    tract_onnx::onnx()
-        .model_for_path(model)?
-        .with_input_fact(0, f32::fact(shape).into())?
-        .into_optimized()?
-        .into_runnable()
+/// tract's optimised plan of `model` for a batch of `shape` (our input shape, batch first). A
+/// panic inside tract is an error like any other: the run goes on without tract for this model.
+/// The file's value infos and output shapes are ignored: the dynamo exporter gives every
+/// intermediate tensor a symbolic batch, which tract refuses to unify with the fixed one.
+fn tract_model(model: &Path, shape: &[usize]) -> Result<TractPlan, String> {
+    let load = || -> TractResult<TractPlan> {
+        tract_onnx::onnx()
+            .with_ignore_value_info(true)
+            .with_ignore_output_shapes(true)
+            .model_for_path(model)?
+            .with_input_fact(0, f32::fact(shape).into())?
+            .into_optimized()?
+            .into_runnable()
+    };
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(load)) {
+        Ok(Ok(plan)) => Ok(plan),
+        Ok(Err(e)) => Err(format!("{e:#}")),
+        Err(panic) => Err(format!(
+            "tract panicked: {}",
+            panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("(no message)")
+        )),
+    }
 }
 
-fn main() {
-    let args = parse_args();
+/// tract's median ms over `runs` runs after one warm-up, or why it failed.
+fn run_tract(plan: &TractPlan, x: &Tensor, runs: usize) -> Result<f64, String> {
+    let run = || {
+        plan.run(tvec!(x.clone().into()))
+            .map(drop)
+            .map_err(|e| format!("{e:#}"))
+    };
+    run()?;
+    let mut times = Vec::new();
+    for _ in 0..runs {
+        let t0 = Instant::now();
+        run()?;
+        times.push(t0.elapsed().as_secs_f64() * 1e3);
+    }
+    Ok(median(&mut times))
+}
+
+/// One line of the table: a model at one batch and thread count.
+struct Row {
+    name: String,
+    /// GMAC per batch item, NaN when we could not compile the model.
+    gmac: f64,
+    batch: usize,
+    threads: usize,
+    ours: f64,
+    tract: f64,
+    ort: f64,
+    /// Why a column is empty.
+    notes: Vec<String>,
+}
+
+/// First line of an error, shortened for a table cell.
+fn short(text: &str) -> String {
+    let line = text.lines().next().unwrap_or("").replace('|', "/");
+    if line.chars().count() > 120 {
+        format!("{}…", line.chars().take(120).collect::<String>())
+    } else {
+        line
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let args = match parse_args() {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
     let root = workspace_root();
     let python = root.join("target/bench-venv/bin/python");
     let have_venv = python.exists();
@@ -253,7 +450,7 @@ fn main() {
         eprintln!("note: no target/bench-venv (run bench/setup.sh): onnxruntime is skipped");
     }
     let resnet50 = root.join("target/bench/resnet50.onnx");
-    if have_venv && !resnet50.exists() {
+    if have_venv && args.models.contains(&resnet50) && !resnet50.exists() {
         // A fresh clone has no target/bench yet: make_resnet.py would fail to save into it.
         let made = resnet50
             .parent()
@@ -286,13 +483,29 @@ fn main() {
             continue;
         }
         let name = driver::default_name(model);
-        let (bin, graph) = match build_ours(model, &root) {
+        let started = Instant::now();
+        let ours = match build_ours(model, &root) {
             Ok(b) => b,
             Err(e) => {
-                eprintln!("skipping {name}: {e}");
+                eprintln!("{name}: we fail to compile it, going on: {e}");
+                rows.push(Row {
+                    name,
+                    gmac: f64::NAN,
+                    batch: 0,
+                    threads: 0,
+                    ours: f64::NAN,
+                    tract: f64::NAN,
+                    ort: f64::NAN,
+                    notes: vec![format!("ours: {}", short(&e))],
+                });
                 continue;
             }
         };
+        eprintln!(
+            "{name}: compiled and built in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+        let graph = &ours.graph;
         let per_item = graph
             .node(graph.inputs[0])
             .output
@@ -300,9 +513,6 @@ fn main() {
             .per_item()
             .unwrap_or_default();
         let item_len: usize = per_item.iter().product();
-        if name.starts_with("resnext50") {
-            resnext50 = Some(graph);
-        }
         for &batch in &args.batches {
             let data = input(batch * item_len);
             let npy = std::env::temp_dir().join(format!("resnext-bench-{name}-{batch}.npy"));
@@ -310,9 +520,13 @@ fn main() {
             shape.extend(&per_item);
             resnext_runtime_core::formats::npy::write_f32(&npy, &shape, &data)
                 .expect("write input");
+            let mut batch_notes = Vec::new();
             let tract = if args.tract {
                 tract_model(model, &shape)
-                    .map_err(|e| eprintln!("tract skipped: {e:?}"))
+                    .map_err(|e| {
+                        eprintln!("{name} batch {batch}: tract cannot load it, going on: {e}");
+                        batch_notes.push(format!("tract: {}", short(&e)));
+                    })
                     .ok()
             } else {
                 None
@@ -324,6 +538,7 @@ fn main() {
                 })
                 .map(Tensor::from);
             for &threads in &args.threads {
+                let mut notes = batch_notes.clone();
                 set_default_executor(if threads > 1 {
                     Executor::multithread(threads)
                 } else {
@@ -337,59 +552,154 @@ fn main() {
                         threads,
                         batch,
                     )
-                    .map_err(|e| eprintln!("onnxruntime skipped: {e}"))
+                    .map_err(|e| {
+                        eprintln!("{name}: onnxruntime skipped: {e}");
+                        notes.push(format!("onnxruntime: {}", short(&e)));
+                    })
                     .ok()
                 } else {
                     None
                 };
-                let (mut ours, mut tr, mut or) = (Vec::new(), Vec::new(), Vec::new());
+                let mut tract_ok = tract.is_some();
+                let mut ours_ok = true;
+                let (mut o_ms, mut t_ms, mut r_ms) = (Vec::new(), Vec::new(), Vec::new());
                 for _ in 0..args.rounds {
-                    match run_ours(&bin, &npy, threads, args.runs) {
-                        Ok(t) => ours.push(t),
-                        Err(e) => eprintln!("{e}"),
-                    }
-                    if let (Some(plan), Some(x)) = (&tract, &tensor) {
-                        let _ = plan.run(tvec!(x.clone().into()));
-                        let mut times = Vec::new();
-                        for _ in 0..args.runs {
-                            let t0 = Instant::now();
-                            let _ = plan.run(tvec!(x.clone().into()));
-                            times.push(t0.elapsed().as_secs_f64() * 1e3);
+                    if ours_ok {
+                        match run_ours(&ours.binary, &npy, threads, args.runs) {
+                            Ok(t) => o_ms.push(t),
+                            Err(e) => {
+                                eprintln!("{name}: our run failed, going on without it: {e}");
+                                notes.push(format!("ours: {}", short(&e)));
+                                ours_ok = false;
+                            }
                         }
-                        tr.push(median(&mut times));
                     }
-                    if let Some(Ok(t)) = ort.as_mut().map(|o| o.round(args.runs)) {
-                        or.push(t);
+                    if let (true, Some(plan), Some(x)) = (tract_ok, &tract, &tensor) {
+                        match run_tract(plan, x, args.runs) {
+                            Ok(t) => t_ms.push(t),
+                            Err(e) => {
+                                eprintln!("{name}: tract's run failed, going on without it: {e}");
+                                notes.push(format!("tract: {}", short(&e)));
+                                tract_ok = false;
+                            }
+                        }
+                    }
+                    match ort.as_mut().map(|o| o.round(args.runs)) {
+                        Some(Ok(t)) if !t.is_nan() => r_ms.push(t),
+                        Some(Ok(_)) | Some(Err(_)) => {
+                            eprintln!("{name}: onnxruntime's run failed, going on without it");
+                            notes.push("onnxruntime: a run failed".into());
+                            ort = None;
+                        }
+                        None => {}
                     }
                 }
-                let (o, t, r) = (median(&mut ours), median(&mut tr), median(&mut or));
+                let (o, t, r) = (median(&mut o_ms), median(&mut t_ms), median(&mut r_ms));
                 eprintln!(
                     "{name} batch {batch} threads {threads}: ours {o:.2} ms, tract {t:.2} ms, onnxruntime {r:.2} ms"
                 );
-                rows.push((name.clone(), batch, threads, o, t, r));
+                rows.push(Row {
+                    name: name.clone(),
+                    gmac: ours.macs as f64 * 1e-9,
+                    batch,
+                    threads,
+                    ours: o,
+                    tract: t,
+                    ort: r,
+                    notes,
+                });
             }
+        }
+        if args.family_models.contains(model)
+            && let Err(e) = std::fs::remove_file(&ours.weights_file)
+        {
+            eprintln!("note: cannot remove {}: {e}", ours.weights_file.display());
+        }
+        if name.starts_with("resnext50") {
+            resnext50 = Some(ours.graph);
         }
     }
     println!();
-    println!(
-        "| model | batch | threads | ours ms | tract ms | onnxruntime ms | ours/ORT | ours/tract |"
-    );
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
-    for (name, batch, threads, o, t, r) in &rows {
-        println!(
-            "| {name} | {batch} | {threads} | {o:.2} | {} | {} | {} | {} |",
-            fmt(*t),
-            fmt(*r),
-            ratio(*o, *r),
-            ratio(*o, *t)
-        );
-    }
+    print_table(&rows);
     if let (true, Some(graph)) = (args.layers, resnext50) {
         // Measured here, right before the layers, so both see the same load on a shared machine.
         let peak = fma_peak::fma_peak_gflops(&Threads::new(1), isa(), Duration::from_secs(2))
             .unwrap_or(f64::NAN);
         println!("\nmeasured FMA peak: {peak:.0} GFLOP/s on one thread");
         layer_table(&graph, peak, &args.threads);
+    }
+    std::process::ExitCode::SUCCESS
+}
+
+/// The results as a markdown table, one row per model × batch × threads, then the geometric mean
+/// of ours/ORT and ours/tract per batch and thread count over the models that have both.
+fn print_table(rows: &[Row]) {
+    println!(
+        "| model | GMAC | batch | threads | ours ms | tract ms | onnxruntime ms | ours/ORT | ours/tract | note |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    for r in rows {
+        let (batch, threads) = if r.batch == 0 {
+            ("–".to_string(), "–".to_string())
+        } else {
+            (r.batch.to_string(), r.threads.to_string())
+        };
+        println!(
+            "| {} | {} | {batch} | {threads} | {} | {} | {} | {} | {} | {} |",
+            r.name,
+            if r.gmac.is_nan() {
+                "–".into()
+            } else {
+                format!("{:.2}", r.gmac)
+            },
+            fmt(r.ours),
+            fmt(r.tract),
+            fmt(r.ort),
+            ratio(r.ours, r.ort),
+            ratio(r.ours, r.tract),
+            r.notes.join("; ")
+        );
+    }
+    let mut configs: Vec<(usize, usize)> = rows
+        .iter()
+        .filter(|r| r.batch > 0)
+        .map(|r| (r.batch, r.threads))
+        .collect();
+    configs.sort_unstable();
+    configs.dedup();
+    let names: std::collections::BTreeSet<&str> = rows.iter().map(|r| r.name.as_str()).collect();
+    if names.len() < 2 {
+        return;
+    }
+    println!();
+    println!("| batch | threads | models | geomean ours/ORT | models | geomean ours/tract |");
+    println!("| --- | --- | --- | --- | --- | --- |");
+    for (batch, threads) in configs {
+        let sel: Vec<&Row> = rows
+            .iter()
+            .filter(|r| r.batch == batch && r.threads == threads)
+            .collect();
+        let geomean = |peer: fn(&Row) -> f64| {
+            let logs: Vec<f64> = sel
+                .iter()
+                .map(|r| r.ours / peer(r))
+                .filter(|q| q.is_finite() && *q > 0.0)
+                .map(f64::ln)
+                .collect();
+            let n = logs.len();
+            let mean = (logs.iter().sum::<f64>() / n as f64).exp();
+            (
+                n,
+                if n == 0 {
+                    "–".into()
+                } else {
+                    format!("{mean:.2}")
+                },
+            )
+        };
+        let (n_ort, g_ort) = geomean(|r| r.ort);
+        let (n_tract, g_tract) = geomean(|r| r.tract);
+        println!("| {batch} | {threads} | {n_ort} | {g_ort} | {n_tract} | {g_tract} |");
     }
 }
 

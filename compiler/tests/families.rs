@@ -219,3 +219,291 @@ fn every_fixture_has_a_test() {
     }
     assert!(untested.is_empty(), "fixtures without a test: {untested:?}");
 }
+
+/// The standard-size models, one per family (`testdata/make_fixtures.py --full DIR
+/// --one-per-family`: torchvision's architectures, 1000 classes, 224×224 or 299×299, a batch of
+/// one), not committed: `RESNEXT_FAMILIES_FULL` names their directory. The same check as the
+/// reduced fixtures (tolerance from `manifest.json` of that directory), one shared binary for all
+/// of them. Run on request without the variable, the directory or a listed file, a test fails.
+/// Not named `with_models`: CI has no such models.
+///
+/// The weights (1.8 GB per exporter) are written only while a test runs its model and removed
+/// after it: the build writes the code alone and each test recompiles its model (a second or
+/// two) for the weights, so a run holds at most one weights file per test thread.
+mod with_full_models {
+    use super::*;
+
+    const ENV: &str = "RESNEXT_FAMILIES_FULL";
+
+    /// One ignored `#[test]` per file, named `NAME_EXPORTER` like the reduced fixtures' tests.
+    macro_rules! full_models {
+        ($($test:ident,)*) => {
+            /// Every file the tests name, as `NAME_EXPORTER`.
+            const MODELS: &[&str] = &[$(stringify!($test)),*];
+            $(
+                #[test]
+                #[ignore = "needs RESNEXT_FAMILIES_FULL"]
+                fn $test() {
+                    check(stringify!($test));
+                }
+            )*
+        };
+    }
+
+    full_models! {
+        alexnet_dynamo,
+        alexnet_ts17,
+        convnext_tiny_dynamo,
+        convnext_tiny_ts17,
+        densenet121_dynamo,
+        densenet121_ts17,
+        efficientnet_b0_dynamo,
+        efficientnet_b0_ts17,
+        efficientnet_v2_s_dynamo,
+        efficientnet_v2_s_ts17,
+        googlenet_dynamo,
+        googlenet_ts17,
+        inception_v3_dynamo,
+        inception_v3_ts17,
+        lenet5_tanh_dynamo,
+        lenet5_tanh_ts17,
+        mnasnet1_0_dynamo,
+        mnasnet1_0_ts17,
+        mobilenet_v2_dynamo,
+        mobilenet_v2_ts17,
+        mobilenet_v3_large_dynamo,
+        mobilenet_v3_large_ts17,
+        mobilenet_v3_small_dynamo,
+        mobilenet_v3_small_ts17,
+        regnet_x_400mf_dynamo,
+        regnet_x_400mf_ts17,
+        regnet_y_400mf_dynamo,
+        regnet_y_400mf_ts17,
+        resnet18_dynamo,
+        resnet18_ts17,
+        resnet50_dynamo,
+        resnet50_ts17,
+        resnext50_32x4d_dynamo,
+        resnext50_32x4d_ts17,
+        shufflenet_v2_x1_0_dynamo,
+        shufflenet_v2_x1_0_ts17,
+        squeezenet1_1_dynamo,
+        squeezenet1_1_ts17,
+        vgg11_bn_dynamo,
+        vgg11_bn_ts17,
+        wide_resnet50_2_dynamo,
+        wide_resnet50_2_ts17,
+        xception_dynamo,
+        xception_ts17,
+    }
+
+    /// `$RESNEXT_FAMILIES_FULL` (relative to the workspace root); fails when unset or not a directory.
+    fn full_dir() -> PathBuf {
+        let dir = match std::env::var_os(ENV) {
+            Some(dir) if !dir.is_empty() => workspace().join(dir),
+            _ => panic!(
+                "this test needs the full-size family models: set {ENV} to the directory of \
+                 `python testdata/make_fixtures.py --full DIR --one-per-family --exporters \
+                 dynamo,ts17 --batch 1`"
+            ),
+        };
+        assert!(
+            dir.is_dir(),
+            "{ENV}={} is not a directory (generate the models there)",
+            dir.display()
+        );
+        dir
+    }
+
+    fn onnx_path(dir: &Path, test: &str) -> PathBuf {
+        let (model, exporter) = split_test_name(test);
+        dir.join(format!("{model}.{exporter}.onnx"))
+    }
+
+    /// Compiles `test`'s model and emits it into `crate_dir`: `src/TEST.rs`, and with
+    /// `weights`, `TEST.weights` (the code refers to it by that path).
+    fn compile_into(dir: &Path, test: &str, crate_dir: &Path, weights: bool) -> Result<(), String> {
+        let path = onnx_path(dir, test);
+        if !path.exists() {
+            return Err(format!("the model {} is missing", path.display()));
+        }
+        let options = driver::Options::default();
+        let graph = driver::load(&path, &options).map_err(|e| chain(&e))?;
+        let compiled = driver::compile(graph, &options).map_err(|e| chain(&e))?;
+        let emitted = compiled
+            .emit(&back_rust::Options {
+                name: test.into(),
+                source: Some(path.display().to_string()),
+                ..back_rust::Options::default()
+            })
+            .map_err(|e| chain(&e))?;
+        write_if_changed(
+            &crate_dir.join("src").join(format!("{test}.rs")),
+            &emitted.items_rs,
+        )?;
+        if weights {
+            emitted
+                .write_weights(&crate_dir.join(&emitted.weights_file))
+                .map_err(|e| chain(&e))?;
+        }
+        Ok(())
+    }
+
+    fn crate_dir() -> PathBuf {
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join("families_full")
+    }
+
+    fn build() -> &'static Build {
+        static BUILD: OnceLock<Result<Build, String>> = OnceLock::new();
+        match BUILD.get_or_init(|| build_all(&full_dir())) {
+            Ok(build) => build,
+            Err(e) => panic!("the shared build of the full-size models failed:\n{e}"),
+        }
+    }
+
+    /// The shared binary of the full-size models: the reduced fixtures' crate (same `main.rs`,
+    /// same `Cargo.toml`) under another package name, so that the two binaries share
+    /// `target/emitted` (and its runtime) without overwriting each other.
+    fn build_all(dir: &Path) -> Result<Build, String> {
+        let started = Instant::now();
+        let crate_dir = crate_dir();
+        std::fs::create_dir_all(crate_dir.join("src"))
+            .map_err(|e| format!("cannot create {}: {e}", crate_dir.display()))?;
+        let models: BTreeMap<&'static str, Result<(), String>> = MODELS
+            .iter()
+            .map(|&test| (test, compile_into(dir, test, &crate_dir, false)))
+            .collect();
+        let modules: Vec<&str> = models
+            .iter()
+            .filter(|(_, r)| r.is_ok())
+            .map(|(&t, _)| t)
+            .collect();
+        eprintln!(
+            "[families_full] compiled {} of {} models in {:.2} s",
+            modules.len(),
+            models.len(),
+            started.elapsed().as_secs_f64()
+        );
+        let toml = cargo_toml();
+        let renamed = toml.replacen("name = \"families\"", "name = \"families_full\"", 1);
+        if renamed == toml {
+            return Err("the shared crate's Cargo.toml has no `name = \"families\"`".into());
+        }
+        write_if_changed(&crate_dir.join("Cargo.toml"), &renamed)?;
+        write_if_changed(&crate_dir.join("src/main.rs"), &main_rs(&modules))?;
+        let lock = std::fs::read_to_string(workspace().join("Cargo.lock"))
+            .map_err(|e| format!("cannot read the workspace's Cargo.lock: {e}"))?;
+        write_if_changed(&crate_dir.join("Cargo.lock"), &lock)?;
+
+        let started = Instant::now();
+        let target = workspace().join("target/emitted");
+        let out = Command::new(env!("CARGO"))
+            .args(["build", "--release", "--quiet", "--manifest-path"])
+            .arg(crate_dir.join("Cargo.toml"))
+            .env("CARGO_TARGET_DIR", &target)
+            .output()
+            .map_err(|e| format!("cannot start cargo: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "cargo build of {} failed ({}):\n{}",
+                crate_dir.display(),
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        eprintln!(
+            "[families_full] cargo build --release of {} models: {:.2} s",
+            modules.len(),
+            started.elapsed().as_secs_f64()
+        );
+        Ok(Build {
+            binary: target.join("release/families_full"),
+            models,
+        })
+    }
+
+    /// onnxruntime's max abs error against PyTorch on `file`, from the directory's manifest.
+    fn ort_max_abs_err(dir: &Path, file: &str) -> f32 {
+        let path = dir.join("manifest.json");
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+        let manifest: serde_json::Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()));
+        let entry = manifest["files"]
+            .as_array()
+            .and_then(|files| files.iter().find(|f| f["file"] == file))
+            .unwrap_or_else(|| panic!("{} has no entry for {file}", path.display()));
+        entry["ort_max_abs_err"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{file}: no number `ort_max_abs_err` in the manifest"))
+            as f32
+    }
+
+    /// Removes a file when dropped, also when the test panics.
+    struct Remove(PathBuf);
+
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    fn check(test: &'static str) {
+        let dir = full_dir();
+        let (model, exporter) = split_test_name(test);
+        let onnx = onnx_path(&dir, test);
+        let input = dir.join(format!("{model}.input.npy"));
+        let expected = dir.join(format!("{model}.output.npy"));
+        for path in [&onnx, &input, &expected] {
+            assert!(path.exists(), "{test}: {} is missing", path.display());
+        }
+        let file = format!("{model}.{exporter}.onnx");
+        let ort = ort_max_abs_err(&dir, &file);
+
+        let build = build();
+        if let Err(e) = &build.models[test] {
+            panic!("{test}: {} does not compile: {e}", onnx.display());
+        }
+        let weights = Remove(crate_dir().join(format!("{test}.weights")));
+        compile_into(&dir, test, &crate_dir(), true)
+            .unwrap_or_else(|e| panic!("{test}: recompiling for the weights: {e}"));
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let output = tmp.path().join("logits.npy");
+        let started = Instant::now();
+        let out = Command::new(&build.binary)
+            .arg(test)
+            .arg(&input)
+            .arg(&output)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", build.binary.display()));
+        let seconds = started.elapsed().as_secs_f64();
+        drop(weights);
+        assert!(
+            out.status.success(),
+            "{test}: the model failed to run ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+
+        let (want_shape, want) = npy::read_f32(&expected).expect("read PyTorch's logits");
+        let (shape, got) = npy::read_f32(&output).expect("read our logits");
+        assert_eq!(shape, want_shape, "{test}: logits shape");
+        let scale = want.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+        assert!(
+            scale.is_finite() && scale > 0.0,
+            "{test}: PyTorch's logits have max |logit| {scale}"
+        );
+        let ours = 1e-4 * scale;
+        let tol = ours.max(ort);
+        let err = max_abs_diff(&got, &want);
+        eprintln!(
+            "[families_full] {test}: max abs err {err:e}, tolerance {tol:e} (1e-4 × max |logit| \
+             {ours:e}, onnxruntime {ort:e}); load and run {seconds:.2} s"
+        );
+        assert!(
+            err <= tol,
+            "{test}: max abs err {err:e} > tolerance {tol:e} (1e-4 × max |logit| {scale} = \
+             {ours:e}; onnxruntime's own error {ort:e})"
+        );
+    }
+}
