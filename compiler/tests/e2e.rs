@@ -84,10 +84,25 @@ fn small_models() -> &'static Crate {
     emitted::shared(&BUILD, "e2e", Opt::Release, || {
         let dir = workspace().join("testdata");
         vec![
-            model(&dir, "resnext_small_8x4d_bn", LayoutChoice::Nchw8c, Precision::F32),
-            model(&dir, "resnext_small_8x4d_bn", LayoutChoice::Nchw, Precision::F32),
+            model(
+                &dir,
+                "resnext_small_8x4d_bn",
+                LayoutChoice::Nchw8c,
+                Precision::F32,
+            ),
+            model(
+                &dir,
+                "resnext_small_8x4d_bn",
+                LayoutChoice::Nchw,
+                Precision::F32,
+            ),
             model(&dir, "mobilenet_v2_bn", LayoutChoice::Auto, Precision::F32),
-            model(&dir, "resnext_small_8x4d_bn", LayoutChoice::Nchw, Precision::Bf16),
+            model(
+                &dir,
+                "resnext_small_8x4d_bn",
+                LayoutChoice::Nchw,
+                Precision::Bf16,
+            ),
             model(&dir, "mobilenet_v2_bn", LayoutChoice::Auto, Precision::Bf16),
         ]
     })
@@ -99,8 +114,18 @@ fn large_models() -> &'static Crate {
     emitted::shared(&BUILD, "e2e_models", Opt::Release, || {
         let dir = models_dir();
         vec![
-            model(&dir, "resnext50_32x4d_bn", LayoutChoice::Nchw8c, Precision::F32),
-            model(&dir, "resnext50_32x4d_bn", LayoutChoice::Nchw, Precision::F32),
+            model(
+                &dir,
+                "resnext50_32x4d_bn",
+                LayoutChoice::Nchw8c,
+                Precision::F32,
+            ),
+            model(
+                &dir,
+                "resnext50_32x4d_bn",
+                LayoutChoice::Nchw,
+                Precision::F32,
+            ),
         ]
     })
 }

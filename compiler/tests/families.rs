@@ -231,6 +231,9 @@ fn every_fixture_has_a_test() {
 /// after it: the build writes the code alone and each test recompiles its model (a second or
 /// two) for the weights, so a run holds at most one weights file per test thread.
 mod with_full_models {
+    use std::path::Path;
+    use std::time::Instant;
+
     use super::*;
 
     const ENV: &str = "RESNEXT_FAMILIES_FULL";
@@ -320,105 +323,17 @@ mod with_full_models {
         dir.join(format!("{model}.{exporter}.onnx"))
     }
 
-    /// Compiles `test`'s model and emits it into `crate_dir`: `src/TEST.rs`, and with
-    /// `weights`, `TEST.weights` (the code refers to it by that path).
-    fn compile_into(dir: &Path, test: &str, crate_dir: &Path, weights: bool) -> Result<(), String> {
-        let path = onnx_path(dir, test);
-        if !path.exists() {
-            return Err(format!("the model {} is missing", path.display()));
-        }
-        let options = driver::Options::default();
-        let graph = driver::load(&path, &options).map_err(|e| chain(&e))?;
-        let compiled = driver::compile(graph, &options).map_err(|e| chain(&e))?;
-        let emitted = compiled
-            .emit(&back_rust::Options {
-                name: test.into(),
-                source: Some(path.display().to_string()),
-                ..back_rust::Options::default()
-            })
-            .map_err(|e| chain(&e))?;
-        write_if_changed(
-            &crate_dir.join("src").join(format!("{test}.rs")),
-            &emitted.items_rs,
-        )?;
-        if weights {
-            emitted
-                .write_weights(&crate_dir.join(&emitted.weights_file))
-                .map_err(|e| chain(&e))?;
-        }
-        Ok(())
+    fn full_model(dir: &Path, test: &str) -> Model {
+        Model::new(test, onnx_path(dir, test)).code_only()
     }
 
-    fn crate_dir() -> PathBuf {
-        Path::new(env!("CARGO_TARGET_TMPDIR")).join("families_full")
-    }
-
-    fn build() -> &'static Build {
-        static BUILD: OnceLock<Result<Build, String>> = OnceLock::new();
-        match BUILD.get_or_init(|| build_all(&full_dir())) {
-            Ok(build) => build,
-            Err(e) => panic!("the shared build of the full-size models failed:\n{e}"),
-        }
-    }
-
-    /// The shared binary of the full-size models: the reduced fixtures' crate (same `main.rs`,
-    /// same `Cargo.toml`) under another package name, so that the two binaries share
-    /// `target/emitted` (and its runtime) without overwriting each other.
-    fn build_all(dir: &Path) -> Result<Build, String> {
-        let started = Instant::now();
-        let crate_dir = crate_dir();
-        std::fs::create_dir_all(crate_dir.join("src"))
-            .map_err(|e| format!("cannot create {}: {e}", crate_dir.display()))?;
-        let models: BTreeMap<&'static str, Result<(), String>> = MODELS
-            .iter()
-            .map(|&test| (test, compile_into(dir, test, &crate_dir, false)))
-            .collect();
-        let modules: Vec<&str> = models
-            .iter()
-            .filter(|(_, r)| r.is_ok())
-            .map(|(&t, _)| t)
-            .collect();
-        eprintln!(
-            "[families_full] compiled {} of {} models in {:.2} s",
-            modules.len(),
-            models.len(),
-            started.elapsed().as_secs_f64()
-        );
-        let toml = cargo_toml();
-        let renamed = toml.replacen("name = \"families\"", "name = \"families_full\"", 1);
-        if renamed == toml {
-            return Err("the shared crate's Cargo.toml has no `name = \"families\"`".into());
-        }
-        write_if_changed(&crate_dir.join("Cargo.toml"), &renamed)?;
-        write_if_changed(&crate_dir.join("src/main.rs"), &main_rs(&modules))?;
-        let lock = std::fs::read_to_string(workspace().join("Cargo.lock"))
-            .map_err(|e| format!("cannot read the workspace's Cargo.lock: {e}"))?;
-        write_if_changed(&crate_dir.join("Cargo.lock"), &lock)?;
-
-        let started = Instant::now();
-        let target = workspace().join("target/emitted");
-        let out = Command::new(env!("CARGO"))
-            .args(["build", "--release", "--quiet", "--manifest-path"])
-            .arg(crate_dir.join("Cargo.toml"))
-            .env("CARGO_TARGET_DIR", &target)
-            .output()
-            .map_err(|e| format!("cannot start cargo: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "cargo build of {} failed ({}):\n{}",
-                crate_dir.display(),
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-        eprintln!(
-            "[families_full] cargo build --release of {} models: {:.2} s",
-            modules.len(),
-            started.elapsed().as_secs_f64()
-        );
-        Ok(Build {
-            binary: target.join("release/families_full"),
-            models,
+    /// The shared binary of the full-size models (`common::emitted`, code only: each test writes
+    /// its model's weights).
+    fn build() -> &'static Crate {
+        static BUILD: OnceLock<Result<Crate, String>> = OnceLock::new();
+        emitted::shared(&BUILD, "families_full", Opt::Release, || {
+            let dir = full_dir();
+            MODELS.iter().map(|&test| full_model(&dir, test)).collect()
         })
     }
 
@@ -464,14 +379,14 @@ mod with_full_models {
         if let Err(e) = &build.models[test] {
             panic!("{test}: {} does not compile: {e}", onnx.display());
         }
-        let weights = Remove(crate_dir().join(format!("{test}.weights")));
-        compile_into(&dir, test, &crate_dir(), true)
+        let weights = emitted::write_weights(&full_model(&dir, test), build)
             .unwrap_or_else(|e| panic!("{test}: recompiling for the weights: {e}"));
+        let weights = Remove(weights);
         let tmp = tempfile::tempdir().expect("temp dir");
         let output = tmp.path().join("logits.npy");
         let started = Instant::now();
-        let out = Command::new(&build.binary)
-            .arg(test)
+        let out = build
+            .command(test)
             .arg(&input)
             .arg(&output)
             .output()

@@ -37,6 +37,8 @@ pub struct Model {
     pub layout: Option<LayoutChoice>,
     /// `--precision`; fp32 by default.
     pub precision: Precision,
+    /// Whether the build writes the weights file (else [`write_weights`] does, when needed).
+    pub weights: bool,
 }
 
 impl Model {
@@ -47,6 +49,16 @@ impl Model {
             onnx: onnx.into(),
             layout: None,
             precision: Precision::F32,
+            weights: true,
+        }
+    }
+
+    /// The same with the build writing only the code: [`write_weights`] writes the weights when
+    /// a test runs the model (large models, whose weights together would fill the disk).
+    pub fn code_only(self) -> Model {
+        Model {
+            weights: false,
+            ..self
         }
     }
 
@@ -67,6 +79,8 @@ impl Model {
 /// The built crate: its binary, and for each model whether it is in it.
 pub struct Crate {
     pub binary: PathBuf,
+    /// The crate's directory, where the models' weights files are.
+    pub dir: PathBuf,
     /// Per model: `Ok` when it is a module of the binary, else the compile error.
     pub models: BTreeMap<String, Result<(), String>>,
 }
@@ -156,6 +170,7 @@ impl Crate {
         );
         Ok(Crate {
             binary: target.join("release").join(crate_name),
+            dir: crate_dir,
             models: compiled,
         })
     }
@@ -211,8 +226,37 @@ fn write_if_changed(path: &Path, text: &str) -> Result<(), String> {
     std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
-/// Compiles `model` into `crate_dir`: `src/NAME.rs` and `NAME.weights`.
+/// Compiles `model` into `crate_dir`: `src/NAME.rs` and, if `model.weights`, `NAME.weights`.
 fn compile_model(model: &Model, crate_dir: &Path) -> Result<(), String> {
+    emit(model, |emitted| {
+        write_if_changed(
+            &crate_dir.join("src").join(format!("{}.rs", model.name)),
+            &emitted.items_rs,
+        )?;
+        if model.weights {
+            emitted
+                .write_weights(&crate_dir.join(&emitted.weights_file))
+                .map_err(|e| chain(&e))?;
+        }
+        Ok(())
+    })
+}
+
+/// Compiles `model` again and writes its weights file into `built`'s directory, for a model built
+/// [`Model::code_only`]; returns the file's path.
+pub fn write_weights(model: &Model, built: &Crate) -> Result<PathBuf, String> {
+    emit(model, |emitted| {
+        let path = built.dir.join(&emitted.weights_file);
+        emitted.write_weights(&path).map_err(|e| chain(&e))?;
+        Ok(path)
+    })
+}
+
+/// `then` of the model compiled with its options and emitted (in memory).
+fn emit<T>(
+    model: &Model,
+    then: impl FnOnce(&back_rust::Emitted) -> Result<T, String>,
+) -> Result<T, String> {
     if !model.onnx.exists() {
         return Err(format!("the model {} is missing", model.onnx.display()));
     }
@@ -238,13 +282,7 @@ fn compile_model(model: &Model, crate_dir: &Path) -> Result<(), String> {
             ..back_rust::Options::default()
         })
         .map_err(|e| chain(&e))?;
-    write_if_changed(
-        &crate_dir.join("src").join(format!("{}.rs", model.name)),
-        &emitted.items_rs,
-    )?;
-    emitted
-        .write_weights(&crate_dir.join(&emitted.weights_file))
-        .map_err(|e| chain(&e))
+    then(&emitted)
 }
 
 /// The binary's `main.rs`: one module per compiled model, `CRATE MODEL INPUT.npy OUTPUT.npy`.
