@@ -295,8 +295,8 @@ mod with_models {
 }
 
 /// Tests that need the shared models and a Python with onnx and onnxruntime (CI's model stage has
-/// the models but not that Python, so these are outside `with_models`).
-mod with_models_and_onnxruntime {
+/// the models but not that Python, so their path does not contain `with_models`).
+mod bf16_oracle {
     use super::*;
 
     /// ResNeXt-50 compiled with `--precision bf16` under every tier this CPU has, against its bf16
