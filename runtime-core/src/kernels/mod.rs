@@ -8,6 +8,7 @@ pub mod depthwise;
 pub mod elementwise;
 pub mod gemm;
 pub mod grouped;
+pub mod int8;
 pub mod layer_norm;
 pub(crate) mod math;
 pub mod pool;

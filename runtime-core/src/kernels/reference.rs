@@ -651,3 +651,65 @@ pub fn squeeze_excite(
     }
     Ok(())
 }
+
+/// Int8 convolution as ONNX QDQ defines it (ungrouped): the input quantized with `input_quant`
+/// (`int8::Quant::quantize`), the padding its zero point, `acc = Σ (x − zp) · w + bias` summed in
+/// i64, then the epilogue `out.apply(acc, 0, multiplier[c])`. The oracle of `int8::qconv2d`.
+pub fn qconv2d(
+    s: &ConvShape,
+    batch: usize,
+    input: &[f32],
+    input_quant: super::int8::Quant,
+    p: super::int8::QConvParams,
+    out: super::int8::QOutput,
+    output: &mut [f32],
+) -> Result<(), KernelError> {
+    super::int8::supports(s)?;
+    let [kh, kw] = s.kernel;
+    check_len("int8 conv input", batch * s.input_len(), input.len())?;
+    check_len(
+        "int8 conv weight",
+        s.out_c * s.in_c * kh * kw,
+        p.weight.len(),
+    )?;
+    check_len("int8 conv bias", s.out_c, p.bias.len())?;
+    check_len("int8 conv multiplier", s.out_c, p.multiplier.len())?;
+    check_len("int8 conv output", batch * s.output_len(), output.len())?;
+    let zp = input_quant.zero_point as i64;
+    for n in 0..batch {
+        let x = &input[n * s.input_len()..][..s.input_len()];
+        for m in 0..s.out_c {
+            for oy in 0..s.out_h {
+                for ox in 0..s.out_w {
+                    let mut acc = p.bias[m] as i64;
+                    for c in 0..s.in_c {
+                        for ky in 0..kh {
+                            for kx in 0..kw {
+                                let iy = (oy * s.stride[0] + ky * s.dilation[0]) as isize
+                                    - s.pads[0] as isize;
+                                let ix = (ox * s.stride[1] + kx * s.dilation[1]) as isize
+                                    - s.pads[1] as isize;
+                                let inside = (0..s.in_h as isize).contains(&iy)
+                                    && (0..s.in_w as isize).contains(&ix);
+                                let q = if inside {
+                                    let at = (c * s.in_h + iy as usize) * s.in_w + ix as usize;
+                                    input_quant.quantize(x[at]) as i64
+                                } else {
+                                    zp
+                                };
+                                let w = p.weight[((m * s.in_c + c) * kh + ky) * kw + kx] as i64;
+                                acc += (q - zp) * w;
+                            }
+                        }
+                    }
+                    let acc = i32::try_from(acc).map_err(|_| {
+                        KernelError::BadShape(format!("int8 conv sum {acc} overflows i32"))
+                    })?;
+                    output[((n * s.out_c + m) * s.out_h + oy) * s.out_w + ox] =
+                        out.apply(acc, 0, p.multiplier[m]);
+                }
+            }
+        }
+    }
+    Ok(())
+}
