@@ -12,6 +12,7 @@ mod fold_batch_norm;
 mod fuse_elementwise;
 mod fuse_epilogue;
 mod fuse_squeeze_excite;
+mod lower_int8;
 mod plan_memory;
 mod print;
 mod select_kernels;
@@ -35,7 +36,9 @@ pub const PASSES: &[&str] = &[
     "simplify",
     "fold-batch-norm",
     "fuse-epilogue",
+    "fuse-requant",
     "select-kernels",
+    "pack-int8",
     "plan-memory",
 ];
 
@@ -191,6 +194,7 @@ pub fn optimize(graph: &mut Graph, opts: &PassOptions) -> Result<PassReport, Pas
     run.pass("simplify", simplify)?;
     run.pass("fold-batch-norm", fold_batch_norm)?;
     run.pass("fuse-epilogue", fuse_epilogue)?;
+    run.pass("fuse-requant", lower_int8::fuse_requant)?;
     run.pass("simplify", simplify)?;
     if opts.select_kernels {
         let select: fn(&mut Graph) -> Result<bool, IrError> = if opts.layout.allows_nchw8c() {
@@ -199,6 +203,7 @@ pub fn optimize(graph: &mut Graph, opts: &PassOptions) -> Result<PassReport, Pas
             select_kernels_nchw
         };
         run.pass("select-kernels", select)?;
+        run.pass("pack-int8", lower_int8::pack_int8)?;
     }
     if !run.stopped {
         let started = Instant::now();
