@@ -46,6 +46,8 @@ pub(super) unsafe fn tile_vnni(t: &Tile, y: SharedOut) {
 ///
 /// # Safety
 /// As [`tile_vnni`]; the blocks and pixels are within the packed weights, the im2col rows and the tile.
+// Register tiles index their accumulators by pixel and block: the loops are over both.
+#[allow(clippy::needless_range_loop)]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 unsafe fn micro_vnni<const MB: usize, const NR: usize>(
     t: &Tile,
@@ -133,6 +135,7 @@ pub(super) unsafe fn tile_avx2(t: &Tile, y: SharedOut) {
 ///
 /// # Safety
 /// As [`tile_avx2`]; the block and pixels are within the packed weights, the rows and the tile.
+#[allow(clippy::needless_range_loop)]
 #[target_feature(enable = "avx2")]
 unsafe fn micro_avx2<const NR: usize>(t: &Tile, m0: usize, p0: usize, y: SharedOut) {
     let kp = t.packed.kp;
