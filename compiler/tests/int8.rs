@@ -104,10 +104,30 @@ fn emitted_crate_matches_onnxruntime() {
     let mut main = String::from("#![allow(clippy::all, dead_code, unused_mut)]\n");
     let mut arms = String::new();
     let mut steps = Vec::new();
-    for model in MODELS {
-        let compiled = driver::compile(load(model), &driver::Options::default())
+    // Every model optimised, and the first also without the passes (`--no-opt`: the reference
+    // int8 kernel on unpacked weights), as module `MODEL_noopt`.
+    let builds = MODELS.iter().map(|&m| (m, m.to_string(), true)).chain([(
+        MODELS[0],
+        format!("{}_noopt", MODELS[0]),
+        false,
+    )]);
+    let mut runs = Vec::new();
+    for (source, model, optimise) in builds {
+        let model = model.as_str();
+        let options = driver::Options {
+            passes: if optimise {
+                driver::Options::default().passes
+            } else {
+                None
+            },
+            ..driver::Options::default()
+        };
+        let optimised = driver::compile(load(source), &driver::Options::default())
             .unwrap_or_else(|e| panic!("{model}: {e}"));
-        steps.push(output_step(&compiled.graph));
+        steps.push(output_step(&optimised.graph));
+        runs.push((source, model.to_string()));
+        let compiled =
+            driver::compile(load(source), &options).unwrap_or_else(|e| panic!("{model}: {e}"));
         let emitted = compiled
             .emit(&back_rust::Options {
                 name: model.into(),
@@ -168,10 +188,10 @@ fn main() {{
     );
     let binary = target.join("release/int8_models");
     let tmp = tempfile::tempdir().expect("temp dir");
-    for (model, step) in MODELS.iter().zip(steps) {
-        let (shape, _) = input(model);
+    for ((source, model), step) in runs.iter().zip(steps) {
+        let (shape, _) = input(source);
         let output = tmp.path().join(format!("{model}.npy"));
-        let input = workspace().join(format!("testdata/families/{model}.input.npy"));
+        let input = workspace().join(format!("testdata/families/{source}.input.npy"));
         let run = Command::new(&binary)
             .arg(model)
             .arg(&input)
@@ -185,7 +205,7 @@ fn main() {{
             String::from_utf8_lossy(&run.stderr)
         );
         let (_, got) = npy::read_f32(&output).expect("read our output");
-        compare(model, "emitted", &got, step);
+        compare(source, &format!("emitted {model}"), &got, step);
     }
 }
 

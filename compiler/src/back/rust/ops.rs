@@ -452,7 +452,7 @@ fn quant_tokens(q: ir::quant::Quant) -> TokenStream {
     quote!(::resnext_runtime::kernels::int8::Quant { scale: #scale, zero_point: #zero_point })
 }
 
-/// An int8 conv on its packed weights (`passes::lower_int8` packs every one).
+/// An int8 conv: on its packed weights (`pack-int8` packs every one), or with the reference kernel.
 fn emit_qconv(
     model: &Model,
     q: &ir::quant::QConv,
@@ -473,6 +473,27 @@ fn emit_qconv(
             quote!(::resnext_runtime::kernels::int8::QOutput::Requant { quant: #quant, min: #min, max: #max })
         }
     };
+    if !q.packed {
+        // Without the passes (`--no-opt`): the reference kernel on the i8 values, stored as floats.
+        let bias = &q.bias;
+        let multiplier: Vec<TokenStream> = q.multipliers().into_iter().map(f32_tokens).collect();
+        return quote! {{
+            let weight: Vec<i8> = #wt.iter().map(|&v| v as i8).collect();
+            ::resnext_runtime::kernels::reference::qconv2d(
+                &#shape,
+                batch,
+                #x,
+                #input_quant,
+                ::resnext_runtime::kernels::int8::QConvParams {
+                    weight: &weight,
+                    bias: &[#(#bias),*],
+                    multiplier: &[#(#multiplier),*],
+                },
+                #rule,
+                #out,
+            )
+        }};
+    }
     quote! {
         ::resnext_runtime::kernels::int8::qconv2d(&ctx, ::resnext_runtime::kernels::int8::QConvArgs {
             shape: #shape,
@@ -510,7 +531,7 @@ pub(super) fn scratch_len(model: &Model, id: NodeId) -> Option<TokenStream> {
                 quote!(::resnext_runtime::kernels::conv::scratch_len(#algo, &#shape, batch, threads)),
             )
         }
-        Op::QConv(q) => {
+        Op::QConv(q) if q.packed => {
             let in_type = &graph.node(graph.inputs_of(id)[0]).output;
             let shape = conv_shape(&qconv_shape(q, in_type));
             Some(quote!(::resnext_runtime::kernels::int8::scratch_len(&#shape, batch, threads)))
