@@ -36,9 +36,8 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 HERE = os.path.dirname(os.path.abspath(__file__))
 FAMILIES = os.path.join(HERE, "families")
 OUT = os.path.join(HERE, "qdq")
-# Ungrouped CNNs with residual Adds, max pooling, global average pooling and a Gemm head, and
-# ResNeXt (grouped 3x3 convs, which the int8 path does not support yet: the compiler's error is
-# tested on it).
+# CNNs with residual Adds, max pooling, global average pooling and a Gemm head; ResNeXt adds
+# grouped 3x3 convs.
 MODELS = ["resnet_basic_mini", "resnet_bottleneck_mini", "resnext_mini"]
 
 

@@ -15,11 +15,18 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use prost::Message;
 use resnext_compiler::back::rust as back_rust;
+use resnext_compiler::front::onnx;
 use resnext_compiler::{driver, interp, ir};
 use resnext_runtime_core::formats::npy;
+use tract_onnx::pb;
 
-const MODELS: [&str; 2] = ["resnet_basic_mini", "resnet_bottleneck_mini"];
+const MODELS: [&str; 3] = [
+    "resnet_basic_mini",
+    "resnet_bottleneck_mini",
+    "resnext_mini",
+];
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -209,20 +216,58 @@ fn main() {{
     }
 }
 
-/// Grouped int8 convs are not supported yet: the error names the node and the supported form.
+/// A QDQ fixture with one edit, imported: the error message, which must name the node at fault.
+fn import_edited(edit: impl FnOnce(&mut pb::GraphProto)) -> String {
+    let bytes = std::fs::read(qdq("resnet_basic_mini.qdq.onnx")).expect("read the fixture");
+    let mut model = pb::ModelProto::decode(bytes.as_slice()).expect("decode the fixture");
+    edit(model.graph.as_mut().expect("a graph"));
+    match onnx::from_bytes(&model.encode_to_vec(), None) {
+        Ok(_) => panic!("the edited model should be refused"),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn initializer<'a>(g: &'a mut pb::GraphProto, name: &str) -> &'a mut pb::TensorProto {
+    g.initializer
+        .iter_mut()
+        .find(|t| t.name == name)
+        .unwrap_or_else(|| panic!("no initializer {name}"))
+}
+
+/// Unsupported QDQ forms are errors naming the node and the supported form.
 #[test]
-fn grouped_int8_conv_is_a_clear_error() {
-    let err = driver::load(&qdq("resnext_mini.qdq.onnx"), &driver::Options::default())
-        .map(|_| ())
-        .expect_err("grouped int8 convs should be refused");
-    let text = format!(
-        "{err}: {}",
-        std::error::Error::source(&err).map_or(String::new(), |s| s.to_string())
-    );
-    for want in ["/Conv", "group", "only group 1"] {
-        assert!(
-            text.contains(want),
-            "`{want}` missing from the error: {text}"
-        );
+fn unsupported_qdq_forms_are_clear_errors() {
+    // Asymmetric weights (a non-zero weight zero point).
+    let err = import_edited(|g| {
+        initializer(g, "onnx::Conv_136_zero_point").int32_data[0] = 3;
+    });
+    for want in ["/conv1/Conv", "non-zero zero point", "symmetric"] {
+        assert!(err.contains(want), "`{want}` missing from: {err}");
+    }
+    // An activation dequantized with another scale than it was quantized with.
+    let err = import_edited(|g| {
+        let dq = g
+            .node
+            .iter_mut()
+            .find(|n| {
+                n.op_type == "DequantizeLinear" && n.input[0] == "input_QuantizeLinear_Output"
+            })
+            .expect("the input's DequantizeLinear");
+        dq.input[1] = "/relu/Relu_output_0_scale".into();
+    });
+    for want in ["DequantizeLinear", "only the QDQ pair of one quantization"] {
+        assert!(err.contains(want), "`{want}` missing from: {err}");
+    }
+    // A float bias on an int8 conv.
+    let err = import_edited(|g| {
+        let conv = g
+            .node
+            .iter_mut()
+            .find(|n| n.op_type == "Conv")
+            .expect("a conv");
+        conv.input[2] = "input_scale".into();
+    });
+    for want in ["/conv1/Conv", "float constant", "INT32"] {
+        assert!(err.contains(want), "`{want}` missing from: {err}");
     }
 }

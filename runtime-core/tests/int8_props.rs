@@ -1,6 +1,6 @@
 //! Property tests of the int8 conv (`kernels::int8`) against `reference::qconv2d` on every ISA tier
 //! this CPU supports (the AVX-512 tier runs the VNNI kernel where the CPU has it): random shapes
-//! (odd sizes, padding, strides, dilations), thread counts, per-channel multipliers, zero points at
+//! (odd sizes, padding, strides, dilations, groups), thread counts, per-channel multipliers, zero points at
 //! the ends of the u8 range, both output rules. The results are integers requantized by the same
 //! f32 steps, so they must agree bit for bit.
 
@@ -29,7 +29,7 @@ fn zero_point() -> impl Strategy<Value = i32> {
 
 fn case() -> impl Strategy<Value = QCase> {
     (
-        (1usize..=40, 1usize..=40, 1usize..=9, 1usize..=9),
+        (1usize..=24, 1usize..=24, 1usize..=9, 1usize..=9, 0usize..=3),
         (1usize..=3, 1usize..=3, 1usize..=2, 1usize..=2, 0usize..=2),
         (
             1usize..=2,
@@ -43,13 +43,15 @@ fn case() -> impl Strategy<Value = QCase> {
         .prop_filter_map(
             "kernel larger than the padded input",
             |(
-                (in_c, out_c, h, w),
+                (icg, ocg, h, w, groups_log),
                 (kh, kw, stride, dilation, pad),
                 (batch, threads, izp, ozp, seed),
                 mode,
             )| {
                 let out_h = out_size(h, kh, stride, dilation, pad, pad)?;
                 let out_w = out_size(w, kw, stride, dilation, pad, pad)?;
+                let group = [1, 2, 3, 8][groups_log];
+                let (in_c, out_c) = (icg * group, ocg * group);
                 let shape = ConvShape {
                     in_c,
                     in_h: h,
@@ -61,7 +63,7 @@ fn case() -> impl Strategy<Value = QCase> {
                     stride: [stride; 2],
                     dilation: [dilation; 2],
                     pads: [pad; 4],
-                    group: 1,
+                    group,
                 };
                 let output = match mode {
                     0 => QOutput::Float { relu: false },
@@ -90,7 +92,7 @@ fn case() -> impl Strategy<Value = QCase> {
 
 fn check(c: &QCase) -> Result<(), TestCaseError> {
     let s = c.shape;
-    let k = s.in_c * s.kernel[0] * s.kernel[1];
+    let k = s.in_c / s.group * s.kernel[0] * s.kernel[1];
     let in_quant = Quant {
         scale: 0.02,
         zero_point: c.input_zero_point,
@@ -176,10 +178,18 @@ proptest! {
 }
 
 /// Channel counts ragged against the 16- and 32-channel register blocks and the 64-channel task
-/// tiles, pixels against the 8-pixel register tile and the 64-pixel task tiles.
+/// tiles, pixels against the 8-pixel register tile and the 64-pixel task tiles; ResNeXt's grouped
+/// 3×3 (32 groups of 4 channels) and a depthwise conv.
 #[test]
 fn ragged_blocks() {
-    for (in_c, out_c, hw) in [(3, 17, 9), (33, 65, 11), (64, 96, 8), (5, 31, 1)] {
+    for (in_c, out_c, hw, group) in [
+        (3, 17, 9, 1),
+        (33, 65, 11, 1),
+        (64, 96, 8, 1),
+        (5, 31, 1, 1),
+        (128, 128, 9, 32),
+        (24, 24, 7, 24),
+    ] {
         let out = QOutput::Requant {
             quant: Quant {
                 scale: 0.05,
@@ -188,7 +198,7 @@ fn ragged_blocks() {
             min: 7,
             max: 255,
         };
-        let shape = ConvShape::square(in_c, hw, out_c, 3, 1, 1, 1);
+        let shape = ConvShape::square(in_c, hw, out_c, 3, 1, 1, group);
         check(&QCase {
             shape,
             batch: 2,
@@ -235,6 +245,6 @@ fn bad_quantization_is_an_error() {
     };
     let err = int8::qconv2d(&Ctx::new(&threads), args).unwrap_err();
     assert!(err.to_string().contains("scale"), "{err}");
-    let grouped = ConvShape::square(2, 3, 2, 1, 1, 0, 2);
-    assert!(int8::pack(&grouped, 0, params).is_err());
+    let bad_groups = ConvShape::square(2, 3, 2, 1, 1, 0, 3);
+    assert!(int8::pack(&bad_groups, 0, params).is_err());
 }

@@ -391,7 +391,9 @@ impl Op {
                 out_len * (c.in_channels / c.group.max(1) * c.kernel[0] * c.kernel[1]) as u64
             }
             Op::Dense(d) => (d.in_features * d.out_features) as u64,
-            Op::QConv(q) => out_len * (q.in_channels * q.kernel[0] * q.kernel[1]) as u64,
+            Op::QConv(q) => {
+                out_len * (q.in_channels / q.group.max(1) * q.kernel[0] * q.kernel[1]) as u64
+            }
             Op::SqueezeExcite(se) => {
                 let channels = out.shape.chw().map_or(0, |(c, _, _)| c);
                 2 * (se.squeezed * channels) as u64
@@ -701,7 +703,7 @@ impl Op {
                     expect_weight(
                         q.weight,
                         "int8 weight",
-                        &[q.out_channels, ci, q.kernel[0], q.kernel[1]],
+                        &[q.out_channels, ci / q.group, q.kernel[0], q.kernel[1]],
                     )?;
                 }
                 Ok(if dense {

@@ -28,10 +28,10 @@ pub enum QConvOutput {
     Requant(FakeQuant),
 }
 
-/// An ungrouped int8 conv; a dense layer is the 1×1 conv of a `[N, K]` input (output `[N, M]`).
+/// An int8 conv (any group count); a dense layer is the 1×1 conv of a `[N, K]` input (output `[N, M]`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct QConv {
-    /// Unpacked: `[out_c, in_c, kh, kw]`, the i8 values as floats (exact). Packed (`packed`): the
+    /// Unpacked: `[out_c, in_c / group, kh, kw]`, the i8 values as floats (exact). Packed (`packed`): the
     /// 1-D blob of `kernels::int8::pack` for this node's input zero point and output rule.
     pub weight: WeightId,
     pub packed: bool,
@@ -41,6 +41,7 @@ pub struct QConv {
     pub weight_scale: Vec<f32>,
     pub in_channels: usize,
     pub out_channels: usize,
+    pub group: usize,
     pub kernel: [usize; 2],
     pub stride: [usize; 2],
     pub dilation: [usize; 2],
@@ -104,7 +105,7 @@ impl QConv {
             stride: self.stride,
             dilation: self.dilation,
             pads: self.pads,
-            group: 1,
+            group: self.group,
         })
     }
 }

@@ -652,7 +652,7 @@ pub fn squeeze_excite(
     Ok(())
 }
 
-/// Int8 convolution as ONNX QDQ defines it (ungrouped): the input quantized with `input_quant`
+/// Int8 convolution as ONNX QDQ defines it (weights `[out_c, in_c / group, kh, kw]`): the input quantized with `input_quant`
 /// (`int8::Quant::quantize`), the padding its zero point, `acc = Σ (x − zp) · w + bias` summed in
 /// i64, then the epilogue `out.apply(acc, 0, multiplier[c])`. The oracle of `int8::qconv2d`.
 pub fn qconv2d(
@@ -667,9 +667,10 @@ pub fn qconv2d(
     super::int8::supports(s)?;
     let [kh, kw] = s.kernel;
     check_len("int8 conv input", batch * s.input_len(), input.len())?;
+    let (cin_g, cout_g) = (s.in_c / s.group, s.out_c / s.group);
     check_len(
         "int8 conv weight",
-        s.out_c * s.in_c * kh * kw,
+        s.out_c * cin_g * kh * kw,
         p.weight.len(),
     )?;
     check_len("int8 conv bias", s.out_c, p.bias.len())?;
@@ -682,7 +683,8 @@ pub fn qconv2d(
             for oy in 0..s.out_h {
                 for ox in 0..s.out_w {
                     let mut acc = p.bias[m] as i64;
-                    for c in 0..s.in_c {
+                    for cg in 0..cin_g {
+                        let c = m / cout_g * cin_g + cg;
                         for ky in 0..kh {
                             for kx in 0..kw {
                                 let iy = (oy * s.stride[0] + ky * s.dilation[0]) as isize
@@ -697,7 +699,7 @@ pub fn qconv2d(
                                 } else {
                                     zp
                                 };
-                                let w = p.weight[((m * s.in_c + c) * kh + ky) * kw + kx] as i64;
+                                let w = p.weight[((m * cin_g + cg) * kh + ky) * kw + kx] as i64;
                                 acc += (q - zp) * w;
                             }
                         }

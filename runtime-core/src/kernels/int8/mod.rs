@@ -7,7 +7,7 @@
 //! fp32 between quantization points, as onnxruntime runs the ops it has no int8 kernel for.
 //!
 //! Per image: the input is quantized to a u8 copy, gathered im2col-style into one row of
-//! `K = in_c · kh · kw` bytes per output pixel (padding is the input's zero point, `K` padded to
+//! `K = in_c / group · kh · kw` bytes per output pixel and group (padding is the input's zero point, `K` padded to
 //! a multiple of 4 with zeros), and multiplied by the weights packed in groups of 16 output
 //! channels × 4 `k` (64 bytes: one `vpdpbusd` operand). `Σ (x − zp_x) · w = Σ x · w − zp_x · Σ w`,
 //! so the input zero point is folded into the packed bias at pack time and the kernels sum raw
@@ -123,7 +123,7 @@ impl QOutput {
     }
 }
 
-/// The unpacked parameters of an int8 conv: weights `[out_c, in_c, kh, kw]` (ungrouped), the i32
+/// The unpacked parameters of an int8 conv: weights `[out_c, in_c / group, kh, kw]`, the i32
 /// bias (in units of `s_x · s_w[c]`, as ONNX QDQ stores it) and the per-channel multiplier of the
 /// epilogue (see [`QOutput`]).
 #[derive(Clone, Copy, Debug)]
@@ -147,45 +147,40 @@ pub struct QConvArgs<'a> {
     pub scratch: &'a mut [f32],
 }
 
-/// `K`, the bytes of one im2col row, padded to a multiple of 4.
+/// `K` of one group, the bytes of one im2col row, padded to a multiple of 4.
 fn k_padded(s: &ConvShape) -> usize {
-    (s.in_c * s.kernel[0] * s.kernel[1]).next_multiple_of(4)
+    (s.in_c / s.group * s.kernel[0] * s.kernel[1]).next_multiple_of(4)
 }
 
+/// Output channels of one group, padded to whole blocks.
 fn m_padded(s: &ConvShape) -> usize {
-    s.out_c.next_multiple_of(BLOCK_M)
+    (s.out_c / s.group).next_multiple_of(BLOCK_M)
 }
 
-/// Floats [`pack`] returns: the weight bytes, then one i32 bias and one f32 multiplier per padded
-/// output channel.
+/// Floats [`pack`] returns: per group the weight bytes, then per group one i32 bias and then one
+/// f32 multiplier per padded output channel.
 pub fn packed_len(s: &ConvShape) -> usize {
     let mp = m_padded(s);
-    mp * k_padded(s) / 4 + 2 * mp
+    s.group * (mp * k_padded(s) / 4 + 2 * mp)
 }
 
-/// Scratch floats [`qconv2d`] needs: the quantized input and its im2col rows, as bytes.
+/// Scratch floats [`qconv2d`] needs: the quantized input and every group's im2col rows, as bytes.
 pub fn scratch_len(s: &ConvShape, _batch: usize, _threads: usize) -> usize {
-    let bytes = s.input_len() + s.out_h * s.out_w * k_padded(s);
+    let bytes = s.input_len() + s.group * s.out_h * s.out_w * k_padded(s);
     bytes.div_ceil(4)
 }
 
-/// Whether the int8 kernels support this conv: ungrouped, any kernel, stride, dilation, padding.
+/// Whether the int8 kernels support this conv: any group count, kernel, stride, dilation, padding
+/// ([`ConvShape::check`]).
 pub fn supports(s: &ConvShape) -> Result<(), KernelError> {
-    s.check()?;
-    if s.group != 1 {
-        return Err(KernelError::BadShape(format!(
-            "int8 convolution supports group 1 only, not group {}",
-            s.group
-        )));
-    }
-    Ok(())
+    s.check()
 }
 
 /// Packs an int8 conv's parameters for [`qconv2d`] with input zero point `input_zero_point` (u8
 /// domain). Done at compile time. Fails where a sum could overflow i32.
 pub fn pack(s: &ConvShape, input_zero_point: i32, p: QConvParams) -> Result<Vec<f32>, KernelError> {
     supports(s)?;
-    let k = s.in_c * s.kernel[0] * s.kernel[1];
+    let k = s.in_c / s.group * s.kernel[0] * s.kernel[1];
     check_len("int8 conv weight", s.out_c * k, p.weight.len())?;
     check_len("int8 conv bias", s.out_c, p.bias.len())?;
     check_len("int8 conv multiplier", s.out_c, p.multiplier.len())?;
@@ -198,15 +193,20 @@ pub fn pack(s: &ConvShape, input_zero_point: i32, p: QConvParams) -> Result<Vec<
         )));
     }
     let (kp, mp) = (k_padded(s), m_padded(s));
-    let mut bytes = vec![0u8; mp * kp];
-    let mut bias = vec![0i32; mp];
-    let mut mult = vec![0f32; mp];
-    for m in 0..s.out_c {
-        let row = &p.weight[m * k..][..k];
+    let mg = s.out_c / s.group;
+    let mut bytes = vec![0u8; s.group * mp * kp];
+    let mut bias = vec![0i32; s.group * mp];
+    let mut mult = vec![0f32; s.group * mp];
+    for oc in 0..s.out_c {
+        let row = &p.weight[oc * k..][..k];
+        // Group `g`'s channel `m` sits at padded channel `g · mp + m`.
+        let (g, m) = (oc / mg, oc % mg);
+        let block = &mut bytes[g * mp * kp..][..mp * kp];
         for (kk, &w) in row.iter().enumerate() {
             let at = ((m / BLOCK_M * kp / 4 + kk / 4) * BLOCK_M + m % BLOCK_M) * 4 + kk % 4;
-            bytes[at] = w as u8;
+            block[at] = w as u8;
         }
+        let (m, at) = (oc, g * mp + m);
         let sum: i64 = row.iter().map(|&w| w as i64).sum();
         let folded = p.bias[m] as i64 - input_zero_point as i64 * sum;
         if folded.abs() + bound > i32::MAX as i64 {
@@ -215,8 +215,8 @@ pub fn pack(s: &ConvShape, input_zero_point: i32, p: QConvParams) -> Result<Vec<
                 p.bias[m]
             )));
         }
-        bias[m] = folded as i32;
-        mult[m] = p.multiplier[m];
+        bias[at] = folded as i32;
+        mult[at] = p.multiplier[m];
     }
     let mut out: Vec<f32> = bytes
         .chunks_exact(4)
@@ -237,7 +237,7 @@ pub(crate) struct Packed<'a> {
     pub kp: usize,
 }
 
-/// One tile of work: output channels `m0..m1` (`m0` a multiple of 16) × pixels `p0..p1`, reading
+/// One tile of work of one group: its output channels `m` (from a multiple of 16) × pixels `p`, reading
 /// im2col rows `cols` (`[pixels][kp]`), writing `out[c · pixels + p]`.
 pub(crate) struct Tile<'a> {
     pub packed: Packed<'a>,
@@ -271,49 +271,90 @@ pub fn qconv2d(ctx: &Ctx, args: QConvArgs) -> Result<(), KernelError> {
         scratch_len(&s, batch, 1),
         scratch.len(),
     )?;
-    let (kp, mp) = (k_padded(&s), m_padded(&s));
+    let (kp, mp, groups) = (k_padded(&s), m_padded(&s), s.group);
+    let (cin_g, mg) = (s.in_c / groups, s.out_c / groups);
     let words: &[u32] = bytemuck::cast_slice(packed);
-    let (w_words, rest) = words.split_at(mp * kp / 4);
-    let (bias, mult) = rest.split_at(mp);
-    let packed = Packed {
-        weight: bytemuck::cast_slice(w_words),
-        bias: bytemuck::cast_slice(bias),
-        multiplier: bytemuck::cast_slice(mult),
-        kp,
-    };
+    let (w_words, rest) = words.split_at(groups * mp * kp / 4);
+    let (bias, mult) = rest.split_at(groups * mp);
+    let weight: &[u8] = bytemuck::cast_slice(w_words);
+    let bias: &[i32] = bytemuck::cast_slice(bias);
+    let mult: &[f32] = bytemuck::cast_slice(mult);
     let scratch: &mut [u8] = bytemuck::cast_slice_mut(scratch);
     let (quantized, rest) = scratch.split_at_mut(s.input_len());
     let pixels = s.out_h * s.out_w;
-    let cols = &mut rest[..pixels * kp];
+    let cols = &mut rest[..groups * pixels * kp];
+    let vnni = use_vnni(ctx);
+    let isa = ctx.isa;
+    let hw = s.in_h * s.in_w;
     for (x, y) in input
         .chunks_exact(s.input_len().max(1))
         .zip(output.chunks_exact_mut(s.output_len().max(1)))
         .take(batch)
     {
-        for (q, &v) in quantized.iter_mut().zip(x) {
-            *q = input_quant.quantize(v);
-        }
-        im2col(&s, quantized, input_quant.zero_point as u8, kp, cols);
-        let cols = &*cols;
+        // Quantize, a channel per task.
+        let q_out = SharedBytes(quantized.as_mut_ptr());
+        ctx.threads.run(s.in_c, &|c| {
+            // SAFETY: task `c` writes only channel `c`'s `hw` bytes of the `in_c · hw` buffer,
+            // which outlives the `run`.
+            let plane = unsafe { std::slice::from_raw_parts_mut(q_out.ptr().add(c * hw), hw) };
+            for (q, &v) in plane.iter_mut().zip(&x[c * hw..][..hw]) {
+                *q = input_quant.quantize(v);
+            }
+        });
+        // Gather every group's im2col rows, a group's tile of pixels per task.
+        let quantized = &*quantized;
         let p_tiles = pixels.div_ceil(TILE_P);
-        let m_tiles = s.out_c.div_ceil(TILE_M);
+        let cols_out = SharedBytes(cols.as_mut_ptr());
+        ctx.threads.run(groups * p_tiles, &|t| {
+            let (g, pt) = (t / p_tiles, t % p_tiles);
+            let p = pt * TILE_P..((pt + 1) * TILE_P).min(pixels);
+            let at = (g * pixels + p.start) * kp;
+            // SAFETY: task `t` writes only group `g`'s rows of pixels `p`, disjoint from every
+            // other task's, inside the `groups · pixels · kp` bytes that outlive the `run`.
+            let rows =
+                unsafe { std::slice::from_raw_parts_mut(cols_out.ptr().add(at), p.len() * kp) };
+            let x = &quantized[g * cin_g * hw..][..cin_g * hw];
+            im2col(&s, cin_g, x, input_quant.zero_point as u8, kp, p, rows);
+        });
+        let cols = &*cols;
+        let m_tiles = mg.div_ceil(TILE_M);
         let shared = super::SharedOut(y.as_mut_ptr());
-        let vnni = use_vnni(ctx);
-        let isa = ctx.isa;
-        ctx.threads.run(p_tiles * m_tiles, &|t| {
-            let (pt, mt) = (t % p_tiles, t / p_tiles);
+        ctx.threads.run(groups * m_tiles * p_tiles, &|t| {
+            let (g, rest) = (t / (m_tiles * p_tiles), t % (m_tiles * p_tiles));
+            let (pt, mt) = (rest % p_tiles, rest / p_tiles);
             let tile = Tile {
-                packed,
-                cols,
+                packed: Packed {
+                    weight: &weight[g * mp * kp..][..mp * kp],
+                    bias: &bias[g * mp..][..mp],
+                    multiplier: &mult[g * mp..][..mp],
+                    kp,
+                },
+                cols: &cols[g * pixels * kp..][..pixels * kp],
                 pixels,
-                m: mt * TILE_M..((mt + 1) * TILE_M).min(s.out_c),
+                m: mt * TILE_M..((mt + 1) * TILE_M).min(mg),
                 p: pt * TILE_P..((pt + 1) * TILE_P).min(pixels),
                 out,
             };
-            run_tile(isa, vnni, &tile, shared);
+            // Group `g`'s output channels start `g · mg · pixels` floats into the image's output.
+            let y = super::SharedOut(shared.ptr().wrapping_add(g * mg * pixels));
+            run_tile(isa, vnni, &tile, y);
         });
     }
     Ok(())
+}
+
+/// A `*mut u8` that tasks write disjoint parts of (see `SharedOut`).
+#[derive(Clone, Copy)]
+struct SharedBytes(*mut u8);
+// SAFETY: tasks write disjoint parts, and the buffer outlives them (each use says why).
+unsafe impl Send for SharedBytes {}
+// SAFETY: as above.
+unsafe impl Sync for SharedBytes {}
+
+impl SharedBytes {
+    fn ptr(self) -> *mut u8 {
+        self.0
+    }
 }
 
 /// Whether this call runs the VNNI kernel (AVX-512 tier on a CPU with AVX512_VNNI and BW).
@@ -350,15 +391,24 @@ fn run_tile(isa: crate::exec::isa::Isa, vnni: bool, tile: &Tile, y: super::Share
     generic::tile(tile, y);
 }
 
-/// One im2col row of `kp` bytes per output pixel: `row[(c · kh + ky) · kw + kx]` is the input at
-/// that window position, the zero point in the padding, zero past `K`.
-fn im2col(s: &ConvShape, x: &[u8], zero_point: u8, kp: usize, cols: &mut [u8]) {
+/// One im2col row of `kp` bytes for each output pixel of `pixels`, into `rows`, from the `cin`
+/// channels of one group `x`: `row[(c · kh + ky) · kw + kx]` is the input at that window position,
+/// the zero point in the padding, zero past `K`.
+fn im2col(
+    s: &ConvShape,
+    cin: usize,
+    x: &[u8],
+    zero_point: u8,
+    kp: usize,
+    pixels: std::ops::Range<usize>,
+    rows: &mut [u8],
+) {
     let [kh, kw] = s.kernel;
     let hw = s.in_h * s.in_w;
-    for (p, row) in cols.chunks_exact_mut(kp).enumerate() {
+    for (p, row) in pixels.zip(rows.chunks_exact_mut(kp)) {
         let (oy, ox) = (p / s.out_w, p % s.out_w);
         let mut at = 0;
-        for c in 0..s.in_c {
+        for c in 0..cin {
             let plane = &x[c * hw..][..hw];
             for ky in 0..kh {
                 let iy = (oy * s.stride[0] + ky * s.dilation[0]).wrapping_sub(s.pads[0]);

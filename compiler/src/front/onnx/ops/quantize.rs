@@ -8,7 +8,7 @@
 //!
 //! Supported: per-tensor UINT8 or INT8 activations; INT8 weights with zero point 0, per tensor or
 //! per output channel; an INT32 bias whose scale is the input scale times the weight scale (or no
-//! bias); ungrouped convs. Anything else is an error naming the node and the supported form.
+//! bias); convs of any group count. Anything else is an error naming the node and the supported form.
 
 use std::rc::Rc;
 
@@ -226,13 +226,6 @@ pub(super) fn conv(
     let Some(qw) = im.quantized(&w.name) else {
         return Ok(None);
     };
-    if window.group != 1 {
-        return Err(ctx.err(format!(
-            "int8 convolution with group {} is not supported yet; only group 1 is (quantize the \
-             grouped convs' weights as float, or leave them out of quantization)",
-            window.group
-        )));
-    }
     let [m, c, kh, kw] = qw.dims[..] else {
         return Err(ctx.err(format!("int8 weight `{}` must be 4-D", w.name)));
     };
@@ -393,8 +386,9 @@ fn qconv(
         packed: false,
         bias,
         weight_scale,
-        in_channels: dims[1],
+        in_channels: dims[1] * window.group,
         out_channels: m,
+        group: window.group,
         kernel: window.kernel,
         stride: window.stride,
         dilation: window.dilation,
