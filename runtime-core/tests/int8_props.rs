@@ -198,16 +198,19 @@ fn ragged_blocks() {
             min: 7,
             max: 255,
         };
-        let shape = ConvShape::square(in_c, hw, out_c, 3, 1, 1, group);
-        check(&QCase {
-            shape,
-            batch: 2,
-            threads: 2,
-            input_zero_point: 250,
-            output: out,
-            seed: 9,
-        })
-        .unwrap();
+        // Each as a 3×3 with padding and as a 1×1 (whose rows are a transpose of the input).
+        for (kernel, pad) in [(3, 1), (1, 0)] {
+            let shape = ConvShape::square(in_c, hw, out_c, kernel, 1, pad, group);
+            check(&QCase {
+                shape,
+                batch: 2,
+                threads: 2,
+                input_zero_point: 250,
+                output: out,
+                seed: 9,
+            })
+            .unwrap();
+        }
     }
 }
 
@@ -247,4 +250,16 @@ fn bad_quantization_is_an_error() {
     assert!(err.to_string().contains("scale"), "{err}");
     let bad_groups = ConvShape::square(2, 3, 2, 1, 1, 0, 3);
     assert!(int8::pack(&bad_groups, 0, params).is_err());
+}
+
+/// The kernels' rounding (`int8::round_even`) is `round_ties_even` on the range they use it for:
+/// every half-integer tie and random values within ±300.
+#[test]
+fn round_even_is_round_ties_even() {
+    let ties = (-1200..=1200).map(|k| k as f32 / 4.0);
+    let random = values(5, 4096).into_iter().map(|v| v * 300.0);
+    for v in ties.chain(random) {
+        let (got, want) = (int8::round_even(v), v.round_ties_even());
+        assert!(got == want, "round_even({v}) = {got}, want {want}");
+    }
 }

@@ -652,9 +652,10 @@ pub fn squeeze_excite(
     Ok(())
 }
 
-/// Int8 convolution as ONNX QDQ defines it (weights `[out_c, in_c / group, kh, kw]`): the input quantized with `input_quant`
-/// (`int8::Quant::quantize`), the padding its zero point, `acc = Σ (x − zp) · w + bias` summed in
-/// i64, then the epilogue `out.apply(acc, 0, multiplier[c])`. The oracle of `int8::qconv2d`.
+/// Int8 convolution as ONNX QDQ defines it (weights `[out_c, in_c / group, kh, kw]`): the input
+/// quantized with `input_quant` (`clamp(round_ties_even(x / s)) + zp`), the padding its zero
+/// point, `acc = Σ (x − zp) · w + bias` summed in i64, then `v = acc · multiplier[c]` in f32 and
+/// the output rule of `int8::QOutput`. The oracle of `int8::qconv2d`.
 pub fn qconv2d(
     s: &ConvShape,
     batch: usize,
@@ -695,7 +696,11 @@ pub fn qconv2d(
                                     && (0..s.in_w as isize).contains(&ix);
                                 let q = if inside {
                                     let at = (c * s.in_h + iy as usize) * s.in_w + ix as usize;
-                                    input_quant.quantize(x[at]) as i64
+                                    let r = (x[at] / input_quant.scale)
+                                        .max(-zp as f32)
+                                        .min((255 - zp) as f32)
+                                        .round_ties_even();
+                                    r as i64 + zp
                                 } else {
                                     zp
                                 };
@@ -707,8 +712,18 @@ pub fn qconv2d(
                     let acc = i32::try_from(acc).map_err(|_| {
                         KernelError::BadShape(format!("int8 conv sum {acc} overflows i32"))
                     })?;
-                    output[((n * s.out_c + m) * s.out_h + oy) * s.out_w + ox] =
-                        out.apply(acc, 0, p.multiplier[m]);
+                    let v = acc as f32 * p.multiplier[m];
+                    output[((n * s.out_c + m) * s.out_h + oy) * s.out_w + ox] = match out {
+                        super::int8::QOutput::Requant { quant, min, max } => {
+                            let zp = quant.zero_point;
+                            v.max((min - zp) as f32)
+                                .min((max - zp) as f32)
+                                .round_ties_even()
+                                * quant.scale
+                        }
+                        super::int8::QOutput::Float { relu: true } => v.max(0.0),
+                        super::int8::QOutput::Float { relu: false } => v,
+                    };
                 }
             }
         }
