@@ -130,7 +130,10 @@ fn eval(
                 }
             }
         }
-        Op::FakeQuant(f) => kernels::int8::fake_quantize(f.quant, f.min, f.max, args[0], out),
+        Op::FakeQuant(f) => {
+            let threads = Threads::new(1);
+            kernels::int8::fake_quantize(&Ctx::new(&threads), f.quant, f.min, f.max, args[0], out)
+        }
         Op::QConv(q) => eval_qconv(graph, q, in_type, args[0], batch, out),
         Op::BatchNorm(b) => {
             let (c, spatial) = channels_spatial(in_type);

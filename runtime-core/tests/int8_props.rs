@@ -263,3 +263,28 @@ fn round_even_is_round_ties_even() {
         assert!(got == want, "round_even({v}) = {got}, want {want}");
     }
 }
+
+/// `fake_quantize` against QuantizeLinear → clamp → DequantizeLinear written out, element by
+/// element, on inputs past both ends of the range, zero points at the ends, with and without a
+/// ReLU clamp, split over two threads.
+#[test]
+fn fake_quantize_matches_quantize_dequantize() {
+    let threads = Threads::new(2);
+    let input: Vec<f32> = values(11, 40_000).iter().map(|v| v * 9.0).collect();
+    for zero_point in [0, 1, 128, 254, 255] {
+        for min in [0, zero_point] {
+            let scale = 0.0173;
+            let quant = Quant { scale, zero_point };
+            let mut got = vec![f32::NAN; input.len()];
+            int8::fake_quantize(&Ctx::new(&threads), quant, min, 255, &input, &mut got).unwrap();
+            for (i, (&x, &g)) in input.iter().zip(&got).enumerate() {
+                let q = ((x / scale).round_ties_even() + zero_point as f32).clamp(0.0, 255.0);
+                let want = (q.max(min as f32) - zero_point as f32) * scale;
+                assert!(
+                    same(g, want),
+                    "zp {zero_point}, min {min}: element {i} ({x}): got {g}, want {want}"
+                );
+            }
+        }
+    }
+}

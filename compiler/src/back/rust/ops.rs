@@ -202,7 +202,7 @@ fn emit_node(model: &Model, id: NodeId, args: &[TokenStream], out: TokenStream) 
         Op::FakeQuant(f) => {
             let quant = quant_tokens(f.quant);
             let (min, max, x) = (f.min, f.max, &args[0]);
-            quote!(::resnext_runtime::kernels::int8::fake_quantize(#quant, #min, #max, #x, #out))
+            quote!(::resnext_runtime::kernels::int8::fake_quantize(&ctx, #quant, #min, #max, #x, #out))
         }
         Op::QConv(q) => emit_qconv(model, q, in_type, args, out),
         Op::Dense(d) => emit_dense(model, d, args, out),

@@ -450,8 +450,11 @@ fn im2col(
 }
 
 /// Quantize-dequantize (`QuantizeLinear → DequantizeLinear`) of every element, clamped to
-/// `min..=max` in the u8 domain: `quant.dequantize(clamp(quant.quantize(x), min, max))`.
+/// `min..=max` in the u8 domain: `quant.dequantize(clamp(quant.quantize(x), min, max))`, computed
+/// as `round_even(clamp(x / s, min − zp, max − zp)) · s` (the same value, all in f32), on `ctx`'s
+/// threads.
 pub fn fake_quantize(
+    ctx: &Ctx,
     quant: Quant,
     min: i32,
     max: i32,
@@ -460,9 +463,21 @@ pub fn fake_quantize(
 ) -> Result<(), KernelError> {
     quant.check()?;
     check_len("quantize output", input.len(), output.len())?;
-    let (lo, hi) = (min.clamp(0, 255) as u8, max.clamp(0, 255) as u8);
-    for (y, &x) in output.iter_mut().zip(input) {
-        *y = quant.dequantize(quant.quantize(x).clamp(lo, hi));
-    }
+    let lo = (min.clamp(0, 255) - quant.zero_point) as f32;
+    let hi = (max.clamp(0, 255) - quant.zero_point) as f32;
+    const CHUNK: usize = 1 << 14;
+    let chunks = input.len().div_ceil(CHUNK);
+    let shared = super::SharedOut(output.as_mut_ptr());
+    let len = input.len();
+    ctx.threads.run(chunks, &|t| {
+        let range = t * CHUNK..((t + 1) * CHUNK).min(len);
+        // SAFETY: task `t` writes only elements `range` of `output`, disjoint from every other
+        // task's; `output` (of `len` elements) outlives the `run`.
+        let out =
+            unsafe { std::slice::from_raw_parts_mut(shared.ptr().add(range.start), range.len()) };
+        for (y, &x) in out.iter_mut().zip(&input[range]) {
+            *y = round_even((x / quant.scale).max(lo).min(hi)) * quant.scale;
+        }
+    });
     Ok(())
 }
