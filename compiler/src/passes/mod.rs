@@ -4,8 +4,10 @@
 //! The order is fixed and reads top to bottom in [`optimize`]: `simplify` removes no-ops so the
 //! patterns below see producer → consumer directly; `fold-batch-norm` folds BatchNorm into the conv
 //! or dense before it (or turns it into a ScaleShift); `fuse-epilogue` folds residual Adds and
-//! activations into the node that produces their input; `simplify` runs again to drop what the fusions
-//! left dead or redundant; `plan-memory` places every activation in one arena. `stop_after` and
+//! activations into the node that produces their input; `fuse-requant` moves the ReLU and the
+//! quantize-dequantize after an int8 conv into it (QDQ models); `simplify` runs again to drop what
+//! the fusions left dead or redundant; `select-kernels` and `pack-int8` pack weights for the
+//! runtime's kernels; `plan-memory` places every activation in one arena. `stop_after` and
 //! `print_after` take these names ([`PASSES`]) to bisect a miscompile.
 
 mod fold_batch_norm;
