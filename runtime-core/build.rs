@@ -5,7 +5,9 @@
 
 fn main() {
     println!("cargo::rerun-if-changed=build.rs");
-    println!("cargo::rustc-check-cfg=cfg(host_avx2, host_avx512, host_avx512bf16)");
+    println!(
+        "cargo::rustc-check-cfg=cfg(host_avx2, host_avx512, host_avx512bf16, host_avx512vnni)"
+    );
     // A build script runs on the build host; the probe describes the target only when they match.
     let native = std::env::var("TARGET").ok() == std::env::var("HOST").ok();
     #[cfg(target_arch = "x86_64")]
@@ -21,6 +23,12 @@ fn main() {
                 && std::is_x86_feature_detected!("avx512bw")
             {
                 println!("cargo::rustc-cfg=host_avx512bf16");
+            }
+            // The int8 kernels' VNNI path, which the AVX-512 tier takes where the CPU has it.
+            if std::is_x86_feature_detected!("avx512vnni")
+                && std::is_x86_feature_detected!("avx512bw")
+            {
+                println!("cargo::rustc-cfg=host_avx512vnni");
             }
         }
     }

@@ -130,6 +130,11 @@ fn eval(
                 }
             }
         }
+        Op::FakeQuant(f) => {
+            let threads = Threads::new(1);
+            kernels::int8::fake_quantize(&Ctx::new(&threads), f.quant, f.min, f.max, args[0], out)
+        }
+        Op::QConv(q) => eval_qconv(graph, q, in_type, args[0], batch, out),
         Op::BatchNorm(b) => {
             let (c, spatial) = channels_spatial(in_type);
             let bn = BatchNorm {
@@ -380,4 +385,51 @@ pub fn channels_spatial(t: &ir::TensorType) -> (usize, usize) {
     let dims = t.shape.per_item().unwrap_or_default();
     let c = dims.first().copied().unwrap_or(1);
     (c, dims.iter().skip(1).product())
+}
+
+/// An int8 conv: the reference on unpacked weights, the runtime's kernel (one thread, this CPU's
+/// tier) on packed ones.
+fn eval_qconv(
+    graph: &Graph,
+    q: &ir::quant::QConv,
+    in_type: &ir::TensorType,
+    input: &[f32],
+    batch: usize,
+    out: &mut [f32],
+) -> Result<(), KernelError> {
+    let (h, w) = in_type.shape.chw().map_or((1, 1), |(_, h, w)| (h, w));
+    let shape = q.shape(h, w).map_err(KernelError::BadShape)?;
+    let multiplier = q.multipliers();
+    let data = graph.weights.data(q.weight);
+    if q.packed {
+        let mut scratch = vec![0.0; kernels::int8::scratch_len(&shape, batch, 1)];
+        let threads = Threads::new(1);
+        let args = kernels::int8::QConvArgs {
+            shape,
+            batch,
+            input,
+            input_quant: q.input,
+            packed: data,
+            out: q.kernel_output(),
+            output: out,
+            scratch: &mut scratch,
+        };
+        kernels::int8::qconv2d(&Ctx::new(&threads), args)
+    } else {
+        let weight: Vec<i8> = data.iter().map(|&v| v as i8).collect();
+        let params = kernels::int8::QConvParams {
+            weight: &weight,
+            bias: &q.bias,
+            multiplier: &multiplier,
+        };
+        reference::qconv2d(
+            &shape,
+            batch,
+            input,
+            q.input,
+            params,
+            q.kernel_output(),
+            out,
+        )
+    }
 }

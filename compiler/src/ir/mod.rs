@@ -20,6 +20,7 @@
 
 mod graph;
 mod op;
+pub mod quant;
 mod types;
 mod validate;
 mod weights;

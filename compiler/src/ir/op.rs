@@ -6,6 +6,7 @@ use resnext_runtime_core::kernels::conv::{self, ConvAlgo};
 use resnext_runtime_core::kernels::dense;
 pub use resnext_runtime_core::kernels::elementwise::BinaryKind;
 
+use super::quant::{FakeQuant, QConv};
 use super::types::{Dim, Layout, Shape, TensorType};
 use super::weights::{WeightId, WeightStore};
 
@@ -105,6 +106,10 @@ pub enum Op {
     /// means over H and W. `select-kernels` forms it from the `GlobalAveragePool → 1×1 conv → 1×1
     /// conv → Mul` of an SE block, for the CPU kernel that runs the whole block.
     SqueezeExcite(SqueezeExcite),
+    /// `QuantizeLinear → DequantizeLinear` of an activation (see `ir::quant`).
+    FakeQuant(FakeQuant),
+    /// An int8 conv or dense layer of a QDQ model (see `ir::quant`).
+    QConv(QConv),
 }
 
 /// A conv's activation function, applied last; the same set as the runtime's
@@ -338,6 +343,8 @@ impl Op {
             Op::Lrn(_) => "LRN",
             Op::LayerNormChannels(_) => "LayerNormChannels",
             Op::SqueezeExcite(_) => "SqueezeExcite",
+            Op::FakeQuant(_) => "QuantizeDequantize",
+            Op::QConv(_) => "QConv",
         }
     }
 
@@ -373,6 +380,7 @@ impl Op {
             .flatten()
             .collect(),
             Op::Binary(b) => b.constant.into_iter().collect(),
+            Op::QConv(q) => vec![q.weight],
             _ => Vec::new(),
         }
     }
@@ -385,6 +393,9 @@ impl Op {
                 out_len * (c.in_channels / c.group.max(1) * c.kernel[0] * c.kernel[1]) as u64
             }
             Op::Dense(d) => (d.in_features * d.out_features) as u64,
+            Op::QConv(q) => {
+                out_len * (q.in_channels / q.group.max(1) * q.kernel[0] * q.kernel[1]) as u64
+            }
             Op::SqueezeExcite(se) => {
                 let channels = out.shape.chw().map_or(0, |(c, _, _)| c);
                 2 * (se.squeezed * channels) as u64
@@ -652,6 +663,56 @@ impl Op {
                     expect_weight(b, "expand bias", &[c])?;
                 }
                 Ok(inputs[0].clone())
+            }
+            Op::FakeQuant(f) => {
+                f.quant.check().map_err(|e| e.to_string())?;
+                Ok(inputs[0].clone())
+            }
+            Op::QConv(q) => {
+                // A dense layer is the 1×1 conv of a `[N, K]` input.
+                let dense = per_item(inputs[0])?.len() == 1;
+                let (ci, h, w) = if dense {
+                    (channels(inputs[0])?, 1, 1)
+                } else {
+                    chw(inputs[0])?
+                };
+                if ci != q.in_channels {
+                    return Err(format!(
+                        "input has {ci} channels, the weights expect {}",
+                        q.in_channels
+                    ));
+                }
+                let shape = q.shape(h, w)?;
+                resnext_runtime_core::kernels::int8::supports(&shape).map_err(|e| e.to_string())?;
+                if dense && (shape.out_h, shape.out_w) != (1, 1) {
+                    return Err("a dense int8 layer must be a 1×1 conv without padding".into());
+                }
+                if q.bias.len() != q.out_channels || q.weight_scale.len() != q.out_channels {
+                    return Err(format!(
+                        "{} biases and {} weight scales for {} output channels",
+                        q.bias.len(),
+                        q.weight_scale.len(),
+                        q.out_channels
+                    ));
+                }
+                if q.packed {
+                    expect_weight(
+                        q.weight,
+                        "packed int8 weight",
+                        &[resnext_runtime_core::kernels::int8::packed_len(&shape)],
+                    )?;
+                } else {
+                    expect_weight(
+                        q.weight,
+                        "int8 weight",
+                        &[q.out_channels, ci / q.group, q.kernel[0], q.kernel[1]],
+                    )?;
+                }
+                Ok(if dense {
+                    TensorType::f32(Shape::nc(q.out_channels))
+                } else {
+                    TensorType::f32(Shape::nchw(q.out_channels, shape.out_h, shape.out_w))
+                })
             }
             Op::Pad { pads } => {
                 let (c, h, w) = chw(inputs[0])?;

@@ -4,14 +4,17 @@
 //! The order is fixed and reads top to bottom in [`optimize`]: `simplify` removes no-ops so the
 //! patterns below see producer → consumer directly; `fold-batch-norm` folds BatchNorm into the conv
 //! or dense before it (or turns it into a ScaleShift); `fuse-epilogue` folds residual Adds and
-//! activations into the node that produces their input; `simplify` runs again to drop what the fusions
-//! left dead or redundant; `plan-memory` places every activation in one arena. `stop_after` and
+//! activations into the node that produces their input; `fuse-requant` moves the ReLU and the
+//! quantize-dequantize after an int8 conv into it (QDQ models); `simplify` runs again to drop what
+//! the fusions left dead or redundant; `select-kernels` and `pack-int8` pack weights for the
+//! runtime's kernels; `plan-memory` places every activation in one arena. `stop_after` and
 //! `print_after` take these names ([`PASSES`]) to bisect a miscompile.
 
 mod fold_batch_norm;
 mod fuse_elementwise;
 mod fuse_epilogue;
 mod fuse_squeeze_excite;
+mod lower_int8;
 mod plan_memory;
 mod print;
 mod select_kernels;
@@ -36,7 +39,9 @@ pub const PASSES: &[&str] = &[
     "simplify",
     "fold-batch-norm",
     "fuse-epilogue",
+    "fuse-requant",
     "select-kernels",
+    "pack-int8",
     "plan-memory",
 ];
 
@@ -226,6 +231,7 @@ pub fn optimize(graph: &mut Graph, opts: &PassOptions) -> Result<PassReport, Pas
     run.pass("simplify", simplify)?;
     run.pass("fold-batch-norm", fold_batch_norm)?;
     run.pass("fuse-epilogue", fuse_epilogue)?;
+    run.pass("fuse-requant", lower_int8::fuse_requant)?;
     run.pass("simplify", simplify)?;
     if opts.select_kernels {
         // bf16 1×1 convs exist on NCHW only, so `Auto` keeps everything NCHW for bf16.
@@ -235,6 +241,7 @@ pub fn optimize(graph: &mut Graph, opts: &PassOptions) -> Result<PassReport, Pas
         run.pass("select-kernels", |g| {
             select_kernels_with(g, nchw8c, precision)
         })?;
+        run.pass("pack-int8", lower_int8::pack_int8)?;
     }
     if !run.stopped {
         let started = Instant::now();

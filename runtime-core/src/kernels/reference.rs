@@ -651,3 +651,82 @@ pub fn squeeze_excite(
     }
     Ok(())
 }
+
+/// Int8 convolution as ONNX QDQ defines it (weights `[out_c, in_c / group, kh, kw]`): the input
+/// quantized with `input_quant` (`clamp(round_ties_even(x / s)) + zp`), the padding its zero
+/// point, `acc = Σ (x − zp) · w + bias` summed in i64, then `v = acc · multiplier[c]` in f32 and
+/// the output rule of `int8::QOutput`. The oracle of `int8::qconv2d`.
+pub fn qconv2d(
+    s: &ConvShape,
+    batch: usize,
+    input: &[f32],
+    input_quant: super::int8::Quant,
+    p: super::int8::QConvParams,
+    out: super::int8::QOutput,
+    output: &mut [f32],
+) -> Result<(), KernelError> {
+    super::int8::supports(s)?;
+    let [kh, kw] = s.kernel;
+    check_len("int8 conv input", batch * s.input_len(), input.len())?;
+    let (cin_g, cout_g) = (s.in_c / s.group, s.out_c / s.group);
+    check_len(
+        "int8 conv weight",
+        s.out_c * cin_g * kh * kw,
+        p.weight.len(),
+    )?;
+    check_len("int8 conv bias", s.out_c, p.bias.len())?;
+    check_len("int8 conv multiplier", s.out_c, p.multiplier.len())?;
+    check_len("int8 conv output", batch * s.output_len(), output.len())?;
+    let zp = input_quant.zero_point as i64;
+    for n in 0..batch {
+        let x = &input[n * s.input_len()..][..s.input_len()];
+        for m in 0..s.out_c {
+            for oy in 0..s.out_h {
+                for ox in 0..s.out_w {
+                    let mut acc = p.bias[m] as i64;
+                    for cg in 0..cin_g {
+                        let c = m / cout_g * cin_g + cg;
+                        for ky in 0..kh {
+                            for kx in 0..kw {
+                                let iy = (oy * s.stride[0] + ky * s.dilation[0]) as isize
+                                    - s.pads[0] as isize;
+                                let ix = (ox * s.stride[1] + kx * s.dilation[1]) as isize
+                                    - s.pads[1] as isize;
+                                let inside = (0..s.in_h as isize).contains(&iy)
+                                    && (0..s.in_w as isize).contains(&ix);
+                                let q = if inside {
+                                    let at = (c * s.in_h + iy as usize) * s.in_w + ix as usize;
+                                    let r = (x[at] / input_quant.scale)
+                                        .max(-zp as f32)
+                                        .min((255 - zp) as f32)
+                                        .round_ties_even();
+                                    r as i64 + zp
+                                } else {
+                                    zp
+                                };
+                                let w = p.weight[((m * cin_g + cg) * kh + ky) * kw + kx] as i64;
+                                acc += (q - zp) * w;
+                            }
+                        }
+                    }
+                    let acc = i32::try_from(acc).map_err(|_| {
+                        KernelError::BadShape(format!("int8 conv sum {acc} overflows i32"))
+                    })?;
+                    let v = acc as f32 * p.multiplier[m];
+                    output[((n * s.out_c + m) * s.out_h + oy) * s.out_w + ox] = match out {
+                        super::int8::QOutput::Requant { quant, min, max } => {
+                            let zp = quant.zero_point;
+                            v.max((min - zp) as f32)
+                                .min((max - zp) as f32)
+                                .round_ties_even()
+                                * quant.scale
+                        }
+                        super::int8::QOutput::Float { relu: true } => v.max(0.0),
+                        super::int8::QOutput::Float { relu: false } => v,
+                    };
+                }
+            }
+        }
+    }
+    Ok(())
+}

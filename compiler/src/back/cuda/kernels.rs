@@ -84,6 +84,9 @@ pub(super) fn emit_node(model: &Model, index: usize, id: NodeId) -> Result<Kerne
         Op::Input => return Err(unsupported("an input node as a kernel")),
         // The CUDA back end runs without `select-kernels`, which alone inserts reorders.
         Op::Reorder { .. } => return Err(unsupported("a layout reorder on the GPU")),
+        Op::FakeQuant(_) | Op::QConv(_) => {
+            return Err(unsupported("int8 (QDQ) models on the GPU yet"));
+        }
         Op::Concat { .. }
         | Op::ChannelShuffle { .. }
         | Op::SliceChannels { .. }

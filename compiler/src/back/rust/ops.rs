@@ -199,6 +199,12 @@ fn emit_node(model: &Model, id: NodeId, args: &[TokenStream], out: TokenStream) 
         // `forward_body` emits the copies of a concat's inputs (`emit_concat`).
         Op::Concat { .. } => quote!(Ok::<(), ::resnext_runtime::kernels::KernelError>(())),
         Op::Conv(c) => emit_conv(model, c, in_type, &node.output, args, out),
+        Op::FakeQuant(f) => {
+            let quant = quant_tokens(f.quant);
+            let (min, max, x) = (f.min, f.max, &args[0]);
+            quote!(::resnext_runtime::kernels::int8::fake_quantize(&ctx, #quant, #min, #max, #x, #out))
+        }
+        Op::QConv(q) => emit_qconv(model, q, in_type, args, out),
         Op::Dense(d) => emit_dense(model, d, args, out),
         Op::BatchNorm(b) => {
             let (c, spatial) = spatial_lits(in_type);
@@ -434,6 +440,74 @@ fn emit_conv(
     }
 }
 
+/// The shape of an int8 conv on a validated graph (1 × 1 maps for a dense layer).
+fn qconv_shape(q: &ir::quant::QConv, in_type: &ir::TensorType) -> ConvShape {
+    let (h, w) = in_type.shape.chw().map_or((1, 1), |(_, h, w)| (h, w));
+    q.shape(h, w)
+        .expect("validated: the int8 conv's window fits its input")
+}
+
+fn quant_tokens(q: ir::quant::Quant) -> TokenStream {
+    let (scale, zero_point) = (f32_tokens(q.scale), q.zero_point);
+    quote!(::resnext_runtime::kernels::int8::Quant { scale: #scale, zero_point: #zero_point })
+}
+
+/// An int8 conv: on its packed weights (`pack-int8` packs every one), or with the reference kernel.
+fn emit_qconv(
+    model: &Model,
+    q: &ir::quant::QConv,
+    in_type: &ir::TensorType,
+    args: &[TokenStream],
+    out: TokenStream,
+) -> TokenStream {
+    let shape = conv_shape(&qconv_shape(q, in_type));
+    let (x, wt) = (&args[0], weight(model, q.weight));
+    let input = input_field(x);
+    let input_quant = quant_tokens(q.input);
+    let rule = match q.kernel_output() {
+        resnext_runtime_core::kernels::int8::QOutput::Float { relu } => {
+            quote!(::resnext_runtime::kernels::int8::QOutput::Float { relu: #relu })
+        }
+        resnext_runtime_core::kernels::int8::QOutput::Requant { quant, min, max } => {
+            let quant = quant_tokens(quant);
+            quote!(::resnext_runtime::kernels::int8::QOutput::Requant { quant: #quant, min: #min, max: #max })
+        }
+    };
+    if !q.packed {
+        // Without the passes (`--no-opt`): the reference kernel on the i8 values, stored as floats.
+        let bias = &q.bias;
+        let multiplier: Vec<TokenStream> = q.multipliers().into_iter().map(f32_tokens).collect();
+        return quote! {{
+            let weight: Vec<i8> = #wt.iter().map(|&v| v as i8).collect();
+            ::resnext_runtime::kernels::reference::qconv2d(
+                &#shape,
+                batch,
+                #x,
+                #input_quant,
+                ::resnext_runtime::kernels::int8::QConvParams {
+                    weight: &weight,
+                    bias: &[#(#bias),*],
+                    multiplier: &[#(#multiplier),*],
+                },
+                #rule,
+                #out,
+            )
+        }};
+    }
+    quote! {
+        ::resnext_runtime::kernels::int8::qconv2d(&ctx, ::resnext_runtime::kernels::int8::QConvArgs {
+            shape: #shape,
+            batch,
+            #input,
+            input_quant: #input_quant,
+            packed: #wt,
+            out: #rule,
+            output: #out,
+            scratch: &mut *scratch,
+        })
+    }
+}
+
 /// `ConvAlgo::X` as a path.
 fn conv_algo(algo: ConvAlgo) -> TokenStream {
     let variant = format_ident!("{}", format!("{algo:?}"));
@@ -456,6 +530,11 @@ pub(super) fn scratch_len(model: &Model, id: NodeId) -> Option<TokenStream> {
             Some(
                 quote!(::resnext_runtime::kernels::conv::scratch_len(#algo, &#shape, batch, threads)),
             )
+        }
+        Op::QConv(q) if q.packed => {
+            let in_type = &graph.node(graph.inputs_of(id)[0]).output;
+            let shape = conv_shape(&qconv_shape(q, in_type));
+            Some(quote!(::resnext_runtime::kernels::int8::scratch_len(&#shape, batch, threads)))
         }
         Op::Dense(d) if d.kernel == DenseKernel::Packed => {
             let k = lit(d.in_features);

@@ -62,6 +62,20 @@ pub(crate) struct BatchIndex {
     pub offset: Vec<i64>,
 }
 
+/// A constant that is `DequantizeLinear` of an integer initializer (an ONNX QDQ weight or bias):
+/// its integers and their quantization, `real = scale[c] · (values − zero_point[c])` along `axis`
+/// (one scale and zero point for the whole tensor when `scale` has one value).
+#[derive(Clone, Debug)]
+pub(crate) struct QuantizedConst {
+    /// The initializer's ONNX type name (`INT8`, `UINT8`, `INT32`, …).
+    pub dtype: &'static str,
+    pub dims: Vec<usize>,
+    pub values: Vec<i64>,
+    pub scale: Vec<f32>,
+    pub zero_point: Vec<i64>,
+    pub axis: usize,
+}
+
 /// The node being imported: its proto, display name and the model's opset.
 pub(crate) struct NodeCtx<'a> {
     pub proto: &'a pb::NodeProto,
@@ -221,6 +235,8 @@ pub(crate) struct Importer {
     /// Every node output name and the node producing it, to say when an input comes from a later
     /// node (ONNX lists nodes in topological order, so that is a cycle or a misordered graph).
     producers: HashMap<String, String>,
+    /// The constants that are dequantized integers, by the name of the dequantized value.
+    quantized: HashMap<String, Rc<QuantizedConst>>,
 }
 
 impl Importer {
@@ -233,7 +249,18 @@ impl Importer {
             weight_ids: HashMap::new(),
             export_batch: None,
             producers,
+            quantized: HashMap::new(),
         }
+    }
+
+    /// The integers behind constant `name`, when it is `DequantizeLinear` of an initializer.
+    pub fn quantized(&self, name: &str) -> Option<Rc<QuantizedConst>> {
+        self.quantized.get(name).cloned()
+    }
+
+    /// Records that constant `name` is the dequantization of `q`.
+    pub fn set_quantized(&mut self, name: String, q: QuantizedConst) {
+        self.quantized.insert(name, Rc::new(q));
     }
 
     /// What the ONNX value `name` stands for, if it is bound yet.

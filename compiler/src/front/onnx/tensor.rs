@@ -19,6 +19,10 @@ pub(crate) struct ConstTensor {
 pub(crate) enum ConstData {
     F32(Vec<f32>),
     I64(Vec<i64>),
+    /// INT8 (quantized weights and zero points of the ONNX QDQ form).
+    I8(Vec<i8>),
+    /// UINT8 (quantized activations' zero points).
+    U8(Vec<u8>),
     /// A data type we do not decode, by its ONNX name.
     Other(&'static str),
 }
@@ -28,6 +32,8 @@ impl ConstTensor {
         match self.data {
             ConstData::F32(_) => "FLOAT",
             ConstData::I64(_) => "INT64",
+            ConstData::I8(_) => "INT8",
+            ConstData::U8(_) => "UINT8",
             ConstData::Other(name) => name,
         }
     }
@@ -91,7 +97,21 @@ pub(crate) fn decode(t: &pb::TensorProto, base_dir: Option<&Path>) -> Result<Con
                 .map(i64::from)
                 .collect(),
         }),
-        DataType::Bool | DataType::Uint8 => ConstData::I64(match raw {
+        DataType::Int8 => ConstData::I8(match raw {
+            Some(bytes) => from_le::<1, i8>(&bytes, len, |b| b[0] as i8)?,
+            None => typed(&t.int32_data, len)?
+                .into_iter()
+                .map(|v| v as i8)
+                .collect(),
+        }),
+        DataType::Uint8 => ConstData::U8(match raw {
+            Some(bytes) => bytes_exact(bytes, len)?,
+            None => typed(&t.int32_data, len)?
+                .into_iter()
+                .map(|v| v as u8)
+                .collect(),
+        }),
+        DataType::Bool => ConstData::I64(match raw {
             Some(bytes) => from_le::<1, i64>(&bytes, len, |b| b[0].into())?,
             None => typed(&t.int32_data, len)?
                 .into_iter()
@@ -105,6 +125,16 @@ pub(crate) fn decode(t: &pb::TensorProto, base_dir: Option<&Path>) -> Result<Con
         dims,
         data,
     })
+}
+
+fn bytes_exact(bytes: Vec<u8>, len: usize) -> Result<Vec<u8>, String> {
+    if bytes.len() != len {
+        return Err(format!(
+            "holds {} bytes of data, its shape needs {len}",
+            bytes.len()
+        ));
+    }
+    Ok(bytes)
 }
 
 fn typed<T: Copy>(values: &[T], len: usize) -> Result<Vec<T>, String> {

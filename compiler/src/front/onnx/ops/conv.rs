@@ -46,6 +46,16 @@ fn conv(im: &mut Importer, ctx: &NodeCtx) -> Result<Value, OnnxError> {
         return Err(ctx.err("attribute `group` must be positive"));
     }
     let pads = resolve_pads(ctx, [h, wd], kernel, stride, dilation)?;
+    let window = super::quantize::Window {
+        group,
+        kernel,
+        stride,
+        dilation,
+        pads,
+    };
+    if let Some(v) = super::quantize::conv(im, ctx, x, &w, b.as_deref(), window)? {
+        return Ok(v);
+    }
     let weight = im.weight(ctx, &w, "weight")?;
     let bias = match b {
         Some(b) => Some(im.weight(ctx, &b, "bias")?),

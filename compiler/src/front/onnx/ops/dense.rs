@@ -97,6 +97,9 @@ fn dense(
     alpha: f32,
     c: Option<(&ConstTensor, f32)>,
 ) -> Result<Value, OnnxError> {
+    if let Some(v) = super::quantize::dense(im, ctx, x, b, trans_b, alpha, c)? {
+        return Ok(v);
+    }
     let ConstData::F32(data) = &b.data else {
         return Err(ctx.err(format!(
             "weight `{}` has data type {}; only FLOAT weights are supported",

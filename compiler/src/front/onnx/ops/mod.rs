@@ -18,6 +18,7 @@ mod elementwise;
 mod identity;
 mod norm;
 mod pool;
+mod quantize;
 mod shape;
 mod shape_arith;
 mod window;
@@ -81,6 +82,7 @@ impl Registry {
             shape_arith::register(&mut reg);
             channels_last::register(&mut reg);
             batch_index::register(&mut reg);
+            quantize::register(&mut reg);
             reg
         });
         &STANDARD

@@ -1,0 +1,99 @@
+//! `fuse-requant` and `pack-int8`: the int8 convs of a QDQ model. `fuse-requant` moves the ReLU
+//! and the `QuantizeLinear → DequantizeLinear` after an int8 conv into its epilogue (the conv then
+//! writes the dequantized u8 result, as onnxruntime's QLinearConv does); `pack-int8` packs every
+//! int8 conv's weights, bias and multipliers for `kernels::int8` (run with `select-kernels`).
+
+use super::{bypass, sole_consumer};
+use crate::ir::quant::{FakeQuant, QConvOutput};
+use crate::ir::{Graph, IrError, Op};
+use resnext_runtime_core::kernels::int8::{self, QConvParams};
+
+/// Fuses `QConv → [Relu] → FakeQuant` (each the sole reader of the one before) into the conv, and a
+/// ReLU alone into a conv writing real values.
+pub fn fuse_requant(graph: &mut Graph) -> Result<bool, IrError> {
+    let mut changed = false;
+    for id in graph.topo_order()? {
+        if !graph.nodes.contains_node(id) {
+            continue;
+        }
+        let Op::QConv(q) = &graph.node(id).op else {
+            continue;
+        };
+        let QConvOutput::Float { relu } = q.output else {
+            continue;
+        };
+        let Some(next) = sole_consumer(graph, id) else {
+            continue;
+        };
+        match graph.node(next).op {
+            Op::Relu if !relu => {
+                if let Op::QConv(q) = &mut graph.nodes[id].op {
+                    q.output = QConvOutput::Float { relu: true };
+                }
+                changed |= bypass(graph, next);
+            }
+            Op::FakeQuant(f) => {
+                // ReLU clamps the real value at 0, the quantized one at the zero point.
+                let min = if relu {
+                    f.min.max(f.quant.zero_point)
+                } else {
+                    f.min
+                };
+                if let Op::QConv(q) = &mut graph.nodes[id].op {
+                    q.output = QConvOutput::Requant(FakeQuant { min, ..f });
+                }
+                changed |= bypass(graph, next);
+            }
+            _ => {}
+        }
+    }
+    Ok(changed)
+}
+
+/// Replaces every unpacked int8 conv's weight by its `int8::pack`ed form.
+pub fn pack_int8(graph: &mut Graph) -> Result<bool, IrError> {
+    let mut changed = false;
+    for id in graph.topo_order()? {
+        let node = graph.node(id);
+        let Op::QConv(q) = &node.op else {
+            continue;
+        };
+        if q.packed {
+            continue;
+        }
+        let fail = |message: String| IrError::Invalid {
+            node: node.name.clone(),
+            op: node.op.name(),
+            message,
+        };
+        let in_type = &graph.node(graph.inputs_of(id)[0]).output;
+        let (h, w) = in_type.shape.chw().map_or((1, 1), |(_, h, w)| (h, w));
+        let shape = q.shape(h, w).map_err(fail)?;
+        let weight: Vec<i8> = graph
+            .weights
+            .data(q.weight)
+            .iter()
+            .map(|&v| v as i8)
+            .collect();
+        let multiplier = q.multipliers();
+        let params = QConvParams {
+            weight: &weight,
+            bias: &q.bias,
+            multiplier: &multiplier,
+        };
+        let packed =
+            int8::pack(&shape, q.input.zero_point, params).map_err(|e| fail(e.to_string()))?;
+        let name = format!(
+            "{} (int8 packed)",
+            graph.weights.get(q.weight).map_or("", |w| &w.name)
+        );
+        let len = packed.len();
+        let packed = graph.weights.add(name, vec![len], packed);
+        if let Op::QConv(q) = &mut graph.nodes[id].op {
+            q.weight = packed;
+            q.packed = true;
+        }
+        changed = true;
+    }
+    Ok(changed)
+}

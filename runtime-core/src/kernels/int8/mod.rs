@@ -1,0 +1,483 @@
+//! Int8 convolution (and dense layers, as 1×1 convs on 1×1 maps) for models quantized to the
+//! ONNX QDQ form: u8 activations × i8 weights summed in i32, requantized in the epilogue.
+//!
+//! Activations stay `f32` in the arena, holding the exact dequantized values `s · (q − zp)`; a
+//! conv quantizes its input on entry (`round_ties_even(x / s) + zp`, clamped: the same `q` back,
+//! since `s · (q − zp) / s` rounds to `q − zp`), so every other op of the graph runs unchanged in
+//! fp32 between quantization points, as onnxruntime runs the ops it has no int8 kernel for.
+//!
+//! Per image: the input is quantized to a u8 copy, gathered im2col-style into one row of
+//! `K = in_c / group · kh · kw` bytes per output pixel and group (padding is the input's zero point, `K` padded to
+//! a multiple of 4 with zeros), and multiplied by the weights packed in groups of 16 output
+//! channels × 4 `k` (64 bytes: one `vpdpbusd` operand). `Σ (x − zp_x) · w = Σ x · w − zp_x · Σ w`,
+//! so the input zero point is folded into the packed bias at pack time and the kernels sum raw
+//! `x · w`. The epilogue, per output channel `c`: `v = (acc + bias'[c]) as f32 · multiplier[c]`,
+//! then either [`QOutput::Requant`]: `round_ties_even(clamp(v, min − zp, max − zp)) · s_y` (the
+//! dequantized u8 result; the clamp is the u8 range, or ReLU's), or [`QOutput::Float`]: `v`,
+//! optionally ReLU'd. Int8 activations (ONNX `INT8`) are the u8 ones shifted by 128 (zero point
+//! + 128), which changes no result.
+//!
+//! Tiers: AVX-512 with VNNI (`vpdpbusd`, exact: products and their 4-sums fit in i32), AVX2
+//! (`vpmaddubsw` would saturate at i16, so the bytes are widened to i16 and summed in pairs by
+//! `vpmaddwd`, exact) and generic. All compute the same integers and the same f32 epilogue, so
+//! every tier is bit-exact against `reference::qconv2d`.
+
+mod generic;
+#[cfg(target_arch = "x86_64")]
+mod x86_64;
+
+use super::{ConvShape, KernelError, check_len, check_min_len};
+use crate::exec::Ctx;
+#[cfg(target_arch = "x86_64")]
+use crate::exec::isa::Isa;
+
+/// Output channels per packed weight block (one 512-bit register of i32 lanes).
+pub const BLOCK_M: usize = 16;
+/// Output pixels per task tile.
+const TILE_P: usize = 64;
+/// Output channels per task.
+const TILE_M: usize = 64;
+
+/// The quantization of a u8 tensor: `real = scale · (q − zero_point)`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Quant {
+    pub scale: f32,
+    /// In `0..=255` (an int8 tensor's zero point plus 128).
+    pub zero_point: i32,
+}
+
+impl Quant {
+    /// ONNX QuantizeLinear to u8: `clamp(round_ties_even(x / scale) + zero_point, 0, 255)`.
+    #[inline]
+    pub fn quantize(self, x: f32) -> u8 {
+        // Clamping first (to integers, so it commutes with rounding) keeps the conversion in range
+        // and lets `round_even` round; NaN becomes the low end.
+        let lo = -self.zero_point as f32;
+        let hi = (255 - self.zero_point) as f32;
+        (round_even((x / self.scale).max(lo).min(hi)) as i32 + self.zero_point) as u8
+    }
+
+    /// ONNX DequantizeLinear: `scale · (q − zero_point)`.
+    #[inline]
+    pub fn dequantize(self, q: u8) -> f32 {
+        (q as i32 - self.zero_point) as f32 * self.scale
+    }
+
+    /// Whether the scale is positive and finite and the zero point a u8.
+    pub fn check(self) -> Result<(), KernelError> {
+        if self.scale > 0.0 && self.scale.is_finite() && (0..=255).contains(&self.zero_point) {
+            Ok(())
+        } else {
+            Err(KernelError::BadShape(format!(
+                "quantization scale {} must be positive and finite, zero point {} in 0..=255",
+                self.scale, self.zero_point
+            )))
+        }
+    }
+}
+
+/// `v` rounded to the nearest integer, ties to even, for `|v| ≤ 2²²`: adding and subtracting
+/// `1.5 · 2²³` rounds in the FPU's (default, nearest-even) mode. The same result as
+/// `f32::round_ties_even`, which without SSE4.1 in the baseline target is a libm call per element,
+/// where this vectorises.
+#[inline]
+pub fn round_even(v: f32) -> f32 {
+    const MAGIC: f32 = 12_582_912.0;
+    (v + MAGIC) - MAGIC
+}
+
+/// What an int8 conv writes, per output channel `c`, from `v = (acc + bias[c]) as f32 · multiplier[c]`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum QOutput {
+    /// `v` is in output quantization steps (`multiplier = s_x · s_w[c] / s_y`): requantize to u8
+    /// clamped to `min..=max` (0..=255, or from the zero point up for a fused ReLU) and write the
+    /// dequantized value `quant.scale · (q − quant.zero_point)`.
+    Requant { quant: Quant, min: i32, max: i32 },
+    /// `v` is the real value (`multiplier = s_x · s_w[c]`): write it, ReLU'd if `relu`.
+    Float { relu: bool },
+}
+
+impl QOutput {
+    fn check(self) -> Result<(), KernelError> {
+        match self {
+            QOutput::Requant { quant, min, max } => {
+                quant.check()?;
+                if 0 <= min && min <= max && max <= 255 {
+                    Ok(())
+                } else {
+                    Err(KernelError::BadShape(format!(
+                        "requantization range {min}..={max} is not within 0..=255"
+                    )))
+                }
+            }
+            QOutput::Float { .. } => Ok(()),
+        }
+    }
+
+    /// The epilogue of one output value: `(acc + bias) as f32 · multiplier`, then the output rule.
+    /// Every tier computes exactly this.
+    #[inline]
+    pub fn apply(self, acc: i32, bias: i32, multiplier: f32) -> f32 {
+        let v = acc.wrapping_add(bias) as f32 * multiplier;
+        match self {
+            QOutput::Requant { quant, min, max } => {
+                let (lo, hi) = (
+                    (min - quant.zero_point) as f32,
+                    (max - quant.zero_point) as f32,
+                );
+                round_even(v.max(lo).min(hi)) * quant.scale
+            }
+            QOutput::Float { relu: true } => v.max(0.0),
+            QOutput::Float { relu: false } => v,
+        }
+    }
+}
+
+/// The unpacked parameters of an int8 conv: weights `[out_c, in_c / group, kh, kw]`, the i32
+/// bias (in units of `s_x · s_w[c]`, as ONNX QDQ stores it) and the per-channel multiplier of the
+/// epilogue (see [`QOutput`]).
+#[derive(Clone, Copy, Debug)]
+pub struct QConvParams<'a> {
+    pub weight: &'a [i8],
+    pub bias: &'a [i32],
+    pub multiplier: &'a [f32],
+}
+
+/// One int8 conv call: `input` (`[batch, in_c, in_h, in_w]`, f32) quantized with `input_quant`,
+/// convolved with weights packed by [`pack`] for that input zero point, written to `output` by
+/// `out`; `scratch` of at least [`scratch_len`] floats.
+pub struct QConvArgs<'a> {
+    pub shape: ConvShape,
+    pub batch: usize,
+    pub input: &'a [f32],
+    pub input_quant: Quant,
+    pub packed: &'a [f32],
+    pub out: QOutput,
+    pub output: &'a mut [f32],
+    pub scratch: &'a mut [f32],
+}
+
+/// `K` of one group, the bytes of one im2col row, padded to a multiple of 4.
+fn k_padded(s: &ConvShape) -> usize {
+    (s.in_c / s.group * s.kernel[0] * s.kernel[1]).next_multiple_of(4)
+}
+
+/// Output channels of one group, padded to whole blocks.
+fn m_padded(s: &ConvShape) -> usize {
+    (s.out_c / s.group).next_multiple_of(BLOCK_M)
+}
+
+/// Floats [`pack`] returns: per group the weight bytes, then per group one i32 bias and then one
+/// f32 multiplier per padded output channel.
+pub fn packed_len(s: &ConvShape) -> usize {
+    let mp = m_padded(s);
+    s.group * (mp * k_padded(s) / 4 + 2 * mp)
+}
+
+/// Scratch floats [`qconv2d`] needs: the quantized input and every group's im2col rows, as bytes.
+pub fn scratch_len(s: &ConvShape, _batch: usize, _threads: usize) -> usize {
+    let bytes = s.input_len() + s.group * s.out_h * s.out_w * k_padded(s);
+    bytes.div_ceil(4)
+}
+
+/// Whether the int8 kernels support this conv: any group count, kernel, stride, dilation, padding
+/// ([`ConvShape::check`]).
+pub fn supports(s: &ConvShape) -> Result<(), KernelError> {
+    s.check()
+}
+
+/// Packs an int8 conv's parameters for [`qconv2d`] with input zero point `input_zero_point` (u8
+/// domain). Done at compile time. Fails where a sum could overflow i32.
+pub fn pack(s: &ConvShape, input_zero_point: i32, p: QConvParams) -> Result<Vec<f32>, KernelError> {
+    supports(s)?;
+    let k = s.in_c / s.group * s.kernel[0] * s.kernel[1];
+    check_len("int8 conv weight", s.out_c * k, p.weight.len())?;
+    check_len("int8 conv bias", s.out_c, p.bias.len())?;
+    check_len("int8 conv multiplier", s.out_c, p.multiplier.len())?;
+    // |Σ x·w| ≤ K · 255 · 128, and the bias correction as much again: keep both within i32.
+    let bound = (k as i64) * 255 * 128;
+    if let Some(m) = p.multiplier.iter().position(|v| !v.is_finite()) {
+        return Err(KernelError::BadShape(format!(
+            "int8 conv output channel {m}: multiplier {} is not finite",
+            p.multiplier[m]
+        )));
+    }
+    let (kp, mp) = (k_padded(s), m_padded(s));
+    let mg = s.out_c / s.group;
+    let mut bytes = vec![0u8; s.group * mp * kp];
+    let mut bias = vec![0i32; s.group * mp];
+    let mut mult = vec![0f32; s.group * mp];
+    for oc in 0..s.out_c {
+        let row = &p.weight[oc * k..][..k];
+        // Group `g`'s channel `m` sits at padded channel `g · mp + m`.
+        let (g, m) = (oc / mg, oc % mg);
+        let block = &mut bytes[g * mp * kp..][..mp * kp];
+        for (kk, &w) in row.iter().enumerate() {
+            let at = ((m / BLOCK_M * kp / 4 + kk / 4) * BLOCK_M + m % BLOCK_M) * 4 + kk % 4;
+            block[at] = w as u8;
+        }
+        let (m, at) = (oc, g * mp + m);
+        let sum: i64 = row.iter().map(|&w| w as i64).sum();
+        let folded = p.bias[m] as i64 - input_zero_point as i64 * sum;
+        if folded.abs() + bound > i32::MAX as i64 {
+            return Err(KernelError::BadShape(format!(
+                "int8 conv output channel {m}: bias {} and {k} products may overflow i32",
+                p.bias[m]
+            )));
+        }
+        bias[at] = folded as i32;
+        mult[at] = p.multiplier[m];
+    }
+    let mut out: Vec<f32> = bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_bits(u32::from_le_bytes([b[0], b[1], b[2], b[3]])))
+        .collect();
+    out.extend(bias.iter().map(|&b| f32::from_bits(b as u32)));
+    out.extend_from_slice(&mult);
+    Ok(out)
+}
+
+/// The packed operands as the kernels read them.
+#[derive(Clone, Copy)]
+pub(crate) struct Packed<'a> {
+    /// `[m_padded / 16][k_padded / 4][16][4]`.
+    pub weight: &'a [u8],
+    pub bias: &'a [i32],
+    pub multiplier: &'a [f32],
+    pub kp: usize,
+}
+
+/// One tile of work of one group: its output channels `m` (from a multiple of 16) × pixels `p`, reading
+/// im2col rows `cols` (`[pixels][kp]`), writing `out[c · pixels + p]`.
+pub(crate) struct Tile<'a> {
+    pub packed: Packed<'a>,
+    pub cols: &'a [u8],
+    pub pixels: usize,
+    pub m: std::ops::Range<usize>,
+    pub p: std::ops::Range<usize>,
+    pub out: QOutput,
+}
+
+/// Int8 conv on `ctx`'s tier and threads (see [`QConvArgs`] and the module doc).
+pub fn qconv2d(ctx: &Ctx, args: QConvArgs) -> Result<(), KernelError> {
+    let QConvArgs {
+        shape: s,
+        batch,
+        input,
+        input_quant,
+        packed,
+        out,
+        output,
+        scratch,
+    } = args;
+    supports(&s)?;
+    input_quant.check()?;
+    out.check()?;
+    check_len("int8 conv input", batch * s.input_len(), input.len())?;
+    check_len("int8 conv packed", packed_len(&s), packed.len())?;
+    check_len("int8 conv output", batch * s.output_len(), output.len())?;
+    check_min_len(
+        "int8 conv scratch",
+        scratch_len(&s, batch, 1),
+        scratch.len(),
+    )?;
+    let (kp, mp, groups) = (k_padded(&s), m_padded(&s), s.group);
+    let (cin_g, mg) = (s.in_c / groups, s.out_c / groups);
+    let words: &[u32] = bytemuck::cast_slice(packed);
+    let (w_words, rest) = words.split_at(groups * mp * kp / 4);
+    let (bias, mult) = rest.split_at(groups * mp);
+    let weight: &[u8] = bytemuck::cast_slice(w_words);
+    let bias: &[i32] = bytemuck::cast_slice(bias);
+    let mult: &[f32] = bytemuck::cast_slice(mult);
+    let scratch: &mut [u8] = bytemuck::cast_slice_mut(scratch);
+    let (quantized, rest) = scratch.split_at_mut(s.input_len());
+    let pixels = s.out_h * s.out_w;
+    let cols = &mut rest[..groups * pixels * kp];
+    let vnni = use_vnni(ctx);
+    let isa = ctx.isa;
+    let hw = s.in_h * s.in_w;
+    for (x, y) in input
+        .chunks_exact(s.input_len().max(1))
+        .zip(output.chunks_exact_mut(s.output_len().max(1)))
+        .take(batch)
+    {
+        // Quantize, a channel per task.
+        let q_out = SharedBytes(quantized.as_mut_ptr());
+        ctx.threads.run(s.in_c, &|c| {
+            // SAFETY: task `c` writes only channel `c`'s `hw` bytes of the `in_c · hw` buffer,
+            // which outlives the `run`.
+            let plane = unsafe { std::slice::from_raw_parts_mut(q_out.ptr().add(c * hw), hw) };
+            for (q, &v) in plane.iter_mut().zip(&x[c * hw..][..hw]) {
+                *q = input_quant.quantize(v);
+            }
+        });
+        // Gather every group's im2col rows, a group's tile of pixels per task.
+        let quantized = &*quantized;
+        let p_tiles = pixels.div_ceil(TILE_P);
+        let cols_out = SharedBytes(cols.as_mut_ptr());
+        ctx.threads.run(groups * p_tiles, &|t| {
+            let (g, pt) = (t / p_tiles, t % p_tiles);
+            let p = pt * TILE_P..((pt + 1) * TILE_P).min(pixels);
+            let at = (g * pixels + p.start) * kp;
+            // SAFETY: task `t` writes only group `g`'s rows of pixels `p`, disjoint from every
+            // other task's, inside the `groups · pixels · kp` bytes that outlive the `run`.
+            let rows =
+                unsafe { std::slice::from_raw_parts_mut(cols_out.ptr().add(at), p.len() * kp) };
+            let x = &quantized[g * cin_g * hw..][..cin_g * hw];
+            im2col(&s, cin_g, x, input_quant.zero_point as u8, kp, p, rows);
+        });
+        let cols = &*cols;
+        let m_tiles = mg.div_ceil(TILE_M);
+        let shared = super::SharedOut(y.as_mut_ptr());
+        ctx.threads.run(groups * m_tiles * p_tiles, &|t| {
+            let (g, rest) = (t / (m_tiles * p_tiles), t % (m_tiles * p_tiles));
+            let (pt, mt) = (rest % p_tiles, rest / p_tiles);
+            let tile = Tile {
+                packed: Packed {
+                    weight: &weight[g * mp * kp..][..mp * kp],
+                    bias: &bias[g * mp..][..mp],
+                    multiplier: &mult[g * mp..][..mp],
+                    kp,
+                },
+                cols: &cols[g * pixels * kp..][..pixels * kp],
+                pixels,
+                m: mt * TILE_M..((mt + 1) * TILE_M).min(mg),
+                p: pt * TILE_P..((pt + 1) * TILE_P).min(pixels),
+                out,
+            };
+            // Group `g`'s output channels start `g · mg · pixels` floats into the image's output.
+            let y = super::SharedOut(shared.ptr().wrapping_add(g * mg * pixels));
+            run_tile(isa, vnni, &tile, y);
+        });
+    }
+    Ok(())
+}
+
+/// A `*mut u8` that tasks write disjoint parts of (see `SharedOut`).
+#[derive(Clone, Copy)]
+struct SharedBytes(*mut u8);
+// SAFETY: tasks write disjoint parts, and the buffer outlives them (each use says why).
+unsafe impl Send for SharedBytes {}
+// SAFETY: as above.
+unsafe impl Sync for SharedBytes {}
+
+impl SharedBytes {
+    fn ptr(self) -> *mut u8 {
+        self.0
+    }
+}
+
+/// Whether this call runs the VNNI kernel (AVX-512 tier on a CPU with AVX512_VNNI and BW).
+fn use_vnni(ctx: &Ctx) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        ctx.isa == Isa::Avx512
+            && is_x86_feature_detected!("avx512vnni")
+            && is_x86_feature_detected!("avx512bw")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = ctx;
+        false
+    }
+}
+
+/// Runs one tile, writing through `y`: the image's output, `out_c · pixels` floats, of which each
+/// tile writes only its own channels' pixels, disjoint from every other tile's.
+#[allow(unused_variables)]
+fn run_tile(isa: crate::exec::isa::Isa, vnni: bool, tile: &Tile, y: super::SharedOut) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if vnni {
+            // SAFETY: `use_vnni` checked AVX-512F, BW and VNNI at run time.
+            return unsafe { x86_64::tile_vnni(tile, y) };
+        }
+        if matches!(isa, Isa::Avx2 | Isa::Avx512) {
+            // SAFETY: both tiers imply AVX2 (`Isa::supported`), which the context's tier was
+            // checked for.
+            return unsafe { x86_64::tile_avx2(tile, y) };
+        }
+    }
+    generic::tile(tile, y);
+}
+
+/// One im2col row of `kp` bytes for each output pixel of `pixels`, into `rows`, from the `cin`
+/// channels of one group `x`: `row[(c · kh + ky) · kw + kx]` is the input at that window position,
+/// the zero point in the padding, zero past `K`.
+fn im2col(
+    s: &ConvShape,
+    cin: usize,
+    x: &[u8],
+    zero_point: u8,
+    kp: usize,
+    pixels: std::ops::Range<usize>,
+    rows: &mut [u8],
+) {
+    let [kh, kw] = s.kernel;
+    let hw = s.in_h * s.in_w;
+    if s.kernel == [1, 1] && s.stride == [1, 1] && s.pads == [0; 4] {
+        // A 1×1 conv's rows are the input transposed: a channel at a time, its pixels in order.
+        for (c, plane) in x.chunks_exact(hw).take(cin).enumerate() {
+            for (row, &v) in rows.chunks_exact_mut(kp).zip(&plane[pixels.clone()]) {
+                row[c] = v;
+            }
+        }
+        for row in rows.chunks_exact_mut(kp) {
+            row[cin..].fill(0);
+        }
+        return;
+    }
+    for (p, row) in pixels.zip(rows.chunks_exact_mut(kp)) {
+        let (oy, ox) = (p / s.out_w, p % s.out_w);
+        let mut at = 0;
+        for c in 0..cin {
+            let plane = &x[c * hw..][..hw];
+            for ky in 0..kh {
+                let iy = (oy * s.stride[0] + ky * s.dilation[0]).wrapping_sub(s.pads[0]);
+                for kx in 0..kw {
+                    let ix = (ox * s.stride[1] + kx * s.dilation[1]).wrapping_sub(s.pads[1]);
+                    row[at] = if iy < s.in_h && ix < s.in_w {
+                        plane[iy * s.in_w + ix]
+                    } else {
+                        zero_point
+                    };
+                    at += 1;
+                }
+            }
+        }
+        row[at..].fill(0);
+    }
+}
+
+/// Quantize-dequantize (`QuantizeLinear → DequantizeLinear`) of every element, clamped to
+/// `min..=max` in the u8 domain: `quant.dequantize(clamp(quant.quantize(x), min, max))`, computed
+/// as `round_even(clamp(x / s, min − zp, max − zp)) · s` (the same value, all in f32), on `ctx`'s
+/// threads.
+pub fn fake_quantize(
+    ctx: &Ctx,
+    quant: Quant,
+    min: i32,
+    max: i32,
+    input: &[f32],
+    output: &mut [f32],
+) -> Result<(), KernelError> {
+    quant.check()?;
+    check_len("quantize output", input.len(), output.len())?;
+    let lo = (min.clamp(0, 255) - quant.zero_point) as f32;
+    let hi = (max.clamp(0, 255) - quant.zero_point) as f32;
+    const CHUNK: usize = 1 << 14;
+    let chunks = input.len().div_ceil(CHUNK);
+    let shared = super::SharedOut(output.as_mut_ptr());
+    let len = input.len();
+    ctx.threads.run(chunks, &|t| {
+        let range = t * CHUNK..((t + 1) * CHUNK).min(len);
+        // SAFETY: task `t` writes only elements `range` of `output`, disjoint from every other
+        // task's; `output` (of `len` elements) outlives the `run`.
+        let out =
+            unsafe { std::slice::from_raw_parts_mut(shared.ptr().add(range.start), range.len()) };
+        for (y, &x) in out.iter_mut().zip(&input[range]) {
+            *y = round_even((x / quant.scale).max(lo).min(hi)) * quant.scale;
+        }
+    });
+    Ok(())
+}

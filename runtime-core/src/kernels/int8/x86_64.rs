@@ -1,0 +1,180 @@
+//! The x86-64 int8 tiles: AVX-512 VNNI (`vpdpbusd`) and AVX2 (bytes widened to i16, `vpmaddwd`).
+
+use std::arch::x86_64::*;
+
+use super::{BLOCK_M, QOutput, Tile};
+use crate::kernels::SharedOut;
+
+/// Computes `tile` into `y` with `vpdpbusd`: 2 blocks of 16 channels × 8 pixels per register tile.
+///
+/// # Safety
+/// The CPU must have AVX-512F, AVX-512BW and AVX512_VNNI; `y` must be the image's output
+/// (`out_c · pixels` floats) of which this tile's elements are written by no one else.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+pub(super) unsafe fn tile_vnni(t: &Tile, y: SharedOut) {
+    let mut m0 = t.m.start;
+    while m0 < t.m.end {
+        let two = t.m.end - m0 > BLOCK_M;
+        let mut p = t.p.start;
+        while p + 8 <= t.p.end {
+            // SAFETY: as this function's contract; `m0`'s blocks and pixels `p..p + 8` are in the tile.
+            unsafe {
+                if two {
+                    micro_vnni::<2, 8>(t, m0, p, y)
+                } else {
+                    micro_vnni::<1, 8>(t, m0, p, y)
+                }
+            }
+            p += 8;
+        }
+        while p < t.p.end {
+            // SAFETY: as above, for pixel `p`.
+            unsafe {
+                if two {
+                    micro_vnni::<2, 1>(t, m0, p, y)
+                } else {
+                    micro_vnni::<1, 1>(t, m0, p, y)
+                }
+            }
+            p += 1;
+        }
+        m0 += if two { 2 * BLOCK_M } else { BLOCK_M };
+    }
+}
+
+/// `MB` blocks of 16 channels from `m0` × `NR` pixels from `p0`.
+///
+/// # Safety
+/// As [`tile_vnni`]; the blocks and pixels are within the packed weights, the im2col rows and the tile.
+// Register tiles index their accumulators by pixel and block: the loops are over both.
+#[allow(clippy::needless_range_loop)]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn micro_vnni<const MB: usize, const NR: usize>(
+    t: &Tile,
+    m0: usize,
+    p0: usize,
+    y: SharedOut,
+) {
+    let kp = t.packed.kp;
+    let kq = kp / 4;
+    let weight = &t.packed.weight[m0 / BLOCK_M * kq * 64..][..MB * kq * 64];
+    let cols = &t.cols[p0 * kp..][..NR * kp];
+    let mut acc = [[_mm512_setzero_si512(); NR]; MB];
+    for q in 0..kq {
+        // SAFETY: block `b`'s 64 bytes of group `q` lie within `weight` (`MB · kq · 64` bytes).
+        let w: [__m512i; MB] = std::array::from_fn(|b| unsafe {
+            _mm512_loadu_si512(weight.as_ptr().add((b * kq + q) * 64) as *const __m512i)
+        });
+        for j in 0..NR {
+            // SAFETY: bytes `4q .. 4q + 4` of pixel `j`'s row lie within `cols` (`NR · kp` bytes).
+            let x = unsafe { (cols.as_ptr().add(j * kp + q * 4) as *const i32).read_unaligned() };
+            let x = _mm512_set1_epi32(x);
+            for b in 0..MB {
+                acc[b][j] = _mm512_dpbusd_epi32(acc[b][j], x, w[b]);
+            }
+        }
+    }
+    for (b, acc) in acc.iter().enumerate() {
+        let mb = m0 + b * BLOCK_M;
+        // SAFETY: bias and multiplier hold `m_padded` values, a multiple of 16 past `mb`.
+        let (bias, mult) = unsafe {
+            (
+                _mm512_loadu_si512(t.packed.bias.as_ptr().add(mb) as *const __m512i),
+                _mm512_loadu_ps(t.packed.multiplier.as_ptr().add(mb)),
+            )
+        };
+        let lanes = BLOCK_M.min(t.m.end - mb);
+        for (j, &a) in acc.iter().enumerate() {
+            let v = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(a, bias)), mult);
+            let v = match t.out {
+                QOutput::Requant { quant, min, max } => {
+                    let lo = _mm512_set1_ps((min - quant.zero_point) as f32);
+                    let hi = _mm512_set1_ps((max - quant.zero_point) as f32);
+                    let r = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+                        _mm512_min_ps(_mm512_max_ps(v, lo), hi),
+                    );
+                    _mm512_mul_ps(r, _mm512_set1_ps(quant.scale))
+                }
+                QOutput::Float { relu: true } => _mm512_max_ps(v, _mm512_setzero_ps()),
+                QOutput::Float { relu: false } => v,
+            };
+            let mut lane_values = [0f32; BLOCK_M];
+            // SAFETY: `lane_values` holds 16 floats.
+            unsafe { _mm512_storeu_ps(lane_values.as_mut_ptr(), v) };
+            for (l, &v) in lane_values.iter().enumerate().take(lanes) {
+                // SAFETY: channel `mb + l` and pixel `p0 + j` are this tile's (the caller's contract).
+                unsafe { *y.ptr().add((mb + l) * t.pixels + p0 + j) = v };
+            }
+        }
+    }
+}
+
+/// Computes `tile` into `y` with AVX2: 16 channels × 2 pixels per register tile.
+///
+/// # Safety
+/// The CPU must have AVX2; `y` as for [`tile_vnni`].
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn tile_avx2(t: &Tile, y: SharedOut) {
+    for m0 in t.m.clone().step_by(BLOCK_M) {
+        let mut p = t.p.start;
+        while p + 2 <= t.p.end {
+            // SAFETY: as this function's contract, for pixels `p..p + 2` of the tile.
+            unsafe { micro_avx2::<2>(t, m0, p, y) };
+            p += 2;
+        }
+        if p < t.p.end {
+            // SAFETY: as above, for pixel `p`.
+            unsafe { micro_avx2::<1>(t, m0, p, y) };
+        }
+    }
+}
+
+/// The 16 channels from `m0` × `NR` pixels from `p0`. Each 4-channel quarter of a 64-byte weight
+/// group widens to 16 i16 (`[c0k0..c0k3, c1k0..]`); `vpmaddwd` with the pixel's 4 bytes (as i16,
+/// repeated) gives each channel's two pair sums, added per channel by one `vphaddd` at the end.
+///
+/// # Safety
+/// As [`tile_avx2`]; the block and pixels are within the packed weights, the rows and the tile.
+#[allow(clippy::needless_range_loop)]
+#[target_feature(enable = "avx2")]
+unsafe fn micro_avx2<const NR: usize>(t: &Tile, m0: usize, p0: usize, y: SharedOut) {
+    let kp = t.packed.kp;
+    let kq = kp / 4;
+    let weight = &t.packed.weight[m0 / BLOCK_M * kq * 64..][..kq * 64];
+    let cols = &t.cols[p0 * kp..][..NR * kp];
+    let mut acc = [[_mm256_setzero_si256(); NR]; 4];
+    for q in 0..kq {
+        // SAFETY: quarter `g` of group `q` (16 bytes) lies within `weight` (`kq · 64` bytes).
+        let w: [__m256i; 4] = std::array::from_fn(|g| unsafe {
+            _mm256_cvtepi8_epi16(_mm_loadu_si128(
+                weight.as_ptr().add(q * 64 + g * 16) as *const __m128i
+            ))
+        });
+        for j in 0..NR {
+            // SAFETY: bytes `4q .. 4q + 4` of pixel `j`'s row lie within `cols`.
+            let x = unsafe { (cols.as_ptr().add(j * kp + q * 4) as *const i32).read_unaligned() };
+            let x = _mm256_broadcastq_epi64(_mm_cvtepu8_epi16(_mm_cvtsi32_si128(x)));
+            for g in 0..4 {
+                acc[g][j] = _mm256_add_epi32(acc[g][j], _mm256_madd_epi16(w[g], x));
+            }
+        }
+    }
+    // `vphaddd` of quarters (0, 1) gives channels [0, 1, 4, 5, 2, 3, 6, 7]: put them in order.
+    let order = _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7);
+    let lanes = BLOCK_M.min(t.m.end - m0);
+    for j in 0..NR {
+        let mut sums = [0i32; BLOCK_M];
+        for half in 0..2 {
+            let h = _mm256_hadd_epi32(acc[2 * half][j], acc[2 * half + 1][j]);
+            let h = _mm256_permutevar8x32_epi32(h, order);
+            // SAFETY: `sums` holds 16 i32, this half's 8 at `8 · half`.
+            unsafe { _mm256_storeu_si256(sums.as_mut_ptr().add(8 * half) as *mut __m256i, h) };
+        }
+        for (l, &a) in sums.iter().enumerate().take(lanes) {
+            let m = m0 + l;
+            let v = t.out.apply(a, t.packed.bias[m], t.packed.multiplier[m]);
+            // SAFETY: channel `m` and pixel `p0 + j` are this tile's (the caller's contract).
+            unsafe { *y.ptr().add(m * t.pixels + p0 + j) = v };
+        }
+    }
+}

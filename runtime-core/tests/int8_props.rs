@@ -1,0 +1,290 @@
+//! Property tests of the int8 conv (`kernels::int8`) against `reference::qconv2d` on every ISA tier
+//! this CPU supports (the AVX-512 tier runs the VNNI kernel where the CPU has it): random shapes
+//! (odd sizes, padding, strides, dilations, groups), thread counts, per-channel multipliers, zero points at
+//! the ends of the u8 range, both output rules. The results are integers requantized by the same
+//! f32 steps, so they must agree bit for bit.
+
+mod common;
+
+use common::{out_size, same, tiers, values};
+use proptest::prelude::*;
+use resnext_runtime_core::exec::Ctx;
+use resnext_runtime_core::exec::threads::Threads;
+use resnext_runtime_core::kernels::int8::{self, QConvArgs, QConvParams, QOutput, Quant};
+use resnext_runtime_core::kernels::{ConvShape, reference};
+
+#[derive(Clone, Debug)]
+struct QCase {
+    shape: ConvShape,
+    batch: usize,
+    threads: usize,
+    input_zero_point: i32,
+    output: QOutput,
+    seed: u64,
+}
+
+fn zero_point() -> impl Strategy<Value = i32> {
+    prop_oneof![Just(0), Just(255), Just(128), 0i32..=255]
+}
+
+fn case() -> impl Strategy<Value = QCase> {
+    (
+        (1usize..=24, 1usize..=24, 1usize..=9, 1usize..=9, 0usize..=3),
+        (1usize..=3, 1usize..=3, 1usize..=2, 1usize..=2, 0usize..=2),
+        (
+            1usize..=2,
+            1usize..=3,
+            zero_point(),
+            zero_point(),
+            any::<u64>(),
+        ),
+        prop_oneof![Just(0u8), Just(1), Just(2)],
+    )
+        .prop_filter_map(
+            "kernel larger than the padded input",
+            |(
+                (icg, ocg, h, w, groups_log),
+                (kh, kw, stride, dilation, pad),
+                (batch, threads, izp, ozp, seed),
+                mode,
+            )| {
+                let out_h = out_size(h, kh, stride, dilation, pad, pad)?;
+                let out_w = out_size(w, kw, stride, dilation, pad, pad)?;
+                let group = [1, 2, 3, 8][groups_log];
+                let (in_c, out_c) = (icg * group, ocg * group);
+                let shape = ConvShape {
+                    in_c,
+                    in_h: h,
+                    in_w: w,
+                    out_c,
+                    out_h,
+                    out_w,
+                    kernel: [kh, kw],
+                    stride: [stride; 2],
+                    dilation: [dilation; 2],
+                    pads: [pad; 4],
+                    group,
+                };
+                let output = match mode {
+                    0 => QOutput::Float { relu: false },
+                    1 => QOutput::Float { relu: true },
+                    _ => QOutput::Requant {
+                        quant: Quant {
+                            scale: 0.037,
+                            zero_point: ozp,
+                        },
+                        // A fused ReLU clamps at the zero point.
+                        min: if seed % 2 == 0 { 0 } else { ozp },
+                        max: 255,
+                    },
+                };
+                Some(QCase {
+                    shape,
+                    batch,
+                    threads,
+                    input_zero_point: izp,
+                    output,
+                    seed,
+                })
+            },
+        )
+}
+
+fn check(c: &QCase) -> Result<(), TestCaseError> {
+    let s = c.shape;
+    let k = s.in_c / s.group * s.kernel[0] * s.kernel[1];
+    let in_quant = Quant {
+        scale: 0.02,
+        zero_point: c.input_zero_point,
+    };
+    // Inputs spanning beyond the u8 range on both sides, so quantization clamps too.
+    let input: Vec<f32> = values(c.seed, c.batch * s.input_len())
+        .iter()
+        .map(|v| v * 4.0)
+        .collect();
+    // Weights over all of i8, the extremes included.
+    let weight: Vec<i8> = values(c.seed ^ 1, s.out_c * k)
+        .iter()
+        .enumerate()
+        .map(|(i, v)| match i % 17 {
+            0 => -128,
+            1 => 127,
+            _ => (v * 128.0) as i8,
+        })
+        .collect();
+    let bias: Vec<i32> = values(c.seed ^ 2, s.out_c)
+        .iter()
+        .map(|v| (v * 5000.0) as i32)
+        .collect();
+    let scale = if matches!(c.output, QOutput::Requant { .. }) {
+        1e-3
+    } else {
+        1e-4
+    };
+    let multiplier: Vec<f32> = values(c.seed ^ 3, s.out_c)
+        .iter()
+        .map(|v| scale * (1.5 + v))
+        .collect();
+    let params = QConvParams {
+        weight: &weight,
+        bias: &bias,
+        multiplier: &multiplier,
+    };
+    let mut want = vec![f32::NAN; c.batch * s.output_len()];
+    reference::qconv2d(&s, c.batch, &input, in_quant, params, c.output, &mut want).unwrap();
+    prop_assert!(want.iter().all(|v| v.is_finite()));
+    let packed = int8::pack(&s, c.input_zero_point, params).unwrap();
+    prop_assert_eq!(packed.len(), int8::packed_len(&s));
+    let threads = Threads::new(c.threads);
+    for isa in tiers() {
+        let mut got = vec![f32::NAN; want.len()];
+        let mut scratch = vec![f32::NAN; int8::scratch_len(&s, c.batch, c.threads)];
+        let args = QConvArgs {
+            shape: s,
+            batch: c.batch,
+            input: &input,
+            input_quant: in_quant,
+            packed: &packed,
+            out: c.output,
+            output: &mut got,
+            scratch: &mut scratch,
+        };
+        int8::qconv2d(
+            &Ctx {
+                isa,
+                threads: &threads,
+            },
+            args,
+        )
+        .unwrap();
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            prop_assert!(
+                same(*g, *w),
+                "{}: element {i}: got {g}, want {w}",
+                isa.name()
+            );
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(96))]
+
+    #[test]
+    fn qconv_matches_reference(c in case()) {
+        check(&c)?;
+    }
+}
+
+/// Channel counts ragged against the 16- and 32-channel register blocks and the 64-channel task
+/// tiles, pixels against the 8-pixel register tile and the 64-pixel task tiles; ResNeXt's grouped
+/// 3×3 (32 groups of 4 channels) and a depthwise conv.
+#[test]
+fn ragged_blocks() {
+    for (in_c, out_c, hw, group) in [
+        (3, 17, 9, 1),
+        (33, 65, 11, 1),
+        (64, 96, 8, 1),
+        (5, 31, 1, 1),
+        (128, 128, 9, 32),
+        (24, 24, 7, 24),
+    ] {
+        let out = QOutput::Requant {
+            quant: Quant {
+                scale: 0.05,
+                zero_point: 7,
+            },
+            min: 7,
+            max: 255,
+        };
+        // Each as a 3×3 with padding and as a 1×1 (whose rows are a transpose of the input).
+        for (kernel, pad) in [(3, 1), (1, 0)] {
+            let shape = ConvShape::square(in_c, hw, out_c, kernel, 1, pad, group);
+            check(&QCase {
+                shape,
+                batch: 2,
+                threads: 2,
+                input_zero_point: 250,
+                output: out,
+                seed: 9,
+            })
+            .unwrap();
+        }
+    }
+}
+
+#[test]
+#[cfg_attr(not(host_avx512vnni), ignore = "CPU lacks AVX512_VNNI")]
+fn vnni_kernel_covered() {
+    assert!(std::is_x86_feature_detected!("avx512vnni"));
+    assert!(tiers().contains(&resnext_runtime_core::exec::isa::Isa::Avx512));
+}
+
+#[test]
+fn bad_quantization_is_an_error() {
+    let s = ConvShape::square(2, 3, 2, 1, 1, 0, 1);
+    let params = QConvParams {
+        weight: &[1; 4],
+        bias: &[0; 2],
+        multiplier: &[1.0; 2],
+    };
+    let packed = int8::pack(&s, 0, params).unwrap();
+    let threads = Threads::new(1);
+    let mut out = vec![0.0; s.output_len()];
+    let mut scratch = vec![0.0; int8::scratch_len(&s, 1, 1)];
+    let args = QConvArgs {
+        shape: s,
+        batch: 1,
+        input: &[0.0; 18],
+        input_quant: Quant {
+            scale: 0.0,
+            zero_point: 0,
+        },
+        packed: &packed,
+        out: QOutput::Float { relu: false },
+        output: &mut out,
+        scratch: &mut scratch,
+    };
+    let err = int8::qconv2d(&Ctx::new(&threads), args).unwrap_err();
+    assert!(err.to_string().contains("scale"), "{err}");
+    let bad_groups = ConvShape::square(2, 3, 2, 1, 1, 0, 3);
+    assert!(int8::pack(&bad_groups, 0, params).is_err());
+}
+
+/// The kernels' rounding (`int8::round_even`) is `round_ties_even` on the range they use it for:
+/// every half-integer tie and random values within ±300.
+#[test]
+fn round_even_is_round_ties_even() {
+    let ties = (-1200..=1200).map(|k| k as f32 / 4.0);
+    let random = values(5, 4096).into_iter().map(|v| v * 300.0);
+    for v in ties.chain(random) {
+        let (got, want) = (int8::round_even(v), v.round_ties_even());
+        assert!(got == want, "round_even({v}) = {got}, want {want}");
+    }
+}
+
+/// `fake_quantize` against QuantizeLinear → clamp → DequantizeLinear written out, element by
+/// element, on inputs past both ends of the range, zero points at the ends, with and without a
+/// ReLU clamp, split over two threads.
+#[test]
+fn fake_quantize_matches_quantize_dequantize() {
+    let threads = Threads::new(2);
+    let input: Vec<f32> = values(11, 40_000).iter().map(|v| v * 9.0).collect();
+    for zero_point in [0, 1, 128, 254, 255] {
+        for min in [0, zero_point] {
+            let scale = 0.0173;
+            let quant = Quant { scale, zero_point };
+            let mut got = vec![f32::NAN; input.len()];
+            int8::fake_quantize(&Ctx::new(&threads), quant, min, 255, &input, &mut got).unwrap();
+            for (i, (&x, &g)) in input.iter().zip(&got).enumerate() {
+                let q = ((x / scale).round_ties_even() + zero_point as f32).clamp(0.0, 255.0);
+                let want = (q.max(min as f32) - zero_point as f32) * scale;
+                assert!(
+                    same(g, want),
+                    "zp {zero_point}, min {min}: element {i} ({x}): got {g}, want {want}"
+                );
+            }
+        }
+    }
+}
