@@ -114,10 +114,10 @@ prop_compose! {
 }
 
 prop_compose! {
-    /// A depthwise 3×3 or 5×5 conv with 1..48 channels, strides 1/2, pads up to k-1 per side.
+    /// A depthwise 3×3, 5×5 or 7×7 conv with 1..48 channels, strides 1/2, pads up to k-1 per side.
     fn depthwise_case()(
         channels in 1usize..=48,
-        k in prop_oneof![Just(3usize), Just(5usize)],
+        k in prop_oneof![Just(3usize), Just(5usize), Just(7usize)],
         in_h in 1usize..=19,
         in_w in 1usize..=41,
         stride in (1usize..=2, 1usize..=2),
@@ -172,7 +172,7 @@ prop_compose! {
     /// with masked loads; odd sizes, uneven top/bottom padding, 1..40 channels, batch 1–3.
     fn small_depthwise_case()(
         channels in 1usize..=40,
-        k in prop_oneof![Just(3usize), Just(5usize)],
+        k in prop_oneof![Just(3usize), Just(5usize), Just(7usize)],
         in_h in 1usize..=18,
         in_w in 1usize..=18,
         left in 0usize..=4,
@@ -206,7 +206,7 @@ prop_compose! {
     /// stride-2 copy splits columns by parity), several bands per plane, 1–3 threads, batch 1–3.
     fn wide_depthwise_case()(
         channels in 1usize..=6,
-        k in prop_oneof![Just(3usize), Just(5usize)],
+        k in prop_oneof![Just(3usize), Just(5usize), Just(7usize)],
         in_h in 20usize..=60,
         in_w in 9usize..=70,
         stride in (1usize..=2, 1usize..=2),
@@ -359,7 +359,7 @@ fn output_channel_blocks_match_reference() {
     }
 }
 
-/// MobileNetV2's and EfficientNet-B0's depthwise shapes (ReLU6 and SiLU epilogues).
+/// MobileNetV2's, EfficientNet-B0's and ConvNeXt-T's depthwise shapes (ReLU6 and SiLU epilogues).
 #[test]
 fn mobile_depthwise_shapes_match_reference() {
     for (i, &(c, size, stride, k)) in [
@@ -371,6 +371,8 @@ fn mobile_depthwise_shapes_match_reference() {
         (144, 56, 2, 5),
         (672, 14, 1, 5),
         (1152, 7, 1, 5),
+        (96, 56, 1, 7),
+        (768, 7, 1, 7),
     ]
     .iter()
     .enumerate()

@@ -14,7 +14,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{Band, MAX_TAPS};
+use super::{Band, DW_MAX_TAPS};
 use crate::kernels::ConvShape;
 use crate::kernels::gemm::x86_64::avx512::activate512;
 
@@ -46,7 +46,7 @@ fn layout(out_w: usize, s: usize, k: usize) -> (usize, usize) {
 pub(crate) fn depthwise_band_rows_avx512(s: &ConvShape) -> Option<usize> {
     let k = s.kernel[0];
     let depthwise = s.group == s.in_c && s.group == s.out_c;
-    if !depthwise || !matches!(k, 3 | 5) || !matches!(s.stride[1], 1 | 2) || s.out_w <= 8 {
+    if !depthwise || !matches!(k, 3 | 5 | 7) || !matches!(s.stride[1], 1 | 2) || s.out_w <= 8 {
         return None;
     }
     let (pitch, _) = layout(s.out_w, s.stride[1], k);
@@ -54,7 +54,7 @@ pub(crate) fn depthwise_band_rows_avx512(s: &ConvShape) -> Option<usize> {
     (rows_fit >= k).then(|| (rows_fit - k) / s.stride[0].max(1) + 1)
 }
 
-/// Runs `b` on [`plane`] if it is a depthwise band (one channel, 3×3 or 5×5, column stride 1 or
+/// Runs `b` on [`plane`] if it is a depthwise band (one channel, 3×3, 5×5 or 7×7, column stride 1 or
 /// 2, more than 8 output columns) whose padded rows fit its buffer; false otherwise (nothing
 /// written).
 ///
@@ -69,6 +69,8 @@ pub(crate) unsafe fn depthwise_plane_avx512(b: &Band) -> bool {
             (3, 2) => plane::<3, 2>(b),
             (5, 1) => plane::<5, 1>(b),
             (5, 2) => plane::<5, 2>(b),
+            (7, 1) => plane::<7, 1>(b),
+            (7, 2) => plane::<7, 2>(b),
             _ => false,
         }
     }
@@ -185,12 +187,12 @@ unsafe fn plane<const K: usize, const S: usize>(b: &Band) -> bool {
     // first) before they are read.
     unsafe { copy_rows::<S>(b, r0, r1 - r0, (pitch, phase), base) };
     let src = base.cast_const();
-    let mut w = [_mm512_setzero_ps(); MAX_TAPS];
+    let mut w = [_mm512_setzero_ps(); DW_MAX_TAPS];
     for (t, wv) in w.iter_mut().enumerate().take(K * K) {
         *wv = _mm512_set1_ps(b.weights[t * b.wstride]);
     }
     // Where tap column `kx` starts in a padded row, for output column 0.
-    let mut col = [0usize; 5];
+    let mut col = [0usize; 7];
     for (kx, c) in col.iter_mut().enumerate().take(K) {
         *c = if S == 1 {
             kx

@@ -22,19 +22,19 @@ const L: usize = 16;
 const MAX_VECTORS: usize = 16;
 
 /// The largest kernel side.
-const MAX_K: usize = 5;
+const MAX_K: usize = 7;
 
 /// Vectors accumulated at once (independent FMA chains).
 const BLOCK: usize = 4;
 
-/// Whether [`run`] takes depthwise conv `s`: 3×3 or 5×5, stride 1, dilation 1, `in_w == out_w`,
+/// Whether [`run`] takes depthwise conv `s`: 3×3, 5×5 or 7×7, stride 1, dilation 1, `in_w == out_w`,
 /// at most 256 output pixels.
 pub(crate) fn applies(s: &ConvShape) -> bool {
     let k = s.kernel[0];
     s.group == s.in_c
         && s.group == s.out_c
         && s.kernel[1] == k
-        && matches!(k, 3 | 5)
+        && matches!(k, 3 | 5 | 7)
         && s.stride == [1, 1]
         && s.dilation == [1, 1]
         && s.in_w == s.out_w
@@ -110,7 +110,8 @@ pub(crate) unsafe fn run(
     unsafe {
         match s.kernel[0] {
             3 => planes_k::<3>(s, masks, input, packed, epilogue, output, planes),
-            _ => planes_k::<5>(s, masks, input, packed, epilogue, output, planes),
+            5 => planes_k::<5>(s, masks, input, packed, epilogue, output, planes),
+            _ => planes_k::<7>(s, masks, input, packed, epilogue, output, planes),
         }
     }
 }

@@ -78,8 +78,11 @@ pub(super) unsafe fn pad_rows(
     }
 }
 
-/// The largest kernel (5×5) has this many taps.
+/// The largest kernel of the tile kernels (5×5) has this many taps.
 const MAX_TAPS: usize = 25;
+
+/// The largest kernel of the depthwise plane kernels (7×7) has this many taps.
+const DW_MAX_TAPS: usize = 49;
 
 /// Bit `l` set for the lanes `l < 16` whose column `start + l` lies in `0..width`.
 #[inline(always)]
