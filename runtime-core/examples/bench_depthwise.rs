@@ -1,5 +1,6 @@
 //! Benchmarks the depthwise convs of MobileNetV2, MnasNet-1.0 and EfficientNet-B0 (batch 1, the
-//! model's epilogue: bias + ReLU6, or bias + SiLU for EfficientNet) on every supported tier at 1
+//! model's epilogue: bias + ReLU6, or bias + SiLU for EfficientNet), and ConvNeXt-T's 7×7 ones
+//! both by im2col and by the depthwise kernel, on every supported tier at 1
 //! and 2 threads: median µs of each shape, and the sum over the model's layers.
 //!
 //! `cargo run --release -p resnext-runtime-core --example bench_depthwise [-- --quick] [--simd]
@@ -11,7 +12,8 @@ use std::time::Instant;
 use resnext_runtime_core::exec::Ctx;
 use resnext_runtime_core::exec::isa::Isa;
 use resnext_runtime_core::exec::threads::Threads;
-use resnext_runtime_core::kernels::{Activation, ConvArgs, ConvShape, Epilogue, depthwise};
+use resnext_runtime_core::kernels::conv::{self, ConvAlgo};
+use resnext_runtime_core::kernels::{Activation, ConvArgs, ConvShape, Epilogue};
 
 /// Median wall time of `f` in µs over `runs` runs after two warm-up runs.
 fn median_us(runs: usize, mut f: impl FnMut()) -> f64 {
@@ -80,12 +82,28 @@ const EFFICIENTNET_B0: Layers = &[
     (1152, 7, 3, 1, 1),
 ];
 
-/// Median µs of one depthwise conv, batch 1.
-fn bench(s: &ConvShape, activation: Activation, isa: Isa, threads: &Threads, runs: usize) -> f64 {
+/// ConvNeXt-T's depthwise 7×7 convs (bias only: the layer norm follows).
+const CONVNEXT_T: Layers = &[
+    (96, 56, 7, 1, 3),
+    (192, 28, 7, 1, 3),
+    (384, 14, 7, 1, 9),
+    (768, 7, 7, 1, 3),
+];
+
+/// Median µs of one depthwise conv by `algo`, batch 1.
+fn bench(
+    s: &ConvShape,
+    algo: ConvAlgo,
+    activation: Activation,
+    isa: Isa,
+    threads: &Threads,
+    runs: usize,
+) -> f64 {
     let input = fill(s.input_len());
-    let packed = depthwise::pack(s, &fill(s.weight_len()));
+    let packed = conv::pack(algo, s, &fill(s.weight_len())).expect("benchmark shapes are valid");
     let bias = fill(s.out_c);
     let mut out = vec![0.0; s.output_len()];
+    let mut scratch = vec![0.0; conv::scratch_len(algo, s, 1, threads.count())];
     let ep = Epilogue {
         bias: Some(&bias),
         residual: None,
@@ -99,9 +117,9 @@ fn bench(s: &ConvShape, activation: Activation, isa: Isa, threads: &Threads, run
             packed: &packed,
             epilogue: ep,
             output: &mut out,
-            scratch: &mut [],
+            scratch: &mut scratch,
         };
-        depthwise::run(&Ctx { isa, threads }, args).expect("benchmark shapes are valid");
+        conv::conv2d(&Ctx { isa, threads }, algo, args).expect("benchmark shapes are valid");
     })
 }
 
@@ -121,32 +139,41 @@ fn main() {
         .collect();
     println!("median of {runs} runs, batch 1, µs");
     let relu6 = Activation::Clip { min: 0.0, max: 6.0 };
-    for (model, layers, activation) in [
-        ("MobileNetV2", MOBILENET_V2, relu6),
-        ("MnasNet-1.0", MNASNET1_0, Activation::Relu),
-        ("EfficientNet-B0", EFFICIENTNET_B0, Activation::Silu),
+    let dw = ConvAlgo::Depthwise;
+    for (model, layers, activation, algos) in [
+        ("MobileNetV2", MOBILENET_V2, relu6, &[dw][..]),
+        ("MnasNet-1.0", MNASNET1_0, Activation::Relu, &[dw]),
+        ("EfficientNet-B0", EFFICIENTNET_B0, Activation::Silu, &[dw]),
+        (
+            "ConvNeXt-T (im2col, then depthwise)",
+            CONVNEXT_T,
+            Activation::None,
+            &[ConvAlgo::Im2col, dw],
+        ),
     ] {
-        println!("\n== {model} ==");
-        let mut total = vec![0.0; 2 * tiers.len()];
-        for &(c, size, k, stride, count) in layers {
-            let s = ConvShape::square(c, size, c, k, stride, k / 2, c);
-            let mut row = format!("dw{k} c{c}@{size}→{} s{stride} ×{count}", s.out_h);
-            row = format!("{row:<28}");
-            for (i, &isa) in tiers.iter().enumerate() {
+        for &algo in algos {
+            println!("\n== {model}: {} ==", algo.name());
+            let mut total = vec![0.0; 2 * tiers.len()];
+            for &(c, size, k, stride, count) in layers {
+                let s = ConvShape::square(c, size, c, k, stride, k / 2, c);
+                let mut row = format!("dw{k} c{c}@{size}→{} s{stride} ×{count}", s.out_h);
+                row = format!("{row:<28}");
+                for (i, &isa) in tiers.iter().enumerate() {
+                    for t in [1, 2] {
+                        let us = bench(&s, algo, activation, isa, &Threads::new(t), runs);
+                        total[2 * i + t - 1] += us * count as f64;
+                        row += &format!(" | {:>7} {t}t {us:>7.1}", isa.name());
+                    }
+                }
+                println!("{row}");
+            }
+            let mut row = format!("{:<28}", "all depthwise layers");
+            for (i, isa) in tiers.iter().enumerate() {
                 for t in [1, 2] {
-                    let us = bench(&s, activation, isa, &Threads::new(t), runs);
-                    total[2 * i + t - 1] += us * count as f64;
-                    row += &format!(" | {:>7} {t}t {us:>7.1}", isa.name());
+                    row += &format!(" | {:>7} {t}t {:>7.1}", isa.name(), total[2 * i + t - 1]);
                 }
             }
             println!("{row}");
         }
-        let mut row = format!("{:<28}", "all depthwise layers");
-        for (i, isa) in tiers.iter().enumerate() {
-            for t in [1, 2] {
-                row += &format!(" | {:>7} {t}t {:>7.1}", isa.name(), total[2 * i + t - 1]);
-            }
-        }
-        println!("{row}");
     }
 }
