@@ -474,3 +474,27 @@ fn bad_inputs_are_errors_not_panics() {
     assert!(grouped::pack(&s, &[1.0; 5]).is_empty());
     assert!(!grouped::supports(&ConvShape { group: 1, ..s }));
 }
+
+/// A batch of no images writes nothing and is no error, on every tier and kernel (small maps,
+/// wide maps, grouped).
+#[test]
+fn empty_batch_is_a_no_op() {
+    let shapes = [
+        ConvShape::square(16, 7, 16, 3, 1, 1, 16),
+        ConvShape::square(16, 40, 16, 5, 2, 2, 16),
+        resnext_shape(64, 9, 1),
+    ];
+    let t = Threads::new(2);
+    for s in shapes {
+        let packed = grouped::pack(&s, &vec![0.5; s.weight_len()]);
+        for isa in tiers() {
+            let ctx = Ctx { isa, threads: &t };
+            let r = if s.group == s.in_c {
+                depthwise::run(&ctx, args(s, 0, &[], &packed, Epilogue::default(), &mut []))
+            } else {
+                grouped::run(&ctx, args(s, 0, &[], &packed, Epilogue::default(), &mut []))
+            };
+            assert!(r.is_ok(), "{s:?} on {}: {r:?}", isa.name());
+        }
+    }
+}

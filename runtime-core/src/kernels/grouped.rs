@@ -183,12 +183,15 @@ pub(crate) fn run_direct(ctx: &Ctx, args: ConvArgs, layout: Layout) -> Result<()
     let isa = if isa.supported() { isa } else { Isa::Generic };
 
     let s = *shape;
+    if batch == 0 {
+        return Ok(());
+    }
     #[cfg(target_arch = "x86_64")]
     if isa == Isa::Avx512 && layout == Layout::Nchw && x86::avx512_depthwise_small::applies(&s) {
         // Small depthwise maps: whole planes by masked loads, several channels a task.
         let masks = x86::avx512_depthwise_small::Masks::new(&s);
         let planes = batch * s.out_c;
-        let tasks = planes.min(4 * threads.count()).max(1);
+        let tasks = planes.min(4 * threads.count());
         let per_task = planes.div_ceil(tasks);
         let out = SharedOut(output.as_mut_ptr());
         threads.run(planes.div_ceil(per_task), &|t| {
