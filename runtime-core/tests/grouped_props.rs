@@ -114,10 +114,10 @@ prop_compose! {
 }
 
 prop_compose! {
-    /// A depthwise 3×3 or 5×5 conv with 1..48 channels, strides 1/2, pads up to k-1 per side.
+    /// A depthwise 3×3, 5×5 or 7×7 conv with 1..48 channels, strides 1/2, pads up to k-1 per side.
     fn depthwise_case()(
         channels in 1usize..=48,
-        k in prop_oneof![Just(3usize), Just(5usize)],
+        k in prop_oneof![Just(3usize), Just(5usize), Just(7usize)],
         in_h in 1usize..=19,
         in_w in 1usize..=41,
         stride in (1usize..=2, 1usize..=2),
@@ -166,6 +166,72 @@ prop_compose! {
     }
 }
 
+prop_compose! {
+    /// A depthwise conv on a small map with output rows as wide as the input's (stride 1, left +
+    /// right padding `k - 1`): at most 256 output pixels, what the AVX-512 tier runs plane by plane
+    /// with masked loads; odd sizes, uneven top/bottom padding, 1..40 channels, batch 1–3.
+    fn small_depthwise_case()(
+        channels in 1usize..=40,
+        k in prop_oneof![Just(3usize), Just(5usize), Just(7usize)],
+        in_h in 1usize..=18,
+        in_w in 1usize..=18,
+        left in 0usize..=4,
+        (top, bottom) in (0usize..=4, 0usize..=4),
+        batch in 1usize..=3,
+        setting in setting(),
+    ) -> Option<Case> {
+        let left = left.min(k - 1);
+        let pads = [top.min(k - 1), left, bottom.min(k - 1), k - 1 - left];
+        let out_h = out_size(in_h, k, 1, 1, pads[0], pads[2])?;
+        let shape = ConvShape {
+            in_c: channels,
+            in_h,
+            in_w,
+            out_c: channels,
+            out_h,
+            out_w: in_w,
+            kernel: [k, k],
+            stride: [1, 1],
+            dilation: [1, 1],
+            pads,
+            group: channels,
+        };
+        (out_h * in_w <= 256).then_some(Case { shape, setting: Setting { batch, ..setting } })
+    }
+}
+
+prop_compose! {
+    /// A depthwise conv on a wide, tall map (9..70 columns, 20..60 rows), strides 1/2 per axis,
+    /// odd and even padding on either side: rows wider than 8 (the AVX-512 plane kernel, whose
+    /// stride-2 copy splits columns by parity), several bands per plane, 1–3 threads, batch 1–3.
+    fn wide_depthwise_case()(
+        channels in 1usize..=6,
+        k in prop_oneof![Just(3usize), Just(5usize), Just(7usize)],
+        in_h in 20usize..=60,
+        in_w in 9usize..=70,
+        stride in (1usize..=2, 1usize..=2),
+        pads in [0usize..=4, 0usize..=4, 0usize..=4, 0usize..=4],
+        batch in 1usize..=3,
+        setting in setting(),
+    ) -> Option<Case> {
+        let pads = pads.map(|p| p.min(k - 1));
+        let shape = ConvShape {
+            in_c: channels,
+            in_h,
+            in_w,
+            out_c: channels,
+            out_h: out_size(in_h, k, stride.0, 1, pads[0], pads[2])?,
+            out_w: out_size(in_w, k, stride.1, 1, pads[1], pads[3])?,
+            kernel: [k, k],
+            stride: [stride.0, stride.1],
+            dilation: [1, 1],
+            pads,
+            group: channels,
+        };
+        Some(Case { shape, setting: Setting { batch, ..setting } })
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
 
@@ -187,6 +253,22 @@ proptest! {
         prop_assume!(case.is_some());
         let case = case.unwrap();
         // One channel per group and a single channel is not "grouped"; depthwise needs group == C.
+        prop_assume!(depthwise::supports(&case.shape));
+        check_case(Kind::Depthwise, &case)?;
+    }
+
+    #[test]
+    fn small_depthwise_maps_match_reference(case in small_depthwise_case()) {
+        prop_assume!(case.is_some());
+        let case = case.unwrap();
+        prop_assume!(depthwise::supports(&case.shape));
+        check_case(Kind::Depthwise, &case)?;
+    }
+
+    #[test]
+    fn wide_depthwise_maps_match_reference(case in wide_depthwise_case()) {
+        prop_assume!(case.is_some());
+        let case = case.unwrap();
         prop_assume!(depthwise::supports(&case.shape));
         check_case(Kind::Depthwise, &case)?;
     }
@@ -277,19 +359,34 @@ fn output_channel_blocks_match_reference() {
     }
 }
 
+/// MobileNetV2's, EfficientNet-B0's and ConvNeXt-T's depthwise shapes (ReLU6 and SiLU epilogues).
 #[test]
-fn mobilenet_v2_depthwise_shapes_match_reference() {
-    for (i, &(c, size, stride)) in [(32, 112, 1), (96, 112, 2), (144, 56, 1), (960, 7, 1)]
-        .iter()
-        .enumerate()
+fn mobile_depthwise_shapes_match_reference() {
+    for (i, &(c, size, stride, k)) in [
+        (32, 112, 1, 3),
+        (96, 112, 2, 3),
+        (144, 56, 1, 3),
+        (960, 7, 1, 3),
+        (576, 14, 2, 3),
+        (144, 56, 2, 5),
+        (672, 14, 1, 5),
+        (1152, 7, 1, 5),
+        (96, 56, 1, 7),
+        (768, 7, 1, 7),
+    ]
+    .iter()
+    .enumerate()
     {
-        let mut shape = resnext_shape(c, size, stride);
-        shape.group = c;
+        let shape = ConvShape::square(c, size, c, k, stride, k / 2, c);
         let setting = Setting {
             batch: 1,
             bias: true,
             residual: false,
-            activation: Activation::Clip { min: 0.0, max: 6.0 },
+            activation: if i % 2 == 0 {
+                Activation::Clip { min: 0.0, max: 6.0 }
+            } else {
+                Activation::Silu
+            },
             threads: 2,
             seed: 100 + i as u64,
         };
@@ -376,4 +473,28 @@ fn bad_inputs_are_errors_not_panics() {
     // A weight slice of the wrong length packs to nothing, which `run` rejects.
     assert!(grouped::pack(&s, &[1.0; 5]).is_empty());
     assert!(!grouped::supports(&ConvShape { group: 1, ..s }));
+}
+
+/// A batch of no images writes nothing and is no error, on every tier and kernel (small maps,
+/// wide maps, grouped).
+#[test]
+fn empty_batch_is_a_no_op() {
+    let shapes = [
+        ConvShape::square(16, 7, 16, 3, 1, 1, 16),
+        ConvShape::square(16, 40, 16, 5, 2, 2, 16),
+        resnext_shape(64, 9, 1),
+    ];
+    let t = Threads::new(2);
+    for s in shapes {
+        let packed = grouped::pack(&s, &vec![0.5; s.weight_len()]);
+        for isa in tiers() {
+            let ctx = Ctx { isa, threads: &t };
+            let r = if s.group == s.in_c {
+                depthwise::run(&ctx, args(s, 0, &[], &packed, Epilogue::default(), &mut []))
+            } else {
+                grouped::run(&ctx, args(s, 0, &[], &packed, Epilogue::default(), &mut []))
+            };
+            assert!(r.is_ok(), "{s:?} on {}: {r:?}", isa.name());
+        }
+    }
 }

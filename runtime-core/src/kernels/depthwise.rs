@@ -1,16 +1,16 @@
-//! Depthwise convolution (one input and one output channel per group, as in MobileNetV2), 3×3 or
-//! 5×5, stride 1 or 2, NCHW: the direct kernel of `grouped.rs` with single-channel groups.
+//! Depthwise convolution (one input and one output channel per group, as in MobileNetV2), 3×3,
+//! 5×5 or 7×7 (ConvNeXt), stride 1 or 2, NCHW: the direct kernel of `grouped.rs` with single-channel groups.
 
 use super::grouped;
 use super::{ConvArgs, ConvShape, KernelError};
 use crate::exec::Ctx;
 
-/// Whether [`run`] handles this conv: `group == in_c == out_c`, a 3×3 or 5×5 kernel, dilation 1,
+/// Whether [`run`] handles this conv: `group == in_c == out_c`, a 3×3, 5×5 or 7×7 kernel, dilation 1,
 /// strides 1 or 2.
 pub fn supports(shape: &ConvShape) -> bool {
     shape.group == shape.in_c
         && shape.group == shape.out_c
-        && (shape.kernel == [3, 3] || shape.kernel == [5, 5])
+        && (shape.kernel == [3, 3] || shape.kernel == [5, 5] || shape.kernel == [7, 7])
         && shape.dilation == [1, 1]
         && shape.stride.iter().all(|s| (1..=2).contains(s))
         && shape.check().is_ok()
@@ -30,8 +30,8 @@ pub fn run(ctx: &Ctx, args: ConvArgs) -> Result<(), KernelError> {
     if !supports(shape) {
         shape.check()?;
         return Err(KernelError::BadShape(format!(
-            "depthwise kernel needs group == in_c == out_c, a 3×3 or 5×5 kernel, dilation 1 and \
-             stride 1 or 2: {shape:?}"
+            "depthwise kernel needs group == in_c == out_c, a 3×3, 5×5 or 7×7 kernel, dilation 1 \
+             and stride 1 or 2: {shape:?}"
         )));
     }
     grouped::run_direct(ctx, args, grouped::Layout::Nchw)

@@ -183,6 +183,35 @@ pub(crate) fn run_direct(ctx: &Ctx, args: ConvArgs, layout: Layout) -> Result<()
     let isa = if isa.supported() { isa } else { Isa::Generic };
 
     let s = *shape;
+    if batch == 0 {
+        return Ok(());
+    }
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx512 && layout == Layout::Nchw && x86::avx512_depthwise_small::applies(&s) {
+        // Small depthwise maps: whole planes by masked loads, several channels a task.
+        let masks = x86::avx512_depthwise_small::Masks::new(&s);
+        let planes = batch * s.out_c;
+        let tasks = planes.min(4 * threads.count());
+        let per_task = planes.div_ceil(tasks);
+        let out = SharedOut(output.as_mut_ptr());
+        threads.run(planes.div_ceil(per_task), &|t| {
+            let range = t * per_task..((t + 1) * per_task).min(planes);
+            // SAFETY: AVX-512 is supported (checked above); the lengths of the input, weights,
+            // output and epilogue were checked above; this task alone writes planes `range`.
+            unsafe {
+                x86::avx512_depthwise_small::run(
+                    &s,
+                    &masks,
+                    input,
+                    packed,
+                    &epilogue,
+                    out.ptr(),
+                    range,
+                )
+            };
+        });
+        return Ok(());
+    }
     let cin_g = s.in_c / s.group;
     let cout_g = s.out_c / s.group;
     let k = s.kernel[0];
@@ -206,8 +235,13 @@ pub(crate) fn run_direct(ctx: &Ctx, args: ConvArgs, layout: Layout) -> Result<()
     if matches!(isa, Isa::Avx2 | Isa::Avx512)
         && let Some(fit) = x86::depthwise_band_rows(&s)
     {
-        // Depthwise on the SIMD tiers: bands small enough for the plane kernel's buffer.
+        // Depthwise on the SIMD tiers: bands small enough for the plane kernels' buffers.
         band_rows = band_rows.min(fit);
+        if isa == Isa::Avx512
+            && let Some(fit) = x86::depthwise_band_rows_avx512(&s)
+        {
+            band_rows = band_rows.min(fit);
+        }
     }
     let bands = s.out_h.div_ceil(band_rows);
     // Small items (a depthwise channel of a 7×7 or 14×14 map: a few hundred MACs) go several to a
@@ -330,13 +364,14 @@ pub(crate) fn run_direct(ctx: &Ctx, args: ConvArgs, layout: Layout) -> Result<()
 /// written concurrently by anyone else there, and `isa` must be supported by this CPU.
 unsafe fn band_dispatch(b: &Band, isa: Isa) {
     let done = match isa {
-        // Depthwise bands go to the AVX2 plane kernel on AVX-512 machines too: on the GPU
-        // machine's Xeon (AVX-512), MobileNetV2's depthwise convs took 4.5–6.7 ms at 1 thread
-        // with it against 11.6–16.3 ms on the 16-lane tile kernel (fastest calls, 3 alternated
-        // runs; both tiers' property tests and end-to-end checks passed there).
+        // Depthwise bands go to the AVX-512 plane kernel, then (bands too wide for its buffer)
+        // the AVX2 one, which beat the 16-lane tile kernel on MobileNetV2 (on a Xeon, 4.5–6.7 ms
+        // against 11.6–16.3 ms at 1 thread).
         // SAFETY: forwarded from the caller (`Isa::Avx512` implies AVX2 and FMA too).
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => unsafe { x86::depthwise_plane_avx2(b) || x86::tiles_avx512(b) },
+        Isa::Avx512 => unsafe {
+            x86::depthwise_plane_avx512(b) || x86::depthwise_plane_avx2(b) || x86::tiles_avx512(b)
+        },
         // SAFETY: forwarded from the caller.
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => unsafe {

@@ -3,7 +3,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{Band, MAX_TAPS, finish8, pad_rows, plane_width};
+use super::{Band, DW_MAX_TAPS, finish8, pad_rows, plane_width};
 use crate::kernels::{ConvShape, load_strided};
 
 /// Runs `b` on [`depthwise_plane`] if it is a depthwise band whose padded input fits its buffer; false
@@ -19,6 +19,8 @@ pub(crate) unsafe fn depthwise_plane_avx2(b: &Band) -> bool {
             (3, 2) => depthwise_plane::<3, 2>(b),
             (5, 1) => depthwise_plane::<5, 1>(b),
             (5, 2) => depthwise_plane::<5, 2>(b),
+            (7, 1) => depthwise_plane::<7, 1>(b),
+            (7, 2) => depthwise_plane::<7, 2>(b),
             _ => false,
         }
     }
@@ -33,7 +35,7 @@ const PLANE: usize = 6144;
 pub(crate) fn depthwise_band_rows(s: &ConvShape) -> Option<usize> {
     let k = s.kernel[0];
     let depthwise = s.group == s.in_c && s.group == s.out_c;
-    if !depthwise || !matches!(k, 3 | 5) || !matches!(s.stride[1], 1 | 2) {
+    if !depthwise || !matches!(k, 3 | 5 | 7) || !matches!(s.stride[1], 1 | 2) {
         return None;
     }
     let pw = plane_width(s.out_w, s.stride[1], k, s.pads[1], s.in_w);
@@ -76,7 +78,7 @@ unsafe fn depthwise_plane<const K: usize, const S: usize>(b: &Band) -> bool {
         pad_rows(b, 1, r0, r1 - r0, pw, base);
         std::slice::from_raw_parts(base, pw * (r1 - r0))
     };
-    let mut w = [_mm256_setzero_ps(); MAX_TAPS];
+    let mut w = [_mm256_setzero_ps(); DW_MAX_TAPS];
     for (t, wv) in w.iter_mut().enumerate().take(K * K) {
         *wv = _mm256_set1_ps(b.weights[t * b.wstride]);
     }

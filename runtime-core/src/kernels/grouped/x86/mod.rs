@@ -12,6 +12,8 @@ mod avx2_grouped3x3;
 pub(super) mod avx2_out_channels;
 mod avx2_rows;
 mod avx2_tiles;
+mod avx512_depthwise_plane;
+pub(super) mod avx512_depthwise_small;
 mod avx512_row_pairs;
 mod avx512_tiles;
 
@@ -22,6 +24,7 @@ pub(super) use avx2_grouped3x3::grouped3x3_avx2;
 pub(super) use avx2_out_channels::out_channels_avx2;
 pub(super) use avx2_rows::padded_rows_avx2;
 pub(super) use avx2_tiles::tiles_avx2;
+pub(super) use avx512_depthwise_plane::{depthwise_band_rows_avx512, depthwise_plane_avx512};
 pub(super) use avx512_tiles::tiles_avx512;
 
 use super::{Band, lane_range};
@@ -75,8 +78,11 @@ pub(super) unsafe fn pad_rows(
     }
 }
 
-/// The largest kernel (5×5) has this many taps.
+/// The largest kernel of the tile kernels (5×5) has this many taps.
 const MAX_TAPS: usize = 25;
+
+/// The largest kernel of the depthwise plane kernels (7×7) has this many taps.
+const DW_MAX_TAPS: usize = 49;
 
 /// Bit `l` set for the lanes `l < 16` whose column `start + l` lies in `0..width`.
 #[inline(always)]
