@@ -7,10 +7,11 @@
 //! the loader reads later (the DSL's state_dict) get a [`WeightSource::PackedConv`] /
 //! [`WeightSource::PackedDense`] recipe the loader evaluates with the same runtime functions.
 //!
-//! Dense 3×3 stride-1 convs run Winograd F(4×4, 3×3) instead of im2col where
-//! `winograd::preferred` (a cost model calibrated by `runtime-core/examples/bench_winograd.rs`)
-//! expects it to be faster at batch 1 on one thread; `RESNEXT_WINOGRAD=on` (every layer it
-//! supports) or `off` (none), read when the pass runs, overrides the model ([`WinogradChoice`]).
+//! Dense 3×3 stride-1 convs run Winograd F(4×4, 3×3) instead of im2col only when asked
+//! (`RESNEXT_WINOGRAD`, read when the pass runs; [`WinogradChoice`], which says why it is off by
+//! default): `auto` where `winograd::preferred` (a cost model calibrated by
+//! `runtime-core/examples/bench_winograd.rs`) expects it to be faster at batch 1 on one thread,
+//! `on` on every layer it supports.
 //!
 //! Activation layout: convs whose kernels have an NCHW8c form (1×1 and grouped convs over whole
 //! blocks of 8 channels) form regions (connected through the values between them); a region whose
@@ -41,26 +42,30 @@ use crate::ir::{
 /// break-even is near 300; 1024 leaves a margin. ResNeXt-50's one region has ~13 000.
 const MIN_MACS_PER_REORDERED: u64 = 1024;
 
-/// When dense 3×3 stride-1 convs run Winograd F(4×4, 3×3) rather than im2col.
+/// When dense 3×3 stride-1 convs run Winograd F(4×4, 3×3) rather than im2col. Off by default:
+/// its rounding error is about 10× im2col's per layer, which deep nets accumulate past the
+/// 1e-4 × max |logit| the compiled models are held to (full-size ResNet-50, Wide ResNet-50 and
+/// Inception-v3 with random weights: 2–3× that bound against PyTorch, 2026-12-07), so it is the
+/// user's choice of speed over agreement.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum WinogradChoice {
     /// Where `winograd::preferred` expects it to be faster (batch 1, one thread).
-    #[default]
     Auto,
     /// Every conv it supports.
     Always,
     /// None.
+    #[default]
     Never,
 }
 
 impl WinogradChoice {
-    /// `RESNEXT_WINOGRAD`: `on` is [`WinogradChoice::Always`], `off` [`WinogradChoice::Never`],
-    /// unset or anything else [`WinogradChoice::Auto`].
+    /// `RESNEXT_WINOGRAD`: `auto` is [`WinogradChoice::Auto`], `on` [`WinogradChoice::Always`],
+    /// unset, `off` or anything else [`WinogradChoice::Never`].
     pub fn from_env() -> WinogradChoice {
         match std::env::var("RESNEXT_WINOGRAD").as_deref() {
+            Ok("auto") => WinogradChoice::Auto,
             Ok("on") => WinogradChoice::Always,
-            Ok("off") => WinogradChoice::Never,
-            _ => WinogradChoice::Auto,
+            _ => WinogradChoice::Never,
         }
     }
 
