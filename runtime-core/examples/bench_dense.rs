@@ -1,5 +1,5 @@
 //! Benchmark of fully connected layers at small batch, which are memory-bound: GB/s of packed
-//! weights streamed by the GEMM path (`dense::run_gemm`) and by `dense::run` (the GEMV kernels up
+//! weights streamed by the GEMM path (`dense::run`) and by `dense::run_gemv` (the GEMV kernels up
 //! to the tier's GEMV batch), on AlexNet's and VGG's classifier shapes, against this machine's
 //! streaming-read bandwidth (a plain sum over a buffer far larger than the caches).
 //!
@@ -159,9 +159,9 @@ fn main() {
                     };
                     let t = Instant::now();
                     let r = if gemv {
-                        dense::run(&ctx, args)
+                        dense::run_gemv(&ctx, args)
                     } else {
-                        dense::run_gemm(&ctx, args)
+                        dense::run(&ctx, args)
                     };
                     r.expect("dense runs");
                     t.elapsed().as_secs_f64()

@@ -1,4 +1,4 @@
-//! Property tests of the dense layer at small batch, where `dense::run` takes the GEMV kernels
+//! Property tests of the dense layer at small batch, where `dense::run_gemv` takes the GEMV kernels
 //! (`kernels::gemv`: batch up to 4 on AVX-512 and generic, 2 on AVX2), against `reference::dense`
 //! on every ISA tier this CPU supports: odd and deep k, output features ragged against the
 //! 48-feature tiles, bias, residual, every activation, 1–3 threads. Batches 3 and 4 on AVX2 (the
@@ -42,7 +42,7 @@ fn check_dense(in_f: usize, out_f: usize, setting: Setting) -> Result<(), TestCa
                 output: got,
                 scratch: &mut scratch,
             };
-            dense::run(
+            dense::run_gemv(
                 &Ctx {
                     isa,
                     threads: &threads,
@@ -115,7 +115,7 @@ fn nan_input_poisons_its_row() {
             output: &mut out,
             scratch: &mut scratch,
         };
-        dense::run(
+        dense::run_gemv(
             &Ctx {
                 isa,
                 threads: &threads,

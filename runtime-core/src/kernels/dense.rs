@@ -46,16 +46,20 @@ pub fn scratch_len(batch: usize, in_features: usize, _threads: usize) -> usize {
     gemm::packed_a_len(batch, in_features)
 }
 
-/// Fully connected with a fused epilogue on `ctx`'s tier and threads (see [`DenseArgs`]): up to
-/// the tier's GEMV batch (4 on AVX-512 and generic, 2 on AVX2) by the GEMV kernels, which stream
-/// the weights once at memory bandwidth, above it by the GEMM.
+/// Fully connected with a fused epilogue on `ctx`'s tier and threads (see [`DenseArgs`]), by the
+/// GEMM at every batch: a row's result does not depend on the batch it is computed in (the
+/// runtime's documented bit-for-bit guarantee, `macros/tests/concurrency.rs`).
 pub fn run(ctx: &Ctx, args: DenseArgs) -> Result<(), KernelError> {
-    run_with(ctx, args, true)
+    run_with(ctx, args, false)
 }
 
-/// [`run`] through the GEMM whatever the batch: for comparisons (benchmarks) of the two paths.
-pub fn run_gemm(ctx: &Ctx, args: DenseArgs) -> Result<(), KernelError> {
-    run_with(ctx, args, false)
+/// [`run`], but up to the tier's GEMV batch (4 on AVX-512 and generic, 2 on AVX2) by the GEMV
+/// kernels, which stream the weights once on every thread. Not what the emitted code calls: the
+/// GEMV sums a row in another order than the GEMM (per k block and chain), so its results differ
+/// from the same row's in a larger batch in the last bits, and it measured only 0.84–1.0× the
+/// GEMM's time on AlexNet's classifier at batch 1 (`bench/RESULTS.md`, 2026-12-06 23:24 UTC).
+pub fn run_gemv(ctx: &Ctx, args: DenseArgs) -> Result<(), KernelError> {
+    run_with(ctx, args, true)
 }
 
 fn run_with(ctx: &Ctx, args: DenseArgs, allow_gemv: bool) -> Result<(), KernelError> {
