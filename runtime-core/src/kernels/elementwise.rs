@@ -152,6 +152,23 @@ impl Lanes {
         }
     }
 
+    /// `y = act(x · s + b)`, `x` and `y` equally long.
+    fn affine(self, activation: Activation, x: &[f32], s: f32, b: f32, y: &mut [f32]) {
+        match self.0 {
+            // SAFETY: the tier is supported by this CPU (`Lanes::of`).
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => unsafe { avx512::affine(activation, x, s, b, y) },
+            // SAFETY: as above.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => unsafe { avx2::affine(activation, x, s, b, y) },
+            _ => {
+                for (y, &x) in y.iter_mut().zip(x) {
+                    *y = activation.apply(x * s + b);
+                }
+            }
+        }
+    }
+
     /// `y = x ∘ s`, or `s ∘ x` if `scalar_first`.
     fn scalar(self, kind: BinaryKind, x: &[f32], s: f32, scalar_first: bool, y: &mut [f32]) {
         match self.0 {
@@ -172,6 +189,43 @@ impl Lanes {
             }
         }
     }
+}
+
+/// Per-channel `y = act(x · scale[c] + shift[c])` over `batch · channels` planes (a BatchNorm no
+/// conv absorbs: DenseNet's pre-activations), plane by plane on `ctx`'s tier; the same arithmetic
+/// as [`reference::scale_shift`] (exactly so for the clamping activations).
+pub fn scale_shift(
+    ctx: &Ctx,
+    args: PlanesArgs,
+    scale: &[f32],
+    shift: &[f32],
+    activation: Activation,
+) -> Result<(), KernelError> {
+    let PlanesArgs {
+        batch,
+        channels,
+        spatial,
+        input,
+        output,
+    } = args;
+    let len = batch * channels * spatial;
+    check_len("scale_shift input", len, input.len())?;
+    check_len("scale_shift output", len, output.len())?;
+    check_len("scale_shift scale", channels, scale.len())?;
+    check_len("scale_shift shift", channels, shift.len())?;
+    if spatial == 0 {
+        return Ok(());
+    }
+    let lanes = Lanes::of(ctx);
+    for (p, (y, x)) in output
+        .chunks_exact_mut(spatial)
+        .zip(input.chunks_exact(spatial))
+        .enumerate()
+    {
+        let c = p % channels;
+        lanes.affine(activation, x, scale[c], shift[c], y);
+    }
+    Ok(())
 }
 
 /// Elementwise `y = act(x)`.

@@ -221,7 +221,7 @@ fn emit_node(model: &Model, id: NodeId, args: &[TokenStream], out: TokenStream) 
             let act = activation(s.activation);
             let x = &args[0];
             let planes = planes_args(&c, &spatial, x, out);
-            quote!(#reference::scale_shift(#planes, #scale, #shift, #act))
+            quote!(::resnext_runtime::kernels::elementwise::scale_shift(&ctx, #planes, #scale, #shift, #act))
         }
         Op::Relu => emit_activation(&args[0], ir::Activation::Relu, out),
         Op::Clip { min, max } => emit_activation(

@@ -109,3 +109,15 @@ pub(super) fn scalar(kind: BinaryKind, x: &[f32], s: f32, scalar_first: bool, y:
         (_, true) => each(x, y, |v| op(kind, s, v)),
     }
 }
+
+/// `y = act(x · s + b)`, the product rounded before the sum (as the reference computes it).
+#[target_feature(enable = "avx512f")]
+pub(super) fn affine(activation: Activation, x: &[f32], s: f32, b: f32, y: &mut [f32]) {
+    let (s, b) = (_mm512_set1_ps(s), _mm512_set1_ps(b));
+    match activation {
+        Activation::None => each(x, y, |v| _mm512_add_ps(_mm512_mul_ps(v, s), b)),
+        _ => each(x, y, |v| {
+            math::activate(activation, _mm512_add_ps(_mm512_mul_ps(v, s), b))
+        }),
+    }
+}
