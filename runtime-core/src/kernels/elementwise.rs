@@ -201,16 +201,14 @@ pub fn scale_shift(
     shift: &[f32],
     activation: Activation,
 ) -> Result<(), KernelError> {
+    args.checked_len(["scale_shift input", "scale_shift output"])?;
     let PlanesArgs {
-        batch,
         channels,
         spatial,
         input,
         output,
+        ..
     } = args;
-    let len = batch * channels * spatial;
-    check_len("scale_shift input", len, input.len())?;
-    check_len("scale_shift output", len, output.len())?;
     check_len("scale_shift scale", channels, scale.len())?;
     check_len("scale_shift shift", channels, shift.len())?;
     if spatial == 0 {

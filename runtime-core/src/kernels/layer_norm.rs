@@ -39,6 +39,7 @@ pub fn layer_norm_channels(
     scale: &[f32],
     shift: &[f32],
 ) -> Result<(), KernelError> {
+    let len = args.checked_len(["layer norm input", "layer norm output"])?;
     let PlanesArgs {
         batch,
         channels,
@@ -46,14 +47,7 @@ pub fn layer_norm_channels(
         input,
         output,
     } = args;
-    let item_len = channels
-        .checked_mul(spatial)
-        .ok_or_else(|| KernelError::BadShape("layer norm size overflows".into()))?;
-    let len = batch
-        .checked_mul(item_len)
-        .ok_or_else(|| KernelError::BadShape("layer norm size overflows".into()))?;
-    check_len("layer norm input", len, input.len())?;
-    check_len("layer norm output", len, output.len())?;
+    let item_len = channels * spatial;
     check_len("layer norm scale", channels, scale.len())?;
     check_len("layer norm shift", channels, shift.len())?;
     if len == 0 {

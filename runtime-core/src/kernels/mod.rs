@@ -372,6 +372,21 @@ pub struct PlanesArgs<'a> {
     pub output: &'a mut [f32],
 }
 
+impl PlanesArgs<'_> {
+    /// `batch · channels · spatial` (an error if it overflows), checked against the lengths of the
+    /// input and the output, named `what[0]` and `what[1]` in the errors.
+    pub(crate) fn checked_len(&self, what: [&'static str; 2]) -> Result<usize, KernelError> {
+        let len = self
+            .batch
+            .checked_mul(self.channels)
+            .and_then(|planes| planes.checked_mul(self.spatial))
+            .ok_or_else(|| KernelError::BadShape(format!("{} size overflows", what[0])))?;
+        check_len(what[0], len, self.input.len())?;
+        check_len(what[1], len, self.output.len())?;
+        Ok(len)
+    }
+}
+
 /// The parameters of an inference BatchNorm over channels: `y = (x − mean) / sqrt(var + epsilon) ·
 /// gamma + beta`, one entry per channel in each slice.
 #[derive(Clone, Copy, Debug)]

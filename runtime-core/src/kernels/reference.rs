@@ -603,6 +603,7 @@ pub fn squeeze_excite(
     args: PlanesArgs,
     se: &super::squeeze_excite::SqueezeExcite,
 ) -> Result<(), KernelError> {
+    args.checked_len(["squeeze_excite input", "squeeze_excite output"])?;
     let PlanesArgs {
         batch,
         channels,
@@ -611,9 +612,6 @@ pub fn squeeze_excite(
         output,
     } = args;
     se.check(channels)?;
-    let len = batch * channels * spatial;
-    check_len("squeeze_excite input", len, input.len())?;
-    check_len("squeeze_excite output", len, output.len())?;
     let mut means = vec![0.0; batch * channels];
     global_avg_pool(batch, channels, spatial, input, &mut means)?;
     let mut hidden = vec![0.0; batch * se.squeezed];

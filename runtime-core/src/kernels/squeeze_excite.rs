@@ -95,6 +95,7 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 /// `output = input · gate(expand(act(reduce(mean(input)))))` per channel of each of the `batch`
 /// items of `channels × spatial` (NCHW); see the module documentation.
 pub fn squeeze_excite(ctx: &Ctx, args: PlanesArgs, se: &SqueezeExcite) -> Result<(), KernelError> {
+    args.checked_len(["squeeze_excite input", "squeeze_excite output"])?;
     let PlanesArgs {
         batch,
         channels,
@@ -103,14 +104,7 @@ pub fn squeeze_excite(ctx: &Ctx, args: PlanesArgs, se: &SqueezeExcite) -> Result
         output,
     } = args;
     se.check(channels)?;
-    let planes = batch
-        .checked_mul(channels)
-        .ok_or_else(|| KernelError::BadShape("squeeze-excite planes overflow".into()))?;
-    let len = planes
-        .checked_mul(spatial)
-        .ok_or_else(|| KernelError::BadShape("squeeze-excite size overflows".into()))?;
-    check_len("squeeze_excite input", len, input.len())?;
-    check_len("squeeze_excite output", len, output.len())?;
+    let planes = batch * channels;
     let mut gates = vec![0.0f32; planes];
     pool::global_avg_pool(
         ctx,
