@@ -177,6 +177,79 @@ proptest! {
     }
 }
 
+/// Shapes of the direct path (pixels in the lanes, `int8::direct_applies`): whole 4-channel blocks
+/// per group (1, 2, 4, 8 or 16 groups; any output channels per group, odd ones included), or one
+/// group of any channel count; strides and dilations per axis and padding per side, so the phase
+/// planes and the dropped columns of the flat output grid are all exercised.
+fn direct_case() -> impl Strategy<Value = QCase> {
+    (
+        (1usize..=4, 1usize..=9, 1usize..=20, 1usize..=20, 0usize..=4),
+        ([1usize..=3, 1usize..=3], [1usize..=3, 1usize..=3], [1usize..=2, 1usize..=2]),
+        [0usize..=2, 0usize..=2, 0usize..=2, 0usize..=2],
+        (1usize..=2, 1usize..=3, zero_point(), zero_point(), any::<u64>()),
+        (prop_oneof![Just(0u8), Just(1), Just(2)], 1usize..=7),
+    )
+        .prop_filter_map(
+            "kernel larger than the padded input",
+            |(
+                (blocks, ocg, h, w, groups_log),
+                (kernel, stride, dilation),
+                pads,
+                (batch, threads, izp, ozp, seed),
+                (mode, odd_c),
+            )| {
+                let out_h = out_size(h, kernel[0], stride[0], dilation[0], pads[0], pads[2])?;
+                let out_w = out_size(w, kernel[1], stride[1], dilation[1], pads[1], pads[3])?;
+                let group = [1, 2, 4, 8, 16][groups_log];
+                // One group may have any channel count (its last block part zero weights).
+                let icg = if group == 1 { odd_c + 4 * (blocks - 1) } else { 4 * blocks };
+                let shape = ConvShape {
+                    in_c: icg * group,
+                    in_h: h,
+                    in_w: w,
+                    out_c: ocg * group,
+                    out_h,
+                    out_w,
+                    kernel,
+                    stride,
+                    dilation,
+                    pads,
+                    group,
+                };
+                let output = match mode {
+                    0 => QOutput::Float { relu: false },
+                    1 => QOutput::Float { relu: true },
+                    _ => QOutput::Requant {
+                        quant: Quant {
+                            scale: 0.037,
+                            zero_point: ozp,
+                        },
+                        min: if seed % 2 == 0 { 0 } else { ozp },
+                        max: 255,
+                    },
+                };
+                Some(QCase {
+                    shape,
+                    batch,
+                    threads,
+                    input_zero_point: izp,
+                    output,
+                    seed,
+                })
+            },
+        )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(96))]
+
+    #[test]
+    fn qconv_direct_matches_reference(c in direct_case()) {
+        prop_assert!(int8::direct_applies(&c.shape));
+        check(&c)?;
+    }
+}
+
 /// Channel counts ragged against the 16- and 32-channel register blocks and the 64-channel task
 /// tiles, pixels against the 8-pixel register tile and the 64-pixel task tiles; ResNeXt's grouped
 /// 3×3 (32 groups of 4 channels) and a depthwise conv.
@@ -188,7 +261,10 @@ fn ragged_blocks() {
         (64, 96, 8, 1),
         (5, 31, 1, 1),
         (128, 128, 9, 32),
+        (256, 256, 15, 32),
+        (512, 512, 7, 32),
         (24, 24, 7, 24),
+        (16, 48, 10, 4),
     ] {
         let out = QOutput::Requant {
             quant: Quant {
@@ -211,6 +287,30 @@ fn ragged_blocks() {
             })
             .unwrap();
         }
+    }
+}
+
+/// The stem of a ResNet (3 channels, 7×7, stride 2, padding 3: one zero-padded block, 4 phase
+/// planes) and its stride-2 1×1 and 3×3 downsampling convs, on odd and even sizes.
+#[test]
+fn strided_direct_convs() {
+    for (in_c, out_c, hw, kernel, pad, group) in [
+        (3, 64, 29, 7, 3, 1),
+        (3, 20, 32, 7, 3, 1),
+        (64, 40, 17, 1, 0, 1),
+        (64, 64, 18, 3, 1, 16),
+    ] {
+        let shape = ConvShape::square(in_c, hw, out_c, kernel, 2, pad, group);
+        assert!(int8::direct_applies(&shape));
+        check(&QCase {
+            shape,
+            batch: 2,
+            threads: 2,
+            input_zero_point: 3,
+            output: QOutput::Float { relu: true },
+            seed: 11,
+        })
+        .unwrap();
     }
 }
 

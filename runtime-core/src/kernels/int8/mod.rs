@@ -22,13 +22,13 @@
 //! `vpmaddwd`, exact) and generic. All compute the same integers and the same f32 epilogue, so
 //! every tier is bit-exact against `reference::qconv2d`.
 
+mod direct;
 mod generic;
 #[cfg(target_arch = "x86_64")]
 mod x86_64;
 
 use super::{ConvShape, KernelError, check_len, check_min_len};
 use crate::exec::Ctx;
-#[cfg(target_arch = "x86_64")]
 use crate::exec::isa::Isa;
 
 /// Output channels per packed weight block (one 512-bit register of i32 lanes).
@@ -168,16 +168,35 @@ fn m_padded(s: &ConvShape) -> usize {
 }
 
 /// Floats [`pack`] returns: per group the weight bytes, then per group one i32 bias and then one
-/// f32 multiplier per padded output channel.
+/// f32 multiplier per padded output channel; then, where the direct path applies
+/// ([`direct_applies`]), its weights (`[out_c][in_c / group / 4][kh][kw]` words).
 pub fn packed_len(s: &ConvShape) -> usize {
     let mp = m_padded(s);
-    s.group * (mp * k_padded(s) / 4 + 2 * mp)
+    let direct = if direct::applies(s) {
+        direct::weight_words(s)
+    } else {
+        0
+    };
+    s.group * (mp * k_padded(s) / 4 + 2 * mp) + direct
 }
 
-/// Scratch floats [`qconv2d`] needs: the quantized input and every group's im2col rows, as bytes.
+/// Scratch floats [`qconv2d`] needs: the quantized input and every group's im2col rows, as
+/// bytes, or the direct path's quantized input, whichever is larger (the tier picks the path).
 pub fn scratch_len(s: &ConvShape, _batch: usize, _threads: usize) -> usize {
     let bytes = s.input_len() + s.group * s.out_h * s.out_w * k_padded(s);
-    bytes.div_ceil(4)
+    let direct = if direct::applies(s) {
+        direct::Layout::of(s).input_words()
+    } else {
+        0
+    };
+    bytes.div_ceil(4).max(direct)
+}
+
+/// Whether a conv of this shape runs on the direct path (`direct.rs`: pixels in the lanes, no
+/// padding of a group's channels) on the AVX-512 VNNI and generic tiers: one group, or a multiple
+/// of 4 input channels per group. Other convs, and the AVX2 tier, run the im2col path.
+pub fn direct_applies(s: &ConvShape) -> bool {
+    direct::applies(s)
 }
 
 /// Whether the int8 kernels support this conv: any group count, kernel, stride, dilation, padding
@@ -234,6 +253,9 @@ pub fn pack(s: &ConvShape, input_zero_point: i32, p: QConvParams) -> Result<Vec<
         .collect();
     out.extend(bias.iter().map(|&b| f32::from_bits(b as u32)));
     out.extend_from_slice(&mult);
+    if direct::applies(s) {
+        direct::pack_weights(s, p.weight, &mut out);
+    }
     Ok(out)
 }
 
@@ -285,15 +307,44 @@ pub fn qconv2d(ctx: &Ctx, args: QConvArgs) -> Result<(), KernelError> {
     let (cin_g, mg) = (s.in_c / groups, s.out_c / groups);
     let words: &[u32] = bytemuck::cast_slice(packed);
     let (w_words, rest) = words.split_at(groups * mp * kp / 4);
-    let (bias, mult) = rest.split_at(groups * mp);
+    let (bias, rest) = rest.split_at(groups * mp);
+    let (mult, direct_w) = rest.split_at(groups * mp);
     let weight: &[u8] = bytemuck::cast_slice(w_words);
     let bias: &[i32] = bytemuck::cast_slice(bias);
     let mult: &[f32] = bytemuck::cast_slice(mult);
+    let vnni = use_vnni(ctx);
+    if direct::applies(&s) && (vnni || ctx.isa == Isa::Generic) {
+        let packed = Packed {
+            weight,
+            bias,
+            multiplier: mult,
+            kp,
+        };
+        let buf: &mut [u32] = bytemuck::cast_slice_mut(scratch);
+        for (x, y) in input
+            .chunks_exact(s.input_len().max(1))
+            .zip(output.chunks_exact_mut(s.output_len().max(1)))
+            .take(batch)
+        {
+            direct::conv_image(
+                ctx,
+                vnni,
+                &s,
+                x,
+                input_quant,
+                packed,
+                direct_w,
+                out,
+                buf,
+                y,
+            );
+        }
+        return Ok(());
+    }
     let scratch: &mut [u8] = bytemuck::cast_slice_mut(scratch);
     let (quantized, rest) = scratch.split_at_mut(s.input_len());
     let pixels = s.out_h * s.out_w;
     let cols = &mut rest[..groups * pixels * kp];
-    let vnni = use_vnni(ctx);
     let isa = ctx.isa;
     let hw = s.in_h * s.in_w;
     for (x, y) in input

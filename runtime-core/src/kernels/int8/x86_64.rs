@@ -1,8 +1,10 @@
-//! The x86-64 int8 tiles: AVX-512 VNNI (`vpdpbusd`) and AVX2 (bytes widened to i16, `vpmaddwd`).
+//! The x86-64 int8 tiles: AVX-512 VNNI (`vpdpbusd`) and AVX2 (bytes widened to i16, `vpmaddwd`),
+//! and the AVX-512 VNNI tile and input quantization of the direct path (`direct`).
 
 use std::arch::x86_64::*;
 
-use super::{BLOCK_M, QOutput, Tile};
+use super::direct::{self, LANES};
+use super::{BLOCK_M, QOutput, Quant, Tile};
 use crate::kernels::SharedOut;
 
 /// Computes `tile` into `y` with `vpdpbusd`: 2 blocks of 16 channels × 8 pixels per register tile.
@@ -176,5 +178,135 @@ unsafe fn micro_avx2<const NR: usize>(t: &Tile, m0: usize, p0: usize, y: SharedO
             // SAFETY: channel `m` and pixel `p0 + j` are this tile's (the caller's contract).
             unsafe { *y.ptr().add(m * t.pixels + p0 + j) = v };
         }
+    }
+}
+
+/// The direct conv's register tile (`direct` module): `MR` channels from `m0` (of one group) × `NR`
+/// vectors of 16 flat output positions from `v0`; per kernel word, `NR` input loads, `MR` weight
+/// broadcasts and `MR · NR` `vpdpbusd`. The epilogue keeps each vector's lanes of `stores` (the
+/// output columns, compressed together) and writes them to consecutive outputs.
+///
+/// # Safety
+/// The CPU must have AVX-512F, AVX-512BW and AVX512_VNNI; `y` must be the image's output
+/// (`out_c · pixels` floats) of which these channels' kept pixels are written by no one else;
+/// `stores` holds `NR` entries.
+// Register tiles index their accumulators by channel and vector: the loops are over both.
+#[allow(clippy::needless_range_loop)]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+pub(super) unsafe fn direct_vnni<const MR: usize, const NR: usize>(
+    t: &direct::Tile,
+    m0: usize,
+    v0: usize,
+    stores: &[direct::Store],
+    y: SharedOut,
+) {
+    let l = &t.layout;
+    let kk = t.k_words();
+    let ntaps = t.taps.len();
+    let xg = m0 / t.mg * l.cbg * l.block_len + v0 * LANES;
+    let w = &t.w[m0 * kk..][..MR * kk];
+    let mut acc = [[_mm512_setzero_si512(); NR]; MR];
+    for cb in 0..l.cbg {
+        let xb = xg + cb * l.block_len;
+        for (ti, &off) in t.taps.iter().enumerate() {
+            let xs = &t.x[xb + off..][..NR * LANES];
+            // SAFETY: vector `j`'s 16 words lie within `xs` (`NR · 16` words).
+            let x: [__m512i; NR] = std::array::from_fn(|j| unsafe {
+                _mm512_loadu_si512(xs.as_ptr().add(j * LANES) as *const __m512i)
+            });
+            let k = cb * ntaps + ti;
+            for i in 0..MR {
+                let wv = _mm512_set1_epi32(w[i * kk + k] as i32);
+                for j in 0..NR {
+                    acc[i][j] = _mm512_dpbusd_epi32(acc[i][j], x[j], wv);
+                }
+            }
+        }
+    }
+    for (i, acc) in acc.iter().enumerate() {
+        let m = m0 + i;
+        let at = t.at(m);
+        let bias = _mm512_set1_epi32(t.packed.bias[at]);
+        let mult = _mm512_set1_ps(t.packed.multiplier[at]);
+        for (j, &a) in acc.iter().enumerate() {
+            let v = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(a, bias)), mult);
+            let v = epilogue_512(t.out, v);
+            let st = stores[j];
+            let dst = y.ptr().wrapping_add(m * t.pixels + st.start);
+            if st.mask == u16::MAX {
+                // SAFETY: all 16 lanes are kept: outputs `start .. start + 16` of channel `m`,
+                // this tile's (the caller's contract).
+                unsafe { _mm512_storeu_ps(dst, v) };
+            } else {
+                let kept = st.mask.count_ones();
+                let v = _mm512_maskz_compress_ps(st.mask, v);
+                // SAFETY: the `kept` lanes are outputs `start .. start + kept` of channel `m`,
+                // this tile's; the masked store touches no other element.
+                unsafe { _mm512_mask_storeu_ps(dst, ((1u32 << kept) - 1) as u16, v) };
+            }
+        }
+    }
+}
+
+/// [`QOutput::apply`]'s output rule on 16 values `v = (acc + bias) · multiplier`.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn epilogue_512(out: QOutput, v: __m512) -> __m512 {
+    match out {
+        QOutput::Requant { quant, min, max } => {
+            let lo = _mm512_set1_ps((min - quant.zero_point) as f32);
+            let hi = _mm512_set1_ps((max - quant.zero_point) as f32);
+            let r = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+                _mm512_min_ps(_mm512_max_ps(v, lo), hi),
+            );
+            _mm512_mul_ps(r, _mm512_set1_ps(quant.scale))
+        }
+        QOutput::Float { relu: true } => _mm512_max_ps(v, _mm512_setzero_ps()),
+        QOutput::Float { relu: false } => v,
+    }
+}
+
+/// The direct layout's words of `out.len()` pixels from element `at` of the first `channels`
+/// planes: byte `j` is channel `j`'s [`Quant::quantize`] (`round_ties_even(clamp(x / s, −zp,
+/// 255 − zp)) + zp`; a NaN clamps to the low end, as `f32::max` there), 0 for `j ≥ channels`.
+///
+/// # Safety
+/// The CPU must have AVX-512F; each of the first `channels` planes holds elements
+/// `at .. at + out.len()`.
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn quantize_words_avx512(
+    planes: &[&[f32]; 4],
+    channels: usize,
+    at: usize,
+    quant: Quant,
+    out: &mut [u32],
+) {
+    let n = out.len();
+    let lo = _mm512_set1_ps(-quant.zero_point as f32);
+    let hi = _mm512_set1_ps((255 - quant.zero_point) as f32);
+    let scale = _mm512_set1_ps(quant.scale);
+    let zp = _mm512_set1_epi32(quant.zero_point);
+    let mut i = 0;
+    while i < n {
+        let k = (n - i).min(LANES);
+        let mask = ((1u32 << k) - 1) as u16;
+        let mut word = _mm512_setzero_si512();
+        for (j, plane) in planes.iter().enumerate().take(channels) {
+            let plane = &plane[at + i..][..k];
+            // SAFETY: the masked load reads only the `k` elements of `plane`.
+            let v = unsafe { _mm512_maskz_loadu_ps(mask, plane.as_ptr()) };
+            // `max` returns its second operand (`lo`) where `v / s` is NaN.
+            let q = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+                _mm512_min_ps(_mm512_max_ps(_mm512_div_ps(v, scale), lo), hi),
+            );
+            let q = _mm512_add_epi32(_mm512_cvtps_epi32(q), zp);
+            word = _mm512_or_si512(
+                word,
+                _mm512_sllv_epi32(q, _mm512_set1_epi32(8 * j as i32)),
+            );
+        }
+        // SAFETY: the masked store writes only words `i .. i + k` of `out`.
+        unsafe { _mm512_mask_storeu_epi32(out.as_mut_ptr().add(i) as *mut i32, mask, word) };
+        i += LANES;
     }
 }

@@ -1,0 +1,372 @@
+//! The direct int8 conv: output pixels in the vector lanes, output channels broadcast.
+//!
+//! The input is quantized once per image into blocks of 4 channels, each pixel's 4 bytes one
+//! 32-bit word (one `vpdpbusd` operand lane), the image padded with the zero point and split into
+//! `stride_h · stride_w` phase planes of `hs × ws` words (phase `(py, px)` holds the padded pixels
+//! `(py + sy · r, px + sx · c)`). Output pixel `(oy, ox)` is the flat position `q = oy · ws + ox` of
+//! a grid `ws` wide, and for every kernel tap `(ky, kx)` its input word sits at `q + offset(ky,
+//! kx)` of the tap's phase plane: 16 consecutive `q` are 16 consecutive words, one unaligned load.
+//! The columns `ox ≥ out_w` of that grid are computed and dropped (compressed out on the store):
+//! `(ws − out_w) / ws` of the work, none for unpadded stride-1 convs.
+//!
+//! Weights are packed per output channel as `[block][ky][kx]` words (4 input channels' i8 each,
+//! zero past a group's channels), so a grouped conv costs exactly its own channels: no padding of a
+//! group's output channels to a register width, whatever the channels per group. A group's input
+//! channels must be whole blocks (a multiple of 4) unless there is one group, whose last block is
+//! then padded with zero weights ([`applies`]); other convs take the im2col path.
+//!
+//! Tiers: the AVX-512 VNNI register tile (`x86_64::direct_vnni`: up to 4 channels × 4 vectors of 16
+//! pixels, `vpdpbusd` with the broadcast weight word) and the generic loop below; both compute the
+//! integer sums and the f32 epilogue of [`QOutput::apply`], bit-exact against the reference.
+
+use super::{Packed, QOutput, Quant, SharedBytes};
+use crate::exec::Ctx;
+use crate::kernels::{ConvShape, SharedOut};
+
+/// Pixels per vector (16 i32 lanes).
+pub(crate) const LANES: usize = 16;
+/// Output channels per task.
+const TASK_M: usize = 32;
+/// Vectors of pixels per task.
+const TASK_V: usize = 16;
+/// Vectors per register tile.
+pub(crate) const NR: usize = 4;
+/// Output channels per register tile.
+pub(crate) const MR: usize = 4;
+
+/// Whether the direct path applies: one group, or whole 4-channel blocks per group.
+pub fn applies(s: &ConvShape) -> bool {
+    s.group == 1 || (s.in_c / s.group).is_multiple_of(4)
+}
+
+/// The direct layout of one conv.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Layout {
+    /// 4-channel blocks per group.
+    pub cbg: usize,
+    /// Blocks of the whole input.
+    pub blocks: usize,
+    /// Phase plane height and width (the padded input divided by the stride, rounded up).
+    pub hs: usize,
+    pub ws: usize,
+    /// Words per block: `stride_h · stride_w` planes.
+    pub block_len: usize,
+    /// Flat output positions `out_h · ws`.
+    pub flat: usize,
+}
+
+impl Layout {
+    pub fn of(s: &ConvShape) -> Layout {
+        let cbg = (s.in_c / s.group).div_ceil(4);
+        let hp = s.in_h + s.pads[0] + s.pads[2];
+        let wp = s.in_w + s.pads[1] + s.pads[3];
+        let (hs, ws) = (hp.div_ceil(s.stride[0]), wp.div_ceil(s.stride[1]));
+        Layout {
+            cbg,
+            blocks: cbg * s.group,
+            hs,
+            ws,
+            block_len: s.stride[0] * s.stride[1] * hs * ws,
+            flat: s.out_h * ws,
+        }
+    }
+
+    /// Words of the quantized input: every block, then slack for the last vectors' loads (which
+    /// read at most `ws + LANES` words past the last block; their lanes are dropped).
+    pub fn input_words(&self) -> usize {
+        self.blocks * self.block_len + self.ws + LANES
+    }
+
+    /// Vectors of flat output positions.
+    pub fn vectors(&self) -> usize {
+        self.flat.div_ceil(LANES)
+    }
+}
+
+/// Words of the packed direct weights: `[out_c][cbg][kh][kw]`.
+pub(crate) fn weight_words(s: &ConvShape) -> usize {
+    s.out_c * Layout::of(s).cbg * s.kernel[0] * s.kernel[1]
+}
+
+/// Appends the direct weights of `weight` (`[out_c, in_c / group, kh, kw]`) to `out`, as words.
+pub(crate) fn pack_weights(s: &ConvShape, weight: &[i8], out: &mut Vec<f32>) {
+    let l = Layout::of(s);
+    let [kh, kw] = s.kernel;
+    let cin_g = s.in_c / s.group;
+    for m in 0..s.out_c {
+        let w = &weight[m * cin_g * kh * kw..][..cin_g * kh * kw];
+        for cb in 0..l.cbg {
+            for t in 0..kh * kw {
+                let mut bytes = [0u8; 4];
+                for (j, b) in bytes.iter_mut().enumerate() {
+                    let c = cb * 4 + j;
+                    if c < cin_g {
+                        *b = w[c * kh * kw + t] as u8;
+                    }
+                }
+                out.push(f32::from_bits(u32::from_le_bytes(bytes)));
+            }
+        }
+    }
+}
+
+/// Where a tile stores one vector of flat positions: the lanes kept (`mask`, those of output
+/// columns `< out_w` and before the end) and the output index of the first kept one.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Store {
+    pub mask: u16,
+    pub start: usize,
+}
+
+impl Store {
+    fn of(l: &Layout, out_w: usize, v: usize) -> Store {
+        let q0 = v * LANES;
+        let mut mask = 0u16;
+        for lane in 0..LANES {
+            let q = q0 + lane;
+            if q < l.flat && q % l.ws < out_w {
+                mask |= 1 << lane;
+            }
+        }
+        Store {
+            mask,
+            start: q0 / l.ws * out_w + (q0 % l.ws).min(out_w),
+        }
+    }
+}
+
+/// One register tile's work: channels `m0 .. m0 + mr` (of one group) × the vectors of `stores`
+/// from vector `v0`.
+pub(crate) struct Tile<'a> {
+    /// The image's quantized input (`Layout::input_words`).
+    pub x: &'a [u32],
+    /// The direct weights.
+    pub w: &'a [u32],
+    pub packed: Packed<'a>,
+    /// Output channels per group, and their padded count in `packed`'s bias and multiplier.
+    pub mg: usize,
+    pub mp: usize,
+    pub layout: Layout,
+    /// Per kernel tap, its word offset in a block.
+    pub taps: &'a [usize],
+    pub pixels: usize,
+    pub out: QOutput,
+}
+
+impl Tile<'_> {
+    /// Channel `m`'s index in `packed`'s bias and multiplier.
+    #[inline]
+    pub fn at(&self, m: usize) -> usize {
+        m / self.mg * self.mp + m % self.mg
+    }
+
+    /// Words of one channel's weights.
+    #[inline]
+    pub fn k_words(&self) -> usize {
+        self.layout.cbg * self.taps.len()
+    }
+}
+
+/// The direct conv of one image: `x` (`[in_c, in_h, in_w]` f32) quantized into `buf`, convolved
+/// into `y` (`[out_c, out_h · out_w]`).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn conv_image(
+    ctx: &Ctx,
+    vnni: bool,
+    s: &ConvShape,
+    x: &[f32],
+    quant: Quant,
+    packed: Packed,
+    w: &[u32],
+    out: QOutput,
+    buf: &mut [u32],
+    y: &mut [f32],
+) {
+    let l = Layout::of(s);
+    let buf = &mut buf[..l.input_words()];
+    quantize_input(ctx, vnni, s, &l, x, quant, buf);
+    let buf = &*buf;
+    let [kh, kw] = s.kernel;
+    let plane = l.hs * l.ws;
+    let taps: Vec<usize> = (0..kh * kw)
+        .map(|t| {
+            let (dy, dx) = ((t / kw) * s.dilation[0], (t % kw) * s.dilation[1]);
+            let phase = (dy % s.stride[0]) * s.stride[1] + dx % s.stride[1];
+            phase * plane + dy / s.stride[0] * l.ws + dx / s.stride[1]
+        })
+        .collect();
+    let mg = s.out_c / s.group;
+    let tile = Tile {
+        x: buf,
+        w,
+        packed,
+        mg,
+        mp: packed.bias.len() / s.group,
+        layout: l,
+        taps: &taps,
+        pixels: s.out_h * s.out_w,
+        out,
+    };
+    let vectors = l.vectors();
+    let v_tiles = vectors.div_ceil(TASK_V);
+    let m_tiles = s.out_c.div_ceil(TASK_M);
+    let out_w = s.out_w;
+    let shared = SharedOut(y.as_mut_ptr());
+    ctx.threads.run(m_tiles * v_tiles, &|task| {
+        let (mt, vt) = (task / v_tiles, task % v_tiles);
+        let m_end = ((mt + 1) * TASK_M).min(s.out_c);
+        let v_end = ((vt + 1) * TASK_V).min(vectors);
+        let mut v0 = vt * TASK_V;
+        while v0 < v_end {
+            let nr = NR.min(v_end - v0);
+            let mut stores = [Store::default(); NR];
+            for (j, st) in stores.iter_mut().enumerate().take(nr) {
+                *st = Store::of(&l, out_w, v0 + j);
+            }
+            let mut m0 = mt * TASK_M;
+            while m0 < m_end {
+                // A register tile stays within one group (its channels share the input blocks).
+                let group_end = (m0 / mg + 1) * mg;
+                let mr = MR.min(m_end - m0).min(group_end - m0);
+                run_tile(vnni, &tile, m0, mr, v0, &stores[..nr], shared);
+                m0 += mr;
+            }
+            v0 += nr;
+        }
+    });
+}
+
+/// Runs the register tile of channels `m0 .. m0 + mr` × the vectors of `stores` from `v0`, writing
+/// through `y` (the image's output, of which these channels' pixels are this tile's alone).
+#[allow(unused_variables)]
+fn run_tile(vnni: bool, t: &Tile, m0: usize, mr: usize, v0: usize, stores: &[Store], y: SharedOut) {
+    #[cfg(target_arch = "x86_64")]
+    if vnni {
+        macro_rules! dispatch {
+            ($($m:literal $n:literal),*) => {
+                match (mr, stores.len()) {
+                    // SAFETY: `vnni` is set only where the CPU has AVX-512F, BW and VNNI
+                    // (`use_vnni`); the channels and vectors are this tile's, within the layout.
+                    $(($m, $n) => unsafe { super::x86_64::direct_vnni::<$m, $n>(t, m0, v0, stores, y) },)*
+                    _ => unreachable!("register tiles are 1..=4 channels × 1..=4 vectors"),
+                }
+            };
+        }
+        return dispatch!(1 1, 1 2, 1 3, 1 4, 2 1, 2 2, 2 3, 2 4, 3 1, 3 2, 3 3, 3 4, 4 1, 4 2, 4 3, 4 4);
+    }
+    generic_tile(t, m0, mr, v0, stores, y);
+}
+
+/// The portable register tile: plain i32 sums per lane.
+fn generic_tile(t: &Tile, m0: usize, mr: usize, v0: usize, stores: &[Store], y: SharedOut) {
+    let l = &t.layout;
+    let kk = t.k_words();
+    let xg = m0 / t.mg * l.cbg * l.block_len;
+    for m in m0..m0 + mr {
+        let w = &t.w[m * kk..][..kk];
+        let (bias, mult) = (t.packed.bias[t.at(m)], t.packed.multiplier[t.at(m)]);
+        for (j, st) in stores.iter().enumerate() {
+            let q0 = (v0 + j) * LANES;
+            let mut acc = [0i32; LANES];
+            for cb in 0..l.cbg {
+                for (ti, &off) in t.taps.iter().enumerate() {
+                    let wb = w[cb * t.taps.len() + ti].to_le_bytes();
+                    let xs = &t.x[xg + cb * l.block_len + off + q0..][..LANES];
+                    for (a, &xv) in acc.iter_mut().zip(xs) {
+                        let xb = xv.to_le_bytes();
+                        for k in 0..4 {
+                            *a = a.wrapping_add(xb[k] as i32 * wb[k] as i8 as i32);
+                        }
+                    }
+                }
+            }
+            let mut at = st.start;
+            for (lane, &a) in acc.iter().enumerate() {
+                if st.mask & (1 << lane) != 0 {
+                    // SAFETY: kept lanes are output pixels of channel `m` (`at < pixels`), this
+                    // tile's alone, within the image's `out_c · pixels` outputs.
+                    unsafe { *y.ptr().add(m * t.pixels + at) = t.out.apply(a, bias, mult) };
+                    at += 1;
+                }
+            }
+        }
+    }
+}
+
+/// Quantizes `x` into the direct layout `buf`: every block's words the zero point (the padding),
+/// then each input pixel's 4 channels (0 past the input's channels) at its phase position; a block
+/// per task.
+fn quantize_input(
+    ctx: &Ctx,
+    vnni: bool,
+    s: &ConvShape,
+    l: &Layout,
+    x: &[f32],
+    quant: Quant,
+    buf: &mut [u32],
+) {
+    let hw = s.in_h * s.in_w;
+    let zp_word = quant.zero_point as u32 * 0x0101_0101;
+    let [sy, sx] = s.stride;
+    let plane = l.hs * l.ws;
+    let cin_g = s.in_c / s.group;
+    let shared = SharedBytes(buf.as_mut_ptr() as *mut u8);
+    ctx.threads.run(l.blocks, &|b| {
+        // SAFETY: task `b` writes only block `b`'s `block_len` words of `buf`, which outlives the
+        // `run`.
+        let block = unsafe {
+            std::slice::from_raw_parts_mut(
+                (shared.ptr() as *mut u32).add(b * l.block_len),
+                l.block_len,
+            )
+        };
+        block.fill(zp_word);
+        let (g, cb) = (b / l.cbg, b % l.cbg);
+        let c0 = g * cin_g + cb * 4;
+        let channels = 4.min(cin_g - cb * 4);
+        let planes: [&[f32]; 4] =
+            std::array::from_fn(|j| if j < channels { &x[(c0 + j) * hw..][..hw] } else { &[] });
+        let mut row = [0u32; 64];
+        for iy in 0..s.in_h {
+            let py = iy + s.pads[0];
+            let row_base = (py % sy) * sx * plane + py / sy * l.ws;
+            let mut ix = 0;
+            while ix < s.in_w {
+                let n = 64.min(s.in_w - ix);
+                let at = iy * s.in_w + ix;
+                quantize_words(vnni, &planes, channels, at, quant, &mut row[..n]);
+                for (i, &word) in row[..n].iter().enumerate() {
+                    let px = ix + i + s.pads[1];
+                    block[row_base + (px % sx) * plane + px / sx] = word;
+                }
+                ix += n;
+            }
+        }
+    });
+}
+
+/// The words of `out.len()` pixels from element `at` of `channels` planes: byte `j` is channel
+/// `j`'s [`Quant::quantize`], 0 for `j ≥ channels`.
+#[allow(unused_variables)]
+fn quantize_words(
+    vnni: bool,
+    planes: &[&[f32]; 4],
+    channels: usize,
+    at: usize,
+    quant: Quant,
+    out: &mut [u32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if vnni {
+        // SAFETY: `vnni` implies AVX-512F and BW (`use_vnni`); each of the first `channels` planes
+        // holds elements `at .. at + out.len()`.
+        return unsafe { super::x86_64::quantize_words_avx512(planes, channels, at, quant, out) };
+    }
+    for (i, word) in out.iter_mut().enumerate() {
+        let mut bytes = [0u8; 4];
+        for (j, b) in bytes.iter_mut().enumerate().take(channels) {
+            *b = quant.quantize(planes[j][at + i]);
+        }
+        *word = u32::from_le_bytes(bytes);
+    }
+}
