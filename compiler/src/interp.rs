@@ -134,7 +134,7 @@ fn eval(
             let threads = Threads::new(1);
             kernels::int8::fake_quantize(&Ctx::new(&threads), f.quant, f.min, f.max, args[0], out)
         }
-        Op::QConv(q) => eval_qconv(graph, q, in_type, args[0], batch, out),
+        Op::QConv(q) => eval_qconv(graph, q, in_type, args, batch, out),
         Op::BatchNorm(b) => {
             let (c, spatial) = channels_spatial(in_type);
             let bn = BatchNorm {
@@ -393,10 +393,17 @@ fn eval_qconv(
     graph: &Graph,
     q: &ir::quant::QConv,
     in_type: &ir::TensorType,
-    input: &[f32],
+    args: &[&[f32]],
     batch: usize,
     out: &mut [f32],
 ) -> Result<(), KernelError> {
+    let input = args[0];
+    let residual = q.residual.map(|f| kernels::int8::Residual {
+        input: args[1],
+        quant: f.quant,
+        min: f.min,
+        max: f.max,
+    });
     let (h, w) = in_type.shape.chw().map_or((1, 1), |(_, h, w)| (h, w));
     let shape = q.shape(h, w).map_err(KernelError::BadShape)?;
     let multiplier = q.multipliers();
@@ -411,6 +418,7 @@ fn eval_qconv(
             input_quant: q.input,
             packed: data,
             out: q.kernel_output(),
+            residual,
             output: out,
             scratch: &mut scratch,
         };
@@ -430,6 +438,8 @@ fn eval_qconv(
             params,
             q.kernel_output(),
             out,
-        )
+        )?;
+        // The unfused composition: the residual step after the whole conv.
+        residual.map_or(Ok(()), |r| kernels::int8::add_residual(&r, out))
     }
 }

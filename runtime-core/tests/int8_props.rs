@@ -133,6 +133,34 @@ fn check(c: &QCase) -> Result<(), TestCaseError> {
     let mut want = vec![f32::NAN; c.batch * s.output_len()];
     reference::qconv2d(&s, c.batch, &input, in_quant, params, c.output, &mut want).unwrap();
     prop_assert!(want.iter().all(|v| v.is_finite()));
+    // Every third case adds a residual input and quantize-dequantizes the sum (a QDQ model's
+    // residual Add fused into the conv); the oracle is the unfused composition, by
+    // `Quant::quantize` and `Quant::dequantize`.
+    let sum_quant = Quant {
+        scale: 0.05,
+        zero_point: (c.seed % 256) as i32,
+    };
+    let sum_min = if c.seed.is_multiple_of(2) {
+        0
+    } else {
+        sum_quant.zero_point
+    };
+    let residual_input: Vec<f32> = values(c.seed ^ 4, want.len())
+        .iter()
+        .map(|v| v * 3.0)
+        .collect();
+    let residual = c.seed.is_multiple_of(3).then(|| int8::Residual {
+        input: &residual_input,
+        quant: sum_quant,
+        min: sum_min,
+        max: 255,
+    });
+    if residual.is_some() {
+        for (y, &r) in want.iter_mut().zip(&residual_input) {
+            let q = sum_quant.quantize(*y + r).clamp(sum_min as u8, 255);
+            *y = sum_quant.dequantize(q);
+        }
+    }
     let packed = int8::pack(&s, c.input_zero_point, params).unwrap();
     prop_assert_eq!(packed.len(), int8::packed_len(&s));
     let threads = Threads::new(c.threads);
@@ -146,6 +174,7 @@ fn check(c: &QCase) -> Result<(), TestCaseError> {
             input_quant: in_quant,
             packed: &packed,
             out: c.output,
+            residual,
             output: &mut got,
             scratch: &mut scratch,
         };
@@ -177,16 +206,27 @@ proptest! {
     }
 }
 
-/// Shapes of the direct path (pixels in the lanes, `int8::direct_applies`): whole 4-channel blocks
-/// per group (1, 2, 4, 8 or 16 groups; any output channels per group, odd ones included), or one
-/// group of any channel count; strides and dilations per axis and padding per side, so the phase
-/// planes and the dropped columns of the flat output grid are all exercised.
+/// Shapes of the direct path (`int8::direct_applies`: pixels in the lanes): 16 or more output
+/// pixels; whole 4-channel blocks per group (1, 2, 4, 8 or 16 groups, any output channels per
+/// group, odd ones included) or one group of any channel count; strides and dilations per axis and
+/// padding per side, so the phase planes and the dropped columns of the flat output grid are all
+/// exercised.
 fn direct_case() -> impl Strategy<Value = QCase> {
     (
         (1usize..=4, 1usize..=9, 1usize..=20, 1usize..=20, 0usize..=4),
-        ([1usize..=3, 1usize..=3], [1usize..=3, 1usize..=3], [1usize..=2, 1usize..=2]),
+        (
+            [1usize..=3, 1usize..=3],
+            [1usize..=3, 1usize..=3],
+            [1usize..=2, 1usize..=2],
+        ),
         [0usize..=2, 0usize..=2, 0usize..=2, 0usize..=2],
-        (1usize..=2, 1usize..=3, zero_point(), zero_point(), any::<u64>()),
+        (
+            1usize..=2,
+            1usize..=3,
+            zero_point(),
+            zero_point(),
+            any::<u64>(),
+        ),
         (prop_oneof![Just(0u8), Just(1), Just(2)], 1usize..=7),
     )
         .prop_filter_map(
@@ -200,9 +240,17 @@ fn direct_case() -> impl Strategy<Value = QCase> {
             )| {
                 let out_h = out_size(h, kernel[0], stride[0], dilation[0], pads[0], pads[2])?;
                 let out_w = out_size(w, kernel[1], stride[1], dilation[1], pads[1], pads[3])?;
+                // The direct path wants a vector's worth of output pixels.
+                if out_h * out_w < 16 {
+                    return None;
+                }
                 let group = [1, 2, 4, 8, 16][groups_log];
                 // One group may have any channel count (its last block part zero weights).
-                let icg = if group == 1 { odd_c + 4 * (blocks - 1) } else { 4 * blocks };
+                let icg = if group == 1 {
+                    odd_c + 4 * (blocks - 1)
+                } else {
+                    4 * blocks
+                };
                 let shape = ConvShape {
                     in_c: icg * group,
                     in_h: h,
@@ -343,6 +391,7 @@ fn bad_quantization_is_an_error() {
         },
         packed: &packed,
         out: QOutput::Float { relu: false },
+        residual: None,
         output: &mut out,
         scratch: &mut scratch,
     };

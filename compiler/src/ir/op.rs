@@ -354,6 +354,7 @@ impl Op {
             Op::Input => 0,
             Op::Conv(c) => 1 + c.epilogue.residual as usize,
             Op::Dense(d) => 1 + d.epilogue.residual as usize,
+            Op::QConv(q) => 1 + q.residual.is_some() as usize,
             Op::Add { .. } => 2,
             Op::Binary(b) => 2 - b.constant.is_some() as usize,
             Op::Concat { inputs } => *inputs,
@@ -708,11 +709,23 @@ impl Op {
                         &[q.out_channels, ci / q.group, q.kernel[0], q.kernel[1]],
                     )?;
                 }
-                Ok(if dense {
+                let out = if dense {
                     TensorType::f32(Shape::nc(q.out_channels))
                 } else {
                     TensorType::f32(Shape::nchw(q.out_channels, shape.out_h, shape.out_w))
-                })
+                };
+                if let Some(f) = q.residual {
+                    f.quant.check().map_err(|e| e.to_string())?;
+                    same_shape(&out, inputs[1], "residual")?;
+                    if inputs[1].layout != out.layout {
+                        return Err(format!(
+                            "residual in {}, the output in {}",
+                            inputs[1].layout.name(),
+                            out.layout.name()
+                        ));
+                    }
+                }
+                Ok(out)
             }
             Op::Pad { pads } => {
                 let (c, h, w) = chw(inputs[0])?;

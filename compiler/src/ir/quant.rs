@@ -50,6 +50,9 @@ pub struct QConv {
     /// The input's quantization (of the `FakeQuant` producing it).
     pub input: Quant,
     pub output: QConvOutput,
+    /// A fused residual step (`kernels::int8::Residual`): the output (after `output`) plus the
+    /// node's slot-1 input, quantize-dequantized by this (a QDQ model's `Add → FakeQuant`).
+    pub residual: Option<FakeQuant>,
 }
 
 impl QConv {

@@ -1,11 +1,14 @@
 //! `fuse-requant` and `pack-int8`: the int8 convs of a QDQ model. `fuse-requant` moves the ReLU
 //! and the `QuantizeLinear → DequantizeLinear` after an int8 conv into its epilogue (the conv then
-//! writes the dequantized u8 result, as onnxruntime's QLinearConv does); `pack-int8` packs every
-//! int8 conv's weights, bias and multipliers for `kernels::int8` (run with `select-kernels`).
+//! writes the dequantized u8 result, as onnxruntime's QLinearConv does), and then a residual
+//! `Add → QuantizeLinear → DequantizeLinear` after such a conv (the conv adds its slot-1 input and
+//! quantize-dequantizes the sum, the same f32 steps: no separate pass over the sum); `pack-int8`
+//! packs every int8 conv's weights, bias and multipliers for `kernels::int8` (run with
+//! `select-kernels`).
 
 use super::{bypass, sole_consumer};
 use crate::ir::quant::{FakeQuant, QConvOutput};
-use crate::ir::{Graph, IrError, Op};
+use crate::ir::{Activation, Graph, IrError, NodeId, Op};
 use resnext_runtime_core::kernels::int8::{self, QConvParams};
 
 /// Fuses `QConv → [Relu] → FakeQuant` (each the sole reader of the one before) into the conv, and a
@@ -47,7 +50,65 @@ pub fn fuse_requant(graph: &mut Graph) -> Result<bool, IrError> {
             _ => {}
         }
     }
+    for add in graph.topo_order()? {
+        if graph.nodes.contains_node(add) {
+            changed |= fuse_residual(graph, add)?;
+        }
+    }
     Ok(changed)
+}
+
+/// Makes `Add(a, b) → FakeQuant` (each the sole reader of the one before) the residual step of the
+/// requantizing int8 conv computing `a` or `b` (alone read by the Add; of two, the later in
+/// topological order: a ResNet block's last conv, not its shortcut's downsample conv), the other
+/// operand becoming that conv's slot-1 input.
+fn fuse_residual(graph: &mut Graph, add: NodeId) -> Result<bool, IrError> {
+    if !matches!(
+        graph.node(add).op,
+        Op::Add {
+            activation: Activation::None
+        }
+    ) {
+        return Ok(false);
+    }
+    let operands = graph.inputs_of(add);
+    let [a, b] = operands[..] else {
+        return Ok(false);
+    };
+    let Some(fq) = sole_consumer(graph, add) else {
+        return Ok(false);
+    };
+    let Op::FakeQuant(sum) = graph.node(fq).op else {
+        return Ok(false);
+    };
+    let order = graph.topo_order()?;
+    let position = |x: NodeId| order.iter().position(|&n| n == x);
+    let fusable = |x: NodeId| {
+        a != b
+            && sole_consumer(graph, x) == Some(add)
+            && matches!(&graph.node(x).op,
+                Op::QConv(q) if q.residual.is_none() && matches!(q.output, QConvOutput::Requant(_)))
+    };
+    let Some(conv) = [a, b]
+        .into_iter()
+        .filter(|&x| fusable(x))
+        .max_by_key(|&x| position(x))
+    else {
+        return Ok(false);
+    };
+    let other = if conv == a { b } else { a };
+    let Some(&conv_input) = graph.inputs_of(conv).first() else {
+        return Ok(false);
+    };
+    if let Op::QConv(q) = &mut graph.nodes[conv].op {
+        q.residual = Some(sum);
+    }
+    graph.set_inputs(conv, &[conv_input, other]);
+    graph.replace_uses(fq, conv);
+    graph.remove_node(fq);
+    graph.remove_node(add);
+    graph.retype(conv)?;
+    Ok(true)
 }
 
 /// Replaces every unpacked int8 conv's weight by its `int8::pack`ed form.

@@ -226,9 +226,10 @@ fn non_negative(graph: &Graph, id: NodeId) -> bool {
             .is_some_and(|&i| non_negative(graph, i)),
         Op::Softmax { log } => !log,
         Op::FakeQuant(f) => f.min >= f.quant.zero_point,
-        Op::QConv(q) => match q.output {
-            crate::ir::quant::QConvOutput::Float { relu } => relu,
-            crate::ir::quant::QConvOutput::Requant(f) => f.min >= f.quant.zero_point,
+        Op::QConv(q) => match (q.residual, q.output) {
+            (Some(f), _) => f.min >= f.quant.zero_point,
+            (None, crate::ir::quant::QConvOutput::Float { relu }) => relu,
+            (None, crate::ir::quant::QConvOutput::Requant(f)) => f.min >= f.quant.zero_point,
         },
         // x / (positive)^beta keeps the sign of x.
         Op::Lrn(l) if l.bias > 0.0 && l.alpha >= 0.0 => graph

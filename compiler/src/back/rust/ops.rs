@@ -473,12 +473,20 @@ fn emit_qconv(
             quote!(::resnext_runtime::kernels::int8::QOutput::Requant { quant: #quant, min: #min, max: #max })
         }
     };
+    let residual = match q.residual {
+        Some(f) => {
+            let (r, quant, min, max) = (&args[1], quant_tokens(f.quant), f.min, f.max);
+            quote!(Some(::resnext_runtime::kernels::int8::Residual { input: #r, quant: #quant, min: #min, max: #max }))
+        }
+        None => quote!(None::<::resnext_runtime::kernels::int8::Residual<'_>>),
+    };
     if !q.packed {
         // Without the passes (`--no-opt`): the reference kernel on the i8 values, stored as floats.
         let bias = &q.bias;
         let multiplier: Vec<TokenStream> = q.multipliers().into_iter().map(f32_tokens).collect();
         return quote! {{
             let weight: Vec<i8> = #wt.iter().map(|&v| v as i8).collect();
+            let out = #out;
             ::resnext_runtime::kernels::reference::qconv2d(
                 &#shape,
                 batch,
@@ -490,8 +498,12 @@ fn emit_qconv(
                     multiplier: &[#(#multiplier),*],
                 },
                 #rule,
-                #out,
+                &mut *out,
             )
+            .and_then(|()| match #residual {
+                Some(r) => ::resnext_runtime::kernels::int8::add_residual(&r, out),
+                None => Ok(()),
+            })
         }};
     }
     quote! {
@@ -502,6 +514,7 @@ fn emit_qconv(
             input_quant: #input_quant,
             packed: #wt,
             out: #rule,
+            residual: #residual,
             output: #out,
             scratch: &mut *scratch,
         })

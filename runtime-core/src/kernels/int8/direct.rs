@@ -13,13 +13,14 @@
 //! zero past a group's channels), so a grouped conv costs exactly its own channels: no padding of a
 //! group's output channels to a register width, whatever the channels per group. A group's input
 //! channels must be whole blocks (a multiple of 4) unless there is one group, whose last block is
-//! then padded with zero weights ([`applies`]); other convs take the im2col path.
+//! then padded with zero weights, and the output at least 16 pixels ([`applies`]); other convs
+//! take the im2col path.
 //!
 //! Tiers: the AVX-512 VNNI register tile (`x86_64::direct_vnni`: up to 4 channels × 4 vectors of 16
 //! pixels, `vpdpbusd` with the broadcast weight word) and the generic loop below; both compute the
 //! integer sums and the f32 epilogue of [`QOutput::apply`], bit-exact against the reference.
 
-use super::{Packed, QOutput, Quant, SharedBytes};
+use super::{Packed, QOutput, Quant, SharedBytes, SumRule};
 use crate::exec::Ctx;
 use crate::kernels::{ConvShape, SharedOut};
 
@@ -34,9 +35,11 @@ pub(crate) const NR: usize = 4;
 /// Output channels per register tile.
 pub(crate) const MR: usize = 4;
 
-/// Whether the direct path applies: one group, or whole 4-channel blocks per group.
+/// Whether the direct path applies: one group, or whole 4-channel blocks per group, and at least
+/// one vector of output pixels (a dense layer, one pixel, would fill one lane in 16: it keeps the
+/// im2col path, whose lanes are output channels).
 pub fn applies(s: &ConvShape) -> bool {
-    s.group == 1 || (s.in_c / s.group).is_multiple_of(4)
+    (s.group == 1 || (s.in_c / s.group).is_multiple_of(4)) && s.out_h * s.out_w >= LANES
 }
 
 /// The direct layout of one conv.
@@ -151,6 +154,8 @@ pub(crate) struct Tile<'a> {
     pub taps: &'a [usize],
     pub pixels: usize,
     pub out: QOutput,
+    /// The residual step and the image's residual input (indexed as the output).
+    pub sum: Option<(SumRule, &'a [f32])>,
 }
 
 impl Tile<'_> {
@@ -168,7 +173,7 @@ impl Tile<'_> {
 }
 
 /// The direct conv of one image: `x` (`[in_c, in_h, in_w]` f32) quantized into `buf`, convolved
-/// into `y` (`[out_c, out_h · out_w]`).
+/// into `y` (`[out_c, out_h · out_w]`), with the residual step `sum` (and the image's residual).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn conv_image(
     ctx: &Ctx,
@@ -179,6 +184,7 @@ pub(crate) fn conv_image(
     packed: Packed,
     w: &[u32],
     out: QOutput,
+    sum: Option<(SumRule, &[f32])>,
     buf: &mut [u32],
     y: &mut [f32],
 ) {
@@ -206,6 +212,7 @@ pub(crate) fn conv_image(
         taps: &taps,
         pixels: s.out_h * s.out_w,
         out,
+        sum,
     };
     let vectors = l.vectors();
     let v_tiles = vectors.div_ceil(TASK_V);
@@ -283,9 +290,13 @@ fn generic_tile(t: &Tile, m0: usize, mr: usize, v0: usize, stores: &[Store], y: 
             let mut at = st.start;
             for (lane, &a) in acc.iter().enumerate() {
                 if st.mask & (1 << lane) != 0 {
+                    let mut v = t.out.apply(a, bias, mult);
+                    if let Some((rule, r)) = t.sum {
+                        v = rule.apply(v, r[m * t.pixels + at]);
+                    }
                     // SAFETY: kept lanes are output pixels of channel `m` (`at < pixels`), this
                     // tile's alone, within the image's `out_c · pixels` outputs.
-                    unsafe { *y.ptr().add(m * t.pixels + at) = t.out.apply(a, bias, mult) };
+                    unsafe { *y.ptr().add(m * t.pixels + at) = v };
                     at += 1;
                 }
             }
@@ -324,20 +335,37 @@ fn quantize_input(
         let (g, cb) = (b / l.cbg, b % l.cbg);
         let c0 = g * cin_g + cb * 4;
         let channels = 4.min(cin_g - cb * 4);
-        let planes: [&[f32]; 4] =
-            std::array::from_fn(|j| if j < channels { &x[(c0 + j) * hw..][..hw] } else { &[] });
+        let planes: [&[f32]; 4] = std::array::from_fn(|j| {
+            if j < channels {
+                &x[(c0 + j) * hw..][..hw]
+            } else {
+                &[]
+            }
+        });
         let mut row = [0u32; 64];
         for iy in 0..s.in_h {
             let py = iy + s.pads[0];
             let row_base = (py % sy) * sx * plane + py / sy * l.ws;
+            let at = iy * s.in_w;
+            if sx == 1 {
+                // One phase column: the row's words are consecutive.
+                let dst = &mut block[row_base + s.pads[1]..][..s.in_w];
+                quantize_words(vnni, &planes, channels, at, quant, dst);
+                continue;
+            }
+            // Padded column `px` goes to phase `px % sx`, column `px / sx`: stepped, not divided.
+            let (mut phase, mut col) = (s.pads[1] % sx, s.pads[1] / sx);
             let mut ix = 0;
             while ix < s.in_w {
                 let n = 64.min(s.in_w - ix);
-                let at = iy * s.in_w + ix;
-                quantize_words(vnni, &planes, channels, at, quant, &mut row[..n]);
-                for (i, &word) in row[..n].iter().enumerate() {
-                    let px = ix + i + s.pads[1];
-                    block[row_base + (px % sx) * plane + px / sx] = word;
+                quantize_words(vnni, &planes, channels, at + ix, quant, &mut row[..n]);
+                for &word in &row[..n] {
+                    block[row_base + phase * plane + col] = word;
+                    phase += 1;
+                    if phase == sx {
+                        phase = 0;
+                        col += 1;
+                    }
                 }
                 ix += n;
             }

@@ -24,6 +24,7 @@ pub(super) fn tile(t: &Tile, y: SharedOut) {
             for (lane, &a) in acc.iter().enumerate().take(lanes) {
                 let m = m0 + lane;
                 let v = t.out.apply(a, t.packed.bias[m], t.packed.multiplier[m]);
+                let v = t.finish(v, m, p);
                 // SAFETY: `(m, p)` is in this tile, whose outputs no other tile writes, and
                 // `m · pixels + p < out_c · pixels`, the length of `y`'s buffer.
                 unsafe { *y.ptr().add(m * t.pixels + p) = v };

@@ -133,6 +133,56 @@ impl QOutput {
     }
 }
 
+/// The residual step fused into an int8 conv (ONNX QDQ's `Add → QuantizeLinear →
+/// DequantizeLinear` after the conv): each output `y` (after the [`QOutput`] rule) becomes
+/// `fake-quantize(y + r)` by `quant` clamped to `min..=max` (u8 domain), `r` the element of `input`
+/// (same shape as the output) at the same index, all in f32 as the unfused `Add` and
+/// [`fake_quantize`] compute it.
+#[derive(Clone, Copy, Debug)]
+pub struct Residual<'a> {
+    pub input: &'a [f32],
+    pub quant: Quant,
+    pub min: i32,
+    pub max: i32,
+}
+
+/// [`Residual`]'s arithmetic, without its input.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SumRule {
+    pub scale: f32,
+    /// The clamp in quantization steps: `min − zp`, `max − zp`.
+    pub lo: f32,
+    pub hi: f32,
+}
+
+impl SumRule {
+    fn of(r: &Residual) -> SumRule {
+        SumRule {
+            scale: r.quant.scale,
+            lo: (r.min.clamp(0, 255) - r.quant.zero_point) as f32,
+            hi: (r.max.clamp(0, 255) - r.quant.zero_point) as f32,
+        }
+    }
+
+    /// `fake-quantize(y + r)`, as [`fake_quantize`] computes it.
+    #[inline]
+    pub fn apply(self, y: f32, r: f32) -> f32 {
+        round_even(((y + r) / self.scale).max(self.lo).min(self.hi)) * self.scale
+    }
+}
+
+/// Applies `residual`'s step to `output` in place: `output[i] = fake-quantize(output[i] +
+/// residual.input[i])` (what the kernels fuse; for the unfused reference composition).
+pub fn add_residual(residual: &Residual, output: &mut [f32]) -> Result<(), KernelError> {
+    residual.quant.check()?;
+    check_len("int8 conv residual", output.len(), residual.input.len())?;
+    let rule = SumRule::of(residual);
+    for (y, &r) in output.iter_mut().zip(residual.input) {
+        *y = rule.apply(*y, r);
+    }
+    Ok(())
+}
+
 /// The unpacked parameters of an int8 conv: weights `[out_c, in_c / group, kh, kw]`, the i32
 /// bias (in units of `s_x · s_w[c]`, as ONNX QDQ stores it) and the per-channel multiplier of the
 /// epilogue (see [`QOutput`]).
@@ -145,7 +195,7 @@ pub struct QConvParams<'a> {
 
 /// One int8 conv call: `input` (`[batch, in_c, in_h, in_w]`, f32) quantized with `input_quant`,
 /// convolved with weights packed by [`pack`] for that input zero point, written to `output` by
-/// `out`; `scratch` of at least [`scratch_len`] floats.
+/// `out` and then, if any, the `residual` step; `scratch` of at least [`scratch_len`] floats.
 pub struct QConvArgs<'a> {
     pub shape: ConvShape,
     pub batch: usize,
@@ -153,6 +203,7 @@ pub struct QConvArgs<'a> {
     pub input_quant: Quant,
     pub packed: &'a [f32],
     pub out: QOutput,
+    pub residual: Option<Residual<'a>>,
     pub output: &'a mut [f32],
     pub scratch: &'a mut [f32],
 }
@@ -194,7 +245,8 @@ pub fn scratch_len(s: &ConvShape, _batch: usize, _threads: usize) -> usize {
 
 /// Whether a conv of this shape runs on the direct path (`direct.rs`: pixels in the lanes, no
 /// padding of a group's channels) on the AVX-512 VNNI and generic tiers: one group, or a multiple
-/// of 4 input channels per group. Other convs, and the AVX2 tier, run the im2col path.
+/// of 4 input channels per group, and at least 16 output pixels. Other convs, and the AVX2 tier,
+/// run the im2col path.
 pub fn direct_applies(s: &ConvShape) -> bool {
     direct::applies(s)
 }
@@ -278,6 +330,19 @@ pub(crate) struct Tile<'a> {
     pub m: std::ops::Range<usize>,
     pub p: std::ops::Range<usize>,
     pub out: QOutput,
+    /// The residual step and the group's residual input (indexed as the group's output).
+    pub sum: Option<(SumRule, &'a [f32])>,
+}
+
+impl Tile<'_> {
+    /// Output `(m, p)`'s final value from its conv value `v` (after the output rule).
+    #[inline]
+    pub fn finish(&self, v: f32, m: usize, p: usize) -> f32 {
+        match self.sum {
+            Some((rule, r)) => rule.apply(v, r[m * self.pixels + p]),
+            None => v,
+        }
+    }
 }
 
 /// Int8 conv on `ctx`'s tier and threads (see [`QConvArgs`] and the module doc).
@@ -289,12 +354,18 @@ pub fn qconv2d(ctx: &Ctx, args: QConvArgs) -> Result<(), KernelError> {
         input_quant,
         packed,
         out,
+        residual,
         output,
         scratch,
     } = args;
     supports(&s)?;
     input_quant.check()?;
     out.check()?;
+    if let Some(r) = &residual {
+        r.quant.check()?;
+        check_len("int8 conv residual", batch * s.output_len(), r.input.len())?;
+    }
+    let sum = residual.as_ref().map(SumRule::of);
     check_len("int8 conv input", batch * s.input_len(), input.len())?;
     check_len("int8 conv packed", packed_len(&s), packed.len())?;
     check_len("int8 conv output", batch * s.output_len(), output.len())?;
@@ -321,11 +392,16 @@ pub fn qconv2d(ctx: &Ctx, args: QConvArgs) -> Result<(), KernelError> {
             kp,
         };
         let buf: &mut [u32] = bytemuck::cast_slice_mut(scratch);
-        for (x, y) in input
+        for (n, (x, y)) in input
             .chunks_exact(s.input_len().max(1))
             .zip(output.chunks_exact_mut(s.output_len().max(1)))
             .take(batch)
+            .enumerate()
         {
+            let image_sum = residual
+                .as_ref()
+                .zip(sum)
+                .map(|(r, rule)| (rule, &r.input[n * s.output_len()..][..s.output_len()]));
             direct::conv_image(
                 ctx,
                 vnni,
@@ -335,6 +411,7 @@ pub fn qconv2d(ctx: &Ctx, args: QConvArgs) -> Result<(), KernelError> {
                 packed,
                 direct_w,
                 out,
+                image_sum,
                 buf,
                 y,
             );
@@ -347,11 +424,16 @@ pub fn qconv2d(ctx: &Ctx, args: QConvArgs) -> Result<(), KernelError> {
     let cols = &mut rest[..groups * pixels * kp];
     let isa = ctx.isa;
     let hw = s.in_h * s.in_w;
-    for (x, y) in input
+    for (n, (x, y)) in input
         .chunks_exact(s.input_len().max(1))
         .zip(output.chunks_exact_mut(s.output_len().max(1)))
         .take(batch)
+        .enumerate()
     {
+        let image_sum = residual
+            .as_ref()
+            .zip(sum)
+            .map(|(r, rule)| (rule, &r.input[n * s.output_len()..][..s.output_len()]));
         // Quantize, a channel per task.
         let q_out = SharedBytes(quantized.as_mut_ptr());
         ctx.threads.run(s.in_c, &|c| {
@@ -395,6 +477,8 @@ pub fn qconv2d(ctx: &Ctx, args: QConvArgs) -> Result<(), KernelError> {
                 m: mt * TILE_M..((mt + 1) * TILE_M).min(mg),
                 p: pt * TILE_P..((pt + 1) * TILE_P).min(pixels),
                 out,
+                // Group `g`'s residual, as its output, from channel `g · mg`.
+                sum: image_sum.map(|(rule, r)| (rule, &r[g * mg * pixels..])),
             };
             // Group `g`'s output channels start `g · mg · pixels` floats into the image's output.
             let y = super::SharedOut(shared.ptr().wrapping_add(g * mg * pixels));

@@ -104,6 +104,7 @@ unsafe fn micro_vnni<const MB: usize, const NR: usize>(
             // SAFETY: `lane_values` holds 16 floats.
             unsafe { _mm512_storeu_ps(lane_values.as_mut_ptr(), v) };
             for (l, &v) in lane_values.iter().enumerate().take(lanes) {
+                let v = t.finish(v, mb + l, p0 + j);
                 // SAFETY: channel `mb + l` and pixel `p0 + j` are this tile's (the caller's contract).
                 unsafe { *y.ptr().add((mb + l) * t.pixels + p0 + j) = v };
             }
@@ -175,6 +176,7 @@ unsafe fn micro_avx2<const NR: usize>(t: &Tile, m0: usize, p0: usize, y: SharedO
         for (l, &a) in sums.iter().enumerate().take(lanes) {
             let m = m0 + l;
             let v = t.out.apply(a, t.packed.bias[m], t.packed.multiplier[m]);
+            let v = t.finish(v, m, p0 + j);
             // SAFETY: channel `m` and pixel `p0 + j` are this tile's (the caller's contract).
             unsafe { *y.ptr().add(m * t.pixels + p0 + j) = v };
         }
@@ -233,17 +235,39 @@ pub(super) unsafe fn direct_vnni<const MR: usize, const NR: usize>(
             let v = epilogue_512(t.out, v);
             let st = stores[j];
             let dst = y.ptr().wrapping_add(m * t.pixels + st.start);
-            if st.mask == u16::MAX {
-                // SAFETY: all 16 lanes are kept: outputs `start .. start + 16` of channel `m`,
-                // this tile's (the caller's contract).
-                unsafe { _mm512_storeu_ps(dst, v) };
+            let kept = st.mask.count_ones();
+            // The kept lanes, side by side: outputs `start .. start + kept` of channel `m`.
+            let (v, low) = if st.mask == u16::MAX {
+                (v, u16::MAX)
             } else {
-                let kept = st.mask.count_ones();
-                let v = _mm512_maskz_compress_ps(st.mask, v);
-                // SAFETY: the `kept` lanes are outputs `start .. start + kept` of channel `m`,
-                // this tile's; the masked store touches no other element.
-                unsafe { _mm512_mask_storeu_ps(dst, ((1u32 << kept) - 1) as u16, v) };
-            }
+                (
+                    _mm512_maskz_compress_ps(st.mask, v),
+                    ((1u32 << kept) - 1) as u16,
+                )
+            };
+            let v = match t.sum {
+                Some((rule, r)) => {
+                    let r = &r[m * t.pixels + st.start..][..kept as usize];
+                    // SAFETY: the masked load reads only the `kept` elements of `r`.
+                    let r = unsafe { _mm512_maskz_loadu_ps(low, r.as_ptr()) };
+                    let z = _mm512_div_ps(_mm512_add_ps(v, r), _mm512_set1_ps(rule.scale));
+                    // `max` returns its second operand (`lo`) where `z` is NaN, as `f32::max`.
+                    let z = _mm512_min_ps(
+                        _mm512_max_ps(z, _mm512_set1_ps(rule.lo)),
+                        _mm512_set1_ps(rule.hi),
+                    );
+                    _mm512_mul_ps(
+                        _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+                            z,
+                        ),
+                        _mm512_set1_ps(rule.scale),
+                    )
+                }
+                None => v,
+            };
+            // SAFETY: the `kept` lanes are outputs `start .. start + kept` of channel `m`, this
+            // tile's (the caller's contract); the masked store touches no other element.
+            unsafe { _mm512_mask_storeu_ps(dst, low, v) };
         }
     }
 }
@@ -300,10 +324,7 @@ pub(super) unsafe fn quantize_words_avx512(
                 _mm512_min_ps(_mm512_max_ps(_mm512_div_ps(v, scale), lo), hi),
             );
             let q = _mm512_add_epi32(_mm512_cvtps_epi32(q), zp);
-            word = _mm512_or_si512(
-                word,
-                _mm512_sllv_epi32(q, _mm512_set1_epi32(8 * j as i32)),
-            );
+            word = _mm512_or_si512(word, _mm512_sllv_epi32(q, _mm512_set1_epi32(8 * j as i32)));
         }
         // SAFETY: the masked store writes only words `i .. i + k` of `out`.
         unsafe { _mm512_mask_storeu_epi32(out.as_mut_ptr().add(i) as *mut i32, mask, word) };

@@ -395,5 +395,6 @@ fn qconv(
         pads: window.pads,
         input,
         output: QConvOutput::Float { relu: false },
+        residual: None,
     }))
 }
