@@ -305,8 +305,8 @@ fn generic_tile(t: &Tile, m0: usize, mr: usize, v0: usize, stores: &[Store], y: 
 }
 
 /// Quantizes `x` into the direct layout `buf`: every block's words the zero point (the padding),
-/// then each input pixel's 4 channels (0 past the input's channels) at its phase position; a block
-/// per task.
+/// then each input pixel's 4 channels (0 past the input's channels) at its phase position, for the
+/// phases the kernel reads; a block per task.
 fn quantize_input(
     ctx: &Ctx,
     vnni: bool,
@@ -321,6 +321,17 @@ fn quantize_input(
     let [sy, sx] = s.stride;
     let plane = l.hs * l.ws;
     let cin_g = s.in_c / s.group;
+    // The phases some kernel tap reads (a strided 1×1 conv reads one row and column phase of
+    // `stride`): the others are left unwritten.
+    let phases_read = |stride: usize, k: usize, dilation: usize| {
+        let mut read = vec![false; stride];
+        for t in 0..k {
+            read[t * dilation % stride] = true;
+        }
+        read
+    };
+    let rows_read = phases_read(sy, s.kernel[0], s.dilation[0]);
+    let cols_read = phases_read(sx, s.kernel[1], s.dilation[1]);
     let shared = SharedBytes(buf.as_mut_ptr() as *mut u8);
     ctx.threads.run(l.blocks, &|b| {
         // SAFETY: task `b` writes only block `b`'s `block_len` words of `buf`, which outlives the
@@ -345,6 +356,9 @@ fn quantize_input(
         let mut row = [0u32; 64];
         for iy in 0..s.in_h {
             let py = iy + s.pads[0];
+            if !rows_read[py % sy] {
+                continue;
+            }
             let row_base = (py % sy) * sx * plane + py / sy * l.ws;
             let at = iy * s.in_w;
             if sx == 1 {
@@ -360,7 +374,9 @@ fn quantize_input(
                 let n = 64.min(s.in_w - ix);
                 quantize_words(vnni, &planes, channels, at + ix, quant, &mut row[..n]);
                 for &word in &row[..n] {
-                    block[row_base + phase * plane + col] = word;
+                    if cols_read[phase] {
+                        block[row_base + phase * plane + col] = word;
+                    }
                     phase += 1;
                     if phase == sx {
                         phase = 0;
