@@ -207,20 +207,25 @@ pub(super) unsafe fn direct_vnni<const MR: usize, const NR: usize>(
     let ntaps = t.taps.len();
     let xg = m0 / t.mg * l.cbg * l.block_len + v0 * LANES;
     let w = &t.w[m0 * kk..][..MR * kk];
+    // Every load below reads words `xg + cb · block_len + off + j · 16 ..+ 16` for the group's
+    // blocks `cb`, the taps' offsets `off` and `j < NR`: all within `t.x`, checked once here.
+    let max_off = t.taps.iter().copied().max().unwrap_or(0);
+    assert!(xg + (l.cbg - 1) * l.block_len + max_off + NR * LANES <= t.x.len());
+    let (x, w) = (t.x.as_ptr(), w.as_ptr());
     let mut acc = [[_mm512_setzero_si512(); NR]; MR];
     for cb in 0..l.cbg {
         let xb = xg + cb * l.block_len;
         for (ti, &off) in t.taps.iter().enumerate() {
-            let xs = &t.x[xb + off..][..NR * LANES];
-            // SAFETY: vector `j`'s 16 words lie within `xs` (`NR · 16` words).
-            let x: [__m512i; NR] = std::array::from_fn(|j| unsafe {
-                _mm512_loadu_si512(xs.as_ptr().add(j * LANES) as *const __m512i)
+            // SAFETY: vector `j`'s 16 words lie within `t.x` (the assertion above).
+            let xv: [__m512i; NR] = std::array::from_fn(|j| unsafe {
+                _mm512_loadu_si512(x.add(xb + off + j * LANES) as *const __m512i)
             });
             let k = cb * ntaps + ti;
             for i in 0..MR {
-                let wv = _mm512_set1_epi32(w[i * kk + k] as i32);
+                // SAFETY: `i · kk + k < MR · kk`, the length of `w`.
+                let wv = _mm512_set1_epi32(unsafe { *w.add(i * kk + k) } as i32);
                 for j in 0..NR {
-                    acc[i][j] = _mm512_dpbusd_epi32(acc[i][j], x[j], wv);
+                    acc[i][j] = _mm512_dpbusd_epi32(acc[i][j], xv[j], wv);
                 }
             }
         }
