@@ -16,9 +16,11 @@
 //! then padded with zero weights, and the output at least 16 pixels ([`applies`]); other convs
 //! take the im2col path.
 //!
-//! Tiers: the AVX-512 VNNI register tile (`x86_64::direct_vnni`: up to 4 channels × 4 vectors of 16
-//! pixels, `vpdpbusd` with the broadcast weight word) and the generic loop below; both compute the
-//! integer sums and the f32 epilogue of [`QOutput::apply`], bit-exact against the reference.
+//! Tiers ([`Tier`]): the AVX-512 VNNI register tile (`x86_64::direct_vnni`: up to 4 channels × 4
+//! vectors of 16 pixels, `vpdpbusd` with the broadcast weight word), the AVX2 one
+//! (`x86_64::direct_avx2`: up to 4 channels × 16 pixels, the bytes split into even and odd i16
+//! halves for two exact `vpmaddwd`) and the generic loop below; all compute the integer sums and the
+//! f32 epilogue of [`QOutput::apply`], bit-exact against the reference.
 
 use super::{Packed, QOutput, Quant, SharedBytes, SumRule};
 use crate::exec::Ctx;
@@ -34,6 +36,16 @@ const TASK_V: usize = 16;
 pub(crate) const NR: usize = 4;
 /// Output channels per register tile.
 pub(crate) const MR: usize = 4;
+
+/// Which register tile and input quantization the direct path runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Tier {
+    /// AVX-512 with VNNI (`vpdpbusd`) and BW.
+    Vnni,
+    /// AVX2: bytes widened to i16 halves for `vpmaddwd` (`vpmaddubsw` would saturate).
+    Avx2,
+    Generic,
+}
 
 /// Whether the direct path applies: one group, or whole 4-channel blocks per group, and at least
 /// one vector of output pixels (a dense layer, one pixel, would fill one lane in 16: it keeps the
@@ -177,7 +189,7 @@ impl Tile<'_> {
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn conv_image(
     ctx: &Ctx,
-    vnni: bool,
+    tier: Tier,
     s: &ConvShape,
     x: &[f32],
     quant: Quant,
@@ -190,7 +202,7 @@ pub(crate) fn conv_image(
 ) {
     let l = Layout::of(s);
     let buf = &mut buf[..l.input_words()];
-    quantize_input(ctx, vnni, s, &l, x, quant, buf);
+    quantize_input(ctx, tier, s, &l, x, quant, buf);
     let buf = &*buf;
     let [kh, kw] = s.kernel;
     let plane = l.hs * l.ws;
@@ -235,7 +247,7 @@ pub(crate) fn conv_image(
                 // A register tile stays within one group (its channels share the input blocks).
                 let group_end = (m0 / mg + 1) * mg;
                 let mr = MR.min(m_end - m0).min(group_end - m0);
-                run_tile(vnni, &tile, m0, mr, v0, &stores[..nr], shared);
+                run_tile(tier, &tile, m0, mr, v0, &stores[..nr], shared);
                 m0 += mr;
             }
             v0 += nr;
@@ -246,13 +258,13 @@ pub(crate) fn conv_image(
 /// Runs the register tile of channels `m0 .. m0 + mr` × the vectors of `stores` from `v0`, writing
 /// through `y` (the image's output, of which these channels' pixels are this tile's alone).
 #[allow(unused_variables)]
-fn run_tile(vnni: bool, t: &Tile, m0: usize, mr: usize, v0: usize, stores: &[Store], y: SharedOut) {
+fn run_tile(tier: Tier, t: &Tile, m0: usize, mr: usize, v0: usize, stores: &[Store], y: SharedOut) {
     #[cfg(target_arch = "x86_64")]
-    if vnni {
+    if tier == Tier::Vnni {
         macro_rules! dispatch {
             ($($m:literal $n:literal),*) => {
                 match (mr, stores.len()) {
-                    // SAFETY: `vnni` is set only where the CPU has AVX-512F, BW and VNNI
+                    // SAFETY: `Tier::Vnni` is chosen only where the CPU has AVX-512F, BW and VNNI
                     // (`use_vnni`); the channels and vectors are this tile's, within the layout.
                     $(($m, $n) => unsafe { super::x86_64::direct_vnni::<$m, $n>(t, m0, v0, stores, y) },)*
                     _ => unreachable!("register tiles are 1..=4 channels × 1..=4 vectors"),
@@ -260,6 +272,22 @@ fn run_tile(vnni: bool, t: &Tile, m0: usize, mr: usize, v0: usize, stores: &[Sto
             };
         }
         return dispatch!(1 1, 1 2, 1 3, 1 4, 2 1, 2 2, 2 3, 2 4, 3 1, 3 2, 3 3, 3 4, 4 1, 4 2, 4 3, 4 4);
+    }
+    #[cfg(target_arch = "x86_64")]
+    if tier == Tier::Avx2 {
+        for (j, &st) in stores.iter().enumerate() {
+            // SAFETY: `Tier::Avx2` is chosen only on the AVX2 and AVX-512 tiers, which imply AVX2
+            // (`Isa::supported`); the channels and vector are this tile's, within the layout.
+            unsafe {
+                match mr {
+                    1 => super::x86_64::direct_avx2::<1>(t, m0, v0 + j, st, y),
+                    2 => super::x86_64::direct_avx2::<2>(t, m0, v0 + j, st, y),
+                    3 => super::x86_64::direct_avx2::<3>(t, m0, v0 + j, st, y),
+                    _ => super::x86_64::direct_avx2::<4>(t, m0, v0 + j, st, y),
+                }
+            }
+        }
+        return;
     }
     generic_tile(t, m0, mr, v0, stores, y);
 }
@@ -309,7 +337,7 @@ fn generic_tile(t: &Tile, m0: usize, mr: usize, v0: usize, stores: &[Store], y: 
 /// phases the kernel reads; a block per task.
 fn quantize_input(
     ctx: &Ctx,
-    vnni: bool,
+    tier: Tier,
     s: &ConvShape,
     l: &Layout,
     x: &[f32],
@@ -364,7 +392,7 @@ fn quantize_input(
             if sx == 1 {
                 // One phase column: the row's words are consecutive.
                 let dst = &mut block[row_base + s.pads[1]..][..s.in_w];
-                quantize_words(vnni, &planes, channels, at, quant, dst);
+                quantize_words(tier, &planes, channels, at, quant, dst);
                 continue;
             }
             // Padded column `px` goes to phase `px % sx`, column `px / sx`: stepped, not divided.
@@ -372,7 +400,7 @@ fn quantize_input(
             let mut ix = 0;
             while ix < s.in_w {
                 let n = 64.min(s.in_w - ix);
-                quantize_words(vnni, &planes, channels, at + ix, quant, &mut row[..n]);
+                quantize_words(tier, &planes, channels, at + ix, quant, &mut row[..n]);
                 for &word in &row[..n] {
                     if cols_read[phase] {
                         block[row_base + phase * plane + col] = word;
@@ -393,7 +421,7 @@ fn quantize_input(
 /// `j`'s [`Quant::quantize`], 0 for `j ≥ channels`.
 #[allow(unused_variables)]
 fn quantize_words(
-    vnni: bool,
+    tier: Tier,
     planes: &[&[f32]; 4],
     channels: usize,
     at: usize,
@@ -401,8 +429,8 @@ fn quantize_words(
     out: &mut [u32],
 ) {
     #[cfg(target_arch = "x86_64")]
-    if vnni {
-        // SAFETY: `vnni` implies AVX-512F and BW (`use_vnni`); each of the first `channels` planes
+    if tier == Tier::Vnni {
+        // SAFETY: `Tier::Vnni` implies AVX-512F and BW (`use_vnni`); each of the first `channels` planes
         // holds elements `at .. at + out.len()`.
         return unsafe { super::x86_64::quantize_words_avx512(planes, channels, at, quant, out) };
     }

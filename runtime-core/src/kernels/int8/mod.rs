@@ -244,9 +244,8 @@ pub fn scratch_len(s: &ConvShape, _batch: usize, _threads: usize) -> usize {
 }
 
 /// Whether a conv of this shape runs on the direct path (`direct.rs`: pixels in the lanes, no
-/// padding of a group's channels) on the AVX-512 VNNI and generic tiers: one group, or a multiple
-/// of 4 input channels per group, and at least 16 output pixels. Other convs, and the AVX2 tier,
-/// run the im2col path.
+/// padding of a group's channels), on every tier: one group, or a multiple of 4 input channels per
+/// group, and at least 16 output pixels. Other convs run the im2col path.
 pub fn direct_applies(s: &ConvShape) -> bool {
     direct::applies(s)
 }
@@ -384,7 +383,14 @@ pub fn qconv2d(ctx: &Ctx, args: QConvArgs) -> Result<(), KernelError> {
     let bias: &[i32] = bytemuck::cast_slice(bias);
     let mult: &[f32] = bytemuck::cast_slice(mult);
     let vnni = use_vnni(ctx);
-    if direct::applies(&s) && (vnni || ctx.isa == Isa::Generic) {
+    if direct::applies(&s) {
+        let tier = if vnni {
+            direct::Tier::Vnni
+        } else if matches!(ctx.isa, Isa::Avx2 | Isa::Avx512) {
+            direct::Tier::Avx2
+        } else {
+            direct::Tier::Generic
+        };
         let packed = Packed {
             weight,
             bias,
@@ -404,7 +410,7 @@ pub fn qconv2d(ctx: &Ctx, args: QConvArgs) -> Result<(), KernelError> {
                 .map(|(r, rule)| (rule, &r.input[n * s.output_len()..][..s.output_len()]));
             direct::conv_image(
                 ctx,
-                vnni,
+                tier,
                 &s,
                 x,
                 input_quant,

@@ -1,5 +1,6 @@
 //! The x86-64 int8 tiles: AVX-512 VNNI (`vpdpbusd`) and AVX2 (bytes widened to i16, `vpmaddwd`),
-//! and the AVX-512 VNNI tile and input quantization of the direct path (`direct`).
+//! of the im2col path and of the direct path (`direct`), and the direct path's AVX-512 input
+//! quantization.
 
 use std::arch::x86_64::*;
 
@@ -334,5 +335,84 @@ pub(super) unsafe fn quantize_words_avx512(
         // SAFETY: the masked store writes only words `i .. i + k` of `out`.
         unsafe { _mm512_mask_storeu_epi32(out.as_mut_ptr().add(i) as *mut i32, mask, word) };
         i += LANES;
+    }
+}
+
+/// The direct conv's AVX2 tile: `MR` channels from `m0` (of one group) × the 16 flat output
+/// positions of vector `v` (two 8-word halves). A word's 4 bytes split into the even bytes (0, 2)
+/// and the odd ones (1, 3), each zero-extended to i16 (the weights sign-extended), and `vpmaddwd`
+/// of the halves gives each lane its two pair sums exactly; the epilogue is [`QOutput::apply`] per
+/// kept lane.
+///
+/// # Safety
+/// The CPU must have AVX2; `y` must be the image's output (`out_c · pixels` floats) of which these
+/// channels' kept pixels are written by no one else.
+#[allow(clippy::needless_range_loop)]
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn direct_avx2<const MR: usize>(
+    t: &direct::Tile,
+    m0: usize,
+    v: usize,
+    st: direct::Store,
+    y: SharedOut,
+) {
+    let l = &t.layout;
+    let kk = t.k_words();
+    let ntaps = t.taps.len();
+    let xg = m0 / t.mg * l.cbg * l.block_len + v * LANES;
+    let w = &t.w[m0 * kk..][..MR * kk];
+    // Every load reads words `xg + cb · block_len + off ..+ 16`: within `t.x`, checked once here.
+    let max_off = t.taps.iter().copied().max().unwrap_or(0);
+    assert!(xg + (l.cbg - 1) * l.block_len + max_off + LANES <= t.x.len());
+    let (x, w) = (t.x.as_ptr(), w.as_ptr());
+    let even = _mm256_set1_epi32(0x00FF_00FF);
+    let mut acc = [[_mm256_setzero_si256(); 2]; MR];
+    for cb in 0..l.cbg {
+        let xb = xg + cb * l.block_len;
+        for (ti, &off) in t.taps.iter().enumerate() {
+            // SAFETY: both halves' 8 words lie within `t.x` (the assertion above).
+            let xh: [__m256i; 2] = std::array::from_fn(|h| unsafe {
+                _mm256_loadu_si256(x.add(xb + off + 8 * h) as *const __m256i)
+            });
+            let xe = xh.map(|v| _mm256_and_si256(v, even));
+            let xo = xh.map(|v| _mm256_srli_epi16::<8>(v));
+            let k = cb * ntaps + ti;
+            for i in 0..MR {
+                // SAFETY: `i · kk + k < MR · kk`, the length of `w`.
+                let wv = _mm256_set1_epi32(unsafe { *w.add(i * kk + k) } as i32);
+                let we = _mm256_srai_epi16::<8>(_mm256_slli_epi16::<8>(wv));
+                let wo = _mm256_srai_epi16::<8>(wv);
+                for h in 0..2 {
+                    let sum = _mm256_add_epi32(
+                        _mm256_madd_epi16(xe[h], we),
+                        _mm256_madd_epi16(xo[h], wo),
+                    );
+                    acc[i][h] = _mm256_add_epi32(acc[i][h], sum);
+                }
+            }
+        }
+    }
+    for (i, acc) in acc.iter().enumerate() {
+        let m = m0 + i;
+        let at = t.at(m);
+        let (bias, mult) = (t.packed.bias[at], t.packed.multiplier[at]);
+        let mut sums = [0i32; LANES];
+        for (h, &a) in acc.iter().enumerate() {
+            // SAFETY: `sums` holds 16 i32, this half's 8 at `8 · h`.
+            unsafe { _mm256_storeu_si256(sums.as_mut_ptr().add(8 * h) as *mut __m256i, a) };
+        }
+        let mut o = st.start;
+        for (lane, &a) in sums.iter().enumerate() {
+            if st.mask & (1 << lane) != 0 {
+                let mut v = t.out.apply(a, bias, mult);
+                if let Some((rule, r)) = t.sum {
+                    v = rule.apply(v, r[m * t.pixels + o]);
+                }
+                // SAFETY: kept lanes are output pixels of channel `m` (`o < pixels`), this tile's
+                // alone (the caller's contract).
+                unsafe { *y.ptr().add(m * t.pixels + o) = v };
+                o += 1;
+            }
+        }
     }
 }
