@@ -6,21 +6,25 @@
 //! since `s · (q − zp) / s` rounds to `q − zp`), so every other op of the graph runs unchanged in
 //! fp32 between quantization points, as onnxruntime runs the ops it has no int8 kernel for.
 //!
-//! Per image: the input is quantized to a u8 copy, gathered im2col-style into one row of
-//! `K = in_c / group · kh · kw` bytes per output pixel and group (padding is the input's zero point, `K` padded to
-//! a multiple of 4 with zeros), and multiplied by the weights packed in groups of 16 output
-//! channels × 4 `k` (64 bytes: one `vpdpbusd` operand). `Σ (x − zp_x) · w = Σ x · w − zp_x · Σ w`,
-//! so the input zero point is folded into the packed bias at pack time and the kernels sum raw
-//! `x · w`. The epilogue, per output channel `c`: `v = (acc + bias'[c]) as f32 · multiplier[c]`,
-//! then either [`QOutput::Requant`]: `round_ties_even(clamp(v, min − zp, max − zp)) · s_y` (the
-//! dequantized u8 result; the clamp is the u8 range, or ReLU's), or [`QOutput::Float`]: `v`,
-//! optionally ReLU'd. Int8 activations (ONNX `INT8`) are the u8 ones shifted by 128 (zero point
-//! + 128), which changes no result.
+//! Two paths. The direct one (`direct.rs`, [`direct_applies`]: one group or whole 4-channel blocks
+//! per group, at least 16 output pixels) puts output pixels in the vector lanes and broadcasts
+//! each output channel's weight words, so grouped convs do no padded work; it documents its
+//! layout. The im2col one (dense layers, odd channels per group): per image the input is quantized
+//! to a u8 copy, gathered im2col-style into one row of `K = in_c / group · kh · kw` bytes per
+//! output pixel and group (padding is the input's zero point, `K` padded to a multiple of 4 with
+//! zeros), and multiplied by the weights packed in groups of 16 output channels × 4 `k` (64 bytes:
+//! one `vpdpbusd` operand). On both, `Σ (x − zp_x) · w = Σ x · w − zp_x · Σ w`, so the input zero
+//! point is folded into the packed bias at pack time and the kernels sum raw `x · w`. The
+//! epilogue, per output channel `c`: `v = (acc + bias'[c]) as f32 · multiplier[c]`, then either
+//! [`QOutput::Requant`]: `round_ties_even(clamp(v, min − zp, max − zp)) · s_y` (the dequantized u8
+//! result; the clamp is the u8 range, or ReLU's), or [`QOutput::Float`]: `v`, optionally ReLU'd;
+//! then, with a [`Residual`], `fake-quantize(v + r)`. Int8 activations (ONNX `INT8`) are the u8
+//! ones shifted by 128 (zero point + 128), which changes no result.
 //!
 //! Tiers: AVX-512 with VNNI (`vpdpbusd`, exact: products and their 4-sums fit in i32), AVX2
 //! (`vpmaddubsw` would saturate at i16, so the bytes are widened to i16 and summed in pairs by
-//! `vpmaddwd`, exact) and generic. All compute the same integers and the same f32 epilogue, so
-//! every tier is bit-exact against `reference::qconv2d`.
+//! `vpmaddwd`, exact; also AVX-512 without VNNI) and generic. All compute the same integers and
+//! the same f32 epilogue, so every tier is bit-exact against `reference::qconv2d`.
 
 mod direct;
 mod generic;
