@@ -1,8 +1,9 @@
 //! Int8 models in the ONNX QDQ form, end to end: each `testdata/qdq/NAME.qdq.onnx` (onnxruntime's
 //! `quantize_static` of a family fixture, `testdata/make_qdq_fixtures.py`) is compiled, run on
 //! `testdata/families/NAME.input.npy` and compared with onnxruntime's output on the same file
-//! (`NAME.ort.npy`), through the reference interpreter on the imported graph and on the optimised
-//! one, and through one emitted crate holding every model.
+//! (`NAME.ort.npy`), through the reference interpreter on the imported graph, on the graph stopped
+//! after `fuse-requant` (fused epilogues and residual steps on unpacked weights) and on the
+//! optimised one, and through one emitted crate holding every model.
 //!
 //! Criterion: at most one quantization step of the output per element. The logits are themselves
 //! `DequantizeLinear(QuantizeLinear(·))` values, so both results lie on the output's grid, and the
@@ -90,7 +91,24 @@ fn interpreter_matches_onnxruntime() {
         let compiled = driver::compile(graph.clone(), &driver::Options::default())
             .unwrap_or_else(|e| panic!("{model}: {e}"));
         let step = output_step(&compiled.graph);
-        for (what, g) in [("imported", &graph), ("optimised", &compiled.graph)] {
+        // Stopped after `fuse-requant`: the fused epilogues (requantization, residual steps) on
+        // unpacked weights, which the interpreter runs on the reference kernel.
+        let fused = driver::compile(
+            graph.clone(),
+            &driver::Options {
+                passes: Some(resnext_compiler::passes::PassOptions {
+                    stop_after: Some("fuse-requant".into()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        )
+        .unwrap_or_else(|e| panic!("{model}: {e}"));
+        for (what, g) in [
+            ("imported", &graph),
+            ("fused, unpacked", &fused.graph),
+            ("optimised", &compiled.graph),
+        ] {
             let info = ir::validate(g).unwrap_or_else(|e| panic!("{model}: {e:?}"));
             let out = interp::run(g, &info, &[&x], shape[0]).expect("interpreter");
             compare(model, what, &out[0], step);
@@ -99,6 +117,11 @@ fn interpreter_matches_onnxruntime() {
         assert!(
             counts.get("QConv").is_some_and(|&n| n > 0) && !counts.contains_key("Conv"),
             "{model}: every conv should be int8: {counts:?}"
+        );
+        // Every residual Add (and its QuantizeDequantize) is in a conv's epilogue.
+        assert!(
+            !counts.contains_key("Add"),
+            "{model}: a residual Add was not fused: {counts:?}"
         );
     }
 }
