@@ -91,6 +91,11 @@ fn case() -> impl Strategy<Value = QCase> {
 }
 
 fn check(c: &QCase) -> Result<(), TestCaseError> {
+    check_with(c, false)
+}
+
+/// [`check`], with NaN and ±infinity among the inputs and the residual inputs where `non_finite`.
+fn check_with(c: &QCase, non_finite: bool) -> Result<(), TestCaseError> {
     let s = c.shape;
     let k = s.in_c / s.group * s.kernel[0] * s.kernel[1];
     let in_quant = Quant {
@@ -98,9 +103,17 @@ fn check(c: &QCase) -> Result<(), TestCaseError> {
         zero_point: c.input_zero_point,
     };
     // Inputs spanning beyond the u8 range on both sides, so quantization clamps too.
+    let poke = |i: usize, v: f32| match i % 7 {
+        _ if !non_finite => v,
+        0 => f32::NAN,
+        1 => f32::INFINITY,
+        2 => f32::NEG_INFINITY,
+        _ => v,
+    };
     let input: Vec<f32> = values(c.seed, c.batch * s.input_len())
         .iter()
-        .map(|v| v * 4.0)
+        .enumerate()
+        .map(|(i, v)| poke(i, v * 4.0))
         .collect();
     // Weights over all of i8, the extremes included.
     let weight: Vec<i8> = values(c.seed ^ 1, s.out_c * k)
@@ -132,6 +145,7 @@ fn check(c: &QCase) -> Result<(), TestCaseError> {
     };
     let mut want = vec![f32::NAN; c.batch * s.output_len()];
     reference::qconv2d(&s, c.batch, &input, in_quant, params, c.output, &mut want).unwrap();
+    // A NaN input quantizes to the low end of the range, ±inf clamp: the conv stays finite.
     prop_assert!(want.iter().all(|v| v.is_finite()));
     // Every third case adds a residual input and quantize-dequantizes the sum (a QDQ model's
     // residual Add fused into the conv); the oracle is the unfused composition, by
@@ -147,7 +161,8 @@ fn check(c: &QCase) -> Result<(), TestCaseError> {
     };
     let residual_input: Vec<f32> = values(c.seed ^ 4, want.len())
         .iter()
-        .map(|v| v * 3.0)
+        .enumerate()
+        .map(|(i, v)| poke(i + 3, v * 3.0))
         .collect();
     let residual = c.seed.is_multiple_of(3).then(|| int8::Residual {
         input: &residual_input,
@@ -358,6 +373,38 @@ fn strided_direct_convs() {
             output: QOutput::Float { relu: true },
             seed: 11,
         })
+        .unwrap();
+    }
+}
+
+/// NaN and ±infinity inputs (and residual inputs, every shape below having a residual step):
+/// quantized as `Quant::quantize` does (NaN to the low end, ±inf clamped) on both paths, every
+/// tier.
+#[test]
+fn non_finite_inputs_match_reference() {
+    for (shape, seed) in [
+        (ConvShape::square(16, 9, 12, 3, 1, 1, 4), 3),
+        (ConvShape::square(3, 20, 8, 7, 2, 3, 1), 6),
+        (ConvShape::square(6, 5, 6, 3, 1, 1, 3), 9),
+    ] {
+        check_with(
+            &QCase {
+                shape,
+                batch: 1,
+                threads: 2,
+                input_zero_point: 128,
+                output: QOutput::Requant {
+                    quant: Quant {
+                        scale: 0.04,
+                        zero_point: 20,
+                    },
+                    min: 0,
+                    max: 255,
+                },
+                seed,
+            },
+            true,
+        )
         .unwrap();
     }
 }
