@@ -2,8 +2,8 @@
 //! the reference conv on every ISA tier this CPU supports: random ungrouped shapes (kernels 1–7,
 //! not square; strides 1–3; dilations 1–2; asymmetric pads; channels ragged against the 8-channel
 //! panels; maps ragged against the 16-lane vectors and 48-column tiles, narrower than a vector and
-//! wider than a tile), batches 1–3, 1–3 threads and random fused epilogues; and the layer shapes
-//! of ResNets, VGG and the stems. Tolerance as in `conv_props` (`common::tolerance`).
+//! wider than a tile, small maps on the by-channel tiles), batches 1–3, 1–3 threads and random
+//! fused epilogues; and the layer shapes of ResNets, VGG and the stems. Tolerance as in `conv_props` (`common::tolerance`).
 
 mod common;
 
@@ -111,6 +111,9 @@ fn model_layer_shapes() {
         ConvShape::square(96, 14, 256, 3, 1, 1, 1),
         ConvShape::square(64, 7, 72, 3, 1, 1, 1),
         ConvShape::square(128, 14, 40, 3, 2, 1, 1),
+        // Small maps (vectorised over output channels): 15 wide, two runs a row; ragged panels.
+        ConvShape::square(20, 15, 40, 5, 1, 2, 1),
+        ConvShape::square(256, 14, 72, 3, 1, 1, 1),
         // Stems: 7×7/2 (ResNet), 3×3/2 (MobileNet), 11×11/4 (AlexNet).
         ConvShape::square(3, 224, 64, 7, 2, 3, 1),
         ConvShape::square(3, 224, 32, 3, 2, 1, 1),
@@ -129,8 +132,18 @@ fn select_picks_implicit_for_dense_convs() {
         ConvShape::square(128, 56, 128, 3, 2, 1, 1),
         ConvShape::square(3, 224, 64, 7, 2, 3, 1),
         ConvShape::square(3, 224, 64, 11, 4, 2, 1),
+        // Small maps, on the by-channel tiles.
+        ConvShape::square(512, 7, 512, 3, 1, 1, 1),
+        ConvShape::square(256, 28, 256, 3, 2, 1, 1),
     ] {
         assert_eq!(ConvAlgo::select(&s), ConvAlgo::ImplicitGemm, "{s:?}");
+    }
+    // 3-channel 3×3 stems (27 products an output) stay on im2col.
+    for s in [
+        ConvShape::square(3, 224, 64, 3, 1, 1, 1),
+        ConvShape::square(3, 224, 32, 3, 2, 1, 1),
+    ] {
+        assert_eq!(ConvAlgo::select(&s), ConvAlgo::Im2col, "{s:?}");
     }
     // 1×1 convs stay plain GEMMs, grouped convs on their own kernels.
     assert_eq!(

@@ -227,7 +227,7 @@ pub fn scratch_len(algo: ConvAlgo, shape: &ConvShape, batch: usize, threads: usi
         }
         ConvAlgo::Grouped | ConvAlgo::Depthwise => 0,
         ConvAlgo::Winograd => winograd::scratch_len(shape, batch, threads),
-        ConvAlgo::ImplicitGemm => implicit::scratch_len(shape),
+        ConvAlgo::ImplicitGemm => implicit::scratch_len(shape, threads),
         ConvAlgo::PointwiseNchw8c => blocked::scratch_len(shape, batch),
         // NCHW copies of the input, the output and the residual.
         ConvAlgo::GroupedNchw8c => batch * (shape.input_len() + 2 * shape.output_len()),

@@ -4,6 +4,7 @@
 
 use std::arch::x86_64::*;
 
+use super::by_channel::{PANEL, RowTile};
 use super::{MAX_RUNS, MR, Run, Tile, store_runs};
 use crate::kernels::gemm::x86_64::avx2::activate;
 
@@ -40,34 +41,45 @@ pub(super) unsafe fn tile(t: &Tile) {
 #[target_feature(enable = "avx2,fma")]
 #[allow(clippy::needless_range_loop)]
 unsafe fn quarter<const NV: usize>(t: &Tile, row: usize, first: usize, cols: usize) {
-    let mut acc = [[_mm256_setzero_ps(); NV]; QR];
+    // The sums, block by block of k (each block's from zero, then added).
+    let mut total = [0.0f32; QR * QC];
     let mut a = t.a.wrapping_add(row);
     let b = t.b.wrapping_add(first);
-    for ic in 0..t.cin {
-        let bc = b.wrapping_add(ic * t.plane);
-        for &off in t.taps {
-            let p = bc.wrapping_add(off);
-            let mut bv = [_mm256_setzero_ps(); NV];
-            for v in 0..NV {
-                // SAFETY: the run of tap `off` of channel `ic` holds `first + 8·NV` readable
-                // floats from the tile's first column (the contract).
-                bv[v] = unsafe { _mm256_loadu_ps(p.add(8 * v)) };
-            }
-            for r in 0..QR {
-                // SAFETY: the panel holds `MR >= row + 4` floats per k step.
-                let x = _mm256_set1_ps(unsafe { *a.add(r) });
+    for ic0 in (0..t.cin).step_by(t.block) {
+        let mut part = [[_mm256_setzero_ps(); NV]; QR];
+        for ic in ic0..(ic0 + t.block).min(t.cin) {
+            let bc = b.wrapping_add(ic * t.plane);
+            for &off in t.taps {
+                let p = bc.wrapping_add(off);
+                let mut bv = [_mm256_setzero_ps(); NV];
                 for v in 0..NV {
-                    acc[r][v] = _mm256_fmadd_ps(x, bv[v], acc[r][v]);
+                    // SAFETY: the run of tap `off` of channel `ic` holds `first + 8·NV`
+                    // readable floats from the tile's first column (the contract).
+                    bv[v] = unsafe { _mm256_loadu_ps(p.add(8 * v)) };
+                }
+                for r in 0..QR {
+                    // SAFETY: the panel holds `MR >= row + 4` floats per k step.
+                    let x = _mm256_set1_ps(unsafe { *a.add(r) });
+                    for v in 0..NV {
+                        part[r][v] = _mm256_fmadd_ps(x, bv[v], part[r][v]);
+                    }
+                }
+                a = a.wrapping_add(MR);
+            }
+        }
+        for r in 0..QR {
+            for v in 0..NV {
+                // SAFETY: `total` holds `QC >= 8·NV` floats per row.
+                unsafe {
+                    let at = total.as_mut_ptr().add(r * QC + 8 * v);
+                    let sum = if ic0 == 0 {
+                        part[r][v]
+                    } else {
+                        _mm256_add_ps(_mm256_loadu_ps(at), part[r][v])
+                    };
+                    _mm256_storeu_ps(at, sum);
                 }
             }
-            a = a.wrapping_add(MR);
-        }
-    }
-    let mut sums = [0.0f32; QR * QC];
-    for r in 0..QR {
-        for v in 0..NV {
-            // SAFETY: `sums` holds `QC >= 8·NV` floats per row.
-            unsafe { _mm256_storeu_ps(sums.as_mut_ptr().add(r * QC + 8 * v), acc[r][v]) };
         }
     }
     let mut runs = [Run::default(); MAX_RUNS];
@@ -91,12 +103,85 @@ unsafe fn quarter<const NV: usize>(t: &Tile, row: usize, first: usize, cols: usi
             // SAFETY: the lanes of `mask` are output pixels of channel `ch` (the run's
             // mapping), in the output and the residual; masked-off lanes are not accessed.
             unsafe {
-                let mut x =
-                    _mm256_add_ps(_mm256_loadu_ps(sums.as_ptr().add(r * QC + 8 * run.v)), bias);
+                let mut x = _mm256_add_ps(
+                    _mm256_loadu_ps(total.as_ptr().add(r * QC + 8 * run.v)),
+                    bias,
+                );
                 if !t.residual.is_null() {
                     x = _mm256_add_ps(x, _mm256_maskload_ps(t.residual.wrapping_offset(at), mask));
                 }
                 _mm256_maskstore_ps(t.out.wrapping_offset(at), mask, activate(t.activation, x));
+            }
+        }
+    }
+}
+
+/// Pixels per by-channel quarter: 6 × 2 ymm accumulators.
+const ROW_PIXELS: usize = 6;
+
+/// Runs the by-channel micro-tile `t` over `pixels` pixels, as runs of up to six pixels × each
+/// half (16 channels) of the panel.
+///
+/// # Safety
+/// AVX2 and FMA; the pointers of `t` valid as documented on `RowTile` for `pixels` pixels.
+pub(super) unsafe fn row_tile(t: &RowTile, pixels: usize) {
+    for first in (0..pixels).step_by(ROW_PIXELS) {
+        for half in 0..2 {
+            // SAFETY: forwarded from the caller, for pixels `first..` and channels
+            // `16·half..16·half + 16`.
+            unsafe {
+                match (pixels - first).min(ROW_PIXELS) {
+                    1 => row_quarter::<1>(t, first, half),
+                    2 => row_quarter::<2>(t, first, half),
+                    3 => row_quarter::<3>(t, first, half),
+                    4 => row_quarter::<4>(t, first, half),
+                    5 => row_quarter::<5>(t, first, half),
+                    _ => row_quarter::<ROW_PIXELS>(t, first, half),
+                }
+            }
+        }
+    }
+}
+
+/// Pixels `first..first + P` × channels `16·half..16·half + 16` of `t`.
+///
+/// # Safety
+/// As for [`row_tile`], with `first + P <= pixels`.
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::needless_range_loop)]
+unsafe fn row_quarter<const P: usize>(t: &RowTile, first: usize, half: usize) {
+    let sums = t.sums.wrapping_add(first * PANEL + 16 * half);
+    let mut acc = [[_mm256_setzero_ps(); 2]; P];
+    let mut w = t.w.wrapping_add(16 * half);
+    for ic in 0..t.channels {
+        let xc = t.x.wrapping_add(ic * t.plane + first);
+        for &off in t.taps {
+            let x = xc.wrapping_add(off);
+            // SAFETY: 16 of this step's `PANEL` weights, and the tap's run of pixels
+            // `first..first + P` of channel `ic` (the contract).
+            unsafe {
+                let w0 = _mm256_loadu_ps(w);
+                let w1 = _mm256_loadu_ps(w.add(8));
+                for p in 0..P {
+                    let v = _mm256_set1_ps(*x.add(p));
+                    acc[p][0] = _mm256_fmadd_ps(v, w0, acc[p][0]);
+                    acc[p][1] = _mm256_fmadd_ps(v, w1, acc[p][1]);
+                }
+            }
+            w = w.wrapping_add(PANEL);
+        }
+    }
+    for p in 0..P {
+        for h in 0..2 {
+            // SAFETY: the sums of pixel `first + p` (the contract).
+            unsafe {
+                let at = sums.add(p * PANEL + 8 * h);
+                let sum = if t.accumulate {
+                    _mm256_add_ps(_mm256_loadu_ps(at), acc[p][h])
+                } else {
+                    acc[p][h]
+                };
+                _mm256_storeu_ps(at, sum);
             }
         }
     }

@@ -20,7 +20,7 @@
 //! (range of columns, range of panels) rectangles of one image; a task sweeps every panel of its
 //! range over a chunk of tiles whose input stays in L2.
 
-use super::{ConvArgs, ConvShape, KernelError, SharedOut, check_len, check_min_len};
+use super::{ConvArgs, ConvShape, Epilogue, KernelError, SharedOut, check_len, check_min_len};
 use crate::exec::Ctx;
 use crate::exec::isa::Isa;
 
@@ -28,6 +28,7 @@ use crate::exec::isa::Isa;
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+mod by_channel;
 
 /// Output channels per micro-tile (the A panel height of `gemm::pack_a`).
 const MR: usize = super::gemm::MR;
@@ -37,6 +38,11 @@ const NR: usize = 48;
 const MAX_TAPS: usize = 121;
 /// Most store runs of one micro-tile: a run per output row met in each 8- or 16-lane vector.
 const MAX_RUNS: usize = NR;
+/// k steps summed from zero before being added to the running sums, about (whole input
+/// channels): summing k in blocks keeps the rounding error of deep layers (4608 products) near the
+/// im2col GEMM's, whose k blocks of 256 are added to C one by one; one chain over all of k took
+/// full-size ResNet-50's logits past the accuracy bound (1.14× it, against 0.98× for im2col).
+const SUM_BLOCK: usize = 128;
 /// Floats of input a chunk of tiles aims at, so that it stays in L2 while every panel of the
 /// task sweeps it.
 const CHUNK_FLOATS: usize = 96 * 1024;
@@ -46,14 +52,43 @@ pub fn supports(shape: &ConvShape) -> bool {
     shape.check().is_ok() && shape.group == 1 && shape.kernel[0] * shape.kernel[1] <= MAX_TAPS
 }
 
-/// Whether the compiler should pick this algorithm for `shape` over im2col: every ungrouped conv
-/// with a kernel larger than 1×1 (a 1×1 conv is a plain GEMM on its input planes already).
+/// Whether the compiler should pick this algorithm for `shape` over im2col: an ungrouped conv
+/// larger than 1×1 (a 1×1 conv is a plain GEMM on its input planes already) with at least
+/// [`MIN_K`] products per output and at least [`MIN_USEFUL`] of the computed columns real outputs.
+/// Measured at 1 thread (`examples/bench_implicit.rs`, `bench/RESULTS.md` 2026-12-07): ResNet's
+/// 3×3 convs at 56×56 took 0.82× im2col's time, 28×28 0.93×, 56×56 stride 2 0.90×, the 7×7/2
+/// stem 0.94×, AlexNet's 11×11/4 stem 0.75×; but 7×7 maps (49 outputs in 64 columns) 1.15×, 14×14
+/// stride 2 (196 in 224) 1.02–1.06×, and the 3-channel 3×3 stems (27 products, the epilogue's
+/// share large) 1.03–1.08×.
 pub fn preferred(shape: &ConvShape) -> bool {
-    supports(shape) && shape.kernel != [1, 1]
+    supports(shape)
+        && shape.kernel != [1, 1]
+        && k_len(shape) >= MIN_K
+        && (columns_useful(shape) || by_channel(shape))
 }
+
+/// Whether at least [`MIN_USEFUL`] of the columns the column tiles compute are outputs.
+fn columns_useful(s: &ConvShape) -> bool {
+    let computed = columns(s, phases(s)).div_ceil(16) * 16;
+    (s.out_h * s.out_w) as f64 >= MIN_USEFUL * computed as f64
+}
+
+/// Whether [`run`] vectorises over output channels (`by_channel`) rather than columns: small
+/// maps, where the column tiles would waste lanes (a valid shape [`supports`] takes).
+fn by_channel(s: &ConvShape) -> bool {
+    !columns_useful(s) && s.out_h * s.out_w <= by_channel::MAX_PIXELS_PER_MAP
+}
+
+/// Fewest products per output [`preferred`] takes.
+const MIN_K: usize = 64;
+/// Smallest share of real outputs among the computed columns [`preferred`] takes.
+const MIN_USEFUL: f64 = 0.9;
 
 /// Floats [`pack`] returns.
 pub fn packed_len(shape: &ConvShape) -> usize {
+    if by_channel(shape) {
+        return by_channel::packed_len(shape);
+    }
     super::gemm::packed_a_len(shape.out_c, k_len(shape))
 }
 
@@ -61,8 +96,12 @@ fn k_len(s: &ConvShape) -> usize {
     s.in_c * s.kernel[0] * s.kernel[1]
 }
 
-/// Packs ONNX weights `[out_c, in_c, kh, kw]` into `MR`-row panels, k in `(ic, ky, kx)` order.
+/// Packs ONNX weights `[out_c, in_c, kh, kw]` (k in `(ic, ky, kx)` order) into `MR`-row panels
+/// `[panel][k][MR]`, or for the small maps of `by_channel` into its panels `[panel][k][32]`.
 pub fn pack(shape: &ConvShape, weight: &[f32]) -> Vec<f32> {
+    if by_channel(shape) {
+        return by_channel::pack(shape, weight);
+    }
     let (m, k) = (shape.out_c, k_len(shape));
     let mut packed = Vec::with_capacity(packed_len(shape));
     super::gemm::pack_a(weight, m, k, k, &mut packed);
@@ -91,10 +130,16 @@ fn phases(s: &ConvShape) -> Phases {
     }
 }
 
-/// Scratch floats [`run`] needs: the phase-split copy of one image, slack for the vector loads
-/// past its last column, and room to align it.
-pub fn scratch_len(shape: &ConvShape) -> usize {
-    shape.in_c * phases(shape).plane + NR + 16
+/// Scratch floats [`run`] needs on `threads` threads: the phase-split copy of one image, slack
+/// for the vector loads past its last column, room to align it, and for small maps each thread's
+/// partial sums.
+pub fn scratch_len(shape: &ConvShape, threads: usize) -> usize {
+    let sums = if by_channel(shape) {
+        threads.max(1) * by_channel::sums_len(shape)
+    } else {
+        0
+    };
+    shape.in_c * phases(shape).plane + NR + 16 + sums
 }
 
 /// Columns of the padded-width numbering that hold outputs: up to the last output pixel.
@@ -112,6 +157,8 @@ struct Tile<'a> {
     /// Floats between consecutive input channels of the copy.
     plane: usize,
     cin: usize,
+    /// Input channels summed per block (`SUM_BLOCK` k steps, about).
+    block: usize,
     /// Offset of each tap's run from tap 0's.
     taps: &'a [usize],
     /// First column (padded-width numbering) and count, `1..=NR`.
@@ -197,14 +244,24 @@ pub fn run(ctx: &Ctx, args: ConvArgs) -> Result<(), KernelError> {
     check_len("conv output", batch * s.output_len(), output.len())?;
     let n = s.out_h * s.out_w;
     epilogue.check(batch, s.out_c, n)?;
-    check_min_len("conv scratch", scratch_len(s), scratch.len())?;
-    let Ctx { isa, threads } = *ctx;
-    let isa = if isa.supported() { isa } else { Isa::Generic };
+    let threads = ctx.threads;
+    check_min_len(
+        "conv scratch",
+        scratch_len(s, threads.count()),
+        scratch.len(),
+    )?;
+    let isa = if ctx.isa.supported() {
+        ctx.isa
+    } else {
+        Isa::Generic
+    };
     let ph = phases(s);
     let copy_len = s.in_c * ph.plane;
     let scratch = super::gemm::aligned(scratch);
-    let (copy, slack) = scratch.split_at_mut(copy_len);
-    slack[..NR].fill(0.0);
+    let (copy, rest) = scratch.split_at_mut(copy_len);
+    let (slack, sums) = rest.split_at_mut(NR);
+    slack.fill(0.0);
+    let sums = SharedOut(sums.as_mut_ptr());
     let copy = &mut copy[..];
 
     let [kh, kw] = s.kernel;
@@ -218,6 +275,7 @@ pub fn run(ctx: &Ctx, args: ConvArgs) -> Result<(), KernelError> {
         }
     }
     let taps = &taps[..kh * kw];
+    let block = (SUM_BLOCK / taps.len()).max(1);
 
     // Tiles of whole 16-column vectors, as equal as they come (2 or 3 vectors each).
     let cols = columns(s, ph);
@@ -243,6 +301,16 @@ pub fn run(ctx: &Ctx, args: ConvArgs) -> Result<(), KernelError> {
         let x = &input[img * s.input_len()..][..s.input_len()];
         fill_phases(ctx, s, ph, isa, x, copy);
         let copy: &[f32] = copy;
+        if by_channel(s) {
+            let out_len = s.output_len();
+            let image = Epilogue {
+                residual: epilogue.residual.map(|r| &r[img * out_len..][..out_len]),
+                ..epilogue
+            };
+            let out = SharedOut(out.ptr().wrapping_add(img * out_len));
+            by_channel::run_image(ctx, isa, s, ph, taps, copy, packed, &image, out, sums);
+            continue;
+        }
         threads.run(col_parts * panel_parts, &|t| {
             let (cp, pp) = (t / panel_parts, t % panel_parts);
             let tile_range = cp * tiles / col_parts..(cp + 1) * tiles / col_parts;
@@ -260,6 +328,7 @@ pub fn run(ctx: &Ctx, args: ConvArgs) -> Result<(), KernelError> {
                             b: copy.as_ptr().wrapping_add(col0),
                             plane: ph.plane,
                             cin: s.in_c,
+                            block,
                             taps,
                             col0,
                             cols,
@@ -323,16 +392,20 @@ unsafe fn generic_tile(t: &Tile) {
         for run in &runs[..count] {
             for lane in run.lo..run.hi {
                 let j = run.v * NR + lane;
-                let mut acc = 0.0f32;
+                let (mut acc, mut part) = (0.0f32, 0.0f32);
                 let mut a = t.a;
                 for ic in 0..t.cin {
                     for &off in t.taps {
                         // SAFETY: weight `r < MR` of this k step, and the B element of column `j`
                         // (the contract).
                         unsafe {
-                            acc = (*a.add(r)).mul_add(*t.b.add(ic * t.plane + off + j), acc);
+                            part = (*a.add(r)).mul_add(*t.b.add(ic * t.plane + off + j), part);
                         }
                         a = a.wrapping_add(MR);
+                    }
+                    if (ic + 1) % t.block == 0 || ic + 1 == t.cin {
+                        acc += part;
+                        part = 0.0;
                     }
                 }
                 let at = (r * t.n) as isize + (t.col0 + j) as isize + run.delta;
