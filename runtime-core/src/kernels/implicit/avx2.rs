@@ -5,7 +5,7 @@
 use std::arch::x86_64::*;
 
 use super::by_channel::{PANEL, RowTile};
-use super::{MAX_RUNS, MR, Run, Tile, store_runs};
+use super::{MAX_RUNS, MR, NR, Run, Tile, store_runs};
 use crate::kernels::gemm::x86_64::avx2::activate;
 
 /// Channels and columns of one quarter.
@@ -41,8 +41,9 @@ pub(super) unsafe fn tile(t: &Tile) {
 #[target_feature(enable = "avx2,fma")]
 #[allow(clippy::needless_range_loop)]
 unsafe fn quarter<const NV: usize>(t: &Tile, row: usize, first: usize, cols: usize) {
-    // The sums, block by block of k (each block's from zero, then added).
-    let mut total = [0.0f32; QR * QC];
+    // The sums, block by block of k (each block's from zero, then added): this quarter's part
+    // of the partial sums, `[4][24]` at row `row`, column `first` of the `[MR][NR]` tile.
+    let total = t.partial.wrapping_add(row * NR + first);
     let mut a = t.a.wrapping_add(row);
     let b = t.b.wrapping_add(first);
     for ic0 in (0..t.cin).step_by(t.block) {
@@ -69,9 +70,9 @@ unsafe fn quarter<const NV: usize>(t: &Tile, row: usize, first: usize, cols: usi
         }
         for r in 0..QR {
             for v in 0..NV {
-                // SAFETY: `total` holds `QC >= 8·NV` floats per row.
+                // SAFETY: the quarter's rows and columns of the partial sums (`MR × NR`).
                 unsafe {
-                    let at = total.as_mut_ptr().add(r * QC + 8 * v);
+                    let at = total.add(r * NR + 8 * v);
                     let sum = if ic0 == 0 {
                         part[r][v]
                     } else {
@@ -103,10 +104,7 @@ unsafe fn quarter<const NV: usize>(t: &Tile, row: usize, first: usize, cols: usi
             // SAFETY: the lanes of `mask` are output pixels of channel `ch` (the run's
             // mapping), in the output and the residual; masked-off lanes are not accessed.
             unsafe {
-                let mut x = _mm256_add_ps(
-                    _mm256_loadu_ps(total.as_ptr().add(r * QC + 8 * run.v)),
-                    bias,
-                );
+                let mut x = _mm256_add_ps(_mm256_loadu_ps(total.add(r * NR + 8 * run.v)), bias);
                 if !t.residual.is_null() {
                     x = _mm256_add_ps(x, _mm256_maskload_ps(t.residual.wrapping_offset(at), mask));
                 }

@@ -33,11 +33,11 @@ pub(super) unsafe fn tile(t: &Tile) {
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::needless_range_loop)]
 unsafe fn tile_nv<const NV: usize>(t: &Tile) {
-    let mut acc = [[_mm512_setzero_ps(); NV]; MR];
-    // The sums of the blocks before the current one (when there are several).
-    let mut total = [0.0f32; MR * NR];
     let mut a = t.a;
     for ic0 in (0..t.cin).step_by(t.block) {
+        // The block's sums from zero, added to the earlier blocks' (kept in `t.partial`, not in
+        // registers: a second set of 24 accumulators live through the k loop made LLVM shuffle
+        // registers inside it).
         let mut part = [[_mm512_setzero_ps(); NV]; MR];
         for ic in ic0..(ic0 + t.block).min(t.cin) {
             let bc = t.b.wrapping_add(ic * t.plane);
@@ -60,42 +60,50 @@ unsafe fn tile_nv<const NV: usize>(t: &Tile) {
                 a = a.wrapping_add(MR);
             }
         }
-        if ic0 + t.block >= t.cin && ic0 == 0 {
-            acc = part;
-            break;
-        }
-        for r in 0..MR {
-            for v in 0..NV {
-                // SAFETY: `total` holds `NR >= 16·NV` floats per row.
-                unsafe {
-                    let at = total.as_mut_ptr().add(r * NR + 16 * v);
-                    let sum = if ic0 == 0 {
-                        part[r][v]
-                    } else {
-                        _mm512_add_ps(_mm512_loadu_ps(at), part[r][v])
-                    };
-                    _mm512_storeu_ps(at, sum);
-                    if ic0 + t.block >= t.cin {
-                        acc[r][v] = sum;
-                    }
+        if ic0 > 0 {
+            for r in 0..MR {
+                for v in 0..NV {
+                    // SAFETY: the earlier sums, `NR >= 16·NV` floats per row.
+                    let before = unsafe { _mm512_loadu_ps(t.partial.add(r * NR + 16 * v)) };
+                    part[r][v] = _mm512_add_ps(before, part[r][v]);
                 }
             }
         }
-    }
-    if t.wq >= 16 {
-        // SAFETY: forwarded from the caller.
-        unsafe { finish_two_runs(t, acc) };
-        return;
-    }
-    // The sums through memory: the runs index vectors at run time, which indexing `acc` would
-    // have kept in memory through the k loop.
-    let mut sums = [0.0f32; MR * NR];
-    for r in 0..MR {
-        for v in 0..NV {
-            // SAFETY: `sums` holds `NR >= 16·NV` floats per row.
-            unsafe { _mm512_storeu_ps(sums.as_mut_ptr().add(r * NR + 16 * v), acc[r][v]) };
+        if ic0 + t.block < t.cin {
+            for r in 0..MR {
+                for v in 0..NV {
+                    // SAFETY: as above.
+                    unsafe { _mm512_storeu_ps(t.partial.add(r * NR + 16 * v), part[r][v]) };
+                }
+            }
+            continue;
+        }
+        if t.wq >= 16 {
+            // SAFETY: forwarded from the caller.
+            unsafe { finish_two_runs(t, part) };
+        } else {
+            // The sums through memory: the runs index vectors at run time, which indexing
+            // registers would have kept in memory through the k loop.
+            let mut sums = [0.0f32; MR * NR];
+            for r in 0..MR {
+                for v in 0..NV {
+                    // SAFETY: `sums` holds `NR >= 16·NV` floats per row.
+                    unsafe { _mm512_storeu_ps(sums.as_mut_ptr().add(r * NR + 16 * v), part[r][v]) };
+                }
+            }
+            // SAFETY: forwarded from the caller.
+            unsafe { finish_runs(t, &sums) };
         }
     }
+}
+
+/// The epilogue of a tile from its sums in memory (`[MR][NR]`), run by run.
+///
+/// # Safety
+/// As for [`tile`].
+#[inline(never)]
+#[target_feature(enable = "avx512f")]
+unsafe fn finish_runs(t: &Tile, sums: &[f32; MR * NR]) {
     let mut runs = [Run::default(); MAX_RUNS];
     let count = store_runs(t, 0, t.cols, 16, &mut runs);
     for r in 0..t.rows {
@@ -185,7 +193,7 @@ unsafe fn finish_row<const NV: usize>(
     masks: &[[__mmask16; 2]; NV],
     at: &[[isize; 2]; NV],
 ) {
-    // SAFETY (of the intrinsics): the caller's CPU has AVX-512F; bias entry `r < rows`.
+    // SAFETY: the caller's CPU has AVX-512F; bias entry `r < rows`.
     let bias = unsafe {
         if t.bias.is_null() {
             _mm512_setzero_ps()

@@ -157,12 +157,7 @@ unsafe fn run_tile(t: &RowTile, pixels: usize, isa: Isa) {
     let _ = isa;
     for p in 0..pixels {
         for c in 0..PANEL {
-            // SAFETY: the sums of pixel `p < pixels`, channel `c < PANEL` (the contract).
-            let mut acc = if t.accumulate {
-                unsafe { *t.sums.add(p * PANEL + c) }
-            } else {
-                0.0
-            };
+            let mut acc = 0.0f32;
             let mut w = t.w;
             for ic in 0..t.channels {
                 for &off in t.taps {
@@ -173,8 +168,15 @@ unsafe fn run_tile(t: &RowTile, pixels: usize, isa: Isa) {
                     w = w.wrapping_add(PANEL);
                 }
             }
+            // The block's sum added to the earlier blocks', as on the SIMD tiers.
+            // SAFETY: the sums of pixel `p < pixels`, channel `c < PANEL` (the contract).
+            let sum = unsafe { t.sums.add(p * PANEL + c) };
+            if t.accumulate {
+                // SAFETY: as above.
+                acc += unsafe { *sum };
+            }
             // SAFETY: as above.
-            unsafe { *t.sums.add(p * PANEL + c) = acc };
+            unsafe { *sum = acc };
         }
     }
 }

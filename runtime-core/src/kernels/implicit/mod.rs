@@ -2,8 +2,9 @@
 //! the 3×3 convs of ResNets and VGGs at stride 1 and 2, and the stems.
 //!
 //! The conv is the GEMM `out[oc, p] = Σ_{ic, ky, kx} W[oc, ic, ky, kx] · X(ic, ky, kx)[p]`, summed
-//! in that order (`ic` outer, taps inner) with one fp32 FMA per term: the rounding of a direct
-//! convolution, no transform. What makes it cheap is where B's rows come from. Each image is first
+//! in that order (`ic` outer, taps inner) with one fp32 FMA per term, in blocks of about
+//! [`SUM_BLOCK`] terms each summed from zero and then added to the running sum (as the im2col
+//! GEMM adds its k blocks to C): the rounding of a direct convolution, no transform. What makes it cheap is where B's rows come from. Each image is first
 //! copied once, zero-padded, into `sy × sx` phases per channel,
 //! `phase[ic][qy][qx][j][i] = padded[ic][j·sy + qy][i·sx + qx]` (`Hq × Wq` each). Output pixels are
 //! then numbered across rows of width `Wq` instead of `out_w` (column `c = oy·Wq + ox`), and the
@@ -15,10 +16,13 @@
 //! epilogue stores each output row's run with masked stores.
 //!
 //! A micro-tile is 8 output channels (one packed A panel, `gemm::pack_a` of the ONNX weights,
-//! whose k order is `(ic, ky, kx)`) × up to 48 columns, over the whole k in registers (no C
-//! reloads): AVX-512 8 × 3 zmm, AVX2 four 4 × 3 ymm quarters, generic plain loops. Tasks are
-//! (range of columns, range of panels) rectangles of one image; a task sweeps every panel of its
-//! range over a chunk of tiles whose input stays in L2.
+//! whose k order is `(ic, ky, kx)`) × up to 48 columns, over the whole k (the running sum of the
+//! blocks in a per-thread `MR × NR` buffer, the output written once): AVX-512 8 × 3 zmm, AVX2
+//! four 4 × 3 ymm quarters, generic plain loops. Tasks are (range of columns, range of panels)
+//! rectangles of one image; a task sweeps every panel of its range over a chunk of tiles whose
+//! input stays in L2 (each panel's weights stay in L1/L2 across the chunk's tiles; looping tiles
+//! outside and panels inside measured slower, 1.7× on VGG's 3-channel stem). Small maps run on
+//! `by_channel` instead.
 
 use super::{ConvArgs, ConvShape, Epilogue, KernelError, SharedOut, check_len, check_min_len};
 use crate::exec::Ctx;
@@ -43,6 +47,7 @@ const MAX_RUNS: usize = NR;
 /// im2col GEMM's, whose k blocks of 256 are added to C one by one; one chain over all of k took
 /// full-size ResNet-50's logits past the accuracy bound (1.14× it, against 0.98× for im2col).
 const SUM_BLOCK: usize = 128;
+
 /// Floats of input a chunk of tiles aims at, so that it stays in L2 while every panel of the
 /// task sweeps it.
 const CHUNK_FLOATS: usize = 96 * 1024;
@@ -54,12 +59,10 @@ pub fn supports(shape: &ConvShape) -> bool {
 
 /// Whether the compiler should pick this algorithm for `shape` over im2col: an ungrouped conv
 /// larger than 1×1 (a 1×1 conv is a plain GEMM on its input planes already) with at least
-/// [`MIN_K`] products per output and at least [`MIN_USEFUL`] of the computed columns real outputs.
-/// Measured at 1 thread (`examples/bench_implicit.rs`, `bench/RESULTS.md` 2026-12-07): ResNet's
-/// 3×3 convs at 56×56 took 0.82× im2col's time, 28×28 0.93×, 56×56 stride 2 0.90×, the 7×7/2
-/// stem 0.94×, AlexNet's 11×11/4 stem 0.75×; but 7×7 maps (49 outputs in 64 columns) 1.15×, 14×14
-/// stride 2 (196 in 224) 1.02–1.06×, and the 3-channel 3×3 stems (27 products, the epilogue's
-/// share large) 1.03–1.08×.
+/// [`MIN_K`] products per output, whose column tiles waste at most a tenth of their columns or
+/// whose map is small enough for `by_channel`. Measured at 1 thread against im2col
+/// (`examples/bench_implicit.rs`, `bench/RESULTS.md` 2026-12-07): see there; the 3-channel 3×3
+/// stems (27 products an output, the epilogue's share large) took 1.03–1.1× im2col's time.
 pub fn preferred(shape: &ConvShape) -> bool {
     supports(shape)
         && shape.kernel != [1, 1]
@@ -131,15 +134,20 @@ fn phases(s: &ConvShape) -> Phases {
 }
 
 /// Scratch floats [`run`] needs on `threads` threads: the phase-split copy of one image, slack
-/// for the vector loads past its last column, room to align it, and for small maps each thread's
-/// partial sums.
+/// for the vector loads past its last column, room to align it, and each thread's partial sums
+/// (a tile's, or for small maps a panel's over the whole map).
 pub fn scratch_len(shape: &ConvShape, threads: usize) -> usize {
     let sums = if by_channel(shape) {
-        threads.max(1) * by_channel::sums_len(shape)
+        by_channel::sums_len(shape)
     } else {
-        0
+        MR * NR
     };
-    shape.in_c * phases(shape).plane + NR + 16 + sums
+    shape.in_c * phases(shape).plane + NR + 16 + threads.max(1) * sums
+}
+
+/// Column tiles of an image: whole 16-column vectors, 2 or 3 a tile.
+fn tile_count(s: &ConvShape) -> usize {
+    columns(s, phases(s)).div_ceil(16).div_ceil(NR / 16)
 }
 
 /// Columns of the padded-width numbering that hold outputs: up to the last output pixel.
@@ -159,6 +167,8 @@ struct Tile<'a> {
     cin: usize,
     /// Input channels summed per block (`SUM_BLOCK` k steps, about).
     block: usize,
+    /// Room for the running sums of the blocks, `[MR][NR]`.
+    partial: *mut f32,
     /// Offset of each tap's run from tap 0's.
     taps: &'a [usize],
     /// First column (padded-width numbering) and count, `1..=NR`.
@@ -280,7 +290,7 @@ pub fn run(ctx: &Ctx, args: ConvArgs) -> Result<(), KernelError> {
     // Tiles of whole 16-column vectors, as equal as they come (2 or 3 vectors each).
     let cols = columns(s, ph);
     let vectors = cols.div_ceil(16);
-    let tiles = vectors.div_ceil(NR / 16);
+    let tiles = tile_count(s);
     let tile_cols = |i: usize| {
         let (v0, v1) = (vectors * i / tiles, vectors * (i + 1) / tiles);
         (16 * v0, (16 * v1).min(cols) - 16 * v0)
@@ -294,6 +304,7 @@ pub fn run(ctx: &Ctx, args: ConvArgs) -> Result<(), KernelError> {
     let reach = (kh - 1) * dy / sy * ph.wq + (kw - 1) * dx / sx;
     let per_channel = CHUNK_FLOATS / (s.in_c * sy * sx).max(1);
     let chunk_tiles = (per_channel.saturating_sub(reach) / NR).max(1);
+    let partial_len = MR * NR;
     let out = SharedOut(output.as_mut_ptr());
     let k = k_len(s);
 
@@ -311,24 +322,27 @@ pub fn run(ctx: &Ctx, args: ConvArgs) -> Result<(), KernelError> {
             by_channel::run_image(ctx, isa, s, ph, taps, copy, packed, &image, out, sums);
             continue;
         }
-        threads.run(col_parts * panel_parts, &|t| {
+        threads.run_indexed(col_parts * panel_parts, &|t, worker| {
             let (cp, pp) = (t / panel_parts, t % panel_parts);
             let tile_range = cp * tiles / col_parts..(cp + 1) * tiles / col_parts;
             let panel_range = pp * panels / panel_parts..(pp + 1) * panels / panel_parts;
+            // The task's partial sums (one tile, `MR × NR`) in worker `worker`'s buffer.
+            let partial = sums.ptr().wrapping_add(worker * partial_len);
             let mut first = tile_range.start;
             while first < tile_range.end {
                 let last = (first + chunk_tiles).min(tile_range.end);
                 for panel in panel_range.clone() {
-                    let row = panel * MR;
-                    let plane_at = (img * s.out_c + row) * n;
                     for i in first..last {
                         let (col0, cols) = tile_cols(i);
+                        let row = panel * MR;
+                        let plane_at = (img * s.out_c + row) * n;
                         let tile = Tile {
                             a: packed[panel * MR * k..].as_ptr(),
                             b: copy.as_ptr().wrapping_add(col0),
                             plane: ph.plane,
                             cin: s.in_c,
                             block,
+                            partial,
                             taps,
                             col0,
                             cols,
@@ -349,10 +363,11 @@ pub fn run(ctx: &Ctx, args: ConvArgs) -> Result<(), KernelError> {
                         // (`packed_len` checked); B's reads, at most `(cin − 1)·plane + tap
                         // offset + col0 + 16·⌈cols / 16⌉` floats on, stay inside the copy and
                         // its zeroed slack of `NR` floats (a tap's run of the last column is a
-                        // position of the copy); the stores (and residual reads) are the
-                        // outputs of channels `row..row + rows` of image `img` at the columns'
-                        // output pixels, which only this task writes; the bias holds `out_c`
-                        // entries. `isa` is supported.
+                        // position of the copy); the partial sums, `MR · NR` floats, lie in
+                        // worker `worker`'s buffer, which only this task uses now; the stores (and residual reads) are the outputs of
+                        // channels `row..row + rows` of image `img` at the columns' output
+                        // pixels, which only this task writes; the bias holds `out_c` entries.
+                        // `isa` is supported.
                         unsafe { run_tile(&tile, isa) };
                     }
                 }
