@@ -3,7 +3,7 @@
 //!
 //! The conv is the GEMM `out[oc, p] = Σ_{ic, ky, kx} W[oc, ic, ky, kx] · X(ic, ky, kx)[p]`, summed
 //! in that order (`ic` outer, taps inner) with one fp32 FMA per term, in blocks of about
-//! [`SUM_BLOCK`] terms each summed from zero and then added to the running sum (as the im2col
+//! `SUM_BLOCK` terms each summed from zero and then added to the running sum (as the im2col
 //! GEMM adds its k blocks to C): the rounding of a direct convolution, no transform. What makes it cheap is where B's rows come from. Each image is first
 //! copied once, zero-padded, into `sy × sx` phases per channel,
 //! `phase[ic][qy][qx][j][i] = padded[ic][j·sy + qy][i·sx + qx]` (`Hq × Wq` each). Output pixels are
@@ -52,14 +52,14 @@ const SUM_BLOCK: usize = 128;
 /// task sweeps it.
 const CHUNK_FLOATS: usize = 96 * 1024;
 
-/// Whether [`run`] computes `shape`: any valid ungrouped conv with at most [`MAX_TAPS`] taps.
+/// Whether [`run`] computes `shape`: any valid ungrouped conv with at most `MAX_TAPS` (121) taps.
 pub fn supports(shape: &ConvShape) -> bool {
     shape.check().is_ok() && shape.group == 1 && shape.kernel[0] * shape.kernel[1] <= MAX_TAPS
 }
 
 /// Whether the compiler should pick this algorithm for `shape` over im2col: an ungrouped conv
 /// larger than 1×1 (a 1×1 conv is a plain GEMM on its input planes already) with at least
-/// [`MIN_K`] products per output, whose column tiles waste at most a tenth of their columns or
+/// `MIN_K` products per output, whose column tiles waste at most a tenth of their columns or
 /// whose map is small enough for `by_channel`. Measured at 1 thread against im2col
 /// (`examples/bench_implicit.rs`, `bench/RESULTS.md` 2026-12-07): see there; the 3-channel 3×3
 /// stems (27 products an output, the epilogue's share large) took 1.03–1.1× im2col's time.
