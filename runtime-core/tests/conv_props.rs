@@ -283,7 +283,8 @@ fn stem_and_dense_3x3() {
         ConvShape::square(16, 15, 24, 3, 1, 1, 1),
     ] {
         assert_ok(check_case(ConvAlgo::select(&s), &Case::fused(s, 2)));
-        assert_eq!(ConvAlgo::select(&s), ConvAlgo::Im2col);
+        assert_ok(check_case(ConvAlgo::Im2col, &Case::fused(s, 2)));
+        assert_eq!(ConvAlgo::select(&s), ConvAlgo::ImplicitGemm);
     }
     // The real stems run tiled by output row; narrow maps and large weights by the flattened
     // im2col (which `im2col_matches_reference` covers with its small maps).
@@ -324,7 +325,15 @@ fn select_picks_the_specialised_kernels() {
             ConvShape::square(96, 28, 96, 3, 2, 1, 96),
             ConvAlgo::Depthwise,
         ),
-        (ConvShape::square(3, 224, 64, 7, 2, 3, 1), ConvAlgo::Im2col),
+        (
+            ConvShape::square(3, 224, 64, 7, 2, 3, 1),
+            ConvAlgo::ImplicitGemm,
+        ),
+        (
+            ConvShape::square(512, 7, 512, 3, 1, 1, 1),
+            ConvAlgo::ImplicitGemm,
+        ),
+        (ConvShape::square(3, 224, 32, 3, 2, 1, 1), ConvAlgo::Im2col),
     ];
     for (s, algo) in expected {
         assert_eq!(ConvAlgo::select(&s), algo, "{s:?}");

@@ -63,6 +63,8 @@ fn convs_propagate_nan_and_inf_like_the_reference() {
     let shapes = [
         (ConvAlgo::Pointwise, 16, 24, [1, 1], 1, [0; 4]),
         (ConvAlgo::Im2col, 8, 16, [3, 3], 1, [1; 4]),
+        (ConvAlgo::ImplicitGemm, 8, 16, [3, 3], 1, [1; 4]),
+        (ConvAlgo::ImplicitGemm, 8, 16, [3, 1], 1, [1, 0, 1, 0]),
         (ConvAlgo::Grouped, 16, 16, [3, 3], 4, [1; 4]),
         (ConvAlgo::Depthwise, 16, 16, [3, 3], 16, [1; 4]),
     ];

@@ -71,7 +71,7 @@ impl WinogradChoice {
 
     /// The algorithm for `shape`, whose best non-Winograd algorithm is `other`.
     fn choose(self, shape: &ConvShape, other: ConvAlgo) -> ConvAlgo {
-        let wino = other == ConvAlgo::Im2col
+        let wino = matches!(other, ConvAlgo::Im2col | ConvAlgo::ImplicitGemm)
             && match self {
                 WinogradChoice::Auto => winograd::preferred(shape, 1, 1),
                 WinogradChoice::Always => winograd::supports(shape),

@@ -9,6 +9,9 @@
 //!   36 GEMMs over transformed tiles, about 4× fewer multiply-adds than im2col, at a larger
 //!   rounding error (bounded in `winograd`'s doc). Never chosen by [`ConvAlgo::select`]: the
 //!   compiler picks it per layer by a cost model (`winograd::preferred`).
+//! - [`ConvAlgo::ImplicitGemm`]: ungrouped convs larger than 1×1 (dense 3×3 at any stride, the
+//!   stems) as an implicit GEMM whose B rows are read straight from a zero-padded, phase-split
+//!   copy of the input (`implicit`): no im2col packing, the rounding of a direct convolution.
 //! - [`ConvAlgo::Im2col`]: every other shape (the 7×7/2 stem, dense 3×3, dilations, any groups) as
 //!   an im2col GEMM per group; the im2col matrix is packed block by block, never materialised.
 //!   Strided layers with wide output rows and small weights (the stems) are tiled by output row from a
@@ -29,7 +32,7 @@
 use super::gemm::{self, BSource, BiasAlong, Gemm, Problem};
 use super::{
     ConvArgs, ConvShape, Epilogue, KernelError, PlanesArgs, SharedOut, blocked, check_len,
-    check_min_len, depthwise, grouped, winograd,
+    check_min_len, depthwise, grouped, implicit, winograd,
 };
 use crate::exec::Ctx;
 
@@ -49,6 +52,8 @@ pub enum ConvAlgo {
     /// A 1×1 conv as [`ConvAlgo::Pointwise`] with bf16 products (weights packed as K-pairs by
     /// `gemm::bf16::pack_a`).
     PointwiseBf16,
+    /// An ungrouped conv as an implicit GEMM over a padded, phase-split copy of the input.
+    ImplicitGemm,
 }
 
 impl ConvAlgo {
@@ -61,6 +66,8 @@ impl ConvAlgo {
             ConvAlgo::Grouped
         } else if is_pointwise(shape) {
             ConvAlgo::Pointwise
+        } else if implicit::preferred(shape) {
+            ConvAlgo::ImplicitGemm
         } else {
             ConvAlgo::Im2col
         }
@@ -75,6 +82,7 @@ impl ConvAlgo {
                 ConvAlgo::Depthwise => depthwise::supports(shape),
                 ConvAlgo::Im2col => true,
                 ConvAlgo::Winograd => winograd::supports(shape),
+                ConvAlgo::ImplicitGemm => implicit::supports(shape),
                 ConvAlgo::PointwiseNchw8c => blocked::supports(shape),
                 ConvAlgo::GroupedNchw8c => {
                     grouped::supports(shape)
@@ -90,6 +98,7 @@ impl ConvAlgo {
             ConvAlgo::Pointwise | ConvAlgo::PointwiseNchw8c => Some(ConvAlgo::PointwiseNchw8c),
             ConvAlgo::Grouped | ConvAlgo::GroupedNchw8c => Some(ConvAlgo::GroupedNchw8c),
             ConvAlgo::Depthwise | ConvAlgo::Im2col | ConvAlgo::Winograd => None,
+            ConvAlgo::ImplicitGemm => None,
             ConvAlgo::PointwiseBf16 => None,
         }
     }
@@ -109,6 +118,7 @@ impl ConvAlgo {
             ConvAlgo::GroupedNchw8c => "grouped-nchw8c",
             ConvAlgo::Winograd => "winograd",
             ConvAlgo::PointwiseBf16 => "pointwise-bf16",
+            ConvAlgo::ImplicitGemm => "implicit-gemm",
         }
     }
 }
@@ -147,6 +157,7 @@ pub fn packed_len(algo: ConvAlgo, shape: &ConvShape) -> usize {
         ConvAlgo::Grouped | ConvAlgo::GroupedNchw8c | ConvAlgo::Depthwise => shape.weight_len(),
         ConvAlgo::PointwiseNchw8c => blocked::packed_len(shape),
         ConvAlgo::Winograd => winograd::packed_len(shape),
+        ConvAlgo::ImplicitGemm => implicit::packed_len(shape),
         ConvAlgo::Pointwise | ConvAlgo::Im2col => {
             let (m, k, _) = gemm_dims(shape);
             shape.group * gemm::packed_a_len(m, k)
@@ -171,6 +182,7 @@ pub fn pack(algo: ConvAlgo, shape: &ConvShape, weight: &[f32]) -> Result<Vec<f32
         ConvAlgo::PointwiseNchw8c => blocked::pack(shape, weight)?,
         ConvAlgo::Depthwise => depthwise::pack(shape, weight),
         ConvAlgo::Winograd => winograd::pack(shape, weight),
+        ConvAlgo::ImplicitGemm => implicit::pack(shape, weight),
         ConvAlgo::Pointwise | ConvAlgo::Im2col => {
             let (m, k, _) = gemm_dims(shape);
             let mut packed = Vec::with_capacity(packed_len(algo, shape));
@@ -215,6 +227,7 @@ pub fn scratch_len(algo: ConvAlgo, shape: &ConvShape, batch: usize, threads: usi
         }
         ConvAlgo::Grouped | ConvAlgo::Depthwise => 0,
         ConvAlgo::Winograd => winograd::scratch_len(shape, batch, threads),
+        ConvAlgo::ImplicitGemm => implicit::scratch_len(shape, threads),
         ConvAlgo::PointwiseNchw8c => blocked::scratch_len(shape, batch),
         // NCHW copies of the input, the output and the residual.
         ConvAlgo::GroupedNchw8c => batch * (shape.input_len() + 2 * shape.output_len()),
@@ -278,6 +291,7 @@ pub fn conv2d(ctx: &Ctx, algo: ConvAlgo, args: ConvArgs) -> Result<(), KernelErr
         }
         ConvAlgo::GroupedNchw8c => return grouped_nchw8c(ctx, args),
         ConvAlgo::Winograd => return winograd::run(ctx, args),
+        ConvAlgo::ImplicitGemm => return implicit::run(ctx, args),
         ConvAlgo::Pointwise | ConvAlgo::Im2col | ConvAlgo::PointwiseBf16 => {}
     }
     let threads = ctx.threads;

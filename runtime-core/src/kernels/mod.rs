@@ -9,6 +9,7 @@ pub mod elementwise;
 pub mod gemm;
 pub(crate) mod gemv;
 pub mod grouped;
+pub mod implicit;
 pub mod int8;
 pub mod layer_norm;
 pub(crate) mod math;
