@@ -4,8 +4,9 @@
 //!
 //! Tolerance, per output element: `common::tolerance`, `(n + 4) · u · (Σ|x·w| + |bias| + |residual|)`
 //! with `n` the products summed per output (`cin/group · kh · kw`, or `in_features`); the derivation
-//! is in `common/mod.rs`. It holds for the GEMM's summation order too (k blocks of `KC`, partial
-//! sums stored to the output between blocks): any order has rounding error at most `γ_n · Σ|x·w|`.
+//! is in `common/mod.rs`. It holds for the GEMM's summation order too (runs of at most `ACC_CHUNK`
+//! k steps, each added to the partial sums stored in the output): any order has rounding error at
+//! most `γ_n · Σ|x·w|`.
 
 mod common;
 
@@ -167,10 +168,34 @@ proptest! {
         }
     }
 
+    /// Deep 1×1 convs on small maps: k past `gemm::ACC_CHUNK` (and past the B block's k depth),
+    /// so a tile's k is summed in several runs, each added to C, and only the last finishes.
+    #[test]
+    fn deep_pointwise_matches_reference(
+        (in_c, out_c) in (250usize..=1100, 1usize..=20),
+        (h, w) in (1usize..=9, 1usize..=9),
+        setting in setting(),
+    ) {
+        let shape = ConvShape {
+            in_c,
+            in_h: h,
+            in_w: w,
+            out_c,
+            out_h: h,
+            out_w: w,
+            kernel: [1, 1],
+            stride: [1, 1],
+            dilation: [1, 1],
+            pads: [0; 4],
+            group: 1,
+        };
+        check_case(ConvAlgo::Pointwise, &Case { shape, setting })?;
+    }
+
     #[test]
     fn dense_matches_reference(
         batch in 1usize..=10,
-        in_f in 1usize..=300,
+        in_f in prop_oneof![1usize..=300, 250usize..=1100],
         out_f in 1usize..=120,
         bias in any::<bool>(),
         residual in any::<bool>(),

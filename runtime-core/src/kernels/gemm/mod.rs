@@ -37,6 +37,21 @@ pub const MR: usize = 8;
 pub const NR: usize = 48;
 /// Depth of one k block: the packed B tile of one block (`KC × NR` floats) stays in L1/L2.
 pub const KC: usize = 256;
+/// Most k steps one micro-kernel call sums in fresh registers before adding them to C.
+///
+/// A chain of `n` fp32 FMAs has a rounding error growing like `n`; k blocks as deep as the B block
+/// allows (up to 2048 on 7×7 maps) made full-size ResNet-50, Wide ResNet-50 and Inception-v3
+/// 1.4–1.5× as far from PyTorch's float64 logits (RMS) as onnxruntime. Runs of 256 brought them
+/// to onnxruntime's level, for ~0.5% of the time (ResNet-50 and ResNeXt-50, 1 thread); runs of
+/// 128 cost 2–8% more for a few percent less error.
+pub const ACC_CHUNK: usize = 256;
+/// Convs with at most this many input channels per group are image stems: an error there is
+/// amplified by the whole network (on ResNet-50 the stem's 147-term chains alone made up half of
+/// the distance from float64 logits), so they sum in runs of [`STEM_ACC_CHUNK`] (the row-tiled
+/// im2col path) or of one input channel (the implicit-GEMM path). The stem is ~3% of the time.
+pub const STEM_MAX_CHANNELS: usize = 4;
+/// Run length of the stems' sums, see [`STEM_MAX_CHANNELS`].
+pub const STEM_ACC_CHUNK: usize = 16;
 /// Tiles of B per column chunk of a task: `KC × NR × NC_TILES` floats of scratch per thread.
 pub const NC_TILES: usize = 8;
 
@@ -195,6 +210,29 @@ pub(crate) struct Tile {
     /// ahead.
     pub stream_a: bool,
     pub finish: Option<Finish>,
+}
+
+impl Tile {
+    /// This tile's k steps cut into runs of at most `len`, each a tile of its own: the first adds
+    /// to C only if this one does, the others always do, and only the last finishes. Each run
+    /// sums its products in fresh accumulators, so rounding error grows with `len` rather than
+    /// with the whole k (see [`ACC_CHUNK`]).
+    pub(crate) fn chunks(self, len: usize) -> impl Iterator<Item = (usize, Tile)> {
+        let len = len.max(1);
+        (0..self.kc).step_by(len).map(move |k0| {
+            let kc = len.min(self.kc - k0);
+            let last = k0 + kc == self.kc;
+            let sub = Tile {
+                kc,
+                a: self.a.wrapping_add(k0 * MR),
+                b: self.b.wrapping_add(k0 * self.ldb),
+                load_c: self.load_c || k0 > 0,
+                finish: if last { self.finish } else { None },
+                ..self
+            };
+            (k0, sub)
+        })
+    }
 }
 
 /// Tiles of at most this many columns (the ragged ends of 7×7 and 14×14 maps) run on a kernel
@@ -561,22 +599,27 @@ unsafe fn task_body(
                 && i == panels.start
                 && t.cols > NARROW_COLS
             {
-                let from = x86_64::avx512::PackFrom {
-                    src: data.as_ptr().wrapping_add(k0 * ld + col),
-                    ld,
-                    dst: b_tile(j),
-                };
-                // SAFETY: as below for A, C and the residual; B's rows `k0..k0 + kc`,
-                // columns `col..col + cols`, lie in `data` (the caller's contract), and the
-                // tile's `kc × NR` packed slot in this task's scratch is written by this
-                // call alone, before any other panel reads it. `fused` implies AVX-512.
-                unsafe { x86_64::avx512::tile_packing(&t, from) };
+                for (off, sub) in t.chunks(ACC_CHUNK) {
+                    let from = x86_64::avx512::PackFrom {
+                        src: data.as_ptr().wrapping_add((k0 + off) * ld + col),
+                        ld,
+                        dst: b_tile(j).wrapping_add(off * t.ldb),
+                    };
+                    // SAFETY: as below for A, C and the residual; B's rows `k0..k0 + kc`,
+                    // columns `col..col + cols`, lie in `data` (the caller's contract), and the
+                    // tile's `kc × NR` packed slot in this task's scratch is written by this
+                    // call alone, before any other panel reads it. `fused` implies AVX-512.
+                    unsafe { x86_64::avx512::tile_packing(&sub, from) };
+                }
                 return;
             }
-            // SAFETY: A and B hold `kc` packed rows from these offsets (packed lengths checked by
-            // the caller, B packed above or by this tile's first panel); C and the residual
-            // rectangles are inside their buffers and C is ours alone (this function's contract).
-            unsafe { micro(&t, isa) };
+            for (_, sub) in t.chunks(ACC_CHUNK) {
+                // SAFETY: A and B hold `kc` packed rows from these offsets (packed lengths checked
+                // by the caller, B packed above or by this tile's first panel); C and the residual
+                // rectangles are inside their buffers and C is ours alone (this function's
+                // contract).
+                unsafe { micro(&sub, isa) };
+            }
         };
         if panel_outer {
             for i in panels.clone() {

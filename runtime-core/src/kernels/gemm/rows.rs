@@ -84,6 +84,12 @@ pub(crate) fn run(ctx: &Ctx, args: ConvArgs) {
     let tiles = super::aligned(tiles);
     let (cin_g, m) = (s.in_c / s.group, s.out_c / s.group);
     let k = cin_g * s.kernel[0] * s.kernel[1];
+    // Sums in short runs for image stems (see `STEM_MAX_CHANNELS`).
+    let acc_run = if cin_g <= super::STEM_MAX_CHANNELS {
+        super::STEM_ACC_CHUNK
+    } else {
+        super::ACC_CHUNK
+    };
     let a_len = super::packed_a_len(m, k);
     let n = s.out_h * s.out_w;
     let tile_len = tile_len(s);
@@ -136,12 +142,14 @@ pub(crate) fn run(ctx: &Ctx, args: ConvArgs) {
                                 stream_a: false,
                                 finish,
                             };
-                            // SAFETY: A holds `kc` packed rows from this offset (the caller checked
-                            // its length), the B tile `kc` rows of `NR`; the C rectangle (rows
-                            // `row..row + rows` of group `g`, columns `ox0..ox0 + w` of output row
-                            // `oy`) lies in `output` and the residual, and only this task writes
-                            // output row `oy` of group `g`.
-                            unsafe { micro(&t, isa) };
+                            for (_, sub) in t.chunks(acc_run) {
+                                // SAFETY: A holds `kc` packed rows from this offset (the caller
+                                // checked its length), the B tile `kc` rows of `NR`; the C
+                                // rectangle (rows `row..row + rows` of group `g`, columns
+                                // `ox0..ox0 + w` of output row `oy`) lies in `output` and the
+                                // residual, and only this task writes output row `oy` of group `g`.
+                                unsafe { micro(&sub, isa) };
+                            }
                         }
                     }
                 }

@@ -285,7 +285,12 @@ pub fn run(ctx: &Ctx, args: ConvArgs) -> Result<(), KernelError> {
         }
     }
     let taps = &taps[..kh * kw];
-    let block = (SUM_BLOCK / taps.len()).max(1);
+    // Image stems sum one input channel at a time (see `gemm::STEM_MAX_CHANNELS`).
+    let block = if s.in_c / s.group <= crate::kernels::gemm::STEM_MAX_CHANNELS {
+        1
+    } else {
+        (SUM_BLOCK / taps.len()).max(1)
+    };
 
     // Tiles of whole 16-column vectors, as equal as they come (2 or 3 vectors each).
     let cols = columns(s, ph);
