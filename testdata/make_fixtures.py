@@ -46,7 +46,11 @@ Exporters (the ``EXPORTER`` in the file name):
 The batch dimension is symbolic (``batch``) where the exporter accepts it, fixed otherwise.
 Each written file is run with onnxruntime (CPU, one thread) on the same input; the manifest
 records the error against PyTorch, the largest logit, PyTorch's own float32-vs-float64
-difference, the opset and the ONNX op types used.
+difference, the opset and the ONNX op types used. With ``--full``, the same model and input run
+in float64 give ``NAME.output_fp64.npy`` (rounded to float32: the logits float32 approximates;
+deep random-weight nets' float32 logits, PyTorch's included, are up to ~0.7e-4 × max|logit| from
+them) and the manifest records onnxruntime's distance from them; ``--references-only`` adds these to files already
+written, checking that the rebuilt model reproduces the stored input and logits.
 """
 
 from __future__ import annotations
@@ -959,7 +963,7 @@ def run_ort(path: Path, x: np.ndarray) -> np.ndarray:
     return sess.run(None, {sess.get_inputs()[0].name: x})[0]
 
 
-def check(path: Path, x: torch.Tensor, y: torch.Tensor) -> dict:
+def check(path: Path, x: torch.Tensor, y: torch.Tensor, y64: np.ndarray | None = None) -> dict:
     proto = onnx.load(str(path), load_external_data=False)
     onnx.checker.check_model(str(path))
     opset = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
@@ -978,6 +982,8 @@ def check(path: Path, x: torch.Tensor, y: torch.Tensor) -> dict:
         "ort_max_abs_err": err,
         "op_types": sorted(op_types(proto.graph)),
     }
+    if y64 is not None:
+        entry["ort_fp64_max_abs_err"] = float(np.max(np.abs(got.astype(np.float64) - y64)))
     if proto.functions:
         entry["function_op_types"] = sorted(set().union(*(op_types(f) for f in proto.functions)))
     if dynamic and xn.shape[0] > 1:
@@ -987,19 +993,25 @@ def check(path: Path, x: torch.Tensor, y: torch.Tensor) -> dict:
     return entry
 
 
-def fp64_diff(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    """How far PyTorch's float32 logits are from the same weights run in float64: the float32
-    noise inherent in the model, a floor for any comparison tolerance."""
+def logits_fp64(model: nn.Module, x: torch.Tensor) -> np.ndarray:
+    """The same weights and input run in float64: the logits float32 approximates. PyTorch's own
+    float32 logits are some way from them (the float32 noise inherent in the model), so deep
+    models are also compared with these (``NAME.output_fp64.npy``)."""
     with torch.no_grad():
-        y64 = copy.deepcopy(model).double()(x.double())
-    return float((y64 - y.double()).abs().max())
+        return copy.deepcopy(model).double()(x.double()).numpy()
 
 
 def process(spec: Spec, out: Path, exporters: list[str], args) -> list[dict]:
     t0 = time.time()
     model, x, y = make_model(spec, args.batch, args.calib_batches, args.calib_size)
+    y64 = logits_fp64(model, x)
+    full = args.full is not None
+    if args.references_only:
+        return references_only(spec, out, exporters, x, y, y64)
     np.save(out / f"{spec.name}.input.npy", x.numpy().astype(np.float32))
     np.save(out / f"{spec.name}.output.npy", y.numpy().astype(np.float32))
+    if full:
+        np.save(out / f"{spec.name}.output_fp64.npy", y64.astype(np.float32))
     big = param_bytes(model) > PROTO_LIMIT
     base = {
         "model": spec.name,
@@ -1008,7 +1020,7 @@ def process(spec: Spec, out: Path, exporters: list[str], args) -> list[dict]:
         "output_shape": list(y.shape),
         "params": sum(p.numel() for p in model.parameters()),
         "max_abs_logit": float(y.abs().max()),
-        "torch_fp64_max_abs_diff": fp64_diff(model, x, y),
+        "torch_fp64_max_abs_diff": float(np.max(np.abs(y64 - y.numpy().astype(np.float64)))),
     }
     entries = []
     for exporter in exporters:
@@ -1033,7 +1045,7 @@ def process(spec: Spec, out: Path, exporters: list[str], args) -> list[dict]:
         if big:
             notes.append("weights in external data (model exceeds the 2 GiB protobuf limit)")
         try:
-            entry.update(check(path, x, y))
+            entry.update(check(path, x, y, y64 if full else None))
             tolerance = MISMATCH_REL * max(1.0, base["max_abs_logit"])
             entry["status"] = "ok" if entry["ort_max_abs_err"] <= tolerance else "mismatch"
         except Exception as e:  # noqa: BLE001 - recorded in the manifest
@@ -1046,6 +1058,30 @@ def process(spec: Spec, out: Path, exporters: list[str], args) -> list[dict]:
             entry["notes"] = notes
         entries.append(entry)
     print(f"  {spec.name}: {base['params']} params, {time.time() - t0:.1f} s", file=sys.stderr, flush=True)
+    return entries
+
+
+def references_only(spec: Spec, out: Path, exporters: list[str], x, y, y64) -> list[dict]:
+    """``--references-only``: the float64 logits of already written files, after checking that the
+    rebuilt model reproduces their input and float32 logits bit for bit; the manifest entries get
+    the float64 distances (PyTorch float32's and onnxruntime's)."""
+    for what, want, got in (("input", x, "input"), ("logits", y, "output")):
+        stored = np.load(out / f"{spec.name}.{got}.npy")
+        if not np.array_equal(stored, want.numpy().astype(np.float32)):
+            raise ValueError(f"{spec.name}: the rebuilt model does not reproduce the stored {what}")
+    np.save(out / f"{spec.name}.output_fp64.npy", y64.astype(np.float32))
+    manifest = json.loads((out / "manifest.json").read_text())["files"]
+    entries = []
+    for e in manifest:
+        if e["model"] != spec.name or e["exporter"] not in exporters:
+            continue
+        e = dict(e, torch_fp64_max_abs_diff=float(np.max(np.abs(y64 - y.numpy().astype(np.float64)))))
+        path = out / e["file"]
+        if e.get("status") == "ok" and path.exists():
+            got = run_ort(path, x.numpy())
+            e["ort_fp64_max_abs_err"] = float(np.max(np.abs(got.astype(np.float64) - y64)))
+        entries.append(e)
+    print(f"  {spec.name}: float64 logits", file=sys.stderr, flush=True)
     return entries
 
 
@@ -1089,6 +1125,11 @@ def main() -> int:
     )
     p.add_argument("--exporters", default=",".join(EXPORTERS), help="comma-separated subset of %(default)s")
     p.add_argument("--list", action="store_true", help="list the models and exit")
+    p.add_argument(
+        "--references-only",
+        action="store_true",
+        help="with --full: only write NAME.output_fp64.npy (and the float64 distances) for files already in DIR",
+    )
     p.add_argument("--batch", type=int, default=2, help="batch of the input and reference output (default %(default)s)")
     p.add_argument("--verbose", action="store_true", help="print tracebacks of failures")
     args = p.parse_args()
@@ -1109,6 +1150,8 @@ def main() -> int:
         for s in specs:
             print(f"{s.name:28} {s.family:14} {s.in_channels}x{s.input_hw[0]}x{s.input_hw[1]}")
         return 0
+    if args.references_only and not full:
+        p.error("--references-only goes with --full")
     exporters = args.exporters.split(",")
     if set(exporters) - set(EXPORTERS):
         p.error(f"unknown exporter(s) in {args.exporters}; choose from {', '.join(EXPORTERS)}")
@@ -1118,7 +1161,8 @@ def main() -> int:
     out = Path(args.full if full else args.small)
     out.mkdir(parents=True, exist_ok=True)
     manifest_path = out / "manifest.json"
-    old = json.loads(manifest_path.read_text())["files"] if (args.only and manifest_path.exists()) else []
+    keep_others = args.only or args.references_only
+    old = json.loads(manifest_path.read_text())["files"] if (keep_others and manifest_path.exists()) else []
 
     entries = []
     for spec in specs:
