@@ -474,6 +474,8 @@ fn fill_phases(ctx: &Ctx, s: &ConvShape, ph: Phases, isa: Isa, x: &[f32], copy: 
                 line[..lo].fill(0.0);
                 line[hi..].fill(0.0);
                 match src {
+                    // No column of this phase reads the input (a stride past the row's width).
+                    _ if lo == hi => {}
                     Some(row) if sx == 1 => line[lo..hi].copy_from_slice(&row[lo - pl..hi - pl]),
                     Some(row) => {
                         let from = lo * sx + qx - pl;
