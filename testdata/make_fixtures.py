@@ -963,6 +963,11 @@ def run_ort(path: Path, x: np.ndarray) -> np.ndarray:
     return sess.run(None, {sess.get_inputs()[0].name: x})[0]
 
 
+def max_abs_diff(a, b) -> float:
+    """``max |a − b|`` computed in float64 (NaN if either holds a NaN)."""
+    return float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
+
+
 def check(path: Path, x: torch.Tensor, y: torch.Tensor, y64: np.ndarray | None = None) -> dict:
     proto = onnx.load(str(path), load_external_data=False)
     onnx.checker.check_model(str(path))
@@ -973,7 +978,7 @@ def check(path: Path, x: torch.Tensor, y: torch.Tensor, y64: np.ndarray | None =
     got = run_ort(path, xn)
     if got.shape != yn.shape:
         raise ValueError(f"onnxruntime output shape {got.shape} != PyTorch {yn.shape}")
-    err = float(np.max(np.abs(got.astype(np.float64) - yn.astype(np.float64))))
+    err = max_abs_diff(got, yn)
     if not math.isfinite(err):
         raise ValueError("the error against PyTorch is not finite (NaN or Inf in an output)")
     entry = {
@@ -983,13 +988,13 @@ def check(path: Path, x: torch.Tensor, y: torch.Tensor, y64: np.ndarray | None =
         "op_types": sorted(op_types(proto.graph)),
     }
     if y64 is not None:
-        entry["ort_fp64_max_abs_err"] = float(np.max(np.abs(got.astype(np.float64) - y64)))
+        entry["ort_fp64_max_abs_err"] = max_abs_diff(got, y64)
     if proto.functions:
         entry["function_op_types"] = sorted(set().union(*(op_types(f) for f in proto.functions)))
     if dynamic and xn.shape[0] > 1:
         # The symbolic batch really is one: a batch of one gives the first row.
         one = run_ort(path, xn[:1])
-        entry["ort_batch1_max_abs_err"] = float(np.max(np.abs(one.astype(np.float64) - yn[:1].astype(np.float64))))
+        entry["ort_batch1_max_abs_err"] = max_abs_diff(one, yn[:1])
     return entry
 
 
@@ -1020,7 +1025,7 @@ def process(spec: Spec, out: Path, exporters: list[str], args) -> list[dict]:
         "output_shape": list(y.shape),
         "params": sum(p.numel() for p in model.parameters()),
         "max_abs_logit": float(y.abs().max()),
-        "torch_fp64_max_abs_diff": float(np.max(np.abs(y64 - y.numpy().astype(np.float64)))),
+        "torch_fp64_max_abs_diff": max_abs_diff(y64, y.numpy()),
     }
     entries = []
     for exporter in exporters:
@@ -1065,21 +1070,22 @@ def references_only(spec: Spec, out: Path, exporters: list[str], x, y, y64) -> l
     """``--references-only``: the float64 logits of already written files, after checking that the
     rebuilt model reproduces their input and float32 logits bit for bit; the manifest entries get
     the float64 distances (PyTorch float32's and onnxruntime's)."""
-    for what, want, got in (("input", x, "input"), ("logits", y, "output")):
-        stored = np.load(out / f"{spec.name}.{got}.npy")
+    for what, want, suffix in (("input", x, "input"), ("logits", y, "output")):
+        stored = np.load(out / f"{spec.name}.{suffix}.npy")
         if not np.array_equal(stored, want.numpy().astype(np.float32)):
             raise ValueError(f"{spec.name}: the rebuilt model does not reproduce the stored {what}")
     np.save(out / f"{spec.name}.output_fp64.npy", y64.astype(np.float32))
     manifest = json.loads((out / "manifest.json").read_text())["files"]
+    torch_fp64 = max_abs_diff(y64, y.numpy())
     entries = []
     for e in manifest:
         if e["model"] != spec.name or e["exporter"] not in exporters:
             continue
-        e = dict(e, torch_fp64_max_abs_diff=float(np.max(np.abs(y64 - y.numpy().astype(np.float64)))))
+        e = dict(e, torch_fp64_max_abs_diff=torch_fp64)
         path = out / e["file"]
         if e.get("status") == "ok" and path.exists():
             got = run_ort(path, x.numpy())
-            e["ort_fp64_max_abs_err"] = float(np.max(np.abs(got.astype(np.float64) - y64)))
+            e["ort_fp64_max_abs_err"] = max_abs_diff(got, y64)
         entries.append(e)
     print(f"  {spec.name}: float64 logits", file=sys.stderr, flush=True)
     return entries

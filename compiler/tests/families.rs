@@ -13,7 +13,7 @@
 
 mod common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use common::emitted::{self, Crate, Model, Opt, workspace};
@@ -141,9 +141,9 @@ fn build() -> &'static Crate {
     })
 }
 
-/// onnxruntime's max abs error against PyTorch on `file`, from `manifest.json`.
-fn ort_max_abs_err(file: &str) -> f32 {
-    let path = fixtures_dir().join("manifest.json");
+/// The numbers `keys` of `file`'s entry in `dir/manifest.json`, read once.
+fn manifest_numbers<const N: usize>(dir: &Path, file: &str, keys: [&str; N]) -> [f32; N] {
+    let path = dir.join("manifest.json");
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     let manifest: serde_json::Value = serde_json::from_str(&text)
@@ -152,9 +152,11 @@ fn ort_max_abs_err(file: &str) -> f32 {
         .as_array()
         .and_then(|files| files.iter().find(|f| f["file"] == file))
         .unwrap_or_else(|| panic!("{} has no entry for {file}", path.display()));
-    entry["ort_max_abs_err"]
-        .as_f64()
-        .unwrap_or_else(|| panic!("{file}: no number `ort_max_abs_err` in the manifest")) as f32
+    keys.map(|key| {
+        entry[key]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{file}: no number `{key}` in the manifest")) as f32
+    })
 }
 
 /// Compiles (through the shared build), runs and compares the fixture of `test`.
@@ -188,7 +190,11 @@ fn check(test: &'static str) {
         "{test}: PyTorch's logits have max |logit| {scale}"
     );
     let ours = 1e-4 * scale;
-    let ort = ort_max_abs_err(&format!("{model}.{exporter}.onnx"));
+    let [ort] = manifest_numbers(
+        &fixtures_dir(),
+        &format!("{model}.{exporter}.onnx"),
+        ["ort_max_abs_err"],
+    );
     let tol = ours.max(ort);
     let err = max_abs_diff(&got, &want);
     eprintln!(
@@ -238,7 +244,6 @@ fn every_fixture_has_a_test() {
 /// after it: the build writes the code alone and each test recompiles its model (a second or
 /// two) for the weights, so a run holds at most one weights file per test thread.
 mod with_full_models {
-    use std::path::Path;
     use std::time::Instant;
 
     use super::*;
@@ -344,22 +349,6 @@ mod with_full_models {
         })
     }
 
-    /// Number `key` of `file`'s entry in the directory's manifest.
-    fn manifest_number(dir: &Path, file: &str, key: &str) -> f32 {
-        let path = dir.join("manifest.json");
-        let text = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-        let manifest: serde_json::Value = serde_json::from_str(&text)
-            .unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()));
-        let entry = manifest["files"]
-            .as_array()
-            .and_then(|files| files.iter().find(|f| f["file"] == file))
-            .unwrap_or_else(|| panic!("{} has no entry for {file}", path.display()));
-        entry[key]
-            .as_f64()
-            .unwrap_or_else(|| panic!("{file}: no number `{key}` in the manifest")) as f32
-    }
-
     /// Removes a file when dropped, also when the test panics.
     struct Remove(PathBuf);
 
@@ -385,9 +374,15 @@ mod with_full_models {
             );
         }
         let file = format!("{model}.{exporter}.onnx");
-        let ort = manifest_number(&dir, &file, "ort_fp64_max_abs_err");
-        let ort32 = manifest_number(&dir, &file, "ort_max_abs_err");
-        let torch32 = manifest_number(&dir, &file, "torch_fp64_max_abs_diff");
+        let [ort, ort32, torch32] = manifest_numbers(
+            &dir,
+            &file,
+            [
+                "ort_fp64_max_abs_err",
+                "ort_max_abs_err",
+                "torch_fp64_max_abs_diff",
+            ],
+        );
 
         let build = build();
         if let Err(e) = &build.models[test] {

@@ -52,6 +52,11 @@ pub const ACC_CHUNK: usize = 256;
 pub const STEM_MAX_CHANNELS: usize = 4;
 /// Run length of the stems' sums, see [`STEM_MAX_CHANNELS`].
 pub const STEM_ACC_CHUNK: usize = 16;
+
+/// Whether `s` is an image stem whose sums run short (see [`STEM_MAX_CHANNELS`]).
+pub(crate) fn is_stem(s: &crate::kernels::ConvShape) -> bool {
+    s.in_c / s.group <= STEM_MAX_CHANNELS
+}
 /// Tiles of B per column chunk of a task: `KC × NR × NC_TILES` floats of scratch per thread.
 pub const NC_TILES: usize = 8;
 

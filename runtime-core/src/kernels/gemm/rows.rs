@@ -84,8 +84,7 @@ pub(crate) fn run(ctx: &Ctx, args: ConvArgs) {
     let tiles = super::aligned(tiles);
     let (cin_g, m) = (s.in_c / s.group, s.out_c / s.group);
     let k = cin_g * s.kernel[0] * s.kernel[1];
-    // Sums in short runs for image stems (see `STEM_MAX_CHANNELS`).
-    let acc_run = if cin_g <= super::STEM_MAX_CHANNELS {
+    let acc_run = if super::is_stem(s) {
         super::STEM_ACC_CHUNK
     } else {
         super::ACC_CHUNK

@@ -286,7 +286,7 @@ pub fn run(ctx: &Ctx, args: ConvArgs) -> Result<(), KernelError> {
     }
     let taps = &taps[..kh * kw];
     // Image stems sum one input channel at a time (see `gemm::STEM_MAX_CHANNELS`).
-    let block = if s.in_c / s.group <= crate::kernels::gemm::STEM_MAX_CHANNELS {
+    let block = if crate::kernels::gemm::is_stem(s) {
         1
     } else {
         (SUM_BLOCK / taps.len()).max(1)
