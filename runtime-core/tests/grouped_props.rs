@@ -202,8 +202,9 @@ prop_compose! {
 
 prop_compose! {
     /// A depthwise conv on a wide, tall map (9..70 columns, 20..60 rows), strides 1/2 per axis,
-    /// odd and even padding on either side: rows wider than 8 (the AVX-512 plane kernel, whose
-    /// stride-2 copy splits columns by parity), several bands per plane, 1–3 threads, batch 1–3.
+    /// odd and even padding on either side: rows wider than 8 (the AVX-512 direct kernel, one or
+    /// two vectors of columns a block, its masked loads reaching into either padding; the plane
+    /// kernel at unequal strides), several bands per plane, 1–3 threads, batch 1–3.
     fn wide_depthwise_case()(
         channels in 1usize..=6,
         k in prop_oneof![Just(3usize), Just(5usize), Just(7usize)],

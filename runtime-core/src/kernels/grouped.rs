@@ -187,8 +187,14 @@ pub(crate) fn run_direct(ctx: &Ctx, args: ConvArgs, layout: Layout) -> Result<()
         return Ok(());
     }
     #[cfg(target_arch = "x86_64")]
-    if isa == Isa::Avx512 && layout == Layout::Nchw && x86::avx512_depthwise_small::applies(&s) {
-        // Small depthwise maps: whole planes by masked loads, several channels a task.
+    if isa == Isa::Avx512
+        && layout == Layout::Nchw
+        && x86::avx512_depthwise_small::applies(&s)
+        && !x86::avx512_depthwise_direct::applies(&s)
+    {
+        // Small depthwise maps of rows at most 8 wide (7×7): whole planes by masked loads,
+        // several channels a task. At 14×14 the direct kernel measured as fast (5×5) or faster
+        // (3×3: 0.87× the time).
         let masks = x86::avx512_depthwise_small::Masks::new(&s);
         let planes = batch * s.out_c;
         let tasks = planes.min(4 * threads.count());
@@ -231,8 +237,13 @@ pub(crate) fn run_direct(ctx: &Ctx, args: ConvArgs, layout: Layout) -> Result<()
         want_bands = want_bands.max(threads.count());
     }
     let mut band_rows = s.out_h.div_ceil(want_bands);
+    // The AVX-512 direct depthwise kernel reads any band; the plane kernels' buffers bound theirs.
     #[cfg(target_arch = "x86_64")]
-    if matches!(isa, Isa::Avx2 | Isa::Avx512)
+    let direct =
+        isa == Isa::Avx512 && layout == Layout::Nchw && x86::avx512_depthwise_direct::applies(&s);
+    #[cfg(target_arch = "x86_64")]
+    if !direct
+        && matches!(isa, Isa::Avx2 | Isa::Avx512)
         && let Some(fit) = x86::depthwise_band_rows(&s)
     {
         // Depthwise on the SIMD tiers: bands small enough for the plane kernels' buffers.
@@ -370,7 +381,10 @@ unsafe fn band_dispatch(b: &Band, isa: Isa) {
         // SAFETY: forwarded from the caller (`Isa::Avx512` implies AVX2 and FMA too).
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512 => unsafe {
-            x86::depthwise_plane_avx512(b) || x86::depthwise_plane_avx2(b) || x86::tiles_avx512(b)
+            x86::depthwise_direct_avx512(b)
+                || x86::depthwise_plane_avx512(b)
+                || x86::depthwise_plane_avx2(b)
+                || x86::tiles_avx512(b)
         },
         // SAFETY: forwarded from the caller.
         #[cfg(target_arch = "x86_64")]

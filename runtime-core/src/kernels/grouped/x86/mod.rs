@@ -12,6 +12,7 @@ mod avx2_grouped3x3;
 pub(super) mod avx2_out_channels;
 mod avx2_rows;
 mod avx2_tiles;
+pub(super) mod avx512_depthwise_direct;
 mod avx512_depthwise_plane;
 pub(super) mod avx512_depthwise_small;
 mod avx512_row_pairs;
@@ -24,6 +25,7 @@ pub(super) use avx2_grouped3x3::grouped3x3_avx2;
 pub(super) use avx2_out_channels::out_channels_avx2;
 pub(super) use avx2_rows::padded_rows_avx2;
 pub(super) use avx2_tiles::tiles_avx2;
+pub(super) use avx512_depthwise_direct::depthwise_direct_avx512;
 pub(super) use avx512_depthwise_plane::{depthwise_band_rows_avx512, depthwise_plane_avx512};
 pub(super) use avx512_tiles::tiles_avx512;
 
