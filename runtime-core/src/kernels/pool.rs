@@ -5,8 +5,11 @@
 //! within a row its columns in order, which is exactly the reference's summation order, so max and
 //! average pooling agree with the reference bit for bit. The SIMD tiers are the same code compiled
 //! with the tier's target features (the interior loops vectorise), and 3×3 windows of stride 1 or 2
-//! get monomorphised copies; the AVX-512 tier's 3×3/2 max pool (the stems') has its own interior
-//! row loop (`max_row_3x2`): with it ResNeXt-50's max pool took 0.74× the time.
+//! get monomorphised copies; the AVX-512 tier's 3×3/2 max pool on wide maps (the stems') has its
+//! own interior row loop (`max_row_3x2`): with it ResNeXt-50's max pool took 0.74× the time. Its
+//! other max pools of column stride 1 or 2 (GoogLeNet's and Inception's 3×3 branch pools, whose
+//! 7×7–28×28 planes are mostly border) take `max_plane_avx512`: 16 outputs of a row a vector,
+//! every window cell one masked load, the same fold order per output.
 
 use std::ops::Range;
 
@@ -128,9 +131,14 @@ fn pool(ctx: &Ctx, args: PoolArgs, reduce: Reduce) -> Result<(), KernelError> {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 fn plane_avx512(s: &PoolShape, reduce: Reduce, src: &[f32], dst: &mut [f32]) {
-    if matches!(reduce, Reduce::Max) && s.kernel[1] == 3 && s.stride[1] == 2 {
+    if matches!(reduce, Reduce::Max) && s.kernel[1] == 3 && s.stride[1] == 2 && s.out_w >= 24 {
         // The stems' 3×3/2 max pool: 16 outputs of a row per step (see `max_row_3x2`).
         plane_k::<3, 2, true>(s, reduce, src, dst)
+    } else if matches!(reduce, Reduce::Max) && matches!(s.stride[1], 1 | 2) && s.kernel[1] <= MAX_KW
+    {
+        // SAFETY: AVX-512F is enabled here; `src` and `dst` are one plane each (the caller's
+        // slicing), a column stride of 1 or 2.
+        unsafe { max_plane_avx512(s, src, dst) }
     } else {
         plane(s, reduce, src, dst)
     }
@@ -298,9 +306,8 @@ fn plane_k<const KW: usize, const SW: usize, const MAX512: bool>(
 /// `out[i] = max_nan(max_nan(max_nan(out[i], row[2i]), row[2i + 1]), row[2i + 2])` for every `i`
 /// (a 3-wide, stride-2 window row of a max pool's interior), 16 outputs per step: the evens and
 /// odds of 32 loaded floats by two permutes, `row[2i + 2]` as the evens moved down a lane with
-/// `row[32]` (one past the step's last window start) shifted in. `_mm512_max_ps(x, acc)` returns
-/// `acc` when they are equal (so signed zeros fold as in `max_nan`) and when either is NaN, so a
-/// NaN `x` is blended back in: the same value as the scalar fold, NaN for NaN.
+/// `row[32]` (one past the step's last window start) shifted in, folded by [`fold_max512`]: the
+/// same value as the scalar fold, NaN for NaN.
 ///
 /// # Safety
 /// AVX-512F. `row` must hold at least `2·out.len() + 1` floats (the windows of `out`).
@@ -311,10 +318,6 @@ unsafe fn max_row_3x2(out: &mut [f32], row: &[f32]) {
     debug_assert!(row.len() > 2 * out.len(), "max pool window row too short");
     let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
-    let fold = |acc: __m512, x: __m512| {
-        let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(x, x);
-        _mm512_mask_blend_ps(nan, _mm512_max_ps(x, acc), x)
-    };
     let steps = out.len() / 16;
     for step in 0..steps {
         let (o, r) = (&mut out[16 * step..][..16], &row[32 * step..][..33]);
@@ -331,7 +334,10 @@ unsafe fn max_row_3x2(out: &mut [f32], row: &[f32]) {
                 _mm512_castps_si512(_mm512_set1_ps(r[32])),
                 _mm512_castps_si512(a),
             ));
-            let acc = fold(fold(fold(_mm512_loadu_ps(o.as_ptr()), a), b), next);
+            let acc = fold_max512(
+                fold_max512(fold_max512(_mm512_loadu_ps(o.as_ptr()), a), b),
+                next,
+            );
             _mm512_storeu_ps(o.as_mut_ptr(), acc);
         }
     }
@@ -340,4 +346,80 @@ unsafe fn max_row_3x2(out: &mut [f32], row: &[f32]) {
             *o = super::max_nan(*o, x);
         }
     }
+}
+
+/// The widest window [`max_plane_avx512`] takes.
+#[cfg(target_arch = "x86_64")]
+const MAX_KW: usize = 16;
+
+/// Max pool of one plane on AVX-512, column stride 1 or 2, windows up to [`MAX_KW`] wide: for every output row, vectors of 16
+/// outputs; for each input row of the window (in order) and each window column (in order), one
+/// load of the 16 cells those outputs read (stride 2: two loads and a permute to the even lanes),
+/// the lanes outside the input masked to −∞, folded as `max_nan` folds: the reference's order and
+/// value for every output (a −∞ lane never changes a fold, and every window holds an input cell).
+///
+/// # Safety
+/// AVX-512F; `src` holds the plane's `in_h · in_w` floats, `dst` its `out_h · out_w`, and
+/// `s.stride[1]` is 1 or 2, `s.kernel[1] <= MAX_KW`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn max_plane_avx512(s: &PoolShape, src: &[f32], dst: &mut [f32]) {
+    use std::arch::x86_64::*;
+    debug_assert!(src.len() >= s.in_h * s.in_w && dst.len() >= s.out_h * s.out_w);
+    let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    let low = _mm512_set1_ps(f32::NEG_INFINITY);
+    let (kw, sw, pl, in_w) = (s.kernel[1], s.stride[1], s.pads[1], s.in_w);
+    // Lanes `l < 16` whose column `start + l` lies in `0..in_w`.
+    let cols = |start: isize| -> __mmask16 {
+        let r = super::grouped::lane_range(start, 1, in_w, 16);
+        (((1u32 << r.end) - 1) & !((1u32 << r.start) - 1)) as __mmask16
+    };
+    for oy in 0..s.out_h {
+        let (rows, _) = window(oy, s.kernel[0], s.stride[0], s.pads[0], s.in_h, s.pads[2]);
+        for ox in (0..s.out_w).step_by(16) {
+            let n = (s.out_w - ox).min(16);
+            // Input column of lane 0 for window column `kx` (lane `l` reads `col + sw·l`), and
+            // the masks of its one or two loads.
+            let col = |kx: usize| (ox * sw + kx) as isize - pl as isize;
+            let mut masks = [[0 as __mmask16; 2]; MAX_KW];
+            for (kx, m) in masks.iter_mut().enumerate().take(kw) {
+                *m = [cols(col(kx)), cols(col(kx) + 16)];
+            }
+            let mut acc = low;
+            for iy in rows.clone() {
+                let row = src[iy * in_w..][..in_w].as_ptr();
+                for (kx, &[m0, m1]) in masks.iter().enumerate().take(kw) {
+                    let at = row.wrapping_offset(col(kx));
+                    // SAFETY: only the lanes of the masks are read, input columns inside the row.
+                    let x = unsafe {
+                        if sw == 1 {
+                            _mm512_mask_loadu_ps(low, m0, at)
+                        } else {
+                            let lo = _mm512_mask_loadu_ps(low, m0, at);
+                            let hi = _mm512_mask_loadu_ps(low, m1, at.wrapping_add(16));
+                            _mm512_permutex2var_ps(lo, even, hi)
+                        }
+                    };
+                    acc = fold_max512(acc, x);
+                }
+            }
+            let m = ((1u32 << n) - 1) as __mmask16;
+            // SAFETY: outputs `ox..ox + n` of row `oy` lie in `dst` (its length, above).
+            unsafe { _mm512_mask_storeu_ps(dst[oy * s.out_w + ox..][..n].as_mut_ptr(), m, acc) };
+        }
+    }
+}
+
+/// `max_nan(acc, x)` lane by lane: `_mm512_max_ps(x, acc)` returns `acc` when they are equal (so
+/// signed zeros fold as in `max_nan`) and when either is NaN, so a NaN `x` is blended back in.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn fold_max512(
+    acc: std::arch::x86_64::__m512,
+    x: std::arch::x86_64::__m512,
+) -> std::arch::x86_64::__m512 {
+    use std::arch::x86_64::*;
+    let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(x, x);
+    _mm512_mask_blend_ps(nan, _mm512_max_ps(x, acc), x)
 }
