@@ -7,9 +7,9 @@
 //! with the tier's target features (the interior loops vectorise), and 3×3 windows of stride 1 or 2
 //! get monomorphised copies; the AVX-512 tier's 3×3/2 max pool on wide maps (the stems') has its
 //! own interior row loop (`max_row_3x2`): with it ResNeXt-50's max pool took 0.74× the time. Its
-//! other max pools of column stride 1 or 2 (GoogLeNet's and Inception's 3×3 branch pools, whose
-//! 7×7–28×28 planes are mostly border) take `max_plane_avx512`: 16 outputs of a row a vector,
-//! every window cell one masked load, the same fold order per output.
+//! other max and average pools of column stride 1 or 2 (GoogLeNet's and Inception's 3×3 branch
+//! pools, whose 7×7–35×35 planes are mostly border) take `plane_avx512_vec`: 16 outputs of a row
+//! a vector, every window cell one masked load, the same fold order per output.
 
 use std::ops::Range;
 
@@ -134,11 +134,10 @@ fn plane_avx512(s: &PoolShape, reduce: Reduce, src: &[f32], dst: &mut [f32]) {
     if matches!(reduce, Reduce::Max) && s.kernel[1] == 3 && s.stride[1] == 2 && s.out_w >= 24 {
         // The stems' 3×3/2 max pool: 16 outputs of a row per step (see `max_row_3x2`).
         plane_k::<3, 2, true>(s, reduce, src, dst)
-    } else if matches!(reduce, Reduce::Max) && matches!(s.stride[1], 1 | 2) && s.kernel[1] <= MAX_KW
-    {
+    } else if matches!(s.stride[1], 1 | 2) && s.kernel[1] <= MAX_KW && s.out_w <= MAX_OUT_W {
         // SAFETY: AVX-512F is enabled here; `src` and `dst` are one plane each (the caller's
-        // slicing), a column stride of 1 or 2.
-        unsafe { max_plane_avx512(s, src, dst) }
+        // slicing), a column stride of 1 or 2, windows and rows within the bounds.
+        unsafe { plane_avx512_vec(s, reduce, src, dst) }
     } else {
         plane(s, reduce, src, dst)
     }
@@ -348,34 +347,51 @@ unsafe fn max_row_3x2(out: &mut [f32], row: &[f32]) {
     }
 }
 
-/// The widest window [`max_plane_avx512`] takes.
+/// The widest window [`plane_avx512_vec`] takes.
 #[cfg(target_arch = "x86_64")]
 const MAX_KW: usize = 16;
 
-/// Max pool of one plane on AVX-512, column stride 1 or 2, windows up to [`MAX_KW`] wide: for every output row, vectors of 16
-/// outputs; for each input row of the window (in order) and each window column (in order), one
-/// load of the 16 cells those outputs read (stride 2: two loads and a permute to the even lanes),
-/// the lanes outside the input masked to −∞, folded as `max_nan` folds: the reference's order and
-/// value for every output (a −∞ lane never changes a fold, and every window holds an input cell).
+/// The widest output row [`plane_avx512_vec`] takes (its average pools keep a divisor per
+/// output column on the stack).
+#[cfg(target_arch = "x86_64")]
+const MAX_OUT_W: usize = 256;
+
+/// Max or average pool of one plane on AVX-512, column stride 1 or 2, windows up to [`MAX_KW`]
+/// wide, rows up to [`MAX_OUT_W`]: for every output row, vectors of 16 outputs; for each input
+/// row of the window (in order) and each window column (in order), one load of the 16 cells those
+/// outputs read (stride 2: two loads and a permute to the even lanes), the lanes outside the input
+/// masked to the fold's identity (−∞ for max, folded as `max_nan` folds; +0 for sums, which start
+/// at +0 and so are never −0). Every output folds the reference's cells in the reference's order,
+/// so the results are the reference's bit for bit; averages divide by the same count.
 ///
 /// # Safety
-/// AVX-512F; `src` holds the plane's `in_h · in_w` floats, `dst` its `out_h · out_w`, and
-/// `s.stride[1]` is 1 or 2, `s.kernel[1] <= MAX_KW`.
+/// AVX-512F; `src` holds the plane's `in_h · in_w` floats, `dst` its `out_h · out_w`,
+/// `s.stride[1]` is 1 or 2, `s.kernel[1] <= MAX_KW` and `s.out_w <= MAX_OUT_W`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn max_plane_avx512(s: &PoolShape, src: &[f32], dst: &mut [f32]) {
+unsafe fn plane_avx512_vec(s: &PoolShape, reduce: Reduce, src: &[f32], dst: &mut [f32]) {
     use std::arch::x86_64::*;
     debug_assert!(src.len() >= s.in_h * s.in_w && dst.len() >= s.out_h * s.out_w);
     let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    let low = _mm512_set1_ps(f32::NEG_INFINITY);
+    let max = matches!(reduce, Reduce::Max);
+    let identity = _mm512_set1_ps(if max { f32::NEG_INFINITY } else { 0.0 });
     let (kw, sw, pl, in_w) = (s.kernel[1], s.stride[1], s.pads[1], s.in_w);
     // Lanes `l < 16` whose column `start + l` lies in `0..in_w`.
     let cols = |start: isize| -> __mmask16 {
         let r = super::grouped::lane_range(start, 1, in_w, 16);
         (((1u32 << r.end) - 1) & !((1u32 << r.start) - 1)) as __mmask16
     };
+    // Averages: each output column's window cells inside the input and inside the padded input.
+    let mut col_cells = [(0usize, 0usize); MAX_OUT_W];
+    if !max {
+        for (ox, c) in col_cells.iter_mut().enumerate().take(s.out_w) {
+            let (range, padded) = window(ox, kw, sw, pl, in_w, s.pads[3]);
+            *c = (range.len(), padded);
+        }
+    }
     for oy in 0..s.out_h {
-        let (rows, _) = window(oy, s.kernel[0], s.stride[0], s.pads[0], s.in_h, s.pads[2]);
+        let (rows, padded_rows) =
+            window(oy, s.kernel[0], s.stride[0], s.pads[0], s.in_h, s.pads[2]);
         for ox in (0..s.out_w).step_by(16) {
             let n = (s.out_w - ox).min(16);
             // Input column of lane 0 for window column `kx` (lane `l` reads `col + sw·l`), and
@@ -385,7 +401,7 @@ unsafe fn max_plane_avx512(s: &PoolShape, src: &[f32], dst: &mut [f32]) {
             for (kx, m) in masks.iter_mut().enumerate().take(kw) {
                 *m = [cols(col(kx)), cols(col(kx) + 16)];
             }
-            let mut acc = low;
+            let mut acc = identity;
             for iy in rows.clone() {
                 let row = src[iy * in_w..][..in_w].as_ptr();
                 for (kx, &[m0, m1]) in masks.iter().enumerate().take(kw) {
@@ -393,15 +409,32 @@ unsafe fn max_plane_avx512(s: &PoolShape, src: &[f32], dst: &mut [f32]) {
                     // SAFETY: only the lanes of the masks are read, input columns inside the row.
                     let x = unsafe {
                         if sw == 1 {
-                            _mm512_mask_loadu_ps(low, m0, at)
+                            _mm512_mask_loadu_ps(identity, m0, at)
                         } else {
-                            let lo = _mm512_mask_loadu_ps(low, m0, at);
-                            let hi = _mm512_mask_loadu_ps(low, m1, at.wrapping_add(16));
+                            let lo = _mm512_mask_loadu_ps(identity, m0, at);
+                            let hi = _mm512_mask_loadu_ps(identity, m1, at.wrapping_add(16));
                             _mm512_permutex2var_ps(lo, even, hi)
                         }
                     };
-                    acc = fold_max512(acc, x);
+                    acc = if max {
+                        fold_max512(acc, x)
+                    } else {
+                        _mm512_add_ps(acc, x)
+                    };
                 }
+            }
+            if let Reduce::Avg { count_include_pad } = reduce {
+                let mut count = [1.0f32; 16];
+                for (c, &(inside, padded)) in count.iter_mut().zip(&col_cells[ox..ox + n]) {
+                    let cells = if count_include_pad {
+                        padded_rows * padded
+                    } else {
+                        rows.len() * inside
+                    };
+                    *c = cells as f32;
+                }
+                // SAFETY: `count` holds 16 floats.
+                acc = _mm512_div_ps(acc, unsafe { _mm512_loadu_ps(count.as_ptr()) });
             }
             let m = ((1u32 << n) - 1) as __mmask16;
             // SAFETY: outputs `ox..ox + n` of row `oy` lie in `dst` (its length, above).
