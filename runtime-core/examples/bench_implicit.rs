@@ -18,7 +18,7 @@ use resnext_runtime_core::kernels::conv::{self, ConvAlgo};
 use resnext_runtime_core::kernels::{Activation, ConvArgs, ConvShape, Epilogue};
 
 /// (model, in, out, map size, kernel, stride, pad).
-const LAYERS: [(&str, usize, usize, usize, usize, usize, usize); 17] = [
+const LAYERS: [(&str, usize, usize, usize, usize, usize, usize); 19] = [
     ("resnet stem", 3, 64, 224, 7, 2, 3),
     ("resnet18", 64, 64, 56, 3, 1, 1),
     ("resnet18", 64, 128, 56, 3, 2, 1),
@@ -36,6 +36,8 @@ const LAYERS: [(&str, usize, usize, usize, usize, usize, usize); 17] = [
     ("vgg11 stem", 3, 64, 224, 3, 1, 1),
     ("alexnet stem", 3, 64, 224, 11, 4, 2),
     ("mobilenet stem", 3, 32, 224, 3, 2, 1),
+    ("inception 5x5", 48, 64, 35, 5, 1, 2),
+    ("densenet", 128, 32, 14, 3, 1, 1),
 ];
 
 const ALGOS: [ConvAlgo; 2] = [ConvAlgo::Im2col, ConvAlgo::ImplicitGemm];

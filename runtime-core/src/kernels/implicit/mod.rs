@@ -59,21 +59,27 @@ pub fn supports(shape: &ConvShape) -> bool {
 
 /// Whether the compiler should pick this algorithm for `shape` over im2col: an ungrouped conv
 /// larger than 1×1 (a 1×1 conv is a plain GEMM on its input planes already) with at least
-/// `MIN_K` products per output, whose column tiles waste at most a tenth of their columns or
-/// whose map is small enough for `by_channel`. Measured at 1 thread against im2col
+/// `MIN_K` products per output, whose column tiles waste at most 15% of their columns or whose
+/// map is small enough for `by_channel`. Measured at 1 thread against im2col
 /// (`examples/bench_implicit.rs`, `bench/RESULTS.md` 2026-12-07): see there; the 3-channel 3×3
-/// stems (27 products an output, the epilogue's share large) took 1.03–1.1× im2col's time.
+/// stems (27 products an output, the epilogue's share large) took 1.03–1.1× im2col's time, and
+/// Inception-v3's 5×5 convs on 35×35 maps (10% of the columns wasted) 0.83×.
 pub fn preferred(shape: &ConvShape) -> bool {
     supports(shape)
         && shape.kernel != [1, 1]
         && k_len(shape) >= MIN_K
-        && (columns_useful(shape) || by_channel(shape))
+        && (useful_share(shape) >= MIN_USEFUL_OVER_IM2COL || by_channel(shape))
+}
+
+/// The share of the columns the column tiles compute that are outputs.
+fn useful_share(s: &ConvShape) -> f64 {
+    let computed = columns(s, phases(s)).div_ceil(16) * 16;
+    (s.out_h * s.out_w) as f64 / computed as f64
 }
 
 /// Whether at least [`MIN_USEFUL`] of the columns the column tiles compute are outputs.
 fn columns_useful(s: &ConvShape) -> bool {
-    let computed = columns(s, phases(s)).div_ceil(16) * 16;
-    (s.out_h * s.out_w) as f64 >= MIN_USEFUL * computed as f64
+    useful_share(s) >= MIN_USEFUL
 }
 
 /// Whether [`run`] vectorises over output channels (`by_channel`) rather than columns: small
@@ -84,8 +90,11 @@ fn by_channel(s: &ConvShape) -> bool {
 
 /// Fewest products per output [`preferred`] takes.
 const MIN_K: usize = 64;
-/// Smallest share of real outputs among the computed columns [`preferred`] takes.
+/// Smallest share of real outputs among the computed columns for which the column tiles run
+/// rather than `by_channel` (on maps small enough for it).
 const MIN_USEFUL: f64 = 0.9;
+/// Smallest share of real outputs among the computed columns [`preferred`] takes over im2col.
+const MIN_USEFUL_OVER_IM2COL: f64 = 0.85;
 
 /// Floats [`pack`] returns.
 pub fn packed_len(shape: &ConvShape) -> usize {
