@@ -602,3 +602,33 @@ fn observed_run_sees_every_value_once() {
         npy::read_f32(workspace().join("testdata/families/resnext_mini.output.npy")).expect("out");
     resnext_test_support::assert_close(&out[0], &want, 1e-4, "resnext_mini");
 }
+
+/// `Builder::calibrate_with` reaches the same pass: the emitted module calls the int8 kernels, and
+/// an fp32 model at int8 without items is refused.
+#[test]
+fn builder_calibrates() {
+    let model = workspace().join("testdata/families/resnet_basic_mini.ts17.onnx");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut rng = Rng(5);
+    let items = random_items(&mut rng, &[3, 64, 64], 4);
+    let module = resnext_compiler::Builder::new(&model)
+        .name("calibrated")
+        .emit_rerun_if_changed(false)
+        .precision(Precision::Int8)
+        .calibrate_with(items)
+        .calibration_method(CalibrationMethod::Percentile(99.9))
+        .compile_to(dir.path())
+        .expect("compile");
+    let source = std::fs::read_to_string(module).expect("read the module");
+    assert!(source.contains("kernels::int8::qconv2d"), "no int8 kernel");
+    let err = resnext_compiler::Builder::new(&model)
+        .emit_rerun_if_changed(false)
+        .precision(Precision::Int8)
+        .compile_to(dir.path())
+        .expect_err("int8 without items");
+    let text = format!(
+        "{err}: {}",
+        std::error::Error::source(&err).expect("a cause")
+    );
+    assert!(text.contains("needs a quantized model"), "{text}");
+}
