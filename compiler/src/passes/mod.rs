@@ -284,9 +284,7 @@ pub fn optimize(graph: &mut Graph, opts: &PassOptions) -> Result<PassReport, Pas
     };
     run.pass("simplify", simplify)?;
     run.pass("fold-batch-norm", fold_batch_norm)?;
-    if let Some(calibration) = &opts.calibration {
-        run.calibrate(calibration)?;
-    }
+    run.calibrate(opts.calibration.as_ref())?;
     run.pass("fuse-epilogue", fuse_epilogue)?;
     run.pass("fuse-requant", lower_int8::fuse_requant)?;
     run.pass("simplify", simplify)?;
@@ -334,19 +332,23 @@ struct Pipeline<'a> {
 }
 
 impl Pipeline<'_> {
-    /// `calibrate`, recorded like any pass; its report goes to [`PassReport::calibration`].
-    fn calibrate(&mut self, calibration: &Calibration) -> Result<(), PassError> {
+    /// `calibrate`, recorded like any pass (unchanged without items, so `stop_after` can name it);
+    /// its report goes to [`PassReport::calibration`].
+    fn calibrate(&mut self, calibration: Option<&Calibration>) -> Result<(), PassError> {
         let mut report = None;
         let mut result = Ok(());
-        self.pass("calibrate", |g| match calibrate(g, calibration) {
-            Ok(r) => {
-                let changed = !r.quantized.is_empty();
-                report = Some(r);
-                Ok(changed)
-            }
-            Err(e) => {
-                result = Err(PassError::Calibrate(Box::new(e)));
-                Ok(false)
+        self.pass("calibrate", |g| {
+            match calibration.map(|c| calibrate(g, c)) {
+                None => Ok(false),
+                Some(Ok(r)) => {
+                    let changed = !r.quantized.is_empty();
+                    report = Some(r);
+                    Ok(changed)
+                }
+                Some(Err(e)) => {
+                    result = Err(PassError::Calibrate(Box::new(e)));
+                    Ok(false)
+                }
             }
         })?;
         result?;
