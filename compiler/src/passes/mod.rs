@@ -5,12 +5,11 @@
 //! patterns below see producer → consumer directly; `fold-batch-norm` folds BatchNorm into the conv
 //! or dense before it (or turns it into a ScaleShift); `calibrate` (fp32 models compiled to int8
 //! with calibration items) quantizes the convs and dense layers to the IR a QDQ model imports as;
-//! `fuse-epilogue` folds residual Adds and
-//! activations into the node that produces their input; `fuse-requant` moves the ReLU and the
-//! quantize-dequantize after an int8 conv into it (QDQ models); `simplify` runs again to drop what
-//! the fusions left dead or redundant; `select-kernels` and `pack-int8` pack weights for the
-//! runtime's kernels; `plan-memory` places every activation in one arena. `stop_after` and
-//! `print_after` take these names ([`PASSES`]) to bisect a miscompile.
+//! `fuse-epilogue` folds residual Adds and activations into the node that produces their input;
+//! `fuse-requant` moves the ReLU and the quantize-dequantize after an int8 conv into it; `simplify`
+//! runs again to drop what the fusions left dead or redundant; `select-kernels` and `pack-int8`
+//! pack weights for the runtime's kernels; `plan-memory` places every activation in one arena.
+//! `stop_after` and `print_after` take these names ([`PASSES`]) to bisect a miscompile.
 
 mod calibrate;
 mod fold_batch_norm;
