@@ -16,7 +16,9 @@ use std::path::{Path, PathBuf};
 
 use crate::back::rust as back_rust;
 use crate::driver::{self, Error};
-use crate::passes::{LayoutChoice, Precision};
+use std::sync::Arc;
+
+use crate::passes::{Calibration, CalibrationMethod, LayoutChoice, Precision, Samples};
 
 /// Configures and runs one model compilation from a build script.
 #[derive(Clone, Debug)]
@@ -24,6 +26,15 @@ pub struct Builder {
     model: PathBuf,
     options: driver::Options,
     rerun_if_changed: bool,
+    calibration: Option<CalibrationItems>,
+    calibration_method: CalibrationMethod,
+}
+
+/// Where [`Builder::calibrate`]'s items come from.
+#[derive(Clone, Debug)]
+enum CalibrationItems {
+    File(PathBuf),
+    Memory(Arc<Samples>),
 }
 
 impl Builder {
@@ -37,6 +48,8 @@ impl Builder {
             model,
             options,
             rerun_if_changed: true,
+            calibration: None,
+            calibration_method: CalibrationMethod::MinMax,
         }
     }
 
@@ -69,11 +82,34 @@ impl Builder {
     }
 
     /// The arithmetic of the layers that have a reduced-precision kernel (default
-    /// [`Precision::F32`]; [`Precision::Bf16`]: bf16 1×1 convs and dense layers, fp32 sums).
+    /// [`Precision::F32`]; [`Precision::Bf16`]: bf16 1×1 convs and dense layers, fp32 sums;
+    /// [`Precision::Int8`]: int8 convs and dense layers of a QDQ model, or of an fp32 model with
+    /// [`Builder::calibrate`]).
     pub fn precision(mut self, precision: Precision) -> Builder {
         if let Some(p) = &mut self.options.passes {
             p.precision = precision;
         }
+        self
+    }
+
+    /// Quantizes an fp32 model to int8 with activation ranges observed on the items of this f32
+    /// `.npy` file (`[N, …]`, the model input's shape; read when compiling), as
+    /// `resnextc compile --precision int8 --calibrate`; needs [`Precision::Int8`] (see
+    /// [`crate::passes::calibrate()`]).
+    pub fn calibrate(mut self, items: impl AsRef<Path>) -> Builder {
+        self.calibration = Some(CalibrationItems::File(items.as_ref().to_path_buf()));
+        self
+    }
+
+    /// [`Builder::calibrate`] with items in memory.
+    pub fn calibrate_with(mut self, items: Samples) -> Builder {
+        self.calibration = Some(CalibrationItems::Memory(Arc::new(items)));
+        self
+    }
+
+    /// How calibration picks each activation's range (default [`CalibrationMethod::MinMax`]).
+    pub fn calibration_method(mut self, method: CalibrationMethod) -> Builder {
+        self.calibration_method = method;
         self
     }
 
@@ -107,10 +143,26 @@ impl Builder {
             println!("cargo:rerun-if-changed={}", self.model.display());
         }
         let graph = driver::load(&self.model, &self.options)?;
-        let compiled = driver::compile(graph, &self.options)?;
-        let emitted = compiled.emit(&self.options.back)?;
+        let mut options = self.options;
+        if let (Some(items), Some(passes)) = (self.calibration, &mut options.passes) {
+            let samples = match items {
+                CalibrationItems::File(path) => {
+                    if self.rerun_if_changed {
+                        println!("cargo:rerun-if-changed={}", path.display());
+                    }
+                    Arc::new(driver::read_samples(&path, &graph)?)
+                }
+                CalibrationItems::Memory(samples) => samples,
+            };
+            passes.calibration = Some(Calibration {
+                samples,
+                method: self.calibration_method,
+            });
+        }
+        let compiled = driver::compile(graph, &options)?;
+        let emitted = compiled.emit(&options.back)?;
         emitted
-            .write_module(out_dir.as_ref(), &self.options.back.name)
+            .write_module(out_dir.as_ref(), &options.back.name)
             .map_err(Error::Emit)
     }
 }

@@ -8,7 +8,8 @@ use crate::back::rust as back_rust;
 #[cfg(feature = "onnx")]
 use crate::front::onnx::{self, OnnxError};
 use crate::ir::{self, Graph, GraphInfo, IrErrors};
-use crate::passes::{self, MemoryPlan, PassError, PassOptions};
+use crate::passes::{self, MemoryPlan, PassError, PassOptions, Samples};
+use resnext_runtime_core::formats::npy::NpyError;
 
 /// How to compile.
 #[derive(Clone, Debug)]
@@ -48,6 +49,14 @@ pub enum Error {
     Emit(#[source] back_rust::Error),
     #[error("CUDA code generation failed")]
     EmitCuda(#[source] crate::back::cuda::Error),
+    #[error("cannot use the items {}", path.display())]
+    Samples {
+        path: std::path::PathBuf,
+        #[source]
+        source: Box<passes::CalibrateError>,
+    },
+    #[error("the check could not run")]
+    Check(#[source] Box<crate::check::CheckError>),
 }
 
 impl Error {
@@ -61,6 +70,11 @@ impl Error {
             }
             | Error::Emit(back_rust::Error::Io { .. }) => 3,
             Error::EmitCuda(crate::back::cuda::Error::Io { .. }) => 3,
+            Error::Samples { source, .. }
+                if matches!(**source, passes::CalibrateError::Npy(NpyError::Io { .. })) =>
+            {
+                3
+            }
             _ => 1,
         }
     }
@@ -73,6 +87,8 @@ pub struct Compiled {
     pub info: GraphInfo,
     /// The memory plan, when the passes ran.
     pub memory: Option<MemoryPlan>,
+    /// What `calibrate` did, when it ran.
+    pub calibration: Option<passes::CalibrationReport>,
 }
 
 impl Compiled {
@@ -103,9 +119,31 @@ pub fn load(path: &Path, options: &Options) -> Result<Graph, Error> {
     Ok(graph)
 }
 
+/// Reads items (`[N, …]` f32 `.npy`) for calibration or `--check`, checked against `graph`'s input.
+pub fn read_samples(path: &Path, graph: &Graph) -> Result<Samples, Error> {
+    let err = |source| Error::Samples {
+        path: path.to_path_buf(),
+        source: Box::new(source),
+    };
+    let samples = Samples::from_npy(path).map_err(err)?;
+    samples.check_against(graph).map_err(err)?;
+    Ok(samples)
+}
+
+/// Runs the compiled graph and `reference` (the graph as loaded) on `samples` and compares their
+/// outputs ([`crate::check`]).
+pub fn check(
+    reference: &Graph,
+    compiled: &Compiled,
+    samples: &Samples,
+) -> Result<crate::check::CheckReport, Error> {
+    crate::check::check(reference, &compiled.graph, samples).map_err(|e| Error::Check(Box::new(e)))
+}
+
 /// Runs the pipeline on a graph: the passes (unless `options.passes` is `None`), then validation.
 pub fn compile(mut graph: Graph, options: &Options) -> Result<Compiled, Error> {
     let mut memory = None;
+    let mut calibration = None;
     if let Some(pass_options) = &options.passes {
         let started = Instant::now();
         let report = passes::optimize(&mut graph, pass_options).map_err(Error::Passes)?;
@@ -133,6 +171,7 @@ pub fn compile(mut graph: Graph, options: &Options) -> Result<Compiled, Error> {
             ),
         );
         memory = report.memory;
+        calibration = report.calibration;
     }
     let started = Instant::now();
     let info = ir::validate(&graph).map_err(Error::Invalid)?;
@@ -151,6 +190,7 @@ pub fn compile(mut graph: Graph, options: &Options) -> Result<Compiled, Error> {
         graph,
         info,
         memory,
+        calibration,
     })
 }
 

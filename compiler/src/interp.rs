@@ -43,6 +43,19 @@ pub fn run(
     inputs: &[&[f32]],
     batch: usize,
 ) -> Result<Vec<Vec<f32>>, InterpError> {
+    run_observed(graph, info, inputs, batch, &mut |_, _| {})
+}
+
+/// [`run`], showing `observe` every node's value (model inputs included) once it is computed; a
+/// value is dropped as soon as its last reader has run, so a large model's peak memory is its
+/// widest cut, not the sum of its values (what calibration runs on many items needs).
+pub fn run_observed(
+    graph: &Graph,
+    info: &GraphInfo,
+    inputs: &[&[f32]],
+    batch: usize,
+    observe: &mut dyn FnMut(NodeId, &[f32]),
+) -> Result<Vec<Vec<f32>>, InterpError> {
     if inputs.len() != graph.inputs.len() {
         return Err(InterpError::InputCount {
             expected: graph.inputs.len(),
@@ -61,7 +74,15 @@ pub fn run(
                 actual: data.len(),
             });
         }
+        observe(id, data);
         values.insert(id, data.to_vec());
+    }
+    // Readers left per value (each distinct reader once); model outputs are never dropped.
+    let mut readers: HashMap<NodeId, usize> = HashMap::new();
+    for &id in info.order() {
+        for i in distinct_inputs(graph, id) {
+            *readers.entry(i).or_default() += 1;
+        }
     }
     for &id in info.order() {
         let node = graph.node(id);
@@ -81,13 +102,31 @@ pub fn run(
             source,
         };
         eval(graph, id, &args, batch, &mut out).map_err(err)?;
+        observe(id, &out);
         values.insert(id, out);
+        for i in distinct_inputs(graph, id) {
+            let left = readers.get_mut(&i).map(|n| {
+                *n -= 1;
+                *n
+            });
+            if left == Some(0) && !graph.is_output(i) {
+                values.remove(&i);
+            }
+        }
     }
     Ok(graph
         .outputs
         .iter()
         .map(|(id, _)| values[id].clone())
         .collect())
+}
+
+/// The distinct producers `id` reads.
+fn distinct_inputs(graph: &Graph, id: NodeId) -> Vec<NodeId> {
+    let mut inputs = graph.inputs_of(id);
+    inputs.sort();
+    inputs.dedup();
+    inputs
 }
 
 fn eval(

@@ -10,6 +10,7 @@
 pub mod back;
 #[cfg(feature = "onnx")]
 pub mod builder;
+pub mod check;
 pub mod driver;
 pub mod front;
 pub mod interp;

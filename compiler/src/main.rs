@@ -5,6 +5,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::builder::PossibleValuesParser;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -12,7 +13,9 @@ use resnext_compiler::back::cuda::Target;
 use resnext_compiler::back::rust::RuntimeDep;
 use resnext_compiler::driver::{self, Compiled};
 use resnext_compiler::ir::Op;
-use resnext_compiler::passes::{self, LayoutChoice, PassOptions, Precision};
+use resnext_compiler::passes::{
+    self, Calibration, CalibrationMethod, LayoutChoice, PassOptions, Precision,
+};
 
 #[derive(Parser)]
 #[command(
@@ -60,9 +63,28 @@ enum Command {
         layout: LayoutArg,
         /// Arithmetic of the layers that have a reduced-precision kernel: `bf16` runs the NCHW
         /// 1×1 convs and the dense layers with bf16 weights and activations (fp32 sums and
-        /// epilogue); every other layer stays fp32. `int8` is reserved (not supported yet).
+        /// epilogue); `int8` runs convs and dense layers on u8 activations × i8 weights, for a
+        /// model in the ONNX QDQ form or an fp32 model with `--calibrate`. Other layers stay fp32.
         #[arg(long, default_value = "fp32", value_parser = Precision::parse)]
         precision: Precision,
+        /// With `--precision int8`, quantize this fp32 model with activation ranges observed on
+        /// these items (f32 `.npy` of shape [N, model input shape…]): per-tensor u8 activations,
+        /// per-output-channel symmetric int8 weights.
+        #[arg(long, value_name = "ITEMS.npy", conflicts_with = "no_opt")]
+        calibrate: Option<PathBuf>,
+        /// How `--calibrate` picks each activation's range: `minmax` (the extremes seen) or
+        /// `percentile` (the `--percentile` P-th and (100 − P)-th percentiles, clipping outliers).
+        #[arg(long, value_enum, default_value_t = MethodArg::Minmax, requires = "calibrate")]
+        calibrate_method: MethodArg,
+        /// The percentile of `--calibrate-method percentile`, above 50 and at most 100.
+        #[arg(long, default_value_t = passes::DEFAULT_PERCENTILE, requires = "calibrate")]
+        percentile: f32,
+        /// After compiling, run the compiled graph (its kernels, at its precision) and the model
+        /// as imported (reference kernels) on these items (f32 `.npy`, [N, input shape…]) and
+        /// print per output the max abs error, the error relative to max |reference| and the
+        /// fraction of items whose top-1 agrees.
+        #[arg(long, value_name = "INPUTS.npy")]
+        check: Option<PathBuf>,
         /// Print each stage and its time (and each pass's time and node counts).
         #[arg(short, long)]
         verbose: bool,
@@ -111,6 +133,14 @@ impl From<LayoutArg> for LayoutChoice {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum MethodArg {
+    /// The minimum and maximum seen
+    Minmax,
+    /// The (100 − P)-th and P-th percentiles (`--percentile P`, default 99.99)
+    Percentile,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum TargetArg {
     Cpu,
     Cuda,
@@ -152,6 +182,10 @@ fn main() -> ExitCode {
             verify,
             layout,
             precision,
+            calibrate,
+            calibrate_method,
+            percentile,
+            check,
             verbose,
             target,
         } => {
@@ -163,6 +197,10 @@ fn main() -> ExitCode {
                 precision,
                 ..PassOptions::default()
             });
+            let method = match calibrate_method {
+                MethodArg::Minmax => CalibrationMethod::MinMax,
+                MethodArg::Percentile => CalibrationMethod::Percentile(percentile),
+            };
             compile(
                 model,
                 out,
@@ -171,6 +209,10 @@ fn main() -> ExitCode {
                 passes,
                 verbose,
                 target.into(),
+                Items {
+                    calibrate: calibrate.map(|c| (c, method)),
+                    check,
+                },
             )
         }
         Command::Inspect {
@@ -199,6 +241,13 @@ fn main() -> ExitCode {
     }
 }
 
+/// The `.npy` items of `compile`: for calibration (with its method) and for `--check`.
+struct Items {
+    calibrate: Option<(PathBuf, CalibrationMethod)>,
+    check: Option<PathBuf>,
+}
+
+#[allow(clippy::too_many_arguments)]
 fn compile(
     model: PathBuf,
     out: PathBuf,
@@ -207,6 +256,7 @@ fn compile(
     passes: Option<PassOptions>,
     verbose: bool,
     target: Target,
+    items: Items,
 ) -> Result<(), driver::Error> {
     let mut options = driver::Options {
         verbose,
@@ -220,12 +270,51 @@ fn compile(
         options.back.runtime = RuntimeDep::Version(v);
     }
     let graph = driver::load(&model, &options)?;
-    driver::compile_to_crate(graph, &out, &options)?;
+    // Both item files are read and checked against the model before anything is written.
+    let check = match &items.check {
+        Some(path) => Some((path, driver::read_samples(path, &graph)?)),
+        None => None,
+    };
+    if let (Some((path, method)), Some(passes)) = (&items.calibrate, &mut options.passes) {
+        passes.calibration = Some(Calibration {
+            samples: Arc::new(driver::read_samples(path, &graph)?),
+            method: *method,
+        });
+    }
+    let reference = check.as_ref().map(|_| graph.clone());
+    let compiled = driver::compile_to_crate(graph, &out, &options)?;
+    if let Some(c) = compiled.calibration.as_ref().filter(|_| !verbose) {
+        eprintln!(
+            "calibrated on {} items: {} layers int8, {} kept fp32{}",
+            c.items,
+            c.quantized.len(),
+            c.kept_fp32.len(),
+            if c.kept_fp32.is_empty() {
+                ""
+            } else {
+                " (-v lists them)"
+            }
+        );
+    }
     eprintln!(
         "wrote {}: build and run it with `cargo run --release --manifest-path {}/Cargo.toml -- INPUT.npy OUTPUT.npy`",
         out.display(),
         out.display()
     );
+    if let (Some((path, samples)), Some(reference)) = (check, reference) {
+        let report = driver::check(&reference, &compiled, &samples)?;
+        let precision = options
+            .passes
+            .as_ref()
+            .map_or("fp32, no passes", |p| p.precision.name());
+        println!(
+            "check on {} items of {}: compiled ({precision}) vs the model as imported on the \
+             reference kernels",
+            report.items,
+            path.display()
+        );
+        print!("{report}");
+    }
     Ok(())
 }
 

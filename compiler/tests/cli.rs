@@ -223,7 +223,7 @@ fn inspect_json_lists_nodes_with_ops() {
 }
 
 #[test]
-fn precision_bf16_shows_in_inspect_and_int8_is_refused() {
+fn precision_bf16_shows_in_inspect_and_int8_needs_calibration() {
     let model = small_model();
     let model = model.to_str().expect("utf-8");
     let out = resnextc(&["inspect", model, "--after-passes", "--precision", "bf16"]);
@@ -244,11 +244,12 @@ fn precision_bf16_shows_in_inspect_and_int8_is_refused() {
     let dir = tempfile::tempdir().expect("temp dir");
     let out_dir = dir.path().join("out");
     let out_dir = out_dir.to_str().expect("utf-8");
+    // An fp32 model at int8 needs calibration items.
     let out = resnextc(&["compile", model, "-o", out_dir, "--precision", "int8"]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("int8") && err.contains("not supported yet"),
+        err.contains("`int8` needs a quantized model") && err.contains("--calibrate"),
         "{err}"
     );
     assert!(!Path::new(out_dir).exists());

@@ -146,10 +146,7 @@ fn module(stem: &str, layout: LayoutChoice, precision: Precision) -> String {
         LayoutChoice::Nchw => "nchw",
         LayoutChoice::Nchw8c => "nchw8c",
     };
-    let precision = match precision {
-        Precision::F32 => "fp32",
-        Precision::Bf16 => "bf16",
-    };
+    let precision = precision.name();
     format!("{stem}_{layout}_{precision}")
 }
 

@@ -425,7 +425,7 @@ fn pipeline_options_stop_print_and_reject_unknown_passes() {
     let report = passes::optimize(&mut g, &opts).unwrap();
     assert_eq!(report.passes.len(), passes::PASSES.len() + 1);
     assert_eq!(
-        (report.passes[3].nodes_before, report.passes[3].nodes_after),
+        (report.passes[4].nodes_before, report.passes[4].nodes_after),
         (2, 2)
     );
     assert!(report.memory.is_some());

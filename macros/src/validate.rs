@@ -331,12 +331,20 @@ fn stem(value: &Expr, errors: &mut Errors) -> Option<Stem> {
     None
 }
 
-/// `fp32` or `bf16` (`Precision::parse`: `int8` is refused as not supported yet).
+/// `fp32` or `bf16` (`Precision::parse`); `int8` is refused: it needs calibration items or a QDQ
+/// model, and a declared model's weights are only known at run time.
 fn precision(value: &Expr, errors: &mut Errors) -> Option<Precision> {
     if let Expr::Path(p) = value
         && let Some(ident) = p.path.get_ident()
     {
         return match Precision::parse(&ident.to_string()) {
+            Ok(Precision::Int8) => {
+                errors.at(
+                    value,
+                    "precision `int8` is not supported yet; use `fp32` or `bf16`",
+                );
+                None
+            }
             Ok(p) => Some(p),
             Err(message) => {
                 errors.at(value, message);

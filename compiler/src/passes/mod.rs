@@ -3,13 +3,15 @@
 //!
 //! The order is fixed and reads top to bottom in [`optimize`]: `simplify` removes no-ops so the
 //! patterns below see producer → consumer directly; `fold-batch-norm` folds BatchNorm into the conv
-//! or dense before it (or turns it into a ScaleShift); `fuse-epilogue` folds residual Adds and
-//! activations into the node that produces their input; `fuse-requant` moves the ReLU and the
-//! quantize-dequantize after an int8 conv into it (QDQ models); `simplify` runs again to drop what
-//! the fusions left dead or redundant; `select-kernels` and `pack-int8` pack weights for the
-//! runtime's kernels; `plan-memory` places every activation in one arena. `stop_after` and
-//! `print_after` take these names ([`PASSES`]) to bisect a miscompile.
+//! or dense before it (or turns it into a ScaleShift); `calibrate` (fp32 models compiled to int8
+//! with calibration items) quantizes the convs and dense layers to the IR a QDQ model imports as;
+//! `fuse-epilogue` folds residual Adds and activations into the node that produces their input;
+//! `fuse-requant` moves the ReLU and the quantize-dequantize after an int8 conv into it; `simplify`
+//! runs again to drop what the fusions left dead or redundant; `select-kernels` and `pack-int8`
+//! pack weights for the runtime's kernels; `plan-memory` places every activation in one arena.
+//! `stop_after` and `print_after` take these names ([`PASSES`]) to bisect a miscompile.
 
+mod calibrate;
 mod fold_batch_norm;
 mod fuse_elementwise;
 mod fuse_epilogue;
@@ -22,6 +24,10 @@ mod simplify;
 
 use std::time::{Duration, Instant};
 
+pub use calibrate::{
+    CALIBRATION_CHUNK, CalibrateError, Calibration, CalibrationMethod, CalibrationReport,
+    DEFAULT_PERCENTILE, Samples, activation_quant, calibrate,
+};
 pub use fold_batch_norm::fold_batch_norm;
 pub use fuse_epilogue::fuse_epilogue;
 pub use plan_memory::{MemoryPlan, PlanOptions, Slot, plan_memory};
@@ -38,6 +44,7 @@ use crate::ir::{self, Graph, IrError, IrErrors};
 pub const PASSES: &[&str] = &[
     "simplify",
     "fold-batch-norm",
+    "calibrate",
     "fuse-epilogue",
     "fuse-requant",
     "select-kernels",
@@ -59,6 +66,9 @@ pub struct PassOptions {
     pub plan: PlanOptions,
     /// The arithmetic of the layers that have a reduced-precision kernel (see [`Precision`]).
     pub precision: Precision,
+    /// With [`Precision::Int8`] for an fp32 model: the items `calibrate` quantizes it with (see
+    /// [`calibrate()`]). Refused with another precision, or for a model already quantized.
+    pub calibration: Option<Calibration>,
     /// Run `select-kernels` (fast, prepacked kernels). Off, every layer runs on the reference
     /// kernels: slow, but the oracle the fast path is checked against.
     pub select_kernels: bool,
@@ -77,16 +87,22 @@ pub enum Precision {
     /// (`ConvAlgo::PointwiseBf16`) and the dense layers (`DenseKernel::PackedBf16`); every other
     /// layer (grouped, depthwise, im2col convs, and 1×1 convs inside an NCHW8c region) stays fp32.
     Bf16,
+    /// u8 activations × i8 weights (`kernels::int8`) for the convs and dense layers of a model in
+    /// the ONNX QDQ form (which run int8 at any precision) or of an fp32 model quantized by
+    /// `calibrate` ([`PassOptions::calibration`]); an fp32 model without calibration is refused.
+    Int8,
 }
 
 impl Precision {
-    /// Parses `fp32` or `bf16`; `int8` is reserved and refused, as is anything else.
+    /// Parses `fp32`, `bf16` or `int8`.
     pub fn parse(s: &str) -> Result<Precision, String> {
         match s {
             "fp32" | "f32" => Ok(Precision::F32),
             "bf16" => Ok(Precision::Bf16),
-            "int8" => Err("precision `int8` is not supported yet; use `fp32` or `bf16`".into()),
-            other => Err(format!("unknown precision `{other}`; use `fp32` or `bf16`")),
+            "int8" => Ok(Precision::Int8),
+            other => Err(format!(
+                "unknown precision `{other}`; use `fp32`, `bf16` or `int8`"
+            )),
         }
     }
 
@@ -94,6 +110,7 @@ impl Precision {
         match self {
             Precision::F32 => "fp32",
             Precision::Bf16 => "bf16",
+            Precision::Int8 => "int8",
         }
     }
 }
@@ -142,6 +159,7 @@ impl Default for PassOptions {
             select_kernels: true,
             layout: LayoutChoice::Auto,
             precision: Precision::F32,
+            calibration: None,
         }
     }
 }
@@ -163,6 +181,8 @@ pub struct PassStat {
 pub struct PassReport {
     pub passes: Vec<PassStat>,
     pub memory: Option<MemoryPlan>,
+    /// What `calibrate` did, when it ran.
+    pub calibration: Option<CalibrationReport>,
 }
 
 impl PassReport {
@@ -178,6 +198,17 @@ impl PassReport {
                 p.nodes_after,
                 if p.changed { "changed" } else { "unchanged" }
             ));
+        }
+        if let Some(c) = &self.calibration {
+            s.push_str(&format!(
+                "calibrated on {} items: {} layers int8, {} kept fp32\n",
+                c.items,
+                c.quantized.len(),
+                c.kept_fp32.len()
+            ));
+            for (layer, why) in &c.kept_fp32 {
+                s.push_str(&format!("  fp32: {layer}: {why}\n"));
+            }
         }
         if let Some(m) = &self.memory {
             s.push_str(&format!(
@@ -209,6 +240,18 @@ pub enum PassError {
         #[source]
         source: IrError,
     },
+    #[error("pass `calibrate`: {0}")]
+    Calibrate(#[source] Box<CalibrateError>),
+    #[error(
+        "calibration items (`--calibrate`) quantize a model to int8: give them with precision \
+         `int8`, not `{0}`"
+    )]
+    CalibrationWithoutInt8(&'static str),
+    #[error(
+        "precision `int8` needs a quantized model (the ONNX QDQ form) or calibration items for \
+         this fp32 model (`resnextc compile --calibrate ITEMS.npy`, `Builder::calibrate`)"
+    )]
+    Int8WithoutQuantization,
 }
 
 /// Runs the pass pipeline on `graph`. Each pass returns whether it changed the graph; with
@@ -222,6 +265,16 @@ pub fn optimize(graph: &mut Graph, opts: &PassOptions) -> Result<PassReport, Pas
     // The passes assume a well-formed graph (acyclic, every slot filled, sane windows): a malformed
     // one is rejected before any pass can trip over it or rewrite it into something valid.
     ir::validate(graph).map_err(PassError::Input)?;
+    let quantized = graph
+        .nodes
+        .node_weights()
+        .any(|n| matches!(n.op, ir::Op::QConv(_) | ir::Op::FakeQuant(_)));
+    match (&opts.calibration, opts.precision) {
+        (Some(_), Precision::Int8) | (None, Precision::F32 | Precision::Bf16) => {}
+        (Some(_), p) => return Err(PassError::CalibrationWithoutInt8(p.name())),
+        (None, Precision::Int8) if !quantized => return Err(PassError::Int8WithoutQuantization),
+        (None, Precision::Int8) => {}
+    }
     let mut run = Pipeline {
         graph,
         opts,
@@ -230,6 +283,7 @@ pub fn optimize(graph: &mut Graph, opts: &PassOptions) -> Result<PassReport, Pas
     };
     run.pass("simplify", simplify)?;
     run.pass("fold-batch-norm", fold_batch_norm)?;
+    run.calibrate(opts.calibration.as_ref())?;
     run.pass("fuse-epilogue", fuse_epilogue)?;
     run.pass("fuse-requant", lower_int8::fuse_requant)?;
     run.pass("simplify", simplify)?;
@@ -277,6 +331,30 @@ struct Pipeline<'a> {
 }
 
 impl Pipeline<'_> {
+    /// `calibrate`, recorded like any pass (unchanged without items, so `stop_after` can name it);
+    /// its report goes to [`PassReport::calibration`].
+    fn calibrate(&mut self, calibration: Option<&Calibration>) -> Result<(), PassError> {
+        let mut report = None;
+        let mut result = Ok(());
+        self.pass("calibrate", |g| {
+            match calibration.map(|c| calibrate(g, c)) {
+                None => Ok(false),
+                Some(Ok(r)) => {
+                    let changed = !r.quantized.is_empty();
+                    report = Some(r);
+                    Ok(changed)
+                }
+                Some(Err(e)) => {
+                    result = Err(PassError::Calibrate(Box::new(e)));
+                    Ok(false)
+                }
+            }
+        })?;
+        result?;
+        self.report.calibration = report;
+        Ok(())
+    }
+
     fn pass(
         &mut self,
         name: &'static str,
