@@ -190,11 +190,18 @@ pub(crate) fn run_direct(ctx: &Ctx, args: ConvArgs, layout: Layout) -> Result<()
     if isa == Isa::Avx512
         && layout == Layout::Nchw
         && x86::avx512_depthwise_small::applies(&s)
-        && !x86::avx512_depthwise_direct::applies(&s)
+        && (!x86::avx512_depthwise_direct::applies(&s) || {
+            // Lanes each kernel computes: a vector per 16 pixels of the plane, or per 16 columns
+            // of each row.
+            let flat = (s.out_h * s.out_w).next_multiple_of(16);
+            let by_rows = s.out_h * s.out_w.next_multiple_of(16);
+            10 * flat < 8 * by_rows
+        })
     {
-        // Small depthwise maps of rows at most 8 wide (7×7): whole planes by masked loads,
-        // several channels a task. At 14×14 the direct kernel measured as fast (5×5) or faster
-        // (3×3: 0.87× the time).
+        // Small depthwise maps whose rows leave many lanes of the direct kernel idle (7×7, 10×10,
+        // 19×19): whole planes by masked loads, several channels a task. At 14×14, where the
+        // rows fill 14 of 16 lanes, the direct kernel measured as fast (5×5) or faster (3×3: 0.87×
+        // the time).
         let masks = x86::avx512_depthwise_small::Masks::new(&s);
         let planes = batch * s.out_c;
         let tasks = planes.min(4 * threads.count());

@@ -1,5 +1,5 @@
-//! AVX-512 depthwise conv of small maps (at most 256 output pixels: MobileNet's and EfficientNet's
-//! 7×7 and 14×14 stages), stride 1, output rows as wide as the input rows: each plane is one run
+//! AVX-512 depthwise conv of small maps (at most 512 output pixels: MobileNet's and EfficientNet's
+//! 7×7 stages, Xception's 19×19 and 10×10), stride 1, output rows as wide as the input rows: each plane is one run
 //! of pixels, 16 a vector, read straight from the input by masked loads, several channels a call.
 //!
 //! With `in_w == out_w`, output pixel `p` and tap `(ky, kx)` read input pixel
@@ -19,7 +19,7 @@ use crate::kernels::{ConvShape, Epilogue};
 const L: usize = 16;
 
 /// The most vectors (16 pixels each) a plane may have.
-const MAX_VECTORS: usize = 16;
+const MAX_VECTORS: usize = 32;
 
 /// The largest kernel side.
 const MAX_K: usize = 7;
@@ -28,7 +28,7 @@ const MAX_K: usize = 7;
 const BLOCK: usize = 4;
 
 /// Whether [`run`] takes depthwise conv `s`: 3×3, 5×5 or 7×7, stride 1, dilation 1, `in_w == out_w`,
-/// at most 256 output pixels.
+/// at most 512 output pixels.
 pub(crate) fn applies(s: &ConvShape) -> bool {
     let k = s.kernel[0];
     s.group == s.in_c
@@ -43,11 +43,10 @@ pub(crate) fn applies(s: &ConvShape) -> bool {
         && s.pads[1] < k
 }
 
-/// Which lanes of each vector read inside the input: `rows[v][ky]` (input row in range, pixel in
-/// the plane) and `cols[v][kx]` (input column in range); a tap's mask is their intersection.
+/// Which lanes of each vector read inside the input for each tap: `taps[v][ky·K + kx]` (input
+/// row and column in range, pixel in the plane), one mask load per tap in the inner loop.
 pub(crate) struct Masks {
-    rows: [[u16; MAX_K]; MAX_VECTORS],
-    cols: [[u16; MAX_K]; MAX_VECTORS],
+    taps: [[u16; MAX_K * MAX_K]; MAX_VECTORS],
     /// Vectors a plane takes, rounded up to [`BLOCK`] (the extra ones have empty masks).
     vectors: usize,
 }
@@ -56,9 +55,10 @@ impl Masks {
     /// The masks of shape `s` (one [`applies`] accepts).
     pub(crate) fn new(s: &ConvShape) -> Masks {
         let k = s.kernel[0];
+        let mut rows = [[0u16; MAX_K]; MAX_VECTORS];
+        let mut cols = [[0u16; MAX_K]; MAX_VECTORS];
         let mut m = Masks {
-            rows: [[0; MAX_K]; MAX_VECTORS],
-            cols: [[0; MAX_K]; MAX_VECTORS],
+            taps: [[0; MAX_K * MAX_K]; MAX_VECTORS],
             vectors: (s.out_h * s.out_w).div_ceil(L).next_multiple_of(BLOCK),
         };
         let (mut oy, mut ox) = (0, 0);
@@ -69,18 +69,25 @@ impl Masks {
                     .checked_sub(s.pads[0])
                     .is_some_and(|iy| iy < s.in_h)
                 {
-                    m.rows[v][d] |= bit;
+                    rows[v][d] |= bit;
                 }
                 if (ox + d)
                     .checked_sub(s.pads[1])
                     .is_some_and(|ix| ix < s.in_w)
                 {
-                    m.cols[v][d] |= bit;
+                    cols[v][d] |= bit;
                 }
             }
             ox += 1;
             if ox == s.out_w {
                 (oy, ox) = (oy + 1, 0);
+            }
+        }
+        for (v, taps) in m.taps.iter_mut().enumerate() {
+            for ky in 0..k {
+                for kx in 0..k {
+                    taps[ky * k + kx] = rows[v][ky] & cols[v][kx];
+                }
             }
         }
         m
@@ -155,7 +162,7 @@ unsafe fn planes_k<const K: usize>(
                     let w = _mm512_set1_ps(wts[t]);
                     for (j, a) in acc.iter_mut().enumerate() {
                         let v = v0 + j;
-                        let m = masks.rows[v][ky] & masks.cols[v][kx];
+                        let m = masks.taps[v][t];
                         let at = src.wrapping_offset((v * L) as isize + off[t]);
                         // SAFETY: the lanes in `m` read input pixels inside the plane (row and
                         // column in range, see `Masks`); the others are not accessed.
