@@ -29,9 +29,14 @@ fn transcendental(a: Activation) -> bool {
 proptest! {
     #[test]
     fn matches_the_reference(
-        (batch, channels, spatial) in (1usize..4, 1usize..9, 1usize..70),
+        (batch, channels, spatial) in prop_oneof![
+            (1usize..4, 1usize..9, 1usize..70),
+            // Large enough to be split over the threads, pieces cut inside planes.
+            (1usize..3, 1usize..40, 1500usize..3000),
+        ],
         seed in any::<u64>(),
         act in activation(),
+        threads in 1usize..=3,
     ) {
         let len = batch * channels * spatial;
         let x: Vec<f32> = values(seed, len).iter().map(|v| 3.0 * v).collect();
@@ -40,7 +45,7 @@ proptest! {
         let mut want = vec![f32::NAN; len];
         let args = PlanesArgs { batch, channels, spatial, input: &x, output: &mut want };
         reference::scale_shift(args, &scale, &shift, act).unwrap();
-        let threads = Threads::new(1);
+        let threads = Threads::new(threads);
         let run = |isa, got: &mut [f32]| {
             let args = PlanesArgs { batch, channels, spatial, input: &x, output: got };
             elementwise::scale_shift(&Ctx { isa, threads: &threads }, args, &scale, &shift, act)

@@ -66,6 +66,10 @@ pub fn broadcast_shape(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
 /// 2026-12-06 23:08 UTC), so they split only far beyond the caches.
 const PARALLEL_MIN_TRANSCENDENTAL: usize = 1 << 15;
 const PARALLEL_MIN: usize = 1 << 22;
+/// [`scale_shift`] splits from this many elements whatever its activation: DenseNet's
+/// pre-activations (0.2–0.8 M elements each) read a tensor the layers before just wrote, from the
+/// caches of both cores.
+const SCALE_SHIFT_PARALLEL_MIN: usize = 1 << 16;
 
 /// Runs `piece(start, out)` over contiguous pieces of `output` (`out` = `output[start..]`, a
 /// multiple of 16 long but for the last), one per task when `output` is at least `min_len` long,
@@ -192,8 +196,8 @@ impl Lanes {
 }
 
 /// Per-channel `y = act(x · scale[c] + shift[c])` over `batch · channels` planes (a BatchNorm no
-/// conv absorbs: DenseNet's pre-activations), plane by plane on `ctx`'s tier; the same arithmetic
-/// as [`reference::scale_shift`] (exactly so for the clamping activations).
+/// conv absorbs: DenseNet's pre-activations), in pieces over `ctx`'s threads on its tier; the same
+/// arithmetic as [`reference::scale_shift`] (exactly so for the clamping activations).
 pub fn scale_shift(
     ctx: &Ctx,
     args: PlanesArgs,
@@ -215,14 +219,24 @@ pub fn scale_shift(
         return Ok(());
     }
     let lanes = Lanes::of(ctx);
-    for (p, (y, x)) in output
-        .chunks_exact_mut(spatial)
-        .zip(input.chunks_exact(spatial))
-        .enumerate()
-    {
-        let c = p % channels;
-        lanes.affine(activation, x, scale[c], shift[c], y);
-    }
+    // Pieces of the output over the threads, each cut at plane boundaries into runs of one
+    // channel.
+    let min = parallel_min(activation).min(SCALE_SHIFT_PARALLEL_MIN);
+    for_pieces(ctx, output, min, &|start, out| {
+        let end = start + out.len();
+        let mut at = start;
+        while at < end {
+            let p = at / spatial;
+            let run = at..((p + 1) * spatial).min(end);
+            let c = p % channels;
+            let (x, y) = (
+                &input[run.clone()],
+                &mut out[run.start - start..run.end - start],
+            );
+            lanes.affine(activation, x, scale[c], shift[c], y);
+            at = run.end;
+        }
+    });
     Ok(())
 }
 

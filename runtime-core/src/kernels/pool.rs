@@ -357,12 +357,13 @@ const MAX_KW: usize = 16;
 const MAX_OUT_W: usize = 256;
 
 /// Max or average pool of one plane on AVX-512, column stride 1 or 2, windows up to [`MAX_KW`]
-/// wide, rows up to [`MAX_OUT_W`]: for every output row, vectors of 16 outputs; for each input
-/// row of the window (in order) and each window column (in order), one load of the 16 cells those
-/// outputs read (stride 2: two loads and a permute to the even lanes), the lanes outside the input
-/// masked to the fold's identity (−∞ for max, folded as `max_nan` folds; +0 for sums, which start
-/// at +0 and so are never −0). Every output folds the reference's cells in the reference's order,
-/// so the results are the reference's bit for bit; averages divide by the same count.
+/// wide, rows up to [`MAX_OUT_W`]: four output rows at a time (four independent fold chains), 16
+/// outputs of each a vector; for each window row (in order) and each window column (in order),
+/// one load of the 16 cells those outputs read (stride 2: two loads and a permute to the even
+/// lanes), the lanes outside the input masked to the fold's identity (−∞ for max, folded as
+/// `max_nan` folds; +0 for sums, which start at +0 and so are never −0), and window rows outside
+/// the input skipped. Every output folds the reference's cells in the reference's order, so the
+/// results are the reference's bit for bit; averages divide by the same count.
 ///
 /// # Safety
 /// AVX-512F; `src` holds the plane's `in_h · in_w` floats, `dst` its `out_h · out_w`,
@@ -370,76 +371,122 @@ const MAX_OUT_W: usize = 256;
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn plane_avx512_vec(s: &PoolShape, reduce: Reduce, src: &[f32], dst: &mut [f32]) {
+    // SAFETY: forwarded.
+    unsafe {
+        match (reduce, s.stride[1]) {
+            (Reduce::Max, 1) => pool_rows_avx512::<true, 1>(s, reduce, src, dst),
+            (Reduce::Max, _) => pool_rows_avx512::<true, 2>(s, reduce, src, dst),
+            (Reduce::Avg { .. }, 1) => pool_rows_avx512::<false, 1>(s, reduce, src, dst),
+            (Reduce::Avg { .. }, _) => pool_rows_avx512::<false, 2>(s, reduce, src, dst),
+        }
+    }
+}
+
+/// [`plane_avx512_vec`] for max (`MAX`) or average pooling, column stride `SW`.
+///
+/// # Safety
+/// As for [`plane_avx512_vec`], with `SW == s.stride[1]` and `MAX` matching `reduce`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn pool_rows_avx512<const MAX: bool, const SW: usize>(
+    s: &PoolShape,
+    reduce: Reduce,
+    src: &[f32],
+    dst: &mut [f32],
+) {
     use std::arch::x86_64::*;
+    /// Output rows a step.
+    const R: usize = 4;
     debug_assert!(src.len() >= s.in_h * s.in_w && dst.len() >= s.out_h * s.out_w);
     let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    let max = matches!(reduce, Reduce::Max);
-    let identity = _mm512_set1_ps(if max { f32::NEG_INFINITY } else { 0.0 });
-    let (kw, sw, pl, in_w) = (s.kernel[1], s.stride[1], s.pads[1], s.in_w);
+    let identity = _mm512_set1_ps(if MAX { f32::NEG_INFINITY } else { 0.0 });
+    let (kh, kw, pl, in_w) = (s.kernel[0], s.kernel[1], s.pads[1], s.in_w);
     // Lanes `l < 16` whose column `start + l` lies in `0..in_w`.
     let cols = |start: isize| -> __mmask16 {
         let r = super::grouped::lane_range(start, 1, in_w, 16);
         (((1u32 << r.end) - 1) & !((1u32 << r.start) - 1)) as __mmask16
     };
-    // Averages: each output column's window cells inside the input and inside the padded input.
-    let mut col_cells = [(0usize, 0usize); MAX_OUT_W];
-    if !max {
-        for (ox, c) in col_cells.iter_mut().enumerate().take(s.out_w) {
-            let (range, padded) = window(ox, kw, sw, pl, in_w, s.pads[3]);
-            *c = (range.len(), padded);
+    // Averages: each output column's window cells inside the input and inside the padded input,
+    // as floats (exact: small integers), 1 past the row; a divisor is
+    // the row count times these, a product of integers below 2^24 and so exact too.
+    let (mut inside, mut padded) = ([1.0f32; MAX_OUT_W + 16], [1.0f32; MAX_OUT_W + 16]);
+    if !MAX {
+        for (ox, (i, p)) in inside.iter_mut().zip(&mut padded).enumerate().take(s.out_w) {
+            let (range, cells) = window(ox, kw, SW, pl, in_w, s.pads[3]);
+            (*i, *p) = (range.len() as f32, cells as f32);
         }
     }
-    for oy in 0..s.out_h {
-        let (rows, padded_rows) =
-            window(oy, s.kernel[0], s.stride[0], s.pads[0], s.in_h, s.pads[2]);
+    let mut oy = 0;
+    while oy < s.out_h {
+        let nr = (s.out_h - oy).min(R);
+        // Each row's window rows: clipped to the input, and inside the padded input.
+        let mut wins: [(Range<usize>, usize); R] = std::array::from_fn(|_| (0..0, 0));
+        for (r, w) in wins.iter_mut().enumerate().take(nr) {
+            *w = window(oy + r, kh, s.stride[0], s.pads[0], s.in_h, s.pads[2]);
+        }
         for ox in (0..s.out_w).step_by(16) {
             let n = (s.out_w - ox).min(16);
-            // Input column of lane 0 for window column `kx` (lane `l` reads `col + sw·l`), and
+            // Input column of lane 0 for window column `kx` (lane `l` reads `col + SW·l`), and
             // the masks of its one or two loads.
-            let col = |kx: usize| (ox * sw + kx) as isize - pl as isize;
+            let col = |kx: usize| (ox * SW + kx) as isize - pl as isize;
             let mut masks = [[0 as __mmask16; 2]; MAX_KW];
             for (kx, m) in masks.iter_mut().enumerate().take(kw) {
                 *m = [cols(col(kx)), cols(col(kx) + 16)];
             }
-            let mut acc = identity;
-            for iy in rows.clone() {
-                let row = src[iy * in_w..][..in_w].as_ptr();
+            let mut acc = [identity; R];
+            for ky in 0..kh {
+                // Window row `ky` of output row `oy + r`: its input row, if inside the input.
+                let mut rows = [None; R];
+                for (r, row) in rows.iter_mut().enumerate().take(nr) {
+                    let iy = ((oy + r) * s.stride[0] + ky).checked_sub(s.pads[0]);
+                    *row = iy
+                        .filter(|&iy| iy < s.in_h)
+                        .map(|iy| src[iy * in_w..][..in_w].as_ptr());
+                }
                 for (kx, &[m0, m1]) in masks.iter().enumerate().take(kw) {
-                    let at = row.wrapping_offset(col(kx));
-                    // SAFETY: only the lanes of the masks are read, input columns inside the row.
-                    let x = unsafe {
-                        if sw == 1 {
-                            _mm512_mask_loadu_ps(identity, m0, at)
+                    for (a, row) in acc.iter_mut().zip(rows) {
+                        let Some(row) = row else { continue };
+                        let at = row.wrapping_offset(col(kx));
+                        // SAFETY: only the lanes of the masks are read, input columns inside
+                        // the row.
+                        let x = unsafe {
+                            if SW == 1 {
+                                _mm512_mask_loadu_ps(identity, m0, at)
+                            } else {
+                                let lo = _mm512_mask_loadu_ps(identity, m0, at);
+                                let hi = _mm512_mask_loadu_ps(identity, m1, at.wrapping_add(16));
+                                _mm512_permutex2var_ps(lo, even, hi)
+                            }
+                        };
+                        *a = if MAX {
+                            fold_max512(*a, x)
                         } else {
-                            let lo = _mm512_mask_loadu_ps(identity, m0, at);
-                            let hi = _mm512_mask_loadu_ps(identity, m1, at.wrapping_add(16));
-                            _mm512_permutex2var_ps(lo, even, hi)
-                        }
-                    };
-                    acc = if max {
-                        fold_max512(acc, x)
-                    } else {
-                        _mm512_add_ps(acc, x)
-                    };
+                            _mm512_add_ps(*a, x)
+                        };
+                    }
                 }
-            }
-            if let Reduce::Avg { count_include_pad } = reduce {
-                let mut count = [1.0f32; 16];
-                for (c, &(inside, padded)) in count.iter_mut().zip(&col_cells[ox..ox + n]) {
-                    let cells = if count_include_pad {
-                        padded_rows * padded
-                    } else {
-                        rows.len() * inside
-                    };
-                    *c = cells as f32;
-                }
-                // SAFETY: `count` holds 16 floats.
-                acc = _mm512_div_ps(acc, unsafe { _mm512_loadu_ps(count.as_ptr()) });
             }
             let m = ((1u32 << n) - 1) as __mmask16;
-            // SAFETY: outputs `ox..ox + n` of row `oy` lie in `dst` (its length, above).
-            unsafe { _mm512_mask_storeu_ps(dst[oy * s.out_w + ox..][..n].as_mut_ptr(), m, acc) };
+            for (r, (mut y, (rows, padded_rows))) in acc.into_iter().zip(wins.clone()).enumerate() {
+                if r == nr {
+                    break;
+                }
+                if let Reduce::Avg { count_include_pad } = reduce {
+                    let (per_col, rows) = if count_include_pad {
+                        (&padded, padded_rows)
+                    } else {
+                        (&inside, rows.len())
+                    };
+                    // SAFETY: `ox + 16 <= out_w + 15 < MAX_OUT_W + 16` floats of `per_col`.
+                    let cols = unsafe { _mm512_loadu_ps(per_col[ox..ox + 16].as_ptr()) };
+                    y = _mm512_div_ps(y, _mm512_mul_ps(_mm512_set1_ps(rows as f32), cols));
+                }
+                let at = (oy + r) * s.out_w + ox;
+                // SAFETY: outputs `at..at + n` (row `oy + r`) lie in `dst` (its length, above).
+                unsafe { _mm512_mask_storeu_ps(dst[at..][..n].as_mut_ptr(), m, y) };
+            }
         }
+        oy += nr;
     }
 }
 
