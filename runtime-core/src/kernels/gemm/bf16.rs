@@ -17,7 +17,10 @@
 //!
 //! Tasks are the fp32 GEMM's (problem, row chunk, column chunk) rectangles; every task packs its
 //! own B block (a row split therefore packs the same B more than once: cheap next to the
-//! products it feeds, at least `MR` rows of them per packed slot).
+//! products it feeds, at least `MR` rows of them per packed slot). With `vdpbf16ps` the first
+//! panel's micro-kernels pack B as they compute (as the fp32 AVX-512 kernel does), and tiles of
+//! at most 4 columns (`NARROW_COLS`; the ragged end of a 14×14 or 7×7 map) run on a kernel over
+//! A's rows: on the 8 × 48 kernel a 7×7 map's one-column tile cost a third of its 48-column one.
 
 use super::{
     ALIGN_SLACK, B_SCRATCH, BSource, Gemm, KC, MR, NARROW_COLS, NR, Problem, Split, Tile, aligned,
