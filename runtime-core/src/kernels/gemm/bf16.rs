@@ -438,12 +438,6 @@ fn pack_rows(
             let lo = 2 * (p0 + p);
             let src_lo = &data[lo * ld + col0..][..width];
             let src_hi = (lo + 1 < g.k).then(|| &data[(lo + 1) * ld + col0..][..width]);
-            #[cfg(target_arch = "x86_64")]
-            if path == Path::Dot && !compact {
-                // SAFETY: `Path::Dot` only where the CPU has AVX512_BF16 and AVX512BW.
-                unsafe { x86::pack_pair_row(src_lo, src_hi, row) };
-                continue;
-            }
             match src_hi {
                 Some(src_hi) => {
                     for ((d, &x), &y) in row.iter_mut().zip(src_lo).zip(src_hi) {
@@ -720,36 +714,6 @@ mod x86 {
                     }
                     *dst = x;
                 }
-            }
-        }
-    }
-
-    /// One packed K-pair row of a B tile: column `c < lo.len()` gets the bf16 of `lo[c]` (low
-    /// half) and of `hi[c]` (high half; zero without `hi`), the rest of the `NR` slots zero.
-    /// `vcvtne2ps2bf16` rounds sixteen columns of both rows at once (`lo` in the low 16 bf16,
-    /// `hi` in the high), and a 16-bit permute interleaves them into pairs.
-    ///
-    /// # Safety
-    /// The CPU must support AVX512_BF16 and AVX512BW; `hi` as long as `lo`, `lo.len() <= NR`,
-    /// `dst.len() == NR`.
-    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-    pub(super) unsafe fn pack_pair_row(lo: &[f32], hi: Option<&[f32]>, dst: &mut [f32]) {
-        debug_assert!(lo.len() <= NR && dst.len() == NR);
-        let order = pair_order();
-        for v in 0..NR / 16 {
-            let rem = lo.len().saturating_sub(16 * v).min(16);
-            let m: __mmask16 = if rem == 16 { 0xFFFF } else { (1u16 << rem) - 1 };
-            // SAFETY: the lanes of `m` are indices `< lo.len()` of `lo` and of `hi`; the
-            // store writes slots `16v..16v + 16` of `dst` (`NR` slots).
-            unsafe {
-                let l = _mm512_maskz_loadu_ps(m, lo.as_ptr().wrapping_add(16 * v));
-                let h = match hi {
-                    Some(h) => _mm512_maskz_loadu_ps(m, h.as_ptr().wrapping_add(16 * v)),
-                    None => _mm512_setzero_ps(),
-                };
-                let both = std::mem::transmute::<__m512bh, __m512i>(_mm512_cvtne2ps_pbh(h, l));
-                let pairs = _mm512_permutexvar_epi16(order, both);
-                _mm512_storeu_si512(dst.as_mut_ptr().add(16 * v) as *mut __m512i, pairs);
             }
         }
     }
