@@ -2,7 +2,11 @@
 //! threads, the two algorithms alternated call by call on the same data, medians of the rounds,
 //! and the bf16 / fp32 time ratio (the machine is shared: ratios of interleaved runs are the signal).
 //!
-//! Run: `cargo run --release -p resnext-runtime-core --example bench_bf16 [-- --rounds N]`.
+//! With `--cold`, each call reads the weights and the input from one of enough copies (64 MiB of
+//! each) to miss the caches: in a whole model the weights do not fit in them, and the input was
+//! written by the layer before, partly by the other core.
+//!
+//! Run: `cargo run --release -p resnext-runtime-core --example bench_bf16 [-- --rounds N] [--cold]`.
 
 use std::time::Instant;
 
@@ -45,18 +49,30 @@ fn values(seed: u64, len: usize) -> Vec<f32> {
         .collect()
 }
 
+/// Bytes of weight copies a `--cold` call rotates through: twice the L3 of the machines measured.
+const COLD_BYTES: usize = 64 << 20;
+
 /// One algorithm's prepared call.
 struct Call {
     algo: ConvAlgo,
-    packed: Vec<f32>,
+    /// Copies of the packed weights, used in turn (one unless `--cold`).
+    packed: Vec<Vec<f32>>,
+    next: usize,
     scratch: Vec<f32>,
 }
 
 impl Call {
-    fn new(algo: ConvAlgo, s: &ConvShape, weight: &[f32], threads: usize) -> Call {
+    fn new(algo: ConvAlgo, s: &ConvShape, weight: &[f32], threads: usize, cold: bool) -> Call {
+        let packed = conv::pack(algo, s, weight).expect("valid shape");
+        let copies = if cold {
+            COLD_BYTES.div_ceil(4 * packed.len())
+        } else {
+            1
+        };
         Call {
             algo,
-            packed: conv::pack(algo, s, weight).expect("valid shape"),
+            packed: vec![packed; copies],
+            next: 0,
             scratch: vec![0.0; conv::scratch_len(algo, s, 1, threads)],
         }
     }
@@ -70,11 +86,12 @@ impl Call {
         bias: &[f32],
         out: &mut [f32],
     ) -> f64 {
+        self.next = (self.next + 1) % self.packed.len();
         let args = ConvArgs {
             shape: *s,
             batch: 1,
             input,
-            packed: &self.packed,
+            packed: &self.packed[self.next],
             epilogue: Epilogue {
                 bias: Some(bias),
                 residual: None,
@@ -101,11 +118,13 @@ fn main() {
         .position(|a| a == "--rounds")
         .and_then(|i| args.get(i + 1)?.parse().ok())
         .unwrap_or(200);
+    let cold = args.iter().any(|a| a == "--cold");
     let isa = isa::isa();
     println!(
-        "ISA: {}, vdpbf16ps: {}, {rounds} alternated rounds per shape",
+        "ISA: {}, vdpbf16ps: {}, {rounds} alternated rounds per shape, weights {}",
         isa.name(),
-        bf16::dot_supported()
+        bf16::dot_supported(),
+        if cold { "cold" } else { "hot" }
     );
     println!(
         "{:>5} {:>5} {:>4} {:>2} {:>2} | {:>8} {:>7} | {:>8} {:>7} | {:>6}",
@@ -120,20 +139,25 @@ fn main() {
         let mut totals = [0.0f64; 2];
         for (in_c, out_c, hw, stride, count) in POINTWISE {
             let s = ConvShape::square(in_c, hw, out_c, 1, stride, 0, 1);
-            let (input, weight, bias) = (
-                values(1, s.input_len()),
-                values(2, s.weight_len()),
-                values(3, s.out_c),
-            );
+            let inputs = vec![
+                values(1, s.input_len());
+                if cold {
+                    COLD_BYTES.div_ceil(4 * s.input_len())
+                } else {
+                    1
+                }
+            ];
+            let (weight, bias) = (values(2, s.weight_len()), values(3, s.out_c));
             let mut out = vec![0.0; s.output_len()];
             let mut calls = [
-                Call::new(ConvAlgo::Pointwise, &s, &weight, threads),
-                Call::new(ConvAlgo::PointwiseBf16, &s, &weight, threads),
+                Call::new(ConvAlgo::Pointwise, &s, &weight, threads, cold),
+                Call::new(ConvAlgo::PointwiseBf16, &s, &weight, threads, cold),
             ];
             let mut times = [Vec::new(), Vec::new()];
             for round in 0..rounds + 5 {
                 for (c, t) in calls.iter_mut().zip(&mut times) {
-                    let secs = c.time(&ctx, &s, &input, &bias, &mut out);
+                    let input = &inputs[round % inputs.len()];
+                    let secs = c.time(&ctx, &s, input, &bias, &mut out);
                     // The first rounds warm the caches and the pool.
                     if round >= 5 {
                         t.push(secs);

@@ -268,6 +268,29 @@ fn tall_and_narrow() {
     assert_ok(check_dense(257, 1001, setting));
 }
 
+/// A full tile next to a ragged one of 1–4 columns (which runs over A's rows, from B packed
+/// compactly), for panels of 8, 3 and 2 rows, with k odd and, on one thread, deep enough for two
+/// blocks of K-pairs (the first panel of each block packing B as it computes).
+#[test]
+fn ragged_narrow_tiles() {
+    for (cols, threads) in [(1, 1), (2, 2), (3, 1), (4, 2)] {
+        for out_c in [11, 2] {
+            let setting = Setting {
+                batch: 1,
+                bias: true,
+                residual: true,
+                activation: Activation::Relu,
+                threads,
+                seed: 20 + cols as u64,
+            };
+            assert_ok(check_pointwise(
+                pointwise(2051, out_c, 1, 48 + cols, 1, 1),
+                setting,
+            ));
+        }
+    }
+}
+
 /// Rounding of the activations while packing, bit for bit on every tier: a 1×1 conv with one
 /// input channel and weight 1 outputs each input rounded to bf16 (exact in f32), for ties, carries
 /// into the exponent, the largest floats (rounding to infinity), subnormals (flushed), NaN.

@@ -17,10 +17,14 @@
 //!
 //! Tasks are the fp32 GEMM's (problem, row chunk, column chunk) rectangles; every task packs its
 //! own B block (a row split therefore packs the same B more than once: cheap next to the
-//! products it feeds, at least `MR` rows of them per packed slot).
+//! products it feeds, at least `MR` rows of them per packed slot). With `vdpbf16ps` the first
+//! panel's micro-kernels pack B as they compute (as the fp32 AVX-512 kernel does), and tiles of
+//! at most 4 columns (`NARROW_COLS`; the ragged end of a 14×14 or 7×7 map) run on a kernel over
+//! A's rows: on the 8 × 48 kernel a 7×7 map's one-column tile cost a third of its 48-column one.
 
 use super::{
-    ALIGN_SLACK, B_SCRATCH, BSource, Gemm, KC, MR, NR, Problem, Split, Tile, aligned, generic,
+    ALIGN_SLACK, B_SCRATCH, BSource, Gemm, KC, MR, NARROW_COLS, NR, Problem, Split, Tile, aligned,
+    generic,
 };
 use crate::exec::Ctx;
 use crate::exec::isa::Isa;
@@ -134,13 +138,15 @@ enum Path {
     Widen { avx2: bool },
 }
 
-/// Whether this CPU has what [`Path::Dot`] runs on: AVX512_BF16, and AVX512BW for the 16-bit
-/// permute that interleaves the pairs while packing.
+/// Whether this CPU has what [`Path::Dot`] runs on: AVX512_BF16, AVX512BW for the 16-bit
+/// permute that interleaves the pairs while packing, and AVX512VL for the narrow tiles' 256-bit
+/// `vdpbf16ps`.
 pub fn dot_supported() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         is_x86_feature_detected!("avx512bf16")
             && is_x86_feature_detected!("avx512bw")
+            && is_x86_feature_detected!("avx512vl")
             && is_x86_feature_detected!("avx512f")
     }
     #[cfg(not(target_arch = "x86_64"))]
@@ -226,6 +232,12 @@ pub(crate) fn run(
 
 /// Rows `panels` × columns `tiles` of one problem's C, block of K-pairs by block.
 ///
+/// On [`Path::Dot`] with B in plain rows, the first panel's micro-kernels round and pair the
+/// activations as they compute ([`x86::tile_packing`]) and the other panels read what they wrote:
+/// the activations' loads then overlap the products instead of waiting in a pass of their own.
+/// A narrow tile ([`NARROW_COLS`] columns or fewer, the ragged end of a 14×14 or 7×7 map) is
+/// packed first, compactly (`cols` slots a K-pair row), for its kernel that runs over A's rows.
+///
 /// # Safety
 /// As `gemm::task_body`: `out` valid for writes of that rectangle, nobody else touching it;
 /// `path` supported by this CPU.
@@ -244,13 +256,28 @@ unsafe fn task_body(
         BSource::Packed { .. } => k2,
         _ => (B_SCRATCH / (tiles.len().max(1) * NR)).max(KC),
     };
+    let fused = match (p.b, path) {
+        (BSource::Rows { data, ld }, Path::Dot) => Some((data, ld)),
+        _ => None,
+    };
+    // Slots per K-pair row of tile `j` as packed here.
+    let ldb = |j: usize| {
+        let cols = g.tile_cols(j);
+        if matches!(p.b, BSource::Rows { .. }) && path == Path::Dot && cols <= NARROW_COLS {
+            cols
+        } else {
+            NR
+        }
+    };
     for p0 in (0..k2).step_by(step) {
         let kc = step.min(k2 - p0);
         let (base, first, stride) = match (p.b, bbuf.as_deref_mut()) {
             (BSource::Packed { data }, _) => (data.as_ptr().wrapping_add(p0 * NR), 0, k2 * NR),
             (BSource::Rows { data, ld }, Some(buf)) => {
-                pack_rows(data, ld, g, (p0, kc), tiles.clone(), buf, path);
-                (buf.as_ptr(), tiles.start, kc * NR)
+                // With `fused`, the first panel packs the wide tiles.
+                let wide = fused.is_none();
+                pack_rows((data, ld), g, (p0, kc), tiles.clone(), buf, (path, wide));
+                (buf.as_mut_ptr().cast_const(), tiles.start, kc * NR)
             }
             // `run` rejects im2col and supplies scratch whenever B is plain rows.
             _ => return,
@@ -280,11 +307,12 @@ unsafe fn task_body(
                         f.residual = f.residual.wrapping_add(row * g.ldc + col);
                     }
                 }
+                let b = base.wrapping_add((j - first) * stride);
                 let t = Tile {
                     kc,
                     a: p.a[(i * k2 + p0) * MR..].as_ptr(),
-                    b: base.wrapping_add((j - first) * stride),
-                    ldb: NR,
+                    b,
+                    ldb: ldb(j),
                     c: out.wrapping_add(p.c + row * g.ldc + col),
                     ldc: g.ldc,
                     rows: MR.min(g.m - row),
@@ -293,9 +321,29 @@ unsafe fn task_body(
                     stream_a: false,
                     finish: f,
                 };
+                #[cfg(target_arch = "x86_64")]
+                if let Some((data, ld)) = fused
+                    && i == panels.start
+                    && t.cols > NARROW_COLS
+                {
+                    let from = x86::PackFrom {
+                        src: data.as_ptr().wrapping_add(2 * p0 * ld + col),
+                        ld,
+                        rows: g.k - 2 * p0,
+                        dst: b.cast_mut(),
+                    };
+                    // SAFETY: as below for A, C and the residual; B's rows `2·p0..` (at most
+                    // `2·kc` of them, `from.rows` in all), columns `col..col + cols`, lie in
+                    // `data` (the caller's contract), and this tile's `kc × NR` slots of this
+                    // task's scratch are written by this call alone, before any other panel
+                    // reads them. `fused` implies `Path::Dot`.
+                    unsafe { x86::tile_packing(&t, from) };
+                    continue;
+                }
                 // SAFETY: A and B hold `kc` packed K-pair rows from these offsets (lengths checked
-                // by the caller, B packed above); C and the residual rectangles are inside their
-                // buffers and C is ours alone (this function's contract).
+                // by the caller, B packed above or by this tile's first panel); C and the residual
+                // rectangles are inside their buffers and C is ours alone (this function's
+                // contract).
                 unsafe { micro(&t, path) };
             }
         }
@@ -367,46 +415,39 @@ unsafe fn widen_tile(t: &Tile) {
 }
 
 /// Packs K-pairs `p0..p0 + kc` of plain-row B (`B[k][n] = data[k·ld + n]`) for the columns of
-/// `tiles` into `dst` as `[tile][kc][NR]` slots, zero-padded past column `n` and row `k`.
+/// `tiles` into `dst` as `[tile][kc][NR]` slots, zero-padded past column `n` and row `k`; on
+/// [`Path::Dot`] a narrow tile's rows are its `cols` slots only (at the start of its place), and
+/// the wide tiles are skipped unless `wide` (the first panel's kernels pack them).
 fn pack_rows(
-    data: &[f32],
-    ld: usize,
+    (data, ld): (&[f32], usize),
     g: &Gemm,
     (p0, kc): (usize, usize),
     tiles: std::ops::Range<usize>,
     dst: &mut [f32],
-    path: Path,
+    (path, wide): (Path, bool),
 ) {
-    #[cfg(target_arch = "x86_64")]
-    if path == Path::Dot {
-        for (t, j) in tiles.clone().enumerate() {
-            let (col0, width) = (j * NR, g.tile_cols(j));
-            let tile = &mut dst[t * kc * NR..][..kc * NR];
-            for (p, row) in tile.chunks_exact_mut(NR).enumerate() {
-                let lo = 2 * (p0 + p);
-                let src_lo = &data[lo * ld + col0..][..width];
-                let src_hi = (lo + 1 < g.k).then(|| &data[(lo + 1) * ld + col0..][..width]);
-                // SAFETY: `Path::Dot` only where the CPU has AVX512_BF16 and AVX512BW.
-                unsafe { x86::pack_pair_row(src_lo, src_hi, row) };
-            }
-        }
-        return;
-    }
-    let _ = path;
     for (t, j) in tiles.enumerate() {
         let (col0, width) = (j * NR, g.tile_cols(j));
         let tile = &mut dst[t * kc * NR..][..kc * NR];
-        for (p, row) in tile.chunks_exact_mut(NR).enumerate() {
+        let compact = path == Path::Dot && width <= NARROW_COLS;
+        if !compact && !wide {
+            continue;
+        }
+        let row_len = if compact { width } else { NR };
+        for (p, row) in tile.chunks_exact_mut(row_len).take(kc).enumerate() {
             let lo = 2 * (p0 + p);
             let src_lo = &data[lo * ld + col0..][..width];
-            if lo + 1 < g.k {
-                let src_hi = &data[(lo + 1) * ld + col0..][..width];
-                for ((d, &x), &y) in row.iter_mut().zip(src_lo).zip(src_hi) {
-                    *d = pair(x, y);
+            let src_hi = (lo + 1 < g.k).then(|| &data[(lo + 1) * ld + col0..][..width]);
+            match src_hi {
+                Some(src_hi) => {
+                    for ((d, &x), &y) in row.iter_mut().zip(src_lo).zip(src_hi) {
+                        *d = pair(x, y);
+                    }
                 }
-            } else {
-                for (d, &x) in row.iter_mut().zip(src_lo) {
-                    *d = pair(x, 0.0);
+                None => {
+                    for (d, &x) in row.iter_mut().zip(src_lo) {
+                        *d = pair(x, 0.0);
+                    }
                 }
             }
             row[width..].fill(0.0);
@@ -414,31 +455,91 @@ fn pack_rows(
     }
 }
 
-/// The AVX512_BF16 micro-kernel and B packing.
+/// The AVX512_BF16 micro-kernels and B packing.
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::*;
 
+    use super::super::generic::finish_one;
     use super::super::x86_64::avx512::finish_row;
-    use super::super::{MR, NR, Tile};
+    use super::super::{MR, NARROW_COLS, NR, Tile};
 
     /// How many K-pairs ahead the kernel prefetches A (16 × 32 B = 512 B, as the fp32 kernel).
     const A_AHEAD: usize = 16;
+    /// How many K-pairs ahead [`tile_packing`] prefetches the two B rows of a pair.
+    const B_AHEAD: usize = 8;
 
-    /// Runs `t` monomorphised on its row count (1, 2, 4 or 8; the packed A rows past `rows` are
-    /// zero) and its vectors of columns.
+    /// Where [`tile_packing`] reads B's plain rows and writes them packed.
+    #[derive(Clone, Copy)]
+    pub(super) struct PackFrom {
+        /// Row `2p` of the tile's columns (K-pair `p` of the tile), `ld` floats apart.
+        pub src: *const f32,
+        pub ld: usize,
+        /// Rows readable from `src` on (a K-pair past them reads zeros: an odd k's last pair).
+        pub rows: usize,
+        /// `t.kc` K-pair rows of `NR` slots.
+        pub dst: *mut f32,
+    }
+
+    const NO_PACK: PackFrom = PackFrom {
+        src: std::ptr::null(),
+        ld: 0,
+        rows: 0,
+        dst: std::ptr::null_mut(),
+    };
+
+    /// Runs `t`: a narrow tile on [`tile_narrow`], the rest on [`tile_rn`] monomorphised on its
+    /// row count (1, 2, 4 or 8; the packed A rows past `rows` are zero) and vectors of columns.
     ///
     /// # Safety
-    /// As `widen_tile`; the CPU must support AVX512_BF16 (and AVX-512F).
+    /// As `widen_tile` (with B rows `t.ldb` slots apart); the CPU must support AVX512_BF16,
+    /// AVX-512F and AVX512VL.
     pub(super) unsafe fn tile(t: &Tile) {
+        // Two rows or fewer run as fast on the column vectors, unless B is packed compactly,
+        // which only the narrow kernel reads.
+        if t.cols <= NARROW_COLS && (t.rows > 2 || t.ldb != NR) {
+            // SAFETY: forwarded from the caller.
+            unsafe {
+                match t.cols {
+                    1 => tile_narrow::<1, 8>(t),
+                    2 => tile_narrow::<2, 4>(t),
+                    3 => tile_narrow::<3, 3>(t),
+                    _ => tile_narrow::<4, 2>(t),
+                }
+            }
+            return;
+        }
+        // SAFETY: forwarded from the caller.
+        unsafe { tile_for::<false>(t, NO_PACK) }
+    }
+
+    /// [`tile`] for a tile of more than [`NARROW_COLS`] columns that packs its own B on the way:
+    /// K-pair `p` is rounded and paired from rows `2p` and `2p + 1` at `from.src` (`t.cols`
+    /// floats each) and written to `from.dst + p·NR`; `t.b` is not read.
+    ///
+    /// # Safety
+    /// As for [`tile`], with AVX512BW too; `from.src` valid for reads of `t.cols` floats at each
+    /// of `min(2·t.kc, from.rows)` rows `from.ld` apart, `from.dst` for writes of `t.kc` rows of
+    /// `NR` slots that nobody else touches.
+    pub(super) unsafe fn tile_packing(t: &Tile, from: PackFrom) {
+        // SAFETY: forwarded from the caller.
+        unsafe { tile_for::<true>(t, from) }
+    }
+
+    /// [`tile_rn`] monomorphised on `t`'s rows and vectors of columns.
+    ///
+    /// # Safety
+    /// As for [`tile`], or [`tile_packing`] when `PACK`.
+    #[inline(always)]
+    unsafe fn tile_for<const PACK: bool>(t: &Tile, from: PackFrom) {
         macro_rules! go {
             ($r:literal) => {
                 // SAFETY: forwarded from the caller.
                 unsafe {
                     match t.cols.div_ceil(16) {
-                        1 => tile_rn::<$r, 1>(t),
-                        2 => tile_rn::<$r, 2>(t),
-                        _ => tile_rn::<$r, 3>(t),
+                        1 => tile_rn::<$r, 1, PACK>(t, from),
+                        2 => tile_rn::<$r, 2, PACK>(t, from),
+                        _ => tile_rn::<$r, 3, PACK>(t, from),
                     }
                 }
             };
@@ -451,16 +552,32 @@ mod x86 {
         }
     }
 
-    /// `R` rows × `NV` vectors of 16 columns: per K-pair one B row of `NV` vectors, reused by
-    /// every row's broadcast A slot, `R · NV` `vdpbf16ps`; then the fp32 kernel's epilogue.
+    /// The 16-bit lane order that turns `vcvtne2ps2bf16(hi, lo)` (sixteen bf16 of `lo`, then
+    /// sixteen of `hi`) into K-pairs: lane `2c` from `lo[c]`, lane `2c + 1` from `hi[c]`.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn pair_order() -> __m512i {
+        _mm512_set_epi16(
+            31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5, 20,
+            4, 19, 3, 18, 2, 17, 1, 16, 0,
+        )
+    }
+
+    /// `R` rows × `NV` vectors of 16 columns: per K-pair one B row of `NV` vectors (loaded, or
+    /// when `PACK` rounded and paired from two rows of the activations and stored for the later
+    /// panels), reused by every row's broadcast A slot, `R · NV` `vdpbf16ps`; then the fp32
+    /// kernel's epilogue.
     ///
     /// # Safety
-    /// As [`tile`], with `R >= t.rows` and `NV` vectors covering `t.cols`.
-    #[target_feature(enable = "avx512f,avx512bf16")]
+    /// As [`tile`] (or [`tile_packing`] when `PACK`), with `R >= t.rows` and `NV` vectors
+    /// covering `t.cols`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
     #[allow(clippy::needless_range_loop)]
-    unsafe fn tile_rn<const R: usize, const NV: usize>(t: &Tile) {
+    unsafe fn tile_rn<const R: usize, const NV: usize, const PACK: bool>(t: &Tile, from: PackFrom) {
         let mut acc = [[_mm512_setzero_ps(); NV]; R];
         let (mut a, mut b) = (t.a as *const i32, t.b as *const __m512i);
+        let (mut src, mut dst) = (from.src, from.dst as *mut __m512i);
+        let order = pair_order();
         let mut lanes = [0xFFFF as __mmask16; NV];
         for (v, m) in lanes.iter_mut().enumerate() {
             let rem = t.cols.saturating_sub(16 * v);
@@ -468,12 +585,51 @@ mod x86 {
                 *m = (1u16 << rem) - 1;
             }
         }
-        for _ in 0..t.kc {
+        // The C rows (and residual) of the epilogue, requested now so that they arrive during
+        // the k loop. Never faults.
+        if t.finish.is_some() || t.load_c {
+            let residual = t.finish.map_or(std::ptr::null(), |f| f.residual);
+            for r in 0..R.min(t.rows) {
+                for v in 0..NV {
+                    let at = r * t.ldc + 16 * v;
+                    _mm_prefetch::<_MM_HINT_ET0>(t.c.wrapping_add(at) as *const i8);
+                    if !residual.is_null() {
+                        _mm_prefetch::<_MM_HINT_T0>(residual.wrapping_add(at) as *const i8);
+                    }
+                }
+            }
+        }
+        for p in 0..t.kc {
             _mm_prefetch::<_MM_HINT_T0>(a.wrapping_add(A_AHEAD * MR) as *const i8);
             let mut bv = [_mm512_setzero_si512(); NV];
-            for v in 0..NV {
-                // SAFETY: B holds `kc` rows of `NR >= 16·NV` slots (caller's contract).
-                bv[v] = unsafe { _mm512_loadu_si512(b.add(v)) };
+            if PACK {
+                // Row `2p + 1` exists unless k is odd and this is its last pair.
+                let has_hi = 2 * p + 1 < from.rows;
+                let ahead = src.wrapping_add(2 * B_AHEAD * from.ld);
+                for v in 0..NV {
+                    _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(16 * v) as *const i8);
+                    _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(from.ld + 16 * v) as *const i8);
+                    let hi_lanes = if has_hi { lanes[v] } else { 0 };
+                    // SAFETY: the lanes of `lanes[v]` are columns `< cols` of row `2p` of the
+                    // source, those of `hi_lanes` of row `2p + 1` when it is readable
+                    // (`tile_packing`'s contract); masked-off lanes are not read. The store
+                    // writes slots `16v..16v + 16` of packed row `p` (`NR >= 16·NV` slots).
+                    unsafe {
+                        let l = _mm512_maskz_loadu_ps(lanes[v], src.add(16 * v));
+                        let h = _mm512_maskz_loadu_ps(hi_lanes, src.wrapping_add(from.ld + 16 * v));
+                        let both =
+                            std::mem::transmute::<__m512bh, __m512i>(_mm512_cvtne2ps_pbh(h, l));
+                        bv[v] = _mm512_permutexvar_epi16(order, both);
+                        _mm512_storeu_si512(dst.add(v), bv[v]);
+                    }
+                }
+                src = src.wrapping_add(2 * from.ld);
+                dst = dst.wrapping_add(NR / 16);
+            } else {
+                for v in 0..NV {
+                    // SAFETY: B holds `kc` rows of `NR >= 16·NV` slots (caller's contract).
+                    bv[v] = unsafe { _mm512_loadu_si512(b.add(v)) };
+                }
             }
             for r in 0..R {
                 // SAFETY: A holds `kc` rows of `MR >= R` slots; a vector of 32 bf16 is a
@@ -501,35 +657,63 @@ mod x86 {
         rows!(0 1 2 3 4 5 6 7);
     }
 
-    /// One packed K-pair row of a B tile: column `c < lo.len()` gets the bf16 of `lo[c]` (low
-    /// half) and of `hi[c]` (high half; zero without `hi`), the rest of the `NR` slots zero.
-    /// `vcvtne2ps2bf16` rounds sixteen columns of both rows at once (`lo` in the low 16 bf16,
-    /// `hi` in the high), and a 16-bit permute interleaves them into pairs.
+    /// A tile of `C` (1–4) columns: one ymm holds the panel's 8 rows (their K-pair slots) of A,
+    /// multiplied by a broadcast K-pair of one column of B into that column's accumulator, `P`
+    /// accumulators per column (K-pairs `P` apart) to cover the latency of `vdpbf16ps`. The
+    /// vector kernel would spend a whole vector of 16 columns on each of these.
     ///
     /// # Safety
-    /// The CPU must support AVX512_BF16 and AVX512BW; `hi` as long as `lo`, `lo.len() <= NR`,
-    /// `dst.len() == NR`.
-    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-    pub(super) unsafe fn pack_pair_row(lo: &[f32], hi: Option<&[f32]>, dst: &mut [f32]) {
-        debug_assert!(lo.len() <= NR && dst.len() == NR);
-        let idx = _mm512_set_epi16(
-            31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5, 20,
-            4, 19, 3, 18, 2, 17, 1, 16, 0,
-        );
-        for v in 0..NR / 16 {
-            let rem = lo.len().saturating_sub(16 * v).min(16);
-            let m: __mmask16 = if rem == 16 { 0xFFFF } else { (1u16 << rem) - 1 };
-            // SAFETY: the lanes of `m` are indices `< lo.len()` of `lo` and of `hi`; the
-            // store writes slots `16v..16v + 16` of `dst` (`NR` slots).
+    /// As [`tile`]; `C == t.cols`, B rows `t.ldb >= C` slots apart.
+    #[target_feature(enable = "avx512f,avx512vl,avx512bf16")]
+    #[allow(clippy::needless_range_loop)]
+    unsafe fn tile_narrow<const C: usize, const P: usize>(t: &Tile) {
+        let mut acc = [[_mm256_setzero_ps(); P]; C];
+        let (a, b) = (t.a, t.b as *const i32);
+        let step = |acc: &mut [[__m256; P]; C], kp: usize, p: usize| {
+            // SAFETY: `kp < kc`: A holds `kc` rows of `MR = 8` slots, B `kc` rows of `ldb >= C`
+            // slots (the caller's contract); a vector of 16 bf16 is a vector of 256 bits.
             unsafe {
-                let l = _mm512_maskz_loadu_ps(m, lo.as_ptr().wrapping_add(16 * v));
-                let h = match hi {
-                    Some(h) => _mm512_maskz_loadu_ps(m, h.as_ptr().wrapping_add(16 * v)),
-                    None => _mm512_setzero_ps(),
-                };
-                let both = std::mem::transmute::<__m512bh, __m512i>(_mm512_cvtne2ps_pbh(h, l));
-                let pairs = _mm512_permutexvar_epi16(idx, both);
-                _mm512_storeu_si512(dst.as_mut_ptr().add(16 * v) as *mut __m512i, pairs);
+                let av = std::mem::transmute::<__m256, __m256bh>(_mm256_loadu_ps(a.add(kp * MR)));
+                for c in 0..C {
+                    let bv = std::mem::transmute::<__m256i, __m256bh>(_mm256_set1_epi32(
+                        *b.add(kp * t.ldb + c),
+                    ));
+                    acc[c][p] = _mm256_dpbf16_ps(acc[c][p], av, bv);
+                }
+            }
+        };
+        let mut k = 0;
+        while k + P <= t.kc {
+            for p in 0..P {
+                step(&mut acc, k + p, p);
+            }
+            k += P;
+        }
+        for p in 0..t.kc - k {
+            step(&mut acc, k + p, p);
+        }
+        for c in 0..C {
+            let mut sum = acc[c][0];
+            for p in 1..P {
+                sum = _mm256_add_ps(sum, acc[c][p]);
+            }
+            let mut rows = [0.0f32; 8];
+            // SAFETY: `rows` holds 8 floats.
+            unsafe { _mm256_storeu_ps(rows.as_mut_ptr(), sum) };
+            for (r, &v) in rows.iter().enumerate().take(t.rows) {
+                // SAFETY: (r, c) lies in the tile (`r < rows`, `c < cols = C`), inside C and
+                // the residual (the caller's contract).
+                unsafe {
+                    let dst = t.c.add(r * t.ldc + c);
+                    let mut x = v;
+                    if t.load_c {
+                        x += *dst;
+                    }
+                    if let Some(f) = t.finish {
+                        x = finish_one(&f, x, r, c, t.ldc);
+                    }
+                    *dst = x;
+                }
             }
         }
     }
