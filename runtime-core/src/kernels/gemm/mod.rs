@@ -516,7 +516,7 @@ impl Held {
     /// The record of problem `problem`'s tiles `tiles`, if its parts fit their fields.
     fn key(problem: usize, tiles: &std::ops::Range<usize>) -> Option<u64> {
         let fits = problem < 1 << 16 && tiles.end < 1 << 24;
-        fits.then(|| ((problem as u64) << 48) | ((tiles.start as u64) << 24) | tiles.end as u64)
+        fits.then_some(((problem as u64) << 48) | ((tiles.start as u64) << 24) | tiles.end as u64)
     }
 }
 
