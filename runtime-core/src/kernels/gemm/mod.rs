@@ -658,11 +658,19 @@ unsafe fn task_body(
                 && i == panels.start
                 && t.cols > NARROW_COLS
             {
+                let first_row = data.as_ptr().wrapping_add(k0 * ld + col);
                 for (off, sub) in t.chunks(ACC_CHUNK) {
+                    let src = first_row.wrapping_add(off * ld);
                     let from = x86_64::avx512::PackFrom {
-                        src: data.as_ptr().wrapping_add((k0 + off) * ld + col),
+                        src,
                         ld,
                         dst: b_tile(j).wrapping_add(off * t.ldb),
+                        // The next tile's rows of this block follow the tile's last chunk.
+                        next: if off + sub.kc == kc {
+                            first_row.wrapping_add(NR)
+                        } else {
+                            src.wrapping_add(sub.kc * ld)
+                        },
                     };
                     // SAFETY: as below for A, C and the residual; B's rows `k0..k0 + kc`,
                     // columns `col..col + cols`, lie in `data` (the caller's contract), and the
