@@ -2,7 +2,10 @@
 //! batch 1 on 1 and 2 threads, against this machine's measured FMA peak; plus the stem, the
 //! classifier and the thread pool's per-call overhead.
 //!
-//! Run: `cargo run --release -p resnext-runtime-core --example bench_gemm [-- --isa avx2] [--quick]`.
+//! Run: `cargo run --release -p resnext-runtime-core --example bench_gemm [-- --isa avx2] [--quick]
+//! [--mobilenet]`; `--mobilenet` times MobileNetV2's 1×1 convs instead of ResNeXt-50's (small
+//! problems, where how the work is split between the threads shows); `--shape IN,OUT,HW` times
+//! only that conv of the table.
 
 use std::time::{Duration, Instant};
 
@@ -33,6 +36,29 @@ const POINTWISE: [(usize, usize, usize, usize, usize); 16] = [
     (1024, 2048, 7, 1, 3),
     (1024, 2048, 14, 2, 1),
     (2048, 1024, 7, 1, 2),
+];
+
+/// MobileNetV2's 1×1 convs, in the layout of [`POINTWISE`].
+const MOBILENET_V2: [(usize, usize, usize, usize, usize); 19] = [
+    (32, 16, 112, 1, 1),
+    (16, 96, 112, 1, 1),
+    (96, 24, 56, 1, 1),
+    (24, 144, 56, 1, 2),
+    (144, 24, 56, 1, 1),
+    (144, 32, 28, 1, 1),
+    (32, 192, 28, 1, 3),
+    (192, 32, 28, 1, 2),
+    (192, 64, 14, 1, 1),
+    (64, 384, 14, 1, 4),
+    (384, 64, 14, 1, 3),
+    (384, 96, 14, 1, 1),
+    (96, 576, 14, 1, 3),
+    (576, 96, 14, 1, 2),
+    (576, 160, 7, 1, 1),
+    (160, 960, 7, 1, 3),
+    (960, 160, 7, 1, 2),
+    (960, 320, 7, 1, 1),
+    (320, 1280, 7, 1, 1),
 ];
 
 fn values(seed: u64, len: usize) -> Vec<f32> {
@@ -187,7 +213,25 @@ fn main() {
     );
     let mut totals = [0.0f64; 2];
     let mut macs_total = 0.0;
-    for (in_c, out_c, hw, stride, count) in POINTWISE {
+    let mobilenet = args.iter().any(|a| a == "--mobilenet");
+    let (model, convs): (&str, &[_]) = if mobilenet {
+        ("MobileNetV2", &MOBILENET_V2)
+    } else {
+        ("ResNeXt-50", &POINTWISE)
+    };
+    // `--shape IN,OUT,HW`: that conv alone (for a profiler).
+    let only: Option<Vec<usize>> = args
+        .iter()
+        .position(|a| a == "--shape")
+        .and_then(|i| args.get(i + 1))
+        .map(|v| v.split(',').filter_map(|x| x.parse().ok()).collect());
+    for &(in_c, out_c, hw, stride, count) in convs {
+        if only
+            .as_ref()
+            .is_some_and(|o| o.as_slice() != [in_c, out_c, hw])
+        {
+            continue;
+        }
         let s = ConvShape::square(in_c, hw, out_c, 1, stride, 0, 1);
         let gflop = 2.0 * s.macs() as f64 / 1e9;
         macs_total += count as f64 * s.macs() as f64;
@@ -208,13 +252,16 @@ fn main() {
     for (i, p) in pools.iter().enumerate() {
         let rate = 2.0 * macs_total / totals[i] / 1e9;
         println!(
-            "all 1×1 convs of ResNeXt-50 ({:.2} GMAC), {} thread(s): {:.2} ms, {:.0} GFLOP/s ({} of peak)",
+            "all 1×1 convs of {model} ({:.2} GMAC), {} thread(s): {:.2} ms, {:.0} GFLOP/s ({} of peak)",
             macs_total / 1e9,
             p.count(),
             totals[i] * 1e3,
             rate,
             pct(rate, peaks[i])
         );
+    }
+    if mobilenet {
+        return;
     }
     println!();
     let stem = ConvShape::square(3, 224, 64, 7, 2, 3, 1);

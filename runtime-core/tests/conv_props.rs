@@ -192,6 +192,31 @@ proptest! {
         check_case(ConvAlgo::Pointwise, &Case { shape, setting })?;
     }
 
+    /// Many output channels on small maps (7×7 to 16×16 and ragged ones), the shapes whose rows
+    /// are split into chunks on 2–3 threads: tasks of one thread that share their columns reuse
+    /// the B block an earlier task packed (on AVX-512), across batch items and groups too.
+    #[test]
+    fn row_chunks_sharing_columns_match_reference(
+        (in_c, out_c, group) in (1usize..=200, 17usize..=200, 1usize..=2),
+        (h, w) in (1usize..=16, 1usize..=16),
+        setting in setting(),
+    ) {
+        let shape = ConvShape {
+            in_c: in_c * group,
+            in_h: h,
+            in_w: w,
+            out_c: out_c * group,
+            out_h: h,
+            out_w: w,
+            kernel: [1, 1],
+            stride: [1, 1],
+            dilation: [1, 1],
+            pads: [0; 4],
+            group,
+        };
+        check_case(ConvAlgo::Pointwise, &Case { shape, setting })?;
+    }
+
     #[test]
     fn dense_matches_reference(
         batch in 1usize..=10,

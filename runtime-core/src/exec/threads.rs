@@ -9,7 +9,8 @@
 //!   itself `active`, re-reads the generation and, only if it is unchanged, reads the slot, claims
 //!   its own run's tasks from the front, then the other runs' from their backs, until all are
 //!   claimed (a worker that is late or slowed by a neighbour has its tasks taken by the others).
-//! - The caller waits until `done == tasks`, makes the generation even (closing the job) and waits
+//! - Each thread adds the tasks it ran to `done` once it finds none left to claim. The caller
+//!   waits until `done == tasks`, makes the generation even (closing the job) and waits
 //!   for `active` to drop to zero, so no worker holds the borrowed task closure once `run` returns.
 
 use std::cell::UnsafeCell;
@@ -116,6 +117,7 @@ impl Shared {
             let victim = &self.ranges[(worker + d) % n];
             std::iter::from_fn(move || victim.take(false))
         });
+        let mut ran = 0;
         for i in own.chain(stolen) {
             // SAFETY: the closure outlives the job: `run` does not return (nor unwind) before
             // every claimed task is done and no worker is active.
@@ -123,7 +125,12 @@ impl Shared {
             if catch_unwind(AssertUnwindSafe(|| task(i, worker))).is_err() {
                 self.panicked.store(true, SeqCst);
             }
-            self.done.fetch_add(1, SeqCst);
+            ran += 1;
+        }
+        // Counted once, when nothing is left to claim: `done` is on a line the caller spins on,
+        // and each update of it from another core waits for that line to come over.
+        if ran > 0 {
+            self.done.fetch_add(ran, SeqCst);
         }
     }
 }

@@ -24,6 +24,7 @@
 use super::{Activation, ConvShape, KernelError, SharedOut, check_min_len};
 use crate::exec::Ctx;
 use crate::exec::isa::Isa;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 pub mod bf16;
 mod generic;
@@ -450,6 +451,7 @@ pub(crate) fn run(
     let out = SharedOut(output.as_mut_ptr());
     let scr = SharedOut(scratch.as_mut_ptr());
     let per_problem = split.m_chunks * split.n_chunks;
+    let held: [Held; MAX_HELD] = std::array::from_fn(|_| Held(AtomicU64::new(Held::NONE)));
     let task = |t: usize, worker: usize| {
         let pi = t / per_problem;
         let mut p = problems[pi];
@@ -472,27 +474,68 @@ pub(crate) fn run(
         let bbuf = needs_scratch.then(|| unsafe {
             std::slice::from_raw_parts_mut(scr.ptr().add(worker * B_SCRATCH), B_SCRATCH)
         });
+        let reuse = held
+            .get(worker)
+            .zip(Held::key(pi, &tiles))
+            .map(|(h, key)| (&h.0, key));
         // SAFETY: the rectangle (rows of `panels`, columns of `tiles`) of problem `p` is written
         // by this task alone and lies inside `output` (the caller's contract).
-        unsafe { task_body(g, &p, runtime_packed, (panels, tiles), bbuf, out.ptr(), isa) };
+        unsafe {
+            task_body(
+                g,
+                &p,
+                runtime_packed,
+                (panels, tiles),
+                (bbuf, reuse),
+                out.ptr(),
+                isa,
+            )
+        };
     };
     threads.run_indexed(problems.len() * per_problem, &task);
     Ok(())
 }
 
+/// Threads whose scratch slot's contents `run` keeps track of (see [`Held`]); the others pack B
+/// for every task.
+const MAX_HELD: usize = 16;
+
+/// Which B block one thread's scratch slot holds, so that a task whose block is already there
+/// (the same problem and column tiles, the whole k packed in one block) computes from it instead
+/// of packing it again. A row split gives several tasks the same columns: at 2 threads the 7×7
+/// maps' 8 row chunks and the 14×14 maps' 2, each thread's run of tasks covering the same
+/// columns. One per call and thread, alone on its cache line (each is written by its own
+/// thread only).
+#[repr(align(64))]
+struct Held(AtomicU64);
+
+impl Held {
+    /// Nothing reusable.
+    const NONE: u64 = u64::MAX;
+
+    /// The record of problem `problem`'s tiles `tiles`, if its parts fit their fields.
+    fn key(problem: usize, tiles: &std::ops::Range<usize>) -> Option<u64> {
+        let fits = problem < 1 << 16 && tiles.end < 1 << 24;
+        fits.then_some(((problem as u64) << 48) | ((tiles.start as u64) << 24) | tiles.end as u64)
+    }
+}
+
 /// Computes rows `panels` × columns `tiles` of one problem's C, k block by k block.
 /// `runtime_packed`: `p.b` is packed at run time (here, or by `run` up front), so its narrow tiles
-/// are compact ([`b_row_len`]).
+/// are compact ([`b_row_len`]). `bbuf` is this thread's scratch slot and `held` (with this task's
+/// key, [`Held::key`]) records what it holds: a B packed whole (one k block) for the same key is
+/// used as it is.
 ///
 /// # Safety
 /// `out` must be valid for writes of that rectangle (see [`run`]) with nobody else touching it,
-/// and `isa` supported by this CPU.
+/// and `isa` supported by this CPU; `held` must describe `bbuf`'s contents (written only by this
+/// thread's tasks of this call).
 unsafe fn task_body(
     g: &Gemm,
     p: &Problem,
     runtime_packed: bool,
     (panels, tiles): (std::ops::Range<usize>, std::ops::Range<usize>),
-    mut bbuf: Option<&mut [f32]>,
+    (mut bbuf, held): (Option<&mut [f32]>, Option<(&AtomicU64, u64)>),
     out: *mut f32,
     isa: Isa,
 ) {
@@ -503,13 +546,22 @@ unsafe fn task_body(
     let panel_outer = tiles.len() <= PANEL_OUTER_MAX_TILES;
     // B read straight from the activations by the first panel's micro-kernels, which pack it as
     // they go (AVX-512 only; the other tiers pack first).
-    let fused = match (p.b, &bbuf) {
-        (BSource::Rows { data, ld }, Some(_)) if packs_while_computing(isa) => Some((data, ld)),
-        _ => None,
-    };
     let kc_step = match p.b {
         BSource::Packed { .. } => k,
         _ => (B_SCRATCH / (tiles.len().max(1) * NR)).max(KC),
+    };
+    // This thread's previous task left this very B in the scratch slot.
+    let packed_already = matches!(held, Some((h, key)) if h.load(Relaxed) == key);
+    if let (Some((h, key)), Some(_)) = (held, &bbuf) {
+        // What the slot will hold once this task is done.
+        let whole = kc_step >= k;
+        h.store(if whole { key } else { Held::NONE }, Relaxed);
+    }
+    let fused = match (p.b, &bbuf) {
+        (BSource::Rows { data, ld }, Some(_)) if packs_while_computing(isa) && !packed_already => {
+            Some((data, ld))
+        }
+        _ => None,
     };
     for k0 in (0..k).step_by(kc_step) {
         let kc = kc_step.min(k - k0);
@@ -518,6 +570,8 @@ unsafe fn task_body(
         // ever written through it.)
         let (b_base, b_first, b_stride) = match (&p.b, bbuf.as_deref_mut()) {
             (BSource::Packed { data }, _) => (data.as_ptr().cast_mut(), 0, k * NR),
+            // Packed whole by an earlier task of this thread, for the same tiles (`Held`).
+            (_, Some(buf)) if packed_already => (buf.as_mut_ptr(), tiles.start, kc * NR),
             (&BSource::Rows { .. }, Some(buf)) if fused.is_some() => {
                 // The first panel's tiles pack their own B (`tile_packing`), except the narrow
                 // ones (their kernel vectorises over rows), packed here.
@@ -604,11 +658,19 @@ unsafe fn task_body(
                 && i == panels.start
                 && t.cols > NARROW_COLS
             {
+                let first_row = data.as_ptr().wrapping_add(k0 * ld + col);
                 for (off, sub) in t.chunks(ACC_CHUNK) {
+                    let src = first_row.wrapping_add(off * ld);
                     let from = x86_64::avx512::PackFrom {
-                        src: data.as_ptr().wrapping_add((k0 + off) * ld + col),
+                        src,
                         ld,
                         dst: b_tile(j).wrapping_add(off * t.ldb),
+                        // The next tile's rows of this block follow the tile's last chunk.
+                        next: if off + sub.kc == kc {
+                            first_row.wrapping_add(NR)
+                        } else {
+                            src.wrapping_add(sub.kc * ld)
+                        },
                     };
                     // SAFETY: as below for A, C and the residual; B's rows `k0..k0 + kc`,
                     // columns `col..col + cols`, lie in `data` (the caller's contract), and the

@@ -72,12 +72,18 @@ pub(crate) struct PackFrom {
     pub src: *const f32,
     pub ld: usize,
     pub dst: *mut f32,
+    /// Where the B rows read after this call's begin (`ld` apart), for the prefetches of its last
+    /// [`B_AHEAD`] k steps: the next k rows of the same columns, or the next tile's first rows
+    /// when this call ends the tile's k block. With a shallow k (16–32 input channels) most of a
+    /// tile's rows are within `B_AHEAD` of its start. Only prefetched, never read.
+    pub next: *const f32,
 }
 
 const NO_PACK: PackFrom = PackFrom {
     src: std::ptr::null(),
     ld: 0,
     dst: std::ptr::null_mut(),
+    next: std::ptr::null(),
 };
 
 /// How many k steps ahead [`tile_rn`] prefetches A (16 steps × 32 B = 512 B).
@@ -119,17 +125,20 @@ unsafe fn tile_rn<const R: usize, const NV: usize, const PACK: bool>(t: &Tile, f
             }
         }
     }
-    for _ in 0..t.kc {
+    for kk in 0..t.kc {
         // A (weights) streams from memory once per panel, and the weights of a model are far
         // larger than the caches: fetch it `A_AHEAD` k steps early. A prefetch never faults, so
         // running past the end of A is harmless.
         _mm_prefetch::<_MM_HINT_T0>(a.wrapping_add(A_AHEAD * MR) as *const i8);
         let mut bv = [_mm512_setzero_ps(); NV];
         if PACK {
+            let ahead = if kk + B_AHEAD < t.kc {
+                src.wrapping_add(B_AHEAD * from.ld)
+            } else {
+                from.next.wrapping_add((kk + B_AHEAD - t.kc) * from.ld)
+            };
             for v in 0..NV {
-                _mm_prefetch::<_MM_HINT_T0>(
-                    src.wrapping_add(B_AHEAD * from.ld + 16 * v) as *const i8
-                );
+                _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(16 * v) as *const i8);
                 // SAFETY: the lanes of `lanes[v]` are columns `< cols` of this row of the
                 // source, and the packed row holds `NR >= 16·NV` floats (`tile_packing`'s
                 // contract); masked-off lanes are not read and are stored as zeros.
