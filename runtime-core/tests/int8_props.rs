@@ -313,6 +313,130 @@ proptest! {
     }
 }
 
+/// Shapes of the depthwise path (`int8::depthwise_applies`: one channel per group): 2 to 40
+/// channels, odd map sizes from 1, kernels 3, 5 and 7 (and others) per axis, strides 1 and 2 and
+/// dilations per axis, padding per side up to 3, so the phase planes, the dropped columns of the flat
+/// output grid, vectors spanning rows and the partial last vectors are all exercised; batches 1–3,
+/// 1–3 threads (channels grouped into tasks), both output rules and the residual step.
+fn depthwise_case() -> impl Strategy<Value = QCase> {
+    (
+        (2usize..=40, 1usize..=30, 1usize..=30),
+        (
+            [
+                prop_oneof![Just(3usize), Just(5), Just(7), 1usize..=4],
+                prop_oneof![Just(3usize), Just(5), Just(7), 1usize..=4],
+            ],
+            [1usize..=2, 1usize..=2],
+            [
+                prop_oneof![3 => Just(1usize), 1 => Just(2)],
+                prop_oneof![3 => Just(1usize), 1 => Just(2)],
+            ],
+        ),
+        [0usize..=3, 0usize..=3, 0usize..=3, 0usize..=3],
+        (
+            1usize..=3,
+            1usize..=3,
+            zero_point(),
+            zero_point(),
+            any::<u64>(),
+        ),
+        prop_oneof![Just(0u8), Just(1), Just(2)],
+    )
+        .prop_filter_map(
+            "kernel larger than the padded input",
+            |(
+                (c, h, w),
+                (kernel, stride, dilation),
+                pads,
+                (batch, threads, izp, ozp, seed),
+                mode,
+            )| {
+                let out_h = out_size(h, kernel[0], stride[0], dilation[0], pads[0], pads[2])?;
+                let out_w = out_size(w, kernel[1], stride[1], dilation[1], pads[1], pads[3])?;
+                let shape = ConvShape {
+                    in_c: c,
+                    in_h: h,
+                    in_w: w,
+                    out_c: c,
+                    out_h,
+                    out_w,
+                    kernel,
+                    stride,
+                    dilation,
+                    pads,
+                    group: c,
+                };
+                let output = match mode {
+                    0 => QOutput::Float { relu: false },
+                    1 => QOutput::Float { relu: true },
+                    _ => QOutput::Requant {
+                        quant: Quant {
+                            scale: 0.037,
+                            zero_point: ozp,
+                        },
+                        min: if seed % 2 == 0 { 0 } else { ozp },
+                        max: 255,
+                    },
+                };
+                Some(QCase {
+                    shape,
+                    batch,
+                    threads,
+                    input_zero_point: izp,
+                    output,
+                    seed,
+                })
+            },
+        )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    #[test]
+    fn qconv_depthwise_matches_reference(c in depthwise_case()) {
+        prop_assert!(int8::depthwise_applies(&c.shape));
+        prop_assert!(!int8::direct_applies(&c.shape));
+        check(&c)?;
+    }
+}
+
+/// MobileNetV2's depthwise convs (3×3, stride 1 and 2, its map sizes and channel counts, the
+/// stride-2 ones padded as onnxruntime's quantizer leaves them) and a 5×5 and 7×7 of other
+/// families, with a fused ReLU and a residual step (seed 3 is a multiple of 3).
+#[test]
+fn depthwise_model_shapes() {
+    for (c, hw, kernel, stride, pad) in [
+        (32, 112, 3, 1, 1),
+        (96, 112, 3, 2, 1),
+        (144, 56, 3, 1, 1),
+        (192, 28, 3, 2, 1),
+        (576, 14, 3, 2, 1),
+        (960, 7, 3, 1, 1),
+        (40, 28, 5, 1, 2),
+        (24, 15, 7, 2, 3),
+    ] {
+        let shape = ConvShape::square(c, hw, c, kernel, stride, pad, c);
+        assert!(int8::depthwise_applies(&shape));
+        check(&QCase {
+            shape,
+            batch: 1,
+            threads: 2,
+            input_zero_point: 0,
+            output: QOutput::Requant {
+                quant: Quant {
+                    scale: 0.05,
+                    zero_point: 0,
+                },
+                min: 0,
+                max: 255,
+            },
+            seed: 3,
+        })
+        .unwrap();
+    }
+}
+
 /// Channel counts ragged against the 16- and 32-channel register blocks and the 64-channel task
 /// tiles, pixels against the 8-pixel register tile and the 64-pixel task tiles; ResNeXt's grouped
 /// 3×3 (32 groups of 4 channels) and a depthwise conv.
@@ -386,6 +510,7 @@ fn non_finite_inputs_match_reference() {
         (ConvShape::square(16, 9, 12, 3, 1, 1, 4), 3),
         (ConvShape::square(3, 20, 8, 7, 2, 3, 1), 6),
         (ConvShape::square(6, 5, 6, 3, 1, 1, 3), 9),
+        (ConvShape::square(7, 9, 7, 3, 2, 1, 7), 12),
     ] {
         check_with(
             &QCase {

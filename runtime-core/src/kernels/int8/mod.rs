@@ -6,7 +6,9 @@
 //! since `s · (q − zp) / s` rounds to `q − zp`), so every other op of the graph runs unchanged in
 //! fp32 between quantization points, as onnxruntime runs the ops it has no int8 kernel for.
 //!
-//! Two paths. The direct one (`direct.rs`, [`direct_applies`]: one group or whole 4-channel blocks
+//! Three paths. Depthwise convs (`depthwise.rs`, [`depthwise_applies`]: one channel per group)
+//! put output pixels in the lanes and broadcast each tap's weight, a channel's plane per task. The
+//! direct one (`direct.rs`, [`direct_applies`]: one group or whole 4-channel blocks
 //! per group, at least 16 output pixels) puts output pixels in the vector lanes and broadcasts
 //! each output channel's weight words, so grouped convs do no padded work; it documents its
 //! layout. The im2col one (dense layers, odd channels per group): per image the input is quantized
@@ -26,6 +28,7 @@
 //! `vpmaddwd`, exact; also AVX-512 without VNNI) and generic. All compute the same integers and
 //! the same f32 epilogue, so every tier is bit-exact against `reference::qconv2d`.
 
+mod depthwise;
 mod direct;
 mod generic;
 #[cfg(target_arch = "x86_64")]
@@ -222,10 +225,14 @@ fn m_padded(s: &ConvShape) -> usize {
     (s.out_c / s.group).next_multiple_of(BLOCK_M)
 }
 
-/// Floats [`pack`] returns: per group the weight bytes, then per group one i32 bias and then one
+/// Floats [`pack`] returns: for a depthwise conv ([`depthwise_applies`]) per channel its taps'
+/// weights as i32, then the biases and multipliers; otherwise per group the weight bytes, then per group one i32 bias and then one
 /// f32 multiplier per padded output channel; then, where the direct path applies
 /// ([`direct_applies`]), its weights (`[out_c][in_c / group / 4][kh][kw]` words).
 pub fn packed_len(s: &ConvShape) -> usize {
+    if depthwise::applies(s) {
+        return depthwise::packed_len(s);
+    }
     let mp = m_padded(s);
     let direct = if direct::applies(s) {
         direct::weight_words(s)
@@ -236,8 +243,12 @@ pub fn packed_len(s: &ConvShape) -> usize {
 }
 
 /// Scratch floats [`qconv2d`] needs: the quantized input and every group's im2col rows, as
-/// bytes, or the direct path's quantized input, whichever is larger (the tier picks the path).
+/// bytes, or the direct path's quantized input, whichever is larger (the tier picks the path); for
+/// a depthwise conv, its channels' quantized planes.
 pub fn scratch_len(s: &ConvShape, _batch: usize, _threads: usize) -> usize {
+    if depthwise::applies(s) {
+        return depthwise::scratch_len(s);
+    }
     let bytes = s.input_len() + s.group * s.out_h * s.out_w * k_padded(s);
     let direct = if direct::applies(s) {
         direct::Layout::of(s).input_words()
@@ -254,6 +265,12 @@ pub fn direct_applies(s: &ConvShape) -> bool {
     direct::applies(s)
 }
 
+/// Whether a conv of this shape runs on the depthwise path (`depthwise.rs`, on every tier): one
+/// input and one output channel per group, more than one group.
+pub fn depthwise_applies(s: &ConvShape) -> bool {
+    depthwise::applies(s)
+}
+
 /// Whether the int8 kernels support this conv: any group count, kernel, stride, dilation, padding
 /// ([`ConvShape::check`]).
 pub fn supports(s: &ConvShape) -> Result<(), KernelError> {
@@ -268,13 +285,16 @@ pub fn pack(s: &ConvShape, input_zero_point: i32, p: QConvParams) -> Result<Vec<
     check_len("int8 conv weight", s.out_c * k, p.weight.len())?;
     check_len("int8 conv bias", s.out_c, p.bias.len())?;
     check_len("int8 conv multiplier", s.out_c, p.multiplier.len())?;
-    // |Σ x·w| ≤ K · 255 · 128, and the bias correction as much again: keep both within i32.
-    let bound = (k as i64) * 255 * 128;
     if let Some(m) = p.multiplier.iter().position(|v| !v.is_finite()) {
         return Err(KernelError::BadShape(format!(
             "int8 conv output channel {m}: multiplier {} is not finite",
             p.multiplier[m]
         )));
+    }
+    let fold = |m: usize| fold_bias(m, &p.weight[m * k..][..k], p.bias[m], input_zero_point);
+    if depthwise::applies(s) {
+        let bias = (0..s.out_c).map(fold).collect::<Result<Vec<_>, _>>()?;
+        return Ok(depthwise::pack(s, p.weight, &bias, p.multiplier));
     }
     let (kp, mp) = (k_padded(s), m_padded(s));
     let mg = s.out_c / s.group;
@@ -290,17 +310,9 @@ pub fn pack(s: &ConvShape, input_zero_point: i32, p: QConvParams) -> Result<Vec<
             let at = ((m / BLOCK_M * kp / 4 + kk / 4) * BLOCK_M + m % BLOCK_M) * 4 + kk % 4;
             block[at] = w as u8;
         }
-        let (m, at) = (oc, g * mp + m);
-        let sum: i64 = row.iter().map(|&w| w as i64).sum();
-        let folded = p.bias[m] as i64 - input_zero_point as i64 * sum;
-        if folded.abs() + bound > i32::MAX as i64 {
-            return Err(KernelError::BadShape(format!(
-                "int8 conv output channel {m}: bias {} and {k} products may overflow i32",
-                p.bias[m]
-            )));
-        }
-        bias[at] = folded as i32;
-        mult[at] = p.multiplier[m];
+        let at = g * mp + m;
+        bias[at] = fold(oc)?;
+        mult[at] = p.multiplier[oc];
     }
     let mut out: Vec<f32> = bytes
         .chunks_exact(4)
@@ -312,6 +324,22 @@ pub fn pack(s: &ConvShape, input_zero_point: i32, p: QConvParams) -> Result<Vec<
         direct::pack_weights(s, p.weight, &mut out);
     }
     Ok(out)
+}
+
+/// Output channel `m`'s bias with the input zero point folded in (`bias − zp · Σ w` over its weight
+/// `row`), or an error where it and the sum of the row's products could overflow i32.
+fn fold_bias(m: usize, row: &[i8], bias: i32, input_zero_point: i32) -> Result<i32, KernelError> {
+    // |Σ x·w| ≤ K · 255 · 128, and the bias correction as much again: keep both within i32.
+    let bound = (row.len() as i64) * 255 * 128;
+    let sum: i64 = row.iter().map(|&w| w as i64).sum();
+    let folded = bias as i64 - input_zero_point as i64 * sum;
+    if folded.abs() + bound > i32::MAX as i64 {
+        return Err(KernelError::BadShape(format!(
+            "int8 conv output channel {m}: bias {bias} and {} products may overflow i32",
+            row.len()
+        )));
+    }
+    Ok(folded as i32)
 }
 
 /// The packed operands as the kernels read them.
@@ -377,6 +405,30 @@ pub fn qconv2d(ctx: &Ctx, args: QConvArgs) -> Result<(), KernelError> {
         scratch_len(&s, batch, 1),
         scratch.len(),
     )?;
+    let tier = if use_vnni(ctx) {
+        direct::Tier::Vnni
+    } else if matches!(ctx.isa, Isa::Avx2 | Isa::Avx512) {
+        direct::Tier::Avx2
+    } else {
+        direct::Tier::Generic
+    };
+    if depthwise::applies(&s) {
+        let sum = residual.as_ref().zip(sum).map(|(r, rule)| (rule, r.input));
+        depthwise::conv(
+            ctx,
+            tier,
+            &s,
+            batch,
+            input,
+            input_quant,
+            packed,
+            out,
+            sum,
+            scratch,
+            output,
+        );
+        return Ok(());
+    }
     let (kp, mp, groups) = (k_padded(&s), m_padded(&s), s.group);
     let (cin_g, mg) = (s.in_c / groups, s.out_c / groups);
     let words: &[u32] = bytemuck::cast_slice(packed);
@@ -388,13 +440,6 @@ pub fn qconv2d(ctx: &Ctx, args: QConvArgs) -> Result<(), KernelError> {
     let mult: &[f32] = bytemuck::cast_slice(mult);
     let vnni = use_vnni(ctx);
     if direct::applies(&s) {
-        let tier = if vnni {
-            direct::Tier::Vnni
-        } else if matches!(ctx.isa, Isa::Avx2 | Isa::Avx512) {
-            direct::Tier::Avx2
-        } else {
-            direct::Tier::Generic
-        };
         let packed = Packed {
             weight,
             bias,

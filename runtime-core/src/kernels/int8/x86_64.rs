@@ -281,7 +281,7 @@ pub(super) unsafe fn direct_vnni<const MR: usize, const NR: usize>(
 /// [`QOutput::apply`]'s output rule on 16 values `v = (acc + bias) · multiplier`.
 #[inline]
 #[target_feature(enable = "avx512f")]
-fn epilogue_512(out: QOutput, v: __m512) -> __m512 {
+pub(super) fn epilogue_512(out: QOutput, v: __m512) -> __m512 {
     match out {
         QOutput::Requant { quant, min, max } => {
             let lo = _mm512_set1_ps((min - quant.zero_point) as f32);
