@@ -1,5 +1,5 @@
-//! AVX-512 depthwise conv read straight from the input plane: 16 output columns a vector, `R`
-//! output rows at once, every tap a masked load at its place in the input row.
+//! AVX-512 depthwise conv read straight from the input plane: blocks of 4 output rows × 1–2
+//! vectors of 16 output columns, every tap a masked load at its place in the input row.
 //!
 //! Masked-off lanes are neither read nor faulted on, so a load may start before the row (the
 //! left padding) or run past it (the right padding): the masks, one per tap column and vector of
@@ -14,7 +14,8 @@
 //! stride 2 loads 32 consecutive floats and splits them into their even and odd columns by two
 //! `vpermt2ps`: tap columns `2j` and `2j + 1` share the pair of loads from input column
 //! `2·ox - pad_left + 2j`. Sums run over `(ky, kx)` in order for every output, as the
-//! reference's.
+//! reference's. The loops over rows, vectors and taps are written out by `each!` with constant
+//! indices, so the accumulator and input arrays live in registers.
 
 use std::arch::x86_64::*;
 
