@@ -22,7 +22,7 @@
 //! `vpmovzxbd`, `vpmulld`, `vpaddd`) and the generic loop; all compute the exact i32 sums and the
 //! f32 epilogue of [`QOutput::apply`], bit-exact against `reference::qconv2d`.
 
-use super::direct::Tier;
+use super::direct::{Store, Tier};
 use super::{QOutput, Quant, SharedBytes, SumRule};
 use crate::exec::Ctx;
 use crate::kernels::{ConvShape, SharedOut};
@@ -113,31 +113,6 @@ pub(crate) fn pack(s: &ConvShape, weight: &[i8], bias: &[i32], multiplier: &[f32
     out
 }
 
-/// Where one vector of flat positions stores: the lanes kept (`mask`: output columns `< out_w`,
-/// positions before the end) and the output index of the first kept one.
-#[derive(Clone, Copy, Default, Debug)]
-pub(crate) struct Store {
-    pub mask: u16,
-    pub start: usize,
-}
-
-impl Store {
-    fn of(l: &Layout, out_w: usize, v: usize) -> Store {
-        let q0 = v * LANES;
-        let mut mask = 0u16;
-        for lane in 0..LANES {
-            let q = q0 + lane;
-            if q < l.flat && q % l.ws < out_w {
-                mask |= 1 << lane;
-            }
-        }
-        Store {
-            mask,
-            start: q0 / l.ws * out_w + (q0 % l.ws).min(out_w),
-        }
-    }
-}
-
 /// One channel's work.
 pub(crate) struct Chan<'a> {
     /// The channel's quantized bytes (`Layout::chan_len`).
@@ -207,7 +182,7 @@ pub(crate) fn conv(
     let mult: &[f32] = bytemuck::cast_slice(mult);
     let taps = taps(s, l.hs, l.ws);
     let stores: Vec<Store> = (0..l.vectors())
-        .map(|v| Store::of(&l, s.out_w, v))
+        .map(|v| Store::of(l.flat, l.ws, s.out_w, v))
         .collect();
     let (hw, pixels) = (s.in_h * s.in_w, s.out_h * s.out_w);
     let channels = s.in_c;
@@ -331,7 +306,7 @@ mod x86 {
     use std::arch::x86_64::*;
 
     use super::{Chan, LANES, Quant};
-    use crate::kernels::int8::x86_64::epilogue_512;
+    use crate::kernels::int8::x86_64::{add_sum_512, compress_kept_512, epilogue_512};
 
     /// Vectors per AVX-512 register tile.
     const NV: usize = 4;
@@ -385,34 +360,10 @@ mod x86 {
             let v = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(a, bias)), mult);
             let v = epilogue_512(t.out, v);
             let st = t.stores[v0 + j];
-            let kept = st.mask.count_ones() as usize;
             // The kept lanes, side by side: outputs `start .. start + kept`.
-            let (v, low) = if st.mask == u16::MAX {
-                (v, u16::MAX)
-            } else {
-                (
-                    _mm512_maskz_compress_ps(st.mask, v),
-                    ((1u32 << kept) - 1) as u16,
-                )
-            };
+            let (v, low, kept) = compress_kept_512(st, v);
             let v = match t.sum {
-                Some((rule, r)) => {
-                    let r = &r[st.start..][..kept];
-                    // SAFETY: the masked load reads only the `kept` elements of `r`.
-                    let r = unsafe { _mm512_maskz_loadu_ps(low, r.as_ptr()) };
-                    let z = _mm512_div_ps(_mm512_add_ps(v, r), _mm512_set1_ps(rule.scale));
-                    // `max` returns its second operand (`lo`) where `z` is NaN, as `f32::max`.
-                    let z = _mm512_min_ps(
-                        _mm512_max_ps(z, _mm512_set1_ps(rule.lo)),
-                        _mm512_set1_ps(rule.hi),
-                    );
-                    _mm512_mul_ps(
-                        _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
-                            z,
-                        ),
-                        _mm512_set1_ps(rule.scale),
-                    )
-                }
+                Some((rule, r)) => add_sum_512(rule, &r[st.start..][..kept], low, v),
                 None => v,
             };
             let dst = &mut y[st.start..][..kept];

@@ -134,18 +134,20 @@ pub(crate) struct Store {
 }
 
 impl Store {
-    fn of(l: &Layout, out_w: usize, v: usize) -> Store {
+    /// Vector `v` of `flat` positions laid out `ws` to an output row of which `out_w` are kept
+    /// (the direct and depthwise layouts alike).
+    pub(crate) fn of(flat: usize, ws: usize, out_w: usize, v: usize) -> Store {
         let q0 = v * LANES;
         let mut mask = 0u16;
         for lane in 0..LANES {
             let q = q0 + lane;
-            if q < l.flat && q % l.ws < out_w {
+            if q < flat && q % ws < out_w {
                 mask |= 1 << lane;
             }
         }
         Store {
             mask,
-            start: q0 / l.ws * out_w + (q0 % l.ws).min(out_w),
+            start: q0 / ws * out_w + (q0 % ws).min(out_w),
         }
     }
 }
@@ -240,7 +242,7 @@ pub(crate) fn conv_image(
             let nr = NR.min(v_end - v0);
             let mut stores = [Store::default(); NR];
             for (j, st) in stores.iter_mut().enumerate().take(nr) {
-                *st = Store::of(&l, out_w, v0 + j);
+                *st = Store::of(l.flat, l.ws, out_w, v0 + j);
             }
             let mut m0 = mt * TASK_M;
             while m0 < m_end {

@@ -5,7 +5,7 @@
 use std::arch::x86_64::*;
 
 use super::direct::{self, LANES};
-use super::{BLOCK_M, QOutput, Quant, Tile};
+use super::{BLOCK_M, QOutput, Quant, SumRule, Tile};
 use crate::kernels::SharedOut;
 
 /// Computes `tile` into `y` with `vpdpbusd`: 2 blocks of 16 channels × 8 pixels per register tile.
@@ -241,34 +241,10 @@ pub(super) unsafe fn direct_vnni<const MR: usize, const NR: usize>(
             let v = epilogue_512(t.out, v);
             let st = stores[j];
             let dst = y.ptr().wrapping_add(m * t.pixels + st.start);
-            let kept = st.mask.count_ones();
             // The kept lanes, side by side: outputs `start .. start + kept` of channel `m`.
-            let (v, low) = if st.mask == u16::MAX {
-                (v, u16::MAX)
-            } else {
-                (
-                    _mm512_maskz_compress_ps(st.mask, v),
-                    ((1u32 << kept) - 1) as u16,
-                )
-            };
+            let (v, low, kept) = compress_kept_512(st, v);
             let v = match t.sum {
-                Some((rule, r)) => {
-                    let r = &r[m * t.pixels + st.start..][..kept as usize];
-                    // SAFETY: the masked load reads only the `kept` elements of `r`.
-                    let r = unsafe { _mm512_maskz_loadu_ps(low, r.as_ptr()) };
-                    let z = _mm512_div_ps(_mm512_add_ps(v, r), _mm512_set1_ps(rule.scale));
-                    // `max` returns its second operand (`lo`) where `z` is NaN, as `f32::max`.
-                    let z = _mm512_min_ps(
-                        _mm512_max_ps(z, _mm512_set1_ps(rule.lo)),
-                        _mm512_set1_ps(rule.hi),
-                    );
-                    _mm512_mul_ps(
-                        _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
-                            z,
-                        ),
-                        _mm512_set1_ps(rule.scale),
-                    )
-                }
+                Some((rule, r)) => add_sum_512(rule, &r[m * t.pixels + st.start..][..kept], low, v),
                 None => v,
             };
             // SAFETY: the `kept` lanes are outputs `start .. start + kept` of channel `m`, this
@@ -276,6 +252,40 @@ pub(super) unsafe fn direct_vnni<const MR: usize, const NR: usize>(
             unsafe { _mm512_mask_storeu_ps(dst, low, v) };
         }
     }
+}
+
+/// The lanes of `v` that `st` keeps, moved side by side to the low lanes, the mask of those low
+/// lanes and their count.
+#[inline]
+#[target_feature(enable = "avx512f")]
+pub(super) fn compress_kept_512(st: direct::Store, v: __m512) -> (__m512, u16, usize) {
+    let kept = st.mask.count_ones() as usize;
+    if st.mask == u16::MAX {
+        (v, u16::MAX, kept)
+    } else {
+        let low = ((1u32 << kept) - 1) as u16;
+        (_mm512_maskz_compress_ps(st.mask, v), low, kept)
+    }
+}
+
+/// The fused residual step on compressed lanes `low` of `v`: `v + r` requantized by `rule`
+/// ([`SumRule`]'s arithmetic); `r` holds the `low.count_ones()` residual values.
+#[inline]
+#[target_feature(enable = "avx512f")]
+pub(super) fn add_sum_512(rule: SumRule, r: &[f32], low: u16, v: __m512) -> __m512 {
+    debug_assert_eq!(r.len(), low.count_ones() as usize);
+    // SAFETY: `low` is the low `r.len()` lanes: the masked load reads only elements of `r`.
+    let r = unsafe { _mm512_maskz_loadu_ps(low, r.as_ptr()) };
+    let z = _mm512_div_ps(_mm512_add_ps(v, r), _mm512_set1_ps(rule.scale));
+    // `max` returns its second operand (`lo`) where `z` is NaN, as `f32::max`.
+    let z = _mm512_min_ps(
+        _mm512_max_ps(z, _mm512_set1_ps(rule.lo)),
+        _mm512_set1_ps(rule.hi),
+    );
+    _mm512_mul_ps(
+        _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(z),
+        _mm512_set1_ps(rule.scale),
+    )
 }
 
 /// [`QOutput::apply`]'s output rule on 16 values `v = (acc + bias) · multiplier`.
