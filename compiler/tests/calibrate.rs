@@ -235,19 +235,8 @@ fn calibrated_dense_is_within_the_derived_bound() {
     };
     let y = g.add_node("fc", Op::Dense(dense), &[x_id]).expect("dense");
     g.outputs.push((y, "y".into()));
-    let shape = ConvShape {
-        in_c: k,
-        in_h: 1,
-        in_w: 1,
-        out_c: m,
-        out_h: 1,
-        out_w: 1,
-        kernel: [1, 1],
-        stride: [1, 1],
-        dilation: [1, 1],
-        pads: [0; 4],
-        group: 1,
-    };
+    // The dense layer as the int8 kernels see it: a 1×1 conv on a 1×1 map.
+    let shape = ConvShape::square(k, 1, m, 1, 1, 0, 1);
     // Non-negative inputs, as after a ReLU: zero point 0.
     let x = rng.vec(batch * k, 0.0, 4.0);
     check_single_layer(&g, shape, batch, &x);

@@ -389,20 +389,9 @@ fn candidate(graph: &Graph, id: NodeId) -> Option<Result<(), String>> {
     Some(shape.and_then(|s| int8::supports(&s).map_err(|e| e.to_string())))
 }
 
+/// A dense layer as the 1×1 conv on a 1×1 map the int8 kernels take it for.
 fn dense_shape(k: usize, m: usize) -> resnext_runtime_core::kernels::ConvShape {
-    resnext_runtime_core::kernels::ConvShape {
-        in_c: k,
-        in_h: 1,
-        in_w: 1,
-        out_c: m,
-        out_h: 1,
-        out_w: 1,
-        kernel: [1, 1],
-        stride: [1, 1],
-        dilation: [1, 1],
-        pads: [0; 4],
-        group: 1,
-    }
+    resnext_runtime_core::kernels::ConvShape::square(k, 1, m, 1, 1, 0, 1)
 }
 
 /// The u8 quantization of values in `lo..=hi`, widened to hold 0 exactly.
