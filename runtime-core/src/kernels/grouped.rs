@@ -409,6 +409,14 @@ unsafe fn band_dispatch(b: &Band, isa: Isa) {
     }
 }
 
+/// Bit `l` set for the lanes `l < 16` whose column `start + l` lies in `0..width`.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) fn mask16(start: isize, width: usize) -> u16 {
+    let r = lane_range(start, 1, width, 16);
+    (((1u32 << r.end) - 1) & !((1u32 << r.start) - 1)) as u16
+}
+
 /// The lanes `l` in `0..lanes` whose input column `start + l·stride` lies in `0..width`.
 #[inline(always)]
 pub(crate) fn lane_range(start: isize, stride: usize, width: usize, lanes: usize) -> Range<usize> {

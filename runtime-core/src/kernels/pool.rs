@@ -402,10 +402,7 @@ unsafe fn pool_rows_avx512<const MAX: bool, const SW: usize>(
     let identity = _mm512_set1_ps(if MAX { f32::NEG_INFINITY } else { 0.0 });
     let (kh, kw, pl, in_w) = (s.kernel[0], s.kernel[1], s.pads[1], s.in_w);
     // Lanes `l < 16` whose column `start + l` lies in `0..in_w`.
-    let cols = |start: isize| -> __mmask16 {
-        let r = super::grouped::lane_range(start, 1, in_w, 16);
-        (((1u32 << r.end) - 1) & !((1u32 << r.start) - 1)) as __mmask16
-    };
+    let cols = |start: isize| super::grouped::mask16(start, in_w);
     // Averages: each output column's window cells inside the input and inside the padded input,
     // as floats (exact: small integers), 1 past the row; a divisor is
     // the row count times these, a product of integers below 2^24 and so exact too.

@@ -29,7 +29,7 @@ pub(super) use avx512_depthwise_direct::depthwise_direct_avx512;
 pub(super) use avx512_depthwise_plane::{depthwise_band_rows_avx512, depthwise_plane_avx512};
 pub(super) use avx512_tiles::tiles_avx512;
 
-use super::{Band, lane_range};
+use super::{Band, lane_range, mask16};
 use crate::kernels::gemm::x86_64::avx2::activate;
 
 /// Copies the input rows that padded rows `y0 .. y0 + rows` stand for, of the band's first
@@ -85,13 +85,6 @@ const MAX_TAPS: usize = 25;
 
 /// The largest kernel of the depthwise plane kernels (7×7) has this many taps.
 const DW_MAX_TAPS: usize = 49;
-
-/// Bit `l` set for the lanes `l < 16` whose column `start + l` lies in `0..width`.
-#[inline(always)]
-fn mask16(start: isize, width: usize) -> u16 {
-    let r = lane_range(start, 1, width, 16);
-    (((1u32 << r.end) - 1) & !((1u32 << r.start) - 1)) as u16
-}
 
 /// Where the input rows of a tile start and whether they exist: `[r][ky]`.
 #[inline(always)]
