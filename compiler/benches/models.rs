@@ -563,7 +563,11 @@ fn main() -> std::process::ExitCode {
                 let mut tract_ok = tract.is_some();
                 let mut ours_ok = true;
                 let (mut o_ms, mut t_ms, mut r_ms) = (Vec::new(), Vec::new(), Vec::new());
+                let mut trips = Vec::new();
                 for _ in 0..args.rounds {
+                    if threads > 1 {
+                        trips.push(core_round_trip_ns());
+                    }
                     if ours_ok {
                         match run_ours(&ours.binary, &npy, threads, args.runs) {
                             Ok(t) => o_ms.push(t),
@@ -593,6 +597,13 @@ fn main() -> std::process::ExitCode {
                         }
                         None => {}
                     }
+                }
+                if !trips.is_empty() {
+                    notes.push(format!(
+                        "core round trip {:.0}–{:.0} ns",
+                        trips.iter().copied().fold(f64::INFINITY, f64::min),
+                        trips.iter().copied().fold(0.0, f64::max)
+                    ));
                 }
                 let (o, t, r) = (median(&mut o_ms), median(&mut t_ms), median(&mut r_ms));
                 eprintln!(
@@ -629,6 +640,38 @@ fn main() -> std::process::ExitCode {
         layer_table(&graph, peak, &args.threads);
     }
     std::process::ExitCode::SUCCESS
+}
+
+/// The round trip of a cache line between two threads, in ns (median of 9 batches of 2000):
+/// about 50–150 ns where the cores share a last-level cache, 300–600 ns on VMs whose two vCPUs are
+/// at times placed far apart, where every multi-threaded run is slower (onnxruntime's too), so
+/// the table says which kind of stretch its rounds ran in.
+fn core_round_trip_ns() -> f64 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const TRIPS: u32 = 2000;
+    let flag = AtomicU32::new(0);
+    let mut batches: Vec<f64> = Vec::new();
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            for _ in 0..9 * TRIPS {
+                while flag.load(Ordering::Acquire) != 1 {
+                    std::hint::spin_loop();
+                }
+                flag.store(0, Ordering::Release);
+            }
+        });
+        for _ in 0..9 {
+            let t0 = Instant::now();
+            for _ in 0..TRIPS {
+                flag.store(1, Ordering::Release);
+                while flag.load(Ordering::Acquire) != 0 {
+                    std::hint::spin_loop();
+                }
+            }
+            batches.push(t0.elapsed().as_nanos() as f64 / f64::from(TRIPS));
+        }
+    });
+    median(&mut batches)
 }
 
 /// The results as a markdown table, one row per model × batch × threads, then the geometric mean

@@ -100,6 +100,43 @@ prop_compose! {
     }
 }
 
+/// Bands of rows on 2 and 3 threads at the models' shapes: a stem's 3×3/2 max pool in ceil mode
+/// (the last window in the bottom padding), GoogLeNet's 3×3/1 branch pools, DenseNet's 2×2/2
+/// transition, bands whose windows straddle the band edges, every tier.
+#[test]
+fn row_bands_match_reference() {
+    let shape = |channels, in_h: usize, k: usize, st: usize, p: usize, ceil: bool| {
+        let span = in_h + 2 * p - k;
+        let out = if ceil {
+            span.div_ceil(st) + 1
+        } else {
+            span / st + 1
+        };
+        PoolShape {
+            channels,
+            in_h,
+            in_w: in_h + 3,
+            out_h: out,
+            out_w: (in_h + 3 + 2 * p - k) / st + 1,
+            kernel: [k, k],
+            stride: [st, st],
+            pads: [p; 4],
+        }
+    };
+    for s in [
+        shape(5, 112, 3, 2, 1, false),
+        shape(3, 56, 3, 2, 0, true),
+        shape(7, 28, 3, 1, 1, false),
+        shape(4, 14, 2, 2, 0, false),
+        shape(6, 9, 3, 2, 1, true),
+    ] {
+        s.check().unwrap();
+        for threads in [2, 3] {
+            check_pools(&s, 2, threads, 7).unwrap();
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 

@@ -1,4 +1,5 @@
-//! Fast max, average and global average pooling, NCHW, threaded over planes: the semantics of the
+//! Fast max, average and global average pooling, NCHW, threaded over bands of rows (planes where
+//! the maps are short): the semantics of the
 //! reference pools, with the borders peeled off so the interior loops carry no bounds logic.
 //!
 //! Each plane is walked row by row: an output row accumulates its window's input rows in order, and
@@ -102,30 +103,83 @@ fn pool(ctx: &Ctx, args: PoolArgs, reduce: Reduce) -> Result<(), KernelError> {
     let (in_plane, out_plane) = (s.in_h * s.in_w, s.out_h * s.out_w);
     check_len("pool input", batch * s.channels * in_plane, input.len())?;
     check_len("pool output", batch * s.channels * out_plane, output.len())?;
-    let planes = batch * s.channels;
-    let per_task = planes.div_ceil(4 * threads.count()).max(1);
-    let tasks = planes.div_ceil(per_task);
     let out = SharedOut(output.as_mut_ptr());
     let isa = if isa.supported() { isa } else { Isa::Generic };
-    threads.run(tasks, &|t| {
-        for p in t * per_task..((t + 1) * per_task).min(planes) {
-            let src = &input[p * in_plane..(p + 1) * in_plane];
-            // SAFETY: plane `p` lies inside `output` (length checked) and only this task writes it.
+    // Rows `rows` of every output plane of `planes`: the band's own shape over the input rows its
+    // windows reach (`band_shape`).
+    let run_band = |planes: Range<usize>, rows: Range<usize>| {
+        let Some((band, first)) = band_shape(s, rows.clone()) else {
+            return;
+        };
+        for p in planes {
+            let src = &input[p * in_plane + first * s.in_w..][..band.in_h * s.in_w];
+            // SAFETY: rows `rows` of plane `p` lie inside `output` (length checked) and only this
+            // task writes them.
             let dst = unsafe {
-                std::slice::from_raw_parts_mut(out.ptr().wrapping_add(p * out_plane), out_plane)
+                std::slice::from_raw_parts_mut(
+                    out.ptr().wrapping_add(p * out_plane + rows.start * s.out_w),
+                    rows.len() * s.out_w,
+                )
             };
             match isa {
                 // SAFETY: the tier is supported by this CPU (checked above).
                 #[cfg(target_arch = "x86_64")]
-                Isa::Avx512 => unsafe { plane_avx512(s, reduce, src, dst) },
+                Isa::Avx512 => unsafe { plane_avx512(&band, reduce, src, dst) },
                 // SAFETY: as above.
                 #[cfg(target_arch = "x86_64")]
-                Isa::Avx2 => unsafe { plane_avx2(s, reduce, src, dst) },
-                _ => plane(s, reduce, src, dst),
+                Isa::Avx2 => unsafe { plane_avx2(&band, reduce, src, dst) },
+                _ => plane(&band, reduce, src, dst),
             }
         }
-    });
+    };
+    let count = threads.count();
+    let planes = batch * s.channels;
+    if count > 1 && s.out_h >= 2 * count {
+        // Each image in `count` bands of rows, each band's planes in 4 tasks: a thread's run of
+        // tasks is one band of every plane, the pixels the threads share out in the other
+        // layers too (a split by planes had every thread read the other's rows: see
+        // `exec::threads`).
+        let chunks = s.channels.min(4);
+        threads.run(batch * count * chunks, &|t| {
+            let (n, band, chunk) = (t / (count * chunks), t / chunks % count, t % chunks);
+            let c = n * s.channels;
+            let planes = c + chunk * s.channels / chunks..c + (chunk + 1) * s.channels / chunks;
+            run_band(planes, band * s.out_h / count..(band + 1) * s.out_h / count);
+        });
+    } else {
+        let per_task = planes.div_ceil(4 * count).max(1);
+        threads.run(planes.div_ceil(per_task), &|t| {
+            run_band(t * per_task..((t + 1) * per_task).min(planes), 0..s.out_h);
+        });
+    }
     Ok(())
+}
+
+/// The shape that pools output rows `rows` of `s` alone, and the first input row it reads: the
+/// input rows the band's windows reach, with the padding of `s` that lies among them (so every
+/// window, and every average's divisor, is the one of `s`). `None` for an empty band.
+fn band_shape(s: &PoolShape, rows: Range<usize>) -> Option<(PoolShape, usize)> {
+    if rows.is_empty() {
+        return None;
+    }
+    let (sy, kh, pt, pb) = (s.stride[0], s.kernel[0], s.pads[0], s.pads[2]);
+    // Padded-input rows `lo..hi` (padded coordinates: input row `y` is `y + pt`).
+    let lo = rows.start * sy;
+    let hi = ((rows.end - 1) * sy + kh).min(s.in_h + pt + pb);
+    let first = lo.saturating_sub(pt).min(s.in_h);
+    let last = hi.saturating_sub(pt).min(s.in_h);
+    let band = PoolShape {
+        in_h: last - first,
+        out_h: rows.len(),
+        pads: [
+            pt.saturating_sub(lo),
+            s.pads[1],
+            (hi.saturating_sub(pt)).saturating_sub(s.in_h),
+            s.pads[3],
+        ],
+        ..*s
+    };
+    Some((band, first))
 }
 
 #[cfg(target_arch = "x86_64")]

@@ -151,7 +151,7 @@ pub fn scratch_len(shape: &ConvShape, threads: usize) -> usize {
     } else {
         MR * NR
     };
-    shape.in_c * phases(shape).plane + NR + 16 + threads.max(1) * sums
+    shape.in_c * phases(shape).plane + NR + 2 * super::gemm::ALIGN_SLACK + threads.max(1) * sums
 }
 
 /// Column tiles of an image: whole 16-column vectors, 2 or 3 a tile.
@@ -280,7 +280,9 @@ pub fn run(ctx: &Ctx, args: ConvArgs) -> Result<(), KernelError> {
     let (copy, rest) = scratch.split_at_mut(copy_len);
     let (slack, sums) = rest.split_at_mut(NR);
     slack.fill(0.0);
-    let sums = SharedOut(sums.as_mut_ptr());
+    // Each thread's sums on cache lines of its own (`MR · NR` and `sums_len` are whole lines):
+    // sums sharing a line with another thread's would move it between the cores every block.
+    let sums = SharedOut(super::gemm::aligned(sums).as_mut_ptr());
     let copy = &mut copy[..];
 
     let [kh, kw] = s.kernel;
@@ -461,12 +463,15 @@ fn fill_phases(ctx: &Ctx, s: &ConvShape, ph: Phases, isa: Isa, x: &[f32], copy: 
     let [sy, sx] = s.stride;
     let (pt, pl) = (s.pads[0], s.pads[1]);
     let dst = SharedOut(copy.as_mut_ptr());
-    // Rows `(ic, qy, j)`, each written for every `qx`.
+    // Rows `(j, ic, qy)`, each written for every `qx`: row-major, so a thread's run of tasks is
+    // a band of the image, the band it wrote in the layer before and reads in the GEMM after
+    // (on VMs whose cores are far apart, a copy split by channels moved half of every image
+    // between the cores' caches).
     let rows = s.in_c * sy * hq;
     let per_task = (4096 / (sx * wq).max(1)).max(1);
     ctx.threads.run(rows.div_ceil(per_task), &|t| {
         for r in t * per_task..((t + 1) * per_task).min(rows) {
-            let (ic, qy, j) = (r / (sy * hq), r / hq % sy, r % hq);
+            let (j, ic, qy) = (r / (s.in_c * sy), r / sy % s.in_c, r % sy);
             let src = (j * sy + qy)
                 .checked_sub(pt)
                 .filter(|&iy| iy < s.in_h)
@@ -474,7 +479,7 @@ fn fill_phases(ctx: &Ctx, s: &ConvShape, ph: Phases, isa: Isa, x: &[f32], copy: 
             for qx in 0..sx {
                 let at = (((ic * sy + qy) * sx + qx) * hq + j) * wq;
                 // SAFETY: task `t` alone writes row `j` of phase `(qy, qx)` of channel `ic`
-                // (rows `(ic, qy, j)` are split between tasks), inside `copy`
+                // (rows `(j, ic, qy)` are split between tasks), inside `copy`
                 // (`in_c · plane` floats).
                 let line = unsafe { std::slice::from_raw_parts_mut(dst.ptr().add(at), wq) };
                 // Phase columns `i` whose input column `i·sx + qx − pl` lies in `0..in_w`.
