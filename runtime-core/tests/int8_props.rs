@@ -314,13 +314,18 @@ proptest! {
 }
 
 /// Shapes of the depthwise path (`int8::depthwise_applies`: one channel per group): 2 to 40
-/// channels, odd map sizes from 1, kernels 3, 5 and 7 (and others) per axis, strides 1 and 2 and
+/// channels, odd map sizes from 1 (rows up to 70 wide: several 32-input steps of the stride-2
+/// quantization), kernels 3, 5 and 7 (and others) per axis, strides 1 and 2 and
 /// dilations per axis, padding per side up to 3, so the phase planes, the dropped columns of the flat
 /// output grid, vectors spanning rows and the partial last vectors are all exercised; batches 1–3,
 /// 1–3 threads (channels grouped into tasks), both output rules and the residual step.
 fn depthwise_case() -> impl Strategy<Value = QCase> {
     (
-        (2usize..=40, 1usize..=30, 1usize..=30),
+        (
+            2usize..=40,
+            1usize..=30,
+            prop_oneof![3 => 1usize..=30, 1 => 31usize..=70],
+        ),
         (
             [
                 prop_oneof![Just(3usize), Just(5), Just(7), 1usize..=4],
@@ -496,6 +501,44 @@ fn strided_direct_convs() {
             input_zero_point: 3,
             output: QOutput::Float { relu: true },
             seed: 11,
+        })
+        .unwrap();
+    }
+}
+
+/// Rows wider than the strided quantization's chunk of 256 words (stride 2 and 3, odd widths and
+/// left padding), so a row's later chunks land in their phases' runs too.
+#[test]
+fn wide_strided_rows() {
+    for (w, k, stride, pad) in [
+        (301, 3, 2, 1),
+        (517, 1, 2, 0),
+        (263, 3, 3, 2),
+        (260, 5, 2, 2),
+    ] {
+        let out_w = (w + 2 * pad - k) / stride + 1;
+        let out_h = (3 + 2 * pad - k) / stride + 1;
+        let shape = ConvShape {
+            in_c: 5,
+            in_h: 3,
+            in_w: w,
+            out_c: 6,
+            out_h,
+            out_w,
+            kernel: [k, k],
+            stride: [stride, stride],
+            dilation: [1, 1],
+            pads: [pad; 4],
+            group: 1,
+        };
+        assert!(int8::direct_applies(&shape));
+        check(&QCase {
+            shape,
+            batch: 1,
+            threads: 2,
+            input_zero_point: 7,
+            output: QOutput::Float { relu: false },
+            seed: w as u64,
         })
         .unwrap();
     }

@@ -261,26 +261,38 @@ fn quantize_plane(tier: Tier, s: &ConvShape, l: &Layout, x: &[f32], quant: Quant
     }
     dst[..l.block].fill(quant.zero_point as u8);
     let plane = l.hs * l.ws;
-    let mut row = [0u8; 256];
+    let pl = s.pads[1];
     for (iy, src) in x.chunks_exact(s.in_w).enumerate() {
         let py = iy + s.pads[0];
         let base = (py % sy) * sx * plane + py / sy * l.ws;
         if sx == 1 {
-            quantize_bytes(tier, src, quant, &mut dst[base + s.pads[1]..][..s.in_w]);
+            quantize_bytes(tier, src, quant, &mut dst[base + pl..][..s.in_w]);
             continue;
         }
-        // Padded column `px` goes to phase `px % sx`, column `px / sx`: stepped, not divided.
-        let (mut phase, mut col) = (s.pads[1] % sx, s.pads[1] / sx);
-        for part in src.chunks(row.len()) {
-            let bytes = &mut row[..part.len()];
-            quantize_bytes(tier, part, quant, bytes);
-            for &b in bytes.iter() {
-                dst[base + phase * plane + col] = b;
-                phase += 1;
-                if phase == sx {
-                    phase = 0;
-                    col += 1;
-                }
+        // Input column `ix = sx · i + r` is padded column `ix + pl`: phase `(r + pl) % sx`,
+        // column `i + (r + pl) / sx`. So each residue `r`'s columns are one run of a phase row.
+        let run = |r: usize| base + (r + pl) % sx * plane + (r + pl) / sx;
+        let len = |r: usize| s.in_w.saturating_sub(r).div_ceil(sx);
+        #[cfg(target_arch = "x86_64")]
+        if tier == Tier::Vnni && sx == 2 && s.in_w >= 2 {
+            // The two runs lie in different phase planes, one row each: disjoint.
+            let (r0, r1) = (run(0), run(1));
+            let (even, odd) = if r0 < r1 {
+                let (a, b) = dst.split_at_mut(r1);
+                (&mut a[r0..][..len(0)], &mut b[..len(1)])
+            } else {
+                let (a, b) = dst.split_at_mut(r0);
+                (&mut b[..len(0)], &mut a[r1..][..len(1)])
+            };
+            // SAFETY: `Tier::Vnni` implies AVX-512F (`use_vnni`); `even` and `odd` hold
+            // `ceil(n / 2)` and `floor(n / 2)` bytes for the `n = src.len()` inputs.
+            unsafe { x86::quantize_bytes_stride2_avx512(src, quant, even, odd) };
+            continue;
+        }
+        for r in 0..sx.min(s.in_w) {
+            let out = &mut dst[run(r)..][..len(r)];
+            for (q, &v) in out.iter_mut().zip(src.iter().skip(r).step_by(sx)) {
+                *q = quant.quantize(v);
             }
         }
     }
@@ -406,34 +418,111 @@ mod x86 {
         }
     }
 
-    /// `dst[i] = quant.quantize(x[i])` (`round_ties_even(clamp(x / s, −zp, 255 − zp)) + zp`; a NaN
-    /// clamps to the low end, as `f32::max` there), 16 at a time.
+    /// The quantization constants as vectors: `-zp` and `255 − zp` (the clamp), the scale, `zp`.
+    #[derive(Clone, Copy)]
+    struct Q512 {
+        lo: __m512,
+        hi: __m512,
+        scale: __m512,
+        zp: __m512i,
+    }
+
+    impl Q512 {
+        #[inline]
+        #[target_feature(enable = "avx512f")]
+        fn new(quant: Quant) -> Q512 {
+            Q512 {
+                lo: _mm512_set1_ps(-quant.zero_point as f32),
+                hi: _mm512_set1_ps((255 - quant.zero_point) as f32),
+                scale: _mm512_set1_ps(quant.scale),
+                zp: _mm512_set1_epi32(quant.zero_point),
+            }
+        }
+
+        /// [`Quant::quantize`] of 16 values, as i32 lanes (`round_ties_even(clamp(x / s, −zp,
+        /// 255 − zp)) + zp`; a NaN clamps to the low end, as `f32::max` there).
+        #[inline]
+        #[target_feature(enable = "avx512f")]
+        fn quantize(self, v: __m512) -> __m512i {
+            // `max` returns its second operand (`lo`) where `v / s` is NaN.
+            let q = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+                _mm512_min_ps(
+                    _mm512_max_ps(_mm512_div_ps(v, self.scale), self.lo),
+                    self.hi,
+                ),
+            );
+            _mm512_add_epi32(_mm512_cvtps_epi32(q), self.zp)
+        }
+    }
+
+    /// `dst[i] = quant.quantize(x[i])`, 16 at a time.
     ///
     /// # Safety
     /// The CPU must have AVX-512F.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn quantize_bytes_avx512(x: &[f32], quant: Quant, dst: &mut [u8]) {
         let n = x.len().min(dst.len());
-        let lo = _mm512_set1_ps(-quant.zero_point as f32);
-        let hi = _mm512_set1_ps((255 - quant.zero_point) as f32);
-        let scale = _mm512_set1_ps(quant.scale);
-        let zp = _mm512_set1_epi32(quant.zero_point);
+        let q = Q512::new(quant);
         let mut i = 0;
         while i < n {
             let k = (n - i).min(LANES);
             let mask = ((1u32 << k) - 1) as u16;
             // SAFETY: the masked load reads only elements `i .. i + k` of `x` (`k ≤ n − i`).
             let v = unsafe { _mm512_maskz_loadu_ps(mask, x.as_ptr().add(i)) };
-            // `max` returns its second operand (`lo`) where `v / s` is NaN.
-            let q = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
-                _mm512_min_ps(_mm512_max_ps(_mm512_div_ps(v, scale), lo), hi),
-            );
-            let q = _mm512_add_epi32(_mm512_cvtps_epi32(q), zp);
+            let v = q.quantize(v);
             // SAFETY: the masked store writes only bytes `i .. i + k` of `dst` (`k ≤ n − i`).
             unsafe {
-                _mm512_mask_cvtepi32_storeu_epi8(dst.as_mut_ptr().add(i) as *mut i8, mask, q)
+                _mm512_mask_cvtepi32_storeu_epi8(dst.as_mut_ptr().add(i) as *mut i8, mask, v)
             };
             i += LANES;
+        }
+    }
+
+    /// `even[i] = quant.quantize(x[2i])`, `odd[i] = quant.quantize(x[2i + 1])`: a row of a
+    /// stride-2 conv's input into its two column phases, 32 inputs at a time (two loads, split
+    /// into the even and odd elements by `vpermt2ps`).
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F; `even` must hold `ceil(x.len() / 2)` bytes and `odd`
+    /// `floor(x.len() / 2)`.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn quantize_bytes_stride2_avx512(
+        x: &[f32],
+        quant: Quant,
+        even: &mut [u8],
+        odd: &mut [u8],
+    ) {
+        let n = x.len();
+        assert!(even.len() >= n.div_ceil(2) && odd.len() >= n / 2);
+        let q = Q512::new(quant);
+        let evens = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        let odds = _mm512_add_epi32(evens, _mm512_set1_epi32(1));
+        let mask = |k: usize| ((1u32 << k.min(LANES)) - 1) as u16;
+        let mut i = 0;
+        while i < n {
+            let left = n - i;
+            // SAFETY: the masked loads read only elements `i .. i + min(left, 32)` of `x` (the
+            // second none where `left ≤ 16`, its address then unused).
+            let (a, b) = unsafe {
+                (
+                    _mm512_maskz_loadu_ps(mask(left), x.as_ptr().add(i)),
+                    _mm512_maskz_loadu_ps(
+                        mask(left.saturating_sub(LANES)),
+                        x.as_ptr().wrapping_add(i + LANES),
+                    ),
+                )
+            };
+            let e = q.quantize(_mm512_permutex2var_ps(a, evens, b));
+            let o = q.quantize(_mm512_permutex2var_ps(a, odds, b));
+            // SAFETY: the masked stores write bytes `i / 2 ..` of `even` (`ceil(left / 2)` of
+            // them, at most 16) and of `odd` (`floor(left / 2)`), within their lengths.
+            unsafe {
+                let out = even.as_mut_ptr().add(i / 2) as *mut i8;
+                _mm512_mask_cvtepi32_storeu_epi8(out, mask(left.div_ceil(2)), e);
+                let out = odd.as_mut_ptr().add(i / 2) as *mut i8;
+                _mm512_mask_cvtepi32_storeu_epi8(out, mask(left / 2), o);
+            }
+            i += 2 * LANES;
         }
     }
 }

@@ -388,7 +388,7 @@ fn quantize_input(
             return;
         }
         block.fill(zp_word);
-        let mut row = [0u32; 64];
+        let mut row = [0u32; 256];
         for iy in 0..s.in_h {
             let py = iy + s.pads[0];
             if !rows_read[py % sy] {
@@ -402,20 +402,23 @@ fn quantize_input(
                 quantize_words(tier, &planes, channels, at, quant, dst);
                 continue;
             }
-            // Padded column `px` goes to phase `px % sx`, column `px / sx`: stepped, not divided.
-            let (mut phase, mut col) = (s.pads[1] % sx, s.pads[1] / sx);
+            // Quantized in chunks of `row`; a chunk's words `r, r + sx, …` then go to one run of
+            // a phase row (input column `ix` is padded column `ix + pl`: phase `(ix + pl) % sx`,
+            // column `(ix + pl) / sx`), copied rather than scattered word by word.
             let mut ix = 0;
             while ix < s.in_w {
-                let n = 64.min(s.in_w - ix);
-                quantize_words(tier, &planes, channels, at + ix, quant, &mut row[..n]);
-                for &word in &row[..n] {
-                    if cols_read[phase] {
-                        block[row_base + phase * plane + col] = word;
+                let n = row.len().min(s.in_w - ix);
+                let words = &mut row[..n];
+                quantize_words(tier, &planes, channels, at + ix, quant, words);
+                for r in 0..sx.min(n) {
+                    let px = ix + r + s.pads[1];
+                    if !cols_read[px % sx] {
+                        continue;
                     }
-                    phase += 1;
-                    if phase == sx {
-                        phase = 0;
-                        col += 1;
+                    let run =
+                        &mut block[row_base + px % sx * plane + px / sx..][..(n - r).div_ceil(sx)];
+                    for (dst, &word) in run.iter_mut().zip(words[r..].iter().step_by(sx)) {
+                        *dst = word;
                     }
                 }
                 ix += n;
