@@ -460,6 +460,7 @@ fn eval_qconv(
             residual,
             output: out,
             scratch: &mut scratch,
+            codes: q.codes,
         };
         kernels::int8::qconv2d(&Ctx::new(&threads), args)
     } else {

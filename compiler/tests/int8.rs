@@ -123,6 +123,25 @@ fn interpreter_matches_onnxruntime() {
             !counts.contains_key("Add"),
             "{model}: a residual Add was not fused: {counts:?}"
         );
+        // A block's first conv hands its requantized output to the next as u8 codes (so the
+        // optimised run above went through the codes path), and every reader of codes takes them.
+        let nodes: Vec<_> = compiled.graph.nodes.node_indices().collect();
+        let coded: Vec<_> = nodes
+            .iter()
+            .filter(
+                |&&id| matches!(&compiled.graph.node(id).op, ir::Op::QConv(q) if q.codes.output),
+            )
+            .collect();
+        assert!(!coded.is_empty(), "{model}: no int8 conv writes u8 codes");
+        for &&id in &coded {
+            for (reader, slot) in compiled.graph.consumers(id) {
+                assert!(
+                    slot == 0
+                        && matches!(&compiled.graph.node(reader).op, ir::Op::QConv(q) if q.codes.input),
+                    "{model}: a reader of u8 codes does not take codes"
+                );
+            }
+        }
     }
 }
 

@@ -10,7 +10,7 @@ use common::{out_size, same, tiers, values};
 use proptest::prelude::*;
 use resnext_runtime_core::exec::Ctx;
 use resnext_runtime_core::exec::threads::Threads;
-use resnext_runtime_core::kernels::int8::{self, QConvArgs, QConvParams, QOutput, Quant};
+use resnext_runtime_core::kernels::int8::{self, Codes, QConvArgs, QConvParams, QOutput, Quant};
 use resnext_runtime_core::kernels::{ConvShape, reference};
 
 #[derive(Clone, Debug)]
@@ -192,6 +192,7 @@ fn check_with(c: &QCase, non_finite: bool) -> Result<(), TestCaseError> {
             residual,
             output: &mut got,
             scratch: &mut scratch,
+            codes: Codes::default(),
         };
         int8::qconv2d(
             &Ctx {
@@ -207,6 +208,63 @@ fn check_with(c: &QCase, non_finite: bool) -> Result<(), TestCaseError> {
                 "{}: element {i}: got {g}, want {w}",
                 isa.name()
             );
+        }
+        // The same conv on u8 codes: the input given as `Quant::quantize`'s codes and, where the
+        // output is requantized with no residual step, written as codes, which must be the
+        // reference's values quantized back (exact: they are whole steps).
+        let mut input_codes = vec![0f32; input.len()];
+        for (b, &x) in bytemuck::cast_slice_mut::<f32, u8>(&mut input_codes)
+            .iter_mut()
+            .zip(&input)
+        {
+            *b = in_quant.quantize(x);
+        }
+        let out_quant = match (c.output, residual) {
+            (QOutput::Requant { quant, .. }, None) => Some(quant),
+            _ => None,
+        };
+        let mut got = vec![f32::NAN; want.len()];
+        let mut scratch = vec![f32::NAN; int8::scratch_len(&s, c.batch, c.threads)];
+        let args = QConvArgs {
+            shape: s,
+            batch: c.batch,
+            input: &input_codes,
+            input_quant: in_quant,
+            packed: &packed,
+            out: c.output,
+            residual,
+            output: &mut got,
+            scratch: &mut scratch,
+            codes: Codes {
+                input: true,
+                output: out_quant.is_some(),
+            },
+        };
+        int8::qconv2d(
+            &Ctx {
+                isa,
+                threads: &threads,
+            },
+            args,
+        )
+        .unwrap();
+        match out_quant {
+            Some(quant) => {
+                let got: &[u8] = bytemuck::cast_slice(&got);
+                for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
+                    let w = quant.quantize(w);
+                    prop_assert_eq!(g, w, "{}: codes, element {}", isa.name(), i);
+                }
+            }
+            None => {
+                for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                    prop_assert!(
+                        same(*g, *w),
+                        "{}: code input, element {i}: got {g}, want {w}",
+                        isa.name()
+                    );
+                }
+            }
         }
     }
     Ok(())
@@ -609,9 +667,31 @@ fn bad_quantization_is_an_error() {
         residual: None,
         output: &mut out,
         scratch: &mut scratch,
+        codes: Codes::default(),
     };
     let err = int8::qconv2d(&Ctx::new(&threads), args).unwrap_err();
     assert!(err.to_string().contains("scale"), "{err}");
+    // Output codes of a conv that writes real values: refused.
+    let args = QConvArgs {
+        shape: s,
+        batch: 1,
+        input: &[0.0; 18],
+        input_quant: Quant {
+            scale: 0.1,
+            zero_point: 0,
+        },
+        packed: &packed,
+        out: QOutput::Float { relu: false },
+        residual: None,
+        output: &mut out,
+        scratch: &mut scratch,
+        codes: Codes {
+            input: false,
+            output: true,
+        },
+    };
+    let err = int8::qconv2d(&Ctx::new(&threads), args).unwrap_err();
+    assert!(err.to_string().contains("codes"), "{err}");
     let bad_groups = ConvShape::square(2, 3, 2, 1, 1, 0, 3);
     assert!(int8::pack(&bad_groups, 0, params).is_err());
 }

@@ -688,6 +688,14 @@ impl Op {
                 if dense && (shape.out_h, shape.out_w) != (1, 1) {
                     return Err("a dense int8 layer must be a 1×1 conv without padding".into());
                 }
+                if q.codes.output
+                    && !(matches!(q.output, super::quant::QConvOutput::Requant(_))
+                        && q.residual.is_none())
+                {
+                    return Err(
+                        "u8 output codes need a requantized output and no residual step".into(),
+                    );
+                }
                 if q.bias.len() != q.out_channels || q.weight_scale.len() != q.out_channels {
                     return Err(format!(
                         "{} biases and {} weight scales for {} output channels",

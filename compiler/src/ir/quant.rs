@@ -2,11 +2,12 @@
 //! [`FakeQuant`] rounds its input to the u8 grid of a quantization (what `QuantizeLinear →
 //! DequantizeLinear` computes), and a [`QConv`] quantizes its input with the quantization of the
 //! `FakeQuant` before it (which gives back the same integers), runs the int8 kernels, and writes
-//! either real values or, with a fused `FakeQuant` after it, the dequantized u8 result. The
-//! runtime's `kernels::int8` documents the arithmetic.
+//! either real values or, with a fused `FakeQuant` after it, the dequantized u8 result (stored as
+//! the u8 codes themselves where only int8 convs read it: [`QConv::codes`]). The runtime's
+//! `kernels::int8` documents the arithmetic.
 
 use resnext_runtime_core::kernels::ConvShape;
-pub use resnext_runtime_core::kernels::int8::Quant;
+pub use resnext_runtime_core::kernels::int8::{Codes, Quant};
 
 use super::weights::WeightId;
 
@@ -53,6 +54,10 @@ pub struct QConv {
     /// A fused residual step (`kernels::int8::Residual`): the output (after `output`) plus the
     /// node's slot-1 input, quantize-dequantized by this (a QDQ model's `Add → FakeQuant`).
     pub residual: Option<FakeQuant>,
+    /// Which of its activations are stored as u8 codes (`int8-codes`): the input (written as
+    /// codes by the int8 conv producing it) and the output (read only by int8 convs taking
+    /// codes). The values are the same; only their storage differs.
+    pub codes: Codes,
 }
 
 impl QConv {

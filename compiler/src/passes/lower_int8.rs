@@ -111,6 +111,46 @@ fn fuse_residual(graph: &mut Graph, add: NodeId) -> Result<bool, IrError> {
     Ok(true)
 }
 
+/// Stores as u8 codes (`QConv::codes`) every value a packed int8 conv writes requantized, with no
+/// residual step, that only packed int8 convs read, as their quantized input (slot 0) of the
+/// same quantization, and that is not a model output: between such convs a quarter of the bytes
+/// move and the reader skips quantizing (the values are unchanged: a reader's quantization of the
+/// dequantized value gives back the code).
+pub fn int8_codes(graph: &mut Graph) -> Result<bool, IrError> {
+    let mut changed = false;
+    for id in graph.topo_order()? {
+        let Op::QConv(q) = &graph.node(id).op else {
+            continue;
+        };
+        let QConvOutput::Requant(f) = q.output else {
+            continue;
+        };
+        if !q.packed || q.residual.is_some() || q.codes.output || graph.is_output(id) {
+            continue;
+        }
+        let readers = graph.consumers(id);
+        let all_codes = !readers.is_empty()
+            && readers.iter().all(|&(r, slot)| {
+                slot == 0
+                    && matches!(&graph.node(r).op,
+                        Op::QConv(c) if c.packed && c.input == f.quant)
+            });
+        if !all_codes {
+            continue;
+        }
+        if let Op::QConv(q) = &mut graph.nodes[id].op {
+            q.codes.output = true;
+        }
+        for (r, _) in readers {
+            if let Op::QConv(c) = &mut graph.nodes[r].op {
+                c.codes.input = true;
+            }
+        }
+        changed = true;
+    }
+    Ok(changed)
+}
+
 /// Replaces every unpacked int8 conv's weight by its `int8::pack`ed form.
 pub fn pack_int8(graph: &mut Graph) -> Result<bool, IrError> {
     let mut changed = false;

@@ -49,6 +49,7 @@ pub const PASSES: &[&str] = &[
     "fuse-requant",
     "select-kernels",
     "pack-int8",
+    "int8-codes",
     "plan-memory",
 ];
 
@@ -296,6 +297,7 @@ pub fn optimize(graph: &mut Graph, opts: &PassOptions) -> Result<PassReport, Pas
             select_kernels_with(g, nchw8c, precision)
         })?;
         run.pass("pack-int8", lower_int8::pack_int8)?;
+        run.pass("int8-codes", lower_int8::int8_codes)?;
     }
     if !run.stopped {
         let started = Instant::now();

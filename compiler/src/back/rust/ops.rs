@@ -480,8 +480,10 @@ fn emit_qconv(
         }
         None => quote!(None::<::resnext_runtime::kernels::int8::Residual<'_>>),
     };
+    let (codes_in, codes_out) = (q.codes.input, q.codes.output);
     if !q.packed {
-        // Without the passes (`--no-opt`): the reference kernel on the i8 values, stored as floats.
+        // Without the passes (`--no-opt`): the reference kernel on the i8 values, stored as floats
+        // (`int8-codes` marks packed convs only).
         let bias = &q.bias;
         let multiplier: Vec<TokenStream> = q.multipliers().into_iter().map(f32_tokens).collect();
         return quote! {{
@@ -517,6 +519,7 @@ fn emit_qconv(
             residual: #residual,
             output: #out,
             scratch: &mut *scratch,
+            codes: ::resnext_runtime::kernels::int8::Codes { input: #codes_in, output: #codes_out },
         })
     }
 }

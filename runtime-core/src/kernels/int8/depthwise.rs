@@ -23,7 +23,7 @@
 //! f32 epilogue of [`QOutput::apply`], bit-exact against `reference::qconv2d`.
 
 use super::direct::{Store, Tier};
-use super::{QOutput, Quant, SharedBytes, SumRule};
+use super::{QOutput, Quant, SharedBytes, Src, SumRule};
 use crate::exec::Ctx;
 use crate::kernels::{ConvShape, SharedOut};
 
@@ -128,6 +128,8 @@ pub(crate) struct Chan<'a> {
     pub out: QOutput,
     /// The residual step and the channel's residual input (indexed as its output).
     pub sum: Option<(SumRule, &'a [f32])>,
+    /// Write codes of this quantization instead of values (`int8::store`).
+    pub codes: Option<Quant>,
 }
 
 impl Chan<'_> {
@@ -141,36 +143,43 @@ impl Chan<'_> {
         }
     }
 
-    /// Writes the kept lanes of vector `v`'s sums `acc` to `y` (the channel's output).
+    /// Writes the kept lanes of vector `v`'s sums `acc` through `y` (the channel's output).
+    ///
+    /// # Safety
+    /// `y` points to the channel's output (`out_h · out_w` elements, bytes with codes), which
+    /// no one else writes.
     #[inline]
-    fn store_lanes(&self, v: usize, acc: &[i32; LANES], y: &mut [f32]) {
+    unsafe fn store_lanes(&self, v: usize, acc: &[i32; LANES], y: SharedOut) {
         let st = self.stores[v];
         let mut at = st.start;
         for (lane, &a) in acc.iter().enumerate() {
             if st.mask & (1 << lane) != 0 {
-                y[at] = self.finish(a, at);
+                // SAFETY: `at < out_h · out_w` (a kept lane), the channel's (the contract).
+                unsafe { super::store(y, self.codes, at, self.finish(a, at)) };
                 at += 1;
             }
         }
     }
 }
 
-/// The depthwise conv of `batch` images: `input` (`[batch, c, in_h, in_w]`) quantized by `quant`
-/// into `scratch` ([`scratch_len`] floats) an image at a time, convolved with `packed`
-/// ([`pack`]) into `output`, with the residual step `sum` (and the whole residual input).
+/// The depthwise conv of `batch` images: `input` (`[batch, c, in_h, in_w]`, values or codes)
+/// quantized by `quant` into `scratch` ([`scratch_len`] floats) an image at a time, convolved with
+/// `packed` ([`pack`]) into `output` (codes of `codes` if some), with the residual step `sum` (and
+/// the whole residual input).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn conv(
     ctx: &Ctx,
     tier: Tier,
     s: &ConvShape,
     batch: usize,
-    input: &[f32],
+    input: Src,
     quant: Quant,
     packed: &[f32],
     out: QOutput,
     sum: Option<(SumRule, &[f32])>,
     scratch: &mut [f32],
     output: &mut [f32],
+    codes: Option<Quant>,
 ) {
     let l = Layout::of(s);
     let ntaps = s.kernel[0] * s.kernel[1];
@@ -190,9 +199,10 @@ pub(crate) fn conv(
     let tasks = channels.div_ceil(chunk);
     let buf: &mut [u8] = bytemuck::cast_slice_mut(&mut scratch[..scratch_len(s)]);
     let buf = SharedBytes(buf.as_mut_ptr());
+    let output = SharedOut(output.as_mut_ptr());
     for n in 0..batch {
-        let x = &input[n * s.input_len()..][..s.input_len()];
-        let y = SharedOut(output[n * s.output_len()..].as_mut_ptr());
+        let x = input.slice(n * s.input_len(), s.input_len());
+        let y = super::at_element(output, codes, n * s.output_len());
         let image_sum = sum.map(|(rule, r)| (rule, &r[n * s.output_len()..][..s.output_len()]));
         ctx.threads.run(tasks, &|t| {
             for c in t * chunk..((t + 1) * chunk).min(channels) {
@@ -201,10 +211,10 @@ pub(crate) fn conv(
                 let xq = unsafe {
                     std::slice::from_raw_parts_mut(buf.ptr().add(c * l.chan_len), l.chan_len)
                 };
-                quantize_plane(tier, s, &l, &x[c * hw..][..hw], quant, xq);
-                // SAFETY: channel `c`'s `pixels` outputs are this task's alone, inside the image's
+                quantize_plane(tier, s, &l, x.slice(c * hw, hw), quant, xq);
+                // Channel `c`'s `pixels` outputs are this task's alone, inside the image's
                 // `out_c · pixels` outputs, which outlive the `run`.
-                let yc = unsafe { std::slice::from_raw_parts_mut(y.ptr().add(c * pixels), pixels) };
+                let yc = super::at_element(y, codes, c * pixels);
                 let chan = Chan {
                     x: xq,
                     w: &w[c * ntaps..][..ntaps],
@@ -214,15 +224,20 @@ pub(crate) fn conv(
                     stores: &stores,
                     out,
                     sum: image_sum.map(|(rule, r)| (rule, &r[c * pixels..][..pixels])),
+                    codes,
                 };
-                run_chan(tier, &chan, yc);
+                // SAFETY: `yc` is channel `c`'s output, this task's alone (above).
+                unsafe { run_chan(tier, &chan, yc) };
             }
         });
     }
 }
 
-/// Convolves one channel into `y` (its `out_h · out_w` outputs) on `tier`.
-fn run_chan(tier: Tier, t: &Chan, y: &mut [f32]) {
+/// Convolves one channel through `y` (its `out_h · out_w` outputs) on `tier`.
+///
+/// # Safety
+/// `y` points to the channel's output (elements, or bytes with codes), which no one else writes.
+unsafe fn run_chan(tier: Tier, t: &Chan, y: SharedOut) {
     #[cfg(target_arch = "x86_64")]
     match tier {
         // SAFETY: `Tier::Vnni` is chosen only where the CPU has AVX-512F, BW and VNNI (`use_vnni`).
@@ -233,11 +248,15 @@ fn run_chan(tier: Tier, t: &Chan, y: &mut [f32]) {
         Tier::Generic => {}
     }
     let _ = tier;
-    chan_generic(t, y);
+    // SAFETY: as this function's contract.
+    unsafe { chan_generic(t, y) };
 }
 
 /// The portable kernel: plain i32 sums per kept lane.
-fn chan_generic(t: &Chan, y: &mut [f32]) {
+///
+/// # Safety
+/// As [`run_chan`].
+unsafe fn chan_generic(t: &Chan, y: SharedOut) {
     for v in 0..t.stores.len() {
         let q0 = v * LANES;
         let mut acc = [0i32; LANES];
@@ -247,13 +266,14 @@ fn chan_generic(t: &Chan, y: &mut [f32]) {
                 *a = a.wrapping_add(x as i32 * w);
             }
         }
-        t.store_lanes(v, &acc, y);
+        // SAFETY: as this function's contract.
+        unsafe { t.store_lanes(v, &acc, y) };
     }
 }
 
 /// Quantizes one input plane `x` into the channel region `dst`: the phase planes the zero point
 /// (the padding), then each input pixel's byte at its phase position.
-fn quantize_plane(tier: Tier, s: &ConvShape, l: &Layout, x: &[f32], quant: Quant, dst: &mut [u8]) {
+fn quantize_plane(tier: Tier, s: &ConvShape, l: &Layout, x: Src, quant: Quant, dst: &mut [u8]) {
     let [sy, sx] = s.stride;
     if s.pads == [0; 4] && s.stride == [1, 1] {
         // Unpadded, one phase: the plane's bytes in order.
@@ -262,7 +282,8 @@ fn quantize_plane(tier: Tier, s: &ConvShape, l: &Layout, x: &[f32], quant: Quant
     dst[..l.block].fill(quant.zero_point as u8);
     let plane = l.hs * l.ws;
     let pl = s.pads[1];
-    for (iy, src) in x.chunks_exact(s.in_w).enumerate() {
+    for iy in 0..s.in_h {
+        let src = x.slice(iy * s.in_w, s.in_w);
         let py = iy + s.pads[0];
         let base = (py % sy) * sx * plane + py / sy * l.ws;
         if sx == 1 {
@@ -284,22 +305,32 @@ fn quantize_plane(tier: Tier, s: &ConvShape, l: &Layout, x: &[f32], quant: Quant
                 let (a, b) = dst.split_at_mut(r0);
                 (&mut b[..len(0)], &mut a[r1..][..len(1)])
             };
-            // SAFETY: `Tier::Vnni` implies AVX-512F (`use_vnni`); `even` and `odd` hold
-            // `ceil(n / 2)` and `floor(n / 2)` bytes for the `n = src.len()` inputs.
-            unsafe { x86::quantize_bytes_stride2_avx512(src, quant, even, odd) };
+            match src {
+                // SAFETY: `Tier::Vnni` implies AVX-512F and BW (`use_vnni`); `even` and `odd`
+                // hold `ceil(n / 2)` and `floor(n / 2)` bytes for the `n = src.len()` inputs.
+                Src::Real(src) => unsafe {
+                    x86::quantize_bytes_stride2_avx512(src, quant, even, odd)
+                },
+                // SAFETY: as above.
+                Src::Codes(src) => unsafe { x86::split_bytes_stride2_avx512(src, even, odd) },
+            }
             continue;
         }
         for r in 0..sx.min(s.in_w) {
             let out = &mut dst[run(r)..][..len(r)];
-            for (q, &v) in out.iter_mut().zip(src.iter().skip(r).step_by(sx)) {
-                *q = quant.quantize(v);
+            for (k, q) in out.iter_mut().enumerate() {
+                *q = src.code(r + k * sx, quant);
             }
         }
     }
 }
 
-/// `dst[i] = quant.quantize(x[i])`.
-fn quantize_bytes(tier: Tier, x: &[f32], quant: Quant, dst: &mut [u8]) {
+/// `dst[i]` = element `i`'s code: `quant.quantize(x[i])`, or the code itself.
+fn quantize_bytes(tier: Tier, x: Src, quant: Quant, dst: &mut [u8]) {
+    let x = match x {
+        Src::Real(x) => x,
+        Src::Codes(x) => return dst.copy_from_slice(x),
+    };
     #[cfg(target_arch = "x86_64")]
     if tier == Tier::Vnni {
         // SAFETY: `Tier::Vnni` implies AVX-512F (`use_vnni`).
@@ -318,7 +349,10 @@ mod x86 {
     use std::arch::x86_64::*;
 
     use super::{Chan, LANES, Quant};
-    use crate::kernels::int8::x86_64::{add_sum_512, compress_kept_512, epilogue_512};
+    use crate::kernels::SharedOut;
+    use crate::kernels::int8::x86_64::{
+        add_sum_512, compress_kept_512, epilogue_512, store_codes_512,
+    };
 
     /// Vectors per AVX-512 register tile.
     const NV: usize = 4;
@@ -328,7 +362,7 @@ mod x86 {
     /// # Safety
     /// The CPU must have AVX-512F, AVX-512BW and AVX512_VNNI.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    pub(super) unsafe fn chan_vnni(t: &Chan, y: &mut [f32]) {
+    pub(super) unsafe fn chan_vnni(t: &Chan, y: SharedOut) {
         let vectors = t.stores.len();
         // Every load reads bytes `off + v · 16 ..+ 16` for a tap offset `off` and vector `v <
         // vectors`: within `t.x` (`Layout::chan_len`), checked once here.
@@ -355,7 +389,7 @@ mod x86 {
     #[allow(clippy::needless_range_loop)]
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    unsafe fn tile_vnni<const N: usize>(t: &Chan, v0: usize, y: &mut [f32]) {
+    unsafe fn tile_vnni<const N: usize>(t: &Chan, v0: usize, y: SharedOut) {
         let x = t.x.as_ptr().wrapping_add(v0 * LANES);
         let mut acc = [_mm512_setzero_si512(); N];
         for (&off, &w) in t.taps.iter().zip(t.w) {
@@ -370,17 +404,23 @@ mod x86 {
         let mult = _mm512_set1_ps(t.multiplier);
         for (j, &a) in acc.iter().enumerate() {
             let v = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(a, bias)), mult);
-            let v = epilogue_512(t.out, v);
             let st = t.stores[v0 + j];
+            if let Some(quant) = t.codes {
+                // SAFETY: bytes `start .. start + kept` are kept outputs of the channel (the
+                // contract: `y` its output, the caller's alone).
+                unsafe { store_codes_512(t.out, quant, v, st, y, st.start) };
+                continue;
+            }
+            let v = epilogue_512(t.out, v);
             // The kept lanes, side by side: outputs `start .. start + kept`.
             let (v, low, kept) = compress_kept_512(st, v);
             let v = match t.sum {
                 Some((rule, r)) => add_sum_512(rule, &r[st.start..][..kept], low, v),
                 None => v,
             };
-            let dst = &mut y[st.start..][..kept];
-            // SAFETY: the masked store writes only the `kept` elements of `dst`.
-            unsafe { _mm512_mask_storeu_ps(dst.as_mut_ptr(), low, v) };
+            // SAFETY: the masked store writes only outputs `start .. start + kept` of the
+            // channel, whose output `y` points to (the contract).
+            unsafe { _mm512_mask_storeu_ps(y.ptr().wrapping_add(st.start), low, v) };
         }
     }
 
@@ -390,7 +430,7 @@ mod x86 {
     /// # Safety
     /// The CPU must have AVX2.
     #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn chan_avx2(t: &Chan, y: &mut [f32]) {
+    pub(super) unsafe fn chan_avx2(t: &Chan, y: SharedOut) {
         let vectors = t.stores.len();
         // Every load reads bytes `off + v · 16 ..+ 16`: within `t.x`, checked once here.
         let max_off = t.taps.iter().copied().max().unwrap_or(0);
@@ -414,7 +454,8 @@ mod x86 {
                 // SAFETY: `sums` holds 16 i32, this half's 8 at `8 · h`.
                 unsafe { _mm256_storeu_si256(sums.as_mut_ptr().add(8 * h) as *mut __m256i, a) };
             }
-            t.store_lanes(v, &sums, y);
+            // SAFETY: `y` is the channel's output (this function's contract).
+            unsafe { t.store_lanes(v, &sums, y) };
         }
     }
 
@@ -523,6 +564,39 @@ mod x86 {
                 _mm512_mask_cvtepi32_storeu_epi8(out, mask(left / 2), o);
             }
             i += 2 * LANES;
+        }
+    }
+
+    /// `even[i] = x[2i]`, `odd[i] = x[2i + 1]`: a row of u8 codes into its two column phases, 64
+    /// at a time (each pair one 16-bit lane: `vpmovwb` of the lanes and of their high bytes).
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F and BW; `even` must hold `ceil(x.len() / 2)` bytes and `odd`
+    /// `floor(x.len() / 2)`.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    pub(super) unsafe fn split_bytes_stride2_avx512(x: &[u8], even: &mut [u8], odd: &mut [u8]) {
+        let n = x.len();
+        assert!(even.len() >= n.div_ceil(2) && odd.len() >= n / 2);
+        let mask32 = |k: usize| if k >= 32 { u32::MAX } else { (1u32 << k) - 1 };
+        let mut i = 0;
+        while i < n {
+            let left = n - i;
+            let load = if left >= 64 {
+                u64::MAX
+            } else {
+                (1u64 << left) - 1
+            };
+            // SAFETY: the masked load reads only bytes `i .. i + min(left, 64)` of `x`.
+            let v = unsafe { _mm512_maskz_loadu_epi8(load, x.as_ptr().add(i) as *const i8) };
+            // SAFETY: the masked stores write bytes `i / 2 ..` of `even` (`ceil(left / 2)`, at
+            // most 32) and of `odd` (`floor(left / 2)`), within their lengths.
+            unsafe {
+                let out = even.as_mut_ptr().add(i / 2) as *mut i8;
+                _mm512_mask_cvtepi16_storeu_epi8(out, mask32(left.div_ceil(2)), v);
+                let out = odd.as_mut_ptr().add(i / 2) as *mut i8;
+                _mm512_mask_cvtepi16_storeu_epi8(out, mask32(left / 2), _mm512_srli_epi16::<8>(v));
+            }
+            i += 64;
         }
     }
 }

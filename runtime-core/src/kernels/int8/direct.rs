@@ -22,7 +22,7 @@
 //! halves for two exact `vpmaddwd`) and the generic loop below; all compute the integer sums and the
 //! f32 epilogue of [`QOutput::apply`], bit-exact against the reference.
 
-use super::{Packed, QOutput, Quant, SharedBytes, SumRule};
+use super::{Packed, QOutput, Quant, SharedBytes, Src, SumRule};
 use crate::exec::Ctx;
 use crate::kernels::{ConvShape, SharedOut};
 
@@ -139,10 +139,15 @@ impl Store {
     pub(crate) fn of(flat: usize, ws: usize, out_w: usize, v: usize) -> Store {
         let q0 = v * LANES;
         let mut mask = 0u16;
-        for lane in 0..LANES {
-            let q = q0 + lane;
-            if q < flat && q % ws < out_w {
+        // Position `q0 + lane`'s column, stepped (one division a vector, not one a lane).
+        let mut col = q0 % ws;
+        for lane in 0..LANES.min(flat.saturating_sub(q0)) {
+            if col < out_w {
                 mask |= 1 << lane;
+            }
+            col += 1;
+            if col == ws {
+                col = 0;
             }
         }
         Store {
@@ -170,6 +175,8 @@ pub(crate) struct Tile<'a> {
     pub out: QOutput,
     /// The residual step and the image's residual input (indexed as the output).
     pub sum: Option<(SumRule, &'a [f32])>,
+    /// Write codes of this quantization instead of values (`int8::store`).
+    pub codes: Option<Quant>,
 }
 
 impl Tile<'_> {
@@ -186,21 +193,23 @@ impl Tile<'_> {
     }
 }
 
-/// The direct conv of one image: `x` (`[in_c, in_h, in_w]` f32) quantized into `buf`, convolved
-/// into `y` (`[out_c, out_h · out_w]`), with the residual step `sum` (and the image's residual).
+/// The direct conv of one image: `x` (`[in_c, in_h, in_w]`, values or codes) quantized into `buf`,
+/// convolved into `y` (`[out_c, out_h · out_w]`; codes of `codes` if some), with the residual step
+/// `sum` (and the image's residual).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn conv_image(
     ctx: &Ctx,
     tier: Tier,
     s: &ConvShape,
-    x: &[f32],
+    x: Src,
     quant: Quant,
     packed: Packed,
     w: &[u32],
     out: QOutput,
     sum: Option<(SumRule, &[f32])>,
     buf: &mut [u32],
-    y: &mut [f32],
+    y: SharedOut,
+    codes: Option<Quant>,
 ) {
     let l = Layout::of(s);
     let buf = &mut buf[..l.input_words()];
@@ -227,12 +236,13 @@ pub(crate) fn conv_image(
         pixels: s.out_h * s.out_w,
         out,
         sum,
+        codes,
     };
     let vectors = l.vectors();
     let v_tiles = vectors.div_ceil(TASK_V);
     let m_tiles = s.out_c.div_ceil(TASK_M);
     let out_w = s.out_w;
-    let shared = SharedOut(y.as_mut_ptr());
+    let shared = y;
     ctx.threads.run(m_tiles * v_tiles, &|task| {
         let (mt, vt) = (task / v_tiles, task % v_tiles);
         let m_end = ((mt + 1) * TASK_M).min(s.out_c);
@@ -326,7 +336,7 @@ fn generic_tile(t: &Tile, m0: usize, mr: usize, v0: usize, stores: &[Store], y: 
                     }
                     // SAFETY: kept lanes are output pixels of channel `m` (`at < pixels`), this
                     // tile's alone, within the image's `out_c · pixels` outputs.
-                    unsafe { *y.ptr().add(m * t.pixels + at) = v };
+                    unsafe { super::store(y, t.codes, m * t.pixels + at, v) };
                     at += 1;
                 }
             }
@@ -342,7 +352,7 @@ fn quantize_input(
     tier: Tier,
     s: &ConvShape,
     l: &Layout,
-    x: &[f32],
+    x: Src,
     quant: Quant,
     buf: &mut [u32],
 ) {
@@ -375,13 +385,8 @@ fn quantize_input(
         let (g, cb) = (b / l.cbg, b % l.cbg);
         let c0 = g * cin_g + cb * 4;
         let channels = 4.min(cin_g - cb * 4);
-        let planes: [&[f32]; 4] = std::array::from_fn(|j| {
-            if j < channels {
-                &x[(c0 + j) * hw..][..hw]
-            } else {
-                &[]
-            }
-        });
+        let planes: [Src; 4] =
+            std::array::from_fn(|j| x.slice((c0 + j.min(channels - 1)) * hw, hw));
         if s.pads == [0; 4] && s.stride == [1, 1] {
             // Unpadded, one phase: the block is the input's pixels in order.
             quantize_words(tier, &planes, channels, 0, quant, &mut block[..hw]);
@@ -428,11 +433,11 @@ fn quantize_input(
 }
 
 /// The words of `out.len()` pixels from element `at` of `channels` planes: byte `j` is channel
-/// `j`'s [`Quant::quantize`], 0 for `j ≥ channels`.
+/// `j`'s code ([`Quant::quantize`] of a value), 0 for `j ≥ channels`.
 #[allow(unused_variables)]
 fn quantize_words(
     tier: Tier,
-    planes: &[&[f32]; 4],
+    planes: &[Src; 4],
     channels: usize,
     at: usize,
     quant: Quant,
@@ -440,14 +445,33 @@ fn quantize_words(
 ) {
     #[cfg(target_arch = "x86_64")]
     if tier == Tier::Vnni {
-        // SAFETY: `Tier::Vnni` implies AVX-512F and BW (`use_vnni`); each of the first `channels` planes
-        // holds elements `at .. at + out.len()`.
-        return unsafe { super::x86_64::quantize_words_avx512(planes, channels, at, quant, out) };
+        let n = out.len();
+        match planes {
+            [Src::Real(_), ..] => {
+                let planes = planes.map(|p| match p {
+                    Src::Real(x) => &x[at..][..n],
+                    Src::Codes(_) => &[][..],
+                });
+                // SAFETY: `Tier::Vnni` implies AVX-512F and BW (`use_vnni`); each of the first
+                // `channels` planes holds the `n` elements.
+                return unsafe {
+                    super::x86_64::quantize_words_avx512(&planes, channels, quant, out)
+                };
+            }
+            [Src::Codes(_), ..] => {
+                let planes = planes.map(|p| match p {
+                    Src::Codes(x) => &x[at..][..n],
+                    Src::Real(_) => &[][..],
+                });
+                // SAFETY: as above.
+                return unsafe { super::x86_64::words_from_codes_avx512(&planes, channels, out) };
+            }
+        }
     }
     for (i, word) in out.iter_mut().enumerate() {
         let mut bytes = [0u8; 4];
         for (j, b) in bytes.iter_mut().enumerate().take(channels) {
-            *b = quant.quantize(planes[j][at + i]);
+            *b = planes[j].code(at + i, quant);
         }
         *word = u32::from_le_bytes(bytes);
     }

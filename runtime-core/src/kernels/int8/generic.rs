@@ -27,7 +27,7 @@ pub(super) fn tile(t: &Tile, y: SharedOut) {
                 let v = t.finish(v, m, p);
                 // SAFETY: `(m, p)` is in this tile, whose outputs no other tile writes, and
                 // `m · pixels + p < out_c · pixels`, the length of `y`'s buffer.
-                unsafe { *y.ptr().add(m * t.pixels + p) = v };
+                unsafe { super::store(y, t.codes, m * t.pixels + p, v) };
             }
         }
     }

@@ -5,6 +5,8 @@
 //! conv quantizes its input on entry (`round_ties_even(x / s) + zp`, clamped: the same `q` back,
 //! since `s · (q − zp) / s` rounds to `q − zp`), so every other op of the graph runs unchanged in
 //! fp32 between quantization points, as onnxruntime runs the ops it has no int8 kernel for.
+//! Between two int8 convs the compiler may store the value as u8 codes instead ([`Codes`]): the
+//! writer stores the requantized code, the reader takes it where it would have quantized.
 //!
 //! Three paths. Depthwise convs (`depthwise.rs`, [`depthwise_applies`]: one channel per group)
 //! put output pixels in the lanes and broadcast each tap's weight, a channel's plane per task. The
@@ -213,6 +215,83 @@ pub struct QConvArgs<'a> {
     pub residual: Option<Residual<'a>>,
     pub output: &'a mut [f32],
     pub scratch: &'a mut [f32],
+    pub codes: Codes,
+}
+
+/// Which of an int8 conv's activations are stored as u8 codes rather than `f32` values: code `q`
+/// of element `i` (NCHW order, the whole batch) in byte `i` of the buffer, which keeps its `f32`
+/// length (a quarter of it used). Between two int8 convs this moves a quarter of the bytes and
+/// skips the consumer's quantization (`round_ties_even(x / s)` gives back `q` exactly).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Codes {
+    /// `input` holds codes of `input_quant`.
+    pub input: bool,
+    /// `output` gets the codes of [`QOutput::Requant`]'s quantization (needs that rule and no
+    /// residual step).
+    pub output: bool,
+}
+
+/// One plane (or run) of an int8 conv's input: `f32` values to quantize, or u8 codes.
+#[derive(Clone, Copy)]
+pub(crate) enum Src<'a> {
+    Real(&'a [f32]),
+    Codes(&'a [u8]),
+}
+
+impl<'a> Src<'a> {
+    /// Elements `at .. at + len`.
+    #[inline]
+    pub fn slice(self, at: usize, len: usize) -> Src<'a> {
+        match self {
+            Src::Real(x) => Src::Real(&x[at..][..len]),
+            Src::Codes(x) => Src::Codes(&x[at..][..len]),
+        }
+    }
+
+    pub fn len(self) -> usize {
+        match self {
+            Src::Real(x) => x.len(),
+            Src::Codes(x) => x.len(),
+        }
+    }
+
+    /// Element `i`'s code by `quant`.
+    #[inline]
+    pub fn code(self, i: usize, quant: Quant) -> u8 {
+        match self {
+            Src::Real(x) => quant.quantize(x[i]),
+            Src::Codes(x) => x[i],
+        }
+    }
+}
+
+/// The address of element `at` of the output `y` points to: `at` floats on, or with `codes` `at`
+/// bytes on (the pointer then only used through [`store`] and the byte stores of the kernels).
+pub(crate) fn at_element(y: super::SharedOut, codes: Option<Quant>, at: usize) -> super::SharedOut {
+    super::SharedOut(match codes {
+        None => y.ptr().wrapping_add(at),
+        Some(_) => (y.ptr() as *mut u8).wrapping_add(at) as *mut f32,
+    })
+}
+
+/// Writes output element `at` (an index into the whole output) through `y`: the value `v`, or with
+/// `codes` its u8 code at byte `at` (`v / s + zp`: `v` is a whole number of steps of `s`, so the
+/// division is exact after rounding).
+///
+/// # Safety
+/// Element `at` (byte `at` with `codes`) lies within the output buffer `y` points to, and no
+/// other task writes it.
+#[inline]
+pub(crate) unsafe fn store(y: super::SharedOut, codes: Option<Quant>, at: usize, v: f32) {
+    match codes {
+        // SAFETY: the caller's contract.
+        None => unsafe { *y.ptr().add(at) = v },
+        Some(q) => {
+            let code = (round_even(v / q.scale) as i32 + q.zero_point) as u8;
+            // SAFETY: the caller's contract.
+            unsafe { *(y.ptr() as *mut u8).add(at) = code };
+        }
+    }
 }
 
 /// `K` of one group, the bytes of one im2col row, padded to a multiple of 4.
@@ -363,6 +442,8 @@ pub(crate) struct Tile<'a> {
     pub out: QOutput,
     /// The residual step and the group's residual input (indexed as the group's output).
     pub sum: Option<(SumRule, &'a [f32])>,
+    /// Write codes of this quantization instead of values ([`store`]).
+    pub codes: Option<Quant>,
 }
 
 impl Tile<'_> {
@@ -388,10 +469,20 @@ pub fn qconv2d(ctx: &Ctx, args: QConvArgs) -> Result<(), KernelError> {
         residual,
         output,
         scratch,
+        codes,
     } = args;
     supports(&s)?;
     input_quant.check()?;
     out.check()?;
+    let out_codes = match (codes.output, out, &residual) {
+        (false, _, _) => None,
+        (true, QOutput::Requant { quant, .. }, None) => Some(quant),
+        (true, _, _) => {
+            return Err(KernelError::BadShape(
+                "int8 conv: u8 output codes need a requantized output and no residual step".into(),
+            ));
+        }
+    };
     if let Some(r) = &residual {
         r.quant.check()?;
         check_len("int8 conv residual", batch * s.output_len(), r.input.len())?;
@@ -405,6 +496,12 @@ pub fn qconv2d(ctx: &Ctx, args: QConvArgs) -> Result<(), KernelError> {
         scratch_len(&s, batch, 1),
         scratch.len(),
     )?;
+    // The input as the paths read it (image `n` at element `n · input_len`).
+    let input = if codes.input {
+        Src::Codes(&bytemuck::cast_slice::<f32, u8>(input)[..batch * s.input_len()])
+    } else {
+        Src::Real(input)
+    };
     let tier = if use_vnni(ctx) {
         direct::Tier::Vnni
     } else if matches!(ctx.isa, Isa::Avx2 | Isa::Avx512) {
@@ -426,6 +523,7 @@ pub fn qconv2d(ctx: &Ctx, args: QConvArgs) -> Result<(), KernelError> {
             sum,
             scratch,
             output,
+            out_codes,
         );
         return Ok(());
     }
@@ -447,12 +545,8 @@ pub fn qconv2d(ctx: &Ctx, args: QConvArgs) -> Result<(), KernelError> {
             kp,
         };
         let buf: &mut [u32] = bytemuck::cast_slice_mut(scratch);
-        for (n, (x, y)) in input
-            .chunks_exact(s.input_len().max(1))
-            .zip(output.chunks_exact_mut(s.output_len().max(1)))
-            .take(batch)
-            .enumerate()
-        {
+        let output_ptr = super::SharedOut(output.as_mut_ptr());
+        for n in 0..batch {
             let image_sum = residual
                 .as_ref()
                 .zip(sum)
@@ -461,14 +555,15 @@ pub fn qconv2d(ctx: &Ctx, args: QConvArgs) -> Result<(), KernelError> {
                 ctx,
                 tier,
                 &s,
-                x,
+                input.slice(n * s.input_len(), s.input_len()),
                 input_quant,
                 packed,
                 direct_w,
                 out,
                 image_sum,
                 buf,
-                y,
+                at_element(output_ptr, out_codes, n * s.output_len()),
+                out_codes,
             );
         }
         return Ok(());
@@ -479,12 +574,9 @@ pub fn qconv2d(ctx: &Ctx, args: QConvArgs) -> Result<(), KernelError> {
     let cols = &mut rest[..groups * pixels * kp];
     let isa = ctx.isa;
     let hw = s.in_h * s.in_w;
-    for (n, (x, y)) in input
-        .chunks_exact(s.input_len().max(1))
-        .zip(output.chunks_exact_mut(s.output_len().max(1)))
-        .take(batch)
-        .enumerate()
-    {
+    let output_ptr = super::SharedOut(output.as_mut_ptr());
+    for n in 0..batch {
+        let x = input.slice(n * s.input_len(), s.input_len());
         let image_sum = residual
             .as_ref()
             .zip(sum)
@@ -495,8 +587,13 @@ pub fn qconv2d(ctx: &Ctx, args: QConvArgs) -> Result<(), KernelError> {
             // SAFETY: task `c` writes only channel `c`'s `hw` bytes of the `in_c · hw` buffer,
             // which outlives the `run`.
             let plane = unsafe { std::slice::from_raw_parts_mut(q_out.ptr().add(c * hw), hw) };
-            for (q, &v) in plane.iter_mut().zip(&x[c * hw..][..hw]) {
-                *q = input_quant.quantize(v);
+            match x.slice(c * hw, hw) {
+                Src::Real(x) => {
+                    for (q, &v) in plane.iter_mut().zip(x) {
+                        *q = input_quant.quantize(v);
+                    }
+                }
+                Src::Codes(x) => plane.copy_from_slice(x),
             }
         });
         // Gather every group's im2col rows, a group's tile of pixels per task.
@@ -516,7 +613,7 @@ pub fn qconv2d(ctx: &Ctx, args: QConvArgs) -> Result<(), KernelError> {
         });
         let cols = &*cols;
         let m_tiles = mg.div_ceil(TILE_M);
-        let shared = super::SharedOut(y.as_mut_ptr());
+        let shared = at_element(output_ptr, out_codes, n * s.output_len());
         ctx.threads.run(groups * m_tiles * p_tiles, &|t| {
             let (g, rest) = (t / (m_tiles * p_tiles), t % (m_tiles * p_tiles));
             let (pt, mt) = (rest % p_tiles, rest / p_tiles);
@@ -534,9 +631,10 @@ pub fn qconv2d(ctx: &Ctx, args: QConvArgs) -> Result<(), KernelError> {
                 out,
                 // Group `g`'s residual, as its output, from channel `g · mg`.
                 sum: image_sum.map(|(rule, r)| (rule, &r[g * mg * pixels..])),
+                codes: out_codes,
             };
-            // Group `g`'s output channels start `g · mg · pixels` floats into the image's output.
-            let y = super::SharedOut(shared.ptr().wrapping_add(g * mg * pixels));
+            // Group `g`'s output channels start `g · mg · pixels` elements into the image's.
+            let y = at_element(shared, out_codes, g * mg * pixels);
             run_tile(isa, vnni, &tile, y);
         });
     }

@@ -107,7 +107,7 @@ unsafe fn micro_vnni<const MB: usize, const NR: usize>(
             for (l, &v) in lane_values.iter().enumerate().take(lanes) {
                 let v = t.finish(v, mb + l, p0 + j);
                 // SAFETY: channel `mb + l` and pixel `p0 + j` are this tile's (the caller's contract).
-                unsafe { *y.ptr().add((mb + l) * t.pixels + p0 + j) = v };
+                unsafe { super::store(y, t.codes, (mb + l) * t.pixels + p0 + j, v) };
             }
         }
     }
@@ -179,7 +179,7 @@ unsafe fn micro_avx2<const NR: usize>(t: &Tile, m0: usize, p0: usize, y: SharedO
             let v = t.out.apply(a, t.packed.bias[m], t.packed.multiplier[m]);
             let v = t.finish(v, m, p0 + j);
             // SAFETY: channel `m` and pixel `p0 + j` are this tile's (the caller's contract).
-            unsafe { *y.ptr().add(m * t.pixels + p0 + j) = v };
+            unsafe { super::store(y, t.codes, m * t.pixels + p0 + j, v) };
         }
     }
 }
@@ -238,8 +238,14 @@ pub(super) unsafe fn direct_vnni<const MR: usize, const NR: usize>(
         let mult = _mm512_set1_ps(t.packed.multiplier[at]);
         for (j, &a) in acc.iter().enumerate() {
             let v = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(a, bias)), mult);
-            let v = epilogue_512(t.out, v);
             let st = stores[j];
+            if let Some(quant) = t.codes {
+                // SAFETY: the kept lanes are outputs `start .. start + kept` of channel `m`, this
+                // tile's (the caller's contract): bytes of the codes output `y` points to.
+                unsafe { store_codes_512(t.out, quant, v, st, y, m * t.pixels + st.start) };
+                continue;
+            }
+            let v = epilogue_512(t.out, v);
             let dst = y.ptr().wrapping_add(m * t.pixels + st.start);
             // The kept lanes, side by side: outputs `start .. start + kept` of channel `m`.
             let (v, low, kept) = compress_kept_512(st, v);
@@ -288,6 +294,44 @@ pub(super) fn add_sum_512(rule: SumRule, r: &[f32], low: u16, v: __m512) -> __m5
     )
 }
 
+/// The u8 codes of [`QOutput::Requant`] (`quant`, the rule's own) of 16 values `v = (acc + bias) ·
+/// multiplier`, `round_ties_even(clamp(v, min − zp, max − zp)) + zp` (what `int8::store` writes
+/// for the rule's value), the lanes `st` keeps written side by side from byte `at` of `y`.
+///
+/// # Safety
+/// The CPU must have AVX-512F and BW; bytes `at .. at + kept` of the buffer `y` points to are the
+/// caller's alone.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw")]
+pub(super) unsafe fn store_codes_512(
+    out: QOutput,
+    quant: Quant,
+    v: __m512,
+    st: direct::Store,
+    y: SharedOut,
+    at: usize,
+) {
+    let (min, max) = match out {
+        QOutput::Requant { min, max, .. } => (min, max),
+        QOutput::Float { .. } => (0, 255),
+    };
+    let lo = _mm512_set1_ps((min - quant.zero_point) as f32);
+    let hi = _mm512_set1_ps((max - quant.zero_point) as f32);
+    let r = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+        _mm512_min_ps(_mm512_max_ps(v, lo), hi),
+    );
+    let q = _mm512_add_epi32(_mm512_cvtps_epi32(r), _mm512_set1_epi32(quant.zero_point));
+    let kept = st.mask.count_ones();
+    let q = if st.mask == u16::MAX {
+        q
+    } else {
+        _mm512_maskz_compress_epi32(st.mask, q)
+    };
+    let low = ((1u32 << kept) - 1) as u16;
+    // SAFETY: the masked store writes bytes `at .. at + kept` only (the caller's contract).
+    unsafe { _mm512_mask_cvtepi32_storeu_epi8((y.ptr() as *mut i8).wrapping_add(at), low, q) };
+}
+
 /// [`QOutput::apply`]'s output rule on 16 values `v = (acc + bias) · multiplier`.
 #[inline]
 #[target_feature(enable = "avx512f")]
@@ -306,18 +350,16 @@ pub(super) fn epilogue_512(out: QOutput, v: __m512) -> __m512 {
     }
 }
 
-/// The direct layout's words of `out.len()` pixels from element `at` of the first `channels`
-/// planes: byte `j` is channel `j`'s [`Quant::quantize`] (`round_ties_even(clamp(x / s, −zp,
-/// 255 − zp)) + zp`; a NaN clamps to the low end, as `f32::max` there), 0 for `j ≥ channels`.
+/// The direct layout's words of the `out.len()` pixels of the first `channels` planes: byte `j`
+/// is channel `j`'s [`Quant::quantize`] (`round_ties_even(clamp(x / s, −zp, 255 − zp)) + zp`; a
+/// NaN clamps to the low end, as `f32::max` there), 0 for `j ≥ channels`.
 ///
 /// # Safety
-/// The CPU must have AVX-512F; each of the first `channels` planes holds elements
-/// `at .. at + out.len()`.
+/// The CPU must have AVX-512F; each of the first `channels` planes holds `out.len()` elements.
 #[target_feature(enable = "avx512f")]
 pub(super) unsafe fn quantize_words_avx512(
     planes: &[&[f32]; 4],
     channels: usize,
-    at: usize,
     quant: Quant,
     out: &mut [u32],
 ) {
@@ -332,7 +374,7 @@ pub(super) unsafe fn quantize_words_avx512(
         let mask = ((1u32 << k) - 1) as u16;
         let mut word = _mm512_setzero_si512();
         for (j, plane) in planes.iter().enumerate().take(channels) {
-            let plane = &plane[at + i..][..k];
+            let plane = &plane[i..][..k];
             // SAFETY: the masked load reads only the `k` elements of `plane`.
             let v = unsafe { _mm512_maskz_loadu_ps(mask, plane.as_ptr()) };
             // `max` returns its second operand (`lo`) where `v / s` is NaN.
@@ -340,6 +382,37 @@ pub(super) unsafe fn quantize_words_avx512(
                 _mm512_min_ps(_mm512_max_ps(_mm512_div_ps(v, scale), lo), hi),
             );
             let q = _mm512_add_epi32(_mm512_cvtps_epi32(q), zp);
+            word = _mm512_or_si512(word, _mm512_sllv_epi32(q, _mm512_set1_epi32(8 * j as i32)));
+        }
+        // SAFETY: the masked store writes only words `i .. i + k` of `out`.
+        unsafe { _mm512_mask_storeu_epi32(out.as_mut_ptr().add(i) as *mut i32, mask, word) };
+        i += LANES;
+    }
+}
+
+/// The direct layout's words of the `out.len()` pixels of the first `channels` planes of u8
+/// codes: byte `j` of a word is plane `j`'s byte, 0 for `j ≥ channels`.
+///
+/// # Safety
+/// The CPU must have AVX-512F and BW; each of the first `channels` planes holds `out.len()`
+/// bytes.
+#[target_feature(enable = "avx512f,avx512bw")]
+pub(super) unsafe fn words_from_codes_avx512(
+    planes: &[&[u8]; 4],
+    channels: usize,
+    out: &mut [u32],
+) {
+    let n = out.len();
+    let mut i = 0;
+    while i < n {
+        let k = (n - i).min(LANES);
+        let mask = ((1u32 << k) - 1) as u16;
+        let mut word = _mm512_setzero_si512();
+        for (j, plane) in planes.iter().enumerate().take(channels) {
+            let plane = &plane[i..][..k];
+            // SAFETY: the masked load reads only the `k` bytes of `plane`.
+            let b = unsafe { _mm512_maskz_loadu_epi8(mask as u64, plane.as_ptr() as *const i8) };
+            let q = _mm512_cvtepu8_epi32(_mm512_castsi512_si128(b));
             word = _mm512_or_si512(word, _mm512_sllv_epi32(q, _mm512_set1_epi32(8 * j as i32)));
         }
         // SAFETY: the masked store writes only words `i .. i + k` of `out`.
@@ -420,7 +493,7 @@ pub(super) unsafe fn direct_avx2<const MR: usize>(
                 }
                 // SAFETY: kept lanes are output pixels of channel `m` (`o < pixels`), this tile's
                 // alone (the caller's contract).
-                unsafe { *y.ptr().add(m * t.pixels + o) = v };
+                unsafe { super::store(y, t.codes, m * t.pixels + o, v) };
                 o += 1;
             }
         }

@@ -16,7 +16,7 @@ use super::Registry;
 use crate::front::onnx::OnnxError;
 use crate::front::onnx::context::{Importer, NodeCtx, QuantizedConst, Value};
 use crate::front::onnx::tensor::{ConstData, ConstTensor};
-use crate::ir::quant::{FakeQuant, QConv, QConvOutput, Quant};
+use crate::ir::quant::{Codes, FakeQuant, QConv, QConvOutput, Quant};
 use crate::ir::{NodeId, Op};
 
 pub(super) fn register(reg: &mut Registry) {
@@ -396,5 +396,6 @@ fn qconv(
         input,
         output: QConvOutput::Float { relu: false },
         residual: None,
+        codes: Codes::default(),
     }))
 }
