@@ -123,7 +123,7 @@ fn interpreter_matches_onnxruntime() {
             !counts.contains_key("Add"),
             "{model}: a residual Add was not fused: {counts:?}"
         );
-        // A block's first conv hands its requantized output to the next as u8 codes (so the
+        // Int8 convs hand their requantized outputs to the next ones as u8 codes (so the
         // optimised run above went through the codes path), and every reader of codes takes them.
         let nodes: Vec<_> = compiled.graph.nodes.node_indices().collect();
         let coded: Vec<_> = nodes
@@ -136,8 +136,9 @@ fn interpreter_matches_onnxruntime() {
         for &&id in &coded {
             for (reader, slot) in compiled.graph.consumers(id) {
                 assert!(
-                    slot == 0
-                        && matches!(&compiled.graph.node(reader).op, ir::Op::QConv(q) if q.codes.input),
+                    matches!(&compiled.graph.node(reader).op,
+                        ir::Op::QConv(q) if (slot == 0 && q.codes.input)
+                            || (slot == 1 && q.codes.residual.is_some())),
                     "{model}: a reader of u8 codes does not take codes"
                 );
             }

@@ -170,6 +170,8 @@ fn check_with(c: &QCase, non_finite: bool) -> Result<(), TestCaseError> {
         min: sum_min,
         max: 255,
     });
+    // The conv's values before the residual step.
+    let base = want.clone();
     if residual.is_some() {
         for (y, &r) in want.iter_mut().zip(&residual_input) {
             let q = sum_quant.quantize(*y + r).clamp(sum_min as u8, 255);
@@ -209,19 +211,43 @@ fn check_with(c: &QCase, non_finite: bool) -> Result<(), TestCaseError> {
                 isa.name()
             );
         }
-        // The same conv on u8 codes: the input given as `Quant::quantize`'s codes and, where the
-        // output is requantized with no residual step, written as codes, which must be the
-        // reference's values quantized back (exact: they are whole steps).
-        let mut input_codes = vec![0f32; input.len()];
-        for (b, &x) in bytemuck::cast_slice_mut::<f32, u8>(&mut input_codes)
-            .iter_mut()
-            .zip(&input)
-        {
-            *b = in_quant.quantize(x);
-        }
-        let out_quant = match (c.output, residual) {
-            (QOutput::Requant { quant, .. }, None) => Some(quant),
-            _ => None,
+        // The same conv on u8 codes: the input and any residual input given as `Quant::quantize`'s
+        // codes, and the output, where it is requantized or has a residual step, written as
+        // codes, which must be the reference's values quantized back (exact: whole steps). The
+        // residual's values are then those of its codes.
+        let to_codes = |values: &[f32], quant: Quant| {
+            let mut codes = vec![0f32; values.len()];
+            for (b, &x) in bytemuck::cast_slice_mut::<f32, u8>(&mut codes)
+                .iter_mut()
+                .zip(values)
+            {
+                *b = quant.quantize(x);
+            }
+            codes
+        };
+        let input_codes = to_codes(&input, in_quant);
+        let r_quant = Quant {
+            scale: 0.03,
+            zero_point: 77,
+        };
+        let residual_codes = to_codes(&residual_input, r_quant);
+        let (want_values, out_quant): (Vec<f32>, Option<Quant>) = match (c.output, residual) {
+            (_, Some(_)) => {
+                let r_bytes: &[u8] = bytemuck::cast_slice(&residual_codes);
+                let values = base
+                    .iter()
+                    .zip(r_bytes)
+                    .map(|(&y, &r)| {
+                        let q = sum_quant
+                            .quantize(y + r_quant.dequantize(r))
+                            .clamp(sum_min as u8, 255);
+                        sum_quant.dequantize(q)
+                    })
+                    .collect();
+                (values, Some(sum_quant))
+            }
+            (QOutput::Requant { quant, .. }, None) => (want.clone(), Some(quant)),
+            (QOutput::Float { .. }, None) => (want.clone(), None),
         };
         let mut got = vec![f32::NAN; want.len()];
         let mut scratch = vec![f32::NAN; int8::scratch_len(&s, c.batch, c.threads)];
@@ -232,12 +258,16 @@ fn check_with(c: &QCase, non_finite: bool) -> Result<(), TestCaseError> {
             input_quant: in_quant,
             packed: &packed,
             out: c.output,
-            residual,
+            residual: residual.map(|r| int8::Residual {
+                input: &residual_codes,
+                ..r
+            }),
             output: &mut got,
             scratch: &mut scratch,
             codes: Codes {
                 input: true,
                 output: out_quant.is_some(),
+                residual: residual.map(|_| r_quant),
             },
         };
         int8::qconv2d(
@@ -251,13 +281,13 @@ fn check_with(c: &QCase, non_finite: bool) -> Result<(), TestCaseError> {
         match out_quant {
             Some(quant) => {
                 let got: &[u8] = bytemuck::cast_slice(&got);
-                for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
+                for (i, (&g, &w)) in got.iter().zip(&want_values).enumerate() {
                     let w = quant.quantize(w);
                     prop_assert_eq!(g, w, "{}: codes, element {}", isa.name(), i);
                 }
             }
             None => {
-                for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                for (i, (g, w)) in got.iter().zip(&want_values).enumerate() {
                     prop_assert!(
                         same(*g, *w),
                         "{}: code input, element {i}: got {g}, want {w}",
@@ -686,8 +716,8 @@ fn bad_quantization_is_an_error() {
         output: &mut out,
         scratch: &mut scratch,
         codes: Codes {
-            input: false,
             output: true,
+            ..Codes::default()
         },
     };
     let err = int8::qconv2d(&Ctx::new(&threads), args).unwrap_err();

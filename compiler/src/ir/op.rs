@@ -689,11 +689,11 @@ impl Op {
                     return Err("a dense int8 layer must be a 1×1 conv without padding".into());
                 }
                 if q.codes.output
-                    && !(matches!(q.output, super::quant::QConvOutput::Requant(_))
-                        && q.residual.is_none())
+                    && q.residual.is_none()
+                    && !matches!(q.output, super::quant::QConvOutput::Requant(_))
                 {
                     return Err(
-                        "u8 output codes need a requantized output and no residual step".into(),
+                        "u8 output codes need a requantized output or a residual step".into(),
                     );
                 }
                 if q.bias.len() != q.out_channels || q.weight_scale.len() != q.out_channels {

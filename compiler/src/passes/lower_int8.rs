@@ -111,39 +111,44 @@ fn fuse_residual(graph: &mut Graph, add: NodeId) -> Result<bool, IrError> {
     Ok(true)
 }
 
-/// Stores as u8 codes (`QConv::codes`) every value a packed int8 conv writes requantized, with no
-/// residual step, that only packed int8 convs read, as their quantized input (slot 0) of the
-/// same quantization, and that is not a model output: between such convs a quarter of the bytes
-/// move and the reader skips quantizing (the values are unchanged: a reader's quantization of the
-/// dequantized value gives back the code).
+/// Stores as u8 codes (`QConv::codes`) every value a packed int8 conv writes on a quantization's
+/// grid (requantized, or through a residual step) that only packed int8 convs read, as their
+/// quantized input (slot 0, of the same quantization) or as their residual input (slot 1), and
+/// that is not a model output: between such convs a quarter of the bytes move and the readers
+/// skip quantizing. The values are unchanged: a reader's quantization of the dequantized value
+/// gives back the code, and a residual reader dequantizes it to the `f32` it read before.
 pub fn int8_codes(graph: &mut Graph) -> Result<bool, IrError> {
     let mut changed = false;
     for id in graph.topo_order()? {
         let Op::QConv(q) = &graph.node(id).op else {
             continue;
         };
-        let QConvOutput::Requant(f) = q.output else {
-            continue;
+        let quant = match (q.residual, q.output) {
+            (Some(f), _) | (None, QConvOutput::Requant(f)) => f.quant,
+            (None, QConvOutput::Float { .. }) => continue,
         };
-        if !q.packed || q.residual.is_some() || q.codes.output || graph.is_output(id) {
+        if !q.packed || q.codes.output || graph.is_output(id) {
             continue;
         }
         let readers = graph.consumers(id);
-        let all_codes = !readers.is_empty()
-            && readers.iter().all(|&(r, slot)| {
-                slot == 0
-                    && matches!(&graph.node(r).op,
-                        Op::QConv(c) if c.packed && c.input == f.quant)
+        let all_int8 = !readers.is_empty()
+            && readers.iter().all(|&(r, slot)| match &graph.node(r).op {
+                Op::QConv(c) if c.packed => (slot == 0 && c.input == quant) || slot == 1,
+                _ => false,
             });
-        if !all_codes {
+        if !all_int8 {
             continue;
         }
         if let Op::QConv(q) = &mut graph.nodes[id].op {
             q.codes.output = true;
         }
-        for (r, _) in readers {
+        for (r, slot) in readers {
             if let Op::QConv(c) = &mut graph.nodes[r].op {
-                c.codes.input = true;
+                if slot == 0 {
+                    c.codes.input = true;
+                } else {
+                    c.codes.residual = Some(quant);
+                }
             }
         }
         changed = true;

@@ -481,6 +481,13 @@ fn emit_qconv(
         None => quote!(None::<::resnext_runtime::kernels::int8::Residual<'_>>),
     };
     let (codes_in, codes_out) = (q.codes.input, q.codes.output);
+    let codes_residual = match q.codes.residual {
+        Some(quant) => {
+            let quant = quant_tokens(quant);
+            quote!(Some(#quant))
+        }
+        None => quote!(None),
+    };
     if !q.packed {
         // Without the passes (`--no-opt`): the reference kernel on the i8 values, stored as floats
         // (`int8-codes` marks packed convs only).
@@ -519,7 +526,7 @@ fn emit_qconv(
             residual: #residual,
             output: #out,
             scratch: &mut *scratch,
-            codes: ::resnext_runtime::kernels::int8::Codes { input: #codes_in, output: #codes_out },
+            codes: ::resnext_runtime::kernels::int8::Codes { input: #codes_in, output: #codes_out, residual: #codes_residual },
         })
     }
 }

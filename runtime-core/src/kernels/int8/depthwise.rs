@@ -23,7 +23,7 @@
 //! f32 epilogue of [`QOutput::apply`], bit-exact against `reference::qconv2d`.
 
 use super::direct::{Store, Tier};
-use super::{QOutput, Quant, SharedBytes, Src, SumRule};
+use super::{Addend, QOutput, Quant, SharedBytes, Src, SumRule};
 use crate::exec::Ctx;
 use crate::kernels::{ConvShape, SharedOut};
 
@@ -127,7 +127,7 @@ pub(crate) struct Chan<'a> {
     pub stores: &'a [Store],
     pub out: QOutput,
     /// The residual step and the channel's residual input (indexed as its output).
-    pub sum: Option<(SumRule, &'a [f32])>,
+    pub sum: Option<(SumRule, Addend<'a>)>,
     /// Write codes of this quantization instead of values (`int8::store`).
     pub codes: Option<Quant>,
 }
@@ -138,7 +138,7 @@ impl Chan<'_> {
     fn finish(&self, acc: i32, at: usize) -> f32 {
         let v = self.out.apply(acc, self.bias, self.multiplier);
         match self.sum {
-            Some((rule, r)) => rule.apply(v, r[at]),
+            Some((rule, r)) => rule.apply(v, r.at(at)),
             None => v,
         }
     }
@@ -176,7 +176,7 @@ pub(crate) fn conv(
     quant: Quant,
     packed: &[f32],
     out: QOutput,
-    sum: Option<(SumRule, &[f32])>,
+    sum: Option<(SumRule, Addend)>,
     scratch: &mut [f32],
     output: &mut [f32],
     codes: Option<Quant>,
@@ -203,7 +203,7 @@ pub(crate) fn conv(
     for n in 0..batch {
         let x = input.slice(n * s.input_len(), s.input_len());
         let y = super::at_element(output, codes, n * s.output_len());
-        let image_sum = sum.map(|(rule, r)| (rule, &r[n * s.output_len()..][..s.output_len()]));
+        let image_sum = sum.map(|(rule, r)| (rule, r.slice(n * s.output_len(), s.output_len())));
         ctx.threads.run(tasks, &|t| {
             for c in t * chunk..((t + 1) * chunk).min(channels) {
                 // SAFETY: channel `c`'s region of `chan_len` bytes is this task's alone, inside the
@@ -223,7 +223,7 @@ pub(crate) fn conv(
                     taps: &taps,
                     stores: &stores,
                     out,
-                    sum: image_sum.map(|(rule, r)| (rule, &r[c * pixels..][..pixels])),
+                    sum: image_sum.map(|(rule, r)| (rule, r.slice(c * pixels, pixels))),
                     codes,
                 };
                 // SAFETY: `yc` is channel `c`'s output, this task's alone (above).
@@ -350,9 +350,7 @@ mod x86 {
 
     use super::{Chan, LANES, Quant};
     use crate::kernels::SharedOut;
-    use crate::kernels::int8::x86_64::{
-        add_sum_512, compress_kept_512, epilogue_512, store_codes_512,
-    };
+    use crate::kernels::int8::x86_64::finish_512;
 
     /// Vectors per AVX-512 register tile.
     const NV: usize = 4;
@@ -405,22 +403,9 @@ mod x86 {
         for (j, &a) in acc.iter().enumerate() {
             let v = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(a, bias)), mult);
             let st = t.stores[v0 + j];
-            if let Some(quant) = t.codes {
-                // SAFETY: bytes `start .. start + kept` are kept outputs of the channel (the
-                // contract: `y` its output, the caller's alone).
-                unsafe { store_codes_512(t.out, quant, v, st, y, st.start) };
-                continue;
-            }
-            let v = epilogue_512(t.out, v);
-            // The kept lanes, side by side: outputs `start .. start + kept`.
-            let (v, low, kept) = compress_kept_512(st, v);
-            let v = match t.sum {
-                Some((rule, r)) => add_sum_512(rule, &r[st.start..][..kept], low, v),
-                None => v,
-            };
-            // SAFETY: the masked store writes only outputs `start .. start + kept` of the
-            // channel, whose output `y` points to (the contract).
-            unsafe { _mm512_mask_storeu_ps(y.ptr().wrapping_add(st.start), low, v) };
+            // SAFETY: the kept lanes are outputs `start .. start + kept` of the channel, whose
+            // output `y` points to (the contract: the caller's alone).
+            unsafe { finish_512(t.out, t.codes, t.sum, v, st, y, st.start) };
         }
     }
 

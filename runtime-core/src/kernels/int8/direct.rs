@@ -22,7 +22,7 @@
 //! halves for two exact `vpmaddwd`) and the generic loop below; all compute the integer sums and the
 //! f32 epilogue of [`QOutput::apply`], bit-exact against the reference.
 
-use super::{Packed, QOutput, Quant, SharedBytes, Src, SumRule};
+use super::{Addend, Packed, QOutput, Quant, SharedBytes, Src, SumRule};
 use crate::exec::Ctx;
 use crate::kernels::{ConvShape, SharedOut};
 
@@ -174,7 +174,7 @@ pub(crate) struct Tile<'a> {
     pub pixels: usize,
     pub out: QOutput,
     /// The residual step and the image's residual input (indexed as the output).
-    pub sum: Option<(SumRule, &'a [f32])>,
+    pub sum: Option<(SumRule, Addend<'a>)>,
     /// Write codes of this quantization instead of values (`int8::store`).
     pub codes: Option<Quant>,
 }
@@ -206,7 +206,7 @@ pub(crate) fn conv_image(
     packed: Packed,
     w: &[u32],
     out: QOutput,
-    sum: Option<(SumRule, &[f32])>,
+    sum: Option<(SumRule, Addend)>,
     buf: &mut [u32],
     y: SharedOut,
     codes: Option<Quant>,
@@ -332,7 +332,7 @@ fn generic_tile(t: &Tile, m0: usize, mr: usize, v0: usize, stores: &[Store], y: 
                 if st.mask & (1 << lane) != 0 {
                     let mut v = t.out.apply(a, bias, mult);
                     if let Some((rule, r)) = t.sum {
-                        v = rule.apply(v, r[m * t.pixels + at]);
+                        v = rule.apply(v, r.at(m * t.pixels + at));
                     }
                     // SAFETY: kept lanes are output pixels of channel `m` (`at < pixels`), this
                     // tile's alone, within the image's `out_c · pixels` outputs.

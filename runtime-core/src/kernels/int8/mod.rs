@@ -159,6 +159,7 @@ pub struct Residual<'a> {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct SumRule {
     pub scale: f32,
+    pub zero_point: i32,
     /// The clamp in quantization steps: `min − zp`, `max − zp`.
     pub lo: f32,
     pub hi: f32,
@@ -168,6 +169,7 @@ impl SumRule {
     fn of(r: &Residual) -> SumRule {
         SumRule {
             scale: r.quant.scale,
+            zero_point: r.quant.zero_point,
             lo: (r.min.clamp(0, 255) - r.quant.zero_point) as f32,
             hi: (r.max.clamp(0, 255) - r.quant.zero_point) as f32,
         }
@@ -222,13 +224,43 @@ pub struct QConvArgs<'a> {
 /// of element `i` (NCHW order, the whole batch) in byte `i` of the buffer, which keeps its `f32`
 /// length (a quarter of it used). Between two int8 convs this moves a quarter of the bytes and
 /// skips the consumer's quantization (`round_ties_even(x / s)` gives back `q` exactly).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Codes {
     /// `input` holds codes of `input_quant`.
     pub input: bool,
-    /// `output` gets the codes of [`QOutput::Requant`]'s quantization (needs that rule and no
-    /// residual step).
+    /// `output` gets codes: of the [`Residual`]'s quantization with a residual step, else of
+    /// [`QOutput::Requant`]'s (a conv writing real values and no residual step has none).
     pub output: bool,
+    /// The residual input holds codes of this quantization.
+    pub residual: Option<Quant>,
+}
+
+/// A residual input: `f32` values, or u8 codes of a quantization (read as their dequantized
+/// values, the same `f32` an int8 conv writing values would have stored).
+#[derive(Clone, Copy)]
+pub(crate) enum Addend<'a> {
+    Real(&'a [f32]),
+    Codes(&'a [u8], Quant),
+}
+
+impl<'a> Addend<'a> {
+    /// Elements `at .. at + len`.
+    #[inline]
+    pub fn slice(self, at: usize, len: usize) -> Addend<'a> {
+        match self {
+            Addend::Real(x) => Addend::Real(&x[at..][..len]),
+            Addend::Codes(x, q) => Addend::Codes(&x[at..][..len], q),
+        }
+    }
+
+    /// Element `i`'s value.
+    #[inline]
+    pub fn at(self, i: usize) -> f32 {
+        match self {
+            Addend::Real(x) => x[i],
+            Addend::Codes(x, q) => q.dequantize(x[i]),
+        }
+    }
 }
 
 /// One plane (or run) of an int8 conv's input: `f32` values to quantize, or u8 codes.
@@ -441,7 +473,7 @@ pub(crate) struct Tile<'a> {
     pub p: std::ops::Range<usize>,
     pub out: QOutput,
     /// The residual step and the group's residual input (indexed as the group's output).
-    pub sum: Option<(SumRule, &'a [f32])>,
+    pub sum: Option<(SumRule, Addend<'a>)>,
     /// Write codes of this quantization instead of values ([`store`]).
     pub codes: Option<Quant>,
 }
@@ -451,7 +483,7 @@ impl Tile<'_> {
     #[inline]
     pub fn finish(&self, v: f32, m: usize, p: usize) -> f32 {
         match self.sum {
-            Some((rule, r)) => rule.apply(v, r[m * self.pixels + p]),
+            Some((rule, r)) => rule.apply(v, r.at(m * self.pixels + p)),
             None => v,
         }
     }
@@ -476,13 +508,17 @@ pub fn qconv2d(ctx: &Ctx, args: QConvArgs) -> Result<(), KernelError> {
     out.check()?;
     let out_codes = match (codes.output, out, &residual) {
         (false, _, _) => None,
+        (true, _, Some(r)) => Some(r.quant),
         (true, QOutput::Requant { quant, .. }, None) => Some(quant),
-        (true, _, _) => {
+        (true, QOutput::Float { .. }, None) => {
             return Err(KernelError::BadShape(
-                "int8 conv: u8 output codes need a requantized output and no residual step".into(),
+                "int8 conv: u8 output codes need a requantized output or a residual step".into(),
             ));
         }
     };
+    if let Some(q) = codes.residual {
+        q.check()?;
+    }
     if let Some(r) = &residual {
         r.quant.check()?;
         check_len("int8 conv residual", batch * s.output_len(), r.input.len())?;
@@ -496,6 +532,17 @@ pub fn qconv2d(ctx: &Ctx, args: QConvArgs) -> Result<(), KernelError> {
         scratch_len(&s, batch, 1),
         scratch.len(),
     )?;
+    // The residual step and its input, as the paths read it.
+    let sum = residual.as_ref().zip(sum).map(|(r, rule)| {
+        let addend = match codes.residual {
+            Some(q) => Addend::Codes(
+                &bytemuck::cast_slice::<f32, u8>(r.input)[..batch * s.output_len()],
+                q,
+            ),
+            None => Addend::Real(r.input),
+        };
+        (rule, addend)
+    });
     // The input as the paths read it (image `n` at element `n · input_len`).
     let input = if codes.input {
         Src::Codes(&bytemuck::cast_slice::<f32, u8>(input)[..batch * s.input_len()])
@@ -510,7 +557,6 @@ pub fn qconv2d(ctx: &Ctx, args: QConvArgs) -> Result<(), KernelError> {
         direct::Tier::Generic
     };
     if depthwise::applies(&s) {
-        let sum = residual.as_ref().zip(sum).map(|(r, rule)| (rule, r.input));
         depthwise::conv(
             ctx,
             tier,
@@ -547,10 +593,8 @@ pub fn qconv2d(ctx: &Ctx, args: QConvArgs) -> Result<(), KernelError> {
         let buf: &mut [u32] = bytemuck::cast_slice_mut(scratch);
         let output_ptr = super::SharedOut(output.as_mut_ptr());
         for n in 0..batch {
-            let image_sum = residual
-                .as_ref()
-                .zip(sum)
-                .map(|(r, rule)| (rule, &r.input[n * s.output_len()..][..s.output_len()]));
+            let image_sum =
+                sum.map(|(rule, r)| (rule, r.slice(n * s.output_len(), s.output_len())));
             direct::conv_image(
                 ctx,
                 tier,
@@ -577,10 +621,7 @@ pub fn qconv2d(ctx: &Ctx, args: QConvArgs) -> Result<(), KernelError> {
     let output_ptr = super::SharedOut(output.as_mut_ptr());
     for n in 0..batch {
         let x = input.slice(n * s.input_len(), s.input_len());
-        let image_sum = residual
-            .as_ref()
-            .zip(sum)
-            .map(|(r, rule)| (rule, &r.input[n * s.output_len()..][..s.output_len()]));
+        let image_sum = sum.map(|(rule, r)| (rule, r.slice(n * s.output_len(), s.output_len())));
         // Quantize, a channel per task.
         let q_out = SharedBytes(quantized.as_mut_ptr());
         ctx.threads.run(s.in_c, &|c| {
@@ -630,7 +671,7 @@ pub fn qconv2d(ctx: &Ctx, args: QConvArgs) -> Result<(), KernelError> {
                 p: pt * TILE_P..((pt + 1) * TILE_P).min(pixels),
                 out,
                 // Group `g`'s residual, as its output, from channel `g · mg`.
-                sum: image_sum.map(|(rule, r)| (rule, &r[g * mg * pixels..])),
+                sum: image_sum.map(|(rule, r)| (rule, r.slice(g * mg * pixels, mg * pixels))),
                 codes: out_codes,
             };
             // Group `g`'s output channels start `g · mg · pixels` elements into the image's.

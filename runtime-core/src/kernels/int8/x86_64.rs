@@ -5,7 +5,7 @@
 use std::arch::x86_64::*;
 
 use super::direct::{self, LANES};
-use super::{BLOCK_M, QOutput, Quant, SumRule, Tile};
+use super::{Addend, BLOCK_M, QOutput, Quant, SumRule, Tile};
 use crate::kernels::SharedOut;
 
 /// Computes `tile` into `y` with `vpdpbusd`: 2 blocks of 16 channels × 8 pixels per register tile.
@@ -239,23 +239,9 @@ pub(super) unsafe fn direct_vnni<const MR: usize, const NR: usize>(
         for (j, &a) in acc.iter().enumerate() {
             let v = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(a, bias)), mult);
             let st = stores[j];
-            if let Some(quant) = t.codes {
-                // SAFETY: the kept lanes are outputs `start .. start + kept` of channel `m`, this
-                // tile's (the caller's contract): bytes of the codes output `y` points to.
-                unsafe { store_codes_512(t.out, quant, v, st, y, m * t.pixels + st.start) };
-                continue;
-            }
-            let v = epilogue_512(t.out, v);
-            let dst = y.ptr().wrapping_add(m * t.pixels + st.start);
-            // The kept lanes, side by side: outputs `start .. start + kept` of channel `m`.
-            let (v, low, kept) = compress_kept_512(st, v);
-            let v = match t.sum {
-                Some((rule, r)) => add_sum_512(rule, &r[m * t.pixels + st.start..][..kept], low, v),
-                None => v,
-            };
-            // SAFETY: the `kept` lanes are outputs `start .. start + kept` of channel `m`, this
-            // tile's (the caller's contract); the masked store touches no other element.
-            unsafe { _mm512_mask_storeu_ps(dst, low, v) };
+            // SAFETY: the kept lanes are outputs `start .. start + kept` of channel `m`, this
+            // tile's (the caller's contract).
+            unsafe { finish_512(t.out, t.codes, t.sum, v, st, y, m * t.pixels + st.start) };
         }
     }
 }
@@ -274,24 +260,69 @@ pub(super) fn compress_kept_512(st: direct::Store, v: __m512) -> (__m512, u16, u
     }
 }
 
-/// The fused residual step on compressed lanes `low` of `v`: `v + r` requantized by `rule`
-/// ([`SumRule`]'s arithmetic); `r` holds the `low.count_ones()` residual values.
+/// The rest of an epilogue, on 16 values `v = (acc + bias) · multiplier` of which `st` keeps some:
+/// the output rule, the residual step (`v + r` requantized by `rule`, `r` the residual's elements
+/// from `at`), then the kept lanes stored side by side from element `at` of `y`, as `f32` values
+/// or, with `codes`, as u8 codes (of the residual's quantization with a residual step, else of the
+/// output rule's).
+///
+/// # Safety
+/// The CPU must have AVX-512F and BW; the kept outputs `at .. at + kept` of the buffer `y` points
+/// to (bytes with `codes`) are the caller's alone.
 #[inline]
-#[target_feature(enable = "avx512f")]
-pub(super) fn add_sum_512(rule: SumRule, r: &[f32], low: u16, v: __m512) -> __m512 {
-    debug_assert_eq!(r.len(), low.count_ones() as usize);
-    // SAFETY: `low` is the low `r.len()` lanes: the masked load reads only elements of `r`.
-    let r = unsafe { _mm512_maskz_loadu_ps(low, r.as_ptr()) };
+#[target_feature(enable = "avx512f,avx512bw")]
+pub(super) unsafe fn finish_512(
+    out: QOutput,
+    codes: Option<Quant>,
+    sum: Option<(SumRule, Addend)>,
+    v: __m512,
+    st: direct::Store,
+    y: SharedOut,
+    at: usize,
+) {
+    let Some((rule, r)) = sum else {
+        match codes {
+            // SAFETY: the caller's contract.
+            Some(quant) => unsafe { store_codes_512(out, quant, v, st, y, at) },
+            None => {
+                let (v, low, _) = compress_kept_512(st, epilogue_512(out, v));
+                // SAFETY: the masked store writes only the kept outputs `at ..` (the contract).
+                unsafe { _mm512_mask_storeu_ps(y.ptr().wrapping_add(at), low, v) };
+            }
+        }
+        return;
+    };
+    let (v, low, kept) = compress_kept_512(st, epilogue_512(out, v));
+    let r = match r.slice(at, kept) {
+        // SAFETY: `low` is the low `kept` lanes: the masked load reads only elements of `r`.
+        Addend::Real(r) => unsafe { _mm512_maskz_loadu_ps(low, r.as_ptr()) },
+        Addend::Codes(r, q) => {
+            // SAFETY: as above, bytes of `r`.
+            let b = unsafe { _mm512_maskz_loadu_epi8(low as u64, r.as_ptr() as *const i8) };
+            let steps = _mm512_sub_epi32(
+                _mm512_cvtepu8_epi32(_mm512_castsi512_si128(b)),
+                _mm512_set1_epi32(q.zero_point),
+            );
+            // `Quant::dequantize`: `(q − zp) as f32 · s`.
+            _mm512_mul_ps(_mm512_cvtepi32_ps(steps), _mm512_set1_ps(q.scale))
+        }
+    };
     let z = _mm512_div_ps(_mm512_add_ps(v, r), _mm512_set1_ps(rule.scale));
     // `max` returns its second operand (`lo`) where `z` is NaN, as `f32::max`.
     let z = _mm512_min_ps(
         _mm512_max_ps(z, _mm512_set1_ps(rule.lo)),
         _mm512_set1_ps(rule.hi),
     );
-    _mm512_mul_ps(
-        _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(z),
-        _mm512_set1_ps(rule.scale),
-    )
+    let z = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(z);
+    if codes.is_some() {
+        let q = _mm512_add_epi32(_mm512_cvtps_epi32(z), _mm512_set1_epi32(rule.zero_point));
+        // SAFETY: the masked store writes only bytes `at .. at + kept` (the contract).
+        unsafe { _mm512_mask_cvtepi32_storeu_epi8((y.ptr() as *mut i8).wrapping_add(at), low, q) };
+    } else {
+        let v = _mm512_mul_ps(z, _mm512_set1_ps(rule.scale));
+        // SAFETY: the masked store writes only the kept outputs `at ..` (the contract).
+        unsafe { _mm512_mask_storeu_ps(y.ptr().wrapping_add(at), low, v) };
+    }
 }
 
 /// The u8 codes of [`QOutput::Requant`] (`quant`, the rule's own) of 16 values `v = (acc + bias) ·
@@ -303,7 +334,7 @@ pub(super) fn add_sum_512(rule: SumRule, r: &[f32], low: u16, v: __m512) -> __m5
 /// caller's alone.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw")]
-pub(super) unsafe fn store_codes_512(
+unsafe fn store_codes_512(
     out: QOutput,
     quant: Quant,
     v: __m512,
@@ -489,7 +520,7 @@ pub(super) unsafe fn direct_avx2<const MR: usize>(
             if st.mask & (1 << lane) != 0 {
                 let mut v = t.out.apply(a, bias, mult);
                 if let Some((rule, r)) = t.sum {
-                    v = rule.apply(v, r[m * t.pixels + o]);
+                    v = rule.apply(v, r.at(m * t.pixels + o));
                 }
                 // SAFETY: kept lanes are output pixels of channel `m` (`o < pixels`), this tile's
                 // alone (the caller's contract).
