@@ -260,15 +260,11 @@ pub(super) fn compress_kept_512(st: direct::Store, v: __m512) -> (__m512, u16, u
     }
 }
 
-/// The rest of an epilogue, on 16 values `v = (acc + bias) · multiplier` of which `st` keeps some:
-/// the output rule, the residual step (`v + r` requantized by `rule`, `r` the residual's elements
-/// from `at`), then the kept lanes stored side by side from element `at` of `y`, as `f32` values
-/// or, with `codes`, as u8 codes (of the residual's quantization with a residual step, else of the
-/// output rule's).
+/// The rest of an epilogue (see [`finish_sum_512`], out of line: the residual step), inlined in
+/// the kernels for the outputs without one.
 ///
 /// # Safety
-/// The CPU must have AVX-512F and BW; the kept outputs `at .. at + kept` of the buffer `y` points
-/// to (bytes with `codes`) are the caller's alone.
+/// As [`finish_sum_512`].
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw")]
 pub(super) unsafe fn finish_512(
@@ -280,17 +276,44 @@ pub(super) unsafe fn finish_512(
     y: SharedOut,
     at: usize,
 ) {
-    let Some((rule, r)) = sum else {
-        match codes {
-            // SAFETY: the caller's contract.
-            Some(quant) => unsafe { store_codes_512(out, quant, v, st, y, at) },
-            None => {
-                let (v, low, _) = compress_kept_512(st, epilogue_512(out, v));
-                // SAFETY: the masked store writes only the kept outputs `at ..` (the contract).
-                unsafe { _mm512_mask_storeu_ps(y.ptr().wrapping_add(at), low, v) };
-            }
+    if sum.is_some() {
+        // SAFETY: the caller's contract.
+        return unsafe { finish_sum_512(out, codes, sum, v, st, y, at) };
+    }
+    match codes {
+        // SAFETY: the caller's contract.
+        Some(quant) => unsafe { store_codes_512(out, quant, v, st, y, at) },
+        None => {
+            let (v, low, _) = compress_kept_512(st, epilogue_512(out, v));
+            // SAFETY: the masked store writes only the kept outputs `at ..` (the contract).
+            unsafe { _mm512_mask_storeu_ps(y.ptr().wrapping_add(at), low, v) };
         }
-        return;
+    }
+}
+
+/// The rest of an epilogue, on 16 values `v = (acc + bias) · multiplier` of which `st` keeps some:
+/// the output rule, the residual step (`v + r` requantized by `rule`, `r` the residual's elements
+/// from `at`), then the kept lanes stored side by side from element `at` of `y`, as `f32` values
+/// or, with `codes`, as u8 codes (of the residual's quantization with a residual step, else of the
+/// output rule's).
+///
+/// # Safety
+/// The CPU must have AVX-512F and BW; the kept outputs `at .. at + kept` of the buffer `y` points
+/// to (bytes with `codes`) are the caller's alone.
+#[inline(never)]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn finish_sum_512(
+    out: QOutput,
+    codes: Option<Quant>,
+    sum: Option<(SumRule, Addend)>,
+    v: __m512,
+    st: direct::Store,
+    y: SharedOut,
+    at: usize,
+) {
+    let Some((rule, r)) = sum else {
+        // SAFETY: the caller's contract.
+        return unsafe { finish_512(out, codes, None, v, st, y, at) };
     };
     let (v, low, kept) = compress_kept_512(st, epilogue_512(out, v));
     let r = match r.slice(at, kept) {
