@@ -333,7 +333,7 @@ fn quantize_bytes(tier: Tier, x: Src, quant: Quant, dst: &mut [u8]) {
     };
     #[cfg(target_arch = "x86_64")]
     if tier == Tier::Vnni {
-        // SAFETY: `Tier::Vnni` implies AVX-512F (`use_vnni`).
+        // SAFETY: `Tier::Vnni` implies AVX-512F and BW (`use_vnni`).
         return unsafe { x86::quantize_bytes_avx512(x, quant, dst) };
     }
     let _ = tier;
@@ -350,7 +350,7 @@ mod x86 {
 
     use super::{Chan, LANES, Quant};
     use crate::kernels::SharedOut;
-    use crate::kernels::int8::x86_64::finish_512;
+    use crate::kernels::int8::x86_64::{finish_512, store_bytes_512};
 
     /// Vectors per AVX-512 register tile.
     const NV: usize = 4;
@@ -484,8 +484,8 @@ mod x86 {
     /// `dst[i] = quant.quantize(x[i])`, 16 at a time.
     ///
     /// # Safety
-    /// The CPU must have AVX-512F.
-    #[target_feature(enable = "avx512f")]
+    /// The CPU must have AVX-512F and BW.
+    #[target_feature(enable = "avx512f,avx512bw")]
     pub(super) unsafe fn quantize_bytes_avx512(x: &[f32], quant: Quant, dst: &mut [u8]) {
         let n = x.len().min(dst.len());
         let q = Q512::new(quant);
@@ -497,9 +497,7 @@ mod x86 {
             let v = unsafe { _mm512_maskz_loadu_ps(mask, x.as_ptr().add(i)) };
             let v = q.quantize(v);
             // SAFETY: the masked store writes only bytes `i .. i + k` of `dst` (`k ≤ n − i`).
-            unsafe {
-                _mm512_mask_cvtepi32_storeu_epi8(dst.as_mut_ptr().add(i) as *mut i8, mask, v)
-            };
+            unsafe { store_bytes_512(dst.as_mut_ptr().add(i), mask, v) };
             i += LANES;
         }
     }
@@ -509,9 +507,9 @@ mod x86 {
     /// into the even and odd elements by `vpermt2ps`).
     ///
     /// # Safety
-    /// The CPU must have AVX-512F; `even` must hold `ceil(x.len() / 2)` bytes and `odd`
+    /// The CPU must have AVX-512F and BW; `even` must hold `ceil(x.len() / 2)` bytes and `odd`
     /// `floor(x.len() / 2)`.
-    #[target_feature(enable = "avx512f")]
+    #[target_feature(enable = "avx512f,avx512bw")]
     pub(super) unsafe fn quantize_bytes_stride2_avx512(
         x: &[f32],
         quant: Quant,
@@ -543,10 +541,10 @@ mod x86 {
             // SAFETY: the masked stores write bytes `i / 2 ..` of `even` (`ceil(left / 2)` of
             // them, at most 16) and of `odd` (`floor(left / 2)`), within their lengths.
             unsafe {
-                let out = even.as_mut_ptr().add(i / 2) as *mut i8;
-                _mm512_mask_cvtepi32_storeu_epi8(out, mask(left.div_ceil(2)), e);
-                let out = odd.as_mut_ptr().add(i / 2) as *mut i8;
-                _mm512_mask_cvtepi32_storeu_epi8(out, mask(left / 2), o);
+                let out = even.as_mut_ptr().add(i / 2);
+                store_bytes_512(out, mask(left.div_ceil(2)), e);
+                let out = odd.as_mut_ptr().add(i / 2);
+                store_bytes_512(out, mask(left / 2), o);
             }
             i += 2 * LANES;
         }
@@ -576,10 +574,12 @@ mod x86 {
             // SAFETY: the masked stores write bytes `i / 2 ..` of `even` (`ceil(left / 2)`, at
             // most 32) and of `odd` (`floor(left / 2)`), within their lengths.
             unsafe {
-                let out = even.as_mut_ptr().add(i / 2) as *mut i8;
-                _mm512_mask_cvtepi16_storeu_epi8(out, mask32(left.div_ceil(2)), v);
-                let out = odd.as_mut_ptr().add(i / 2) as *mut i8;
-                _mm512_mask_cvtepi16_storeu_epi8(out, mask32(left / 2), _mm512_srli_epi16::<8>(v));
+                let out = even.as_mut_ptr().add(i / 2);
+                let bytes = _mm512_castsi256_si512(_mm512_cvtepi16_epi8(v));
+                _mm512_mask_storeu_epi8(out as *mut i8, mask32(left.div_ceil(2)) as u64, bytes);
+                let out = odd.as_mut_ptr().add(i / 2);
+                let bytes = _mm512_castsi256_si512(_mm512_cvtepi16_epi8(_mm512_srli_epi16::<8>(v)));
+                _mm512_mask_storeu_epi8(out as *mut i8, mask32(left / 2) as u64, bytes);
             }
             i += 64;
         }
