@@ -405,7 +405,7 @@ mod x86 {
             let st = t.stores[v0 + j];
             // SAFETY: the kept lanes are outputs `start .. start + kept` of the channel, whose
             // output `y` points to (the contract: the caller's alone).
-            unsafe { finish_512(t.out, t.codes, t.sum, v, st, y, st.start) };
+            unsafe { finish_512!(t.out, t.codes, t.sum, v, st, y, st.start) };
         }
     }
 

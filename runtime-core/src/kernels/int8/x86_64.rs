@@ -241,7 +241,7 @@ pub(super) unsafe fn direct_vnni<const MR: usize, const NR: usize>(
             let st = stores[j];
             // SAFETY: the kept lanes are outputs `start .. start + kept` of channel `m`, this
             // tile's (the caller's contract).
-            unsafe { finish_512(t.out, t.codes, t.sum, v, st, y, m * t.pixels + st.start) };
+            unsafe { finish_512!(t.out, t.codes, t.sum, v, st, y, m * t.pixels + st.start) };
         }
     }
 }
@@ -260,61 +260,53 @@ pub(super) fn compress_kept_512(st: direct::Store, v: __m512) -> (__m512, u16, u
     }
 }
 
-/// The rest of an epilogue (see [`finish_sum_512`], out of line: the residual step), inlined in
-/// the kernels for the outputs without one.
-///
-/// # Safety
-/// As [`finish_sum_512`].
-#[inline]
-#[target_feature(enable = "avx512f,avx512bw")]
-pub(super) unsafe fn finish_512(
-    out: QOutput,
-    codes: Option<Quant>,
-    sum: Option<(SumRule, Addend)>,
-    v: __m512,
-    st: direct::Store,
-    y: SharedOut,
-    at: usize,
-) {
-    if sum.is_some() {
-        // SAFETY: the caller's contract.
-        return unsafe { finish_sum_512(out, codes, sum, v, st, y, at) };
-    }
-    match codes {
-        // SAFETY: the caller's contract.
-        Some(quant) => unsafe { store_codes_512(out, quant, v, st, y, at) },
-        None => {
-            let (v, low, _) = compress_kept_512(st, epilogue_512(out, v));
-            // SAFETY: the masked store writes only the kept outputs `at ..` (the contract).
-            unsafe { _mm512_mask_storeu_ps(y.ptr().wrapping_add(at), low, v) };
+/// The rest of an epilogue (see [`finish_sum_512`]; that one, out of line, for the outputs with a
+/// residual step), as a macro so the kernels' loops inline it: as an `#[inline]` function LLVM
+/// kept it out of line, a call per vector. Expands to unsafe calls: use it in an `unsafe` block
+/// under [`finish_sum_512`]'s contract.
+macro_rules! finish_512 {
+    ($out:expr, $codes:expr, $sum:expr, $v:expr, $st:expr, $y:expr, $at:expr) => {{
+        let (out, codes, sum, v, st, y, at) = ($out, $codes, $sum, $v, $st, $y, $at);
+        match (sum, codes) {
+            (Some((rule, r)), _) => {
+                $crate::kernels::int8::x86_64::finish_sum_512(out, codes, rule, r, v, st, y, at)
+            }
+            (None, Some(quant)) => {
+                $crate::kernels::int8::x86_64::store_codes_512(out, quant, v, st, y, at)
+            }
+            (None, None) => {
+                let (v, low, _) = $crate::kernels::int8::x86_64::compress_kept_512(
+                    st,
+                    $crate::kernels::int8::x86_64::epilogue_512(out, v),
+                );
+                std::arch::x86_64::_mm512_mask_storeu_ps(y.ptr().wrapping_add(at), low, v)
+            }
         }
-    }
+    }};
 }
+pub(super) use finish_512;
 
-/// The rest of an epilogue, on 16 values `v = (acc + bias) · multiplier` of which `st` keeps some:
-/// the output rule, the residual step (`v + r` requantized by `rule`, `r` the residual's elements
-/// from `at`), then the kept lanes stored side by side from element `at` of `y`, as `f32` values
-/// or, with `codes`, as u8 codes (of the residual's quantization with a residual step, else of the
-/// output rule's).
+/// The rest of an epilogue with a residual step, on 16 values `v = (acc + bias) · multiplier` of
+/// which `st` keeps some: the output rule, the residual step (`v + r` requantized by `rule`, `r`
+/// the residual's elements from `at`), then the kept lanes stored side by side from element `at`
+/// of `y`, as `f32` values or, with `codes`, as u8 codes of the residual step's quantization.
 ///
 /// # Safety
 /// The CPU must have AVX-512F and BW; the kept outputs `at .. at + kept` of the buffer `y` points
 /// to (bytes with `codes`) are the caller's alone.
 #[inline(never)]
 #[target_feature(enable = "avx512f,avx512bw")]
-unsafe fn finish_sum_512(
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn finish_sum_512(
     out: QOutput,
     codes: Option<Quant>,
-    sum: Option<(SumRule, Addend)>,
+    rule: SumRule,
+    r: Addend,
     v: __m512,
     st: direct::Store,
     y: SharedOut,
     at: usize,
 ) {
-    let Some((rule, r)) = sum else {
-        // SAFETY: the caller's contract.
-        return unsafe { finish_512(out, codes, None, v, st, y, at) };
-    };
     let (v, low, kept) = compress_kept_512(st, epilogue_512(out, v));
     let r = match r.slice(at, kept) {
         // SAFETY: `low` is the low `kept` lanes: the masked load reads only elements of `r`.
@@ -357,7 +349,7 @@ unsafe fn finish_sum_512(
 /// caller's alone.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw")]
-unsafe fn store_codes_512(
+pub(super) unsafe fn store_codes_512(
     out: QOutput,
     quant: Quant,
     v: __m512,
