@@ -190,6 +190,7 @@ pub(crate) fn conv(
     let bias: &[i32] = bytemuck::cast_slice(bias);
     let mult: &[f32] = bytemuck::cast_slice(mult);
     let taps = taps(s, l.hs, l.ws);
+    let runs = column_runs(s, &l);
     let stores: Vec<Store> = (0..l.vectors())
         .map(|v| Store::of(l.flat, l.ws, s.out_w, v))
         .collect();
@@ -211,7 +212,7 @@ pub(crate) fn conv(
                 let xq = unsafe {
                     std::slice::from_raw_parts_mut(buf.ptr().add(c * l.chan_len), l.chan_len)
                 };
-                quantize_plane(tier, s, &l, x.slice(c * hw, hw), quant, xq);
+                quantize_plane(tier, s, &l, &runs, x.slice(c * hw, hw), quant, xq);
                 // Channel `c`'s `pixels` outputs are this task's alone, inside the image's
                 // `out_c · pixels` outputs, which outlive the `run`.
                 let yc = super::at_element(y, codes, c * pixels);
@@ -273,7 +274,16 @@ unsafe fn chan_generic(t: &Chan, y: SharedOut) {
 
 /// Quantizes one input plane `x` into the channel region `dst`: the phase planes the zero point
 /// (the padding), then each input pixel's byte at its phase position.
-fn quantize_plane(tier: Tier, s: &ConvShape, l: &Layout, x: Src, quant: Quant, dst: &mut [u8]) {
+/// `runs` is [`column_runs`]'s.
+fn quantize_plane(
+    tier: Tier,
+    s: &ConvShape,
+    l: &Layout,
+    runs: &[(usize, usize)],
+    x: Src,
+    quant: Quant,
+    dst: &mut [u8],
+) {
     let [sy, sx] = s.stride;
     if s.pads == [0; 4] && s.stride == [1, 1] {
         // Unpadded, one phase: the plane's bytes in order.
@@ -282,28 +292,31 @@ fn quantize_plane(tier: Tier, s: &ConvShape, l: &Layout, x: Src, quant: Quant, d
     dst[..l.block].fill(quant.zero_point as u8);
     let plane = l.hs * l.ws;
     let pl = s.pads[1];
+    // Padded row `py = iy + pt`: phase `py % sy`, row `py / sy`, stepped.
+    let (mut phase_y, mut row_y) = (s.pads[0] % sy, s.pads[0] / sy);
     for iy in 0..s.in_h {
         let src = x.slice(iy * s.in_w, s.in_w);
-        let py = iy + s.pads[0];
-        let base = (py % sy) * sx * plane + py / sy * l.ws;
+        let base = phase_y * sx * plane + row_y * l.ws;
+        phase_y += 1;
+        if phase_y == sy {
+            phase_y = 0;
+            row_y += 1;
+        }
         if sx == 1 {
             quantize_bytes(tier, src, quant, &mut dst[base + pl..][..s.in_w]);
             continue;
         }
-        // Input column `ix = sx · i + r` is padded column `ix + pl`: phase `(r + pl) % sx`,
-        // column `i + (r + pl) / sx`. So each residue `r`'s columns are one run of a phase row.
-        let run = |r: usize| base + (r + pl) % sx * plane + (r + pl) / sx;
-        let len = |r: usize| s.in_w.saturating_sub(r).div_ceil(sx);
         #[cfg(target_arch = "x86_64")]
         if tier == Tier::Vnni && sx == 2 && s.in_w >= 2 {
             // The two runs lie in different phase planes, one row each: disjoint.
-            let (r0, r1) = (run(0), run(1));
+            let ((r0, len0), (r1, len1)) = (runs[0], runs[1]);
+            let (r0, r1) = (base + r0, base + r1);
             let (even, odd) = if r0 < r1 {
                 let (a, b) = dst.split_at_mut(r1);
-                (&mut a[r0..][..len(0)], &mut b[..len(1)])
+                (&mut a[r0..][..len0], &mut b[..len1])
             } else {
                 let (a, b) = dst.split_at_mut(r0);
-                (&mut b[..len(0)], &mut a[r1..][..len(1)])
+                (&mut b[..len0], &mut a[r1..][..len1])
             };
             match src {
                 // SAFETY: `Tier::Vnni` implies AVX-512F and BW (`use_vnni`); `even` and `odd`
@@ -316,13 +329,30 @@ fn quantize_plane(tier: Tier, s: &ConvShape, l: &Layout, x: Src, quant: Quant, d
             }
             continue;
         }
-        for r in 0..sx.min(s.in_w) {
-            let out = &mut dst[run(r)..][..len(r)];
+        for (r, &(run, len)) in runs.iter().enumerate() {
+            let out = &mut dst[base + run..][..len];
             for (k, q) in out.iter_mut().enumerate() {
                 *q = src.code(r + k * sx, quant);
             }
         }
     }
+}
+
+/// Where a strided conv's input row goes in the phase planes: input column `ix = sx · i + r` is
+/// padded column `ix + pl`, phase `(r + pl) % sx`, column `i + (r + pl) / sx`, so each residue
+/// `r`'s columns are one run of a phase row: `(offset from the row's start, length)` per residue
+/// (none for a stride of 1), worked out once per conv rather than per row.
+fn column_runs(s: &ConvShape, l: &Layout) -> Vec<(usize, usize)> {
+    let (sx, pl) = (s.stride[1], s.pads[1]);
+    if sx == 1 {
+        return Vec::new();
+    }
+    (0..sx.min(s.in_w))
+        .map(|r| {
+            let at = (r + pl) % sx * l.hs * l.ws + (r + pl) / sx;
+            (at, (s.in_w - r).div_ceil(sx))
+        })
+        .collect()
 }
 
 /// `dst[i]` = element `i`'s code: `quant.quantize(x[i])`, or the code itself.
