@@ -363,10 +363,12 @@ pub(super) unsafe fn store_codes_512(
     };
     let lo = _mm512_set1_ps((min - quant.zero_point) as f32);
     let hi = _mm512_set1_ps((max - quant.zero_point) as f32);
-    let r = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+    // Clamped first (to whole numbers, so it commutes with rounding), then converted rounding to
+    // nearest even in the conversion itself.
+    let r = _mm512_cvt_roundps_epi32::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
         _mm512_min_ps(_mm512_max_ps(v, lo), hi),
     );
-    let q = _mm512_add_epi32(_mm512_cvtps_epi32(r), _mm512_set1_epi32(quant.zero_point));
+    let q = _mm512_add_epi32(r, _mm512_set1_epi32(quant.zero_point));
     let kept = st.mask.count_ones();
     let q = if st.mask == u16::MAX {
         q
