@@ -182,6 +182,10 @@ fn check_with(c: &QCase, non_finite: bool) -> Result<(), TestCaseError> {
     prop_assert_eq!(packed.len(), int8::packed_len(&s));
     let threads = Threads::new(c.threads);
     for isa in tiers() {
+        let ctx = Ctx {
+            isa,
+            threads: &threads,
+        };
         let mut got = vec![f32::NAN; want.len()];
         let mut scratch = vec![f32::NAN; int8::scratch_len(&s, c.batch, c.threads)];
         let args = QConvArgs {
@@ -196,14 +200,7 @@ fn check_with(c: &QCase, non_finite: bool) -> Result<(), TestCaseError> {
             scratch: &mut scratch,
             codes: Codes::default(),
         };
-        int8::qconv2d(
-            &Ctx {
-                isa,
-                threads: &threads,
-            },
-            args,
-        )
-        .unwrap();
+        int8::qconv2d(&ctx, args).unwrap();
         for (i, (g, w)) in got.iter().zip(&want).enumerate() {
             prop_assert!(
                 same(*g, *w),
@@ -270,14 +267,7 @@ fn check_with(c: &QCase, non_finite: bool) -> Result<(), TestCaseError> {
                 residual: residual.map(|_| r_quant),
             },
         };
-        int8::qconv2d(
-            &Ctx {
-                isa,
-                threads: &threads,
-            },
-            args,
-        )
-        .unwrap();
+        int8::qconv2d(&ctx, args).unwrap();
         match out_quant {
             Some(quant) => {
                 let got: &[u8] = bytemuck::cast_slice(&got);
@@ -682,45 +672,36 @@ fn bad_quantization_is_an_error() {
     };
     let packed = int8::pack(&s, 0, params).unwrap();
     let threads = Threads::new(1);
-    let mut out = vec![0.0; s.output_len()];
-    let mut scratch = vec![0.0; int8::scratch_len(&s, 1, 1)];
-    let args = QConvArgs {
-        shape: s,
-        batch: 1,
-        input: &[0.0; 18],
-        input_quant: Quant {
-            scale: 0.0,
-            zero_point: 0,
-        },
-        packed: &packed,
-        out: QOutput::Float { relu: false },
-        residual: None,
-        output: &mut out,
-        scratch: &mut scratch,
-        codes: Codes::default(),
+    let run = |scale: f32, codes: Codes| {
+        let mut out = vec![0.0; s.output_len()];
+        let mut scratch = vec![0.0; int8::scratch_len(&s, 1, 1)];
+        let args = QConvArgs {
+            shape: s,
+            batch: 1,
+            input: &[0.0; 18],
+            input_quant: Quant {
+                scale,
+                zero_point: 0,
+            },
+            packed: &packed,
+            out: QOutput::Float { relu: false },
+            residual: None,
+            output: &mut out,
+            scratch: &mut scratch,
+            codes,
+        };
+        int8::qconv2d(&Ctx::new(&threads), args).unwrap_err()
     };
-    let err = int8::qconv2d(&Ctx::new(&threads), args).unwrap_err();
+    let err = run(0.0, Codes::default());
     assert!(err.to_string().contains("scale"), "{err}");
     // Output codes of a conv that writes real values: refused.
-    let args = QConvArgs {
-        shape: s,
-        batch: 1,
-        input: &[0.0; 18],
-        input_quant: Quant {
-            scale: 0.1,
-            zero_point: 0,
-        },
-        packed: &packed,
-        out: QOutput::Float { relu: false },
-        residual: None,
-        output: &mut out,
-        scratch: &mut scratch,
-        codes: Codes {
+    let err = run(
+        0.1,
+        Codes {
             output: true,
             ..Codes::default()
         },
-    };
-    let err = int8::qconv2d(&Ctx::new(&threads), args).unwrap_err();
+    );
     assert!(err.to_string().contains("codes"), "{err}");
     let bad_groups = ConvShape::square(2, 3, 2, 1, 1, 0, 3);
     assert!(int8::pack(&bad_groups, 0, params).is_err());
