@@ -491,6 +491,7 @@ fn detail(op: &Op) -> String {
                 p.kernel[0], p.kernel[1], p.stride[0], p.pads
             )
         }
+        Op::QConv(q) => q.summary(),
         Op::Clip { min, max } => format!("[{min}, {max}]"),
         Op::Add { activation } if *activation != Default::default() => format!("+{activation:?}"),
         Op::ScaleShift(s) if s.activation != Default::default() => format!("+{:?}", s.activation),

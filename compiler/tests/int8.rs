@@ -134,6 +134,10 @@ fn interpreter_matches_onnxruntime() {
             .collect();
         assert!(!coded.is_empty(), "{model}: no int8 conv writes u8 codes");
         for &&id in &coded {
+            // `resnextc inspect` and the printed graph say so.
+            if let ir::Op::QConv(q) = &compiled.graph.node(id).op {
+                assert!(q.summary().contains(" codes ") && q.summary().contains("out"));
+            }
             for (reader, slot) in compiled.graph.consumers(id) {
                 assert!(
                     matches!(&compiled.graph.node(reader).op,

@@ -76,6 +76,39 @@ impl QConv {
             .collect()
     }
 
+    /// What `resnextc inspect` and the printed graph say of it: window, groups, output rule,
+    /// residual step and which activations are u8 codes, e.g. `3x3 /1 g1 requant +residual codes
+    /// in,out`.
+    pub fn summary(&self) -> String {
+        let mut s = format!(
+            "{}x{} /{} g{} {}",
+            self.kernel[0],
+            self.kernel[1],
+            self.stride[0],
+            self.group,
+            match self.output {
+                QConvOutput::Float { relu: false } => "float",
+                QConvOutput::Float { relu: true } => "float+relu",
+                QConvOutput::Requant(_) => "requant",
+            }
+        );
+        if self.residual.is_some() {
+            s.push_str(" +residual");
+        }
+        let codes: Vec<&str> = [
+            (self.codes.input, "in"),
+            (self.codes.output, "out"),
+            (self.codes.residual.is_some(), "residual"),
+        ]
+        .into_iter()
+        .filter_map(|(on, name)| on.then_some(name))
+        .collect();
+        if !codes.is_empty() {
+            s.push_str(&format!(" codes {}", codes.join(",")));
+        }
+        s
+    }
+
     /// The runtime's output rule.
     pub fn kernel_output(&self) -> resnext_runtime_core::kernels::int8::QOutput {
         use resnext_runtime_core::kernels::int8::QOutput;

@@ -95,6 +95,7 @@ fn attrs(op: &Op) -> String {
             (Some(_), false) => "const".into(),
         }],
         Op::GlobalAveragePool { keep_dims } => vec![format!("keep_dims={keep_dims}")],
+        Op::QConv(q) => vec![q.summary()],
         _ => Vec::new(),
     };
     let parts: Vec<String> = parts.into_iter().filter(|p| !p.is_empty()).collect();
