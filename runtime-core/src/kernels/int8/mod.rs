@@ -620,25 +620,25 @@ pub fn qconv2d(ctx: &Ctx, args: QConvArgs) -> Result<(), KernelError> {
     let hw = s.in_h * s.in_w;
     let output_ptr = super::SharedOut(output.as_mut_ptr());
     for n in 0..batch {
-        let x = input.slice(n * s.input_len(), s.input_len());
         let image_sum = sum.map(|(rule, r)| (rule, r.slice(n * s.output_len(), s.output_len())));
-        // Quantize, a channel per task.
-        let q_out = SharedBytes(quantized.as_mut_ptr());
-        ctx.threads.run(s.in_c, &|c| {
-            // SAFETY: task `c` writes only channel `c`'s `hw` bytes of the `in_c · hw` buffer,
-            // which outlives the `run`.
-            let plane = unsafe { std::slice::from_raw_parts_mut(q_out.ptr().add(c * hw), hw) };
-            match x.slice(c * hw, hw) {
-                Src::Real(x) => {
-                    for (q, &v) in plane.iter_mut().zip(x) {
+        // The image's codes: the input's own, or quantized, a channel per task.
+        let quantized: &[u8] = match input.slice(n * s.input_len(), s.input_len()) {
+            Src::Codes(x) => x,
+            Src::Real(x) => {
+                let q_out = SharedBytes(quantized.as_mut_ptr());
+                ctx.threads.run(s.in_c, &|c| {
+                    // SAFETY: task `c` writes only channel `c`'s `hw` bytes of the `in_c · hw`
+                    // buffer, which outlives the `run`.
+                    let plane =
+                        unsafe { std::slice::from_raw_parts_mut(q_out.ptr().add(c * hw), hw) };
+                    for (q, &v) in plane.iter_mut().zip(&x[c * hw..][..hw]) {
                         *q = input_quant.quantize(v);
                     }
-                }
-                Src::Codes(x) => plane.copy_from_slice(x),
+                });
+                &*quantized
             }
-        });
+        };
         // Gather every group's im2col rows, a group's tile of pixels per task.
-        let quantized = &*quantized;
         let p_tiles = pixels.div_ceil(TILE_P);
         let cols_out = SharedBytes(cols.as_mut_ptr());
         ctx.threads.run(groups * p_tiles, &|t| {
