@@ -1,11 +1,13 @@
 """The bf16 oracle of the end-to-end tests: `MODEL.bf16.output.npy`, onnxruntime's fp32 run of
 `MODEL.onnx` rewritten to compute what `resnextc compile --precision bf16` computes.
 
-`--precision bf16` folds each BatchNormalization into the conv before it, then runs every 1×1 conv
-without padding or groups and every Gemm (the classifier) on bf16 operands with fp32 sums. Here:
-the same folding (in numpy, fp32), the folded weights of those layers rounded to bf16 (to nearest
-even), and their data inputs rounded by a Cast to BFLOAT16 and back. Every other layer is left as
-it is (fp32). The kernels differ from this only in the order of their fp32 sums (and subnormals,
+`--precision bf16` folds each BatchNormalization into the conv before it, then runs on bf16
+operands with fp32 sums every 1×1 conv without padding or groups, every Gemm (the classifier) and
+the other convs `direct_bf16::preferred` takes (runtime-core/src/kernels/direct_bf16.rs: at least
+two input channels a group and 16 output pixels, not a grouped conv of stride 2 with fewer than 32
+channels a group). Here: the same folding (in numpy, fp32), the folded weights of those layers
+rounded to bf16 (to nearest even), and their data inputs rounded by a Cast to BFLOAT16 and back.
+Every other layer (depthwise convs, thin strided grouped ones) is left as it is (fp32). The kernels differ from this only in the order of their fp32 sums (and subnormals,
 which they flush), so a test can hold the compiled model to it far more tightly than to the fp32
 logits, whose distance from bf16's is the network's own sensitivity to bf16.
 
@@ -36,7 +38,21 @@ def attr(node, name, default):
     return default
 
 
+def direct_bf16(n, w, out_shape) -> bool:
+    """Whether `direct_bf16::preferred` takes this (non-1×1) conv."""
+    group = attr(n, "group", 1)
+    cin_g = w.shape[1]
+    strides = attr(n, "strides", [1, 1])
+    pixels = int(np.prod(out_shape[2:])) if out_shape else 0
+    thin_strided_group = group > 1 and any(s != 1 for s in strides) and cin_g < 32
+    return cin_g >= 2 and pixels >= 16 and not thin_strided_group
+
+
 def rewrite(model: onnx.ModelProto) -> onnx.ModelProto:
+    shapes = {
+        v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+        for v in onnx.shape_inference.infer_shapes(model).graph.value_info
+    }
     g = model.graph
     inits = {i.name: i for i in g.initializer}
     consumers = {}
@@ -52,12 +68,11 @@ def rewrite(model: onnx.ModelProto) -> onnx.ModelProto:
     for n in g.node:
         if n.op_type == "Conv":
             w = arr(n.input[1])
-            pointwise = (
-                w.shape[2:] == (1, 1)
-                and attr(n, "group", 1) == 1
-                and not any(attr(n, "pads", [0, 0, 0, 0]))
-            )
-            if not pointwise:
+            one_by_one = w.shape[2:] == (1, 1) and not any(attr(n, "pads", [0, 0, 0, 0]))
+            if one_by_one:
+                if attr(n, "group", 1) != 1:
+                    continue
+            elif not direct_bf16(n, w, shapes.get(n.output[0])):
                 continue
             users = consumers.get(n.output[0], [])
             if len(users) == 1 and users[0].op_type == "BatchNormalization":

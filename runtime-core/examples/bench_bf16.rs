@@ -1,6 +1,8 @@
-//! fp32 against bf16 on ResNeXt-50's 1×1 convs (batch 1, bias + ReLU): each shape on 1 and 2
-//! threads, the two algorithms alternated call by call on the same data, medians of the rounds,
-//! and the bf16 / fp32 time ratio (the machine is shared: ratios of interleaved runs are the signal).
+//! fp32 against bf16 on ResNeXt-50's 1×1 convs, and on the other convs of ResNeXt-50 and ResNet-50
+//! (grouped and dense 3×3, the 7×7 stem: the fp32 algorithm `ConvAlgo::select` picks against
+//! `ConvAlgo::DirectBf16`), batch 1, bias + ReLU: each shape on 1 and 2 threads, the two
+//! algorithms alternated call by call on the same data, medians of the rounds, and the bf16 / fp32
+//! time ratio (the machine is shared: ratios of interleaved runs are the signal).
 //!
 //! With `--cold`, each call reads the weights and the input from one of enough copies (64 MiB of
 //! each) to miss the caches: in a whole model the weights do not fit in them, and the input was
@@ -16,6 +18,9 @@ use resnext_runtime_core::exec::threads::Threads;
 use resnext_runtime_core::kernels::conv::{self, ConvAlgo};
 use resnext_runtime_core::kernels::gemm::bf16;
 use resnext_runtime_core::kernels::{Activation, ConvArgs, ConvShape, Epilogue};
+
+/// A conv of the tables: (in_c, out_c, input size, kernel, stride, groups, how many in the model).
+type Row = (usize, usize, usize, usize, usize, usize, usize);
 
 /// ResNeXt-50 32×4d's 1×1 convs: (in_c, out_c, input size, stride, how many in the model).
 const POINTWISE: [(usize, usize, usize, usize, usize); 16] = [
@@ -35,6 +40,29 @@ const POINTWISE: [(usize, usize, usize, usize, usize); 16] = [
     (1024, 2048, 7, 1, 3),
     (1024, 2048, 14, 2, 1),
     (2048, 1024, 7, 1, 2),
+];
+
+/// ResNeXt-50 32×4d's grouped 3×3 convs and stem.
+const RESNEXT_OTHER: [Row; 8] = [
+    (3, 64, 224, 7, 2, 1, 1),
+    (128, 128, 56, 3, 1, 32, 3),
+    (256, 256, 56, 3, 2, 32, 1),
+    (256, 256, 28, 3, 1, 32, 3),
+    (512, 512, 28, 3, 2, 32, 1),
+    (512, 512, 14, 3, 1, 32, 5),
+    (1024, 1024, 14, 3, 2, 32, 1),
+    (1024, 1024, 7, 3, 1, 32, 2),
+];
+
+/// ResNet-50's dense 3×3 convs.
+const RESNET_3X3: [Row; 7] = [
+    (64, 64, 56, 3, 1, 1, 3),
+    (128, 128, 56, 3, 2, 1, 1),
+    (128, 128, 28, 3, 1, 1, 3),
+    (256, 256, 28, 3, 2, 1, 1),
+    (256, 256, 14, 3, 1, 1, 5),
+    (512, 512, 14, 3, 2, 1, 1),
+    (512, 512, 7, 3, 1, 1, 2),
 ];
 
 fn values(seed: u64, len: usize) -> Vec<f32> {
@@ -126,62 +154,98 @@ fn main() {
         bf16::dot_supported(),
         if cold { "cold" } else { "hot" }
     );
-    println!(
-        "{:>5} {:>5} {:>4} {:>2} {:>2} | {:>8} {:>7} | {:>8} {:>7} | {:>6}",
-        "in", "out", "hw", "s", "T", "fp32 µs", "GFLOP/s", "bf16 µs", "GFLOP/s", "ratio"
-    );
-    for threads in [1, 2] {
-        let pool = Threads::new(threads);
-        let ctx = Ctx {
-            isa,
-            threads: &pool,
-        };
-        let mut totals = [0.0f64; 2];
-        for (in_c, out_c, hw, stride, count) in POINTWISE {
-            let s = ConvShape::square(in_c, hw, out_c, 1, stride, 0, 1);
-            let inputs = vec![
-                values(1, s.input_len());
-                if cold {
-                    COLD_BYTES.div_ceil(4 * s.input_len())
-                } else {
-                    1
-                }
-            ];
-            let (weight, bias) = (values(2, s.weight_len()), values(3, s.out_c));
-            let mut out = vec![0.0; s.output_len()];
-            let mut calls = [
-                Call::new(ConvAlgo::Pointwise, &s, &weight, threads, cold),
-                Call::new(ConvAlgo::PointwiseBf16, &s, &weight, threads, cold),
-            ];
-            let mut times = [Vec::new(), Vec::new()];
-            for round in 0..rounds + 5 {
-                for (c, t) in calls.iter_mut().zip(&mut times) {
-                    let input = &inputs[round % inputs.len()];
-                    let secs = c.time(&ctx, &s, input, &bias, &mut out);
-                    // The first rounds warm the caches and the pool.
-                    if round >= 5 {
-                        t.push(secs);
-                    }
-                }
-            }
-            let ratio = median(times[0].iter().zip(&times[1]).map(|(f, b)| b / f).collect());
-            let [f, b] = times.map(median);
-            totals[0] += count as f64 * f;
-            totals[1] += count as f64 * b;
-            let gflop = 2.0 * s.macs() as f64 / 1e9;
+    let pointwise: Vec<Row> = POINTWISE
+        .iter()
+        .map(|&(i, o, hw, s, n)| (i, o, hw, 1, s, 1, n))
+        .collect();
+    let tables: [(&str, &[Row]); 3] = [
+        ("1×1 convs of ResNeXt-50", &pointwise),
+        ("grouped 3×3 convs and stem of ResNeXt-50", &RESNEXT_OTHER),
+        ("dense 3×3 convs of ResNet-50", &RESNET_3X3),
+    ];
+    for (name, rows) in tables {
+        println!(
+            "{:>5} {:>5} {:>4} {:>2} {:>2} {:>3} {:>2} | {:>14} {:>8} {:>7} | {:>8} {:>7} | {:>6}",
+            "in",
+            "out",
+            "hw",
+            "k",
+            "s",
+            "g",
+            "T",
+            "fp32",
+            "µs",
+            "GFLOP/s",
+            "bf16 µs",
+            "GFLOP/s",
+            "ratio"
+        );
+        for threads in [1, 2] {
+            let totals = bench_table(isa, rows, threads, rounds, cold);
             println!(
-                "{in_c:>5} {out_c:>5} {hw:>4} {stride:>2} {threads:>2} | {:>8.1} {:>7.0} | {:>8.1} {:>7.0} | {ratio:>6.2}",
-                f * 1e6,
-                gflop / f,
-                b * 1e6,
-                gflop / b
+                "all {name}, {threads} thread(s): fp32 {:.2} ms, bf16 {:.2} ms ({:.2}×)",
+                totals[0] * 1e3,
+                totals[1] * 1e3,
+                totals[1] / totals[0]
             );
         }
+    }
+}
+
+/// Times every row of `rows` (fp32 against bf16, alternated) and prints it; returns the model's
+/// totals (each row's median times its count) in seconds.
+fn bench_table(isa: isa::Isa, rows: &[Row], threads: usize, rounds: usize, cold: bool) -> [f64; 2] {
+    let pool = Threads::new(threads);
+    let ctx = Ctx {
+        isa,
+        threads: &pool,
+    };
+    let mut totals = [0.0f64; 2];
+    for &(in_c, out_c, hw, k, stride, group, count) in rows {
+        let s = ConvShape::square(in_c, hw, out_c, k, stride, k / 2, group);
+        let inputs = vec![
+            values(1, s.input_len());
+            if cold {
+                COLD_BYTES.div_ceil(4 * s.input_len())
+            } else {
+                1
+            }
+        ];
+        let (weight, bias) = (values(2, s.weight_len()), values(3, s.out_c));
+        let mut out = vec![0.0; s.output_len()];
+        let (fp32, bf16) = if k == 1 {
+            (ConvAlgo::Pointwise, ConvAlgo::PointwiseBf16)
+        } else {
+            (ConvAlgo::select(&s), ConvAlgo::DirectBf16)
+        };
+        let mut calls = [
+            Call::new(fp32, &s, &weight, threads, cold),
+            Call::new(bf16, &s, &weight, threads, cold),
+        ];
+        let mut times = [Vec::new(), Vec::new()];
+        for round in 0..rounds + 5 {
+            for (c, t) in calls.iter_mut().zip(&mut times) {
+                let input = &inputs[round % inputs.len()];
+                let secs = c.time(&ctx, &s, input, &bias, &mut out);
+                // The first rounds warm the caches and the pool.
+                if round >= 5 {
+                    t.push(secs);
+                }
+            }
+        }
+        let ratio = median(times[0].iter().zip(&times[1]).map(|(f, b)| b / f).collect());
+        let [f, b] = times.map(median);
+        totals[0] += count as f64 * f;
+        totals[1] += count as f64 * b;
+        let gflop = 2.0 * s.macs() as f64 / 1e9;
         println!(
-            "all 1×1 convs of ResNeXt-50, {threads} thread(s): fp32 {:.2} ms, bf16 {:.2} ms ({:.2}×)",
-            totals[0] * 1e3,
-            totals[1] * 1e3,
-            totals[1] / totals[0]
+            "{in_c:>5} {out_c:>5} {hw:>4} {k:>2} {stride:>2} {group:>3} {threads:>2} | {:>14} {:>8.1} {:>7.0} | {:>8.1} {:>7.0} | {ratio:>6.2}",
+            fp32.name(),
+            f * 1e6,
+            gflop / f,
+            b * 1e6,
+            gflop / b
         );
     }
+    totals
 }

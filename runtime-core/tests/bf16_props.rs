@@ -1,6 +1,7 @@
-//! Property tests of the bf16 GEMM (`ConvAlgo::PointwiseBf16` and `dense::run_bf16`) on every ISA
-//! tier this CPU has (the AVX-512 tier runs `vdpbf16ps` where the CPU has AVX512_BF16, the others
-//! widen the bf16 operands to fp32), random odd shapes, thread counts and fused epilogues.
+//! Property tests of the bf16 kernels (the GEMM of `ConvAlgo::PointwiseBf16` and
+//! `dense::run_bf16`, and the direct conv of `ConvAlgo::DirectBf16`) on every ISA tier this CPU
+//! has (the AVX-512 tier runs `vdpbf16ps` where the CPU has AVX512_BF16, the others widen the bf16
+//! operands to fp32), random odd shapes, thread counts and fused epilogues.
 //!
 //! Two oracles, both the f64 reference kernels:
 //!
@@ -23,7 +24,7 @@
 
 mod common;
 
-use common::{Operands, Setting, U, assert_ok, check_tiers, check_tiers_exact, setting};
+use common::{Operands, Setting, U, assert_ok, check_tiers, check_tiers_exact, out_size, setting};
 use proptest::prelude::*;
 use resnext_runtime_core::exec::Ctx;
 use resnext_runtime_core::exec::threads::Threads;
@@ -85,7 +86,11 @@ fn rounded(ops: &Operands) -> Operands {
 
 /// Runs the bf16 pointwise conv on every tier against both oracles.
 fn check_pointwise(s: ConvShape, setting: Setting) -> Result<(), TestCaseError> {
-    let algo = ConvAlgo::PointwiseBf16;
+    check_conv(ConvAlgo::PointwiseBf16, s, setting)
+}
+
+/// Runs a bf16 conv algorithm on every tier against both oracles.
+fn check_conv(algo: ConvAlgo, s: ConvShape, setting: Setting) -> Result<(), TestCaseError> {
     prop_assert!(algo.supports(&s), "{algo:?} should support {s:?}");
     let batch = setting.batch;
     let lens = [
@@ -97,7 +102,7 @@ fn check_pointwise(s: ConvShape, setting: Setting) -> Result<(), TestCaseError> 
     let ops = Operands::new(lens, setting);
     let packed = conv::pack(algo, &s, &ops.weight).expect("pack");
     prop_assert_eq!(packed.len(), conv::packed_len(algo, &s));
-    let k = s.in_c / s.group;
+    let k = s.in_c / s.group * s.kernel[0] * s.kernel[1];
     let threads = Threads::new(setting.threads);
     let ep = ops.epilogue();
     let run = |isa, out: &mut [f32]| {
@@ -126,14 +131,14 @@ fn check_pointwise(s: ConvShape, setting: Setting) -> Result<(), TestCaseError> 
     let out_len = batch * s.output_len();
     let (want, magnitude) = rounded(&ops).reference(out_len, conv_ref);
     check_tiers(
-        &format!("bf16 pointwise vs rounded reference, {s:?} {setting:?}"),
+        &format!("{algo:?} vs rounded reference, {s:?} {setting:?}"),
         &want,
         |i| tolerance_rounded(k, magnitude[i]),
         run,
     )?;
     let (want, magnitude) = ops.reference(out_len, conv_ref);
     check_tiers(
-        &format!("bf16 pointwise vs fp32 reference, {s:?} {setting:?}"),
+        &format!("{algo:?} vs fp32 reference, {s:?} {setting:?}"),
         &want,
         |i| tolerance_fp32(k, magnitude[i]),
         run,
@@ -211,8 +216,46 @@ fn pointwise(
     }
 }
 
+prop_compose! {
+    /// A conv the direct bf16 kernel takes: 1–4 groups of 2–13 input channels (odd counts leave
+    /// a word's high half zero) and 1–9 output channels, kernels 1–7 per axis, strides 1–3,
+    /// dilations 1–2, pads up to the kernel's size, odd and even maps.
+    fn direct_case()(
+        (group, cin_g, cout_g) in (1usize..=4, 2usize..=13, 1usize..=9),
+        (kh, kw) in (1usize..=7, 1usize..=7),
+        (sy, sx, dy, dx) in (1usize..=3, 1usize..=3, 1usize..=2, 1usize..=2),
+        pads in [0usize..=7, 0usize..=7, 0usize..=7, 0usize..=7],
+        (in_h, in_w) in (1usize..=19, 1usize..=37),
+        setting in setting(),
+    ) -> Option<(ConvShape, Setting)> {
+        let pads = [pads[0] % (kh + 1), pads[1] % (kw + 1), pads[2] % (kh + 1), pads[3] % (kw + 1)];
+        let s = ConvShape {
+            in_c: group * cin_g,
+            in_h,
+            in_w,
+            out_c: group * cout_g,
+            out_h: out_size(in_h, kh, sy, dy, pads[0], pads[2])?,
+            out_w: out_size(in_w, kw, sx, dx, pads[1], pads[3])?,
+            kernel: [kh, kw],
+            stride: [sy, sx],
+            dilation: [dy, dx],
+            pads,
+            group,
+        };
+        (s.out_h * s.out_w >= 16 && setting.batch * s.macs() <= 2_000_000).then_some((s, setting))
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// The direct bf16 conv on random kernels, strides, dilations, pads and groups.
+    #[test]
+    fn direct_matches_reference(case in direct_case()) {
+        prop_assume!(case.is_some());
+        let (s, setting) = case.unwrap();
+        check_conv(ConvAlgo::DirectBf16, s, setting)?;
+    }
 
     /// Odd channel counts (k not a multiple of 2, m ragged against the 8-row panels), spatial
     /// sizes ragged against the 48-column tiles, strides 1–2, groups 1/2.
@@ -416,4 +459,92 @@ fn bad_lengths_are_errors() {
         scratch: &mut [],
     };
     assert!(conv::conv2d(&Ctx::new(&threads), ConvAlgo::PointwiseBf16, args).is_err());
+}
+
+/// The direct bf16 conv on ResNeXt-50's shapes, scaled down: a grouped 3×3 stride-2 conv of 4
+/// channels a group with a residual (two groups meet inside a 4-channel register tile), a grouped
+/// one of 32 channels a group on a 7×7 map, and the 7×7/2 stem on 3 channels.
+#[test]
+fn direct_resnext_shapes() {
+    let conv = |in_c, out_c, size: usize, k: usize, stride: usize, group| {
+        let pad = k / 2;
+        ConvShape {
+            in_c,
+            in_h: size,
+            in_w: size,
+            out_c,
+            out_h: (size + 2 * pad - k) / stride + 1,
+            out_w: (size + 2 * pad - k) / stride + 1,
+            kernel: [k, k],
+            stride: [stride, stride],
+            dilation: [1, 1],
+            pads: [pad; 4],
+            group,
+        }
+    };
+    for (s, threads) in [
+        (conv(64, 64, 23, 3, 2, 16), 2),
+        (conv(256, 256, 7, 3, 1, 8), 1),
+        (conv(3, 16, 45, 7, 2, 1), 2),
+    ] {
+        let setting = Setting {
+            batch: 2,
+            bias: true,
+            residual: true,
+            activation: Activation::Relu,
+            threads,
+            seed: 31,
+        };
+        assert_ok(check_conv(ConvAlgo::DirectBf16, s, setting));
+    }
+}
+
+/// The direct bf16 conv refuses what it cannot run: one input channel a group (depthwise), fewer
+/// than 16 output pixels, and short buffers.
+#[test]
+fn direct_refuses_bad_calls() {
+    let s = ConvShape {
+        in_c: 4,
+        in_h: 5,
+        in_w: 5,
+        out_c: 4,
+        out_h: 5,
+        out_w: 5,
+        kernel: [3, 3],
+        stride: [1, 1],
+        dilation: [1, 1],
+        pads: [1; 4],
+        group: 1,
+    };
+    let algo = ConvAlgo::DirectBf16;
+    assert!(algo.supports(&s));
+    assert!(!algo.supports(&ConvShape {
+        group: 4,
+        out_c: 4,
+        ..s
+    }));
+    let tiny = ConvShape {
+        in_h: 3,
+        in_w: 3,
+        out_h: 3,
+        out_w: 3,
+        ..s
+    };
+    assert!(!algo.supports(&tiny));
+    assert!(conv::pack(algo, &tiny, &[0.0; 144]).is_err());
+    let packed = conv::pack(algo, &s, &[0.5; 144]).unwrap();
+    let threads = Threads::new(1);
+    let input = vec![1.0; s.input_len()];
+    let mut output = vec![0.0; s.output_len()];
+    let mut scratch = vec![0.0; conv::scratch_len(algo, &s, 1, 1) - 1];
+    let args = ConvArgs {
+        shape: s,
+        batch: 1,
+        input: &input,
+        packed: &packed,
+        epilogue: Epilogue::default(),
+        output: &mut output,
+        scratch: &mut scratch,
+    };
+    assert!(conv::conv2d(&Ctx::new(&threads), algo, args).is_err());
 }

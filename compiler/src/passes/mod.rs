@@ -85,8 +85,10 @@ pub enum Precision {
     #[default]
     F32,
     /// bf16 weights and activations, fp32 accumulation and epilogue, for the NCHW 1×1 convs
-    /// (`ConvAlgo::PointwiseBf16`) and the dense layers (`DenseKernel::PackedBf16`); every other
-    /// layer (grouped, depthwise, im2col convs, and 1×1 convs inside an NCHW8c region) stays fp32.
+    /// (`ConvAlgo::PointwiseBf16`), the other convs of at least two input channels a group that
+    /// `direct_bf16::preferred` takes (`ConvAlgo::DirectBf16`: dense and most grouped 3×3 convs,
+    /// stems) and the dense layers (`DenseKernel::PackedBf16`); every other layer (depthwise
+    /// convs, thin stride-2 grouped convs, convs inside an NCHW8c region) stays fp32.
     Bf16,
     /// u8 activations × i8 weights (`kernels::int8`) for the convs and dense layers of a model in
     /// the ONNX QDQ form (which run int8 at any precision) or of an fp32 model quantized by

@@ -27,7 +27,7 @@ use std::collections::{HashMap, HashSet};
 use petgraph::visit::EdgeRef;
 
 use resnext_runtime_core::kernels::conv::{self, ConvAlgo};
-use resnext_runtime_core::kernels::{ConvShape, dense, winograd};
+use resnext_runtime_core::kernels::{ConvShape, dense, direct_bf16, winograd};
 
 use super::Precision;
 use super::fuse_squeeze_excite::fuse_squeeze_excite;
@@ -102,7 +102,8 @@ pub fn select_kernels_nchw_with(
 }
 
 /// [`select_kernels`], moving regions onto NCHW8c only if `nchw8c`; with [`Precision::Bf16`] the
-/// NCHW 1×1 convs get `ConvAlgo::PointwiseBf16` and the dense layers `DenseKernel::PackedBf16`.
+/// NCHW 1×1 convs get `ConvAlgo::PointwiseBf16`, the other convs `direct_bf16::preferred` takes
+/// `ConvAlgo::DirectBf16`, and the dense layers `DenseKernel::PackedBf16`.
 /// Winograd is chosen as `RESNEXT_WINOGRAD` says ([`WinogradChoice::from_env`]).
 pub fn select_kernels_with(
     graph: &mut Graph,
@@ -136,6 +137,9 @@ fn select_with(
                 let algo = match nchw.nchw8c() {
                     Some(nchw8c) if blocked.contains(&id) => nchw8c,
                     _ if bf16 && nchw == ConvAlgo::Pointwise => ConvAlgo::PointwiseBf16,
+                    _ if bf16 && nchw != ConvAlgo::Depthwise && direct_bf16::preferred(&shape) => {
+                        ConvAlgo::DirectBf16
+                    }
                     _ => nchw,
                 };
                 let weight = c.weight;

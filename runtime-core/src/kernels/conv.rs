@@ -25,14 +25,18 @@
 //!
 //! - [`ConvAlgo::PointwiseBf16`]: the 1×1 convs of [`ConvAlgo::Pointwise`] with bf16 weights and
 //!   activations and fp32 accumulation (`gemm::bf16`), chosen by the compiler under
-//!   `--precision bf16`. Grouped, depthwise and im2col convs have no bf16 form and stay fp32.
+//!   `--precision bf16`.
+//!
+//! - [`ConvAlgo::DirectBf16`]: every other conv of at least two input channels a group under
+//!   `--precision bf16` (grouped and dense 3×3, stems), direct with bf16 products
+//!   (`direct_bf16`). Depthwise convs have no bf16 form and stay fp32.
 //!
 //! Packed weights are ISA-independent, so one weights file serves every tier.
 
 use super::gemm::{self, BSource, BiasAlong, Gemm, Problem};
 use super::{
     ConvArgs, ConvShape, Epilogue, KernelError, PlanesArgs, SharedOut, blocked, check_len,
-    check_min_len, depthwise, grouped, implicit, winograd,
+    check_min_len, depthwise, direct_bf16, grouped, implicit, winograd,
 };
 use crate::exec::Ctx;
 
@@ -54,6 +58,9 @@ pub enum ConvAlgo {
     PointwiseBf16,
     /// An ungrouped conv as an implicit GEMM over a padded, phase-split copy of the input.
     ImplicitGemm,
+    /// Any conv of at least two input channels a group, direct with bf16 products
+    /// (`direct_bf16`): `--precision bf16`'s grouped and dense convs other than 1×1, and stems.
+    DirectBf16,
 }
 
 impl ConvAlgo {
@@ -83,6 +90,7 @@ impl ConvAlgo {
                 ConvAlgo::Im2col => true,
                 ConvAlgo::Winograd => winograd::supports(shape),
                 ConvAlgo::ImplicitGemm => implicit::supports(shape),
+                ConvAlgo::DirectBf16 => direct_bf16::supports(shape),
                 ConvAlgo::PointwiseNchw8c => blocked::supports(shape),
                 ConvAlgo::GroupedNchw8c => {
                     grouped::supports(shape)
@@ -99,7 +107,7 @@ impl ConvAlgo {
             ConvAlgo::Grouped | ConvAlgo::GroupedNchw8c => Some(ConvAlgo::GroupedNchw8c),
             ConvAlgo::Depthwise | ConvAlgo::Im2col | ConvAlgo::Winograd => None,
             ConvAlgo::ImplicitGemm => None,
-            ConvAlgo::PointwiseBf16 => None,
+            ConvAlgo::PointwiseBf16 | ConvAlgo::DirectBf16 => None,
         }
     }
 
@@ -119,6 +127,7 @@ impl ConvAlgo {
             ConvAlgo::Winograd => "winograd",
             ConvAlgo::PointwiseBf16 => "pointwise-bf16",
             ConvAlgo::ImplicitGemm => "implicit-gemm",
+            ConvAlgo::DirectBf16 => "direct-bf16",
         }
     }
 }
@@ -158,6 +167,7 @@ pub fn packed_len(algo: ConvAlgo, shape: &ConvShape) -> usize {
         ConvAlgo::PointwiseNchw8c => blocked::packed_len(shape),
         ConvAlgo::Winograd => winograd::packed_len(shape),
         ConvAlgo::ImplicitGemm => implicit::packed_len(shape),
+        ConvAlgo::DirectBf16 => direct_bf16::packed_len(shape),
         ConvAlgo::Pointwise | ConvAlgo::Im2col => {
             let (m, k, _) = gemm_dims(shape);
             shape.group * gemm::packed_a_len(m, k)
@@ -183,6 +193,7 @@ pub fn pack(algo: ConvAlgo, shape: &ConvShape, weight: &[f32]) -> Result<Vec<f32
         ConvAlgo::Depthwise => depthwise::pack(shape, weight),
         ConvAlgo::Winograd => winograd::pack(shape, weight),
         ConvAlgo::ImplicitGemm => implicit::pack(shape, weight),
+        ConvAlgo::DirectBf16 => direct_bf16::pack(shape, weight),
         ConvAlgo::Pointwise | ConvAlgo::Im2col => {
             let (m, k, _) = gemm_dims(shape);
             let mut packed = Vec::with_capacity(packed_len(algo, shape));
@@ -228,6 +239,7 @@ pub fn scratch_len(algo: ConvAlgo, shape: &ConvShape, batch: usize, threads: usi
         ConvAlgo::Grouped | ConvAlgo::Depthwise => 0,
         ConvAlgo::Winograd => winograd::scratch_len(shape, batch, threads),
         ConvAlgo::ImplicitGemm => implicit::scratch_len(shape, threads),
+        ConvAlgo::DirectBf16 => direct_bf16::scratch_len(shape),
         ConvAlgo::PointwiseNchw8c => blocked::scratch_len(shape, batch),
         // NCHW copies of the input, the output and the residual.
         ConvAlgo::GroupedNchw8c => batch * (shape.input_len() + 2 * shape.output_len()),
@@ -292,6 +304,7 @@ pub fn conv2d(ctx: &Ctx, algo: ConvAlgo, args: ConvArgs) -> Result<(), KernelErr
         ConvAlgo::GroupedNchw8c => return grouped_nchw8c(ctx, args),
         ConvAlgo::Winograd => return winograd::run(ctx, args),
         ConvAlgo::ImplicitGemm => return implicit::run(ctx, args),
+        ConvAlgo::DirectBf16 => return direct_bf16::run(ctx, args),
         ConvAlgo::Pointwise | ConvAlgo::Im2col | ConvAlgo::PointwiseBf16 => {}
     }
     let threads = ctx.threads;

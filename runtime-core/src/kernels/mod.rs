@@ -5,6 +5,7 @@ pub mod blocked;
 pub mod conv;
 pub mod dense;
 pub mod depthwise;
+pub mod direct_bf16;
 pub mod elementwise;
 pub mod gemm;
 pub(crate) mod gemv;

@@ -7,7 +7,7 @@ use std::ops::Range;
 use super::Gemv;
 use crate::kernels::gemm::NR;
 use crate::kernels::gemm::x86_64::avx2::activate;
-use crate::kernels::gemm::x86_64::avx512::activate512;
+use crate::kernels::gemm::x86_64::avx512::activate512_inline;
 
 /// Vectors of one tile row on AVX-512 (16 lanes).
 const V512: usize = NR / 16;
@@ -105,7 +105,7 @@ unsafe fn tile512<const NB: usize>(g: &Gemv, j: usize, b0: usize, out: *mut f32)
                 if let Some(r) = g.residual {
                     s = _mm512_add_ps(s, _mm512_maskz_loadu_ps(m, r.as_ptr().add(at)));
                 }
-                _mm512_mask_storeu_ps(out.add(at), m, activate512(g.activation, s));
+                _mm512_mask_storeu_ps(out.add(at), m, activate512_inline!(g.activation, s));
             }
         }
     }

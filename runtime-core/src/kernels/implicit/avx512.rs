@@ -6,7 +6,7 @@ use std::arch::x86_64::*;
 
 use super::by_channel::{PANEL, RowTile};
 use super::{MAX_RUNS, MR, NR, Run, Tile, store_runs};
-use crate::kernels::gemm::x86_64::avx512::activate512;
+use crate::kernels::gemm::x86_64::avx512::activate512_inline;
 
 /// How many k steps ahead the A panel is prefetched (16 steps × 32 B = 512 B).
 const A_AHEAD: usize = 16;
@@ -132,7 +132,7 @@ unsafe fn finish_runs(t: &Tile, sums: &[f32; MR * NR]) {
                 _mm512_mask_storeu_ps(
                     t.out.wrapping_offset(at),
                     mask,
-                    activate512(t.activation, x),
+                    activate512_inline!(t.activation, x),
                 );
             }
         }
@@ -217,7 +217,11 @@ unsafe fn finish_row<const NV: usize>(
                 if !t.residual.is_null() {
                     y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(m, t.residual.wrapping_offset(at)));
                 }
-                _mm512_mask_storeu_ps(t.out.wrapping_offset(at), m, activate512(t.activation, y));
+                _mm512_mask_storeu_ps(
+                    t.out.wrapping_offset(at),
+                    m,
+                    activate512_inline!(t.activation, y),
+                );
             }
         }
     }

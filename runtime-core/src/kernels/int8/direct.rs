@@ -72,7 +72,13 @@ pub(crate) struct Layout {
 
 impl Layout {
     pub fn of(s: &ConvShape) -> Layout {
-        let cbg = (s.in_c / s.group).div_ceil(4);
+        Layout::with_word(s, 4)
+    }
+
+    /// The layout of words holding `per_word` channels each (4 u8 codes here, 2 bf16 in
+    /// `kernels::direct_bf16`).
+    pub fn with_word(s: &ConvShape, per_word: usize) -> Layout {
+        let cbg = (s.in_c / s.group).div_ceil(per_word);
         let hp = s.in_h + s.pads[0] + s.pads[2];
         let wp = s.in_w + s.pads[1] + s.pads[3];
         let (hs, ws) = (hp.div_ceil(s.stride[0]), wp.div_ceil(s.stride[1]));
@@ -357,10 +363,33 @@ fn quantize_input(
     buf: &mut [u32],
 ) {
     let hw = s.in_h * s.in_w;
+    let cin_g = s.in_c / s.group;
     let zp_word = quant.zero_point as u32 * 0x0101_0101;
+    fill_layout(ctx, s, l, zp_word, buf, &|b, at, out| {
+        let (g, cb) = (b / l.cbg, b % l.cbg);
+        let c0 = g * cin_g + cb * 4;
+        let channels = 4.min(cin_g - cb * 4);
+        let planes: [Src; 4] =
+            std::array::from_fn(|j| x.slice((c0 + j.min(channels - 1)) * hw, hw));
+        quantize_words(tier, &planes, channels, at, quant, out);
+    });
+}
+
+/// Fills the direct layout `buf` (of `l`, for `s`), a block per task: every block's words `pad`
+/// (the padding), then each input pixel's word at its phase position, for the phases the kernel
+/// reads. `words(b, at, out)` writes block `b`'s words of the `out.len()` input pixels from
+/// element `at` of a plane.
+pub(crate) fn fill_layout(
+    ctx: &Ctx,
+    s: &ConvShape,
+    l: &Layout,
+    pad: u32,
+    buf: &mut [u32],
+    words: &(dyn Fn(usize, usize, &mut [u32]) + Sync),
+) {
+    let hw = s.in_h * s.in_w;
     let [sy, sx] = s.stride;
     let plane = l.hs * l.ws;
-    let cin_g = s.in_c / s.group;
     // The phases some kernel tap reads (a strided 1×1 conv reads one row and column phase of
     // `stride`): the others are left unwritten.
     let phases_read = |stride: usize, k: usize, dilation: usize| {
@@ -372,27 +401,23 @@ fn quantize_input(
     };
     let rows_read = phases_read(sy, s.kernel[0], s.dilation[0]);
     let cols_read = phases_read(sx, s.kernel[1], s.dilation[1]);
+    assert!(buf.len() >= l.blocks * l.block_len);
     let shared = SharedBytes(buf.as_mut_ptr() as *mut u8);
     ctx.threads.run(l.blocks, &|b| {
-        // SAFETY: task `b` writes only block `b`'s `block_len` words of `buf`, which outlives the
-        // `run`.
+        // SAFETY: task `b` writes only block `b`'s `block_len` words of `buf` (which holds every
+        // block: asserted above), and `buf` outlives the `run`.
         let block = unsafe {
             std::slice::from_raw_parts_mut(
                 (shared.ptr() as *mut u32).add(b * l.block_len),
                 l.block_len,
             )
         };
-        let (g, cb) = (b / l.cbg, b % l.cbg);
-        let c0 = g * cin_g + cb * 4;
-        let channels = 4.min(cin_g - cb * 4);
-        let planes: [Src; 4] =
-            std::array::from_fn(|j| x.slice((c0 + j.min(channels - 1)) * hw, hw));
         if s.pads == [0; 4] && s.stride == [1, 1] {
             // Unpadded, one phase: the block is the input's pixels in order.
-            quantize_words(tier, &planes, channels, 0, quant, &mut block[..hw]);
+            words(b, 0, &mut block[..hw]);
             return;
         }
-        block.fill(zp_word);
+        block.fill(pad);
         let mut row = [0u32; 256];
         for iy in 0..s.in_h {
             let py = iy + s.pads[0];
@@ -403,18 +428,17 @@ fn quantize_input(
             let at = iy * s.in_w;
             if sx == 1 {
                 // One phase column: the row's words are consecutive.
-                let dst = &mut block[row_base + s.pads[1]..][..s.in_w];
-                quantize_words(tier, &planes, channels, at, quant, dst);
+                words(b, at, &mut block[row_base + s.pads[1]..][..s.in_w]);
                 continue;
             }
-            // Quantized in chunks of `row`; a chunk's words `r, r + sx, …` then go to one run of
-            // a phase row (input column `ix` is padded column `ix + pl`: phase `(ix + pl) % sx`,
+            // Filled in chunks of `row`; a chunk's words `r, r + sx, …` then go to one run of a
+            // phase row (input column `ix` is padded column `ix + pl`: phase `(ix + pl) % sx`,
             // column `(ix + pl) / sx`), copied rather than scattered word by word.
             let mut ix = 0;
             while ix < s.in_w {
                 let n = row.len().min(s.in_w - ix);
-                let words = &mut row[..n];
-                quantize_words(tier, &planes, channels, at + ix, quant, words);
+                let chunk = &mut row[..n];
+                words(b, at + ix, chunk);
                 for r in 0..sx.min(n) {
                     let px = ix + r + s.pads[1];
                     if !cols_read[px % sx] {
@@ -422,7 +446,7 @@ fn quantize_input(
                     }
                     let run =
                         &mut block[row_base + px % sx * plane + px / sx..][..(n - r).div_ceil(sx)];
-                    for (dst, &word) in run.iter_mut().zip(words[r..].iter().step_by(sx)) {
+                    for (dst, &word) in run.iter_mut().zip(chunk[r..].iter().step_by(sx)) {
                         *dst = word;
                     }
                 }

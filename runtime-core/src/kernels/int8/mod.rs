@@ -31,7 +31,7 @@
 //! the same f32 epilogue, so every tier is bit-exact against `reference::qconv2d`.
 
 mod depthwise;
-mod direct;
+pub(crate) mod direct;
 mod generic;
 #[cfg(target_arch = "x86_64")]
 mod x86_64;

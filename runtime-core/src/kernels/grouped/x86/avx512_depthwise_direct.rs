@@ -20,7 +20,7 @@
 use std::arch::x86_64::*;
 
 use super::{Band, DW_MAX_TAPS, mask16};
-use crate::kernels::gemm::x86_64::avx512::activate512;
+use crate::kernels::gemm::x86_64::avx512::activate512_inline;
 use crate::kernels::{ConvShape, grouped::Layout};
 
 /// Lanes of a vector.
@@ -240,7 +240,7 @@ unsafe fn block<const K: usize, const S: usize, const R: usize, const C: usize>(
                         if let Some(res) = b.residual {
                             y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(m, res.as_ptr().add(at)));
                         }
-                        y = activate512(b.activation, y);
+                        y = activate512_inline!(b.activation, y);
                         _mm512_mask_storeu_ps(b.output.add(at), m, y);
                     }
                 }

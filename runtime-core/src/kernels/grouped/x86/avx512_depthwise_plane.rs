@@ -16,7 +16,7 @@ use std::arch::x86_64::*;
 
 use super::{Band, DW_MAX_TAPS};
 use crate::kernels::ConvShape;
-use crate::kernels::gemm::x86_64::avx512::activate512;
+use crate::kernels::gemm::x86_64::avx512::activate512_inline;
 
 /// Floats of the stack buffer the padded rows are copied into (24 KB, as the AVX2 kernel's).
 const PLANE: usize = 6144;
@@ -236,7 +236,7 @@ unsafe fn plane<const K: usize, const S: usize>(b: &Band) -> bool {
                     if let Some(res) = b.residual {
                         y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(m, res.as_ptr().add(at)));
                     }
-                    y = activate512(b.activation, y);
+                    y = activate512_inline!(b.activation, y);
                     _mm512_mask_storeu_ps(b.output.add(at), m, y);
                 }
             }

@@ -12,7 +12,7 @@
 use std::arch::x86_64::*;
 use std::ops::Range;
 
-use crate::kernels::gemm::x86_64::avx512::activate512;
+use crate::kernels::gemm::x86_64::avx512::activate512_inline;
 use crate::kernels::{ConvShape, Epilogue};
 
 /// Lanes of a vector.
@@ -185,7 +185,7 @@ unsafe fn planes_k<const K: usize>(
                     if let Some(r) = residual {
                         y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(m, r.add(at)));
                     }
-                    y = activate512(epilogue.activation, y);
+                    y = activate512_inline!(epilogue.activation, y);
                     _mm512_mask_storeu_ps(dst.add(at), m, y);
                 }
             }

@@ -4,7 +4,7 @@
 use std::arch::x86_64::*;
 
 use super::{Band, MAX_TAPS, mask16};
-use crate::kernels::gemm::x86_64::avx512::activate512;
+use crate::kernels::gemm::x86_64::avx512::activate512_inline;
 
 /// `tiles16` for planes at most 8 wide (ResNeXt's 7×7 stage): each vector holds two output rows,
 /// lanes 0–7 the upper and 8–15 the lower, so 14 of 16 lanes work instead of 7. `R` counts such row
@@ -123,7 +123,7 @@ pub(super) unsafe fn row_pair_tiles16<
                     };
                     v = _mm512_add_ps(v, rv);
                 }
-                v = activate512(b.activation, v);
+                v = activate512_inline!(b.activation, v);
                 // SAFETY: rows `y` and (if set) `y + 1` are in `b.rows`, columns `0..out_w`; the
                 // caller vouches for exclusive access there.
                 unsafe {

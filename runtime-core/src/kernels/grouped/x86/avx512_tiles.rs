@@ -6,7 +6,7 @@ use std::arch::x86_64::*;
 
 use super::avx512_row_pairs::row_pair_tiles16;
 use super::{Band, MAX_TAPS, mask16, row_offsets};
-use crate::kernels::gemm::x86_64::avx512::activate512;
+use crate::kernels::gemm::x86_64::avx512::activate512_inline;
 
 /// Dispatches `b` to a monomorphised AVX-512 tile; false if no tile fits (the caller then runs the
 /// generic tier).
@@ -139,7 +139,7 @@ unsafe fn tiles16<const K: usize, const S: usize, const OB: usize, const R: usiz
                             _mm512_maskz_loadu_ps(store, res.as_ptr().add(at))
                         });
                     }
-                    v = activate512(b.activation, v);
+                    v = activate512_inline!(b.activation, v);
                     // SAFETY: row `oy + r` is in `b.rows` and columns `ox0..ox0 + lanes` in the row;
                     // the caller vouches for exclusive access there.
                     unsafe { _mm512_mask_storeu_ps(b.output.add(at), store, v) };

@@ -1,0 +1,541 @@
+//! The direct bf16 conv behind `--precision bf16` for the convs that are not 1×1 (ResNeXt's grouped
+//! 3×3 convs, dense 3×3 convs, the stems): output pixels in the vector lanes, output channels
+//! broadcast, two input channels a 32-bit word, products accumulated in fp32.
+//!
+//! The layout is the direct int8 conv's (`int8::direct`, [`Layout::with_word`]) with words of
+//! two bf16 instead of four u8 codes: each image's input is rounded once into blocks of 2 channels
+//! of one group (the bf16 of the even channel in the low half of a word, the odd one in the high
+//! half, zero past the group's channels), padded with zeros and split into `stride_h · stride_w`
+//! phase planes, so that for every kernel tap 16 consecutive output positions read 16 consecutive
+//! words. That is what AVX512_BF16's `vdpbf16ps` reads: one instruction adds `x_lo·w_lo +
+//! x_hi·w_hi` into each fp32 lane, from a vector of 16 pixels' words and a broadcast weight word
+//! (the two channels' weights of one output channel and tap). Weights are rounded and packed at
+//! compile time ([`pack`]) as `[out_c][block][kh][kw]` words. Columns of the phase grid past the
+//! output's width are computed and dropped, as in the int8 kernel.
+//!
+//! Rounding is `gemm::bf16::to_bf16` (`vcvtne2ps2bf16`'s), and every tier computes the same
+//! products (a product of two bf16 is exact in fp32): AVX512_BF16 with `vdpbf16ps`, AVX2 (and
+//! AVX-512 without BF16) by widening the halves of each word to fp32 for two FMAs, the generic
+//! tier in plain fp32. They differ only in the order of the fp32 sums. The fused epilogue (bias,
+//! residual, activation) is the fp32 kernels'.
+
+use super::int8::direct::{LANES, Layout, Store, fill_layout};
+use super::{ConvArgs, ConvShape, Epilogue, KernelError, SharedOut, check_len, check_min_len};
+use crate::exec::Ctx;
+use crate::exec::isa::Isa;
+use crate::kernels::gemm::bf16::to_bf16;
+
+/// Output channels per task.
+const TASK_M: usize = 32;
+/// Vectors of 16 output positions per task.
+const TASK_V: usize = 16;
+/// Output channels per register tile.
+const MR: usize = 4;
+/// Vectors of 16 output positions per register tile.
+const NR: usize = 4;
+
+/// Which register tile runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Tier {
+    /// AVX512_BF16 (`vdpbf16ps`) with AVX-512F and BW.
+    Dot,
+    /// AVX2 + FMA on the words' halves widened to fp32.
+    Avx2,
+    Generic,
+}
+
+fn tier(isa: Isa) -> Tier {
+    match isa {
+        Isa::Avx512 if isa.supported() && super::gemm::bf16::dot_supported() => Tier::Dot,
+        Isa::Avx2 | Isa::Avx512 if isa.supported() => Tier::Avx2,
+        _ => Tier::Generic,
+    }
+}
+
+/// Whether the direct bf16 conv takes `s`: at least two input channels a group (a depthwise conv
+/// would leave half of every word zero) and at least one vector of output pixels.
+pub fn supports(s: &ConvShape) -> bool {
+    s.check().is_ok() && s.in_c / s.group >= 2 && s.out_h * s.out_w >= LANES
+}
+
+/// Whether `--precision bf16` runs `s` on this kernel rather than on its fp32 algorithm: every
+/// conv it supports that is not 1×1 (those run the bf16 GEMM), except grouped convs of stride 2
+/// with fewer than 32 channels a group. Measured with `examples/bench_bf16` (Zen 4, 1 thread,
+/// against the fp32 grouped kernel): stride-2 grouped convs of ResNeXt-50 with 8 and 16 channels
+/// a group took 1.27× and 1.00× the fp32 time (the input, four times the output's pixels, is
+/// rounded and phase-split for few products a word), stride-1 ones 0.67–0.78×, 32 channels a group
+/// at stride 2 0.76×; dense 3×3 convs 0.51–0.57× of the implicit GEMM, the 7×7/2 stem 0.76×.
+pub fn preferred(s: &ConvShape) -> bool {
+    let pointwise = s.kernel == [1, 1] && s.pads == [0; 4];
+    let thin_strided_group = s.group > 1 && s.stride != [1, 1] && s.in_c / s.group < 32;
+    supports(s) && !pointwise && !thin_strided_group
+}
+
+/// Words of the packed weights: `[out_c][blocks of a group][kh][kw]`.
+pub fn packed_len(s: &ConvShape) -> usize {
+    s.out_c * Layout::with_word(s, 2).cbg * s.kernel[0] * s.kernel[1]
+}
+
+/// Packs ONNX-layout weights `[out_c, in_c / group, kh, kw]` as bf16 pairs (a word's bits stored
+/// as an `f32`): word `(m, b, t)` holds input channels `2b` and `2b + 1` of channel `m`'s group at
+/// tap `t`, zero past the group's channels. Done at compile time.
+pub fn pack(s: &ConvShape, weight: &[f32]) -> Vec<f32> {
+    let cbg = Layout::with_word(s, 2).cbg;
+    let taps = s.kernel[0] * s.kernel[1];
+    let cin_g = s.in_c / s.group;
+    let mut out = Vec::with_capacity(packed_len(s));
+    for m in 0..s.out_c {
+        let w = &weight[m * cin_g * taps..][..cin_g * taps];
+        let at = |c: usize, t: usize| if c < cin_g { w[c * taps + t] } else { 0.0 };
+        for b in 0..cbg {
+            for t in 0..taps {
+                out.push(pair_word(at(2 * b, t), at(2 * b + 1, t)));
+            }
+        }
+    }
+    out
+}
+
+/// `lo` and `hi` rounded to bf16, as the two halves of one word (its bits in an `f32`).
+fn pair_word(lo: f32, hi: f32) -> f32 {
+    f32::from_bits(u32::from(to_bf16(lo)) | (u32::from(to_bf16(hi)) << 16))
+}
+
+/// Scratch floats [`run`] needs: one image's input in the direct layout.
+pub fn scratch_len(s: &ConvShape) -> usize {
+    Layout::with_word(s, 2).input_words()
+}
+
+/// One register tile's inputs: the image's words, the weights and the epilogue.
+struct Tile<'a> {
+    x: &'a [u32],
+    w: &'a [u32],
+    /// Output channels per group.
+    mg: usize,
+    layout: Layout,
+    /// Per kernel tap, its word offset in a block.
+    taps: &'a [usize],
+    pixels: usize,
+    bias: Option<&'a [f32]>,
+    /// The image's residual (indexed as its output).
+    residual: Option<&'a [f32]>,
+    epilogue: &'a Epilogue<'a>,
+}
+
+impl Tile<'_> {
+    /// Words of one channel's weights.
+    fn k_words(&self) -> usize {
+        self.layout.cbg * self.taps.len()
+    }
+
+    /// The epilogue of the sum `acc` of channel `m`'s output `at` (of the image).
+    #[inline(always)]
+    fn finish(&self, acc: f32, m: usize, at: usize) -> f32 {
+        let mut v = acc;
+        if let Some(b) = self.bias {
+            v += b[m];
+        }
+        if let Some(r) = self.residual {
+            v += r[m * self.pixels + at];
+        }
+        self.epilogue.activation.apply(v)
+    }
+}
+
+/// The conv with its fused epilogue over `args.batch` images, NCHW: `args.packed` from [`pack`],
+/// `args.scratch` at least [`scratch_len`] floats. Allocates only the taps' offsets.
+pub fn run(ctx: &Ctx, args: ConvArgs) -> Result<(), KernelError> {
+    let ConvArgs {
+        shape: s,
+        batch,
+        input,
+        packed,
+        epilogue,
+        output,
+        scratch,
+    } = args;
+    if !supports(&s) {
+        s.check()?;
+        return Err(KernelError::BadShape(format!(
+            "the direct bf16 conv needs at least 2 input channels a group and 16 output pixels: \
+             {s:?}"
+        )));
+    }
+    check_len("conv input", batch * s.input_len(), input.len())?;
+    check_len("conv packed weight", packed_len(&s), packed.len())?;
+    check_len("conv output", batch * s.output_len(), output.len())?;
+    epilogue.check(batch, s.out_c, s.out_h * s.out_w)?;
+    check_min_len("conv scratch", scratch_len(&s), scratch.len())?;
+    let l = Layout::with_word(&s, 2);
+    let tier = tier(ctx.isa);
+    let [kh, kw] = s.kernel;
+    let plane = l.hs * l.ws;
+    let taps: Vec<usize> = (0..kh * kw)
+        .map(|t| {
+            let (dy, dx) = ((t / kw) * s.dilation[0], (t % kw) * s.dilation[1]);
+            let phase = (dy % s.stride[0]) * s.stride[1] + dx % s.stride[1];
+            phase * plane + dy / s.stride[0] * l.ws + dx / s.stride[1]
+        })
+        .collect();
+    let buf: &mut [u32] = bytemuck::cast_slice_mut(&mut scratch[..l.input_words()]);
+    let w: &[u32] = bytemuck::cast_slice(packed);
+    let (in_len, out_len) = (s.input_len(), s.output_len());
+    let hw = s.in_h * s.in_w;
+    let cin_g = s.in_c / s.group;
+    for n in 0..batch {
+        let x = &input[n * in_len..][..in_len];
+        // The words past the blocks are read by the last vectors' loads and dropped: zero them
+        // so that they are finite.
+        let blocks_len = l.blocks * l.block_len;
+        buf[blocks_len..].fill(0);
+        fill_layout(ctx, &s, &l, 0, buf, &|b, at, out| {
+            let (g, cb) = (b / l.cbg, b % l.cbg);
+            let c0 = g * cin_g + 2 * cb;
+            let lo = &x[c0 * hw + at..][..out.len()];
+            let hi = (2 * cb + 1 < cin_g).then(|| &x[(c0 + 1) * hw + at..][..out.len()]);
+            pair_words(tier, lo, hi, out);
+        });
+        let tile = Tile {
+            x: buf,
+            w,
+            mg: s.out_c / s.group,
+            layout: l,
+            taps: &taps,
+            pixels: s.out_h * s.out_w,
+            bias: epilogue.bias,
+            residual: epilogue.residual.map(|r| &r[n * out_len..][..out_len]),
+            epilogue: &epilogue,
+        };
+        let y = SharedOut(output[n * out_len..].as_mut_ptr());
+        let vectors = l.vectors();
+        let v_tiles = vectors.div_ceil(TASK_V);
+        let m_tiles = s.out_c.div_ceil(TASK_M);
+        ctx.threads.run(m_tiles * v_tiles, &|task| {
+            let (mt, vt) = (task / v_tiles, task % v_tiles);
+            let m_end = ((mt + 1) * TASK_M).min(s.out_c);
+            let v_end = ((vt + 1) * TASK_V).min(vectors);
+            let mut v0 = vt * TASK_V;
+            while v0 < v_end {
+                let nr = NR.min(v_end - v0);
+                let mut stores = [Store::default(); NR];
+                for (j, st) in stores.iter_mut().enumerate().take(nr) {
+                    *st = Store::of(l.flat, l.ws, s.out_w, v0 + j);
+                }
+                let mut m0 = mt * TASK_M;
+                while m0 < m_end {
+                    // A register tile stays within one group (its channels share the blocks).
+                    let group_end = (m0 / tile.mg + 1) * tile.mg;
+                    let mr = MR.min(m_end - m0).min(group_end - m0);
+                    run_tile(tier, &tile, m0, mr, v0, &stores[..nr], y);
+                    m0 += mr;
+                }
+                v0 += nr;
+            }
+        });
+    }
+    Ok(())
+}
+
+/// The words of `lo.len()` pixels: `lo`'s bf16 in the low halves, `hi`'s (or zero) in the high.
+#[allow(unused_variables)]
+fn pair_words(tier: Tier, lo: &[f32], hi: Option<&[f32]>, out: &mut [u32]) {
+    #[cfg(target_arch = "x86_64")]
+    if tier == Tier::Dot {
+        // SAFETY: `Tier::Dot` is chosen only where the CPU has AVX512_BF16, F and BW; `lo` and
+        // `hi` hold `out.len()` floats (sliced so above).
+        return unsafe { x86::pair_words(lo, hi, out) };
+    }
+    match hi {
+        Some(hi) => {
+            for ((o, &a), &b) in out.iter_mut().zip(lo).zip(hi) {
+                *o = pair_word(a, b).to_bits();
+            }
+        }
+        None => {
+            for (o, &a) in out.iter_mut().zip(lo) {
+                *o = u32::from(to_bf16(a));
+            }
+        }
+    }
+}
+
+/// Runs the register tile of channels `m0 .. m0 + mr` × the vectors of `stores` from `v0`,
+/// writing through `y` (the image's output, of which these channels' kept pixels are this
+/// tile's alone).
+fn run_tile(tier: Tier, t: &Tile, m0: usize, mr: usize, v0: usize, stores: &[Store], y: SharedOut) {
+    #[cfg(target_arch = "x86_64")]
+    match tier {
+        Tier::Dot => {
+            macro_rules! dispatch {
+                ($($m:literal $n:literal),*) => {
+                    match (mr, stores.len()) {
+                        // SAFETY: `Tier::Dot` is chosen only where the CPU has AVX512_BF16, F and
+                        // BW; the channels and vectors are this tile's, within the layout.
+                        $(($m, $n) => unsafe { x86::tile_dot::<$m, $n>(t, m0, v0, stores, y) },)*
+                        _ => unreachable!("register tiles are 1..=4 channels × 1..=4 vectors"),
+                    }
+                };
+            }
+            return dispatch!(1 1, 1 2, 1 3, 1 4, 2 1, 2 2, 2 3, 2 4, 3 1, 3 2, 3 3, 3 4, 4 1, 4 2, 4 3, 4 4);
+        }
+        Tier::Avx2 => {
+            for (j, &st) in stores.iter().enumerate() {
+                // SAFETY: `Tier::Avx2` is chosen only on the AVX2 and AVX-512 tiers of a CPU that
+                // has them (which imply AVX2 and FMA); the channels and vector are this tile's.
+                unsafe {
+                    match mr {
+                        1 => x86::tile_avx2::<1>(t, m0, v0 + j, st, y),
+                        2 => x86::tile_avx2::<2>(t, m0, v0 + j, st, y),
+                        3 => x86::tile_avx2::<3>(t, m0, v0 + j, st, y),
+                        _ => x86::tile_avx2::<4>(t, m0, v0 + j, st, y),
+                    }
+                }
+            }
+            return;
+        }
+        Tier::Generic => {}
+    }
+    generic_tile(t, m0, mr, v0, stores, y);
+}
+
+/// The two fp32 values of a word.
+#[inline(always)]
+fn unpair(word: u32) -> (f32, f32) {
+    (
+        f32::from_bits(word << 16),
+        f32::from_bits(word & 0xffff_0000),
+    )
+}
+
+/// The portable register tile: plain fp32 sums per lane.
+fn generic_tile(t: &Tile, m0: usize, mr: usize, v0: usize, stores: &[Store], y: SharedOut) {
+    let l = &t.layout;
+    let kk = t.k_words();
+    let xg = m0 / t.mg * l.cbg * l.block_len;
+    for m in m0..m0 + mr {
+        let w = &t.w[m * kk..][..kk];
+        for (j, st) in stores.iter().enumerate() {
+            let q0 = (v0 + j) * LANES;
+            let mut acc = [0f32; LANES];
+            for cb in 0..l.cbg {
+                for (ti, &off) in t.taps.iter().enumerate() {
+                    let (wl, wh) = unpair(w[cb * t.taps.len() + ti]);
+                    let xs = &t.x[xg + cb * l.block_len + off + q0..][..LANES];
+                    for (a, &xv) in acc.iter_mut().zip(xs) {
+                        let (xl, xh) = unpair(xv);
+                        *a += xl * wl + xh * wh;
+                    }
+                }
+            }
+            store_lanes(t, &acc, m, *st, y);
+        }
+    }
+}
+
+/// The kept lanes of `acc` (channel `m`'s sums over one vector), finished and stored.
+fn store_lanes(t: &Tile, acc: &[f32; LANES], m: usize, st: Store, y: SharedOut) {
+    let mut at = st.start;
+    for (lane, &a) in acc.iter().enumerate() {
+        if st.mask & (1 << lane) != 0 {
+            let v = t.finish(a, m, at);
+            // SAFETY: kept lanes are output pixels of channel `m` (`at < pixels`), this tile's
+            // alone, within the image's `out_c · pixels` outputs.
+            unsafe { *y.ptr().add(m * t.pixels + at) = v };
+            at += 1;
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::{LANES, Store, Tile};
+    use crate::kernels::SharedOut;
+    use crate::kernels::gemm::x86_64::avx512::activate512_inline;
+
+    /// The 16-bit lane order that turns `vcvtne2ps2bf16(hi, lo)` (sixteen bf16 of `lo`, then
+    /// sixteen of `hi`) into words: lane `2c` from `lo[c]`, lane `2c + 1` from `hi[c]`.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn pair_order() -> __m512i {
+        _mm512_set_epi16(
+            31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5, 20,
+            4, 19, 3, 18, 2, 17, 1, 16, 0,
+        )
+    }
+
+    /// `super::pair_words` with `vcvtne2ps2bf16`.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F, BW and AVX512_BF16; `lo` (and `hi`) hold `out.len()` floats.
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    pub(super) unsafe fn pair_words(lo: &[f32], hi: Option<&[f32]>, out: &mut [u32]) {
+        let n = out.len();
+        assert!(lo.len() >= n && hi.is_none_or(|h| h.len() >= n));
+        let order = pair_order();
+        let mut i = 0;
+        while i < n {
+            let mask = if n - i >= 16 {
+                u16::MAX
+            } else {
+                (1u16 << (n - i)) - 1
+            };
+            // SAFETY: the lanes of `mask` are elements `i .. min(i + 16, n)`, within `lo`, `hi`
+            // and `out` (asserted above).
+            unsafe {
+                let l = _mm512_maskz_loadu_ps(mask, lo.as_ptr().add(i));
+                let h = match hi {
+                    Some(h) => _mm512_maskz_loadu_ps(mask, h.as_ptr().add(i)),
+                    None => _mm512_setzero_ps(),
+                };
+                let both = std::mem::transmute::<__m512bh, __m512i>(_mm512_cvtne2ps_pbh(h, l));
+                let words = _mm512_permutexvar_epi16(order, both);
+                _mm512_mask_storeu_epi32(out.as_mut_ptr().add(i) as *mut i32, mask, words);
+            }
+            i += 16;
+        }
+    }
+
+    /// The register tile on `vdpbf16ps`: `MR` channels from `m0` (of one group) × `NR` vectors of
+    /// 16 flat output positions from `v0`; per weight word, `NR` input loads, `MR` broadcasts and
+    /// `MR · NR` `vdpbf16ps`. The epilogue keeps each vector's lanes of `stores` (the output
+    /// columns), compressed together to consecutive outputs.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F, BW and AVX512_BF16; `y` must be the image's output (`out_c ·
+    /// pixels` floats) of which these channels' kept pixels are written by no one else; `stores`
+    /// holds `NR` entries of vectors `v0 ..`.
+    #[allow(clippy::needless_range_loop)]
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    pub(super) unsafe fn tile_dot<const MR: usize, const NR: usize>(
+        t: &Tile,
+        m0: usize,
+        v0: usize,
+        stores: &[Store],
+        y: SharedOut,
+    ) {
+        let l = &t.layout;
+        let kk = t.k_words();
+        let ntaps = t.taps.len();
+        let xg = m0 / t.mg * l.cbg * l.block_len + v0 * LANES;
+        let w = &t.w[m0 * kk..][..MR * kk];
+        // Every load reads words `xg + cb · block_len + off + j · 16 ..+ 16` for the group's
+        // blocks `cb`, the taps' offsets `off` and `j < NR`: all within `t.x`, checked here.
+        let max_off = t.taps.iter().copied().max().unwrap_or(0);
+        assert!(xg + (l.cbg - 1) * l.block_len + max_off + NR * LANES <= t.x.len());
+        let (x, w) = (t.x.as_ptr(), w.as_ptr());
+        let mut acc = [[_mm512_setzero_ps(); NR]; MR];
+        for cb in 0..l.cbg {
+            let xb = xg + cb * l.block_len;
+            for (ti, &off) in t.taps.iter().enumerate() {
+                // SAFETY: vector `j`'s 16 words lie within `t.x` (the assertion above); 32 bf16
+                // are 512 bits like any other vector.
+                let xv: [__m512bh; NR] = std::array::from_fn(|j| unsafe {
+                    std::mem::transmute::<__m512i, __m512bh>(_mm512_loadu_si512(
+                        x.add(xb + off + j * LANES) as *const __m512i,
+                    ))
+                });
+                let k = cb * ntaps + ti;
+                for i in 0..MR {
+                    // SAFETY: `i · kk + k < MR · kk`, the length of `w`.
+                    let wv = unsafe {
+                        std::mem::transmute::<__m512i, __m512bh>(_mm512_set1_epi32(
+                            *w.add(i * kk + k) as i32,
+                        ))
+                    };
+                    for j in 0..NR {
+                        acc[i][j] = _mm512_dpbf16_ps(acc[i][j], xv[j], wv);
+                    }
+                }
+            }
+        }
+        for (i, acc) in acc.iter().enumerate() {
+            let m = m0 + i;
+            let bias = _mm512_set1_ps(t.bias.map_or(0.0, |b| b[m]));
+            for (j, &a) in acc.iter().enumerate() {
+                let st = stores[j];
+                let kept = st.mask.count_ones() as usize;
+                let low = ((1u32 << kept) - 1) as u16;
+                let at = m * t.pixels + st.start;
+                let mut v = _mm512_add_ps(a, bias);
+                if let Some(r) = t.residual {
+                    assert!(at + kept <= r.len());
+                    // SAFETY: the kept outputs `at .. at + kept` lie within the residual
+                    // (asserted); masked-off lanes are not read.
+                    let r = unsafe { _mm512_maskz_loadu_ps(low, r.as_ptr().add(at)) };
+                    v = _mm512_add_ps(v, _mm512_maskz_expand_ps(st.mask, r));
+                }
+                let v = activate512_inline!(t.epilogue.activation, v);
+                let v = if st.mask == u16::MAX {
+                    v
+                } else {
+                    _mm512_maskz_compress_ps(st.mask, v)
+                };
+                // SAFETY: the kept lanes are outputs `at .. at + kept` of channel `m`, this
+                // tile's (the caller's contract).
+                unsafe { _mm512_mask_storeu_ps(y.ptr().add(at), low, v) };
+            }
+        }
+    }
+
+    /// The AVX2 register tile: `MR` channels × one vector `v` of 16 positions (two ymm of 8), each
+    /// word's halves widened to fp32 (`x << 16` and `x & 0xffff0000`) for two FMAs; the kept
+    /// lanes are finished one by one.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2 and FMA; `y` as for [`tile_dot`].
+    #[allow(clippy::needless_range_loop)]
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn tile_avx2<const MR: usize>(
+        t: &Tile,
+        m0: usize,
+        v: usize,
+        st: Store,
+        y: SharedOut,
+    ) {
+        let l = &t.layout;
+        let kk = t.k_words();
+        let ntaps = t.taps.len();
+        let xg = m0 / t.mg * l.cbg * l.block_len + v * LANES;
+        let w = &t.w[m0 * kk..][..MR * kk];
+        let max_off = t.taps.iter().copied().max().unwrap_or(0);
+        assert!(xg + (l.cbg - 1) * l.block_len + max_off + LANES <= t.x.len());
+        let (x, w) = (t.x.as_ptr(), w.as_ptr());
+        let high = _mm256_set1_epi32(0xffff_0000u32 as i32);
+        let mut acc = [[_mm256_setzero_ps(); 2]; MR];
+        for cb in 0..l.cbg {
+            let xb = xg + cb * l.block_len;
+            for (ti, &off) in t.taps.iter().enumerate() {
+                let halves: [(__m256, __m256); 2] = std::array::from_fn(|j| {
+                    // SAFETY: the 16 words at `xb + off` lie within `t.x` (asserted above).
+                    let xv =
+                        unsafe { _mm256_loadu_si256(x.add(xb + off + 8 * j) as *const __m256i) };
+                    (
+                        _mm256_castsi256_ps(_mm256_slli_epi32::<16>(xv)),
+                        _mm256_castsi256_ps(_mm256_and_si256(xv, high)),
+                    )
+                });
+                let k = cb * ntaps + ti;
+                for i in 0..MR {
+                    // SAFETY: `i · kk + k < MR · kk`, the length of `w`.
+                    let word = unsafe { *w.add(i * kk + k) };
+                    let wl = _mm256_set1_ps(f32::from_bits(word << 16));
+                    let wh = _mm256_set1_ps(f32::from_bits(word & 0xffff_0000));
+                    for j in 0..2 {
+                        acc[i][j] = _mm256_fmadd_ps(halves[j].0, wl, acc[i][j]);
+                        acc[i][j] = _mm256_fmadd_ps(halves[j].1, wh, acc[i][j]);
+                    }
+                }
+            }
+        }
+        for i in 0..MR {
+            let mut sums = [0f32; LANES];
+            for j in 0..2 {
+                // SAFETY: `sums` holds 16 floats, this half's 8 at `8 · j`.
+                unsafe { _mm256_storeu_ps(sums.as_mut_ptr().add(8 * j), acc[i][j]) };
+            }
+            super::store_lanes(t, &sums, m0 + i, st, y);
+        }
+    }
+}
