@@ -102,7 +102,7 @@ enum Command {
         #[arg(long)]
         after_passes: bool,
         /// With `--after-passes`: the precision to compile for (as `compile --precision`); the
-        /// layers that run bf16 show `[pointwise-bf16]` or `[bf16]`.
+        /// layers that run bf16 show `[pointwise-bf16]`, `[direct-bf16]` or `[bf16]`.
         #[arg(long, default_value = "fp32", value_parser = Precision::parse)]
         precision: Precision,
     },

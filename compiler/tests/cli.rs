@@ -235,8 +235,12 @@ fn precision_bf16_shows_in_inspect_and_int8_needs_calibration() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("[pointwise-bf16]"), "{text}");
     assert!(
-        text.contains("[grouped]"),
-        "grouped convs stay fp32: {text}"
+        text.contains("3x3 /1 group 8 pads [1, 1, 1, 1] +Relu [direct-bf16]"),
+        "stride-1 grouped convs run bf16: {text}"
+    );
+    assert!(
+        text.contains("3x3 /2 group 8 pads [1, 1, 1, 1] +Relu [grouped]"),
+        "stride-2 grouped convs of 8 channels a group stay fp32: {text}"
     );
     assert!(text.contains(" [bf16]"), "the classifier runs bf16: {text}");
     let out = resnextc(&["inspect", model, "--after-passes"]);
