@@ -505,7 +505,7 @@ fn qlinear_leaky_relu(im: &mut Importer, ctx: &NodeCtx) -> Result<Value, OnnxErr
 /// operand.
 fn qlinear_concat(im: &mut Importer, ctx: &NodeCtx) -> Result<Value, OnnxError> {
     let n = ctx.proto.input.len();
-    if n < 5 || (n - 2) % 3 != 0 {
+    if n < 5 || !(n - 2).is_multiple_of(3) {
         return Err(ctx.err(format!(
             "has {n} inputs; QLinearConcat takes Y_scale, Y_zero_point and three per operand \
              (X, X_scale, X_zero_point)"
