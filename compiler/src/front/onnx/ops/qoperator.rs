@@ -124,6 +124,7 @@ pub(super) fn import_on_codes(
     }
 }
 
+/// Records that the node's output holds 8-bit codes of `codes`' quantization, for its readers.
 fn record_codes(im: &mut Importer, ctx: &NodeCtx, codes: CodesQuant) {
     if let Some(out) = ctx.proto.output.first().filter(|o| !o.is_empty()) {
         im.set_codes(out.clone(), codes);
