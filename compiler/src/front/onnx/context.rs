@@ -10,6 +10,7 @@ use tract_onnx::pb::{self, attribute_proto::AttributeType};
 
 use super::OnnxError;
 use super::tensor::{ConstData, ConstTensor};
+use crate::ir::quant::Quant;
 use crate::ir::{Graph, NodeId, Op, TensorType, WeightId};
 
 /// What an ONNX value name stands for while importing.
@@ -74,6 +75,15 @@ pub(crate) struct QuantizedConst {
     pub scale: Vec<f32>,
     pub zero_point: Vec<i64>,
     pub axis: usize,
+}
+
+/// The quantization of an 8-bit ONNX tensor (the output of `QuantizeLinear` or of a QOperator op),
+/// which the IR holds as its dequantized value: `quant` in the u8 domain (an INT8 tensor's zero
+/// point + 128), `signed` for INT8 codes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct CodesQuant {
+    pub quant: Quant,
+    pub signed: bool,
 }
 
 /// The node being imported: its proto, display name and the model's opset.
@@ -237,6 +247,9 @@ pub(crate) struct Importer {
     producers: HashMap<String, String>,
     /// The constants that are dequantized integers, by the name of the dequantized value.
     quantized: HashMap<String, Rc<QuantizedConst>>,
+    /// The 8-bit tensors, by ONNX name, with their quantization (each bound to its dequantized
+    /// value): what a reader of the codes needs to know to read them as real values.
+    codes: HashMap<String, CodesQuant>,
 }
 
 impl Importer {
@@ -250,7 +263,18 @@ impl Importer {
             export_batch: None,
             producers,
             quantized: HashMap::new(),
+            codes: HashMap::new(),
         }
+    }
+
+    /// The quantization of ONNX tensor `name` when it holds 8-bit codes.
+    pub fn codes(&self, name: &str) -> Option<CodesQuant> {
+        self.codes.get(name).copied()
+    }
+
+    /// Records that ONNX tensor `name` holds 8-bit codes of quantization `q`.
+    pub fn set_codes(&mut self, name: String, q: CodesQuant) {
+        self.codes.insert(name, q);
     }
 
     /// The integers behind constant `name`, when it is `DequantizeLinear` of an initializer.
@@ -271,6 +295,11 @@ impl Importer {
     /// Binds the ONNX value `name` (an initializer, graph input or node output).
     pub fn bind(&mut self, name: String, value: Value) {
         self.values.insert(name, value);
+    }
+
+    /// Removes the binding of `name` (a temporary one an importer made for a node it delegates).
+    pub fn unbind(&mut self, name: &str) {
+        self.values.remove(name);
     }
 
     /// The value that input `i` of the node names, or an error naming the node and the value.
@@ -392,6 +421,16 @@ impl Importer {
             op,
             inputs,
         )?))
+    }
+
+    /// Adds an IR node with its own name (a second node of one ONNX node).
+    pub fn add_named(
+        &mut self,
+        name: String,
+        op: Op,
+        inputs: &[NodeId],
+    ) -> Result<Value, OnnxError> {
+        Ok(Value::Act(self.graph.add_node(name, op, inputs)?))
     }
 
     pub fn ty(&self, id: NodeId) -> &TensorType {

@@ -98,11 +98,7 @@ pub(crate) fn import_graph(
             proto.name.clone()
         };
         let ctx = NodeCtx { proto, name, opset };
-        let entry = if proto.domain.is_empty() || proto.domain == "ai.onnx" {
-            registry.lookup(&proto.op_type)
-        } else {
-            None
-        };
+        let entry = registry.lookup(&proto.domain, &proto.op_type);
         let result = match entry {
             None => {
                 let default = proto.domain.is_empty() || proto.domain == "ai.onnx";
@@ -175,6 +171,15 @@ pub(crate) fn import_graph(
     errors.extend(node_errors);
 
     for out in &g.output {
+        if im.codes(&out.name).is_some() {
+            errors.push(OnnxError::Output {
+                name: out.name.clone(),
+                message: "is an 8-bit tensor (the output of QuantizeLinear or of a QLinear op); \
+                          outputs must be FLOAT: dequantize it with DequantizeLinear"
+                    .into(),
+            });
+            continue;
+        }
         let problem = match im.get(&out.name) {
             Some(Value::Act(id)) => {
                 im.graph.outputs.push((*id, out.name.clone()));

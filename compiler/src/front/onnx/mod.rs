@@ -132,8 +132,9 @@ fn join<T: fmt::Display>(items: &[T]) -> String {
         .join("; ")
 }
 
-/// The `op_type`s of the default domain that the front end imports.
-pub fn supported_ops() -> impl Iterator<Item = &'static str> {
+/// The ops the front end imports: the `op_type` for the default domain, else `domain.op_type`
+/// (onnxruntime's `com.microsoft.QGemm`, …).
+pub fn supported_ops() -> impl Iterator<Item = String> {
     ops::Registry::standard().op_types()
 }
 

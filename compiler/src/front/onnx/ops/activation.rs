@@ -24,7 +24,7 @@ fn unary(im: &mut Importer, ctx: &NodeCtx, a: Activation) -> Result<Value, OnnxE
     im.add(ctx, Op::Activation(a), &[x])
 }
 
-fn sigmoid(im: &mut Importer, ctx: &NodeCtx) -> Result<Value, OnnxError> {
+pub(super) fn sigmoid(im: &mut Importer, ctx: &NodeCtx) -> Result<Value, OnnxError> {
     unary(im, ctx, Activation::Sigmoid)
 }
 
@@ -42,7 +42,7 @@ fn hard_swish(im: &mut Importer, ctx: &NodeCtx) -> Result<Value, OnnxError> {
     unary(im, ctx, Activation::HardSwish)
 }
 
-fn leaky_relu(im: &mut Importer, ctx: &NodeCtx) -> Result<Value, OnnxError> {
+pub(super) fn leaky_relu(im: &mut Importer, ctx: &NodeCtx) -> Result<Value, OnnxError> {
     let alpha = ctx.float("alpha")?.unwrap_or(0.01);
     unary(im, ctx, Activation::LeakyRelu { alpha })
 }

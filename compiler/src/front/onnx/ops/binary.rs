@@ -16,7 +16,7 @@ pub(super) fn register(reg: &mut Registry) {
     reg.insert("Div", div, &[]);
 }
 
-fn add(im: &mut Importer, ctx: &NodeCtx) -> Result<Value, OnnxError> {
+pub(super) fn add(im: &mut Importer, ctx: &NodeCtx) -> Result<Value, OnnxError> {
     binary(im, ctx, BinaryKind::Add)
 }
 
@@ -24,7 +24,7 @@ fn sub(im: &mut Importer, ctx: &NodeCtx) -> Result<Value, OnnxError> {
     binary(im, ctx, BinaryKind::Sub)
 }
 
-fn mul(im: &mut Importer, ctx: &NodeCtx) -> Result<Value, OnnxError> {
+pub(super) fn mul(im: &mut Importer, ctx: &NodeCtx) -> Result<Value, OnnxError> {
     binary(im, ctx, BinaryKind::Mul)
 }
 

@@ -21,7 +21,7 @@ pub(super) fn register(reg: &mut Registry) {
     );
 }
 
-fn conv(im: &mut Importer, ctx: &NodeCtx) -> Result<Value, OnnxError> {
+pub(super) fn conv(im: &mut Importer, ctx: &NodeCtx) -> Result<Value, OnnxError> {
     let x = im.act(ctx, 0)?;
     let w = im.req_const(ctx, 1, "weight")?;
     let b = im.opt_const(ctx, 2, "bias")?;

@@ -43,7 +43,7 @@ fn gemm_bias(ctx: &NodeCtx, c: &ConstTensor, m: usize, beta: f32) -> Result<Vec<
 
 /// Gemm 7 broadcasts `C` unidirectionally without the `broadcast` attribute of Gemm 6; Gemm 11
 /// makes `C` optional (9 and 13: types only).
-fn gemm(im: &mut Importer, ctx: &NodeCtx) -> Result<Value, OnnxError> {
+pub(super) fn gemm(im: &mut Importer, ctx: &NodeCtx) -> Result<Value, OnnxError> {
     ctx.attr_versions(
         "broadcast",
         1,
@@ -76,7 +76,7 @@ fn gemm(im: &mut Importer, ctx: &NodeCtx) -> Result<Value, OnnxError> {
     )
 }
 
-fn matmul(im: &mut Importer, ctx: &NodeCtx) -> Result<Value, OnnxError> {
+pub(super) fn matmul(im: &mut Importer, ctx: &NodeCtx) -> Result<Value, OnnxError> {
     if im.is_const(ctx, 0) {
         return Err(
             ctx.err("a constant left operand is not supported; only x · W with W constant is")

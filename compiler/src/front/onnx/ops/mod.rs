@@ -18,6 +18,7 @@ mod elementwise;
 mod identity;
 mod norm;
 mod pool;
+mod qoperator;
 mod quantize;
 mod shape;
 mod shape_arith;
@@ -32,15 +33,20 @@ use super::context::{Importer, NodeCtx, Value};
 /// returns the value (a constant) that its output stands for.
 pub(crate) type ImportFn = fn(&mut Importer, &NodeCtx) -> Result<Value, OnnxError>;
 
-/// How to import one `op_type` of the default domain.
+/// How to import one `op_type` of one domain.
 pub(crate) struct OpImport {
+    /// `""` for the default ONNX domain, else e.g. `com.microsoft` (onnxruntime's contrib ops).
+    pub domain: &'static str,
     pub op_type: &'static str,
     pub import: ImportFn,
     /// Every attribute `import` reads or knows to be harmless.
     pub attributes: &'static [&'static str],
+    /// Whether `import` reads 8-bit tensors (QuantizeLinear's output, the QOperator form's
+    /// values) itself; any other op reading one goes through `qoperator::import_on_codes`.
+    pub reads_codes: bool,
 }
 
-/// The importers of the default ONNX domain, by `op_type`, in the order they were registered.
+/// The importers, by domain and `op_type`, in the order they were registered.
 #[derive(Default)]
 pub(crate) struct Registry {
     entries: Vec<OpImport>,
@@ -48,13 +54,16 @@ pub(crate) struct Registry {
 
 /// Imports one node: with `entry`, its registered importer, unless an input is one of the values
 /// that stand for a pattern being recognised (an NHWC view, a LayerNorm step, batch indices),
-/// whose next step the pattern's own module imports.
+/// whose next step the pattern's own module imports, or an 8-bit tensor that `entry` does not
+/// read itself (MaxPool, Flatten, … on the QOperator form's codes).
 pub(crate) fn import_node(
     entry: &OpImport,
     im: &mut Importer,
     ctx: &NodeCtx,
 ) -> Result<Value, OnnxError> {
-    if channels_last::reads_view(im, ctx) {
+    if !entry.reads_codes && qoperator::reads_codes(im, ctx) {
+        qoperator::import_on_codes(entry, im, ctx)
+    } else if channels_last::reads_view(im, ctx) {
         channels_last::import(entry, im, ctx)
     } else if batch_index::reads_index(im, ctx) {
         batch_index::import(im, ctx)
@@ -83,37 +92,73 @@ impl Registry {
             channels_last::register(&mut reg);
             batch_index::register(&mut reg);
             quantize::register(&mut reg);
+            qoperator::register(&mut reg);
             reg
         });
         &STANDARD
     }
 
-    /// Adds the importer of `op_type`, which reads exactly `attributes`.
-    ///
-    /// Two families claiming one op is a bug of this crate, caught by the debug builds of the tests.
+    /// Adds the importer of `op_type` of the default domain, which reads exactly `attributes`.
     fn insert(
         &mut self,
         op_type: &'static str,
         import: ImportFn,
         attributes: &'static [&'static str],
     ) {
-        debug_assert!(
-            self.lookup(op_type).is_none(),
-            "op `{op_type}` is registered twice"
-        );
-        self.entries.push(OpImport {
+        self.push(OpImport {
+            domain: "",
             op_type,
             import,
             attributes,
+            reads_codes: false,
         });
     }
 
-    pub fn lookup(&self, op_type: &str) -> Option<&OpImport> {
-        self.entries.iter().find(|e| e.op_type == op_type)
+    /// Adds the importer of an op of `domain` that reads 8-bit tensors itself (`DequantizeLinear`,
+    /// the QOperator ops).
+    fn insert_quantized(
+        &mut self,
+        domain: &'static str,
+        op_type: &'static str,
+        import: ImportFn,
+        attributes: &'static [&'static str],
+    ) {
+        self.push(OpImport {
+            domain,
+            op_type,
+            import,
+            attributes,
+            reads_codes: true,
+        });
     }
 
-    /// The registered `op_type`s, in registration order.
-    pub fn op_types(&self) -> impl Iterator<Item = &'static str> + '_ {
-        self.entries.iter().map(|e| e.op_type)
+    /// Two families claiming one op is a bug of this crate, caught by the debug builds of the tests.
+    fn push(&mut self, entry: OpImport) {
+        debug_assert!(
+            self.lookup(entry.domain, entry.op_type).is_none(),
+            "op `{}` is registered twice",
+            entry.op_type
+        );
+        self.entries.push(entry);
+    }
+
+    /// The importer of `op_type` in `domain` (`""` and `ai.onnx` both name the default domain).
+    pub fn lookup(&self, domain: &str, op_type: &str) -> Option<&OpImport> {
+        let domain = if domain == "ai.onnx" { "" } else { domain };
+        self.entries
+            .iter()
+            .find(|e| e.domain == domain && e.op_type == op_type)
+    }
+
+    /// The registered ops in registration order: the `op_type` for the default domain, else
+    /// `domain.op_type` (`com.microsoft.QGemm`).
+    pub fn op_types(&self) -> impl Iterator<Item = String> + '_ {
+        self.entries.iter().map(|e| {
+            if e.domain.is_empty() {
+                e.op_type.to_string()
+            } else {
+                format!("{}.{}", e.domain, e.op_type)
+            }
+        })
     }
 }

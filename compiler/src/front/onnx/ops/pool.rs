@@ -89,11 +89,11 @@ fn max_pool(im: &mut Importer, ctx: &NodeCtx) -> Result<Value, OnnxError> {
     pool(im, ctx, false)
 }
 
-fn average_pool(im: &mut Importer, ctx: &NodeCtx) -> Result<Value, OnnxError> {
+pub(super) fn average_pool(im: &mut Importer, ctx: &NodeCtx) -> Result<Value, OnnxError> {
     pool(im, ctx, true)
 }
 
-fn global_average_pool(im: &mut Importer, ctx: &NodeCtx) -> Result<Value, OnnxError> {
+pub(super) fn global_average_pool(im: &mut Importer, ctx: &NodeCtx) -> Result<Value, OnnxError> {
     let x = im.act(ctx, 0)?;
     chw(im, ctx, x)?;
     im.add(ctx, Op::GlobalAveragePool { keep_dims: true }, &[x])

@@ -14,14 +14,14 @@ use std::rc::Rc;
 
 use super::Registry;
 use crate::front::onnx::OnnxError;
-use crate::front::onnx::context::{Importer, NodeCtx, QuantizedConst, Value};
+use crate::front::onnx::context::{CodesQuant, Importer, NodeCtx, QuantizedConst, Value};
 use crate::front::onnx::tensor::{ConstData, ConstTensor};
 use crate::ir::quant::{Codes, FakeQuant, QConv, QConvOutput, Quant};
 use crate::ir::{NodeId, Op};
 
 pub(super) fn register(reg: &mut Registry) {
     reg.insert("QuantizeLinear", quantize_linear, &["axis", "saturate"]);
-    reg.insert("DequantizeLinear", dequantize_linear, &["axis"]);
+    reg.insert_quantized("", "DequantizeLinear", dequantize_linear, &["axis"]);
 }
 
 /// QuantizeLinear 10 (13: `axis`, 19: `saturate` for float8 types, which are refused anyway).
@@ -35,19 +35,32 @@ fn quantize_linear(im: &mut Importer, ctx: &NodeCtx) -> Result<Value, OnnxError>
         ));
     }
     let x = im.act(ctx, 0)?;
-    let quant = activation_quant(im, ctx)?;
-    let op = Op::FakeQuant(FakeQuant {
+    let codes = activation_quant(im, ctx, 1, 2)?;
+    let y = im.add(ctx, fake_quant(codes.quant), &[x])?;
+    if let Some(out) = ctx.proto.output.first() {
+        im.set_codes(out.clone(), codes);
+    }
+    Ok(y)
+}
+
+/// The node rounding a value to the u8 grid of `quant` (the IR form of an 8-bit tensor).
+pub(super) fn fake_quant(quant: Quant) -> Op {
+    Op::FakeQuant(FakeQuant {
         quant,
         min: 0,
         max: 255,
-    });
-    im.add(ctx, op, &[x])
+    })
 }
 
-/// The per-tensor quantization of an activation (inputs 1 and 2: scale and zero point), in the u8
-/// domain (an INT8 zero point + 128).
-fn activation_quant(im: &Importer, ctx: &NodeCtx) -> Result<Quant, OnnxError> {
-    let scale = im.req_const(ctx, 1, "scale")?;
+/// The per-tensor quantization of an activation given by inputs `scale_at` and `zero_point_at`
+/// (the zero point optional: UINT8 0), in the u8 domain (an INT8 zero point + 128).
+pub(super) fn activation_quant(
+    im: &Importer,
+    ctx: &NodeCtx,
+    scale_at: usize,
+    zero_point_at: usize,
+) -> Result<CodesQuant, OnnxError> {
+    let scale = im.req_const(ctx, scale_at, "scale")?;
     let Some(s) = scale
         .scalar_f32()
         .filter(|_| scale.dims.iter().product::<usize>() == 1)
@@ -60,11 +73,11 @@ fn activation_quant(im: &Importer, ctx: &NodeCtx) -> Result<Quant, OnnxError> {
             scale.dims
         )));
     };
-    let zero_point = match im.opt_const(ctx, 2, "zero point")? {
-        None => 0,
+    let (zero_point, signed) = match im.opt_const(ctx, zero_point_at, "zero point")? {
+        None => (0, false),
         Some(z) => match &z.data {
-            ConstData::U8(v) if v.len() == 1 => v[0] as i32,
-            ConstData::I8(v) if v.len() == 1 => v[0] as i32 + 128,
+            ConstData::U8(v) if v.len() == 1 => (v[0] as i32, false),
+            ConstData::I8(v) if v.len() == 1 => (v[0] as i32 + 128, true),
             _ => {
                 return Err(ctx.err(format!(
                     "zero point `{}` of type {} and shape {:?}: only one UINT8 or INT8 zero point \
@@ -81,35 +94,71 @@ fn activation_quant(im: &Importer, ctx: &NodeCtx) -> Result<Quant, OnnxError> {
         zero_point,
     };
     quant.check().map_err(|e| ctx.err(e.to_string()))?;
-    Ok(quant)
+    Ok(CodesQuant { quant, signed })
 }
 
 /// DequantizeLinear 10 (13: `axis`): of an integer initializer, the dequantized constant; of an
-/// activation, the `QuantizeLinear` before it, which must have the same quantization.
+/// 8-bit activation (the output of `QuantizeLinear` or of a QOperator op), that activation, which
+/// the IR already holds dequantized, when the quantization is the one it was made with.
 fn dequantize_linear(im: &mut Importer, ctx: &NodeCtx) -> Result<Value, OnnxError> {
     ctx.attr_versions("axis", 13, None)?;
     if im.is_const(ctx, 0) {
         return dequantize_const(im, ctx);
     }
     let x = im.act(ctx, 0)?;
-    let quant = activation_quant(im, ctx)?;
-    match &im.graph.node(x).op {
-        Op::FakeQuant(f) if f.quant == quant => Ok(Value::Act(x)),
-        Op::FakeQuant(f) => Err(ctx.err(format!(
-            "dequantizes with scale {} and zero point {} a value quantized with scale {} and \
-             zero point {}; only the QDQ pair of one quantization is supported",
-            quant.scale, quant.zero_point, f.quant.scale, f.quant.zero_point
-        ))),
-        op => Err(ctx.err(format!(
-            "reads the output of a {} node; DequantizeLinear of an activation must read a \
-             QuantizeLinear (the QDQ form)",
-            op.name()
-        ))),
+    let given = activation_quant(im, ctx, 1, 2)?;
+    let Some(made) = ctx.input(0).and_then(|n| im.codes(n)) else {
+        return Err(ctx.err(format!(
+            "reads the output of a {} node, a float tensor; DequantizeLinear of an activation \
+             must read the 8-bit output of QuantizeLinear or of a QLinear op",
+            im.graph.node(x).op.name()
+        )));
+    };
+    if given == made {
+        return Ok(Value::Act(x));
     }
+    Err(ctx.err(format!(
+        "dequantizes with scale {} and zero point {} a value quantized with scale {} and zero \
+         point {}; only the QDQ pair of one quantization is supported",
+        given.quant.scale, given.quant.zero_point, made.quant.scale, made.quant.zero_point
+    )))
 }
 
 fn dequantize_const(im: &mut Importer, ctx: &NodeCtx) -> Result<Value, OnnxError> {
     let t = im.req_const(ctx, 0, "x")?;
+    let scale = im.req_const(ctx, 1, "scale")?;
+    let zero_point = im.opt_const(ctx, 2, "zero point")?;
+    let name = ctx
+        .proto
+        .output
+        .first()
+        .cloned()
+        .unwrap_or_else(|| ctx.name.clone());
+    let axis = ctx.int("axis", 1)?;
+    let value = dequantize(ctx, &t, &scale, zero_point.as_deref(), axis, name)?;
+    Ok(Value::Const(bind_quantized(im, value)))
+}
+
+/// Records the integers behind a dequantized constant and returns the constant.
+pub(super) fn bind_quantized(
+    im: &mut Importer,
+    (value, q): (ConstTensor, QuantizedConst),
+) -> Rc<ConstTensor> {
+    im.set_quantized(value.name.clone(), q);
+    Rc::new(value)
+}
+
+/// The constant `scale · (t − zero_point)` named `name` (per tensor, or per channel along `axis`
+/// when `scale` has several values) and the integers behind it: ONNX's `DequantizeLinear` of an
+/// integer initializer.
+pub(super) fn dequantize(
+    ctx: &NodeCtx,
+    t: &ConstTensor,
+    scale: &ConstTensor,
+    zero_point: Option<&ConstTensor>,
+    axis: i64,
+    name: String,
+) -> Result<(ConstTensor, QuantizedConst), OnnxError> {
     let values: Vec<i64> = match &t.data {
         ConstData::I8(v) => v.iter().map(|&v| v as i64).collect(),
         ConstData::U8(v) => v.iter().map(|&v| v as i64).collect(),
@@ -122,7 +171,6 @@ fn dequantize_const(im: &mut Importer, ctx: &NodeCtx) -> Result<Value, OnnxError
             )));
         }
     };
-    let scale = im.req_const(ctx, 1, "scale")?;
     let ConstData::F32(scale_v) = &scale.data else {
         return Err(ctx.err(format!(
             "scale `{}` has type {}; only FLOAT scales are supported",
@@ -130,7 +178,7 @@ fn dequantize_const(im: &mut Importer, ctx: &NodeCtx) -> Result<Value, OnnxError
             scale.dtype_name()
         )));
     };
-    let zero_point: Vec<i64> = match im.opt_const(ctx, 2, "zero point")? {
+    let zero_point: Vec<i64> = match zero_point {
         None => vec![0; scale_v.len()],
         Some(z) => match &z.data {
             ConstData::I8(v) => v.iter().map(|&v| v as i64).collect(),
@@ -146,7 +194,6 @@ fn dequantize_const(im: &mut Importer, ctx: &NodeCtx) -> Result<Value, OnnxError
         },
     };
     let rank = t.dims.len() as i64;
-    let axis = ctx.int("axis", 1)?;
     let axis = if axis < 0 { axis + rank } else { axis };
     let per_axis = scale_v.len() != 1;
     let channels = if per_axis {
@@ -180,28 +227,20 @@ fn dequantize_const(im: &mut Importer, ctx: &NodeCtx) -> Result<Value, OnnxError
             (v - zero_point[c]) as f32 * scale_v[c]
         })
         .collect();
-    let name = ctx
-        .proto
-        .output
-        .first()
-        .cloned()
-        .unwrap_or_else(|| ctx.name.clone());
-    im.set_quantized(
-        name.clone(),
-        QuantizedConst {
-            dtype: t.dtype_name(),
-            dims: t.dims.clone(),
-            values,
-            scale: scale_v.clone(),
-            zero_point,
-            axis: axis.max(0) as usize,
-        },
-    );
-    Ok(Value::Const(Rc::new(ConstTensor {
+    let quantized = QuantizedConst {
+        dtype: t.dtype_name(),
+        dims: t.dims.clone(),
+        values,
+        scale: scale_v.clone(),
+        zero_point,
+        axis: axis.max(0) as usize,
+    };
+    let value = ConstTensor {
         name,
         dims: t.dims.clone(),
         data: ConstData::F32(data),
-    })))
+    };
+    Ok((value, quantized))
 }
 
 /// The window of a conv (a dense layer: 1×1, no stride, no padding).

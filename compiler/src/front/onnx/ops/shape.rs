@@ -248,7 +248,7 @@ fn unsqueeze(im: &mut Importer, ctx: &NodeCtx) -> Result<Value, OnnxError> {
 
 /// `Concat` of 1-D INT64 constants along axis 0 (assembling a target shape); a `Concat` of
 /// activations is `channels::concat_activations`.
-fn concat(im: &mut Importer, ctx: &NodeCtx) -> Result<Value, OnnxError> {
+pub(super) fn concat(im: &mut Importer, ctx: &NodeCtx) -> Result<Value, OnnxError> {
     let any_act = (0..ctx.proto.input.len()).any(|i| {
         ctx.input(i)
             .is_some_and(|n| matches!(im.get(n), Some(Value::Act(_))))
