@@ -442,6 +442,7 @@ fn eval_qconv(
         quant: f.quant,
         min: f.min,
         max: f.max,
+        arith: q.residual_arith,
     });
     let (h, w) = in_type.shape.chw().map_or((1, 1), |(_, h, w)| (h, w));
     let shape = q.shape(h, w).map_err(KernelError::BadShape)?;

@@ -10,7 +10,9 @@ use common::{out_size, same, tiers, values};
 use proptest::prelude::*;
 use resnext_runtime_core::exec::Ctx;
 use resnext_runtime_core::exec::threads::Threads;
-use resnext_runtime_core::kernels::int8::{self, Codes, QConvArgs, QConvParams, QOutput, Quant};
+use resnext_runtime_core::kernels::int8::{
+    self, Codes, QConvArgs, QConvParams, QOutput, Quant, SumArith,
+};
 use resnext_runtime_core::kernels::{ConvShape, reference};
 
 #[derive(Clone, Debug)]
@@ -94,8 +96,38 @@ fn check(c: &QCase) -> Result<(), TestCaseError> {
     check_with(c, false)
 }
 
-/// [`check`], with NaN and ±infinity among the inputs and the residual inputs where `non_finite`.
-fn check_with(c: &QCase, non_finite: bool) -> Result<(), TestCaseError> {
+/// `v`, or where `non_finite` NaN, +∞ or −∞ for three indices in seven.
+fn poke(non_finite: bool, i: usize, v: f32) -> f32 {
+    match i % 7 {
+        _ if !non_finite => v,
+        0 => f32::NAN,
+        1 => f32::INFINITY,
+        2 => f32::NEG_INFINITY,
+        _ => v,
+    }
+}
+
+/// A case's operands: the input (with NaN and ±infinity where `non_finite`), its quantization,
+/// the i8 weights, the i32 bias and the multipliers.
+struct Operands {
+    input: Vec<f32>,
+    in_quant: Quant,
+    weight: Vec<i8>,
+    bias: Vec<i32>,
+    multiplier: Vec<f32>,
+}
+
+impl Operands {
+    fn params(&self) -> QConvParams<'_> {
+        QConvParams {
+            weight: &self.weight,
+            bias: &self.bias,
+            multiplier: &self.multiplier,
+        }
+    }
+}
+
+fn operands(c: &QCase, non_finite: bool) -> Operands {
     let s = c.shape;
     let k = s.in_c / s.group * s.kernel[0] * s.kernel[1];
     let in_quant = Quant {
@@ -103,13 +135,7 @@ fn check_with(c: &QCase, non_finite: bool) -> Result<(), TestCaseError> {
         zero_point: c.input_zero_point,
     };
     // Inputs spanning beyond the u8 range on both sides, so quantization clamps too.
-    let poke = |i: usize, v: f32| match i % 7 {
-        _ if !non_finite => v,
-        0 => f32::NAN,
-        1 => f32::INFINITY,
-        2 => f32::NEG_INFINITY,
-        _ => v,
-    };
+    let poke = |i: usize, v: f32| poke(non_finite, i, v);
     let input: Vec<f32> = values(c.seed, c.batch * s.input_len())
         .iter()
         .enumerate()
@@ -138,13 +164,24 @@ fn check_with(c: &QCase, non_finite: bool) -> Result<(), TestCaseError> {
         .iter()
         .map(|v| scale * (1.5 + v))
         .collect();
-    let params = QConvParams {
-        weight: &weight,
-        bias: &bias,
-        multiplier: &multiplier,
-    };
+    Operands {
+        input,
+        in_quant,
+        weight,
+        bias,
+        multiplier,
+    }
+}
+
+/// [`check`], with NaN and ±infinity among the inputs and the residual inputs where `non_finite`.
+fn check_with(c: &QCase, non_finite: bool) -> Result<(), TestCaseError> {
+    let s = c.shape;
+    let ops = operands(c, non_finite);
+    let (input, in_quant, params) = (&ops.input, ops.in_quant, ops.params());
+    // The residual's values are poked like the input's.
+    let poke = |i: usize, v: f32| poke(non_finite, i, v);
     let mut want = vec![f32::NAN; c.batch * s.output_len()];
-    reference::qconv2d(&s, c.batch, &input, in_quant, params, c.output, &mut want).unwrap();
+    reference::qconv2d(&s, c.batch, input, in_quant, params, c.output, &mut want).unwrap();
     // A NaN input quantizes to the low end of the range, ±inf clamp: the conv stays finite.
     prop_assert!(want.iter().all(|v| v.is_finite()));
     // Every third case adds a residual input and quantize-dequantizes the sum (a QDQ model's
@@ -169,6 +206,7 @@ fn check_with(c: &QCase, non_finite: bool) -> Result<(), TestCaseError> {
         quant: sum_quant,
         min: sum_min,
         max: 255,
+        arith: SumArith::Onnx,
     });
     // The conv's values before the residual step.
     let base = want.clone();
@@ -296,6 +334,137 @@ proptest! {
     #[test]
     fn qconv_matches_reference(c in case()) {
         check(&c)?;
+    }
+}
+/// onnxruntime's `QLinearAdd` on the operands' codes `a` (the Add's first input) and `b`, by this
+/// file's own arithmetic: each fused multiply-add in f64 (exact: a u8 or small integer times an
+/// f32 fits its significand) rounded once to f32, then to the nearest code, ties to even.
+fn ort_sum(a: u8, qa: Quant, b: u8, qb: Quant, qc: Quant) -> f64 {
+    let f32_of = |x: f64| f64::from(x as f32);
+    let ra = f32_of(f64::from(qa.scale) / f64::from(qc.scale));
+    let rb = f32_of(f64::from(qb.scale) / f64::from(qc.scale));
+    let fixed = f32_of(
+        f64::from(qc.zero_point)
+            - f32_of(ra * f64::from(qa.zero_point) + f32_of(rb * f64::from(qb.zero_point))),
+    );
+    f32_of(f64::from(a) * ra + f32_of(f64::from(b) * rb + fixed)).round_ties_even()
+}
+
+/// A requantizing conv with onnxruntime's residual arithmetic (`SumArith::OnnxRuntime`), the
+/// conv's output first or second in the Add, the residual given as values and as codes, on every
+/// tier, against [`ort_sum`] on the reference conv's codes.
+fn check_ort_sum(c: &QCase) -> Result<(), TestCaseError> {
+    let QOutput::Requant {
+        quant: conv_quant, ..
+    } = c.output
+    else {
+        return Ok(());
+    };
+    let s = c.shape;
+    let ops = operands(c, false);
+    let mut base = vec![f32::NAN; c.batch * s.output_len()];
+    reference::qconv2d(
+        &s,
+        c.batch,
+        &ops.input,
+        ops.in_quant,
+        ops.params(),
+        c.output,
+        &mut base,
+    )
+    .unwrap();
+    let r_quant = Quant {
+        scale: 0.021 + (c.seed % 7) as f32 * 0.013,
+        zero_point: (c.seed % 256 * 37 % 256) as i32,
+    };
+    let sum_quant = Quant {
+        scale: 0.031 + (c.seed % 5) as f32 * 0.011,
+        zero_point: (c.seed % 256 * 91 % 256) as i32,
+    };
+    let sum_min = if c.seed.is_multiple_of(2) {
+        0
+    } else {
+        sum_quant.zero_point
+    };
+    let conv_first = c.seed % 4 < 2;
+    let r_codes: Vec<u8> = values(c.seed ^ 9, base.len())
+        .iter()
+        .map(|v| ((v + 1.0) * 127.9) as u8)
+        .collect();
+    let r_values: Vec<f32> = r_codes.iter().map(|&q| r_quant.dequantize(q)).collect();
+    let want: Vec<f32> = base
+        .iter()
+        .zip(&r_codes)
+        .map(|(&y, &r)| {
+            let y = conv_quant.quantize(y);
+            let code = if conv_first {
+                ort_sum(y, conv_quant, r, r_quant, sum_quant)
+            } else {
+                ort_sum(r, r_quant, y, conv_quant, sum_quant)
+            };
+            sum_quant.dequantize(code.clamp(f64::from(sum_min), 255.0) as u8)
+        })
+        .collect();
+    let packed = int8::pack(&s, c.input_zero_point, ops.params()).unwrap();
+    // Codes in the first bytes of a buffer as long as the values (as the runtime lays them out).
+    let mut r_bytes = vec![0f32; r_codes.len()];
+    bytemuck::cast_slice_mut::<f32, u8>(&mut r_bytes)[..r_codes.len()].copy_from_slice(&r_codes);
+    let threads = Threads::new(c.threads);
+    for isa in tiers() {
+        let ctx = Ctx {
+            isa,
+            threads: &threads,
+        };
+        for as_codes in [false, true] {
+            let mut got = vec![f32::NAN; want.len()];
+            let mut scratch = vec![f32::NAN; int8::scratch_len(&s, c.batch, c.threads)];
+            let args = QConvArgs {
+                shape: s,
+                batch: c.batch,
+                input: &ops.input,
+                input_quant: ops.in_quant,
+                packed: &packed,
+                out: c.output,
+                residual: Some(int8::Residual {
+                    input: if as_codes { &r_bytes } else { &r_values },
+                    quant: sum_quant,
+                    min: sum_min,
+                    max: 255,
+                    arith: SumArith::OnnxRuntime {
+                        conv: conv_quant,
+                        input: r_quant,
+                        conv_first,
+                    },
+                }),
+                output: &mut got,
+                scratch: &mut scratch,
+                codes: Codes {
+                    residual: as_codes.then_some(r_quant),
+                    ..Codes::default()
+                },
+            };
+            int8::qconv2d(&ctx, args).unwrap();
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                prop_assert!(
+                    same(*g, *w),
+                    "{} (residual codes: {as_codes}): element {i}: got {g}, want {w}",
+                    isa.name()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// onnxruntime's residual arithmetic on the im2col, direct and depthwise paths.
+    #[test]
+    fn ort_residual_sum_matches_reference(
+        c in prop_oneof![case(), direct_case(), depthwise_case()]
+    ) {
+        check_ort_sum(&c)?;
     }
 }
 

@@ -7,7 +7,7 @@
 //! `kernels::int8` documents the arithmetic.
 
 use resnext_runtime_core::kernels::ConvShape;
-pub use resnext_runtime_core::kernels::int8::{Codes, Quant};
+pub use resnext_runtime_core::kernels::int8::{Codes, Quant, SumArith};
 
 use super::weights::WeightId;
 
@@ -54,6 +54,9 @@ pub struct QConv {
     /// A fused residual step (`kernels::int8::Residual`): the output (after `output`) plus the
     /// node's slot-1 input, quantize-dequantized by this (a QDQ model's `Add → FakeQuant`).
     pub residual: Option<FakeQuant>,
+    /// How the residual step rounds (`kernels::int8::SumArith`): onnxruntime's `QLinearAdd`
+    /// arithmetic where both operands lie on known grids (`fuse-requant`), else ONNX's.
+    pub residual_arith: SumArith,
     /// Which of its activations are stored as u8 codes (`int8-codes`): the input (written as
     /// codes by the int8 conv producing it) and the output (read only by int8 convs taking
     /// codes). The values are the same; only their storage differs.
@@ -77,8 +80,8 @@ impl QConv {
     }
 
     /// What `resnextc inspect` and the printed graph say of it: window, groups, output rule,
-    /// residual step and which activations are u8 codes, e.g. `3x3 /1 g1 requant +residual codes
-    /// in,out`.
+    /// residual step (`(ort)`: onnxruntime's arithmetic) and which activations are u8 codes, e.g.
+    /// `3x3 /1 g1 requant +residual(ort) codes in,out`.
     pub fn summary(&self) -> String {
         let mut s = format!(
             "{}x{} /{} g{} {}",
@@ -93,7 +96,10 @@ impl QConv {
             }
         );
         if self.residual.is_some() {
-            s.push_str(" +residual");
+            s.push_str(match self.residual_arith {
+                SumArith::Onnx => " +residual",
+                SumArith::OnnxRuntime { .. } => " +residual(ort)",
+            });
         }
         let codes: Vec<&str> = [
             (self.codes.input, "in"),

@@ -26,7 +26,7 @@ use resnext_runtime_core::formats::npy::{self, NpyError};
 use resnext_runtime_core::kernels::int8;
 
 use crate::interp::{self, InterpError};
-use crate::ir::quant::{Codes, FakeQuant, QConv, QConvOutput, Quant};
+use crate::ir::quant::{Codes, FakeQuant, QConv, QConvOutput, Quant, SumArith};
 use crate::ir::{self, ConvKernel, DenseKernel, Epilogue, Graph, IrError, IrErrors, NodeId, Op};
 
 /// Items the interpreter runs at once during calibration (bounds its memory, not the result).
@@ -541,6 +541,7 @@ fn qconv(graph: &mut Graph, op: &Op, input: Quant) -> Result<Op, String> {
         input,
         output: QConvOutput::Float { relu: false },
         residual: None,
+        residual_arith: SumArith::Onnx,
         codes: Codes::default(),
     }))
 }

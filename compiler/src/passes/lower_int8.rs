@@ -7,7 +7,7 @@
 //! `select-kernels`).
 
 use super::{bypass, sole_consumer};
-use crate::ir::quant::{FakeQuant, QConvOutput};
+use crate::ir::quant::{FakeQuant, QConvOutput, Quant, SumArith};
 use crate::ir::{Activation, Graph, IrError, NodeId, Op};
 use resnext_runtime_core::kernels::int8::{self, QConvParams};
 
@@ -100,8 +100,22 @@ fn fuse_residual(graph: &mut Graph, add: NodeId) -> Result<bool, IrError> {
     let Some(&conv_input) = graph.inputs_of(conv).first() else {
         return Ok(false);
     };
+    // onnxruntime's QLinearAdd arithmetic where both operands are on known grids (as in the QDQ
+    // models onnxruntime runs that way), ONNX's otherwise.
+    let arith = match (&graph.node(conv).op, grid(graph, other)) {
+        (Op::QConv(q), Some(input)) => match q.output {
+            QConvOutput::Requant(f) => SumArith::OnnxRuntime {
+                conv: f.quant,
+                input,
+                conv_first: conv == a,
+            },
+            QConvOutput::Float { .. } => SumArith::Onnx,
+        },
+        _ => SumArith::Onnx,
+    };
     if let Op::QConv(q) = &mut graph.nodes[conv].op {
         q.residual = Some(sum);
+        q.residual_arith = arith;
     }
     graph.set_inputs(conv, &[conv_input, other]);
     graph.replace_uses(fq, conv);
@@ -109,6 +123,22 @@ fn fuse_residual(graph: &mut Graph, add: NodeId) -> Result<bool, IrError> {
     graph.remove_node(add);
     graph.retype(conv)?;
     Ok(true)
+}
+
+/// The quantization whose grid `node`'s values lie on: a `FakeQuant`'s, a requantizing int8
+/// conv's (or its residual step's), or that of the input of a max pool or a reshape of one.
+fn grid(graph: &Graph, node: NodeId) -> Option<Quant> {
+    match &graph.node(node).op {
+        Op::FakeQuant(f) => Some(f.quant),
+        Op::QConv(q) => match (q.residual, q.output) {
+            (Some(f), _) | (None, QConvOutput::Requant(f)) => Some(f.quant),
+            (None, QConvOutput::Float { .. }) => None,
+        },
+        Op::MaxPool(_) | Op::Reshape { .. } | Op::Flatten { .. } => {
+            grid(graph, *graph.inputs_of(node).first()?)
+        }
+        _ => None,
+    }
 }
 
 /// Stores as u8 codes (`QConv::codes`) every value a packed int8 conv writes on a quantization's

@@ -476,7 +476,30 @@ fn emit_qconv(
     let residual = match q.residual {
         Some(f) => {
             let (r, quant, min, max) = (&args[1], quant_tokens(f.quant), f.min, f.max);
-            quote!(Some(::resnext_runtime::kernels::int8::Residual { input: #r, quant: #quant, min: #min, max: #max }))
+            let arith = match q.residual_arith {
+                resnext_runtime_core::kernels::int8::SumArith::Onnx => {
+                    quote!(::resnext_runtime::kernels::int8::SumArith::Onnx)
+                }
+                resnext_runtime_core::kernels::int8::SumArith::OnnxRuntime {
+                    conv,
+                    input,
+                    conv_first,
+                } => {
+                    let (conv, input) = (quant_tokens(conv), quant_tokens(input));
+                    quote!(::resnext_runtime::kernels::int8::SumArith::OnnxRuntime {
+                        conv: #conv,
+                        input: #input,
+                        conv_first: #conv_first,
+                    })
+                }
+            };
+            quote!(Some(::resnext_runtime::kernels::int8::Residual {
+                input: #r,
+                quant: #quant,
+                min: #min,
+                max: #max,
+                arith: #arith,
+            }))
         }
         None => quote!(None::<::resnext_runtime::kernels::int8::Residual<'_>>),
     };

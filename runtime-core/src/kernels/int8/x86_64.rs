@@ -308,6 +308,18 @@ pub(super) unsafe fn finish_sum_512(
     at: usize,
 ) {
     let (v, low, kept) = compress_kept_512(st, epilogue_512(out, v));
+    if rule.ort.is_some() {
+        // onnxruntime's arithmetic: lane by lane (a residual step's share of a conv's work).
+        let mut values = [0f32; 16];
+        // SAFETY: `values` holds 16 floats.
+        unsafe { _mm512_storeu_ps(values.as_mut_ptr(), v) };
+        let r = r.slice(at, kept);
+        for (i, &v) in values.iter().enumerate().take(kept) {
+            // SAFETY: output `at + i` is one of the kept outputs (the contract).
+            unsafe { super::store(y, codes, at + i, rule.apply(v, r.at(i))) };
+        }
+        return;
+    }
     let r = match r.slice(at, kept) {
         // SAFETY: `low` is the low `kept` lanes: the masked load reads only elements of `r`.
         Addend::Real(r) => unsafe { _mm512_maskz_loadu_ps(low, r.as_ptr()) },

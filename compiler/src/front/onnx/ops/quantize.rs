@@ -16,7 +16,7 @@ use super::Registry;
 use crate::front::onnx::OnnxError;
 use crate::front::onnx::context::{CodesQuant, Importer, NodeCtx, QuantizedConst, Value};
 use crate::front::onnx::tensor::{ConstData, ConstTensor};
-use crate::ir::quant::{Codes, FakeQuant, QConv, QConvOutput, Quant};
+use crate::ir::quant::{Codes, FakeQuant, QConv, QConvOutput, Quant, SumArith};
 use crate::ir::{NodeId, Op};
 
 pub(super) fn register(reg: &mut Registry) {
@@ -435,6 +435,7 @@ fn qconv(
         input,
         output: QConvOutput::Float { relu: false },
         residual: None,
+        residual_arith: SumArith::Onnx,
         codes: Codes::default(),
     }))
 }
