@@ -307,19 +307,62 @@ pub(super) unsafe fn finish_sum_512(
     y: SharedOut,
     at: usize,
 ) {
-    let (v, low, kept) = compress_kept_512(st, epilogue_512(out, v));
-    if rule.ort.is_some() {
-        // onnxruntime's arithmetic: lane by lane (a residual step's share of a conv's work).
-        let mut values = [0f32; 16];
-        // SAFETY: `values` holds 16 floats.
-        unsafe { _mm512_storeu_ps(values.as_mut_ptr(), v) };
-        let r = r.slice(at, kept);
-        for (i, &v) in values.iter().enumerate().take(kept) {
-            // SAFETY: output `at + i` is one of the kept outputs (the contract).
-            unsafe { super::store(y, codes, at + i, rule.apply(v, r.at(i))) };
-        }
-        return;
+    if let (Some(o), QOutput::Requant { quant, min, max }) = (rule.ort, out) {
+        // onnxruntime's arithmetic (`SumRule::apply`) on the operands' codes: the conv's from its
+        // requantized steps, the residual's read as codes or recovered from its values.
+        let lo = _mm512_set1_ps((min - quant.zero_point) as f32);
+        let hi = _mm512_set1_ps((max - quant.zero_point) as f32);
+        let steps = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+            _mm512_min_ps(_mm512_max_ps(v, lo), hi),
+        );
+        let (steps, low, kept) = compress_kept_512(st, steps);
+        let conv = _mm512_add_ps(steps, _mm512_set1_ps(quant.zero_point as f32));
+        let residual = match r.slice(at, kept) {
+            Addend::Real(r) => {
+                // SAFETY: `low` is the low `kept` lanes: the masked load reads only elements of `r`.
+                let r = unsafe { _mm512_maskz_loadu_ps(low, r.as_ptr()) };
+                let (q, s) = if o.conv_first {
+                    (o.second, o.second.scale)
+                } else {
+                    (o.first, o.first.scale)
+                };
+                _mm512_add_ps(
+                    _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+                        _mm512_div_ps(r, _mm512_set1_ps(s)),
+                    ),
+                    _mm512_set1_ps(q.zero_point as f32),
+                )
+            }
+            Addend::Codes(r, _) => {
+                // SAFETY: as above, bytes of `r`.
+                let b = unsafe { _mm512_maskz_loadu_epi8(low as u64, r.as_ptr() as *const i8) };
+                _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm512_castsi512_si128(b)))
+            }
+        };
+        let (a, b) = if o.conv_first {
+            (conv, residual)
+        } else {
+            (residual, conv)
+        };
+        let sum = _mm512_fmadd_ps(
+            a,
+            _mm512_set1_ps(o.ratio_first),
+            _mm512_fmadd_ps(
+                b,
+                _mm512_set1_ps(o.ratio_second),
+                _mm512_set1_ps(o.fixed),
+            ),
+        );
+        let code = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(sum);
+        let z = _mm512_sub_ps(code, _mm512_set1_ps(rule.zero_point as f32));
+        let z = _mm512_min_ps(
+            _mm512_max_ps(z, _mm512_set1_ps(rule.lo)),
+            _mm512_set1_ps(rule.hi),
+        );
+        // SAFETY: forwarded from the caller.
+        return unsafe { store_sum_512(codes, rule, z, low, y, at) };
     }
+    let (v, low, kept) = compress_kept_512(st, epilogue_512(out, v));
     let r = match r.slice(at, kept) {
         // SAFETY: `low` is the low `kept` lanes: the masked load reads only elements of `r`.
         Addend::Real(r) => unsafe { _mm512_maskz_loadu_ps(low, r.as_ptr()) },
@@ -341,6 +384,25 @@ pub(super) unsafe fn finish_sum_512(
         _mm512_set1_ps(rule.hi),
     );
     let z = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(z);
+    // SAFETY: forwarded from the caller.
+    unsafe { store_sum_512(codes, rule, z, low, y, at) }
+}
+
+/// Stores a residual step's results `z` (whole steps from the zero point, clamped) of the lanes
+/// `low` from element `at` of `y`: as codes with `codes`, else as values.
+///
+/// # Safety
+/// As [`finish_sum_512`].
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn store_sum_512(
+    codes: Option<Quant>,
+    rule: SumRule,
+    z: __m512,
+    low: u16,
+    y: SharedOut,
+    at: usize,
+) {
     if codes.is_some() {
         let q = _mm512_add_epi32(_mm512_cvtps_epi32(z), _mm512_set1_epi32(rule.zero_point));
         // SAFETY: the masked store writes only bytes `at .. at + kept` (the contract).
