@@ -266,7 +266,9 @@ pub(super) fn compress_kept_512(st: direct::Store, v: __m512) -> (__m512, u16, u
 /// under [`finish_sum_512`]'s contract.
 macro_rules! finish_512 {
     ($out:expr, $codes:expr, $sum:expr, $v:expr, $st:expr, $y:expr, $at:expr) => {{
-        let (out, codes, sum, v, st, y, at) = ($out, $codes, $sum, $v, $st, $y, $at);
+        // The residual step's rule and input by reference: they live in the tile, and passing
+        // copies made on the stack for each call stalled its first loads (store forwarding).
+        let (out, codes, sum, v, st, y, at) = ($out, $codes, &$sum, $v, $st, $y, $at);
         match (sum, codes) {
             (Some((rule, r)), _) => {
                 $crate::kernels::int8::x86_64::finish_sum_512(out, codes, rule, r, v, st, y, at)
@@ -300,13 +302,14 @@ pub(super) use finish_512;
 pub(super) unsafe fn finish_sum_512(
     out: QOutput,
     codes: Option<Quant>,
-    rule: SumRule,
-    r: Addend,
+    rule: &SumRule,
+    r: &Addend,
     v: __m512,
     st: direct::Store,
     y: SharedOut,
     at: usize,
 ) {
+    let (rule, r) = (*rule, *r);
     if let (Some(o), QOutput::Requant { quant, min, max }) = (rule.ort, out) {
         // onnxruntime's arithmetic (`SumRule::apply`) on the operands' codes: the conv's from its
         // requantized steps, the residual's read as codes or recovered from its values.
