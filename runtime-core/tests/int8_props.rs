@@ -229,7 +229,7 @@ fn check_with(c: &QCase, non_finite: bool) -> Result<(), TestCaseError> {
         let args = QConvArgs {
             shape: s,
             batch: c.batch,
-            input: &input,
+            input,
             input_quant: in_quant,
             packed: &packed,
             out: c.output,
@@ -260,7 +260,7 @@ fn check_with(c: &QCase, non_finite: bool) -> Result<(), TestCaseError> {
             }
             codes
         };
-        let input_codes = to_codes(&input, in_quant);
+        let input_codes = to_codes(input, in_quant);
         let r_quant = Quant {
             scale: 0.03,
             zero_point: 77,

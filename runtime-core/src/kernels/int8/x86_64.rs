@@ -350,11 +350,7 @@ pub(super) unsafe fn finish_sum_512(
         let sum = _mm512_fmadd_ps(
             a,
             _mm512_set1_ps(o.ratio_first),
-            _mm512_fmadd_ps(
-                b,
-                _mm512_set1_ps(o.ratio_second),
-                _mm512_set1_ps(o.fixed),
-            ),
+            _mm512_fmadd_ps(b, _mm512_set1_ps(o.ratio_second), _mm512_set1_ps(o.fixed)),
         );
         let code = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(sum);
         let z = _mm512_sub_ps(code, _mm512_set1_ps(rule.zero_point as f32));
