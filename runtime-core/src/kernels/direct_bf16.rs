@@ -19,16 +19,12 @@
 //! tier in plain fp32. They differ only in the order of the fp32 sums. The fused epilogue (bias,
 //! residual, activation) is the fp32 kernels'.
 
-use super::int8::direct::{LANES, Layout, Store, fill_layout};
+use super::int8::direct::{LANES, Layout, Store, fill_layout, for_each_tile};
 use super::{ConvArgs, ConvShape, Epilogue, KernelError, SharedOut, check_len, check_min_len};
 use crate::exec::Ctx;
 use crate::exec::isa::Isa;
 use crate::kernels::gemm::bf16::to_bf16;
 
-/// Output channels per task.
-const TASK_M: usize = 32;
-/// Vectors of 16 output positions per task.
-const TASK_V: usize = 16;
 /// Output channels per register tile.
 const MR: usize = 4;
 /// Vectors of 16 output positions per register tile.
@@ -168,15 +164,7 @@ pub fn run(ctx: &Ctx, args: ConvArgs) -> Result<(), KernelError> {
     check_min_len("conv scratch", scratch_len(&s), scratch.len())?;
     let l = Layout::with_word(&s, 2);
     let tier = tier(ctx.isa);
-    let [kh, kw] = s.kernel;
-    let plane = l.hs * l.ws;
-    let taps: Vec<usize> = (0..kh * kw)
-        .map(|t| {
-            let (dy, dx) = ((t / kw) * s.dilation[0], (t % kw) * s.dilation[1]);
-            let phase = (dy % s.stride[0]) * s.stride[1] + dx % s.stride[1];
-            phase * plane + dy / s.stride[0] * l.ws + dx / s.stride[1]
-        })
-        .collect();
+    let taps = l.taps(&s);
     let buf: &mut [u32] = bytemuck::cast_slice_mut(&mut scratch[..l.input_words()]);
     let w: &[u32] = bytemuck::cast_slice(packed);
     let (in_len, out_len) = (s.input_len(), s.output_len());
@@ -207,30 +195,8 @@ pub fn run(ctx: &Ctx, args: ConvArgs) -> Result<(), KernelError> {
             epilogue: &epilogue,
         };
         let y = SharedOut(output[n * out_len..].as_mut_ptr());
-        let vectors = l.vectors();
-        let v_tiles = vectors.div_ceil(TASK_V);
-        let m_tiles = s.out_c.div_ceil(TASK_M);
-        ctx.threads.run(m_tiles * v_tiles, &|task| {
-            let (mt, vt) = (task / v_tiles, task % v_tiles);
-            let m_end = ((mt + 1) * TASK_M).min(s.out_c);
-            let v_end = ((vt + 1) * TASK_V).min(vectors);
-            let mut v0 = vt * TASK_V;
-            while v0 < v_end {
-                let nr = NR.min(v_end - v0);
-                let mut stores = [Store::default(); NR];
-                for (j, st) in stores.iter_mut().enumerate().take(nr) {
-                    *st = Store::of(l.flat, l.ws, s.out_w, v0 + j);
-                }
-                let mut m0 = mt * TASK_M;
-                while m0 < m_end {
-                    // A register tile stays within one group (its channels share the blocks).
-                    let group_end = (m0 / tile.mg + 1) * tile.mg;
-                    let mr = MR.min(m_end - m0).min(group_end - m0);
-                    run_tile(tier, &tile, m0, mr, v0, &stores[..nr], y);
-                    m0 += mr;
-                }
-                v0 += nr;
-            }
+        for_each_tile(ctx, &s, &l, MR, NR, |m0, mr, v0, stores| {
+            run_tile(tier, &tile, m0, mr, v0, stores, y)
         });
     }
     Ok(())
@@ -352,18 +318,8 @@ mod x86 {
 
     use super::{LANES, Store, Tile};
     use crate::kernels::SharedOut;
+    use crate::kernels::gemm::bf16::pair_order;
     use crate::kernels::gemm::x86_64::avx512::activate512_inline;
-
-    /// The 16-bit lane order that turns `vcvtne2ps2bf16(hi, lo)` (sixteen bf16 of `lo`, then
-    /// sixteen of `hi`) into words: lane `2c` from `lo[c]`, lane `2c + 1` from `hi[c]`.
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    fn pair_order() -> __m512i {
-        _mm512_set_epi16(
-            31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5, 20,
-            4, 19, 3, 18, 2, 17, 1, 16, 0,
-        )
-    }
 
     /// `super::pair_words` with `vcvtne2ps2bf16`.
     ///

@@ -455,6 +455,9 @@ fn pack_rows(
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+pub(crate) use x86::pair_order;
+
 /// The AVX512_BF16 micro-kernels and B packing.
 #[cfg(target_arch = "x86_64")]
 mod x86 {
@@ -556,7 +559,7 @@ mod x86 {
     /// sixteen of `hi`) into K-pairs: lane `2c` from `lo[c]`, lane `2c + 1` from `hi[c]`.
     #[inline]
     #[target_feature(enable = "avx512f")]
-    fn pair_order() -> __m512i {
+    pub(crate) fn pair_order() -> __m512i {
         _mm512_set_epi16(
             31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5, 20,
             4, 19, 3, 18, 2, 17, 1, 16, 0,

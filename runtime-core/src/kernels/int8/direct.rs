@@ -98,6 +98,20 @@ impl Layout {
         self.blocks * self.block_len + self.ws + LANES
     }
 
+    /// Per kernel tap (row-major), its word offset in a block: its phase plane and its shift in
+    /// the plane, so that output position `q` reads word `q + offset`.
+    pub fn taps(&self, s: &ConvShape) -> Vec<usize> {
+        let [kh, kw] = s.kernel;
+        let plane = self.hs * self.ws;
+        (0..kh * kw)
+            .map(|t| {
+                let (dy, dx) = ((t / kw) * s.dilation[0], (t % kw) * s.dilation[1]);
+                let phase = (dy % s.stride[0]) * s.stride[1] + dx % s.stride[1];
+                phase * plane + dy / s.stride[0] * self.ws + dx / s.stride[1]
+            })
+            .collect()
+    }
+
     /// Vectors of flat output positions.
     pub fn vectors(&self) -> usize {
         self.flat.div_ceil(LANES)
@@ -221,15 +235,7 @@ pub(crate) fn conv_image(
     let buf = &mut buf[..l.input_words()];
     quantize_input(ctx, tier, s, &l, x, quant, buf);
     let buf = &*buf;
-    let [kh, kw] = s.kernel;
-    let plane = l.hs * l.ws;
-    let taps: Vec<usize> = (0..kh * kw)
-        .map(|t| {
-            let (dy, dx) = ((t / kw) * s.dilation[0], (t % kw) * s.dilation[1]);
-            let phase = (dy % s.stride[0]) * s.stride[1] + dx % s.stride[1];
-            phase * plane + dy / s.stride[0] * l.ws + dx / s.stride[1]
-        })
-        .collect();
+    let taps = l.taps(s);
     let mg = s.out_c / s.group;
     let tile = Tile {
         x: buf,
@@ -244,28 +250,43 @@ pub(crate) fn conv_image(
         sum,
         codes,
     };
+    for_each_tile(ctx, s, &l, MR, NR, |m0, mr, v0, stores| {
+        run_tile(tier, &tile, m0, mr, v0, stores, y)
+    });
+}
+
+/// Runs `tile(m0, mr, v0, stores)` for every register tile of the direct layout `l` of `s`, at
+/// most `mr_max` channels (of one group: its channels share the input blocks) × `nr_max ≤ NR`
+/// vectors of flat output positions from `v0` (`stores` their kept lanes), in tasks of
+/// [`TASK_M`] channels × [`TASK_V`] vectors over `ctx`'s threads.
+pub(crate) fn for_each_tile<F: Fn(usize, usize, usize, &[Store]) + Sync>(
+    ctx: &Ctx,
+    s: &ConvShape,
+    l: &Layout,
+    mr_max: usize,
+    nr_max: usize,
+    tile: F,
+) {
+    let mg = s.out_c / s.group;
     let vectors = l.vectors();
     let v_tiles = vectors.div_ceil(TASK_V);
     let m_tiles = s.out_c.div_ceil(TASK_M);
-    let out_w = s.out_w;
-    let shared = y;
     ctx.threads.run(m_tiles * v_tiles, &|task| {
         let (mt, vt) = (task / v_tiles, task % v_tiles);
         let m_end = ((mt + 1) * TASK_M).min(s.out_c);
         let v_end = ((vt + 1) * TASK_V).min(vectors);
         let mut v0 = vt * TASK_V;
         while v0 < v_end {
-            let nr = NR.min(v_end - v0);
+            let nr = nr_max.min(NR).min(v_end - v0);
             let mut stores = [Store::default(); NR];
             for (j, st) in stores.iter_mut().enumerate().take(nr) {
-                *st = Store::of(l.flat, l.ws, out_w, v0 + j);
+                *st = Store::of(l.flat, l.ws, s.out_w, v0 + j);
             }
             let mut m0 = mt * TASK_M;
             while m0 < m_end {
-                // A register tile stays within one group (its channels share the input blocks).
                 let group_end = (m0 / mg + 1) * mg;
-                let mr = MR.min(m_end - m0).min(group_end - m0);
-                run_tile(tier, &tile, m0, mr, v0, &stores[..nr], shared);
+                let mr = mr_max.min(m_end - m0).min(group_end - m0);
+                tile(m0, mr, v0, &stores[..nr]);
                 m0 += mr;
             }
             v0 += nr;
