@@ -15,6 +15,8 @@
 //! padding or weight layout moves logits by many steps (the int8 results differ from the fp32
 //! model's by up to ~0.5, ~20 steps: `manifest.json`).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -47,34 +49,10 @@ fn input(model: &str) -> (Vec<usize>, Vec<f32>) {
         .expect("read the input")
 }
 
-/// The output's quantization step: the scale of the model output's DequantizeLinear, read from the
-/// optimised graph (the fused requantization of the last layer).
-fn output_step(graph: &ir::Graph) -> f32 {
-    let (id, _) = graph.outputs[0];
-    match &graph.node(id).op {
-        ir::Op::QConv(q) => match q.output {
-            ir::quant::QConvOutput::Requant(f) => f.quant.scale,
-            other => panic!("the last layer writes {other:?}, not a requantized value"),
-        },
-        ir::Op::FakeQuant(f) => f.quant.scale,
-        op => panic!(
-            "the output is computed by {}, not a quantized layer",
-            op.name()
-        ),
-    }
-}
-
 /// Asserts `got` is within one output step of onnxruntime's output for `model`, NaN failing.
 fn compare(model: &str, what: &str, got: &[f32], step: f32) {
     let (_, want) = npy::read_f32(qdq(&format!("{model}.ort.npy"))).expect("read the oracle");
-    assert_eq!(got.len(), want.len(), "{model} ({what}): output length");
-    let err = resnext_test_support::max_abs_diff(got, &want);
-    let steps = (err / step).round();
-    eprintln!("[int8] {model} ({what}): max abs err {err:e} = {steps} output step(s) of {step:e}");
-    assert!(
-        err <= step * 1.001,
-        "{model} ({what}): max abs err {err:e} is more than one output step {step:e}"
-    );
+    common::quant::assert_within_one_step("int8", model, what, got, &want, step);
 }
 
 fn load(model: &str) -> ir::Graph {
@@ -92,7 +70,7 @@ fn interpreter_matches_onnxruntime() {
         let graph = load(model);
         let compiled = driver::compile(graph.clone(), &driver::Options::default())
             .unwrap_or_else(|e| panic!("{model}: {e}"));
-        let step = output_step(&compiled.graph);
+        let step = common::quant::output_step(&compiled.graph);
         // Stopped after `fuse-requant`: the fused epilogues (requantization, residual steps) on
         // unpacked weights, which the interpreter runs on the reference kernel.
         let fused = driver::compile(
@@ -196,7 +174,7 @@ fn emitted_crate_matches_onnxruntime() {
         };
         let optimised = driver::compile(load(source), &driver::Options::default())
             .unwrap_or_else(|e| panic!("{model}: {e}"));
-        steps.push(output_step(&optimised.graph));
+        steps.push(common::quant::output_step(&optimised.graph));
         runs.push((source, model.to_string()));
         let compiled =
             driver::compile(load(source), &options).unwrap_or_else(|e| panic!("{model}: {e}"));

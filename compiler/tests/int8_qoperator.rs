@@ -7,6 +7,8 @@
 //! element, a NaN failing); and compiled beside its QDQ twin (same scales and zero points), which
 //! it must match node for node after the passes, with bit-identical outputs.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -80,34 +82,11 @@ fn run(graph: &ir::Graph, x: &[f32], batch: usize) -> Vec<f32> {
     out.swap_remove(0)
 }
 
-/// The output's quantization step: the scale of the requantization that ends the optimised graph.
-fn output_step(graph: &ir::Graph) -> f32 {
-    let (id, _) = graph.outputs[0];
-    match &graph.node(id).op {
-        ir::Op::QConv(q) => match q.output {
-            ir::quant::QConvOutput::Requant(f) => f.quant.scale,
-            other => panic!("the last layer writes {other:?}, not a requantized value"),
-        },
-        ir::Op::FakeQuant(f) => f.quant.scale,
-        op => panic!(
-            "the output is computed by {}, not a quantized layer",
-            op.name()
-        ),
-    }
-}
-
-/// Asserts `got` is within one output step of onnxruntime's output on the QOperator file.
+/// Asserts `got` is within one output step of onnxruntime's output for `model`, NaN failing.
 fn compare(model: &str, what: &str, got: &[f32], step: f32) {
     let (_, want) =
         npy::read_f32(testdata(&format!("qop/{model}.qop.ort.npy"))).expect("read the oracle");
-    assert_eq!(got.len(), want.len(), "{model} ({what}): output length");
-    let err = resnext_test_support::max_abs_diff(got, &want);
-    let steps = (err / step).round();
-    eprintln!("[qop] {model} ({what}): max abs err {err:e} = {steps} output step(s) of {step:e}");
-    assert!(
-        err <= step * 1.001,
-        "{model} ({what}): max abs err {err:e} is more than one output step {step:e}"
-    );
+    common::quant::assert_within_one_step("qop", model, what, got, &want, step);
 }
 
 /// The reference interpreter on the imported graph and on the optimised one (packed weights, the
@@ -118,7 +97,7 @@ fn qoperator_models_match_onnxruntime() {
         let (shape, x) = input(model);
         let graph = load(&qop(model));
         let compiled = compile(graph.clone());
-        let step = output_step(&compiled.graph);
+        let step = common::quant::output_step(&compiled.graph);
         for (what, g) in [("imported", &graph), ("optimised", &compiled.graph)] {
             compare(model, what, &run(g, &x, shape[0]), step);
         }
