@@ -255,17 +255,30 @@ pub(super) unsafe fn direct_vnni<const MR: usize, const NR: usize>(
             }
         }
     }
+    let mut values = [[_mm512_setzero_ps(); NR]; MR];
     for (i, acc) in acc.iter().enumerate() {
-        let m = m0 + i;
-        let at = t.at(m);
+        let at = t.at(m0 + i);
         let bias = _mm512_set1_epi32(t.packed.bias[at]);
         let mult = _mm512_set1_ps(t.packed.multiplier[at]);
         for (j, &a) in acc.iter().enumerate() {
-            let v = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(a, bias)), mult);
+            values[i][j] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(a, bias)), mult);
+        }
+    }
+    if let Some((rule, r)) = &t.sum {
+        let place = Place {
+            base: m0 * t.pixels,
+            stride: t.pixels,
+        };
+        // SAFETY: forwarded from the caller.
+        return unsafe { finish_sums_512(t.out, t.codes, rule, r, &values, place, stores, y) };
+    }
+    for (i, values) in values.iter().enumerate() {
+        let m = m0 + i;
+        for (j, &v) in values.iter().enumerate() {
             let st = stores[j];
             // SAFETY: the kept lanes are outputs `start .. start + kept` of channel `m`, this
             // tile's (the caller's contract).
-            unsafe { finish_512!(t.out, t.codes, t.sum, v, st, y, m * t.pixels + st.start) };
+            unsafe { finish_512!(t.out, t.codes, None, v, st, y, m * t.pixels + st.start) };
         }
     }
 }
@@ -333,82 +346,136 @@ pub(super) unsafe fn finish_sum_512(
     y: SharedOut,
     at: usize,
 ) {
+    let place = Place {
+        base: at - st.start,
+        stride: 0,
+    };
+    // SAFETY: forwarded from the caller.
+    unsafe { finish_sums_512(out, codes, rule, r, &[[v]], place, &[st], y) }
+}
+
+/// Where a tile's vectors go: vector `j` of channel `i` from output `base + i · stride +
+/// stores[j].start`.
+#[derive(Clone, Copy)]
+struct Place {
+    base: usize,
+    stride: usize,
+}
+
+/// [`finish_sum_512`] for a register tile, one call for all its vectors (a call per vector cost
+/// more than the products of a 1×1 conv over 64 channels): `values[i][j]` of channel `i` and
+/// vector `stores[j]`, placed by `place`.
+///
+/// # Safety
+/// As [`finish_sum_512`], for every channel and vector of the tile.
+#[inline(never)]
+#[target_feature(enable = "avx512f,avx512bw")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn finish_sums_512<const MR: usize, const NR: usize>(
+    out: QOutput,
+    codes: Option<Quant>,
+    rule: &SumRule,
+    r: &Addend,
+    values: &[[__m512; NR]; MR],
+    place: Place,
+    stores: &[direct::Store],
+    y: SharedOut,
+) {
     let (rule, r) = (*rule, *r);
+    let round = |x| _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(x);
+    let clamp = |z| {
+        // `max` returns its second operand (`lo`) where `z` is NaN, as `f32::max`.
+        _mm512_min_ps(
+            _mm512_max_ps(z, _mm512_set1_ps(rule.lo)),
+            _mm512_set1_ps(rule.hi),
+        )
+    };
     if let (Some(o), QOutput::Requant { quant, min, max }) = (rule.ort, out) {
         // onnxruntime's arithmetic (`SumRule::apply`) on the operands' codes: the conv's from its
         // requantized steps, the residual's read as codes or recovered from its values.
         let lo = _mm512_set1_ps((min - quant.zero_point) as f32);
         let hi = _mm512_set1_ps((max - quant.zero_point) as f32);
-        let steps = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
-            _mm512_min_ps(_mm512_max_ps(v, lo), hi),
-        );
-        let (steps, low, kept) = compress_kept_512(st, steps);
-        let conv = _mm512_add_ps(steps, _mm512_set1_ps(quant.zero_point as f32));
-        let residual = match r.slice(at, kept) {
-            Addend::Real(r) => {
-                // SAFETY: `low` is the low `kept` lanes: the masked load reads only elements of `r`.
-                let r = unsafe { _mm512_maskz_loadu_ps(low, r.as_ptr()) };
-                let (q, s) = if o.conv_first {
-                    (o.second, o.second.scale)
-                } else {
-                    (o.first, o.first.scale)
-                };
-                _mm512_add_ps(
-                    _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
-                        _mm512_div_ps(r, _mm512_set1_ps(s)),
-                    ),
-                    _mm512_set1_ps(q.zero_point as f32),
-                )
-            }
-            Addend::Codes(r, _) => {
-                // SAFETY: as above, bytes of `r`.
-                let b = unsafe { _mm512_maskz_loadu_epi8(low as u64, r.as_ptr() as *const i8) };
-                _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm512_castsi512_si128(b)))
-            }
-        };
-        let (a, b) = if o.conv_first {
-            (conv, residual)
+        let (in_quant, ratio) = if o.conv_first {
+            (o.second, o.ratio_second)
         } else {
-            (residual, conv)
+            (o.first, o.ratio_first)
         };
-        let sum = _mm512_fmadd_ps(
-            a,
-            _mm512_set1_ps(o.ratio_first),
-            _mm512_fmadd_ps(b, _mm512_set1_ps(o.ratio_second), _mm512_set1_ps(o.fixed)),
-        );
-        let code = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(sum);
-        let z = _mm512_sub_ps(code, _mm512_set1_ps(rule.zero_point as f32));
-        let z = _mm512_min_ps(
-            _mm512_max_ps(z, _mm512_set1_ps(rule.lo)),
-            _mm512_set1_ps(rule.hi),
-        );
-        // SAFETY: forwarded from the caller.
-        return unsafe { store_sum_512(codes, rule, z, low, y, at) };
-    }
-    let (v, low, kept) = compress_kept_512(st, epilogue_512(out, v));
-    let r = match r.slice(at, kept) {
-        // SAFETY: `low` is the low `kept` lanes: the masked load reads only elements of `r`.
-        Addend::Real(r) => unsafe { _mm512_maskz_loadu_ps(low, r.as_ptr()) },
-        Addend::Codes(r, q) => {
-            // SAFETY: as above, bytes of `r`.
-            let b = unsafe { _mm512_maskz_loadu_epi8(low as u64, r.as_ptr() as *const i8) };
-            let steps = _mm512_sub_epi32(
-                _mm512_cvtepu8_epi32(_mm512_castsi512_si128(b)),
-                _mm512_set1_epi32(q.zero_point),
-            );
-            // `Quant::dequantize`: `(q − zp) as f32 · s`.
-            _mm512_mul_ps(_mm512_cvtepi32_ps(steps), _mm512_set1_ps(q.scale))
+        let conv_ratio = if o.conv_first {
+            o.ratio_first
+        } else {
+            o.ratio_second
+        };
+        for (i, values) in values.iter().enumerate() {
+            for (&v, &st) in values.iter().zip(stores) {
+                let at = place.base + i * place.stride + st.start;
+                let steps = round(_mm512_min_ps(_mm512_max_ps(v, lo), hi));
+                let (steps, low, kept) = compress_kept_512(st, steps);
+                let conv = _mm512_add_ps(steps, _mm512_set1_ps(quant.zero_point as f32));
+                let residual = match r.slice(at, kept) {
+                    Addend::Real(r) => {
+                        // SAFETY: `low` is the low `kept` lanes: the masked load reads only
+                        // elements of `r`.
+                        let r = unsafe { _mm512_maskz_loadu_ps(low, r.as_ptr()) };
+                        _mm512_add_ps(
+                            round(_mm512_div_ps(r, _mm512_set1_ps(in_quant.scale))),
+                            _mm512_set1_ps(in_quant.zero_point as f32),
+                        )
+                    }
+                    Addend::Codes(r, _) => {
+                        // SAFETY: as above, bytes of `r`.
+                        let b =
+                            unsafe { _mm512_maskz_loadu_epi8(low as u64, r.as_ptr() as *const i8) };
+                        _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm512_castsi512_si128(b)))
+                    }
+                };
+                // `fma(a, r_a, fma(b, r_b, fixed))`, `a` the Add's first operand.
+                let (a, ra, b, rb) = if o.conv_first {
+                    (conv, conv_ratio, residual, ratio)
+                } else {
+                    (residual, ratio, conv, conv_ratio)
+                };
+                let sum = _mm512_fmadd_ps(
+                    a,
+                    _mm512_set1_ps(ra),
+                    _mm512_fmadd_ps(b, _mm512_set1_ps(rb), _mm512_set1_ps(o.fixed)),
+                );
+                let z = clamp(_mm512_sub_ps(
+                    round(sum),
+                    _mm512_set1_ps(rule.zero_point as f32),
+                ));
+                // SAFETY: forwarded from the caller.
+                unsafe { store_sum_512(codes, rule, z, low, y, at) };
+            }
         }
-    };
-    let z = _mm512_div_ps(_mm512_add_ps(v, r), _mm512_set1_ps(rule.scale));
-    // `max` returns its second operand (`lo`) where `z` is NaN, as `f32::max`.
-    let z = _mm512_min_ps(
-        _mm512_max_ps(z, _mm512_set1_ps(rule.lo)),
-        _mm512_set1_ps(rule.hi),
-    );
-    let z = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(z);
-    // SAFETY: forwarded from the caller.
-    unsafe { store_sum_512(codes, rule, z, low, y, at) }
+        return;
+    }
+    for (i, values) in values.iter().enumerate() {
+        for (&v, &st) in values.iter().zip(stores) {
+            let at = place.base + i * place.stride + st.start;
+            let (v, low, kept) = compress_kept_512(st, epilogue_512(out, v));
+            let r = match r.slice(at, kept) {
+                // SAFETY: `low` is the low `kept` lanes: the masked load reads only elements of
+                // `r`.
+                Addend::Real(r) => unsafe { _mm512_maskz_loadu_ps(low, r.as_ptr()) },
+                Addend::Codes(r, q) => {
+                    // SAFETY: as above, bytes of `r`.
+                    let b = unsafe { _mm512_maskz_loadu_epi8(low as u64, r.as_ptr() as *const i8) };
+                    let steps = _mm512_sub_epi32(
+                        _mm512_cvtepu8_epi32(_mm512_castsi512_si128(b)),
+                        _mm512_set1_epi32(q.zero_point),
+                    );
+                    // `Quant::dequantize`: `(q − zp) as f32 · s`.
+                    _mm512_mul_ps(_mm512_cvtepi32_ps(steps), _mm512_set1_ps(q.scale))
+                }
+            };
+            let z = round(clamp(_mm512_div_ps(
+                _mm512_add_ps(v, r),
+                _mm512_set1_ps(rule.scale),
+            )));
+            // SAFETY: forwarded from the caller.
+            unsafe { store_sum_512(codes, rule, z, low, y, at) };
+        }
+    }
 }
 
 /// Stores a residual step's results `z` (whole steps from the zero point, clamped) of the lanes
