@@ -20,7 +20,7 @@
 //! residual, activation) is the fp32 kernels'.
 
 use super::int8::direct::{LANES, Layout, Store, fill_layout, for_each_tile};
-use super::{ConvArgs, ConvShape, Epilogue, KernelError, SharedOut, check_len, check_min_len};
+use super::{Activation, ConvArgs, ConvShape, KernelError, SharedOut, check_len, check_min_len};
 use crate::exec::Ctx;
 use crate::exec::isa::Isa;
 use crate::kernels::gemm::bf16::to_bf16;
@@ -115,7 +115,7 @@ struct Tile<'a> {
     bias: Option<&'a [f32]>,
     /// The image's residual (indexed as its output).
     residual: Option<&'a [f32]>,
-    epilogue: &'a Epilogue<'a>,
+    activation: Activation,
 }
 
 impl Tile<'_> {
@@ -134,7 +134,7 @@ impl Tile<'_> {
         if let Some(r) = self.residual {
             v += r[m * self.pixels + at];
         }
-        self.epilogue.activation.apply(v)
+        self.activation.apply(v)
     }
 }
 
@@ -170,12 +170,11 @@ pub fn run(ctx: &Ctx, args: ConvArgs) -> Result<(), KernelError> {
     let (in_len, out_len) = (s.input_len(), s.output_len());
     let hw = s.in_h * s.in_w;
     let cin_g = s.in_c / s.group;
+    // The words past the blocks are read by the last vectors' loads and dropped: zeroed (once:
+    // `fill_layout` writes only the blocks) so that they are finite.
+    buf[l.blocks * l.block_len..].fill(0);
     for n in 0..batch {
         let x = &input[n * in_len..][..in_len];
-        // The words past the blocks are read by the last vectors' loads and dropped: zero them
-        // so that they are finite.
-        let blocks_len = l.blocks * l.block_len;
-        buf[blocks_len..].fill(0);
         fill_layout(ctx, &s, &l, 0, buf, &|b, at, out| {
             let (g, cb) = (b / l.cbg, b % l.cbg);
             let c0 = g * cin_g + 2 * cb;
@@ -192,7 +191,7 @@ pub fn run(ctx: &Ctx, args: ConvArgs) -> Result<(), KernelError> {
             pixels: s.out_h * s.out_w,
             bias: epilogue.bias,
             residual: epilogue.residual.map(|r| &r[n * out_len..][..out_len]),
-            epilogue: &epilogue,
+            activation: epilogue.activation,
         };
         let y = SharedOut(output[n * out_len..].as_mut_ptr());
         for_each_tile(ctx, &s, &l, MR, NR, |m0, mr, v0, stores| {
@@ -374,18 +373,17 @@ mod x86 {
         let l = &t.layout;
         let kk = t.k_words();
         let ntaps = t.taps.len();
-        let xg = m0 / t.mg * l.cbg * l.block_len + v0 * LANES;
-        let w = &t.w[m0 * kk..][..MR * kk];
         // Every load reads words `xg + cb · block_len + off + j · 16 ..+ 16` for the group's
-        // blocks `cb`, the taps' offsets `off` and `j < NR`: all within `t.x`, checked here.
-        let max_off = t.taps.iter().copied().max().unwrap_or(0);
-        assert!(xg + (l.cbg - 1) * l.block_len + max_off + NR * LANES <= t.x.len());
+        // blocks `cb`, the taps' offsets `off` and `j < NR`: all within `t.x` (`tile_start`
+        // checks).
+        let xg = l.tile_start(t.taps, m0, t.mg, v0 * LANES, NR * LANES, t.x.len());
+        let w = &t.w[m0 * kk..][..MR * kk];
         let (x, w) = (t.x.as_ptr(), w.as_ptr());
         let mut acc = [[_mm512_setzero_ps(); NR]; MR];
         for cb in 0..l.cbg {
             let xb = xg + cb * l.block_len;
             for (ti, &off) in t.taps.iter().enumerate() {
-                // SAFETY: vector `j`'s 16 words lie within `t.x` (the assertion above); 32 bf16
+                // SAFETY: vector `j`'s 16 words lie within `t.x` (checked by `tile_start`); 32 bf16
                 // are 512 bits like any other vector.
                 let xv: [__m512bh; NR] = std::array::from_fn(|j| unsafe {
                     std::mem::transmute::<__m512i, __m512bh>(_mm512_loadu_si512(
@@ -422,7 +420,7 @@ mod x86 {
                     let r = unsafe { _mm512_maskz_loadu_ps(low, r.as_ptr().add(at)) };
                     v = _mm512_add_ps(v, _mm512_maskz_expand_ps(st.mask, r));
                 }
-                let v = activate512_inline!(t.epilogue.activation, v);
+                let v = activate512_inline!(t.activation, v);
                 let v = if st.mask == u16::MAX {
                     v
                 } else {
@@ -453,10 +451,8 @@ mod x86 {
         let l = &t.layout;
         let kk = t.k_words();
         let ntaps = t.taps.len();
-        let xg = m0 / t.mg * l.cbg * l.block_len + v * LANES;
+        let xg = l.tile_start(t.taps, m0, t.mg, v * LANES, LANES, t.x.len());
         let w = &t.w[m0 * kk..][..MR * kk];
-        let max_off = t.taps.iter().copied().max().unwrap_or(0);
-        assert!(xg + (l.cbg - 1) * l.block_len + max_off + LANES <= t.x.len());
         let (x, w) = (t.x.as_ptr(), w.as_ptr());
         let high = _mm256_set1_epi32(0xffff_0000u32 as i32);
         let mut acc = [[_mm256_setzero_ps(); 2]; MR];
@@ -464,7 +460,8 @@ mod x86 {
             let xb = xg + cb * l.block_len;
             for (ti, &off) in t.taps.iter().enumerate() {
                 let halves: [(__m256, __m256); 2] = std::array::from_fn(|j| {
-                    // SAFETY: the 16 words at `xb + off` lie within `t.x` (asserted above).
+                    // SAFETY: the 16 words at `xb + off` lie within `t.x` (checked by
+                    // `tile_start`).
                     let xv =
                         unsafe { _mm256_loadu_si256(x.add(xb + off + 8 * j) as *const __m256i) };
                     (

@@ -112,6 +112,25 @@ impl Layout {
             .collect()
     }
 
+    /// The word where a SIMD register tile's reads start (the group of channel `m0`, `mg`
+    /// channels a group; flat output position `q0`), after checking that a read of `span` words
+    /// from there at every block of the group and every tap of `taps` lies within the `len` words
+    /// of the input: the bound the tiles' unchecked loads rely on.
+    pub fn tile_start(
+        &self,
+        taps: &[usize],
+        m0: usize,
+        mg: usize,
+        q0: usize,
+        span: usize,
+        len: usize,
+    ) -> usize {
+        let start = m0 / mg * self.cbg * self.block_len + q0;
+        let max_off = taps.iter().copied().max().unwrap_or(0);
+        assert!(start + (self.cbg - 1) * self.block_len + max_off + span <= len);
+        start
+    }
+
     /// Vectors of flat output positions.
     pub fn vectors(&self) -> usize {
         self.flat.div_ceil(LANES)

@@ -194,18 +194,31 @@ pub(crate) struct SumRule {
     pub ort: Option<OrtSum>,
 }
 
-/// [`SumArith::OnnxRuntime`] precomputed: the operands' quantizations in the Add's order and its
-/// f32 constants, each computed as MLAS computes it.
+/// [`SumArith::OnnxRuntime`] precomputed: the operands' quantizations, their scales over the
+/// sum's and the f32 constant, each computed as MLAS computes it.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct OrtSum {
-    pub first: Quant,
-    pub second: Quant,
+    pub conv: Quant,
+    pub input: Quant,
+    /// `s_conv / s_c`, `s_input / s_c`.
+    pub conv_ratio: f32,
+    pub input_ratio: f32,
+    /// Whether the conv's output is the Add's first operand `a`.
     pub conv_first: bool,
-    /// `s_a / s_c`, `s_b / s_c`.
-    pub ratio_first: f32,
-    pub ratio_second: f32,
-    /// `z_c − fma(ratio_first, z_a, ratio_second · z_b)`.
+    /// `z_c − fma(r_a, z_a, r_b · z_b)`.
     pub fixed: f32,
+}
+
+impl OrtSum {
+    /// `(a, r_a)` and `(b, r_b)` of the conv's and the input's `(code, ratio)`, in the Add's order.
+    #[inline(always)]
+    pub fn ordered<T>(&self, conv: (T, f32), input: (T, f32)) -> ((T, f32), (T, f32)) {
+        if self.conv_first {
+            (conv, input)
+        } else {
+            (input, conv)
+        }
+    }
 }
 
 impl SumRule {
@@ -217,26 +230,20 @@ impl SumRule {
                 input,
                 conv_first,
             } => {
-                let (first, second) = if conv_first {
-                    (conv, input)
-                } else {
-                    (input, conv)
-                };
-                let ratio_first = first.scale / r.quant.scale;
-                let ratio_second = second.scale / r.quant.scale;
-                let fixed = r.quant.zero_point as f32
-                    - ratio_first.mul_add(
-                        first.zero_point as f32,
-                        ratio_second * second.zero_point as f32,
-                    );
-                Some(OrtSum {
-                    first,
-                    second,
+                let mut o = OrtSum {
+                    conv,
+                    input,
+                    conv_ratio: conv.scale / r.quant.scale,
+                    input_ratio: input.scale / r.quant.scale,
                     conv_first,
-                    ratio_first,
-                    ratio_second,
-                    fixed,
-                })
+                    fixed: 0.0,
+                };
+                let ((za, ra), (zb, rb)) = o.ordered(
+                    (conv.zero_point as f32, o.conv_ratio),
+                    (input.zero_point as f32, o.input_ratio),
+                );
+                o.fixed = r.quant.zero_point as f32 - ra.mul_add(za, rb * zb);
+                Some(o)
             }
         };
         SumRule {
@@ -256,12 +263,12 @@ impl SumRule {
         let steps = match self.ort {
             None => round_even(((y + r) / self.scale).max(self.lo).min(self.hi)),
             Some(o) => {
-                let (a, b) = if o.conv_first { (y, r) } else { (r, y) };
                 // The codes of the operands (exact: each is `(q − z) · s` rounded once).
-                let a = round_even(a / o.first.scale) + o.first.zero_point as f32;
-                let b = round_even(b / o.second.scale) + o.second.zero_point as f32;
+                let conv = round_even(y / o.conv.scale) + o.conv.zero_point as f32;
+                let input = round_even(r / o.input.scale) + o.input.zero_point as f32;
+                let ((a, ra), (b, rb)) = o.ordered((conv, o.conv_ratio), (input, o.input_ratio));
                 // Rounded to the code first: the clamp and the zero point then act on integers.
-                let code = round_even(a.mul_add(o.ratio_first, b.mul_add(o.ratio_second, o.fixed)));
+                let code = round_even(a.mul_add(ra, b.mul_add(rb, o.fixed)));
                 (code - self.zero_point as f32).max(self.lo).min(self.hi)
             }
         };

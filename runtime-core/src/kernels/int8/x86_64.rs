@@ -206,29 +206,23 @@ pub(super) unsafe fn direct_vnni<const MR: usize, const NR: usize>(
     let l = &t.layout;
     let kk = t.k_words();
     let ntaps = t.taps.len();
-    let xg = m0 / t.mg * l.cbg * l.block_len + v0 * LANES;
-    let w = &t.w[m0 * kk..][..MR * kk];
     // Every load below reads words `xg + cb · block_len + off + j · 16 ..+ 16` for the group's
-    // blocks `cb`, the taps' offsets `off` and `j < NR`: all within `t.x`, checked once here.
-    let max_off = t.taps.iter().copied().max().unwrap_or(0);
-    assert!(xg + (l.cbg - 1) * l.block_len + max_off + NR * LANES <= t.x.len());
+    // blocks `cb`, the taps' offsets `off` and `j < NR`: all within `t.x` (`tile_start` checks).
+    let xg = l.tile_start(t.taps, m0, t.mg, v0 * LANES, NR * LANES, t.x.len());
+    let w = &t.w[m0 * kk..][..MR * kk];
     let (x, w) = (t.x.as_ptr(), w.as_ptr());
     // The residual the epilogue reads, requested now so that it arrives during the products (it
     // was written layers ago: at batch 8 it has left the caches). Never faults.
     if let Some((_, r)) = &t.sum {
         let (first, last) = (stores[0].start, stores[NR - 1].start + LANES);
+        let (base, size) = match r {
+            Addend::Real(r) => (r.as_ptr() as *const i8, 4),
+            Addend::Codes(r, _) => (r.as_ptr() as *const i8, 1),
+        };
         for i in 0..MR {
             let at = (m0 + i) * t.pixels;
-            let (lo, hi) = match r {
-                Addend::Real(r) => (
-                    r.as_ptr().wrapping_add(at + first) as *const i8,
-                    r.as_ptr().wrapping_add(at + last) as *const i8,
-                ),
-                Addend::Codes(r, _) => (
-                    r.as_ptr().wrapping_add(at + first) as *const i8,
-                    r.as_ptr().wrapping_add(at + last) as *const i8,
-                ),
-            };
+            let lo = base.wrapping_add((at + first) * size);
+            let hi = base.wrapping_add((at + last) * size);
             let mut p = lo;
             while p < hi {
                 _mm_prefetch::<_MM_HINT_T0>(p);
@@ -241,7 +235,7 @@ pub(super) unsafe fn direct_vnni<const MR: usize, const NR: usize>(
     for cb in 0..l.cbg {
         let xb = xg + cb * l.block_len;
         for (ti, &off) in t.taps.iter().enumerate() {
-            // SAFETY: vector `j`'s 16 words lie within `t.x` (the assertion above).
+            // SAFETY: vector `j`'s 16 words lie within `t.x` (checked by `tile_start`).
             let xv: [__m512i; NR] = std::array::from_fn(|j| unsafe {
                 _mm512_loadu_si512(x.add(xb + off + j * LANES) as *const __m512i)
             });
@@ -395,16 +389,6 @@ unsafe fn finish_sums_512<const MR: usize, const NR: usize>(
         // requantized steps, the residual's read as codes or recovered from its values.
         let lo = _mm512_set1_ps((min - quant.zero_point) as f32);
         let hi = _mm512_set1_ps((max - quant.zero_point) as f32);
-        let (in_quant, ratio) = if o.conv_first {
-            (o.second, o.ratio_second)
-        } else {
-            (o.first, o.ratio_first)
-        };
-        let conv_ratio = if o.conv_first {
-            o.ratio_first
-        } else {
-            o.ratio_second
-        };
         for (i, values) in values.iter().enumerate() {
             for (&v, &st) in values.iter().zip(stores) {
                 let at = place.base + i * place.stride + st.start;
@@ -417,8 +401,8 @@ unsafe fn finish_sums_512<const MR: usize, const NR: usize>(
                         // elements of `r`.
                         let r = unsafe { _mm512_maskz_loadu_ps(low, r.as_ptr()) };
                         _mm512_add_ps(
-                            round(_mm512_div_ps(r, _mm512_set1_ps(in_quant.scale))),
-                            _mm512_set1_ps(in_quant.zero_point as f32),
+                            round(_mm512_div_ps(r, _mm512_set1_ps(o.input.scale))),
+                            _mm512_set1_ps(o.input.zero_point as f32),
                         )
                     }
                     Addend::Codes(r, _) => {
@@ -429,11 +413,7 @@ unsafe fn finish_sums_512<const MR: usize, const NR: usize>(
                     }
                 };
                 // `fma(a, r_a, fma(b, r_b, fixed))`, `a` the Add's first operand.
-                let (a, ra, b, rb) = if o.conv_first {
-                    (conv, conv_ratio, residual, ratio)
-                } else {
-                    (residual, ratio, conv, conv_ratio)
-                };
+                let ((a, ra), (b, rb)) = o.ordered((conv, o.conv_ratio), (residual, o.input_ratio));
                 let sum = _mm512_fmadd_ps(
                     a,
                     _mm512_set1_ps(ra),
@@ -669,18 +649,17 @@ pub(super) unsafe fn direct_avx2<const MR: usize>(
     let l = &t.layout;
     let kk = t.k_words();
     let ntaps = t.taps.len();
-    let xg = m0 / t.mg * l.cbg * l.block_len + v * LANES;
+    // Every load reads words `xg + cb · block_len + off ..+ 16`: within `t.x` (`tile_start`
+    // checks).
+    let xg = l.tile_start(t.taps, m0, t.mg, v * LANES, LANES, t.x.len());
     let w = &t.w[m0 * kk..][..MR * kk];
-    // Every load reads words `xg + cb · block_len + off ..+ 16`: within `t.x`, checked once here.
-    let max_off = t.taps.iter().copied().max().unwrap_or(0);
-    assert!(xg + (l.cbg - 1) * l.block_len + max_off + LANES <= t.x.len());
     let (x, w) = (t.x.as_ptr(), w.as_ptr());
     let even = _mm256_set1_epi32(0x00FF_00FF);
     let mut acc = [[_mm256_setzero_si256(); 2]; MR];
     for cb in 0..l.cbg {
         let xb = xg + cb * l.block_len;
         for (ti, &off) in t.taps.iter().enumerate() {
-            // SAFETY: both halves' 8 words lie within `t.x` (the assertion above).
+            // SAFETY: both halves' 8 words lie within `t.x` (checked by `tile_start`).
             let xh: [__m256i; 2] = std::array::from_fn(|h| unsafe {
                 _mm256_loadu_si256(x.add(xb + off + 8 * h) as *const __m256i)
             });
