@@ -959,23 +959,21 @@ fn layout_nchw_keeps_every_value_nchw() {
     assert!(rel <= 1e-4, "{file} on NCHW vs PyTorch: {rel:e}");
 }
 
-/// The convs of `graph` running Winograd.
-fn winograd_convs(graph: &Graph) -> usize {
+/// The convs of `graph` running `algo`.
+fn convs_on(graph: &Graph, algo: resnext_runtime_core::kernels::conv::ConvAlgo) -> usize {
     graph
         .nodes
         .node_weights()
-        .filter(|n| {
-            matches!(&n.op, Op::Conv(c)
-                if c.kernel_choice == ConvKernel::Fast(resnext_runtime_core::kernels::conv::ConvAlgo::Winograd))
-        })
+        .filter(|n| matches!(&n.op, Op::Conv(c) if c.kernel_choice == ConvKernel::Fast(algo)))
         .count()
 }
 
 /// `WinogradChoice::Always` runs every dense 3×3 stride-1 conv of the basic-block ResNet on
-/// Winograd (the interpreter runs the chosen kernels: within 1e-4 of PyTorch, as the family tests
-/// require), `Never` none of them.
+/// Winograd F(4×4, 3×3), `Never` none of them, the default (`Accurate`) only F(2×2, 3×3); the
+/// interpreter runs the chosen kernels: within 1e-4 of PyTorch, as the family tests require.
 #[test]
 fn winograd_choice_forces_either_path() {
+    use resnext_runtime_core::kernels::conv::ConvAlgo;
     let file = "families/resnet_basic_mini";
     let (shape, input) =
         resnext_runtime_core::formats::npy::read_f32(testdata(&format!("{file}.input.npy")))
@@ -983,20 +981,36 @@ fn winograd_choice_forces_either_path() {
     let (_, expected) =
         resnext_runtime_core::formats::npy::read_f32(testdata(&format!("{file}.output.npy")))
             .unwrap();
-    for (choice, any) in [
-        (passes::WinogradChoice::Always, true),
-        (passes::WinogradChoice::Never, false),
+    assert_eq!(
+        passes::WinogradChoice::default(),
+        passes::WinogradChoice::Accurate
+    );
+    for choice in [
+        passes::WinogradChoice::Always,
+        passes::WinogradChoice::Never,
+        passes::WinogradChoice::Accurate,
+        passes::WinogradChoice::Fast,
     ] {
         let mut g = load(&testdata(&format!("{file}.dynamo.onnx")));
         check_pipeline(&mut g, 1, 3);
         passes::select_kernels_nchw_with(&mut g, choice).unwrap();
-        let n = winograd_convs(&g);
-        assert_eq!(n > 0, any, "{choice:?}: {n} Winograd convs");
+        let f2 = convs_on(&g, ConvAlgo::Winograd2x2);
+        let f4 = convs_on(&g, ConvAlgo::Winograd4x4);
+        let (want_f2, want_f4) = match choice {
+            passes::WinogradChoice::Always => (Some(false), true),
+            passes::WinogradChoice::Never => (Some(false), false),
+            passes::WinogradChoice::Accurate => (None, false),
+            passes::WinogradChoice::Fast => (None, f4 > 0),
+        };
+        if let Some(want) = want_f2 {
+            assert_eq!(f2 > 0, want, "{choice:?}: {f2} F(2×2) convs");
+        }
+        assert_eq!(f4 > 0, want_f4, "{choice:?}: {f4} F(4×4) convs");
         let rel = rel_diff(
             &run(&g, std::slice::from_ref(&input), shape[0]),
             std::slice::from_ref(&expected),
         );
-        println!("{choice:?}: {n} Winograd convs, {rel:e} from PyTorch");
+        println!("{choice:?}: {f2} F(2×2) and {f4} F(4×4) convs, {rel:e} from PyTorch");
         assert!(rel <= 1e-4, "{choice:?} vs PyTorch: {rel:e}");
     }
 }

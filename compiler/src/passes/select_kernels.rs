@@ -7,11 +7,10 @@
 //! the loader reads later (the DSL's state_dict) get a [`WeightSource::PackedConv`] /
 //! [`WeightSource::PackedDense`] recipe the loader evaluates with the same runtime functions.
 //!
-//! Dense 3×3 stride-1 convs run Winograd F(4×4, 3×3) instead of im2col only when asked
-//! (`RESNEXT_WINOGRAD`, read when the pass runs; [`WinogradChoice`], which says why it is off by
-//! default): `auto` where `winograd::preferred` (a cost model calibrated by
-//! `runtime-core/examples/bench_winograd.rs`) expects it to be faster at batch 1 on one thread,
-//! `on` on every layer it supports.
+//! Dense 3×3 stride-1 convs run Winograd F(2×2, 3×3) where `winograd::preferred` (a cost model
+//! calibrated by `runtime-core/examples/bench_winograd.rs`) expects it to be faster than the GEMM
+//! over the 9 taps at batch 1 on one thread; F(4×4, 3×3) only when asked (`RESNEXT_WINOGRAD`,
+//! read when the pass runs; [`WinogradChoice`], which says why).
 //!
 //! Activation layout: convs whose kernels have an NCHW8c form (1×1 and grouped convs over whole
 //! blocks of 8 channels) form regions (connected through the values between them); a region whose
@@ -42,42 +41,54 @@ use crate::ir::{
 /// break-even is near 300; 1024 leaves a margin. ResNeXt-50's one region has ~13 000.
 const MIN_MACS_PER_REORDERED: u64 = 1024;
 
-/// When dense 3×3 stride-1 convs run Winograd F(4×4, 3×3) rather than im2col. Off by default:
-/// its rounding error is about 10× im2col's per layer, which deep nets accumulate past the
-/// 1e-4 × max |logit| the compiled models are held to (full-size ResNet-50, Wide ResNet-50 and
-/// Inception-v3 with random weights: 2–3× that bound against PyTorch, 2026-12-07), so it is the
-/// user's choice of speed over agreement.
+/// Which Winograd algorithm, if any, runs the dense 3×3 stride-1 convs. By default F(2×2, 3×3),
+/// whose rounding error is within a small factor of the direct sum's, where `winograd::preferred`
+/// expects it to be faster. F(4×4, 3×3) is faster still but opt-in: its rounding error is 20–45×
+/// the implicit GEMM's per layer, which deep nets accumulate past the 1e-4 × max |logit| the compiled
+/// models are held to (full-size ResNet-50, Wide ResNet-50 and Inception-v3 with random weights:
+/// 2–3× that bound against PyTorch, 2026-12-07), so it is the user's choice of speed over
+/// agreement.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum WinogradChoice {
-    /// Where `winograd::preferred` expects it to be faster (batch 1, one thread).
-    Auto,
-    /// Every conv it supports.
+    /// F(2×2, 3×3) where `winograd::preferred` expects it to be faster (batch 1, one thread).
+    #[default]
+    Accurate,
+    /// F(4×4, 3×3) where the cost model expects it to be faster, else F(2×2, 3×3) where that is.
+    Fast,
+    /// F(4×4, 3×3) on every conv it supports.
     Always,
     /// None.
-    #[default]
     Never,
 }
 
 impl WinogradChoice {
-    /// `RESNEXT_WINOGRAD`: `auto` is [`WinogradChoice::Auto`], `on` [`WinogradChoice::Always`],
-    /// unset, `off` or anything else [`WinogradChoice::Never`].
+    /// `RESNEXT_WINOGRAD`: `off` is [`WinogradChoice::Never`], `4x4` (or `auto`)
+    /// [`WinogradChoice::Fast`], `on` [`WinogradChoice::Always`]; unset, `2x2` or anything else
+    /// [`WinogradChoice::Accurate`].
     pub fn from_env() -> WinogradChoice {
         match std::env::var("RESNEXT_WINOGRAD").as_deref() {
-            Ok("auto") => WinogradChoice::Auto,
+            Ok("off") => WinogradChoice::Never,
+            Ok("4x4" | "auto") => WinogradChoice::Fast,
             Ok("on") => WinogradChoice::Always,
-            _ => WinogradChoice::Never,
+            _ => WinogradChoice::Accurate,
         }
     }
 
     /// The algorithm for `shape`, whose best non-Winograd algorithm is `other`.
     fn choose(self, shape: &ConvShape, other: ConvAlgo) -> ConvAlgo {
-        let wino = matches!(other, ConvAlgo::Im2col | ConvAlgo::ImplicitGemm)
-            && match self {
-                WinogradChoice::Auto => winograd::preferred(shape, 1, 1),
-                WinogradChoice::Always => winograd::supports(shape),
-                WinogradChoice::Never => false,
-            };
-        if wino { ConvAlgo::Winograd } else { other }
+        use winograd::Variant;
+        if !matches!(other, ConvAlgo::Im2col | ConvAlgo::ImplicitGemm) {
+            return other;
+        }
+        let f2 = || winograd::preferred(Variant::F2, shape, 1, 1);
+        let f4 = || winograd::preferred(Variant::F4, shape, 1, 1);
+        match self {
+            WinogradChoice::Accurate if f2() => ConvAlgo::Winograd2x2,
+            WinogradChoice::Fast if f4() => ConvAlgo::Winograd4x4,
+            WinogradChoice::Fast if f2() => ConvAlgo::Winograd2x2,
+            WinogradChoice::Always if winograd::supports(shape) => ConvAlgo::Winograd4x4,
+            _ => other,
+        }
     }
 }
 

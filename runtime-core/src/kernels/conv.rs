@@ -5,10 +5,13 @@
 //!   `out[oc, p] = Σ_ic W[oc, ic] · X[ic, p]` over the NCHW planes (`gemm`).
 //! - [`ConvAlgo::Grouped`] / [`ConvAlgo::Depthwise`]: the direct kernels of `grouped.rs` and
 //!   `depthwise.rs`, for the shapes their `supports` accepts.
-//! - [`ConvAlgo::Winograd`]: ungrouped 3×3 stride-1 convs by Winograd F(4×4, 3×3) (`winograd`):
-//!   36 GEMMs over transformed tiles, about 4× fewer multiply-adds than im2col, at a larger
-//!   rounding error (bounded in `winograd`'s doc). Never chosen by [`ConvAlgo::select`]: the
-//!   compiler picks it per layer by a cost model (`winograd::preferred`).
+//! - [`ConvAlgo::Winograd2x2`] / [`ConvAlgo::Winograd4x4`]: ungrouped 3×3 stride-1 convs by
+//!   Winograd F(2×2, 3×3) or F(4×4, 3×3) (`winograd`): 16 or 36 GEMMs over transformed tiles,
+//!   2.25× or 4× fewer multiply-adds than a GEMM over the 9 taps; F(2×2)'s rounding error is
+//!   within a small factor of the direct sum's, F(4×4)'s far larger (both bounded in
+//!   `winograd`'s doc). Never
+//!   chosen by [`ConvAlgo::select`]: the compiler picks them per layer by a cost model
+//!   (`winograd::preferred`).
 //! - [`ConvAlgo::ImplicitGemm`]: ungrouped convs larger than 1×1 (dense 3×3 at any stride, the
 //!   stems) as an implicit GEMM whose B rows are read straight from a zero-padded, phase-split
 //!   copy of the input (`implicit`): no im2col packing, the rounding of a direct convolution.
@@ -51,8 +54,10 @@ pub enum ConvAlgo {
     PointwiseNchw8c,
     /// A grouped conv on NCHW8c input, residual and output.
     GroupedNchw8c,
+    /// An ungrouped 3×3 stride-1 conv by Winograd F(2×2, 3×3).
+    Winograd2x2,
     /// An ungrouped 3×3 stride-1 conv by Winograd F(4×4, 3×3).
-    Winograd,
+    Winograd4x4,
     /// A 1×1 conv as [`ConvAlgo::Pointwise`] with bf16 products (weights packed as K-pairs by
     /// `gemm::bf16::pack_a`).
     PointwiseBf16,
@@ -88,7 +93,7 @@ impl ConvAlgo {
                 ConvAlgo::Grouped => grouped::supports(shape),
                 ConvAlgo::Depthwise => depthwise::supports(shape),
                 ConvAlgo::Im2col => true,
-                ConvAlgo::Winograd => winograd::supports(shape),
+                ConvAlgo::Winograd2x2 | ConvAlgo::Winograd4x4 => winograd::supports(shape),
                 ConvAlgo::ImplicitGemm => implicit::supports(shape),
                 ConvAlgo::DirectBf16 => direct_bf16::supports(shape),
                 ConvAlgo::PointwiseNchw8c => blocked::supports(shape),
@@ -105,7 +110,8 @@ impl ConvAlgo {
         match self {
             ConvAlgo::Pointwise | ConvAlgo::PointwiseNchw8c => Some(ConvAlgo::PointwiseNchw8c),
             ConvAlgo::Grouped | ConvAlgo::GroupedNchw8c => Some(ConvAlgo::GroupedNchw8c),
-            ConvAlgo::Depthwise | ConvAlgo::Im2col | ConvAlgo::Winograd => None,
+            ConvAlgo::Depthwise | ConvAlgo::Im2col => None,
+            ConvAlgo::Winograd2x2 | ConvAlgo::Winograd4x4 => None,
             ConvAlgo::ImplicitGemm => None,
             ConvAlgo::PointwiseBf16 | ConvAlgo::DirectBf16 => None,
         }
@@ -124,7 +130,8 @@ impl ConvAlgo {
             ConvAlgo::Im2col => "im2col",
             ConvAlgo::PointwiseNchw8c => "pointwise-nchw8c",
             ConvAlgo::GroupedNchw8c => "grouped-nchw8c",
-            ConvAlgo::Winograd => "winograd",
+            ConvAlgo::Winograd2x2 => "winograd-2x2",
+            ConvAlgo::Winograd4x4 => "winograd-4x4",
             ConvAlgo::PointwiseBf16 => "pointwise-bf16",
             ConvAlgo::ImplicitGemm => "implicit-gemm",
             ConvAlgo::DirectBf16 => "direct-bf16",
@@ -165,7 +172,8 @@ pub fn packed_len(algo: ConvAlgo, shape: &ConvShape) -> usize {
     match algo {
         ConvAlgo::Grouped | ConvAlgo::GroupedNchw8c | ConvAlgo::Depthwise => shape.weight_len(),
         ConvAlgo::PointwiseNchw8c => blocked::packed_len(shape),
-        ConvAlgo::Winograd => winograd::packed_len(shape),
+        ConvAlgo::Winograd2x2 => winograd::packed_len(winograd::Variant::F2, shape),
+        ConvAlgo::Winograd4x4 => winograd::packed_len(winograd::Variant::F4, shape),
         ConvAlgo::ImplicitGemm => implicit::packed_len(shape),
         ConvAlgo::DirectBf16 => direct_bf16::packed_len(shape),
         ConvAlgo::Pointwise | ConvAlgo::Im2col => {
@@ -191,7 +199,8 @@ pub fn pack(algo: ConvAlgo, shape: &ConvShape, weight: &[f32]) -> Result<Vec<f32
         ConvAlgo::Grouped | ConvAlgo::GroupedNchw8c => grouped::pack(shape, weight),
         ConvAlgo::PointwiseNchw8c => blocked::pack(shape, weight)?,
         ConvAlgo::Depthwise => depthwise::pack(shape, weight),
-        ConvAlgo::Winograd => winograd::pack(shape, weight),
+        ConvAlgo::Winograd2x2 => winograd::pack(winograd::Variant::F2, shape, weight),
+        ConvAlgo::Winograd4x4 => winograd::pack(winograd::Variant::F4, shape, weight),
         ConvAlgo::ImplicitGemm => implicit::pack(shape, weight),
         ConvAlgo::DirectBf16 => direct_bf16::pack(shape, weight),
         ConvAlgo::Pointwise | ConvAlgo::Im2col => {
@@ -237,7 +246,12 @@ pub fn scratch_len(algo: ConvAlgo, shape: &ConvShape, batch: usize, threads: usi
             }
         }
         ConvAlgo::Grouped | ConvAlgo::Depthwise => 0,
-        ConvAlgo::Winograd => winograd::scratch_len(shape, batch, threads),
+        ConvAlgo::Winograd2x2 => {
+            winograd::scratch_len(winograd::Variant::F2, shape, batch, threads)
+        }
+        ConvAlgo::Winograd4x4 => {
+            winograd::scratch_len(winograd::Variant::F4, shape, batch, threads)
+        }
         ConvAlgo::ImplicitGemm => implicit::scratch_len(shape, threads),
         ConvAlgo::DirectBf16 => direct_bf16::scratch_len(shape),
         ConvAlgo::PointwiseNchw8c => blocked::scratch_len(shape, batch),
@@ -302,7 +316,8 @@ pub fn conv2d(ctx: &Ctx, algo: ConvAlgo, args: ConvArgs) -> Result<(), KernelErr
             return grouped::run_nchw8c(ctx, args);
         }
         ConvAlgo::GroupedNchw8c => return grouped_nchw8c(ctx, args),
-        ConvAlgo::Winograd => return winograd::run(ctx, args),
+        ConvAlgo::Winograd2x2 => return winograd::run(winograd::Variant::F2, ctx, args),
+        ConvAlgo::Winograd4x4 => return winograd::run(winograd::Variant::F4, ctx, args),
         ConvAlgo::ImplicitGemm => return implicit::run(ctx, args),
         ConvAlgo::DirectBf16 => return direct_bf16::run(ctx, args),
         ConvAlgo::Pointwise | ConvAlgo::Im2col | ConvAlgo::PointwiseBf16 => {}
