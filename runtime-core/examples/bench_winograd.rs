@@ -8,8 +8,8 @@
 //! weights scaled like a trained layer's, He init), relative to the largest output.
 //!
 //! Run: `cargo run --release -p resnext-runtime-core --example bench_winograd [-- --rounds 40]
-//! [--errors] [--isa avx2] [--profile N [2|4]]` (`--profile N`: Winograd F(4×4), or the size
-//! given, alone on row N, for a profiler).
+//! [--errors] [--isa avx2] [--only MODEL] [--profile N [2|4]]` (`--only`: the rows whose model
+//! starts so; `--profile N`: Winograd F(4×4), or the size given, alone on row N, for a profiler).
 
 use std::time::Instant;
 
@@ -21,7 +21,7 @@ use resnext_runtime_core::kernels::winograd::{self, Variant};
 use resnext_runtime_core::kernels::{Activation, ConvArgs, ConvShape, Epilogue, reference};
 
 /// (model, channels in, channels out, map size, layers of the shape in the model).
-const LAYERS: [(&str, usize, usize, usize, usize); 19] = [
+const LAYERS: [(&str, usize, usize, usize, usize); 22] = [
     ("resnet18@160", 64, 64, 40, 4),
     ("resnet18@160", 128, 128, 20, 3),
     ("resnet18@160", 256, 256, 10, 3),
@@ -40,6 +40,9 @@ const LAYERS: [(&str, usize, usize, usize, usize); 19] = [
     ("vgg11@224", 256, 512, 28, 1),
     ("vgg11@224", 512, 512, 28, 1),
     ("vgg11@224", 512, 512, 14, 2),
+    ("effnetv2s@224", 24, 24, 112, 2),
+    ("effnetv2s@224", 48, 192, 56, 3),
+    ("effnetv2s@224", 64, 256, 28, 3),
     ("small", 16, 16, 32, 1),
 ];
 
@@ -182,7 +185,14 @@ fn main() {
         "pick"
     );
     let pools = [Threads::new(1), Threads::new(2)];
-    for (model, in_c, out_c, hw, _) in LAYERS {
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1));
+    let layers = LAYERS
+        .iter()
+        .filter(|l| only.is_none_or(|m| l.0.starts_with(m.as_str())));
+    for &(model, in_c, out_c, hw, _) in layers {
         let s = ConvShape::square(in_c, hw, out_c, 3, 1, 1, 1);
         let mut line = format!("{model:<13} {in_c:>4} {out_c:>4} {hw:>4} |");
         for threads in &pools {

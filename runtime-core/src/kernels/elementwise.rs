@@ -111,10 +111,10 @@ fn parallel_min(activation: Activation) -> usize {
 
 /// The vector loops of one tier: a supported tier, or the generic one.
 #[derive(Clone, Copy)]
-struct Lanes(Isa);
+pub(crate) struct Lanes(Isa);
 
 impl Lanes {
-    fn of(ctx: &Ctx) -> Lanes {
+    pub(crate) fn of(ctx: &Ctx) -> Lanes {
         Lanes(if ctx.isa.supported() {
             ctx.isa
         } else {
@@ -123,7 +123,7 @@ impl Lanes {
     }
 
     /// `y = act(x)`, `x` and `y` equally long.
-    fn map(self, activation: Activation, x: &[f32], y: &mut [f32]) {
+    pub(crate) fn map(self, activation: Activation, x: &[f32], y: &mut [f32]) {
         match self.0 {
             // SAFETY: the tier is supported by this CPU (`Lanes::of`).
             #[cfg(target_arch = "x86_64")]

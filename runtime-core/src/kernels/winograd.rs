@@ -49,6 +49,7 @@
 //! error comes out 1.0–2.3× the implicit GEMM's and F(4×4)'s 20–45× (`bench/RESULTS.md`). The
 //! property tests check this bound.
 
+use super::elementwise::Lanes;
 use super::gemm::{self, BSource, BiasAlong, Gemm, Problem};
 use super::{
     Activation, ConvArgs, ConvShape, Epilogue, KernelError, SharedOut, check_len, check_min_len,
@@ -662,6 +663,7 @@ fn output_transform<T: Points>(
     let w_ptr = SharedOut(workers.as_mut_ptr());
     let isa = ctx.isa;
     let plane_len = s.out_h * s.out_w;
+    let lanes = Lanes::of(ctx);
     ctx.threads.run_indexed(s.out_c, &|k, worker| {
         // SAFETY: as in `input_transform`.
         let buf = unsafe { std::slice::from_raw_parts_mut(w_ptr.ptr().add(worker * wl), wl) };
@@ -707,7 +709,7 @@ fn output_transform<T: Points>(
                         *p = ys[bb][i];
                     }
                 }
-                finish_row(&row_fin, a, &line_buf[..s.out_w], line);
+                finish_row(&row_fin, lanes, a, &mut line_buf[..s.out_w], line);
             }
         }
     });
@@ -774,35 +776,32 @@ struct RowFinish<'a, 'e> {
     out_w: usize,
 }
 
-/// `line = act(src + bias + residual)` for row `a` of the tile row.
+/// `line = act(src + bias + residual)` for row `a` of the tile row (`src` is scratch: it is
+/// overwritten). Activations other than ReLU run on the tier's vector math (`lanes`).
 #[inline]
-fn finish_row(f: &RowFinish, a: usize, src: &[f32], line: &mut [f32]) {
+fn finish_row(f: &RowFinish, lanes: Lanes, a: usize, src: &mut [f32], line: &mut [f32]) {
     let bias = f.epilogue.bias.map_or(0.0, |b| b[f.channel]);
     match f.epilogue.residual {
         Some(res) => {
-            let res = &res[f.residual_at + a * f.out_w..][..line.len()];
-            for ((o, &x), &r) in line.iter_mut().zip(src).zip(res) {
-                *o = x + bias + r;
+            let res = &res[f.residual_at + a * f.out_w..][..src.len()];
+            for (x, &r) in src.iter_mut().zip(res) {
+                *x = *x + bias + r;
             }
         }
         None => {
-            for (o, &x) in line.iter_mut().zip(src) {
-                *o = x + bias;
+            for x in src.iter_mut() {
+                *x += bias;
             }
         }
     }
     match f.epilogue.activation {
-        Activation::None => {}
+        Activation::None => line.copy_from_slice(src),
         Activation::Relu => {
-            for o in line.iter_mut() {
-                *o = if *o < 0.0 { 0.0 } else { *o };
+            for (o, &x) in line.iter_mut().zip(src.iter()) {
+                *o = if x < 0.0 { 0.0 } else { x };
             }
         }
-        act => {
-            for o in line.iter_mut() {
-                *o = act.apply(*o);
-            }
-        }
+        act => lanes.map(act, src, line),
     }
 }
 
