@@ -21,7 +21,7 @@ use resnext_runtime_core::kernels::winograd::{self, Variant};
 use resnext_runtime_core::kernels::{Activation, ConvArgs, ConvShape, Epilogue, reference};
 
 /// (model, channels in, channels out, map size, layers of the shape in the model).
-const LAYERS: [(&str, usize, usize, usize, usize); 22] = [
+const LAYERS: [(&str, usize, usize, usize, usize); 25] = [
     ("resnet18@160", 64, 64, 40, 4),
     ("resnet18@160", 128, 128, 20, 3),
     ("resnet18@160", 256, 256, 10, 3),
@@ -43,6 +43,9 @@ const LAYERS: [(&str, usize, usize, usize, usize); 22] = [
     ("effnetv2s@224", 24, 24, 112, 2),
     ("effnetv2s@224", 48, 192, 56, 3),
     ("effnetv2s@224", 64, 256, 28, 3),
+    ("squeezenet1_1", 32, 128, 27, 2),
+    ("squeezenet1_1", 48, 192, 13, 2),
+    ("squeezenet1_1", 64, 256, 13, 2),
     ("small", 16, 16, 32, 1),
 ];
 

@@ -278,8 +278,14 @@ pub fn preferred(variant: Variant, s: &ConvShape, batch: usize, threads: usize) 
         return false;
     }
     let [direct, wino] = costs(variant, s, batch, threads);
-    wino < direct
+    wino < MARGIN * direct
 }
+
+/// The share of the direct GEMM's estimated time below which [`preferred`] takes Winograd: the
+/// model's error on the layers it was fitted to is about ±10%, and on small maps of few input
+/// channels (SqueezeNet's 32 → 128 at 27×27: 0.99 estimated, 1.09 measured) it errs towards
+/// Winograd.
+const MARGIN: f64 = 0.97;
 
 /// Estimated times (in multiply-adds at the GEMM's peak) of `[direct, Winograd]` for `shape`:
 /// GEMM multiply-adds (9 per output pixel and channel pair for the direct GEMM, α² per tile for
@@ -288,6 +294,13 @@ pub fn preferred(variant: Variant, s: &ConvShape, batch: usize, threads: usize) 
 /// each: on 7×7 maps F(4×4)'s 4× larger weights cost more than its saved multiply-adds), plus
 /// Winograd's transforms at [`TRANSFORM_COST`] per transformed float.
 pub fn costs(variant: Variant, s: &ConvShape, batch: usize, threads: usize) -> [f64; 2] {
+    let (transform_cost, k_half) = match variant {
+        Variant::F2 => (F2_TRANSFORM_COST, F2_K_HALF),
+        Variant::F4 => (F4_TRANSFORM_COST, 0.0),
+    };
+    // The GEMM's rate also falls with its depth `k` (`k / (k + k_half)`): F(2×2)'s GEMMs sum over
+    // the input channels alone, the direct GEMM over 9 times as many.
+    let depth = |k: usize| k as f64 / (k as f64 + k_half);
     let positions = variant.positions() as f64;
     let (tx, ty) = tiles(variant.tile(), s);
     let threads = threads.max(1) as f64;
@@ -299,20 +312,31 @@ pub fn costs(variant: Variant, s: &ConvShape, batch: usize, threads: usize) -> [
     let pixels = (batch * s.out_h * s.out_w) as f64;
     let n_block = (block_rows(variant.tile(), s, batch) * tx) as f64;
     let tiles = (batch * tx * ty) as f64;
-    let direct = 9.0 * pairs * (pixels / rate(pixels) + WEIGHT_COST);
-    let wino = positions * pairs * (tiles / rate(n_block) + WEIGHT_COST)
-        + TRANSFORM_COST * positions * tiles * (s.in_c + s.out_c) as f64;
+    let direct = 9.0 * pairs * (pixels / rate(pixels) / depth(9 * s.in_c) + WEIGHT_COST);
+    let wino = positions * pairs * (tiles / rate(n_block) / depth(s.in_c) + WEIGHT_COST)
+        + transform_cost * positions * tiles * (s.in_c + s.out_c) as f64;
     [direct, wino]
 }
 
 /// The columns per thread at which the packed GEMM runs at half its peak rate, in the cost model
-/// of [`costs`]. The three constants were fitted to `examples/bench_winograd.rs` on ResNet-18 and
-/// VGG-11 layers (2026-12-06, `bench/RESULTS.md`): F(4×4) measured 0.23–0.83× im2col's time
-/// down to 10×10 maps of 256 channels, 1.2–2.5× on 7×7 and 5×5 maps of 512 and on 16 channels.
+/// of [`costs`]. This, [`WEIGHT_COST`] and [`F4_TRANSFORM_COST`] were fitted to
+/// `examples/bench_winograd.rs` on ResNet-18 and VGG-11 layers (2026-12-06, `bench/RESULTS.md`):
+/// F(4×4) measured 0.23–0.83× im2col's time down to 10×10 maps of 256 channels, 1.2–2.5× on 7×7
+/// and 5×5 maps of 512 and on 16 channels. [`F2_TRANSFORM_COST`] and [`F2_K_HALF`] were fitted
+/// (2026-12-07) to F(2×2) against the implicit GEMM on 21 layers of ResNet-18/50, VGG-11,
+/// EfficientNetV2-S and SqueezeNet: 0.54–1.51× measured, the model within ±15% of every one.
 const GEMM_HALF_COLS: f64 = 8.0;
 
-/// Multiply-adds one transformed float (input or output) costs, in the cost model of [`costs`].
-const TRANSFORM_COST: f64 = 24.0;
+/// Multiply-adds one transformed float (input or output) of F(4×4) costs, in the cost model of
+/// [`costs`].
+const F4_TRANSFORM_COST: f64 = 24.0;
+
+/// Multiply-adds one transformed float of F(2×2) costs (its transforms are adds alone).
+const F2_TRANSFORM_COST: f64 = 16.0;
+
+/// The GEMM depth at which F(2×2)'s GEMMs run at half their peak rate, in the cost model of
+/// [`costs`]: their depth is the input channels, down to 16.
+const F2_K_HALF: f64 = 16.0;
 
 /// Multiply-adds one packed weight float read from memory costs, in the cost model of [`costs`].
 const WEIGHT_COST: f64 = 10.0;
