@@ -43,7 +43,7 @@ const MIN_MACS_PER_REORDERED: u64 = 1024;
 
 /// Which Winograd algorithm, if any, runs the dense 3×3 stride-1 convs. By default F(2×2, 3×3),
 /// whose rounding error is within a small factor of the direct sum's, where `winograd::preferred`
-/// expects it to be faster. F(4×4, 3×3) is faster still but opt-in: its rounding error is 20–45×
+/// expects it to be faster. F(4×4, 3×3) is faster still but opt-in: its rounding error is 17–53×
 /// the implicit GEMM's per layer, which deep nets accumulate past the 1e-4 × max |logit| the compiled
 /// models are held to (full-size ResNet-50, Wide ResNet-50 and Inception-v3 with random weights:
 /// 2–3× that bound against PyTorch, 2026-12-07), so it is the user's choice of speed over

@@ -1,7 +1,7 @@
 //! Winograd convolution for dense 3×3 stride-1 convs, in two sizes ([`Variant`]):
 //! - F(2×2, 3×3): each 2×2 block of output pixels from a 4×4 input tile, 16 element-wise products
 //!   in place of 36 multiply-adds per channel pair (2.25× fewer), at a worst-case error 7× the
-//!   direct sum's (the bound below; measured on ResNet layers 1.0–2.3× the implicit GEMM's,
+//!   direct sum's (the bound below; measured on ResNet layers 1.1–2.4× the implicit GEMM's,
 //!   `bench/RESULTS.md`). The compiler's default where its cost model expects it to be faster.
 //! - F(4×4, 3×3): each 4×4 block from a 6×6 tile, 36 products in place of 144 (4× fewer), at a
 //!   worst-case error 256× the direct sum's; opt-in (`RESNEXT_WINOGRAD`, see `select_kernels`).
@@ -46,7 +46,7 @@
 //! against `γ_{9·in_c} · 9·in_c · X · W` for the direct sum: the worst case grows 7-fold for
 //! F(2×2) and 256-fold for F(4×4). Typical errors are far smaller (the rounding errors of the
 //! products cancel like random signs): on ResNet layers with He-initialised weights F(2×2)'s
-//! error comes out 1.0–2.3× the implicit GEMM's and F(4×4)'s 20–45× (`bench/RESULTS.md`). The
+//! error comes out 1.1–2.4× the implicit GEMM's and F(4×4)'s 17–53× (`bench/RESULTS.md`). The
 //! property tests check this bound.
 
 use super::elementwise::Lanes;
@@ -56,6 +56,8 @@ use super::{
 };
 use crate::exec::Ctx;
 use crate::exec::isa::Isa;
+use crate::exec::threads::Threads;
+use std::sync::{Mutex, OnceLock};
 
 /// The two Winograd algorithms: F(m×m, 3×3) for output tiles of side m = 2 or 4.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -310,7 +312,7 @@ pub fn costs(variant: Variant, s: &ConvShape, batch: usize, threads: usize) -> [
         per_thread / (per_thread + GEMM_HALF_COLS)
     };
     let pixels = (batch * s.out_h * s.out_w) as f64;
-    let n_block = (block_rows(variant.tile(), s, batch) * tx) as f64;
+    let n_block = (block_rows(variant.tile(), s, batch * ty, 1) * tx) as f64;
     let tiles = (batch * tx * ty) as f64;
     let direct = 9.0 * pairs * (pixels / rate(pixels) / depth(9 * s.in_c) + WEIGHT_COST);
     let wino = positions * pairs * (tiles / rate(n_block) / depth(s.in_c) + WEIGHT_COST)
@@ -346,13 +348,62 @@ fn tiles(tile: usize, s: &ConvShape) -> (usize, usize) {
     (s.out_w.div_ceil(tile), s.out_h.div_ceil(tile))
 }
 
-/// Tile rows (over the whole batch) transformed and multiplied per block: as many as keep the
-/// block's `V` and `M` within [`BLOCK_FLOATS`], at least one.
-fn block_rows(tile: usize, s: &ConvShape, batch: usize) -> usize {
-    let (tx, ty) = tiles(tile, s);
+/// Tile rows transformed and multiplied per block when `rows` tile rows are split `parts` ways:
+/// as many as keep each part's block `V` and `M` within its share of [`BLOCK_FLOATS`], at least
+/// one.
+fn block_rows(tile: usize, s: &ConvShape, rows: usize, parts: usize) -> usize {
+    let (tx, _) = tiles(tile, s);
     let positions = (tile + 2) * (tile + 2);
     let per_row = positions * (s.in_c + s.out_c) * tx;
-    (BLOCK_FLOATS / per_row.max(1)).clamp(1, (batch * ty).max(1))
+    (BLOCK_FLOATS / parts.max(1) / per_row.max(1)).clamp(1, rows.max(1))
+}
+
+/// Fewest tiles per part for [`plan`] to split the tile rows between the threads: below that the
+/// GEMMs are better split by output channels.
+const MIN_PART_TILES: usize = 64;
+
+/// How [`run`] divides the work of `batch` images on `threads` threads: `parts` contiguous ranges
+/// of tile rows, one task each; each range in blocks of up to `rows` tile rows, with `part_len`
+/// floats of scratch. With several parts each runs on one thread, transforming, multiplying and
+/// writing its own rows, so no transformed tile crosses between cores (on these VMs' distant
+/// vCPU pairs that traffic cost more than Winograd saved); with one part the three steps each
+/// spread over the threads.
+struct Plan {
+    parts: usize,
+    rows: usize,
+    part_len: usize,
+}
+
+fn plan(variant: Variant, s: &ConvShape, batch: usize, threads: usize) -> Plan {
+    let tile = variant.tile();
+    let positions = variant.positions();
+    let (tx, ty) = tiles(tile, s);
+    let total = batch * ty;
+    let threads = threads.max(1);
+    let parts = if threads > 1 && total / threads * tx >= MIN_PART_TILES {
+        threads
+    } else {
+        1
+    };
+    let inner = if parts > 1 { 1 } else { threads };
+    let rows = block_rows(tile, s, total.div_ceil(parts), parts);
+    let n = rows * tx;
+    // A part's blocks hold `rows` tile rows but its last, which may hold fewer.
+    let gemm_len = (1..=rows)
+        .map(|r| gemm::scratch_len(s.out_c, r * tx, s.in_c, positions, inner))
+        .max()
+        .unwrap_or(0);
+    Plan {
+        parts,
+        rows,
+        part_len: positions * (s.in_c + s.out_c) * n + inner * worker_len(tile, s, n) + gemm_len,
+    }
+}
+
+/// A pool of the calling thread alone, for the parts of a split run.
+fn one_thread() -> &'static Threads {
+    static ONE: OnceLock<Threads> = OnceLock::new();
+    ONE.get_or_init(|| Threads::new(1))
 }
 
 /// Floats of one worker's transform buffers for blocks of `n` tiles: for the input transform a
@@ -413,16 +464,8 @@ fn pack_t<T: Points>(s: &ConvShape, weight: &[f32]) -> Vec<f32> {
 /// Scratch floats [`run`] needs: the block's `V` and `M`, the workers' transform buffers and the
 /// GEMM's scratch.
 pub fn scratch_len(variant: Variant, s: &ConvShape, batch: usize, threads: usize) -> usize {
-    let tile = variant.tile();
-    let positions = variant.positions();
-    let (tx, ty) = tiles(tile, s);
-    let rows = block_rows(tile, s, batch);
-    let n = rows * tx;
-    let last = (batch * ty) % rows * tx;
-    let g = |n: usize| gemm::scratch_len(s.out_c, n, s.in_c, positions, threads);
-    positions * (s.in_c + s.out_c) * n
-        + threads.max(1) * worker_len(tile, s, n)
-        + g(n).max(if last > 0 { g(last) } else { 0 })
+    let p = plan(variant, s, batch, threads);
+    p.parts * p.part_len
 }
 
 /// The conv of `args` by `variant` with its fused epilogue (see the module doc). `args.packed`
@@ -467,22 +510,79 @@ fn run_t<T: Points>(ctx: &Ctx, args: ConvArgs) -> Result<(), KernelError> {
     } else {
         Isa::Generic
     };
-    let ctx = &Ctx { isa, threads };
-    let (tx, ty) = tiles(T::TILE, &s);
-    let rows = block_rows(T::TILE, &s, batch);
-    let total_rows = batch * ty;
-    let full_n = rows * tx;
+    let (_, ty) = tiles(T::TILE, &s);
+    let total = batch * ty;
+    let p = plan(variant, &s, batch, threads.count());
+    let out = SharedOut(output.as_mut_ptr());
+    let job = Job {
+        s: &s,
+        input,
+        packed,
+        epilogue: &epilogue,
+        out,
+        rows: p.rows,
+    };
+    if p.parts == 1 {
+        let ctx = &Ctx { isa, threads };
+        return run_rows::<T>(ctx, &job, 0..total, &mut scratch[..p.part_len]);
+    }
+    let one = &Ctx {
+        isa,
+        threads: one_thread(),
+    };
+    let failed = Mutex::new(None);
+    let scratch_ptr = SharedOut(scratch.as_mut_ptr());
+    threads.run_indexed(p.parts, &|part, _| {
+        // SAFETY: part `part`'s slice of the scratch (`part_len` floats from `part · part_len`;
+        // `run_t` checked that it holds `parts · part_len`) is used by this task alone.
+        let scratch = unsafe {
+            std::slice::from_raw_parts_mut(scratch_ptr.ptr().add(part * p.part_len), p.part_len)
+        };
+        let rows = part * total / p.parts..(part + 1) * total / p.parts;
+        if let Err(e) = run_rows::<T>(one, &job, rows, scratch) {
+            *failed.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
+        }
+    });
+    match failed.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// What every part of a run shares: the operands, and the output as a pointer (parts write
+/// disjoint rows of it).
+struct Job<'a, 'e> {
+    s: &'a ConvShape,
+    input: &'a [f32],
+    packed: &'a [f32],
+    epilogue: &'a Epilogue<'e>,
+    out: SharedOut,
+    /// Tile rows per block.
+    rows: usize,
+}
+
+/// Global tile rows `range` of the run (row `r` is tile row `r % ty` of image `r / ty`), in
+/// blocks of `job.rows`, on `ctx`'s threads, with `scratch` (a part's `part_len` floats).
+fn run_rows<T: Points>(
+    ctx: &Ctx,
+    job: &Job,
+    range: std::ops::Range<usize>,
+    scratch: &mut [f32],
+) -> Result<(), KernelError> {
+    let s = job.s;
+    let (tx, ty) = tiles(T::TILE, s);
+    let full_n = job.rows * tx;
     let (v, rest) = scratch.split_at_mut(T::POSITIONS * s.in_c * full_n);
     let (m_buf, rest) = rest.split_at_mut(T::POSITIONS * s.out_c * full_n);
-    let wl = worker_len(T::TILE, &s, full_n);
-    let (workers, gemm_scratch) = rest.split_at_mut(threads.count() * wl);
+    let wl = worker_len(T::TILE, s, full_n);
+    let (workers, gemm_scratch) = rest.split_at_mut(ctx.threads.count() * wl);
     let a_len = gemm::packed_a_len(s.out_c, s.in_c);
-    let mut row0 = 0;
-    while row0 < total_rows {
-        let nrows = rows.min(total_rows - row0);
+    let mut row0 = range.start;
+    while row0 < range.end {
+        let nrows = job.rows.min(range.end - row0);
         let n = nrows * tx;
         let block = Block {
-            s: &s,
+            s,
             row0,
             nrows,
             tx,
@@ -492,7 +592,7 @@ fn run_t<T: Points>(ctx: &Ctx, args: ConvArgs) -> Result<(), KernelError> {
         input_transform::<T>(
             ctx,
             &block,
-            input,
+            job.input,
             &mut v[..T::POSITIONS * s.in_c * n],
             workers,
             wl,
@@ -501,7 +601,7 @@ fn run_t<T: Points>(ctx: &Ctx, args: ConvArgs) -> Result<(), KernelError> {
         let problems: [Problem; MAX_POSITIONS] = std::array::from_fn(|xi| {
             let xi = xi.min(T::POSITIONS - 1);
             Problem {
-                a: &packed[xi * a_len..(xi + 1) * a_len],
+                a: &job.packed[xi * a_len..(xi + 1) * a_len],
                 b: BSource::Rows {
                     data: &v[xi * s.in_c * n..(xi + 1) * s.in_c * n],
                     ld: n,
@@ -521,7 +621,7 @@ fn run_t<T: Points>(ctx: &Ctx, args: ConvArgs) -> Result<(), KernelError> {
         };
         let m_block = &mut m_buf[..T::POSITIONS * s.out_c * n];
         gemm::run(ctx, &g, &problems[..T::POSITIONS], m_block, gemm_scratch)?;
-        output_transform::<T>(ctx, &block, m_block, &epilogue, output, (workers, wl));
+        output_transform::<T>(ctx, &block, m_block, job, (workers, wl));
         row0 += nrows;
     }
     Ok(())
@@ -676,14 +776,14 @@ fn output_transform<T: Points>(
     ctx: &Ctx,
     b: &Block,
     m: &[f32],
-    epilogue: &Epilogue,
-    output: &mut [f32],
+    job: &Job,
     (workers, wl): (&mut [f32], usize),
 ) {
     let s = b.s;
     let n = b.n;
     let tile = T::TILE;
-    let out_ptr = SharedOut(output.as_mut_ptr());
+    let epilogue = job.epilogue;
+    let out_ptr = job.out;
     let w_ptr = SharedOut(workers.as_mut_ptr());
     let isa = ctx.isa;
     let plane_len = s.out_h * s.out_w;
@@ -709,7 +809,8 @@ fn output_transform<T: Points>(
             let rows_out = tile.min(s.out_h - ty * tile);
             let offset = (img * s.out_c + k) * plane_len + ty * tile * s.out_w;
             // SAFETY: output rows `m·ty..m·ty + rows_out` of plane `(img, k)` are written by this
-            // task alone (one task per channel, each tile row in one block once).
+            // task alone (one task per channel, each tile row in one block of one part once);
+            // `run_t` checked the output's length.
             let dst = unsafe {
                 std::slice::from_raw_parts_mut(out_ptr.ptr().add(offset), rows_out * s.out_w)
             };
