@@ -110,6 +110,8 @@ const MAX_POSITIONS: usize = MAX_ALPHA * MAX_ALPHA;
 /// One variant's transforms, applied by the generic loops below. Arrays are sized for the
 /// largest variant; entries past `ALPHA` (or `TILE`) are neither read nor written.
 trait Points {
+    /// The variant these are the transforms of.
+    const VARIANT: Variant;
     /// Output pixels per tile side.
     const TILE: usize;
     /// Input pixels per tile side.
@@ -135,6 +137,7 @@ trait Points {
 struct F2;
 
 impl Points for F2 {
+    const VARIANT: Variant = Variant::F2;
     const TILE: usize = 2;
     const G: &'static [[f64; 3]] = &[
         [1.0, 0.0, 0.0],
@@ -188,6 +191,7 @@ impl Points for F2 {
 struct F4;
 
 impl Points for F4 {
+    const VARIANT: Variant = Variant::F4;
     const TILE: usize = 4;
     const G: &'static [[f64; 3]] = &[
         [0.25, 0.0, 0.0],
@@ -388,8 +392,12 @@ fn plan(variant: Variant, s: &ConvShape, batch: usize, threads: usize) -> Plan {
     let inner = if parts > 1 { 1 } else { threads };
     let rows = block_rows(tile, s, total.div_ceil(parts), parts);
     let n = rows * tx;
-    // A part's blocks hold `rows` tile rows but its last, which may hold fewer.
-    let gemm_len = (1..=rows)
+    // A part holds `total / parts` tile rows or one more; its blocks `rows` each but the last,
+    // which holds the remainder.
+    let gemm_len = [total / parts, total.div_ceil(parts)]
+        .into_iter()
+        .flat_map(|part_rows| [rows.min(part_rows), part_rows % rows])
+        .filter(|&r| r > 0)
         .map(|r| gemm::scratch_len(s.out_c, r * tx, s.in_c, positions, inner))
         .max()
         .unwrap_or(0);
@@ -487,21 +495,14 @@ fn run_t<T: Points>(ctx: &Ctx, args: ConvArgs) -> Result<(), KernelError> {
         output,
         scratch,
     } = args;
-    let variant = if T::TILE == 2 {
-        Variant::F2
-    } else {
-        Variant::F4
-    };
+    let variant = T::VARIANT;
     let threads = ctx.threads;
     check_len("conv input", batch * s.input_len(), input.len())?;
     check_len("conv packed weight", packed_len(variant, &s), packed.len())?;
     check_len("conv output", batch * s.output_len(), output.len())?;
     epilogue.check(batch, s.out_c, s.out_h * s.out_w)?;
-    check_min_len(
-        "conv scratch",
-        scratch_len(variant, &s, batch, threads.count()),
-        scratch.len(),
-    )?;
+    let p = plan(variant, &s, batch, threads.count());
+    check_min_len("conv scratch", p.parts * p.part_len, scratch.len())?;
     if batch == 0 {
         return Ok(());
     }
@@ -512,7 +513,6 @@ fn run_t<T: Points>(ctx: &Ctx, args: ConvArgs) -> Result<(), KernelError> {
     };
     let (_, ty) = tiles(T::TILE, &s);
     let total = batch * ty;
-    let p = plan(variant, &s, batch, threads.count());
     let out = SharedOut(output.as_mut_ptr());
     let job = Job {
         s: &s,
@@ -801,7 +801,7 @@ fn output_transform<T: Points>(
                 &[]
             }
         });
-        output_block::<T>(isa, &ms, n, y, t);
+        output_block::<T>(isa, &ms, y, t);
         let y = &*y;
         for r in 0..b.nrows {
             let g = b.row0 + r;
@@ -841,21 +841,15 @@ fn output_transform<T: Points>(
 }
 
 /// [`output_block_body`] on `isa`'s instruction set.
-fn output_block<T: Points>(
-    isa: Isa,
-    ms: &[&[f32]; MAX_POSITIONS],
-    n: usize,
-    y: &mut [f32],
-    t: &mut [f32],
-) {
+fn output_block<T: Points>(isa: Isa, ms: &[&[f32]; MAX_POSITIONS], y: &mut [f32], t: &mut [f32]) {
     match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `run` only passes a tier this CPU supports.
-        Isa::Avx512 => unsafe { x86::output_block_avx512::<T>(ms, n, y, t) },
+        Isa::Avx512 => unsafe { x86::output_block_avx512::<T>(ms, y, t) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above.
-        Isa::Avx2 => unsafe { x86::output_block_avx2::<T>(ms, n, y, t) },
-        _ => output_block_body::<T>(ms, n, y, t),
+        Isa::Avx2 => unsafe { x86::output_block_avx2::<T>(ms, y, t) },
+        _ => output_block_body::<T>(ms, y, t),
     }
 }
 
@@ -863,12 +857,8 @@ fn output_block<T: Points>(
 /// row's few): `ms[ξ][j]` the α² positions of tile `j`; vertically (`Aᵀ M`, into `t` as
 /// `[σ][a][j]`), then horizontally (`· A`), into `y` as `[a][b][j]`.
 #[inline(always)]
-fn output_block_body<T: Points>(
-    ms: &[&[f32]; MAX_POSITIONS],
-    n: usize,
-    y: &mut [f32],
-    t: &mut [f32],
-) {
+fn output_block_body<T: Points>(ms: &[&[f32]; MAX_POSITIONS], y: &mut [f32], t: &mut [f32]) {
+    let n = ms[0].len();
     for (sigma, rows) in t.chunks_exact_mut(T::TILE * n).take(T::ALPHA).enumerate() {
         let m: [&[f32]; MAX_ALPHA] = std::array::from_fn(|rho| {
             if rho < T::ALPHA {
@@ -954,11 +944,10 @@ mod x86 {
     #[target_feature(enable = "avx512f,avx2,fma")]
     pub(super) unsafe fn output_block_avx512<T: Points>(
         ms: &[&[f32]; MAX_POSITIONS],
-        n: usize,
         y: &mut [f32],
         t: &mut [f32],
     ) {
-        output_block_body::<T>(ms, n, y, t);
+        output_block_body::<T>(ms, y, t);
     }
 
     /// # Safety
@@ -966,10 +955,9 @@ mod x86 {
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn output_block_avx2<T: Points>(
         ms: &[&[f32]; MAX_POSITIONS],
-        n: usize,
         y: &mut [f32],
         t: &mut [f32],
     ) {
-        output_block_body::<T>(ms, n, y, t);
+        output_block_body::<T>(ms, y, t);
     }
 }
