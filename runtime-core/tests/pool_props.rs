@@ -127,6 +127,8 @@ fn row_bands_match_reference() {
         shape(5, 112, 3, 2, 1, false),
         shape(3, 56, 3, 2, 0, true),
         shape(7, 28, 3, 1, 1, false),
+        shape(5, 35, 3, 1, 1, false),
+        shape(9, 7, 3, 1, 1, true),
         shape(4, 14, 2, 2, 0, false),
         shape(6, 9, 3, 2, 1, true),
     ] {
@@ -144,6 +146,34 @@ proptest! {
     fn pools_match_reference((s, batch, threads, seed) in pool_case()) {
         prop_assume!(s.is_some());
         check_pools(&s.unwrap(), batch, threads, seed)?;
+    }
+
+    /// Stride-1 pools whose output has the input's size (AVX-512 pools them as flat runs of
+    /// vectors across rows): any window up to 7×7, the padding split either way, rows narrower
+    /// and wider than a vector, 1–3 threads.
+    #[test]
+    fn same_size_stride_1_pools_match_reference(
+        channels in 1usize..=9,
+        in_h in 1usize..=40,
+        in_w in 1usize..=40,
+        kernel in (1usize..=7, 1usize..=7),
+        top in 0usize..=6,
+        left in 0usize..=6,
+        batch in 1usize..=2,
+        threads in 1usize..=3,
+        seed in any::<u64>(),
+    ) {
+        let (top, left) = (top % kernel.0, left % kernel.1);
+        let s = PoolShape {
+            channels, in_h, in_w,
+            out_h: in_h,
+            out_w: in_w,
+            kernel: [kernel.0, kernel.1],
+            stride: [1, 1],
+            pads: [top, left, kernel.0 - 1 - top, kernel.1 - 1 - left],
+        };
+        prop_assume!(s.check().is_ok());
+        check_pools(&s, batch, threads, seed)?;
     }
 
     #[test]

@@ -7,10 +7,12 @@
 //! average pooling agree with the reference bit for bit. The SIMD tiers are the same code compiled
 //! with the tier's target features (the interior loops vectorise), and 3×3 windows of stride 1 or 2
 //! get monomorphised copies; the AVX-512 tier's 3×3/2 max pool on wide maps (the stems') has its
-//! own interior row loop (`max_row_3x2`): with it ResNeXt-50's max pool took 0.74× the time. Its
-//! other max and average pools of column stride 1 or 2 (GoogLeNet's and Inception's 3×3 branch
-//! pools, whose 7×7–35×35 planes are mostly border) take `plane_avx512_vec`: 16 outputs of a row
-//! a vector, every window cell one masked load, the same fold order per output.
+//! own interior row loop (`max_row_3x2`): with it ResNeXt-50's max pool took 0.74× the time.
+//! Stride-1 pools whose output has the input's size (GoogLeNet's and Inception's 3×3 branch
+//! pools, whose 7×7–35×35 planes are mostly border) pool each plane as one flat run of vectors
+//! across its rows (`Flat`), with the masks worked out once per call; its other max and average
+//! pools of column stride 1 or 2 take `plane_avx512_vec`: 16 outputs of a row a vector. Both load
+//! every window cell with one masked load and keep the reference's fold order per output.
 
 use std::ops::Range;
 
@@ -134,6 +136,32 @@ fn pool(ctx: &Ctx, args: PoolArgs, reduce: Reduce) -> Result<(), KernelError> {
     };
     let count = threads.count();
     let planes = batch * s.channels;
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx512
+        && let Some(flat) = Flat::new(s, reduce)
+    {
+        // Each thread a band of every plane's vectors (as the bands of rows below), its planes
+        // in 4 tasks.
+        let chunks = s.channels.min(4);
+        let vectors = flat.vectors();
+        threads.run(batch * count * chunks, &|t| {
+            let (n, band, chunk) = (t / (count * chunks), t / chunks % count, t % chunks);
+            let c = n * s.channels;
+            let planes = c + chunk * s.channels / chunks..c + (chunk + 1) * s.channels / chunks;
+            let band = band * vectors / count..(band + 1) * vectors / count;
+            for p in planes {
+                let src = &input[p * in_plane..][..in_plane];
+                // SAFETY: outputs `16 · band` (clipped to the plane) of plane `p` lie inside
+                // `output` (length checked) and only this task writes them; AVX-512F is
+                // supported (checked above); `flat` was made for `s`.
+                unsafe {
+                    let dst = out.ptr().wrapping_add(p * out_plane);
+                    flat_avx512(&flat, band.clone(), src, dst);
+                }
+            }
+        });
+        return Ok(());
+    }
     if count > 1 && s.out_h >= 2 * count {
         // Each image in `count` bands of rows, each band's planes in 4 tasks: a thread's run of
         // tasks is one band of every plane, the pixels the threads share out in the other
@@ -398,6 +426,189 @@ unsafe fn max_row_3x2(out: &mut [f32], row: &[f32]) {
         for &x in &row[2 * i..2 * i + 3] {
             *o = super::max_nan(*o, x);
         }
+    }
+}
+
+/// Stride-1 pools whose output has the input's size ("same" padding: GoogLeNet's and
+/// Inception's branch pools, on 7×7–35×35 maps that are mostly border) on AVX-512: a plane is one
+/// flat run of `h · w` outputs, 16 a vector whatever the row width. Output `q` reads window cell
+/// `(ky, kx)` at input `q + (ky − top) · w + (kx − left)`, a constant offset, when that cell lies
+/// in the input; which lanes it does depends only on the shape, so the masks (and the averages'
+/// divisors) are worked out once per call for every plane. Each output folds the reference's
+/// cells in the reference's order (masked lanes are the fold's identity, as in
+/// [`plane_avx512_vec`]), so the results are the reference's bit for bit. Rows of 35 took three
+/// vectors (48 lanes) in [`plane_avx512_vec`], and window rows and masks were worked out per
+/// vector of every plane: Inception-v3's 35×35 average pools took 450–660 µs a call.
+#[cfg(target_arch = "x86_64")]
+struct Flat {
+    /// Outputs of a plane, `h · w`.
+    len: usize,
+    /// The flat input offset of each window cell, row by row.
+    offsets: Vec<isize>,
+    /// Per vector of 16 outputs, per cell: the lanes whose cell lies in the input.
+    masks: Vec<u16>,
+    /// Per output (16 per vector, 1.0 past the plane), the average's divisor; empty for max.
+    divisors: Vec<f32>,
+    max: bool,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Flat {
+    /// The flat layout of `s`, if it is a stride-1 pool whose output has its input's size.
+    fn new(s: &PoolShape, reduce: Reduce) -> Option<Flat> {
+        let (h, w) = (s.in_h, s.in_w);
+        let [kh, kw] = s.kernel;
+        let [pt, pl, pb, pr] = s.pads;
+        let same = s.stride == [1, 1]
+            && (s.out_h, s.out_w) == (h, w)
+            && pt + pb + 1 == kh
+            && pl + pr + 1 == kw;
+        if !same || kh * kw > 64 || h * w < 16 {
+            return None;
+        }
+        let len = h * w;
+        let vectors = len.div_ceil(16);
+        let cells = kh * kw;
+        let offsets = (0..cells)
+            .map(|c| {
+                (c / kw) as isize * w as isize - pt as isize * w as isize + (c % kw) as isize
+                    - pl as isize
+            })
+            .collect();
+        let mut masks = vec![0u16; vectors * cells];
+        let mut divisors = Vec::new();
+        if let Reduce::Avg { .. } = reduce {
+            divisors = vec![1.0f32; vectors * 16];
+        }
+        for q in 0..len {
+            let (oy, ox) = (q / w, q % w);
+            let (rows, padded_rows) = window(oy, kh, 1, pt, h, pb);
+            let (cols, padded_cols) = window(ox, kw, 1, pl, w, pr);
+            for ky in 0..kh {
+                for kx in 0..kw {
+                    let (iy, ix) = ((oy + ky).wrapping_sub(pt), (ox + kx).wrapping_sub(pl));
+                    if iy < h && ix < w {
+                        masks[q / 16 * cells + ky * kw + kx] |= 1 << (q % 16);
+                    }
+                }
+            }
+            if let Reduce::Avg { count_include_pad } = reduce {
+                // The reference's divisor: window rows times window columns, as floats.
+                divisors[q] = if count_include_pad {
+                    padded_rows as f32 * padded_cols as f32
+                } else {
+                    rows.len() as f32 * cols.len() as f32
+                };
+            }
+        }
+        Some(Flat {
+            len,
+            offsets,
+            masks,
+            divisors,
+            max: matches!(reduce, Reduce::Max),
+        })
+    }
+
+    /// Vectors of 16 outputs per plane.
+    fn vectors(&self) -> usize {
+        self.len.div_ceil(16)
+    }
+}
+
+/// Vectors `vectors` of one plane's [`Flat`] pool: `src` is the input plane, `dst` the output
+/// plane's first float.
+///
+/// # Safety
+/// AVX-512F; `f` made for this pool's shape, `src` one input plane of it, `dst` valid for writes
+/// of the outputs of `vectors` (clipped to the plane) with nobody else writing them.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn flat_avx512(f: &Flat, vectors: Range<usize>, src: &[f32], dst: *mut f32) {
+    // SAFETY: forwarded.
+    unsafe {
+        if f.max {
+            flat_rows_avx512::<true>(f, vectors, src, dst)
+        } else {
+            flat_rows_avx512::<false>(f, vectors, src, dst)
+        }
+    }
+}
+
+/// [`flat_avx512`] for max (`MAX`) or average pooling: four vectors a step (four independent
+/// fold chains), then one at a time.
+///
+/// # Safety
+/// As for [`flat_avx512`], with `MAX == f.max`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn flat_rows_avx512<const MAX: bool>(
+    f: &Flat,
+    vectors: Range<usize>,
+    src: &[f32],
+    dst: *mut f32,
+) {
+    debug_assert_eq!(src.len(), f.len);
+    let mut v = vectors.start;
+    while v + 4 <= vectors.end {
+        // SAFETY: forwarded; vectors `v..v + 4` are in `vectors`.
+        unsafe { flat_step_avx512::<MAX, 4>(f, v, src, dst) };
+        v += 4;
+    }
+    while v < vectors.end {
+        // SAFETY: as above.
+        unsafe { flat_step_avx512::<MAX, 1>(f, v, src, dst) };
+        v += 1;
+    }
+}
+
+/// Vectors `v0..v0 + N` of a [`Flat`] pool, their accumulators in registers (`N` fixed, so that
+/// none is indexed at run time).
+///
+/// # Safety
+/// As for [`flat_avx512`], the `N` vectors from `v0` within its `vectors`.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::needless_range_loop)]
+unsafe fn flat_step_avx512<const MAX: bool, const N: usize>(
+    f: &Flat,
+    v0: usize,
+    src: &[f32],
+    dst: *mut f32,
+) {
+    use std::arch::x86_64::*;
+    let identity = _mm512_set1_ps(if MAX { f32::NEG_INFINITY } else { 0.0 });
+    let cells = f.offsets.len();
+    let masks = &f.masks[v0 * cells..(v0 + N) * cells];
+    let mut acc = [identity; N];
+    for (cell, &off) in f.offsets.iter().enumerate() {
+        for i in 0..N {
+            let m = masks[i * cells + cell];
+            // Lane `l` reads input `16·(v0 + i) + l + off`, inside the plane for the lanes of
+            // `m` (`Flat::new`); the others are not read, and the pointer is only offset.
+            let at = src.as_ptr().wrapping_offset((16 * (v0 + i)) as isize + off);
+            // SAFETY: only the lanes of `m` are read, all inside `src`.
+            let x = unsafe { _mm512_mask_loadu_ps(identity, m, at) };
+            acc[i] = if MAX {
+                fold_max512(acc[i], x)
+            } else {
+                _mm512_add_ps(acc[i], x)
+            };
+        }
+    }
+    for i in 0..N {
+        let v = v0 + i;
+        let mut y = acc[i];
+        if !MAX {
+            let d = &f.divisors[16 * v..16 * v + 16];
+            // SAFETY: `d` holds 16 floats.
+            y = _mm512_div_ps(y, unsafe { _mm512_loadu_ps(d.as_ptr()) });
+        }
+        let n = (f.len - 16 * v).min(16);
+        let m = ((1u32 << n) - 1) as __mmask16;
+        // SAFETY: outputs `16·v .. 16·v + n` of the plane, the caller's to write.
+        unsafe { _mm512_mask_storeu_ps(dst.add(16 * v), m, y) };
     }
 }
 
