@@ -213,8 +213,10 @@ fn band_shape(s: &PoolShape, rows: Range<usize>) -> Option<(PoolShape, usize)> {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 fn plane_avx512(s: &PoolShape, reduce: Reduce, src: &[f32], dst: &mut [f32]) {
-    if matches!(reduce, Reduce::Max) && s.kernel[1] == 3 && s.stride[1] == 2 && s.out_w >= 24 {
-        // The stems' 3×3/2 max pool: 16 outputs of a row per step (see `max_row_3x2`).
+    if matches!(reduce, Reduce::Max) && s.kernel[1] == 3 && s.stride[1] == 2 && s.out_w >= 32 {
+        // The stems' 3×3/2 max pool: 16 outputs of a row per step (see `max_row_3x2`). Rows
+        // of 28 outputs (GoogLeNet's 56→28) took 1.9–2× as long here as four rows at a time in
+        // `plane_avx512_vec`; rows of 35 and more 0.97–0.98× (bench_pool, 1 thread).
         plane_k::<3, 2, true>(s, reduce, src, dst)
     } else if matches!(s.stride[1], 1 | 2) && s.kernel[1] <= MAX_KW && s.out_w <= MAX_OUT_W {
         // SAFETY: AVX-512F is enabled here; `src` and `dst` are one plane each (the caller's
@@ -422,9 +424,33 @@ unsafe fn max_row_3x2(out: &mut [f32], row: &[f32]) {
             _mm512_storeu_ps(o.as_mut_ptr(), acc);
         }
     }
-    for (i, o) in out.iter_mut().enumerate().skip(16 * steps) {
-        for &x in &row[2 * i..2 * i + 3] {
-            *o = super::max_nan(*o, x);
+    // The last `n < 16` outputs: the same step on masked loads of the `2n + 1` floats their
+    // windows read, `row[2i + 2]` as the evens of a second pair of loads two floats on (a
+    // scalar fold of these took as long as the vector steps on 28-wide rows).
+    let n = out.len() - 16 * steps;
+    if n > 0 {
+        let (o, r) = (&mut out[16 * steps..], &row[32 * steps..][..2 * n + 1]);
+        // The lanes `j` of a load at `r[from..]` with `from + j` inside `r`.
+        let lanes = |from: usize| -> __mmask16 {
+            let len = r.len().saturating_sub(from).min(16);
+            ((1u32 << len) - 1) as __mmask16
+        };
+        // SAFETY: every load reads only the lanes of its mask, floats inside `r`; the store
+        // writes the `n` floats of `o`.
+        unsafe {
+            let p = r.as_ptr();
+            let load = |from: usize| _mm512_maskz_loadu_ps(lanes(from), p.wrapping_add(from));
+            let (lo, hi) = (load(0), load(16));
+            let (lo2, hi2) = (load(2), load(18));
+            let a = _mm512_permutex2var_ps(lo, even, hi);
+            let b = _mm512_permutex2var_ps(lo, odd, hi);
+            let next = _mm512_permutex2var_ps(lo2, even, hi2);
+            let m = ((1u32 << n) - 1) as __mmask16;
+            let acc = fold_max512(
+                fold_max512(fold_max512(_mm512_maskz_loadu_ps(m, o.as_ptr()), a), b),
+                next,
+            );
+            _mm512_mask_storeu_ps(o.as_mut_ptr(), m, acc);
         }
     }
 }
