@@ -3,9 +3,10 @@
 //! classifier and the thread pool's per-call overhead.
 //!
 //! Run: `cargo run --release -p resnext-runtime-core --example bench_gemm [-- --isa avx2] [--quick]
-//! [--mobilenet]`; `--mobilenet` times MobileNetV2's 1×1 convs instead of ResNeXt-50's (small
-//! problems, where how the work is split between the threads shows); `--shape IN,OUT,HW` times
-//! only that conv of the table.
+//! [--mobilenet | --resnet50]`; `--mobilenet` times MobileNetV2's 1×1 convs instead of
+//! ResNeXt-50's (small problems, where how the work is split between the threads shows),
+//! `--resnet50` ResNet-50's; `--shape IN,OUT,HW` times only that conv (of the table, or of
+//! none: then at stride 1).
 
 use std::time::{Duration, Instant};
 
@@ -39,6 +40,25 @@ const POINTWISE: [(usize, usize, usize, usize, usize); 16] = [
 ];
 
 /// MobileNetV2's 1×1 convs, in the layout of [`POINTWISE`].
+/// ResNet-50's 1×1 convs (torchvision, stride on the 3×3 conv): `(in, out, hw, stride, count)`.
+const RESNET50: [(usize, usize, usize, usize, usize); 15] = [
+    (64, 64, 56, 1, 1),
+    (64, 256, 56, 1, 4),
+    (256, 64, 56, 1, 2),
+    (256, 128, 56, 1, 1),
+    (256, 512, 56, 2, 1),
+    (128, 512, 28, 1, 4),
+    (512, 128, 28, 1, 3),
+    (512, 256, 28, 1, 1),
+    (512, 1024, 28, 2, 1),
+    (256, 1024, 14, 1, 6),
+    (1024, 256, 14, 1, 5),
+    (1024, 512, 14, 1, 1),
+    (1024, 2048, 14, 2, 1),
+    (512, 2048, 7, 1, 3),
+    (2048, 512, 7, 1, 2),
+];
+
 const MOBILENET_V2: [(usize, usize, usize, usize, usize); 19] = [
     (32, 16, 112, 1, 1),
     (16, 96, 112, 1, 1),
@@ -216,6 +236,8 @@ fn main() {
     let mobilenet = args.iter().any(|a| a == "--mobilenet");
     let (model, convs): (&str, &[_]) = if mobilenet {
         ("MobileNetV2", &MOBILENET_V2)
+    } else if args.iter().any(|a| a == "--resnet50") {
+        ("ResNet-50", &RESNET50)
     } else {
         ("ResNeXt-50", &POINTWISE)
     };
@@ -225,6 +247,14 @@ fn main() {
         .position(|a| a == "--shape")
         .and_then(|i| args.get(i + 1))
         .map(|v| v.split(',').filter_map(|x| x.parse().ok()).collect());
+    // A shape of no table (`--shape IN,OUT,HW`) runs alone, stride 1.
+    let custom: Vec<(usize, usize, usize, usize, usize)> = match only.as_deref() {
+        Some(&[i, o, hw]) if !convs.iter().any(|c| (c.0, c.1, c.2) == (i, o, hw)) => {
+            vec![(i, o, hw, 1, 1)]
+        }
+        _ => Vec::new(),
+    };
+    let convs = if custom.is_empty() { convs } else { &custom };
     for &(in_c, out_c, hw, stride, count) in convs {
         if only
             .as_ref()
