@@ -37,12 +37,15 @@ enum Tier {
     Dot,
     /// AVX2 + FMA on the words' halves widened to fp32.
     Avx2,
+    /// The same widening on AVX-512 without AVX512_BF16, on the `vdpbf16ps` tile's registers.
+    Widen512,
     Generic,
 }
 
 fn tier(isa: Isa) -> Tier {
     match isa {
         Isa::Avx512 if isa.supported() && super::gemm::bf16::dot_supported() => Tier::Dot,
+        Isa::Avx512 if isa.supported() => Tier::Widen512,
         Isa::Avx2 | Isa::Avx512 if isa.supported() => Tier::Avx2,
         _ => Tier::Generic,
     }
@@ -243,6 +246,19 @@ fn run_tile(tier: Tier, t: &Tile, m0: usize, mr: usize, v0: usize, stores: &[Sto
             }
             return dispatch!(1 1, 1 2, 1 3, 1 4, 2 1, 2 2, 2 3, 2 4, 3 1, 3 2, 3 3, 3 4, 4 1, 4 2, 4 3, 4 4);
         }
+        Tier::Widen512 => {
+            macro_rules! dispatch {
+                ($($m:literal $n:literal),*) => {
+                    match (mr, stores.len()) {
+                        // SAFETY: `Tier::Widen512` is chosen only where the CPU has AVX-512F; the
+                        // channels and vectors are this tile's, within the layout.
+                        $(($m, $n) => unsafe { x86::tile_widen::<$m, $n>(t, m0, v0, stores, y) },)*
+                        _ => unreachable!("register tiles are 1..=4 channels × 1..=4 vectors"),
+                    }
+                };
+            }
+            return dispatch!(1 1, 1 2, 1 3, 1 4, 2 1, 2 2, 2 3, 2 4, 3 1, 3 2, 3 3, 3 4, 4 1, 4 2, 4 3, 4 4);
+        }
         Tier::Avx2 => {
             for (j, &st) in stores.iter().enumerate() {
                 // SAFETY: `Tier::Avx2` is chosen only on the AVX2 and AVX-512 tiers of a CPU that
@@ -404,6 +420,23 @@ mod x86 {
                 }
             }
         }
+        // SAFETY: forwarded from the caller.
+        unsafe { finish_tile(t, m0, &acc, stores, y) }
+    }
+
+    /// The epilogue of a register tile: bias, residual and activation on each vector's sums, the
+    /// lanes of `stores` (the output columns) compressed together to consecutive outputs.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F; `y` and `stores` as for [`tile_dot`].
+    #[target_feature(enable = "avx512f")]
+    unsafe fn finish_tile<const MR: usize, const NR: usize>(
+        t: &Tile,
+        m0: usize,
+        acc: &[[__m512; NR]; MR],
+        stores: &[Store],
+        y: SharedOut,
+    ) {
         for (i, acc) in acc.iter().enumerate() {
             let m = m0 + i;
             let bias = _mm512_set1_ps(t.bias.map_or(0.0, |b| b[m]));
@@ -431,6 +464,63 @@ mod x86 {
                 unsafe { _mm512_mask_storeu_ps(y.ptr().add(at), low, v) };
             }
         }
+    }
+
+    /// [`tile_dot`] without `vdpbf16ps` (AVX-512 without AVX512_BF16): each word's halves widened
+    /// to fp32 (`x << 16`, `x & 0xffff0000`: exact) for two FMAs per accumulator, the weight
+    /// word's halves split in scalar registers and broadcast. A product of two bf16 is exact in
+    /// fp32, so each FMA rounds as the AVX2 tile's.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F; the rest as for [`tile_dot`].
+    #[allow(clippy::needless_range_loop)]
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn tile_widen<const MR: usize, const NR: usize>(
+        t: &Tile,
+        m0: usize,
+        v0: usize,
+        stores: &[Store],
+        y: SharedOut,
+    ) {
+        let l = &t.layout;
+        let kk = t.k_words();
+        let ntaps = t.taps.len();
+        // Every load reads words `xg + cb · block_len + off + j · 16 ..+ 16` for the group's
+        // blocks `cb`, the taps' offsets `off` and `j < NR`: all within `t.x` (`tile_start`
+        // checks).
+        let xg = l.tile_start(t.taps, m0, t.mg, v0 * LANES, NR * LANES, t.x.len());
+        let w = &t.w[m0 * kk..][..MR * kk];
+        let (x, w) = (t.x.as_ptr(), w.as_ptr());
+        let high = _mm512_set1_epi32(0xffff_0000u32 as i32);
+        let mut acc = [[_mm512_setzero_ps(); NR]; MR];
+        for cb in 0..l.cbg {
+            let xb = xg + cb * l.block_len;
+            for (ti, &off) in t.taps.iter().enumerate() {
+                let halves: [(__m512, __m512); NR] = std::array::from_fn(|j| {
+                    // SAFETY: vector `j`'s 16 words lie within `t.x` (checked by `tile_start`).
+                    let xv = unsafe {
+                        _mm512_loadu_si512(x.add(xb + off + j * LANES) as *const __m512i)
+                    };
+                    (
+                        _mm512_castsi512_ps(_mm512_slli_epi32::<16>(xv)),
+                        _mm512_castsi512_ps(_mm512_and_si512(xv, high)),
+                    )
+                });
+                let k = cb * ntaps + ti;
+                for i in 0..MR {
+                    // SAFETY: `i · kk + k < MR · kk`, the length of `w`.
+                    let word = unsafe { *w.add(i * kk + k) };
+                    let wl = _mm512_set1_ps(f32::from_bits(word << 16));
+                    let wh = _mm512_set1_ps(f32::from_bits(word & 0xffff_0000));
+                    for j in 0..NR {
+                        acc[i][j] = _mm512_fmadd_ps(halves[j].0, wl, acc[i][j]);
+                        acc[i][j] = _mm512_fmadd_ps(halves[j].1, wh, acc[i][j]);
+                    }
+                }
+            }
+        }
+        // SAFETY: forwarded from the caller.
+        unsafe { finish_tile(t, m0, &acc, stores, y) }
     }
 
     /// The AVX2 register tile: `MR` channels × one vector `v` of 16 positions (two ymm of 8), each

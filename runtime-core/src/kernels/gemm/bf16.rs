@@ -136,6 +136,9 @@ enum Path {
     /// Slots widened to fp32 and multiplied-added in fp32: compiled for AVX2 on the SIMD tiers,
     /// plain on the generic one.
     Widen { avx2: bool },
+    /// The same on AVX-512 without AVX512_BF16: the fp32 kernel's 8 × 48 register tile, each
+    /// slot split into its two fp32 values by a shift and a mask.
+    Widen512,
 }
 
 /// Whether this CPU has what [`Path::Dot`] runs on: AVX512_BF16, AVX512BW for the 16-bit
@@ -156,6 +159,7 @@ pub fn dot_supported() -> bool {
 fn path(isa: Isa) -> Path {
     match isa {
         Isa::Avx512 if dot_supported() => Path::Dot,
+        Isa::Avx512 if isa.supported() => Path::Widen512,
         Isa::Avx2 | Isa::Avx512 if isa.supported() => Path::Widen { avx2: true },
         _ => Path::Widen { avx2: false },
     }
@@ -363,6 +367,9 @@ unsafe fn micro(t: &Tile, path: Path) {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: forwarded from the caller; `Widen { avx2: true }` only where AVX2 and FMA are.
         Path::Widen { avx2: true } => unsafe { widen_tile_avx2(t) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: forwarded from the caller; `Widen512` only where AVX-512F is.
+        Path::Widen512 => unsafe { x86::widen_tile(t) },
         // SAFETY: forwarded from the caller.
         _ => unsafe { widen_tile(t) },
     }
@@ -644,6 +651,100 @@ mod x86 {
                     // SAFETY: as above.
                     let y = unsafe { std::mem::transmute::<__m512i, __m512bh>(bv[v]) };
                     acc[r][v] = _mm512_dpbf16_ps(acc[r][v], x, y);
+                }
+            }
+            a = a.wrapping_add(MR);
+            b = b.wrapping_add(NR / 16);
+        }
+        macro_rules! rows {
+            ($($r:literal)*) => {$(
+                if $r < R && $r < t.rows {
+                    // SAFETY: `$r < rows`; the pointers of `t` as the caller promised.
+                    unsafe { finish_row(t, $r, acc[$r], lanes) };
+                }
+            )*};
+        }
+        rows!(0 1 2 3 4 5 6 7);
+    }
+
+    /// [`Path::Widen512`](super::Path::Widen512): `t` on [`widen_rn`] monomorphised on its rows
+    /// (1, 2, 4 or 8; the packed A rows past `rows` are zero) and vectors of columns.
+    ///
+    /// # Safety
+    /// As `widen_tile` (B rows `NR` slots apart); the CPU must support AVX-512F.
+    pub(super) unsafe fn widen_tile(t: &Tile) {
+        macro_rules! go {
+            ($r:literal) => {
+                // SAFETY: forwarded from the caller.
+                unsafe {
+                    match t.cols.div_ceil(16) {
+                        1 => widen_rn::<$r, 1>(t),
+                        2 => widen_rn::<$r, 2>(t),
+                        _ => widen_rn::<$r, 3>(t),
+                    }
+                }
+            };
+        }
+        match t.rows {
+            1 => go!(1),
+            2 => go!(2),
+            3 | 4 => go!(4),
+            _ => go!(8),
+        }
+    }
+
+    /// `R` rows × `NV` vectors of 16 columns without `vdpbf16ps`: per K-pair, B's row split into
+    /// the fp32 values of its low and high halves (`slot << 16`, `slot & 0xFFFF0000`: exact), each
+    /// row's broadcast A slot likewise, and two FMAs per accumulator (a product of two bf16 is
+    /// exact in fp32, so an FMA rounds as the portable kernel's multiply and add); then the fp32
+    /// kernel's epilogue. Measured on a Xeon (Ice Lake) against the portable kernel compiled for
+    /// AVX2: see `bench/RESULTS.md`.
+    ///
+    /// # Safety
+    /// As [`widen_tile`], with `R >= t.rows` and `NV` vectors covering `t.cols`.
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::needless_range_loop)]
+    unsafe fn widen_rn<const R: usize, const NV: usize>(t: &Tile) {
+        let mut acc = [[_mm512_setzero_ps(); NV]; R];
+        let (mut a, mut b) = (t.a as *const i32, t.b as *const __m512i);
+        let high = _mm512_set1_epi32(0xFFFF_0000u32 as i32);
+        let mut lanes = [0xFFFF as __mmask16; NV];
+        for (v, m) in lanes.iter_mut().enumerate() {
+            let rem = t.cols.saturating_sub(16 * v);
+            if rem < 16 {
+                *m = (1u16 << rem) - 1;
+            }
+        }
+        if t.finish.is_some() || t.load_c {
+            let residual = t.finish.map_or(std::ptr::null(), |f| f.residual);
+            for r in 0..R.min(t.rows) {
+                for v in 0..NV {
+                    let at = r * t.ldc + 16 * v;
+                    _mm_prefetch::<_MM_HINT_ET0>(t.c.wrapping_add(at) as *const i8);
+                    if !residual.is_null() {
+                        _mm_prefetch::<_MM_HINT_T0>(residual.wrapping_add(at) as *const i8);
+                    }
+                }
+            }
+        }
+        for _ in 0..t.kc {
+            _mm_prefetch::<_MM_HINT_T0>(a.wrapping_add(A_AHEAD * MR) as *const i8);
+            let mut lo = [_mm512_setzero_ps(); NV];
+            let mut hi = [_mm512_setzero_ps(); NV];
+            for v in 0..NV {
+                // SAFETY: B holds `kc` rows of `NR >= 16·NV` slots (the caller's contract).
+                let slots = unsafe { _mm512_loadu_si512(b.add(v)) };
+                lo[v] = _mm512_castsi512_ps(_mm512_slli_epi32::<16>(slots));
+                hi[v] = _mm512_castsi512_ps(_mm512_and_si512(slots, high));
+            }
+            for r in 0..R {
+                // SAFETY: A holds `kc` rows of `MR >= R` slots.
+                let slot = _mm512_set1_epi32(unsafe { *a.add(r) });
+                let x = _mm512_castsi512_ps(_mm512_slli_epi32::<16>(slot));
+                let y = _mm512_castsi512_ps(_mm512_and_si512(slot, high));
+                for v in 0..NV {
+                    acc[r][v] = _mm512_fmadd_ps(x, lo[v], acc[r][v]);
+                    acc[r][v] = _mm512_fmadd_ps(y, hi[v], acc[r][v]);
                 }
             }
             a = a.wrapping_add(MR);
