@@ -301,6 +301,16 @@ fn compile(
         out.display(),
         out.display()
     );
+    let bf16 = options
+        .passes
+        .as_ref()
+        .is_some_and(|p| p.precision == Precision::Bf16);
+    if bf16 && !resnext_runtime_core::kernels::gemm::bf16::dot_supported() {
+        eprintln!(
+            "note: this CPU has no AVX512_BF16: bf16 layers run here on operands widened to fp32, \
+             1.3–1.5× the time of `--precision fp32` (ARCHITECTURE.md, \"Precision\")"
+        );
+    }
     if let (Some((path, samples)), Some(reference)) = (check, reference) {
         let report = driver::check(&reference, &compiled, &samples)?;
         let precision = options
