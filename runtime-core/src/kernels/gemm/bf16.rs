@@ -471,7 +471,7 @@ mod x86 {
     use std::arch::x86_64::*;
 
     use super::super::generic::finish_one;
-    use super::super::x86_64::avx512::finish_row;
+    use super::super::x86_64::avx512::{column_lanes, finish_row, prefetch_epilogue};
     use super::super::{MR, NARROW_COLS, NR, Tile};
 
     /// How many K-pairs ahead the kernel prefetches A (16 × 32 B = 512 B, as the fp32 kernel).
@@ -588,27 +588,8 @@ mod x86 {
         let (mut a, mut b) = (t.a as *const i32, t.b as *const __m512i);
         let (mut src, mut dst) = (from.src, from.dst as *mut __m512i);
         let order = pair_order();
-        let mut lanes = [0xFFFF as __mmask16; NV];
-        for (v, m) in lanes.iter_mut().enumerate() {
-            let rem = t.cols.saturating_sub(16 * v);
-            if rem < 16 {
-                *m = (1u16 << rem) - 1;
-            }
-        }
-        // The C rows (and residual) of the epilogue, requested now so that they arrive during
-        // the k loop. Never faults.
-        if t.finish.is_some() || t.load_c {
-            let residual = t.finish.map_or(std::ptr::null(), |f| f.residual);
-            for r in 0..R.min(t.rows) {
-                for v in 0..NV {
-                    let at = r * t.ldc + 16 * v;
-                    _mm_prefetch::<_MM_HINT_ET0>(t.c.wrapping_add(at) as *const i8);
-                    if !residual.is_null() {
-                        _mm_prefetch::<_MM_HINT_T0>(residual.wrapping_add(at) as *const i8);
-                    }
-                }
-            }
-        }
+        let lanes = column_lanes::<NV>(t.cols);
+        prefetch_epilogue::<R, NV>(t);
         for p in 0..t.kc {
             _mm_prefetch::<_MM_HINT_T0>(a.wrapping_add(A_AHEAD * MR) as *const i8);
             let mut bv = [_mm512_setzero_si512(); NV];
@@ -708,25 +689,8 @@ mod x86 {
         let mut acc = [[_mm512_setzero_ps(); NV]; R];
         let (mut a, mut b) = (t.a as *const i32, t.b as *const __m512i);
         let high = _mm512_set1_epi32(0xFFFF_0000u32 as i32);
-        let mut lanes = [0xFFFF as __mmask16; NV];
-        for (v, m) in lanes.iter_mut().enumerate() {
-            let rem = t.cols.saturating_sub(16 * v);
-            if rem < 16 {
-                *m = (1u16 << rem) - 1;
-            }
-        }
-        if t.finish.is_some() || t.load_c {
-            let residual = t.finish.map_or(std::ptr::null(), |f| f.residual);
-            for r in 0..R.min(t.rows) {
-                for v in 0..NV {
-                    let at = r * t.ldc + 16 * v;
-                    _mm_prefetch::<_MM_HINT_ET0>(t.c.wrapping_add(at) as *const i8);
-                    if !residual.is_null() {
-                        _mm_prefetch::<_MM_HINT_T0>(residual.wrapping_add(at) as *const i8);
-                    }
-                }
-            }
-        }
+        let lanes = column_lanes::<NV>(t.cols);
+        prefetch_epilogue::<R, NV>(t);
         for _ in 0..t.kc {
             _mm_prefetch::<_MM_HINT_T0>(a.wrapping_add(A_AHEAD * MR) as *const i8);
             let mut lo = [_mm512_setzero_ps(); NV];

@@ -104,27 +104,8 @@ unsafe fn tile_rn<const R: usize, const NV: usize, const PACK: bool>(t: &Tile, f
     let (mut a, mut b) = (t.a, t.b);
     let (mut src, mut dst) = (from.src, from.dst);
     // The columns `< cols` of each vector: B's rows when packing, C's in the epilogue.
-    let mut lanes = [0xFFFF as __mmask16; NV];
-    for (v, m) in lanes.iter_mut().enumerate() {
-        let rem = t.cols.saturating_sub(16 * v);
-        if rem < 16 {
-            *m = (1u16 << rem) - 1;
-        }
-    }
-    // The C rows (and residual) this tile's epilogue reads and writes: requested now, they
-    // arrive during the k loop instead of stalling the stores at the end. Never faults.
-    if t.finish.is_some() || t.load_c {
-        let residual = t.finish.map_or(std::ptr::null(), |f| f.residual);
-        for r in 0..R.min(t.rows) {
-            for v in 0..NV {
-                let at = r * t.ldc + 16 * v;
-                _mm_prefetch::<_MM_HINT_ET0>(t.c.wrapping_add(at) as *const i8);
-                if !residual.is_null() {
-                    _mm_prefetch::<_MM_HINT_T0>(residual.wrapping_add(at) as *const i8);
-                }
-            }
-        }
-    }
+    let lanes = column_lanes::<NV>(t.cols);
+    prefetch_epilogue::<R, NV>(t);
     for kk in 0..t.kc {
         // A (weights) streams from memory once per panel, and the weights of a model are far
         // larger than the caches: fetch it `A_AHEAD` k steps early. A prefetch never faults, so
@@ -176,6 +157,35 @@ unsafe fn tile_rn<const R: usize, const NV: usize, const PACK: bool>(t: &Tile, f
         )*};
     }
     rows!(0 1 2 3 4 5 6 7);
+}
+
+/// The lanes of each of `NV` vectors of 16 columns that are columns `< cols`.
+#[inline(always)]
+pub(crate) fn column_lanes<const NV: usize>(cols: usize) -> [__mmask16; NV] {
+    std::array::from_fn(|v| {
+        let rem = cols.saturating_sub(16 * v);
+        if rem < 16 { (1u16 << rem) - 1 } else { 0xFFFF }
+    })
+}
+
+/// Requests the C rows (and residual) that the epilogue of an `R × NV`-vector tile reads and
+/// writes, so that they arrive during the k loop instead of stalling the stores at the end.
+/// Never faults.
+#[inline]
+#[target_feature(enable = "avx512f")]
+pub(crate) fn prefetch_epilogue<const R: usize, const NV: usize>(t: &Tile) {
+    if t.finish.is_some() || t.load_c {
+        let residual = t.finish.map_or(std::ptr::null(), |f| f.residual);
+        for r in 0..R.min(t.rows) {
+            for v in 0..NV {
+                let at = r * t.ldc + 16 * v;
+                _mm_prefetch::<_MM_HINT_ET0>(t.c.wrapping_add(at) as *const i8);
+                if !residual.is_null() {
+                    _mm_prefetch::<_MM_HINT_T0>(residual.wrapping_add(at) as *const i8);
+                }
+            }
+        }
+    }
 }
 
 /// Applies the epilogue to row `r` of a tile's accumulators and stores it to C; `lanes[v]` masks
