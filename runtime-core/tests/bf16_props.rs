@@ -334,6 +334,66 @@ fn ragged_narrow_tiles() {
     }
 }
 
+/// Row blocks of 16 and 8 (two packed panels, or one left over) over full and ragged tiles,
+/// k a whole number of 32, odd, or ragged against AMX's 16 K-pairs a step, at 1 and 2 threads: the
+/// shapes the AMX tiles see on the AVX-512 tier of a CPU with AMX-BF16 (and `vdpbf16ps` or the
+/// widening kernels elsewhere).
+#[test]
+fn amx_row_blocks() {
+    for (i, &(in_c, out_c, h, w)) in [
+        (64, 32, 7, 7),
+        (96, 40, 13, 11),
+        (33, 24, 28, 28),
+        (256, 16, 14, 14),
+        (31, 8, 9, 10),
+        (130, 72, 5, 20),
+    ]
+    .iter()
+    .enumerate()
+    {
+        for threads in [1, 2] {
+            let setting = Setting {
+                batch: 1,
+                bias: true,
+                residual: i % 2 == 0,
+                activation: Activation::Relu,
+                threads,
+                seed: 40 + i as u64,
+            };
+            assert_ok(check_pointwise(pointwise(in_c, out_c, h, w, 1, 1), setting));
+        }
+    }
+}
+
+/// The paths this CPU has besides its default one (AMX, `vdpbf16ps`, widening; see
+/// `gemm::bf16::dot_enabled`), each tested too: this test binary again, every test but this one,
+/// with `RESNEXT_BF16=dot` (where `vdpbf16ps` is supported) and `RESNEXT_BF16=widen`.
+#[test]
+fn every_bf16_path() {
+    use resnext_runtime_core::kernels::gemm::bf16;
+    if std::env::var_os("RESNEXT_BF16").is_some() {
+        return;
+    }
+    let mut forced = vec!["widen"];
+    if bf16::dot_supported() {
+        forced.push("dot");
+    }
+    for f in forced {
+        let exe = std::env::current_exe().expect("the test binary's path");
+        let out = std::process::Command::new(exe)
+            .args(["--skip", "every_bf16_path", "--test-threads", "2"])
+            .env("RESNEXT_BF16", f)
+            .output()
+            .expect("running the test binary again");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.contains(" passed;") && !text.contains(" 0 passed;"),
+            "with RESNEXT_BF16={f}:\n{text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 /// Rounding of the activations while packing, bit for bit on every tier: a 1×1 conv with one
 /// input channel and weight 1 outputs each input rounded to bf16 (exact in f32), for ties, carries
 /// into the exponent, the largest floats (rounding to infinity), subnormals (flushed), NaN.

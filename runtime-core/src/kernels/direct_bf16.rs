@@ -44,7 +44,7 @@ enum Tier {
 
 fn tier(isa: Isa) -> Tier {
     match isa {
-        Isa::Avx512 if isa.supported() && super::gemm::bf16::dot_supported() => Tier::Dot,
+        Isa::Avx512 if isa.supported() && super::gemm::bf16::dot_enabled() => Tier::Dot,
         Isa::Avx512 if isa.supported() => Tier::Widen512,
         Isa::Avx2 | Isa::Avx512 if isa.supported() => Tier::Avx2,
         _ => Tier::Generic,

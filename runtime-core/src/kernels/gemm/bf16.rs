@@ -15,6 +15,9 @@
 //! the same way, widen the slots back to fp32 (exact) and use fp32 multiply-adds, so every tier
 //! computes the same products and differs only in the order of the fp32 sums.
 //!
+//! On a CPU with AMX-BF16, B in plain rows (the 1×1 convs) runs on AMX tiles instead
+//! ([`Path::Amx`], [`task_amx`]), A transposed per task into the rows of K-pairs AMX reads.
+//!
 //! Tasks are the fp32 GEMM's (problem, row chunk, column chunk) rectangles; every task packs its
 //! own B block (a row split therefore packs the same B more than once: cheap next to the
 //! products it feeds, at least `MR` rows of them per packed slot). With `vdpbf16ps` the first
@@ -122,10 +125,18 @@ pub fn pack_b_transposed(src: &[f32], k: usize, n: usize, ld: usize) -> Vec<f32>
     dst
 }
 
+/// K-pairs of one k block at most on [`Path::Amx`]: a B tile of them, 48 KiB, stays in L1 while
+/// every 16-row block of A multiplies it.
+const AMX_KC: usize = 256;
+/// Scratch floats of one thread's transposed A blocks on [`Path::Amx`] (256 KiB: 16 blocks of
+/// 16 rows at the deepest k block, more at shallower ones).
+const AMX_A_SCRATCH: usize = 16 * 16 * AMX_KC;
+
 /// Scratch floats [`run`] needs on `threads` threads when B is packed at run time: one B block
-/// per thread (`m`, `n`, `k` and `problems` are there for symmetry with `gemm::scratch_len`).
+/// per thread, and one A block for AMX (`m`, `n`, `k` and `problems` are there for symmetry
+/// with `gemm::scratch_len`).
 pub fn scratch_len(_m: usize, _n: usize, _k: usize, _problems: usize, threads: usize) -> usize {
-    ALIGN_SLACK + threads.max(1) * B_SCRATCH
+    ALIGN_SLACK + threads.max(1) * (B_SCRATCH + AMX_A_SCRATCH)
 }
 
 /// How one call computes its K-pairs.
@@ -139,6 +150,10 @@ enum Path {
     /// The same on AVX-512 without AVX512_BF16: the fp32 kernel's 8 × 48 register tile, each
     /// slot split into its two fp32 values by a shift and a mask.
     Widen512,
+    /// [`Path::Dot`] where the CPU also has AMX-BF16 (`x86_64::amx::usable`): B in plain rows
+    /// (1×1 convs) runs on AMX tiles, 16 rows × 48 columns a block ([`task_amx`]); B packed at
+    /// compile time (dense layers, a few rows of A) and narrow tiles stay on `vdpbf16ps`.
+    Amx,
 }
 
 /// Whether this CPU has what [`Path::Dot`] runs on: AVX512_BF16, AVX512BW for the 16-bit
@@ -156,9 +171,50 @@ pub fn dot_supported() -> bool {
     false
 }
 
+/// Whether the bf16 kernels take `vdpbf16ps`: where it is supported ([`dot_supported`]) unless
+/// `RESNEXT_BF16=widen` forces the widening kernels (tests run every path the CPU has).
+pub fn dot_enabled() -> bool {
+    dot_supported() && forced() != Some(Forced::Widen)
+}
+
+/// A bf16 path forced by `RESNEXT_BF16` (for tests and measurements).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Forced {
+    /// `dot`: `vdpbf16ps` where supported, no AMX.
+    Dot,
+    /// `widen`: operands widened to fp32, no `vdpbf16ps` or AMX.
+    Widen,
+}
+
+/// `RESNEXT_BF16` read once: `dot`, `widen`, or unset (or `auto`) for the fastest this CPU has.
+fn forced() -> Option<Forced> {
+    static FORCED: std::sync::OnceLock<Option<Forced>> = std::sync::OnceLock::new();
+    *FORCED.get_or_init(|| match std::env::var("RESNEXT_BF16").as_deref() {
+        Ok("dot") => Some(Forced::Dot),
+        Ok("widen") => Some(Forced::Widen),
+        Ok("auto") | Err(_) => None,
+        Ok(v) => {
+            eprintln!("resnext-runtime: RESNEXT_BF16={v} is not one of auto|dot|widen; using auto");
+            None
+        }
+    })
+}
+
+/// Whether the bf16 GEMM takes [`Path::Amx`] on the AVX-512 tier: AMX-BF16 usable in this
+/// process (`x86_64::amx::usable`), `vdpbf16ps` supported (narrow tiles), nothing forced.
+pub(crate) fn amx_path() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        forced().is_none() && dot_supported() && super::x86_64::amx::usable()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
 fn path(isa: Isa) -> Path {
     match isa {
-        Isa::Avx512 if dot_supported() => Path::Dot,
+        Isa::Avx512 if amx_path() => Path::Amx,
+        Isa::Avx512 if dot_enabled() => Path::Dot,
         Isa::Avx512 if isa.supported() => Path::Widen512,
         Isa::Avx2 | Isa::Avx512 if isa.supported() => Path::Widen { avx2: true },
         _ => Path::Widen { avx2: false },
@@ -214,9 +270,35 @@ pub(crate) fn run(
         };
         // SAFETY: worker `worker` alone uses slot `worker` of the scratch (`threads.count()`
         // slots, checked above when any B is packed here).
-        let bbuf = runtime_b.then(|| unsafe {
+        #[allow(unused_mut)]
+        let mut bbuf = runtime_b.then(|| unsafe {
             std::slice::from_raw_parts_mut(scr.ptr().add(worker * B_SCRATCH), B_SCRATCH)
         });
+        #[cfg(target_arch = "x86_64")]
+        if path == Path::Amx
+            && let (BSource::Rows { data, ld }, Some(bbuf)) = (p.b, bbuf.as_deref_mut())
+        {
+            // SAFETY: as for the B blocks: worker `worker` alone uses A slot `worker`, after
+            // the `threads.count()` B slots.
+            let abuf = unsafe {
+                std::slice::from_raw_parts_mut(
+                    scr.ptr()
+                        .add(threads.count() * B_SCRATCH + worker * AMX_A_SCRATCH),
+                    AMX_A_SCRATCH,
+                )
+            };
+            // SAFETY: as for `task_body` below; `Path::Amx` only where AMX is usable.
+            unsafe {
+                task_amx(
+                    g,
+                    (p, data, ld),
+                    (split.panels(mc), split.tiles(nc)),
+                    (bbuf, abuf),
+                    out.ptr(),
+                )
+            };
+            return;
+        }
         // SAFETY: the rectangle of this task is written by it alone and lies inside `output`
         // (the caller's contract); `path` only picks what the CPU supports.
         unsafe {
@@ -253,6 +335,9 @@ unsafe fn task_body(
     out: *mut f32,
     path: Path,
 ) {
+    // AMX takes B in plain rows only (`run`); packed B (a dense layer's weights, for a few rows
+    // of A) runs on `vdpbf16ps`.
+    let path = if path == Path::Amx { Path::Dot } else { path };
     let k2 = g.k.div_ceil(2);
     // The B block as deep as the scratch allows (at least `KC` pairs, as `tiles` has at most
     // `NC_TILES` tiles), so that with k ≤ 2·KC C is written once.
@@ -354,6 +439,158 @@ unsafe fn task_body(
     }
 }
 
+/// [`task_body`] on AMX for B in plain rows (`data`, `ld`): per k block of at most [`AMX_KC`]
+/// K-pairs (a multiple of `amx::PAIRS`), the task's B tiles are rounded, paired and packed into
+/// `bbuf` (zero rows up to a whole number of `amx::PAIRS`; narrow tiles compactly, as on
+/// [`Path::Dot`]), then each block of two A panels (16 rows) is transposed into `abuf` as AMX
+/// reads it, and multiplied by every wide B tile on the tiles ([`super::x86_64::amx::block`]),
+/// through a staging block into the fp32 kernels' epilogue. Narrow tiles run on the
+/// `vdpbf16ps` narrow kernel, panel by panel, from A as packed.
+///
+/// # Safety
+/// As [`task_body`]; AMX usable (`amx::usable`) and what [`Path::Dot`] needs supported;
+/// `bbuf` holds `B_SCRATCH` floats and `abuf` [`AMX_A_SCRATCH`], this task's alone.
+#[cfg(target_arch = "x86_64")]
+unsafe fn task_amx(
+    g: &Gemm,
+    (p, data, ld): (&Problem, &[f32], usize),
+    (panels, tiles): (std::ops::Range<usize>, std::ops::Range<usize>),
+    (bbuf, abuf): (&mut [f32], &mut [f32]),
+    out: *mut f32,
+) {
+    use super::x86_64::amx;
+    let k2 = g.k.div_ceil(2);
+    // B's block fills the scratch at most, A's is `AMX_KC` pairs; both whole `PAIRS` steps.
+    let step = (B_SCRATCH / (tiles.len().max(1) * NR)).min(AMX_KC) / amx::PAIRS * amx::PAIRS;
+    let mut stage = [0.0f32; amx::ROWS * NR];
+    // SAFETY: AMX is usable (this function's contract).
+    unsafe { amx::configure() };
+    for p0 in (0..k2).step_by(step) {
+        let kc = step.min(k2 - p0);
+        let kp = kc.next_multiple_of(amx::PAIRS);
+        for (t, j) in tiles.clone().enumerate() {
+            let (col, cols) = (j * NR, g.tile_cols(j));
+            let dst = &mut bbuf[t * kp * NR..][..kp * NR];
+            if cols <= NARROW_COLS {
+                pack_rows((data, ld), g, (p0, kc), j..j + 1, dst, (Path::Dot, false));
+            } else {
+                // SAFETY: rows `2·p0..min(k, 2·(p0 + kc))` of columns `col..col + cols` lie in
+                // `data` (the caller's contract), and `dst` holds `kp × NR` slots.
+                unsafe {
+                    x86::pack_amx(
+                        data.as_ptr().add(2 * p0 * ld + col),
+                        ld,
+                        // Pairs past `kc` read zeros: never another block's rows.
+                        (g.k - 2 * p0).min(2 * kc),
+                        cols,
+                        kp,
+                        dst,
+                    )
+                };
+            }
+        }
+        let last = p0 + kc == k2;
+        let finish = |row: usize, col: usize| {
+            last.then(|| super::Finish {
+                bias: p.bias.map_or(std::ptr::null(), |b| {
+                    let off = if g.bias_along == super::BiasAlong::Rows {
+                        row
+                    } else {
+                        col
+                    };
+                    b.as_ptr().wrapping_add(off)
+                }),
+                bias_along: g.bias_along,
+                residual: g.residual.map_or(std::ptr::null(), |r| {
+                    r.as_ptr().wrapping_add(p.c + row * g.ldc + col)
+                }),
+                activation: g.activation,
+            })
+        };
+        // Row chunks of whole 16-row blocks whose transposed A fills `abuf` at most; in each,
+        // B tile by B tile, so that one B tile serves every block of the chunk from L1.
+        let chunk_panels = (AMX_A_SCRATCH / (amx::ROWS * kp)).max(1) * (amx::ROWS / MR);
+        for c0 in panels.clone().step_by(chunk_panels) {
+            let chunk = c0..(c0 + chunk_panels).min(panels.end);
+            for (x, blk) in chunk.clone().step_by(amx::ROWS / MR).enumerate() {
+                let np = (chunk.end - blk).min(amx::ROWS / MR);
+                // SAFETY: panels `blk..blk + np` hold K-pairs `p0..p0 + kc` (`p.a` is the whole
+                // packed A), and block `x` of `abuf` holds `ROWS × kp` slots (`x` blocks of
+                // the chunk fit, by `chunk_panels`).
+                unsafe {
+                    x86::transpose_a(
+                        &p.a[blk * k2 * MR..],
+                        k2,
+                        np,
+                        (p0, kc, kp),
+                        &mut abuf[x * amx::ROWS * kp..][..amx::ROWS * kp],
+                    )
+                };
+            }
+            for (t, j) in tiles.clone().enumerate() {
+                let (col, cols) = (j * NR, g.tile_cols(j));
+                let b = bbuf[t * kp * NR..].as_ptr();
+                if cols <= NARROW_COLS {
+                    for i in chunk.clone() {
+                        let r = i * MR;
+                        let tile = Tile {
+                            kc,
+                            a: p.a[(i * k2 + p0) * MR..].as_ptr(),
+                            b,
+                            ldb: cols,
+                            c: out.wrapping_add(p.c + r * g.ldc + col),
+                            ldc: g.ldc,
+                            rows: MR.min(g.m - r),
+                            cols,
+                            load_c: p0 > 0,
+                            stream_a: false,
+                            finish: finish(r, col),
+                        };
+                        // SAFETY: as in `task_body`: A and B hold `kc` K-pair rows from here,
+                        // the C rectangle is ours alone.
+                        unsafe { x86::tile(&tile) };
+                    }
+                    continue;
+                }
+                for (x, blk) in chunk.clone().step_by(amx::ROWS / MR).enumerate() {
+                    let np = (chunk.end - blk).min(amx::ROWS / MR);
+                    let row = blk * MR;
+                    // SAFETY: block `x` of `abuf` holds 16 rows of `kp` slots, B `kp` rows of
+                    // `NR` slots (packed above), `stage` `ROWS × NR` floats; the tiles are
+                    // configured.
+                    unsafe {
+                        amx::block(
+                            abuf[x * amx::ROWS * kp..].as_ptr(),
+                            kp,
+                            b,
+                            kp,
+                            stage.as_mut_ptr(),
+                        )
+                    };
+                    let tile = Tile {
+                        kc,
+                        a: std::ptr::null(),
+                        b,
+                        ldb: NR,
+                        c: out.wrapping_add(p.c + row * g.ldc + col),
+                        ldc: g.ldc,
+                        rows: (np * MR).min(g.m - row),
+                        cols,
+                        load_c: p0 > 0,
+                        stream_a: false,
+                        finish: finish(row, col),
+                    };
+                    // SAFETY: the C (and residual) rectangle of `tile` lies in its buffers and
+                    // is this task's alone (the caller's contract).
+                    unsafe { x86::finish_staged(&tile, &stage) };
+                }
+            }
+        }
+    }
+    // SAFETY: configured above.
+    unsafe { amx::release() };
+}
+
 /// One `MR × NR` tile over `t.kc` K-pairs (`t.a`, `t.b` point at K-pair slots).
 ///
 /// # Safety
@@ -362,8 +599,8 @@ unsafe fn task_body(
 unsafe fn micro(t: &Tile, path: Path) {
     match path {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: forwarded from the caller.
-        Path::Dot => unsafe { x86::tile(t) },
+        // SAFETY: forwarded from the caller (`Amx` implies what `Dot` needs).
+        Path::Dot | Path::Amx => unsafe { x86::tile(t) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: forwarded from the caller; `Widen { avx2: true }` only where AVX2 and FMA are.
         Path::Widen { avx2: true } => unsafe { widen_tile_avx2(t) },
@@ -571,6 +808,141 @@ mod x86 {
             31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5, 20,
             4, 19, 3, 18, 2, 17, 1, 16, 0,
         )
+    }
+
+    /// Packs `kp` K-pairs of `cols` columns (more than `NARROW_COLS`, at most `NR`) of B's plain
+    /// rows at `src` (`ld` floats apart, `rows` of them readable) into `dst` as `kp` rows of `NR`
+    /// slots, zero past `cols` and past the readable rows: what [`tile_rn`] packs when `PACK`,
+    /// as a pass of its own for the AMX tiles.
+    ///
+    /// # Safety
+    /// `src` readable for `cols` floats at each of `min(2·kp, rows)` rows `ld` apart; the CPU
+    /// supports AVX512_BF16 and AVX512BW.
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    pub(super) unsafe fn pack_amx(
+        src: *const f32,
+        ld: usize,
+        rows: usize,
+        cols: usize,
+        kp: usize,
+        dst: &mut [f32],
+    ) {
+        let order = pair_order();
+        let lanes = column_lanes::<3>(cols);
+        let out = dst.as_mut_ptr() as *mut __m512i;
+        for p in 0..kp.min(dst.len() / NR) {
+            let lo_lanes = if 2 * p < rows { lanes } else { [0; 3] };
+            let hi_lanes = if 2 * p + 1 < rows { lanes } else { [0; 3] };
+            let (lo, hi) = (
+                src.wrapping_add(2 * p * ld),
+                src.wrapping_add((2 * p + 1) * ld),
+            );
+            for v in 0..3 {
+                // SAFETY: the lanes loaded are columns `< cols` of readable rows (the
+                // contract); the store writes slots `16v..16v + 16` of row `p < dst.len() / NR`.
+                unsafe {
+                    let l = _mm512_maskz_loadu_ps(lo_lanes[v], lo.add(16 * v));
+                    let h = _mm512_maskz_loadu_ps(hi_lanes[v], hi.add(16 * v));
+                    let both = std::mem::transmute::<__m512bh, __m512i>(_mm512_cvtne2ps_pbh(h, l));
+                    _mm512_storeu_si512(
+                        out.add(p * (NR / 16) + v),
+                        _mm512_permutexvar_epi16(order, both),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Transposes K-pairs `p0..p0 + kc` of `np` (1 or 2) packed A panels (`a`, panels `k2`
+    /// K-pairs of `MR` slots long) into `dst` as AMX reads A: row `r` of the block at
+    /// `dst[r·kp..]`, its K-pairs in order, zero from `kc` to `kp`. Rows past `np · MR` are
+    /// left as they are (their C rows are not stored).
+    ///
+    /// Sixteen K-pairs of a panel are eight vectors, `z[j]` holding pairs `2j` and `2j + 1` of
+    /// its 8 rows; three rounds of eight two-source permutes (`vpermt2d`) regroup them into
+    /// 4 pairs × 4 rows, then 8 pairs × 2 rows, then 16 pairs of one row.
+    ///
+    /// # Safety
+    /// `a` holds `np` panels of `k2 >= p0 + kc` K-pairs, `dst` `16 · kp` slots, `kp` a multiple
+    /// of 16 not below `kc`; the CPU supports AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::needless_range_loop)]
+    pub(super) unsafe fn transpose_a(
+        a: &[f32],
+        k2: usize,
+        np: usize,
+        (p0, kc, kp): (usize, usize, usize),
+        dst: &mut [f32],
+    ) {
+        debug_assert!(a.len() >= np * k2 * MR && dst.len() >= 16 * kp && kc <= kp);
+        // Lane `l` of each round's output, as `source · 16 + lane` of its two inputs.
+        let index = |f: &dyn Fn(i32) -> i32| {
+            let lanes: [i32; 16] = std::array::from_fn(|l| f(l as i32));
+            // SAFETY: 16 i32 are 64 bytes.
+            unsafe { _mm512_loadu_si512(lanes.as_ptr() as *const __m512i) }
+        };
+        // Round 1, rows 4h..4h + 4 of pairs 4i..4i + 4 from z[2i], z[2i + 1]: lane l is pair
+        // l / 4, row 4h + l % 4.
+        let r1 = [0, 1].map(|h| index(&|l| (l / 4 / 2) * 16 + (l / 4 % 2) * 8 + 4 * h + l % 4));
+        // Round 2, rows 2g, 2g + 1 (of the 4) of pairs 8i'..8i' + 8: lane l is pair l / 2,
+        // row 2g + l % 2; the first input holds pairs 0..4 (lane 4·pair + row), the second 4..8.
+        let r2 = [0, 1].map(|g| index(&|l| (l / 2 / 4) * 16 + (l / 2 % 4) * 4 + 2 * g + l % 2));
+        // Round 3, row e (of the 2) of pairs 0..16: lane l is pair l; the first input holds
+        // pairs 0..8 (lane 2·pair + row), the second 8..16.
+        let r3 = [0, 1].map(|e| index(&|l| (l / 8) * 16 + (l % 8) * 2 + e));
+        for h in 0..np {
+            let panel = a.as_ptr().wrapping_add((h * k2 + p0) * MR) as *const i32;
+            for q0 in (0..kp).step_by(16) {
+                // Slots of this chunk that hold K-pairs below `kc`.
+                let valid = kc.saturating_sub(q0).min(16) * MR;
+                let z: [__m512i; 8] = std::array::from_fn(|j| {
+                    let n = valid.saturating_sub(16 * j).min(16);
+                    let mask: __mmask16 = if n == 16 { 0xFFFF } else { (1u16 << n) - 1 };
+                    // SAFETY: the lanes loaded are slots of K-pairs `< kc` of this panel (in
+                    // `a`, the contract); masked-off lanes are not read.
+                    unsafe { _mm512_maskz_loadu_epi32(mask, panel.wrapping_add(q0 * MR + 16 * j)) }
+                });
+                let u: [[__m512i; 2]; 4] = std::array::from_fn(|i| {
+                    r1.map(|ix| _mm512_permutex2var_epi32(z[2 * i], ix, z[2 * i + 1]))
+                });
+                for hh in 0..2 {
+                    for (g, ix2) in r2.iter().enumerate() {
+                        let v: [__m512i; 2] = std::array::from_fn(|i| {
+                            _mm512_permutex2var_epi32(u[2 * i][hh], *ix2, u[2 * i + 1][hh])
+                        });
+                        for (e, ix3) in r3.iter().enumerate() {
+                            let row = 8 * h + 4 * hh + 2 * g + e;
+                            let o = _mm512_permutex2var_epi32(v[0], *ix3, v[1]);
+                            // SAFETY: slots `q0..q0 + 16` of row `row < 16` of `dst`
+                            // (`q0 + 16 <= kp`).
+                            unsafe {
+                                _mm512_storeu_si512(
+                                    dst.as_mut_ptr().add(row * kp + q0) as *mut __m512i,
+                                    o,
+                                )
+                            };
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The fp32 kernels' epilogue ([`finish_row`]) over an AMX staging block: row `r < t.rows`
+    /// of the result at `stage[r·NR..]`, `t.cols` columns of it.
+    ///
+    /// # Safety
+    /// As `finish_row` for rows `0..t.rows` (at most 16) of `t`; `stage` holds `t.rows · NR`
+    /// floats.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn finish_staged(t: &Tile, stage: &[f32]) {
+        let lanes = column_lanes::<3>(t.cols);
+        for (r, row) in stage.chunks_exact(NR).take(t.rows).enumerate() {
+            // SAFETY: `row` holds `NR = 48` floats.
+            let acc = std::array::from_fn(|v| unsafe { _mm512_loadu_ps(row.as_ptr().add(16 * v)) });
+            // SAFETY: `r < t.rows`; the pointers of `t` as the caller promised.
+            unsafe { finish_row::<3>(t, r, acc, lanes) };
+        }
     }
 
     /// `R` rows × `NV` vectors of 16 columns: per K-pair one B row of `NV` vectors (loaded, or

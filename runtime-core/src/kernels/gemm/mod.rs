@@ -27,6 +27,13 @@ use crate::exec::isa::Isa;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 pub mod bf16;
+
+/// Whether the bf16 GEMM's 1×1 convs run on AMX tiles in this process (AVX-512 tier, a CPU with
+/// AMX-BF16 and AVX512_BF16, tile state granted by the OS, no `RESNEXT_BF16` forcing another
+/// path).
+pub fn amx_usable() -> bool {
+    crate::exec::isa::isa() == Isa::Avx512 && bf16::amx_path()
+}
 mod generic;
 pub(crate) mod rows;
 #[cfg(target_arch = "x86_64")]

@@ -1,0 +1,177 @@
+//! Intel AMX (AMX-TILE, AMX-BF16) for the bf16 GEMM: `tdpbf16ps` multiplies a 16 × 32 bf16 tile
+//! of A by a 32 × 16 tile of B into a 16 × 16 fp32 tile, 8192 multiply-adds an instruction where
+//! `vdpbf16ps` does 32.
+//!
+//! Rust has no stable AMX intrinsics, so the instructions are inline assembly: the tile registers
+//! are outside the compiler's register allocation, and nothing else in the process touches them.
+//! Linux hands out the 8 KiB of tile state only on request (`arch_prctl(ARCH_REQ_XCOMP_PERM)`):
+//! [`usable`] asks once per process and says no where the CPU or the kernel does.
+//!
+//! Layouts, in the bf16 GEMM's K-pair slots (a pair of bf16 in 32 bits):
+//! - A: a block of [`ROWS`] rows, row-major, `kp` slots a row (`kp` a multiple of [`PAIRS`]);
+//!   `tdpbf16ps` reads [`PAIRS`] slots of each of the 16 rows.
+//! - B: the bf16 GEMM's packed tile, `NR` slots a K-pair row: three 16-column tiles side by side,
+//!   which is the "VNNI" layout `tdpbf16ps` takes for its second operand.
+//! - C: a staging block of [`ROWS`] × `NR` floats, handed to the fp32 kernels' epilogue.
+
+use std::arch::asm;
+use std::sync::OnceLock;
+
+use super::super::NR;
+
+/// Rows of A (and C) a block: one tile's rows.
+pub(crate) const ROWS: usize = 16;
+/// K-pairs a `tdpbf16ps` step: one tile row of 64 bytes.
+pub(crate) const PAIRS: usize = 16;
+
+/// The tile configuration (`ldtilecfg`'s 64-byte operand): palette 1; tiles 0–2 the C
+/// accumulators (16 rows of 16 floats), tile 4 the A block (16 rows of 16 slots), tiles 5–7 the
+/// three B column tiles (16 K-pair rows of 16 slots).
+#[repr(C, align(64))]
+struct Config {
+    palette: u8,
+    start_row: u8,
+    reserved: [u8; 14],
+    colsb: [u16; 16],
+    rows: [u8; 16],
+}
+
+static CONFIG: Config = {
+    let mut colsb = [0u16; 16];
+    let mut rows = [0u8; 16];
+    let mut t = 0;
+    while t < 8 {
+        if t != 3 {
+            colsb[t] = 64;
+            rows[t] = 16;
+        }
+        t += 1;
+    }
+    Config {
+        palette: 1,
+        start_row: 0,
+        reserved: [0; 14],
+        colsb,
+        rows,
+    }
+};
+
+/// Whether this process may use AMX-BF16: the CPU has AMX-TILE and AMX-BF16 and the OS granted
+/// the tile state. Decided once; logged on stderr when `RESNEXT_LOG` is set.
+pub fn usable() -> bool {
+    static USABLE: OnceLock<bool> = OnceLock::new();
+    *USABLE.get_or_init(|| {
+        let ok = cpu_has_amx_bf16() && request_tile_state();
+        if std::env::var_os("RESNEXT_LOG").is_some() {
+            eprintln!(
+                "resnext-runtime: AMX-BF16 {}",
+                if ok { "usable" } else { "unavailable" }
+            );
+        }
+        ok
+    })
+}
+
+/// CPUID leaf 7: EDX bit 24 AMX-TILE, bit 22 AMX-BF16.
+fn cpu_has_amx_bf16() -> bool {
+    #[allow(unused_unsafe)]
+    // SAFETY: CPUID exists on every x86-64 CPU; leaf 7 reads as zeros where it is not defined.
+    let leaf = unsafe { std::arch::x86_64::__cpuid_count(7, 0) };
+    leaf.edx & (1 << 24) != 0 && leaf.edx & (1 << 22) != 0
+}
+
+/// Asks Linux for the AMX tile data state (`arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)`,
+/// process-wide); true when granted.
+#[cfg(target_os = "linux")]
+fn request_tile_state() -> bool {
+    const SYS_ARCH_PRCTL: i64 = 158;
+    const ARCH_REQ_XCOMP_PERM: i64 = 0x1023;
+    const XFEATURE_XTILEDATA: i64 = 18;
+    let ret: i64;
+    // SAFETY: the arch_prctl system call with these arguments only changes which extended states
+    // the process may use; it reads and writes no memory of ours. `syscall` clobbers rcx and r11.
+    unsafe {
+        asm!(
+            "syscall",
+            inlateout("rax") SYS_ARCH_PRCTL => ret,
+            in("rdi") ARCH_REQ_XCOMP_PERM,
+            in("rsi") XFEATURE_XTILEDATA,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    ret == 0
+}
+
+/// Other systems: not tried.
+#[cfg(not(target_os = "linux"))]
+fn request_tile_state() -> bool {
+    false
+}
+
+/// Loads the tile configuration on this thread (zeroing every tile).
+///
+/// # Safety
+/// [`usable`] returned true.
+#[inline]
+pub(crate) unsafe fn configure() {
+    // SAFETY: `CONFIG` is a valid palette-1 configuration of 64 bytes; AMX is usable (caller).
+    unsafe { asm!("ldtilecfg [{c}]", c = in(reg) &CONFIG, options(nostack, readonly)) };
+}
+
+/// Returns the tile state to its initial (unused) form, so that context switches of this thread
+/// save none of it.
+///
+/// # Safety
+/// [`usable`] returned true.
+#[inline]
+pub(crate) unsafe fn release() {
+    // SAFETY: AMX is usable (caller); `tilerelease` touches no memory.
+    unsafe { asm!("tilerelease", options(nostack, nomem)) };
+}
+
+/// `C = A·B` for one [`ROWS`] × `NR` block over `kp` K-pairs: A at `a`, [`ROWS`] rows of `lda`
+/// slots; B at `b`, `kp` rows of `NR` slots; C written to `c`, [`ROWS`] rows of `NR` floats.
+///
+/// # Safety
+/// [`configure`] ran on this thread since the last [`release`]; `kp` is a positive multiple of
+/// [`PAIRS`]; `a` is readable for [`ROWS`] rows of `kp` slots `lda` slots apart, `b` for `kp`
+/// rows of `NR` slots, and `c` writable for `ROWS · NR` floats.
+#[inline]
+pub(crate) unsafe fn block(a: *const f32, lda: usize, b: *const f32, kp: usize, c: *mut f32) {
+    debug_assert!(kp > 0 && kp.is_multiple_of(PAIRS));
+    // SAFETY: every tile load reads 16 rows of 64 bytes inside A's or B's extent as promised (A:
+    // slots `s..s + 16` of each row for `s < kp`; B: rows `s..s + 16`, slot columns `0..48`), and
+    // the stores write C's `ROWS × NR` floats. The tiles are configured (caller).
+    unsafe {
+        asm!(
+            "tilezero tmm0",
+            "tilezero tmm1",
+            "tilezero tmm2",
+            "2:",
+            "tileloadd tmm4, [{a} + {lda}*1]",
+            "tileloadd tmm5, [{b} + {ldb}*1]",
+            "tileloadd tmm6, [{b} + {ldb}*1 + 64]",
+            "tileloadd tmm7, [{b} + {ldb}*1 + 128]",
+            "tdpbf16ps tmm0, tmm4, tmm5",
+            "tdpbf16ps tmm1, tmm4, tmm6",
+            "tdpbf16ps tmm2, tmm4, tmm7",
+            "add {a}, 64",
+            "add {b}, {bstep}",
+            "dec {n}",
+            "jnz 2b",
+            "tilestored [{c} + {ldb}*1], tmm0",
+            "tilestored [{c} + {ldb}*1 + 64], tmm1",
+            "tilestored [{c} + {ldb}*1 + 128], tmm2",
+            a = inout(reg) a => _,
+            b = inout(reg) b => _,
+            n = inout(reg) kp / PAIRS => _,
+            lda = in(reg) lda * 4,
+            ldb = in(reg) NR * 4,
+            bstep = in(reg) PAIRS * NR * 4,
+            c = in(reg) c,
+            options(nostack),
+        );
+    }
+}
