@@ -130,7 +130,36 @@ pub fn pack_b_transposed(src: &[f32], k: usize, n: usize, ld: usize) -> Vec<f32>
 const AMX_KC: usize = 256;
 /// Scratch floats of one thread's transposed A blocks on [`Path::Amx`] (256 KiB: 16 blocks of
 /// 16 rows at the deepest k block, more at shallower ones).
-const AMX_A_SCRATCH: usize = 16 * 16 * AMX_KC;
+const AMX_A_SCRATCH: usize = 16 * 16 * AMX_KC + AMX_KEY;
+/// Floats at the end of a thread's A scratch naming what its transposed blocks hold
+/// ([`AmxKey`]), so that the thread's next task over the same rows of the same A reuses them.
+const AMX_KEY: usize = 8;
+
+/// What a thread's transposed A blocks hold: A's address, the panels and the K-pairs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct AmxKey {
+    a: usize,
+    panels: (usize, usize),
+    pairs: (usize, usize),
+}
+
+impl AmxKey {
+    /// As stored in the last [`AMX_KEY`] floats of a thread's A scratch (`valid` in the last).
+    fn bits(self) -> [u32; AMX_KEY] {
+        let a = self.a as u64;
+        let w = |x: usize| x as u32;
+        [
+            a as u32,
+            (a >> 32) as u32,
+            w(self.panels.0),
+            w(self.panels.1),
+            w(self.pairs.0),
+            w(self.pairs.1),
+            0,
+            1,
+        ]
+    }
+}
 
 /// Scratch floats [`run`] needs on `threads` threads when B is packed at run time: one B block
 /// per thread, and one A block for AMX (`m`, `n`, `k` and `problems` are there for symmetry
@@ -312,6 +341,13 @@ pub(crate) fn run(
             )
         };
     };
+    if path == Path::Amx && runtime_b {
+        // No thread's transposed A blocks are from this call yet.
+        for w in 0..threads.count() {
+            let key = threads.count() * B_SCRATCH + (w + 1) * AMX_A_SCRATCH - AMX_KEY;
+            scratch[key..key + AMX_KEY].fill(0.0);
+        }
+    }
     threads.run_indexed(problems.len() * per_problem, &task);
     Ok(())
 }
@@ -509,23 +545,36 @@ unsafe fn task_amx(
         };
         // Row chunks of whole 16-row blocks whose transposed A fills `abuf` at most; in each,
         // B tile by B tile, so that one B tile serves every block of the chunk from L1.
-        let chunk_panels = (AMX_A_SCRATCH / (amx::ROWS * kp)).max(1) * (amx::ROWS / MR);
+        let (blocks, key) = abuf.split_at_mut(AMX_A_SCRATCH - AMX_KEY);
+        let chunk_panels = (blocks.len() / (amx::ROWS * kp)).max(1) * (amx::ROWS / MR);
         for c0 in panels.clone().step_by(chunk_panels) {
             let chunk = c0..(c0 + chunk_panels).min(panels.end);
-            for (x, blk) in chunk.clone().step_by(amx::ROWS / MR).enumerate() {
-                let np = (chunk.end - blk).min(amx::ROWS / MR);
-                // SAFETY: panels `blk..blk + np` hold K-pairs `p0..p0 + kc` (`p.a` is the whole
-                // packed A), and block `x` of `abuf` holds `ROWS × kp` slots (`x` blocks of
-                // the chunk fit, by `chunk_panels`).
-                unsafe {
-                    x86::transpose_a(
-                        &p.a[blk * k2 * MR..],
-                        k2,
-                        np,
-                        (p0, kc, kp),
-                        &mut abuf[x * amx::ROWS * kp..][..amx::ROWS * kp],
-                    )
-                };
+            // This thread's last task may have left these very blocks.
+            let held = AmxKey {
+                a: p.a.as_ptr() as usize,
+                panels: (chunk.start, chunk.end),
+                pairs: (p0, kc),
+            }
+            .bits();
+            if !key.iter().zip(held).all(|(k, h)| k.to_bits() == h) {
+                for (x, blk) in chunk.clone().step_by(amx::ROWS / MR).enumerate() {
+                    let np = (chunk.end - blk).min(amx::ROWS / MR);
+                    // SAFETY: panels `blk..blk + np` hold K-pairs `p0..p0 + kc` (`p.a` is the
+                    // whole packed A), and block `x` of `blocks` holds `ROWS × kp` slots (`x`
+                    // blocks of the chunk fit, by `chunk_panels`).
+                    unsafe {
+                        x86::transpose_a(
+                            &p.a[blk * k2 * MR..],
+                            k2,
+                            np,
+                            (p0, kc, kp),
+                            &mut blocks[x * amx::ROWS * kp..][..amx::ROWS * kp],
+                        )
+                    };
+                }
+                for (k, h) in key.iter_mut().zip(held) {
+                    *k = f32::from_bits(h);
+                }
             }
             for (t, j) in tiles.clone().enumerate() {
                 let (col, cols) = (j * NR, g.tile_cols(j));
@@ -560,7 +609,7 @@ unsafe fn task_amx(
                     // configured.
                     unsafe {
                         amx::block(
-                            abuf[x * amx::ROWS * kp..].as_ptr(),
+                            blocks[x * amx::ROWS * kp..].as_ptr(),
                             kp,
                             b,
                             kp,
