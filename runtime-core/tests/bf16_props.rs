@@ -335,8 +335,8 @@ fn ragged_narrow_tiles() {
 }
 
 /// Row blocks of 16 and 8 (two packed panels, or one left over) over full and ragged tiles,
-/// k a whole number of 32, odd, or ragged against AMX's 16 K-pairs a step, at 1 and 2 threads: the
-/// shapes the AMX tiles see on the AVX-512 tier of a CPU with AMX-BF16 (and `vdpbf16ps` or the
+/// k a whole number of 32, odd, or ragged against AMX's 16 K-pairs a step, at 1 and 2 threads,
+/// and maps of few pixels (AMX with the operands swapped): the shapes the AMX tiles see on the AVX-512 tier of a CPU with AMX-BF16 (and `vdpbf16ps` or the
 /// widening kernels elsewhere).
 #[test]
 fn amx_row_blocks() {
@@ -347,6 +347,15 @@ fn amx_row_blocks() {
         (256, 16, 14, 14),
         (31, 8, 9, 10),
         (130, 72, 5, 20),
+        // Maps of at most 256 pixels with k a whole number of 32 (the swapped operands: weight
+        // panels in place, pixels transposed): two k blocks, ragged panels, ragged and single
+        // pixel blocks.
+        (1024, 40, 7, 7),
+        (512, 27, 14, 14),
+        (64, 8, 1, 3),
+        (96, 24, 16, 16),
+        (32, 200, 2, 9),
+        (2048, 17, 3, 7),
     ]
     .iter()
     .enumerate()

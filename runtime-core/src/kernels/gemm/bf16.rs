@@ -316,15 +316,14 @@ pub(crate) fn run(
                     AMX_A_SCRATCH,
                 )
             };
+            let span = (split.panels(mc), split.tiles(nc));
             // SAFETY: as for `task_body` below; `Path::Amx` only where AMX is usable.
             unsafe {
-                task_amx(
-                    g,
-                    (p, data, ld),
-                    (split.panels(mc), split.tiles(nc)),
-                    (bbuf, abuf),
-                    out.ptr(),
-                )
+                if swapped(g) {
+                    task_amx_t(g, (p, data, ld), span, bbuf, out.ptr())
+                } else {
+                    task_amx(g, (p, data, ld), span, (bbuf, abuf), out.ptr())
+                }
             };
             return;
         }
@@ -632,6 +631,116 @@ unsafe fn task_amx(
                     // SAFETY: the C (and residual) rectangle of `tile` lies in its buffers and
                     // is this task's alone (the caller's contract).
                     unsafe { x86::finish_staged(&tile, &stage) };
+                }
+            }
+        }
+    }
+    // SAFETY: configured above.
+    unsafe { amx::release() };
+}
+
+/// Maps of at most this many pixels run [`task_amx_t`] on AMX: the weights are then the larger
+/// operand, read by the tiles in place instead of transposed.
+const AMX_T_MAX_N: usize = 256;
+
+/// Whether the AMX path takes `g` with the operands swapped ([`task_amx_t`]): few pixels, and a
+/// whole number of AMX steps of K-pairs (then no tile load reads past a weight panel's end).
+#[cfg(target_arch = "x86_64")]
+fn swapped(g: &Gemm) -> bool {
+    g.n <= AMX_T_MAX_N && g.k.div_ceil(2).is_multiple_of(super::x86_64::amx::PAIRS)
+}
+
+/// [`task_amx`] with the operands swapped, for maps of few pixels: per k block, the task's
+/// pixels are rounded, paired and transposed into `bbuf` (16-pixel blocks of rows of K-pairs,
+/// [`x86::pack_xt`]), and each two weight panels, as packed at compile time, multiply each two
+/// pixel blocks on the tiles ([`super::x86_64::amx::block_t`]); the 16 × 8 results are turned
+/// back into rows of channels by the epilogue ([`x86::finish_staged_t`]).
+///
+/// # Safety
+/// As [`task_amx`], and [`swapped`] holds for `g`.
+#[cfg(target_arch = "x86_64")]
+unsafe fn task_amx_t(
+    g: &Gemm,
+    (p, data, ld): (&Problem, &[f32], usize),
+    (panels, tiles): (std::ops::Range<usize>, std::ops::Range<usize>),
+    bbuf: &mut [f32],
+    out: *mut f32,
+) {
+    use super::x86_64::amx;
+    let k2 = g.k.div_ceil(2);
+    let col0 = tiles.start * NR;
+    let cols = (tiles.end * NR).min(g.n) - col0;
+    let blocks = cols.div_ceil(16);
+    // Whole AMX steps (k2 is a whole number of them, `swapped`), the pixel rows in `bbuf`.
+    let step = (B_SCRATCH / (blocks * 16)).min(AMX_KC) / amx::PAIRS * amx::PAIRS;
+    let mut stage = [0.0f32; 4 * 16 * MR];
+    // SAFETY: AMX is usable (this function's contract).
+    unsafe { amx::configure_t() };
+    for p0 in (0..k2).step_by(step) {
+        let kc = step.min(k2 - p0);
+        // SAFETY: rows `2·p0..min(k, 2·(p0 + kc))` of columns `col0..col0 + cols` lie in `data`
+        // (the caller's contract), and `bbuf` holds `16 · blocks` rows of `kc` slots.
+        unsafe {
+            x86::pack_xt(
+                data.as_ptr().add(2 * p0 * ld + col0),
+                ld,
+                (g.k - 2 * p0).min(2 * kc),
+                cols,
+                kc,
+                bbuf,
+            )
+        };
+        let last = p0 + kc == k2;
+        for i in panels.clone().step_by(2) {
+            let panel = |i: usize| p.a[(i * k2 + p0) * MR..].as_ptr();
+            let w = [
+                panel(i),
+                if i + 1 < panels.end {
+                    panel(i + 1)
+                } else {
+                    panel(i)
+                },
+            ];
+            for xb in (0..blocks).step_by(2) {
+                let block = |b: usize| bbuf[b * 16 * kc..].as_ptr();
+                let x = [block(xb), block(if xb + 1 < blocks { xb + 1 } else { xb })];
+                // SAFETY: each `x` holds 16 rows of `kc` slots, each `w` `kc` K-pair rows of
+                // its panel (`kc <= k2 - p0`), `stage` 512 floats; `kc` is a whole number of
+                // AMX steps (`swapped`, `step`); the tiles are configured.
+                unsafe { amx::block_t(x, kc, w, kc, stage.as_mut_ptr()) };
+                for (wb, panel) in (i..panels.end.min(i + 2)).enumerate() {
+                    let row = panel * MR;
+                    let col = col0 + 16 * xb;
+                    let tile = Tile {
+                        kc,
+                        a: std::ptr::null(),
+                        b: std::ptr::null(),
+                        ldb: NR,
+                        c: out.wrapping_add(p.c + row * g.ldc + col),
+                        ldc: g.ldc,
+                        rows: MR.min(g.m - row),
+                        cols: (cols - 16 * xb).min(32),
+                        load_c: p0 > 0,
+                        stream_a: false,
+                        finish: last.then(|| super::Finish {
+                            bias: p.bias.map_or(std::ptr::null(), |b| {
+                                let off = if g.bias_along == super::BiasAlong::Rows {
+                                    row
+                                } else {
+                                    col
+                                };
+                                b.as_ptr().wrapping_add(off)
+                            }),
+                            bias_along: g.bias_along,
+                            residual: g.residual.map_or(std::ptr::null(), |r| {
+                                r.as_ptr().wrapping_add(p.c + row * g.ldc + col)
+                            }),
+                            activation: g.activation,
+                        }),
+                    };
+                    // SAFETY: the C (and residual) rectangle of `tile` lies in its buffers and
+                    // is this task's alone (the caller's contract); `stage` holds 512 floats.
+                    unsafe { x86::finish_staged_t(&tile, &stage, wb) };
                 }
             }
         }
@@ -974,6 +1083,76 @@ mod x86 {
                     }
                 }
             }
+        }
+    }
+
+    /// Packs `kc` K-pairs of `cols` columns (pixels) of B's plain rows at `src` (`ld` floats
+    /// apart, `rows` of them readable) into `dst` transposed: pixel `c`'s K-pairs in order at
+    /// `dst[c·kc..]`, for `c` up to a whole number of 16 (zero past `cols` and the readable
+    /// rows). Each K-pair of 16 pixels is paired as in [`pack_amx`] and scattered down a column.
+    ///
+    /// # Safety
+    /// `src` readable for `cols` floats at each of `min(2·kc, rows)` rows `ld` apart; `dst` holds
+    /// `cols.div_ceil(16) · 16 · kc` slots; the CPU supports AVX512_BF16 and AVX512BW.
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    pub(super) unsafe fn pack_xt(
+        src: *const f32,
+        ld: usize,
+        rows: usize,
+        cols: usize,
+        kc: usize,
+        dst: &mut [f32],
+    ) {
+        debug_assert!(dst.len() >= cols.div_ceil(16) * 16 * kc);
+        let order = pair_order();
+        let down = _mm512_mullo_epi32(
+            _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+            _mm512_set1_epi32(kc as i32),
+        );
+        for b in 0..cols.div_ceil(16) {
+            let lanes = column_lanes::<1>(cols - 16 * b)[0];
+            for p in 0..kc {
+                let lo_lanes = if 2 * p < rows { lanes } else { 0 };
+                let hi_lanes = if 2 * p + 1 < rows { lanes } else { 0 };
+                let at = src.wrapping_add(2 * p * ld + 16 * b);
+                // SAFETY: the lanes loaded are columns `< cols` of readable rows (the
+                // contract); the scatter writes slot `p` of rows `16b..16b + 16` of `dst`.
+                unsafe {
+                    let l = _mm512_maskz_loadu_ps(lo_lanes, at);
+                    let h = _mm512_maskz_loadu_ps(hi_lanes, at.wrapping_add(ld));
+                    let both = std::mem::transmute::<__m512bh, __m512i>(_mm512_cvtne2ps_pbh(h, l));
+                    _mm512_i32scatter_epi32::<4>(
+                        dst.as_mut_ptr().add(16 * b * kc + p) as *mut i32,
+                        down,
+                        _mm512_permutexvar_epi16(order, both),
+                    );
+                }
+            }
+        }
+    }
+
+    /// [`finish_staged`] for [`super::super::x86_64::amx::block_t`]'s results: channel
+    /// `r < t.rows` of weight panel `wb` over two blocks of 16 pixels, each gathered from its
+    /// pixel-major 16 × 8 block (`stage[128·(2·xb + wb)..]`).
+    ///
+    /// # Safety
+    /// As `finish_row` for rows `0..t.rows` (at most 8) and `t.cols <= 32` columns of `t`;
+    /// `stage` holds 512 floats, `wb < 2`.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn finish_staged_t(t: &Tile, stage: &[f32; 512], wb: usize) {
+        let lanes = column_lanes::<2>(t.cols);
+        let across = _mm512_setr_epi32(
+            0, 8, 16, 24, 32, 40, 48, 56, 64, 72, 80, 88, 96, 104, 112, 120,
+        );
+        for r in 0..t.rows.min(MR) {
+            let acc = std::array::from_fn(|xb| {
+                // SAFETY: lane `c` reads float `128·(2·xb + wb) + 8c + r < 512` of `stage`.
+                unsafe {
+                    _mm512_i32gather_ps::<4>(across, stage.as_ptr().add(128 * (2 * xb + wb) + r))
+                }
+            });
+            // SAFETY: `r < t.rows`; the pointers of `t` as the caller promised.
+            unsafe { finish_row::<2>(t, r, acc, lanes) };
         }
     }
 

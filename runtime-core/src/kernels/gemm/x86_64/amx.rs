@@ -56,6 +56,27 @@ static CONFIG: Config = {
     }
 };
 
+/// The configuration of [`block_t`]: tiles 0–3 the C accumulators (16 pixels × 8 channels),
+/// tiles 4–5 two blocks of activations (16 pixels × 16 K-pairs), tiles 6–7 two weight panels
+/// (16 K-pairs × 8 channels, the packed A panel as it is).
+static CONFIG_T: Config = {
+    let mut colsb = [0u16; 16];
+    let mut rows = [0u8; 16];
+    let mut t = 0;
+    while t < 8 {
+        colsb[t] = if t == 4 || t == 5 { 64 } else { 32 };
+        rows[t] = 16;
+        t += 1;
+    }
+    Config {
+        palette: 1,
+        start_row: 0,
+        reserved: [0; 14],
+        colsb,
+        rows,
+    }
+};
+
 /// Whether this process may use AMX-BF16: the CPU has AMX-TILE and AMX-BF16 and the OS granted
 /// the tile state. Decided once; logged on stderr when `RESNEXT_LOG` is set.
 pub fn usable() -> bool {
@@ -120,6 +141,16 @@ pub(crate) unsafe fn configure() {
     unsafe { asm!("ldtilecfg [{c}]", c = in(reg) &CONFIG, options(nostack, readonly)) };
 }
 
+/// Loads [`block_t`]'s tile configuration on this thread (zeroing every tile).
+///
+/// # Safety
+/// [`usable`] returned true.
+#[inline]
+pub(crate) unsafe fn configure_t() {
+    // SAFETY: `CONFIG_T` is a valid palette-1 configuration of 64 bytes; AMX is usable (caller).
+    unsafe { asm!("ldtilecfg [{c}]", c = in(reg) &CONFIG_T, options(nostack, readonly)) };
+}
+
 /// Returns the tile state to its initial (unused) form, so that context switches of this thread
 /// save none of it.
 ///
@@ -170,6 +201,66 @@ pub(crate) unsafe fn block(a: *const f32, lda: usize, b: *const f32, kp: usize, 
             lda = in(reg) lda * 4,
             ldb = in(reg) NR * 4,
             bstep = in(reg) PAIRS * NR * 4,
+            c = in(reg) c,
+            options(nostack),
+        );
+    }
+}
+
+/// `Cᵀ = Xᵀ·W` with the operands swapped, for maps of few pixels where the weights are the large
+/// operand: two blocks of 16 pixels (`x[0]`, `x[1]`: 16 rows of `kp` K-pair slots, `ldx` slots
+/// apart) times two weight panels as packed for the vector kernels (`w[0]`, `w[1]`: `kp` rows of
+/// 8 slots, `MR = 8` channels), over `kp` K-pairs; `c` receives four 16 × 8 blocks, block
+/// `2·xb + wb` at `c + 128·(2·xb + wb)` (pixel-major, 8 floats a pixel). AMX reads the weights in
+/// place: nothing of them is copied or transposed.
+///
+/// # Safety
+/// [`configure_t`] ran on this thread since the last [`release`] or [`configure`]; `kp` is a
+/// positive multiple of [`PAIRS`]; each `x` is readable for 16 rows of `kp` slots `ldx` apart,
+/// each `w` for `kp` rows of 8 slots, and `c` writable for 512 floats.
+#[inline]
+pub(crate) unsafe fn block_t(
+    x: [*const f32; 2],
+    ldx: usize,
+    w: [*const f32; 2],
+    kp: usize,
+    c: *mut f32,
+) {
+    debug_assert!(kp > 0 && kp.is_multiple_of(PAIRS));
+    // SAFETY: every tile load reads 16 rows inside `x` (64 bytes of each) or `w` (16 K-pair rows
+    // of 32 bytes) as promised; the stores write `c`'s 512 floats. The tiles are configured.
+    unsafe {
+        asm!(
+            "tilezero tmm0",
+            "tilezero tmm1",
+            "tilezero tmm2",
+            "tilezero tmm3",
+            "2:",
+            "tileloadd tmm4, [{x0} + {ldx}*1]",
+            "tileloadd tmm5, [{x1} + {ldx}*1]",
+            "tileloadd tmm6, [{w0} + {ldw}*1]",
+            "tileloadd tmm7, [{w1} + {ldw}*1]",
+            "tdpbf16ps tmm0, tmm4, tmm6",
+            "tdpbf16ps tmm1, tmm4, tmm7",
+            "tdpbf16ps tmm2, tmm5, tmm6",
+            "tdpbf16ps tmm3, tmm5, tmm7",
+            "add {x0}, 64",
+            "add {x1}, 64",
+            "add {w0}, 512",
+            "add {w1}, 512",
+            "dec {n}",
+            "jnz 2b",
+            "tilestored [{c} + {ldw}*1], tmm0",
+            "tilestored [{c} + {ldw}*1 + 512], tmm1",
+            "tilestored [{c} + {ldw}*1 + 1024], tmm2",
+            "tilestored [{c} + {ldw}*1 + 1536], tmm3",
+            x0 = inout(reg) x[0] => _,
+            x1 = inout(reg) x[1] => _,
+            w0 = inout(reg) w[0] => _,
+            w1 = inout(reg) w[1] => _,
+            n = inout(reg) kp / PAIRS => _,
+            ldx = in(reg) ldx * 4,
+            ldw = in(reg) 32usize,
             c = in(reg) c,
             options(nostack),
         );
