@@ -729,6 +729,74 @@ fn ragged_blocks() {
     }
 }
 
+/// 1×1 convs of one group over multiples of 64 input channels (on a CPU with AMX-INT8 the AMX
+/// tiles: 32 channels × 2 vectors, ragged channel blocks, a lone last vector, stride 2, two k
+/// steps and more), with and without the residual step, in both residual arithmetics.
+#[test]
+fn pointwise_multiples_of_64() {
+    for (i, &(in_c, out_c, hw, stride)) in [
+        (64, 96, 8, 1),
+        (128, 40, 7, 1),
+        (256, 17, 9, 1),
+        (64, 33, 20, 2),
+        (192, 64, 5, 1),
+        (1024, 48, 7, 1),
+    ]
+    .iter()
+    .enumerate()
+    {
+        for (j, output) in [
+            QOutput::Float { relu: true },
+            QOutput::Requant {
+                quant: Quant {
+                    scale: 0.041,
+                    zero_point: 12,
+                },
+                min: 12,
+                max: 255,
+            },
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            for seed in 0..3u64 {
+                let c = QCase {
+                    shape: ConvShape::square(in_c, hw, out_c, 1, stride, 0, 1),
+                    batch: 1 + (i + j) % 2,
+                    threads: 1 + (seed as usize % 2),
+                    input_zero_point: 131,
+                    output,
+                    seed: 3 * i as u64 + seed,
+                };
+                check(&c).unwrap();
+                check_ort_sum(&c).unwrap();
+            }
+        }
+    }
+}
+
+/// Where AMX-INT8 runs the 1×1 convs (`RESNEXT_INT8` unset on a CPU with it), the VNNI tiles it
+/// replaces are tested too: this test binary again, every test but this one, with
+/// `RESNEXT_INT8=vnni`.
+#[test]
+fn without_amx() {
+    if std::env::var_os("RESNEXT_INT8").is_some() || !int8::amx_enabled() {
+        return;
+    }
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let out = std::process::Command::new(exe)
+        .args(["--skip", "without_amx", "--test-threads", "2"])
+        .env("RESNEXT_INT8", "vnni")
+        .output()
+        .expect("running the test binary again");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains(" passed;") && !text.contains(" 0 passed;"),
+        "with RESNEXT_INT8=vnni:\n{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// The stem of a ResNet (3 channels, 7×7, stride 2, padding 3: one zero-padded block, 4 phase
 /// planes) and its stride-2 1×1 and 3×3 downsampling convs, on odd and even sizes.
 #[test]

@@ -269,9 +269,52 @@ pub(crate) fn conv_image(
         sum,
         codes,
     };
+    #[cfg(target_arch = "x86_64")]
+    if tier == Tier::Vnni && amx_applies(s, &l) {
+        use crate::kernels::gemm::x86_64::amx;
+        // SAFETY: AMX-INT8 is usable (`amx_applies`); every tile runs between the configure and
+        // the release of its task's thread.
+        let (begin, end) = (|| unsafe { amx::configure() }, || unsafe { amx::release() });
+        for_each_tile_in(
+            ctx,
+            s,
+            &l,
+            (AMX_MR, AMX_NR),
+            (&begin, &end),
+            |m0, mr, v0, stores| {
+                // SAFETY: `Tier::Vnni` is chosen only where the CPU has AVX-512F, BW and VNNI; the
+                // channels and vectors are this tile's, within the layout; the tiles are configured.
+                unsafe { super::x86_64::direct_amx(&tile, m0, mr, v0, stores, y) }
+            },
+        );
+        return;
+    }
     for_each_tile(ctx, s, &l, MR, NR, |m0, mr, v0, stores| {
         run_tile(tier, &tile, m0, mr, v0, stores, y)
     });
+}
+
+/// Channels and vectors of an AMX tile (`x86_64::direct_amx`).
+const AMX_MR: usize = 32;
+const AMX_NR: usize = 2;
+
+/// Whether the VNNI tier runs `s` on AMX-INT8 tiles (`x86_64::direct_amx`): a CPU with AMX-INT8
+/// whose tile state the OS granted, `RESNEXT_INT8` not `vnni`, and a 1×1 conv of one group over a
+/// multiple of 64 input channels (whole AMX steps of 16 blocks).
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn amx_applies(s: &ConvShape, l: &Layout) -> bool {
+    s.group == 1 && s.kernel == [1, 1] && l.cbg > 0 && l.cbg.is_multiple_of(16) && amx_enabled()
+}
+
+/// AMX-INT8 usable in this process and not turned off by `RESNEXT_INT8=vnni` (read once; tests
+/// run the VNNI tiles that way on CPUs with AMX).
+#[cfg(target_arch = "x86_64")]
+pub fn amx_enabled() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| {
+        std::env::var("RESNEXT_INT8").map_or(true, |v| v != "vnni")
+            && crate::kernels::gemm::x86_64::amx::usable_int8()
+    })
 }
 
 /// Runs `tile(m0, mr, v0, stores)` for every register tile of the direct layout `l` of `s`, at
@@ -286,11 +329,26 @@ pub(crate) fn for_each_tile<F: Fn(usize, usize, usize, &[Store]) + Sync>(
     nr_max: usize,
     tile: F,
 ) {
+    for_each_tile_in(ctx, s, l, (mr_max, nr_max), (&|| {}, &|| {}), tile)
+}
+
+/// [`for_each_tile`] with `begin` run before each task's tiles and `end` after them, on the
+/// task's thread.
+#[allow(clippy::type_complexity)]
+fn for_each_tile_in<F: Fn(usize, usize, usize, &[Store]) + Sync>(
+    ctx: &Ctx,
+    s: &ConvShape,
+    l: &Layout,
+    (mr_max, nr_max): (usize, usize),
+    (begin, end): (&(dyn Fn() + Sync), &(dyn Fn() + Sync)),
+    tile: F,
+) {
     let mg = s.out_c / s.group;
     let vectors = l.vectors();
     let v_tiles = vectors.div_ceil(TASK_V);
     let m_tiles = s.out_c.div_ceil(TASK_M);
     ctx.threads.run(m_tiles * v_tiles, &|task| {
+        begin();
         let (mt, vt) = (task / v_tiles, task % v_tiles);
         let m_end = ((mt + 1) * TASK_M).min(s.out_c);
         let v_end = ((vt + 1) * TASK_V).min(vectors);
@@ -310,6 +368,7 @@ pub(crate) fn for_each_tile<F: Fn(usize, usize, usize, &[Store]) + Sync>(
             }
             v0 += nr;
         }
+        end();
     });
 }
 

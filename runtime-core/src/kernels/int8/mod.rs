@@ -799,6 +799,18 @@ impl SharedBytes {
     }
 }
 
+/// Whether the direct path's 1×1 convs over multiples of 64 channels run on AMX-INT8 tiles in
+/// this process (a CPU with AMX-INT8, the tile state granted, `RESNEXT_INT8` not `vnni`), on the
+/// VNNI tier.
+pub fn amx_enabled() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        direct::amx_enabled()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
 /// Whether this call runs the VNNI kernel (AVX-512 tier on a CPU with AVX512_VNNI and BW).
 fn use_vnni(ctx: &Ctx) -> bool {
     #[cfg(target_arch = "x86_64")]

@@ -277,6 +277,108 @@ pub(super) unsafe fn direct_vnni<const MR: usize, const NR: usize>(
     }
 }
 
+/// The direct path's register tile on AMX-INT8, for 1×1 convs of one group over whole steps of
+/// 64 input channels ([`direct::amx_applies`]): channels `m0 .. m0 + mr` (`mr <= 32`) × the
+/// vectors of `stores` (1 or 2) from `v0`. The packed direct weights (a channel's words in a row)
+/// are AMX's first operand as they are and the quantized input's blocks (16 pixels' words a row,
+/// a block's plane apart) its second; `tdpbsud` sums the same integer products as `vpdpbusd`,
+/// which then go through the same epilogue.
+///
+/// # Safety
+/// As [`direct_vnni`]; the AMX tiles configured on this thread (`amx::configure`), AMX-INT8
+/// usable, and [`direct::amx_applies`] true of the conv.
+#[target_feature(enable = "avx512f,avx512bw")]
+pub(super) unsafe fn direct_amx(
+    t: &direct::Tile,
+    m0: usize,
+    mr: usize,
+    v0: usize,
+    stores: &[direct::Store],
+    y: SharedOut,
+) {
+    use crate::kernels::gemm::x86_64::amx;
+    let l = &t.layout;
+    let kk = t.k_words();
+    let nr = stores.len();
+    let xg = l.tile_start(t.taps, m0, t.mg, v0 * LANES, nr * LANES, t.x.len());
+    let x0 = t.x[xg + t.taps[0]..].as_ptr();
+    let x = [x0, if nr > 1 { x0.wrapping_add(LANES) } else { x0 }].map(|p| p as *const u8);
+    // Weight rows of the two blocks of 16 channels; a block that runs past the last channel is
+    // copied, zero-padded, so that no tile load reads past the weights.
+    let rows = t.w.len() / kk;
+    let mut padded = Vec::new();
+    let mut w = [std::ptr::null::<u8>(); 2];
+    for (b, wb) in w.iter_mut().enumerate() {
+        let start = m0 + 16 * b.min((mr - 1) / 16);
+        *wb = if start + 16 <= rows {
+            t.w[start * kk..].as_ptr() as *const u8
+        } else {
+            if padded.is_empty() {
+                padded = vec![0u32; 16 * kk];
+                padded[..(rows - start) * kk].copy_from_slice(&t.w[start * kk..rows * kk]);
+            }
+            padded.as_ptr() as *const u8
+        };
+    }
+    let mut stage = [0i32; 1024];
+    // SAFETY: the weight rows as chosen above (16 rows of `kk` words, `kk = 16 · steps`), the
+    // code rows inside `t.x` (`tile_start`: every block's `nr` vectors at the tap's offset), the
+    // tiles configured and AMX-INT8 usable (the caller's contract).
+    unsafe { amx::block_i8(w, 4 * kk, x, 4 * l.block_len, kk / 16, stage.as_mut_ptr()) };
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        match nr {
+            1 => finish_amx::<1>(t, m0, mr, &stage, stores, y),
+            _ => finish_amx::<2>(t, m0, mr, &stage, stores, y),
+        }
+    }
+}
+
+/// [`direct_amx`]'s epilogue: channel by channel, [`direct_vnni`]'s.
+///
+/// # Safety
+/// As [`direct_vnni`]; `NR == stores.len()`.
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn finish_amx<const NR: usize>(
+    t: &direct::Tile,
+    m0: usize,
+    mr: usize,
+    stage: &[i32; 1024],
+    stores: &[direct::Store],
+    y: SharedOut,
+) {
+    for c in 0..mr {
+        let m = m0 + c;
+        let at = t.at(m);
+        let bias = _mm512_set1_epi32(t.packed.bias[at]);
+        let mult = _mm512_set1_ps(t.packed.multiplier[at]);
+        let values: [[__m512; NR]; 1] = [std::array::from_fn(|j| {
+            // SAFETY: block `2·(c / 16) + j` (< 4) row `c % 16` of `stage`: 16 i32 inside it.
+            let acc = unsafe {
+                _mm512_loadu_si512(
+                    stage.as_ptr().add(256 * (2 * (c / 16) + j) + 16 * (c % 16)) as *const __m512i
+                )
+            };
+            _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(acc, bias)), mult)
+        })];
+        if let Some((rule, r)) = &t.sum {
+            let place = Place {
+                base: m * t.pixels,
+                stride: t.pixels,
+            };
+            // SAFETY: forwarded from the caller.
+            unsafe { finish_sums_512::<1, NR>(t.out, t.codes, rule, r, &values, place, stores, y) };
+            continue;
+        }
+        for (j, &v) in values[0].iter().enumerate() {
+            let st = stores[j];
+            // SAFETY: the kept lanes are outputs `start .. start + kept` of channel `m`, this
+            // tile's (the caller's contract).
+            unsafe { finish_512!(t.out, t.codes, None, v, st, y, m * t.pixels + st.start) };
+        }
+    }
+}
+
 /// The lanes of `v` that `st` keeps, moved side by side to the low lanes, the mask of those low
 /// lanes and their count.
 #[inline]

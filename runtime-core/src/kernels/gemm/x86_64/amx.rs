@@ -24,9 +24,10 @@ pub(crate) const ROWS: usize = 16;
 /// K-pairs a `tdpbf16ps` step: one tile row of 64 bytes.
 pub(crate) const PAIRS: usize = 16;
 
-/// The tile configuration (`ldtilecfg`'s 64-byte operand): palette 1; tiles 0–2 the C
-/// accumulators (16 rows of 16 floats), tile 4 the A block (16 rows of 16 slots), tiles 5–7 the
-/// three B column tiles (16 K-pair rows of 16 slots).
+/// The tile configuration (`ldtilecfg`'s 64-byte operand): palette 1, every tile 16 rows of 64
+/// bytes. [`block`]: tiles 0–2 the C accumulators (16 rows of 16 floats), tile 4 the A block
+/// (16 rows of 16 slots), tiles 5–7 the three B column tiles (16 K-pair rows of 16 slots).
+/// [`block_i8`]: tiles 0–3 the i32 accumulators, 4–5 two blocks of weights, 6–7 two of codes.
 #[repr(C, align(64))]
 struct Config {
     palette: u8,
@@ -41,10 +42,8 @@ static CONFIG: Config = {
     let mut rows = [0u8; 16];
     let mut t = 0;
     while t < 8 {
-        if t != 3 {
-            colsb[t] = 64;
-            rows[t] = 16;
-        }
+        colsb[t] = 64;
+        rows[t] = 16;
         t += 1;
     }
     Config {
@@ -90,6 +89,18 @@ pub fn usable() -> bool {
             );
         }
         ok
+    })
+}
+
+/// Whether this process may use AMX-INT8: the CPU has AMX-TILE and AMX-INT8 and the OS granted
+/// the tile state. Decided once.
+pub fn usable_int8() -> bool {
+    static USABLE: OnceLock<bool> = OnceLock::new();
+    *USABLE.get_or_init(|| {
+        #[allow(unused_unsafe)]
+        // SAFETY: as in `cpu_has_amx_bf16`.
+        let leaf = unsafe { std::arch::x86_64::__cpuid_count(7, 0) };
+        leaf.edx & (1 << 24) != 0 && leaf.edx & (1 << 25) != 0 && request_tile_state()
     })
 }
 
@@ -261,6 +272,69 @@ pub(crate) unsafe fn block_t(
             n = inout(reg) kp / PAIRS => _,
             ldx = in(reg) ldx * 4,
             ldw = in(reg) 32usize,
+            c = in(reg) c,
+            options(nostack),
+        );
+    }
+}
+
+/// The i32 sums of two blocks of 16 output channels × two vectors of 16 pixels over `steps`
+/// steps of 64 input channels, with `tdpbsud` (signed weights × unsigned codes): weight rows at
+/// `w[0]`, `w[1]` (16 rows each, `ldw` bytes apart, 64 bytes a step), code rows at `x[0]`, `x[1]`
+/// (16 blocks of 4 channels a step, `ldx` bytes apart, each 16 pixels' words; a step moves
+/// `16·ldx` bytes). Writes four 16 × 16 i32 blocks to `c`, block `2·wb + xb` at `c + 256·(2·wb +
+/// xb)`, channel-major.
+///
+/// # Safety
+/// [`configure`] ran on this thread since the last [`release`] or [`configure_t`]; AMX-INT8 is
+/// usable ([`usable_int8`]); `steps > 0`; each `w` readable for 16 rows of `64·steps` bytes `ldw`
+/// apart, each `x` for `16·steps` rows of 64 bytes `ldx` apart, `c` writable for 1024 i32.
+#[inline]
+pub(crate) unsafe fn block_i8(
+    w: [*const u8; 2],
+    ldw: usize,
+    x: [*const u8; 2],
+    ldx: usize,
+    steps: usize,
+    c: *mut i32,
+) {
+    debug_assert!(steps > 0);
+    // SAFETY: every tile load reads 16 rows of 64 bytes inside the extents promised; the stores
+    // write `c`'s 1024 i32. The tiles are configured (caller).
+    unsafe {
+        asm!(
+            "tilezero tmm0",
+            "tilezero tmm1",
+            "tilezero tmm2",
+            "tilezero tmm3",
+            "2:",
+            "tileloadd tmm4, [{w0} + {ldw}*1]",
+            "tileloadd tmm5, [{w1} + {ldw}*1]",
+            "tileloadd tmm6, [{x0} + {ldx}*1]",
+            "tileloadd tmm7, [{x1} + {ldx}*1]",
+            "tdpbsud tmm0, tmm4, tmm6",
+            "tdpbsud tmm1, tmm4, tmm7",
+            "tdpbsud tmm2, tmm5, tmm6",
+            "tdpbsud tmm3, tmm5, tmm7",
+            "add {w0}, 64",
+            "add {w1}, 64",
+            "add {x0}, {xstep}",
+            "add {x1}, {xstep}",
+            "dec {n}",
+            "jnz 2b",
+            "tilestored [{c} + {ldc}*1], tmm0",
+            "tilestored [{c} + {ldc}*1 + 1024], tmm1",
+            "tilestored [{c} + {ldc}*1 + 2048], tmm2",
+            "tilestored [{c} + {ldc}*1 + 3072], tmm3",
+            w0 = inout(reg) w[0] => _,
+            w1 = inout(reg) w[1] => _,
+            x0 = inout(reg) x[0] => _,
+            x1 = inout(reg) x[1] => _,
+            n = inout(reg) steps => _,
+            ldw = in(reg) ldw,
+            ldx = in(reg) ldx,
+            xstep = in(reg) 16 * ldx,
+            ldc = in(reg) 64usize,
             c = in(reg) c,
             options(nostack),
         );
