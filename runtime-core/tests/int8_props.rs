@@ -729,18 +729,23 @@ fn ragged_blocks() {
     }
 }
 
-/// 1×1 convs of one group over multiples of 64 input channels (on a CPU with AMX-INT8 the AMX
-/// tiles: 32 channels × 2 vectors, ragged channel blocks, a lone last vector, stride 2, two k
-/// steps and more), with and without the residual step, in both residual arithmetics.
+/// Convs of one group over multiples of 64 input channels (on a CPU with AMX-INT8 the AMX tiles:
+/// 32 channels × 2 vectors, ragged channel blocks, a lone last vector, stride 2, one k step and
+/// more, 1×1, 3×3 and 5×5 with padding), with and without the residual step, in both residual
+/// arithmetics.
 #[test]
-fn pointwise_multiples_of_64() {
-    for (i, &(in_c, out_c, hw, stride)) in [
-        (64, 96, 8, 1),
-        (128, 40, 7, 1),
-        (256, 17, 9, 1),
-        (64, 33, 20, 2),
-        (192, 64, 5, 1),
-        (1024, 48, 7, 1),
+fn multiples_of_64_channels() {
+    for (i, &(in_c, out_c, hw, kernel, stride, pad)) in [
+        (64, 96, 8, 1, 1, 0),
+        (128, 40, 7, 1, 1, 0),
+        (256, 17, 9, 1, 1, 0),
+        (64, 33, 20, 1, 2, 0),
+        (192, 64, 5, 1, 1, 0),
+        (1024, 48, 7, 1, 1, 0),
+        (64, 40, 9, 3, 1, 1),
+        (128, 33, 12, 3, 2, 1),
+        (64, 24, 10, 5, 1, 2),
+        (256, 64, 7, 3, 1, 1),
     ]
     .iter()
     .enumerate()
@@ -761,7 +766,7 @@ fn pointwise_multiples_of_64() {
         {
             for seed in 0..3u64 {
                 let c = QCase {
-                    shape: ConvShape::square(in_c, hw, out_c, 1, stride, 0, 1),
+                    shape: ConvShape::square(in_c, hw, out_c, kernel, stride, pad, 1),
                     batch: 1 + (i + j) % 2,
                     threads: 1 + (seed as usize % 2),
                     input_zero_point: 131,

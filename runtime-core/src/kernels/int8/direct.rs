@@ -9,7 +9,7 @@
 //! The columns `ox ≥ out_w` of that grid are computed and dropped (compressed out on the store):
 //! `(ws − out_w) / ws` of the work, none for unpadded stride-1 convs.
 //!
-//! Weights are packed per output channel as `[block][ky][kx]` words (4 input channels' i8 each,
+//! Weights are packed per output channel as `[ky][kx][block]` words (4 input channels' i8 each,
 //! zero past a group's channels), so a grouped conv costs exactly its own channels: no padding of a
 //! group's output channels to a register width, whatever the channels per group. A group's input
 //! channels must be whole blocks (a multiple of 4) unless there is one group, whose last block is
@@ -149,8 +149,8 @@ pub(crate) fn pack_weights(s: &ConvShape, weight: &[i8], out: &mut Vec<f32>) {
     let cin_g = s.in_c / s.group;
     for m in 0..s.out_c {
         let w = &weight[m * cin_g * kh * kw..][..cin_g * kh * kw];
-        for cb in 0..l.cbg {
-            for t in 0..kh * kw {
+        for t in 0..kh * kw {
+            for cb in 0..l.cbg {
                 let mut bytes = [0u8; 4];
                 for (j, b) in bytes.iter_mut().enumerate() {
                     let c = cb * 4 + j;
@@ -299,11 +299,11 @@ const AMX_MR: usize = 32;
 const AMX_NR: usize = 2;
 
 /// Whether the VNNI tier runs `s` on AMX-INT8 tiles (`x86_64::direct_amx`): a CPU with AMX-INT8
-/// whose tile state the OS granted, `RESNEXT_INT8` not `vnni`, and a 1×1 conv of one group over a
-/// multiple of 64 input channels (whole AMX steps of 16 blocks).
+/// whose tile state the OS granted, `RESNEXT_INT8` not `vnni`, and a conv of one group over a
+/// multiple of 64 input channels (whole AMX steps of 16 blocks), any kernel, stride, dilation.
 #[cfg(target_arch = "x86_64")]
 pub(crate) fn amx_applies(s: &ConvShape, l: &Layout) -> bool {
-    s.group == 1 && s.kernel == [1, 1] && l.cbg > 0 && l.cbg.is_multiple_of(16) && amx_enabled()
+    s.group == 1 && l.cbg > 0 && l.cbg.is_multiple_of(16) && amx_enabled()
 }
 
 /// AMX-INT8 usable in this process and not turned off by `RESNEXT_INT8=vnni` (read once; tests
@@ -422,7 +422,7 @@ fn generic_tile(t: &Tile, m0: usize, mr: usize, v0: usize, stores: &[Store], y: 
             let mut acc = [0i32; LANES];
             for cb in 0..l.cbg {
                 for (ti, &off) in t.taps.iter().enumerate() {
-                    let wb = w[cb * t.taps.len() + ti].to_le_bytes();
+                    let wb = w[ti * l.cbg + cb].to_le_bytes();
                     let xs = &t.x[xg + cb * l.block_len + off + q0..][..LANES];
                     for (a, &xv) in acc.iter_mut().zip(xs) {
                         let xb = xv.to_le_bytes();

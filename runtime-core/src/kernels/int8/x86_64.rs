@@ -205,7 +205,6 @@ pub(super) unsafe fn direct_vnni<const MR: usize, const NR: usize>(
 ) {
     let l = &t.layout;
     let kk = t.k_words();
-    let ntaps = t.taps.len();
     // Every load below reads words `xg + cb · block_len + off + j · 16 ..+ 16` for the group's
     // blocks `cb`, the taps' offsets `off` and `j < NR`: all within `t.x` (`tile_start` checks).
     let xg = l.tile_start(t.taps, m0, t.mg, v0 * LANES, NR * LANES, t.x.len());
@@ -239,7 +238,7 @@ pub(super) unsafe fn direct_vnni<const MR: usize, const NR: usize>(
             let xv: [__m512i; NR] = std::array::from_fn(|j| unsafe {
                 _mm512_loadu_si512(x.add(xb + off + j * LANES) as *const __m512i)
             });
-            let k = cb * ntaps + ti;
+            let k = ti * l.cbg + cb;
             for i in 0..MR {
                 // SAFETY: `i · kk + k < MR · kk`, the length of `w`.
                 let wv = _mm512_set1_epi32(unsafe { *w.add(i * kk + k) } as i32);
@@ -277,11 +276,11 @@ pub(super) unsafe fn direct_vnni<const MR: usize, const NR: usize>(
     }
 }
 
-/// The direct path's register tile on AMX-INT8, for 1×1 convs of one group over whole steps of
-/// 64 input channels ([`direct::amx_applies`]): channels `m0 .. m0 + mr` (`mr <= 32`) × the
-/// vectors of `stores` (1 or 2) from `v0`. The packed direct weights (a channel's words in a row)
-/// are AMX's first operand as they are and the quantized input's blocks (16 pixels' words a row,
-/// a block's plane apart) its second; `tdpbsud` sums the same integer products as `vpdpbusd`,
+/// The direct path's register tile on AMX-INT8, for convs of one group over whole steps of 64
+/// input channels ([`direct::amx_applies`]): channels `m0 .. m0 + mr` (`mr <= 32`) × the
+/// vectors of `stores` (1 or 2) from `v0`. Per kernel tap, the packed direct weights (a channel's
+/// words of the tap in a row) are AMX's first operand as they are, and the quantized input's
+/// blocks at the tap's offset (16 pixels' words a row, a block's plane apart) its second; `tdpbsud` sums the same integer products as `vpdpbusd`,
 /// which then go through the same epilogue.
 ///
 /// # Safety
@@ -301,7 +300,7 @@ pub(super) unsafe fn direct_amx(
     let kk = t.k_words();
     let nr = stores.len();
     let xg = l.tile_start(t.taps, m0, t.mg, v0 * LANES, nr * LANES, t.x.len());
-    let x0 = t.x[xg + t.taps[0]..].as_ptr();
+    let x0 = t.x[xg..].as_ptr();
     let x = [x0, if nr > 1 { x0.wrapping_add(LANES) } else { x0 }].map(|p| p as *const u8);
     // Weight rows of the two blocks of 16 channels; a block that runs past the last channel is
     // copied, zero-padded, so that no tile load reads past the weights.
@@ -321,10 +320,19 @@ pub(super) unsafe fn direct_amx(
         };
     }
     let mut stage = [0i32; 1024];
-    // SAFETY: the weight rows as chosen above (16 rows of `kk` words, `kk = 16 · steps`), the
-    // code rows inside `t.x` (`tile_start`: every block's `nr` vectors at the tap's offset), the
-    // tiles configured and AMX-INT8 usable (the caller's contract).
-    unsafe { amx::block_i8(w, 4 * kk, x, 4 * l.block_len, kk / 16, stage.as_mut_ptr()) };
+    // SAFETY: the tiles are configured and AMX-INT8 usable (the caller's contract). Per tap, the
+    // weight rows as chosen above (16 rows of `kk` words from the tap's `cbg` words, `cbg = 16 ·
+    // steps`) and the code rows inside `t.x` (`tile_start`: every block's `nr` vectors at every
+    // tap's offset).
+    unsafe {
+        amx::zero_i8();
+        for (ti, &off) in t.taps.iter().enumerate() {
+            let at = |p: *const u8| p.wrapping_add(4 * (ti * l.cbg));
+            let x = x.map(|p| p.wrapping_add(4 * off));
+            amx::accumulate_i8(w.map(at), 4 * kk, x, 4 * l.block_len, l.cbg / 16);
+        }
+        amx::store_i8(stage.as_mut_ptr());
+    }
     // SAFETY: forwarded from the caller.
     unsafe {
         match nr {
@@ -750,7 +758,6 @@ pub(super) unsafe fn direct_avx2<const MR: usize>(
 ) {
     let l = &t.layout;
     let kk = t.k_words();
-    let ntaps = t.taps.len();
     // Every load reads words `xg + cb · block_len + off ..+ 16`: within `t.x` (`tile_start`
     // checks).
     let xg = l.tile_start(t.taps, m0, t.mg, v * LANES, LANES, t.x.len());
@@ -767,7 +774,7 @@ pub(super) unsafe fn direct_avx2<const MR: usize>(
             });
             let xe = xh.map(|v| _mm256_and_si256(v, even));
             let xo = xh.map(|v| _mm256_srli_epi16::<8>(v));
-            let k = cb * ntaps + ti;
+            let k = ti * l.cbg + cb;
             for i in 0..MR {
                 // SAFETY: `i · kk + k < MR · kk`, the length of `w`.
                 let wv = _mm256_set1_epi32(unsafe { *w.add(i * kk + k) } as i32);

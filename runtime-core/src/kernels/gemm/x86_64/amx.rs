@@ -27,7 +27,8 @@ pub(crate) const PAIRS: usize = 16;
 /// The tile configuration (`ldtilecfg`'s 64-byte operand): palette 1, every tile 16 rows of 64
 /// bytes. [`block`]: tiles 0–2 the C accumulators (16 rows of 16 floats), tile 4 the A block
 /// (16 rows of 16 slots), tiles 5–7 the three B column tiles (16 K-pair rows of 16 slots).
-/// [`block_i8`]: tiles 0–3 the i32 accumulators, 4–5 two blocks of weights, 6–7 two of codes.
+/// [`accumulate_i8`]: tiles 0–3 the i32 accumulators, 4–5 two blocks of weights, 6–7 two of
+/// codes.
 #[repr(C, align(64))]
 struct Config {
     palette: u8,
@@ -278,35 +279,47 @@ pub(crate) unsafe fn block_t(
     }
 }
 
-/// The i32 sums of two blocks of 16 output channels × two vectors of 16 pixels over `steps`
-/// steps of 64 input channels, with `tdpbsud` (signed weights × unsigned codes): weight rows at
-/// `w[0]`, `w[1]` (16 rows each, `ldw` bytes apart, 64 bytes a step), code rows at `x[0]`, `x[1]`
-/// (16 blocks of 4 channels a step, `ldx` bytes apart, each 16 pixels' words; a step moves
-/// `16·ldx` bytes). Writes four 16 × 16 i32 blocks to `c`, block `2·wb + xb` at `c + 256·(2·wb +
-/// xb)`, channel-major.
+/// Zeroes the four i32 accumulators of [`accumulate_i8`].
 ///
 /// # Safety
 /// [`configure`] ran on this thread since the last [`release`] or [`configure_t`]; AMX-INT8 is
-/// usable ([`usable_int8`]); `steps > 0`; each `w` readable for 16 rows of `64·steps` bytes `ldw`
-/// apart, each `x` for `16·steps` rows of 64 bytes `ldx` apart, `c` writable for 1024 i32.
+/// usable ([`usable_int8`]).
 #[inline]
-pub(crate) unsafe fn block_i8(
-    w: [*const u8; 2],
-    ldw: usize,
-    x: [*const u8; 2],
-    ldx: usize,
-    steps: usize,
-    c: *mut i32,
-) {
-    debug_assert!(steps > 0);
-    // SAFETY: every tile load reads 16 rows of 64 bytes inside the extents promised; the stores
-    // write `c`'s 1024 i32. The tiles are configured (caller).
+pub(crate) unsafe fn zero_i8() {
+    // SAFETY: the tiles are configured (caller); `tilezero` touches no memory.
     unsafe {
         asm!(
             "tilezero tmm0",
             "tilezero tmm1",
             "tilezero tmm2",
             "tilezero tmm3",
+            options(nostack, nomem)
+        )
+    };
+}
+
+/// Adds to the accumulators the i32 sums of two blocks of 16 output channels × two vectors of
+/// 16 pixels over `steps` steps of 64 input channels, with `tdpbsud` (signed weights × unsigned
+/// codes): weight rows at `w[0]`, `w[1]` (16 rows each, `ldw` bytes apart, 64 bytes a step), code
+/// rows at `x[0]`, `x[1]` (16 blocks of 4 channels a step, `ldx` bytes apart, each 16 pixels'
+/// words; a step moves `16·ldx` bytes). Accumulator `2·wb + xb` sums weights `wb` × codes `xb`.
+///
+/// # Safety
+/// As [`zero_i8`], which ran first; `steps > 0`; each `w` readable for 16 rows of `64·steps`
+/// bytes `ldw` apart, each `x` for `16·steps` rows of 64 bytes `ldx` apart.
+#[inline]
+pub(crate) unsafe fn accumulate_i8(
+    w: [*const u8; 2],
+    ldw: usize,
+    x: [*const u8; 2],
+    ldx: usize,
+    steps: usize,
+) {
+    debug_assert!(steps > 0);
+    // SAFETY: every tile load reads 16 rows of 64 bytes inside the extents promised; the tiles
+    // are configured (caller).
+    unsafe {
+        asm!(
             "2:",
             "tileloadd tmm4, [{w0} + {ldw}*1]",
             "tileloadd tmm5, [{w1} + {ldw}*1]",
@@ -322,10 +335,6 @@ pub(crate) unsafe fn block_i8(
             "add {x1}, {xstep}",
             "dec {n}",
             "jnz 2b",
-            "tilestored [{c} + {ldc}*1], tmm0",
-            "tilestored [{c} + {ldc}*1 + 1024], tmm1",
-            "tilestored [{c} + {ldc}*1 + 2048], tmm2",
-            "tilestored [{c} + {ldc}*1 + 3072], tmm3",
             w0 = inout(reg) w[0] => _,
             w1 = inout(reg) w[1] => _,
             x0 = inout(reg) x[0] => _,
@@ -334,9 +343,28 @@ pub(crate) unsafe fn block_i8(
             ldw = in(reg) ldw,
             ldx = in(reg) ldx,
             xstep = in(reg) 16 * ldx,
-            ldc = in(reg) 64usize,
-            c = in(reg) c,
-            options(nostack),
+            options(nostack, readonly),
         );
     }
+}
+
+/// Stores the four accumulators to `c`: accumulator `a` as a 16 × 16 i32 block at `c + 256·a`,
+/// channel-major.
+///
+/// # Safety
+/// As [`zero_i8`]; `c` writable for 1024 i32.
+#[inline]
+pub(crate) unsafe fn store_i8(c: *mut i32) {
+    // SAFETY: the stores write `c`'s 1024 i32 (caller); the tiles are configured.
+    unsafe {
+        asm!(
+            "tilestored [{c} + {ldc}*1], tmm0",
+            "tilestored [{c} + {ldc}*1 + 1024], tmm1",
+            "tilestored [{c} + {ldc}*1 + 2048], tmm2",
+            "tilestored [{c} + {ldc}*1 + 3072], tmm3",
+            c = in(reg) c,
+            ldc = in(reg) 64usize,
+            options(nostack),
+        )
+    };
 }
