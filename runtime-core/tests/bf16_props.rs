@@ -530,6 +530,56 @@ fn bad_lengths_are_errors() {
     assert!(conv::conv2d(&Ctx::new(&threads), ConvAlgo::PointwiseBf16, args).is_err());
 }
 
+/// Dense convs over multiples of 32 input channels (on a CPU with AMX-BF16 the AMX tiles: 32
+/// channels × 2 vectors, ragged channel blocks, a lone last vector, one k step and more, 3×3,
+/// 5×5 and 7×7, strides 1 and 2, dilation 2), with and without bias, residual and activation.
+#[test]
+fn direct_multiples_of_32_channels() {
+    for (i, &(in_c, out_c, size, k, stride, dilation)) in [
+        (32, 40, 9, 3, 1, 1),
+        (64, 33, 12, 3, 2, 1),
+        (32, 24, 11, 5, 1, 1),
+        (96, 64, 7, 3, 1, 1),
+        (64, 17, 20, 7, 2, 1),
+        (512, 48, 7, 3, 1, 1),
+        (32, 16, 13, 3, 1, 2),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let pad = dilation * (k / 2);
+        let out = (size + 2 * pad - dilation * (k - 1) - 1) / stride + 1;
+        let s = ConvShape {
+            in_c,
+            in_h: size,
+            in_w: size,
+            out_c,
+            out_h: out,
+            out_w: out,
+            kernel: [k, k],
+            stride: [stride, stride],
+            dilation: [dilation, dilation],
+            pads: [pad; 4],
+            group: 1,
+        };
+        for threads in [1, 2] {
+            let setting = Setting {
+                batch: 1 + i % 2,
+                bias: i % 3 != 0,
+                residual: i % 2 == 0,
+                activation: if i % 2 == 0 {
+                    Activation::Relu
+                } else {
+                    Activation::None
+                },
+                threads,
+                seed: 60 + i as u64,
+            };
+            assert_ok(check_conv(ConvAlgo::DirectBf16, s, setting));
+        }
+    }
+}
+
 /// The direct bf16 conv on ResNeXt-50's shapes, scaled down: a grouped 3×3 stride-2 conv of 4
 /// channels a group with a residual (two groups meet inside a 4-channel register tile), a grouped
 /// one of 32 channels a group on a 7×7 map, and the 7×7/2 stem on 3 channels.

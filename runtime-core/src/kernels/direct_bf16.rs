@@ -10,7 +10,7 @@
 //! words. That is what AVX512_BF16's `vdpbf16ps` reads: one instruction adds `x_lo·w_lo +
 //! x_hi·w_hi` into each fp32 lane, from a vector of 16 pixels' words and a broadcast weight word
 //! (the two channels' weights of one output channel and tap). Weights are rounded and packed at
-//! compile time ([`pack`]) as `[out_c][block][kh][kw]` words. Columns of the phase grid past the
+//! compile time ([`pack`]) as `[out_c][kh][kw][block]` words. Columns of the phase grid past the
 //! output's width are computed and dropped, as in the int8 kernel.
 //!
 //! Rounding is `gemm::bf16::to_bf16` (`vcvtne2ps2bf16`'s), and every tier computes the same
@@ -19,7 +19,7 @@
 //! tier in plain fp32. They differ only in the order of the fp32 sums. The fused epilogue (bias,
 //! residual, activation) is the fp32 kernels'.
 
-use super::int8::direct::{LANES, Layout, Store, fill_layout, for_each_tile};
+use super::int8::direct::{LANES, Layout, Store, fill_layout, for_each_tile, for_each_tile_in};
 use super::{Activation, ConvArgs, ConvShape, KernelError, SharedOut, check_len, check_min_len};
 use crate::exec::Ctx;
 use crate::exec::isa::Isa;
@@ -51,6 +51,15 @@ fn tier(isa: Isa) -> Tier {
     }
 }
 
+/// Whether the AVX512_BF16 tier runs `s` on AMX tiles (`x86::tile_amx`): the bf16 GEMM's AMX path
+/// is on (`gemm::bf16::amx_path`: a CPU with AMX-BF16, the tile state granted, no
+/// `RESNEXT_BF16` forcing another path), and a conv of one group over a multiple of 32 input
+/// channels (whole AMX steps of 16 words), any kernel, stride, dilation.
+#[cfg(target_arch = "x86_64")]
+fn amx_applies(s: &ConvShape, l: &Layout) -> bool {
+    s.group == 1 && l.cbg > 0 && l.cbg.is_multiple_of(16) && super::gemm::bf16::amx_path()
+}
+
 /// Whether the direct bf16 conv takes `s`: at least two input channels a group (a depthwise conv
 /// would leave half of every word zero) and at least one vector of output pixels.
 pub fn supports(s: &ConvShape) -> bool {
@@ -76,8 +85,9 @@ pub fn packed_len(s: &ConvShape) -> usize {
 }
 
 /// Packs ONNX-layout weights `[out_c, in_c / group, kh, kw]` as bf16 pairs (a word's bits stored
-/// as an `f32`): word `(m, b, t)` holds input channels `2b` and `2b + 1` of channel `m`'s group at
-/// tap `t`, zero past the group's channels. Done at compile time.
+/// as an `f32`), `[out_c][kh][kw][block]`: word `(m, t, b)` holds input channels `2b` and
+/// `2b + 1` of channel `m`'s group at tap `t`, zero past the group's channels (a tap's words in a
+/// row, as AMX reads them). Done at compile time.
 pub fn pack(s: &ConvShape, weight: &[f32]) -> Vec<f32> {
     let cbg = Layout::with_word(s, 2).cbg;
     let taps = s.kernel[0] * s.kernel[1];
@@ -86,8 +96,8 @@ pub fn pack(s: &ConvShape, weight: &[f32]) -> Vec<f32> {
     for m in 0..s.out_c {
         let w = &weight[m * cin_g * taps..][..cin_g * taps];
         let at = |c: usize, t: usize| if c < cin_g { w[c * taps + t] } else { 0.0 };
-        for b in 0..cbg {
-            for t in 0..taps {
+        for t in 0..taps {
+            for b in 0..cbg {
                 out.push(pair_word(at(2 * b, t), at(2 * b + 1, t)));
             }
         }
@@ -197,6 +207,20 @@ pub fn run(ctx: &Ctx, args: ConvArgs) -> Result<(), KernelError> {
             activation: epilogue.activation,
         };
         let y = SharedOut(output[n * out_len..].as_mut_ptr());
+        #[cfg(target_arch = "x86_64")]
+        if tier == Tier::Dot && amx_applies(&s, &l) {
+            use crate::kernels::gemm::x86_64::amx;
+            // SAFETY: AMX-BF16 is usable (`amx_applies`); every tile runs between the configure
+            // and the release of its task's thread.
+            let (begin, end) = (|| unsafe { amx::configure() }, || unsafe { amx::release() });
+            let hooks: (&(dyn Fn() + Sync), &(dyn Fn() + Sync)) = (&begin, &end);
+            for_each_tile_in(ctx, &s, &l, (32, 2), hooks, |m0, mr, v0, stores| {
+                // SAFETY: `Tier::Dot` implies AVX-512F, BW and AVX512_BF16; the channels and
+                // vectors are this tile's, within the layout; the tiles are configured.
+                unsafe { x86::tile_amx(&tile, m0, mr, v0, stores, y) }
+            });
+            continue;
+        }
         for_each_tile(ctx, &s, &l, MR, NR, |m0, mr, v0, stores| {
             run_tile(tier, &tile, m0, mr, v0, stores, y)
         });
@@ -300,7 +324,7 @@ fn generic_tile(t: &Tile, m0: usize, mr: usize, v0: usize, stores: &[Store], y: 
             let mut acc = [0f32; LANES];
             for cb in 0..l.cbg {
                 for (ti, &off) in t.taps.iter().enumerate() {
-                    let (wl, wh) = unpair(w[cb * t.taps.len() + ti]);
+                    let (wl, wh) = unpair(w[ti * l.cbg + cb]);
                     let xs = &t.x[xg + cb * l.block_len + off + q0..][..LANES];
                     for (a, &xv) in acc.iter_mut().zip(xs) {
                         let (xl, xh) = unpair(xv);
@@ -388,7 +412,6 @@ mod x86 {
     ) {
         let l = &t.layout;
         let kk = t.k_words();
-        let ntaps = t.taps.len();
         // Every load reads words `xg + cb · block_len + off + j · 16 ..+ 16` for the group's
         // blocks `cb`, the taps' offsets `off` and `j < NR`: all within `t.x` (`tile_start`
         // checks).
@@ -406,7 +429,7 @@ mod x86 {
                         x.add(xb + off + j * LANES) as *const __m512i,
                     ))
                 });
-                let k = cb * ntaps + ti;
+                let k = ti * l.cbg + cb;
                 for i in 0..MR {
                     // SAFETY: `i · kk + k < MR · kk`, the length of `w`.
                     let wv = unsafe {
@@ -422,6 +445,81 @@ mod x86 {
         }
         // SAFETY: forwarded from the caller.
         unsafe { finish_tile(t, m0, &acc, stores, y) }
+    }
+
+    /// The register tile on AMX-BF16, for convs of one group over whole steps of 32 input
+    /// channels ([`super::amx_applies`]): channels `m0 .. m0 + mr` (`mr <= 32`) × the vectors of
+    /// `stores` (1 or 2) from `v0`. Per kernel tap, the packed weights (a channel's words of the
+    /// tap in a row) are AMX's first operand as they are, and the input's blocks at the tap's
+    /// offset (16 pixels' words a row, a block's plane apart) its second; `tdpbf16ps` sums the
+    /// same products as `vdpbf16ps`, which then go through [`finish_tile`].
+    ///
+    /// # Safety
+    /// As [`tile_dot`]; the AMX tiles configured on this thread (`amx::configure`), AMX-BF16
+    /// usable, and `amx_applies` true of the conv.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn tile_amx(
+        t: &Tile,
+        m0: usize,
+        mr: usize,
+        v0: usize,
+        stores: &[Store],
+        y: SharedOut,
+    ) {
+        use crate::kernels::gemm::x86_64::amx;
+        let l = &t.layout;
+        let kk = t.k_words();
+        let nr = stores.len();
+        let xg = l.tile_start(t.taps, m0, t.mg, v0 * LANES, nr * LANES, t.x.len());
+        let x0 = t.x[xg..].as_ptr();
+        let x = [x0, if nr > 1 { x0.wrapping_add(LANES) } else { x0 }];
+        // Weight rows of the two blocks of 16 channels; a block that runs past the last channel
+        // is copied, zero-padded, so that no tile load reads past the weights.
+        let rows = t.w.len() / kk;
+        let mut padded = Vec::new();
+        let mut w = [std::ptr::null::<u32>(); 2];
+        for (b, wb) in w.iter_mut().enumerate() {
+            let start = m0 + 16 * b.min((mr - 1) / 16);
+            *wb = if start + 16 <= rows {
+                t.w[start * kk..].as_ptr()
+            } else {
+                if padded.is_empty() {
+                    padded = vec![0u32; 16 * kk];
+                    padded[..(rows - start) * kk].copy_from_slice(&t.w[start * kk..rows * kk]);
+                }
+                padded.as_ptr()
+            };
+        }
+        let mut stage = [0f32; 1024];
+        // SAFETY: the tiles are configured and AMX-BF16 usable (the caller's contract). Per tap,
+        // the weight rows as chosen above (16 rows of `kk` words from the tap's `cbg` words,
+        // `cbg = 16 · steps`) and the input rows inside `t.x` (`tile_start`: every block's `nr`
+        // vectors at every tap's offset).
+        unsafe {
+            amx::zero_acc();
+            for (ti, &off) in t.taps.iter().enumerate() {
+                let w = w.map(|p| p.wrapping_add(ti * l.cbg));
+                let x = x.map(|p| p.wrapping_add(off));
+                amx::accumulate_bf16(w, 4 * kk, x, 4 * l.block_len, l.cbg / 16);
+            }
+            amx::store_acc(stage.as_mut_ptr() as *mut u8);
+        }
+        for c in 0..mr {
+            let acc: [[__m512; 2]; 1] = [std::array::from_fn(|j| {
+                // SAFETY: block `2·(c / 16) + j` (< 4) row `c % 16` of `stage`: 16 floats.
+                unsafe {
+                    _mm512_loadu_ps(stage.as_ptr().add(256 * (2 * (c / 16) + j) + 16 * (c % 16)))
+                }
+            })];
+            // SAFETY: forwarded from the caller.
+            unsafe {
+                if nr == 1 {
+                    finish_tile::<1, 1>(t, m0 + c, &[[acc[0][0]]], stores, y)
+                } else {
+                    finish_tile::<1, 2>(t, m0 + c, &acc, stores, y)
+                }
+            }
+        }
     }
 
     /// The epilogue of a register tile: bias, residual and activation on each vector's sums, the
@@ -484,7 +582,6 @@ mod x86 {
     ) {
         let l = &t.layout;
         let kk = t.k_words();
-        let ntaps = t.taps.len();
         // Every load reads words `xg + cb · block_len + off + j · 16 ..+ 16` for the group's
         // blocks `cb`, the taps' offsets `off` and `j < NR`: all within `t.x` (`tile_start`
         // checks).
@@ -506,7 +603,7 @@ mod x86 {
                         _mm512_castsi512_ps(_mm512_and_si512(xv, high)),
                     )
                 });
-                let k = cb * ntaps + ti;
+                let k = ti * l.cbg + cb;
                 for i in 0..MR {
                     // SAFETY: `i · kk + k < MR · kk`, the length of `w`.
                     let word = unsafe { *w.add(i * kk + k) };
@@ -540,7 +637,6 @@ mod x86 {
     ) {
         let l = &t.layout;
         let kk = t.k_words();
-        let ntaps = t.taps.len();
         let xg = l.tile_start(t.taps, m0, t.mg, v * LANES, LANES, t.x.len());
         let w = &t.w[m0 * kk..][..MR * kk];
         let (x, w) = (t.x.as_ptr(), w.as_ptr());
@@ -559,7 +655,7 @@ mod x86 {
                         _mm256_castsi256_ps(_mm256_and_si256(xv, high)),
                     )
                 });
-                let k = cb * ntaps + ti;
+                let k = ti * l.cbg + cb;
                 for i in 0..MR {
                     // SAFETY: `i · kk + k < MR · kk`, the length of `w`.
                     let word = unsafe { *w.add(i * kk + k) };

@@ -335,7 +335,7 @@ pub(crate) fn for_each_tile<F: Fn(usize, usize, usize, &[Store]) + Sync>(
 /// [`for_each_tile`] with `begin` run before each task's tiles and `end` after them, on the
 /// task's thread.
 #[allow(clippy::type_complexity)]
-fn for_each_tile_in<F: Fn(usize, usize, usize, &[Store]) + Sync>(
+pub(crate) fn for_each_tile_in<F: Fn(usize, usize, usize, &[Store]) + Sync>(
     ctx: &Ctx,
     s: &ConvShape,
     l: &Layout,

@@ -325,13 +325,13 @@ pub(super) unsafe fn direct_amx(
     // steps`) and the code rows inside `t.x` (`tile_start`: every block's `nr` vectors at every
     // tap's offset).
     unsafe {
-        amx::zero_i8();
+        amx::zero_acc();
         for (ti, &off) in t.taps.iter().enumerate() {
             let at = |p: *const u8| p.wrapping_add(4 * (ti * l.cbg));
             let x = x.map(|p| p.wrapping_add(4 * off));
             amx::accumulate_i8(w.map(at), 4 * kk, x, 4 * l.block_len, l.cbg / 16);
         }
-        amx::store_i8(stage.as_mut_ptr());
+        amx::store_acc(stage.as_mut_ptr() as *mut u8);
     }
     // SAFETY: forwarded from the caller.
     unsafe {

@@ -279,13 +279,13 @@ pub(crate) unsafe fn block_t(
     }
 }
 
-/// Zeroes the four i32 accumulators of [`accumulate_i8`].
+/// Zeroes the four accumulators of [`accumulate_i8`] and [`accumulate_bf16`].
 ///
 /// # Safety
 /// [`configure`] ran on this thread since the last [`release`] or [`configure_t`]; AMX-INT8 is
 /// usable ([`usable_int8`]).
 #[inline]
-pub(crate) unsafe fn zero_i8() {
+pub(crate) unsafe fn zero_acc() {
     // SAFETY: the tiles are configured (caller); `tilezero` touches no memory.
     unsafe {
         asm!(
@@ -305,7 +305,7 @@ pub(crate) unsafe fn zero_i8() {
 /// words; a step moves `16·ldx` bytes). Accumulator `2·wb + xb` sums weights `wb` × codes `xb`.
 ///
 /// # Safety
-/// As [`zero_i8`], which ran first; `steps > 0`; each `w` readable for 16 rows of `64·steps`
+/// As [`zero_acc`], which ran first; `steps > 0`; each `w` readable for 16 rows of `64·steps`
 /// bytes `ldw` apart, each `x` for `16·steps` rows of 64 bytes `ldx` apart.
 #[inline]
 pub(crate) unsafe fn accumulate_i8(
@@ -348,14 +348,14 @@ pub(crate) unsafe fn accumulate_i8(
     }
 }
 
-/// Stores the four accumulators to `c`: accumulator `a` as a 16 × 16 i32 block at `c + 256·a`,
-/// channel-major.
+/// Stores the four accumulators to `c`: accumulator `a` as a 16 × 16 block of 32-bit sums (i32
+/// or f32) at `c + 1024·a` bytes, channel-major.
 ///
 /// # Safety
-/// As [`zero_i8`]; `c` writable for 1024 i32.
+/// As [`zero_acc`]; `c` writable for 4096 bytes.
 #[inline]
-pub(crate) unsafe fn store_i8(c: *mut i32) {
-    // SAFETY: the stores write `c`'s 1024 i32 (caller); the tiles are configured.
+pub(crate) unsafe fn store_acc(c: *mut u8) {
+    // SAFETY: the stores write `c`'s 4096 bytes (caller); the tiles are configured.
     unsafe {
         asm!(
             "tilestored [{c} + {ldc}*1], tmm0",
@@ -367,4 +367,52 @@ pub(crate) unsafe fn store_i8(c: *mut i32) {
             options(nostack),
         )
     };
+}
+
+/// [`accumulate_i8`] for bf16 words (two channels each) with `tdpbf16ps`: weight rows at `w[0]`,
+/// `w[1]` (16 rows each, `ldw` bytes apart, 16 words a step), input rows at `x[0]`, `x[1]` (16
+/// blocks of 2 channels a step, `ldx` bytes apart, each 16 pixels' words; a step moves `16·ldx`
+/// bytes), fp32 sums.
+///
+/// # Safety
+/// As [`accumulate_i8`], with AMX-BF16 usable ([`usable`]).
+#[inline]
+pub(crate) unsafe fn accumulate_bf16(
+    w: [*const u32; 2],
+    ldw: usize,
+    x: [*const u32; 2],
+    ldx: usize,
+    steps: usize,
+) {
+    debug_assert!(steps > 0);
+    // SAFETY: every tile load reads 16 rows of 64 bytes inside the extents promised; the tiles
+    // are configured (caller).
+    unsafe {
+        asm!(
+            "2:",
+            "tileloadd tmm4, [{w0} + {ldw}*1]",
+            "tileloadd tmm5, [{w1} + {ldw}*1]",
+            "tileloadd tmm6, [{x0} + {ldx}*1]",
+            "tileloadd tmm7, [{x1} + {ldx}*1]",
+            "tdpbf16ps tmm0, tmm4, tmm6",
+            "tdpbf16ps tmm1, tmm4, tmm7",
+            "tdpbf16ps tmm2, tmm5, tmm6",
+            "tdpbf16ps tmm3, tmm5, tmm7",
+            "add {w0}, 64",
+            "add {w1}, 64",
+            "add {x0}, {xstep}",
+            "add {x1}, {xstep}",
+            "dec {n}",
+            "jnz 2b",
+            w0 = inout(reg) w[0] => _,
+            w1 = inout(reg) w[1] => _,
+            x0 = inout(reg) x[0] => _,
+            x1 = inout(reg) x[1] => _,
+            n = inout(reg) steps => _,
+            ldw = in(reg) ldw,
+            ldx = in(reg) ldx,
+            xstep = in(reg) 16 * ldx,
+            options(nostack, readonly),
+        );
+    }
 }
