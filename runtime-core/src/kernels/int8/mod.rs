@@ -25,7 +25,9 @@
 //! then, with a [`Residual`], `fake-quantize(v + r)`. Int8 activations (ONNX `INT8`) are the u8
 //! ones shifted by 128 (zero point + 128), which changes no result.
 //!
-//! Tiers: AVX-512 with VNNI (`vpdpbusd`, exact: products and their 4-sums fit in i32), AVX2
+//! Tiers: AMX-INT8 for the direct path's convs of one group over multiples of 64 channels where
+//! the CPU has it (`tdpbsud`, `x86_64::direct_amx`), AVX-512 with VNNI (`vpdpbusd`, exact:
+//! products and their 4-sums fit in i32), AVX2
 //! (`vpmaddubsw` would saturate at i16, so the bytes are widened to i16 and summed in pairs by
 //! `vpmaddwd`, exact; also AVX-512 without VNNI) and generic. All compute the same integers and
 //! the same f32 epilogue, so every tier is bit-exact against `reference::qconv2d`.
