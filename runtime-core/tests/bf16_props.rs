@@ -530,6 +530,48 @@ fn bad_lengths_are_errors() {
     assert!(conv::conv2d(&Ctx::new(&threads), ConvAlgo::PointwiseBf16, args).is_err());
 }
 
+/// Grouped convs and stems (on a CPU with AMX-BF16 the AMX tiles in steps of 2, 4 or 8 words,
+/// several steps a tap, tiles of fewer channels than their 16 rows): ResNeXt's groups of 4 and 8
+/// channels, 24 and 48 channels a group, the 7×7/2 stem on 3 channels.
+#[test]
+fn direct_amx_short_steps() {
+    for (i, &(group, icg, ocg, size, k, stride)) in [
+        (32, 4, 4, 12, 3, 1),
+        (32, 8, 8, 9, 3, 1),
+        (2, 24, 20, 9, 3, 1),
+        (1, 48, 40, 8, 3, 2),
+        (1, 3, 16, 29, 7, 2),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let pad = k / 2;
+        let out = (size + 2 * pad - k) / stride + 1;
+        let s = ConvShape {
+            in_c: group * icg,
+            in_h: size,
+            in_w: size,
+            out_c: group * ocg,
+            out_h: out,
+            out_w: out,
+            kernel: [k, k],
+            stride: [stride, stride],
+            dilation: [1, 1],
+            pads: [pad; 4],
+            group,
+        };
+        let setting = Setting {
+            batch: 1,
+            bias: true,
+            residual: i % 2 == 0,
+            activation: Activation::Relu,
+            threads: 1 + i % 2,
+            seed: 80 + i as u64,
+        };
+        assert_ok(check_conv(ConvAlgo::DirectBf16, s, setting));
+    }
+}
+
 /// Dense convs over multiples of 32 input channels (on a CPU with AMX-BF16 the AMX tiles: 32
 /// channels × 2 vectors, ragged channel blocks, a lone last vector, one k step and more, 3×3,
 /// 5×5 and 7×7, strides 1 and 2, dilation 2), with and without bias, residual and activation.

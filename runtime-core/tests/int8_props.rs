@@ -780,6 +780,49 @@ fn multiples_of_64_channels() {
     }
 }
 
+/// Grouped and dense convs whose groups' channels are no multiple of 64 (on a CPU with AMX-INT8
+/// the AMX tiles in steps of 4 or 8 blocks, several steps a tap, tiles of fewer channels than a
+/// group's 16 rows), 3×3 and 1×1, strides 1 and 2.
+#[test]
+fn amx_short_steps() {
+    for (i, &(group, icg, ocg, hw, kernel, stride)) in [
+        (2, 48, 20, 9, 3, 1),
+        (1, 96, 40, 8, 3, 1),
+        (4, 16, 16, 10, 3, 2),
+        (32, 16, 16, 7, 3, 1),
+        (8, 32, 8, 6, 1, 1),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let c = QCase {
+            shape: ConvShape::square(
+                group * icg,
+                hw,
+                group * ocg,
+                kernel,
+                stride,
+                kernel / 2,
+                group,
+            ),
+            batch: 1,
+            threads: 1 + i % 2,
+            input_zero_point: 77,
+            output: QOutput::Requant {
+                quant: Quant {
+                    scale: 0.043,
+                    zero_point: 9,
+                },
+                min: 9,
+                max: 255,
+            },
+            seed: 40 + i as u64,
+        };
+        assert!(int8::direct_applies(&c.shape));
+        check(&c).unwrap();
+    }
+}
+
 /// Where AMX-INT8 runs the 1×1 convs (`RESNEXT_INT8` unset on a CPU with it), the VNNI tiles it
 /// replaces are tested too: this test binary again, every test but this one, with
 /// `RESNEXT_INT8=vnni`.

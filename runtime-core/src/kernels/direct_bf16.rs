@@ -20,7 +20,6 @@
 //! residual, activation) is the fp32 kernels'. On a CPU with AMX-BF16, convs of one group over
 //! multiples of 32 input channels run on AMX tiles instead (`x86::tile_amx`, the same products).
 
-
 use super::int8::direct::{LANES, Layout, Store, fill_layout, for_each_tile, for_each_tile_in};
 use super::{Activation, ConvArgs, ConvShape, KernelError, SharedOut, check_len, check_min_len};
 use crate::exec::Ctx;
@@ -53,13 +52,18 @@ fn tier(isa: Isa) -> Tier {
     }
 }
 
-/// Whether the AVX512_BF16 tier runs `s` on AMX tiles (`x86::tile_amx`): the bf16 GEMM's AMX path
-/// is on (`gemm::bf16::amx_path`: a CPU with AMX-BF16, the tile state granted, no
-/// `RESNEXT_BF16` forcing another path), and a conv of one group over a multiple of 32 input
-/// channels (whole AMX steps of 16 words), any kernel, stride, dilation.
+/// The words of one AMX step where the AVX512_BF16 tier runs a conv of layout `l` on AMX tiles
+/// (`x86::tile_amx`): the bf16 GEMM's AMX path is on (`gemm::bf16::amx_path`: a CPU with
+/// AMX-BF16, the tile state granted, no `RESNEXT_BF16` forcing another path), and the largest
+/// power of two up to 16 that divides a group's blocks is at least 2 (4 input channels). Any
+/// kernel, stride, dilation and group count (a tile's rows past its group's channels are
+/// computed and dropped).
 #[cfg(target_arch = "x86_64")]
-fn amx_applies(s: &ConvShape, l: &Layout) -> bool {
-    s.group == 1 && l.cbg > 0 && l.cbg.is_multiple_of(16) && super::gemm::bf16::amx_path()
+fn amx_step(l: &Layout) -> Option<usize> {
+    let kw = [16, 8, 4, 2]
+        .into_iter()
+        .find(|&kw| l.cbg.is_multiple_of(kw))?;
+    (l.cbg > 0 && super::gemm::bf16::amx_path()).then_some(kw)
 }
 
 /// Whether the direct bf16 conv takes `s`: at least two input channels a group (a depthwise conv
@@ -210,16 +214,19 @@ pub fn run(ctx: &Ctx, args: ConvArgs) -> Result<(), KernelError> {
         };
         let y = SharedOut(output[n * out_len..].as_mut_ptr());
         #[cfg(target_arch = "x86_64")]
-        if tier == Tier::Dot && amx_applies(&s, &l) {
+        if tier == Tier::Dot
+            && let Some(kw) = amx_step(&l)
+        {
             use crate::kernels::gemm::x86_64::amx;
-            // SAFETY: AMX-BF16 is usable (`amx_applies`); every tile runs between the configure
+            let config = amx::DirectConfig::new(kw);
+            // SAFETY: AMX-BF16 is usable (`amx_step`); every tile runs between the configure
             // and the release of its task's thread.
-            let (begin, end) = (|| unsafe { amx::configure() }, || unsafe { amx::release() });
+            let (begin, end) = (|| unsafe { config.load() }, || unsafe { amx::release() });
             let hooks: (&(dyn Fn() + Sync), &(dyn Fn() + Sync)) = (&begin, &end);
             for_each_tile_in(ctx, &s, &l, (32, 2), hooks, |m0, mr, v0, stores| {
                 // SAFETY: `Tier::Dot` implies AVX-512F, BW and AVX512_BF16; the channels and
-                // vectors are this tile's, within the layout; the tiles are configured.
-                unsafe { x86::tile_amx(&tile, m0, mr, v0, stores, y) }
+                // vectors are this tile's, within the layout; the tiles are configured for `kw`.
+                unsafe { x86::tile_amx(&tile, m0, mr, v0, stores, y, kw) }
             });
             continue;
         }
@@ -449,8 +456,7 @@ mod x86 {
         unsafe { finish_tile(t, m0, &acc, stores, y) }
     }
 
-    /// The register tile on AMX-BF16, for convs of one group over whole steps of 32 input
-    /// channels ([`super::amx_applies`]): channels `m0 .. m0 + mr` (`mr <= 32`) × the vectors of
+    /// The register tile on AMX-BF16, in steps of `kw` words ([`super::amx_step`]): channels `m0 .. m0 + mr` (`mr <= 32`) × the vectors of
     /// `stores` (1 or 2) from `v0`. Per kernel tap, the packed weights (a channel's words of the
     /// tap in a row) are AMX's first operand as they are, and the input's blocks at the tap's
     /// offset (16 pixels' words a row, a block's plane apart) its second; `tdpbf16ps` sums the
@@ -458,7 +464,7 @@ mod x86 {
     ///
     /// # Safety
     /// As [`tile_dot`]; the AMX tiles configured on this thread (`amx::configure`), AMX-BF16
-    /// usable, and `amx_applies` true of the conv.
+    /// usable, configured for `kw` (`amx::DirectConfig`), and `kw` `amx_step`'s.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn tile_amx(
         t: &Tile,
@@ -467,6 +473,7 @@ mod x86 {
         v0: usize,
         stores: &[Store],
         y: SharedOut,
+        kw: usize,
     ) {
         use crate::kernels::gemm::x86_64::amx;
         let l = &t.layout;
@@ -493,16 +500,16 @@ mod x86 {
             };
         }
         let mut stage = [0f32; 1024];
-        // SAFETY: the tiles are configured and AMX-BF16 usable (the caller's contract). Per tap,
-        // the weight rows as chosen above (16 rows of `kk` words from the tap's `cbg` words,
-        // `cbg = 16 · steps`) and the input rows inside `t.x` (`tile_start`: every block's `nr`
+        // SAFETY: the tiles are configured for `kw` and AMX-BF16 usable (the caller's contract).
+        // Per tap, the weight rows as chosen above (16 rows of `kk` words from the tap's `cbg`
+        // words, `cbg = kw · steps`) and the input rows inside `t.x` (`tile_start`: every block's `nr`
         // vectors at every tap's offset).
         unsafe {
             amx::zero_acc();
             for (ti, &off) in t.taps.iter().enumerate() {
                 let w = w.map(|p| p.wrapping_add(ti * l.cbg));
                 let x = x.map(|p| p.wrapping_add(off));
-                amx::accumulate_bf16(w, 4 * kk, x, 4 * l.block_len, l.cbg / 16);
+                amx::accumulate_bf16(w, 4 * kk, x, 4 * l.block_len, l.cbg / kw, kw);
             }
             amx::store_acc(stage.as_mut_ptr() as *mut u8);
         }

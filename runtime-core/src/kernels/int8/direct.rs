@@ -270,11 +270,14 @@ pub(crate) fn conv_image(
         codes,
     };
     #[cfg(target_arch = "x86_64")]
-    if tier == Tier::Vnni && amx_applies(s, &l) {
+    if tier == Tier::Vnni
+        && let Some(kw) = amx_step(s, &l)
+    {
         use crate::kernels::gemm::x86_64::amx;
-        // SAFETY: AMX-INT8 is usable (`amx_applies`); every tile runs between the configure and
+        let config = amx::DirectConfig::new(kw);
+        // SAFETY: AMX-INT8 is usable (`amx_step`); every tile runs between the configure and
         // the release of its task's thread.
-        let (begin, end) = (|| unsafe { amx::configure() }, || unsafe { amx::release() });
+        let (begin, end) = (|| unsafe { config.load() }, || unsafe { amx::release() });
         for_each_tile_in(
             ctx,
             s,
@@ -283,8 +286,9 @@ pub(crate) fn conv_image(
             (&begin, &end),
             |m0, mr, v0, stores| {
                 // SAFETY: `Tier::Vnni` is chosen only where the CPU has AVX-512F, BW and VNNI; the
-                // channels and vectors are this tile's, within the layout; the tiles are configured.
-                unsafe { super::x86_64::direct_amx(&tile, m0, mr, v0, stores, y) }
+                // channels and vectors are this tile's, within the layout; the tiles are configured
+                // for `kw`.
+                unsafe { super::x86_64::direct_amx(&tile, m0, mr, v0, stores, y, kw) }
             },
         );
         return;
@@ -298,12 +302,18 @@ pub(crate) fn conv_image(
 const AMX_MR: usize = 32;
 const AMX_NR: usize = 2;
 
-/// Whether the VNNI tier runs `s` on AMX-INT8 tiles (`x86_64::direct_amx`): a CPU with AMX-INT8
-/// whose tile state the OS granted, `RESNEXT_INT8` not `vnni`, and a conv of one group over a
-/// multiple of 64 input channels (whole AMX steps of 16 blocks), any kernel, stride, dilation.
+/// The words of one AMX step where the VNNI tier runs `s` on AMX-INT8 tiles
+/// (`x86_64::direct_amx`): a CPU with AMX-INT8 whose tile state the OS granted, `RESNEXT_INT8`
+/// not `vnni`, and at least 4 words (16 input channels) a step: the largest power of two up to
+/// 16 that divides a group's blocks. Any kernel, stride, dilation and group count (a tile's
+/// rows past its group's channels are computed and dropped). With fewer, `tdpbsud` does fewer
+/// multiply-adds an instruction than `vpdpbusd` does at its rate.
 #[cfg(target_arch = "x86_64")]
-pub(crate) fn amx_applies(s: &ConvShape, l: &Layout) -> bool {
-    s.group == 1 && l.cbg > 0 && l.cbg.is_multiple_of(16) && amx_enabled()
+pub(crate) fn amx_step(_s: &ConvShape, l: &Layout) -> Option<usize> {
+    let kw = [16, 8, 4]
+        .into_iter()
+        .find(|&kw| l.cbg.is_multiple_of(kw))?;
+    (l.cbg > 0 && amx_enabled()).then_some(kw)
 }
 
 /// AMX-INT8 usable in this process and not turned off by `RESNEXT_INT8=vnni` (read once; tests

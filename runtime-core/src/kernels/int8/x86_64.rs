@@ -276,8 +276,7 @@ pub(super) unsafe fn direct_vnni<const MR: usize, const NR: usize>(
     }
 }
 
-/// The direct path's register tile on AMX-INT8, for convs of one group over whole steps of 64
-/// input channels ([`direct::amx_applies`]): channels `m0 .. m0 + mr` (`mr <= 32`) × the
+/// The direct path's register tile on AMX-INT8, in steps of `kw` words ([`direct::amx_step`]): channels `m0 .. m0 + mr` (`mr <= 32`) × the
 /// vectors of `stores` (1 or 2) from `v0`. Per kernel tap, the packed direct weights (a channel's
 /// words of the tap in a row) are AMX's first operand as they are, and the quantized input's
 /// blocks at the tap's offset (16 pixels' words a row, a block's plane apart) its second; `tdpbsud` sums the same integer products as `vpdpbusd`,
@@ -285,7 +284,7 @@ pub(super) unsafe fn direct_vnni<const MR: usize, const NR: usize>(
 ///
 /// # Safety
 /// As [`direct_vnni`]; the AMX tiles configured on this thread (`amx::configure`), AMX-INT8
-/// usable, and [`direct::amx_applies`] true of the conv.
+/// usable, configured for `kw` (`amx::DirectConfig`), and `kw` [`direct::amx_step`]'s.
 #[target_feature(enable = "avx512f,avx512bw")]
 pub(super) unsafe fn direct_amx(
     t: &direct::Tile,
@@ -294,6 +293,7 @@ pub(super) unsafe fn direct_amx(
     v0: usize,
     stores: &[direct::Store],
     y: SharedOut,
+    kw: usize,
 ) {
     use crate::kernels::gemm::x86_64::amx;
     let l = &t.layout;
@@ -320,16 +320,16 @@ pub(super) unsafe fn direct_amx(
         };
     }
     let mut stage = [0i32; 1024];
-    // SAFETY: the tiles are configured and AMX-INT8 usable (the caller's contract). Per tap, the
-    // weight rows as chosen above (16 rows of `kk` words from the tap's `cbg` words, `cbg = 16 ·
-    // steps`) and the code rows inside `t.x` (`tile_start`: every block's `nr` vectors at every
+    // SAFETY: the tiles are configured for `kw` and AMX-INT8 usable (the caller's contract). Per
+    // tap, the weight rows as chosen above (16 rows of `kk` words from the tap's `cbg` words,
+    // `cbg = kw · steps`) and the code rows inside `t.x` (`tile_start`: every block's `nr` vectors at every
     // tap's offset).
     unsafe {
         amx::zero_acc();
         for (ti, &off) in t.taps.iter().enumerate() {
             let at = |p: *const u8| p.wrapping_add(4 * (ti * l.cbg));
             let x = x.map(|p| p.wrapping_add(4 * off));
-            amx::accumulate_i8(w.map(at), 4 * kk, x, 4 * l.block_len, l.cbg / 16);
+            amx::accumulate_i8(w.map(at), 4 * kk, x, 4 * l.block_len, l.cbg / kw, kw);
         }
         amx::store_acc(stage.as_mut_ptr() as *mut u8);
     }

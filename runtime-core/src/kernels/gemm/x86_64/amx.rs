@@ -77,6 +77,43 @@ static CONFIG_T: Config = {
     }
 };
 
+/// The configuration of the direct convs' tiles ([`accumulate_i8`], [`accumulate_bf16`]) for
+/// steps of `kw` words (1 to 16): tiles 0–3 the accumulators (16 rows of 64 bytes), 4–5 two
+/// blocks of weights (16 rows of `kw` words), 6–7 two of inputs (`kw` rows of 16 words).
+pub(crate) struct DirectConfig(Config);
+
+impl DirectConfig {
+    pub(crate) fn new(kw: usize) -> DirectConfig {
+        assert!((1..=16).contains(&kw));
+        let mut colsb = [0u16; 16];
+        let mut rows = [0u8; 16];
+        for t in 0..8 {
+            (colsb[t], rows[t]) = match t {
+                4 | 5 => (4 * kw as u16, 16),
+                6 | 7 => (64, kw as u8),
+                _ => (64, 16),
+            };
+        }
+        DirectConfig(Config {
+            palette: 1,
+            start_row: 0,
+            reserved: [0; 14],
+            colsb,
+            rows,
+        })
+    }
+
+    /// Loads this configuration on this thread (zeroing every tile).
+    ///
+    /// # Safety
+    /// AMX is usable ([`usable`] or [`usable_int8`] returned true).
+    #[inline]
+    pub(crate) unsafe fn load(&self) {
+        // SAFETY: a valid palette-1 configuration of 64 bytes (`new`); AMX is usable (caller).
+        unsafe { asm!("ldtilecfg [{c}]", c = in(reg) &self.0, options(nostack, readonly)) };
+    }
+}
+
 /// Whether this process may use AMX-BF16: the CPU has AMX-TILE and AMX-BF16 and the OS granted
 /// the tile state. Decided once; logged on stderr when `RESNEXT_LOG` is set.
 pub fn usable() -> bool {
@@ -299,14 +336,16 @@ pub(crate) unsafe fn zero_acc() {
 }
 
 /// Adds to the accumulators the i32 sums of two blocks of 16 output channels × two vectors of
-/// 16 pixels over `steps` steps of 64 input channels, with `tdpbsud` (signed weights × unsigned
-/// codes): weight rows at `w[0]`, `w[1]` (16 rows each, `ldw` bytes apart, 64 bytes a step), code
-/// rows at `x[0]`, `x[1]` (16 blocks of 4 channels a step, `ldx` bytes apart, each 16 pixels'
-/// words; a step moves `16·ldx` bytes). Accumulator `2·wb + xb` sums weights `wb` × codes `xb`.
+/// 16 pixels over `steps` steps of `kw` words (4 input channels each), with `tdpbsud` (signed
+/// weights × unsigned codes): weight rows at `w[0]`, `w[1]` (16 rows each, `ldw` bytes apart,
+/// `kw` words a step), code rows at `x[0]`, `x[1]` (`kw` blocks a step, `ldx` bytes apart, each
+/// 16 pixels' words; a step moves `kw·ldx` bytes). Accumulator `2·wb + xb` sums weights `wb` ×
+/// codes `xb`.
 ///
 /// # Safety
-/// As [`zero_acc`], which ran first; `steps > 0`; each `w` readable for 16 rows of `64·steps`
-/// bytes `ldw` apart, each `x` for `16·steps` rows of 64 bytes `ldx` apart.
+/// As [`zero_acc`], which ran first, under [`DirectConfig::new`]`(kw)`; `steps > 0`; each `w`
+/// readable for 16 rows of `4·kw·steps` bytes `ldw` apart, each `x` for `kw·steps` rows of 64
+/// bytes `ldx` apart.
 #[inline]
 pub(crate) unsafe fn accumulate_i8(
     w: [*const u8; 2],
@@ -314,6 +353,7 @@ pub(crate) unsafe fn accumulate_i8(
     x: [*const u8; 2],
     ldx: usize,
     steps: usize,
+    kw: usize,
 ) {
     debug_assert!(steps > 0);
     // SAFETY: every tile load reads 16 rows of 64 bytes inside the extents promised; the tiles
@@ -329,8 +369,8 @@ pub(crate) unsafe fn accumulate_i8(
             "tdpbsud tmm1, tmm4, tmm7",
             "tdpbsud tmm2, tmm5, tmm6",
             "tdpbsud tmm3, tmm5, tmm7",
-            "add {w0}, 64",
-            "add {w1}, 64",
+            "add {w0}, {wstep}",
+            "add {w1}, {wstep}",
             "add {x0}, {xstep}",
             "add {x1}, {xstep}",
             "dec {n}",
@@ -342,7 +382,8 @@ pub(crate) unsafe fn accumulate_i8(
             n = inout(reg) steps => _,
             ldw = in(reg) ldw,
             ldx = in(reg) ldx,
-            xstep = in(reg) 16 * ldx,
+            xstep = in(reg) kw * ldx,
+            wstep = in(reg) 4 * kw,
             options(nostack, readonly),
         );
     }
@@ -369,10 +410,7 @@ pub(crate) unsafe fn store_acc(c: *mut u8) {
     };
 }
 
-/// [`accumulate_i8`] for bf16 words (two channels each) with `tdpbf16ps`: weight rows at `w[0]`,
-/// `w[1]` (16 rows each, `ldw` bytes apart, 16 words a step), input rows at `x[0]`, `x[1]` (16
-/// blocks of 2 channels a step, `ldx` bytes apart, each 16 pixels' words; a step moves `16·ldx`
-/// bytes), fp32 sums.
+/// [`accumulate_i8`] for bf16 words (two channels each) with `tdpbf16ps`, fp32 sums.
 ///
 /// # Safety
 /// As [`accumulate_i8`], with AMX-BF16 usable ([`usable`]).
@@ -383,6 +421,7 @@ pub(crate) unsafe fn accumulate_bf16(
     x: [*const u32; 2],
     ldx: usize,
     steps: usize,
+    kw: usize,
 ) {
     debug_assert!(steps > 0);
     // SAFETY: every tile load reads 16 rows of 64 bytes inside the extents promised; the tiles
@@ -398,8 +437,8 @@ pub(crate) unsafe fn accumulate_bf16(
             "tdpbf16ps tmm1, tmm4, tmm7",
             "tdpbf16ps tmm2, tmm5, tmm6",
             "tdpbf16ps tmm3, tmm5, tmm7",
-            "add {w0}, 64",
-            "add {w1}, 64",
+            "add {w0}, {wstep}",
+            "add {w1}, {wstep}",
             "add {x0}, {xstep}",
             "add {x1}, {xstep}",
             "dec {n}",
@@ -411,7 +450,8 @@ pub(crate) unsafe fn accumulate_bf16(
             n = inout(reg) steps => _,
             ldw = in(reg) ldw,
             ldx = in(reg) ldx,
-            xstep = in(reg) 16 * ldx,
+            xstep = in(reg) kw * ldx,
+            wstep = in(reg) 4 * kw,
             options(nostack, readonly),
         );
     }
