@@ -17,8 +17,9 @@
 //! products (a product of two bf16 is exact in fp32): AVX512_BF16 with `vdpbf16ps`, AVX2 (and
 //! AVX-512 without BF16) by widening the halves of each word to fp32 for two FMAs, the generic
 //! tier in plain fp32. They differ only in the order of the fp32 sums. The fused epilogue (bias,
-//! residual, activation) is the fp32 kernels'. On a CPU with AMX-BF16, convs of one group over
-//! multiples of 32 input channels run on AMX tiles instead (`x86::tile_amx`, the same products).
+//! residual, activation) is the fp32 kernels'. On a CPU with AMX-BF16, convs of a multiple of 4
+//! channels a group (and the 3-channel stems) run on AMX tiles instead (`x86::tile_amx`, the
+//! same products).
 
 use super::int8::direct::{LANES, Layout, Store, fill_layout, for_each_tile, for_each_tile_in};
 use super::{Activation, ConvArgs, ConvShape, KernelError, SharedOut, check_len, check_min_len};

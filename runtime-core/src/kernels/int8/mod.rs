@@ -25,8 +25,8 @@
 //! then, with a [`Residual`], `fake-quantize(v + r)`. Int8 activations (ONNX `INT8`) are the u8
 //! ones shifted by 128 (zero point + 128), which changes no result.
 //!
-//! Tiers: AMX-INT8 for the direct path's convs of one group over multiples of 64 channels where
-//! the CPU has it (`tdpbsud`, `x86_64::direct_amx`), AVX-512 with VNNI (`vpdpbusd`, exact:
+//! Tiers: AMX-INT8 for the direct path's convs of a multiple of 16 channels a group where the CPU
+//! has it (`tdpbsud`, `x86_64::direct_amx`), AVX-512 with VNNI (`vpdpbusd`, exact:
 //! products and their 4-sums fit in i32), AVX2
 //! (`vpmaddubsw` would saturate at i16, so the bytes are widened to i16 and summed in pairs by
 //! `vpmaddwd`, exact; also AVX-512 without VNNI) and generic. All compute the same integers and
@@ -801,7 +801,7 @@ impl SharedBytes {
     }
 }
 
-/// Whether the direct path's 1×1 convs over multiples of 64 channels run on AMX-INT8 tiles in
+/// Whether the direct path's convs of a multiple of 16 channels a group run on AMX-INT8 tiles in
 /// this process (a CPU with AMX-INT8, the tile state granted, `RESNEXT_INT8` not `vnni`), on the
 /// VNNI tier.
 pub fn amx_enabled() -> bool {
