@@ -388,18 +388,7 @@ fn every_bf16_path() {
         forced.push("dot");
     }
     for f in forced {
-        let exe = std::env::current_exe().expect("the test binary's path");
-        let out = std::process::Command::new(exe)
-            .args(["--skip", "every_bf16_path", "--test-threads", "2"])
-            .env("RESNEXT_BF16", f)
-            .output()
-            .expect("running the test binary again");
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success() && text.contains(" passed;") && !text.contains(" 0 passed;"),
-            "with RESNEXT_BF16={f}:\n{text}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        common::rerun_with("RESNEXT_BF16", f, "every_bf16_path");
     }
 }
 

@@ -831,18 +831,7 @@ fn without_amx() {
     if std::env::var_os("RESNEXT_INT8").is_some() || !int8::amx_enabled() {
         return;
     }
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let out = std::process::Command::new(exe)
-        .args(["--skip", "without_amx", "--test-threads", "2"])
-        .env("RESNEXT_INT8", "vnni")
-        .output()
-        .expect("running the test binary again");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && text.contains(" passed;") && !text.contains(" 0 passed;"),
-        "with RESNEXT_INT8=vnni:\n{text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::rerun_with("RESNEXT_INT8", "vnni", "without_amx");
 }
 
 /// The stem of a ResNet (3 channels, 7×7, stride 2, padding 3: one zero-padded block, 4 phase

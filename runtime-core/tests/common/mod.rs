@@ -405,3 +405,21 @@ pub fn square_pool(channels: usize, size: usize, k: usize, stride: usize, pad: u
         pads: [pad; 4],
     }
 }
+
+/// Runs this test binary again, every test but `skip`, with the environment variable `key` set to
+/// `value` (a kernel path forced by it), and panics unless they all ran and passed: how a test
+/// covers the paths a CPU has besides the one it picks by default.
+pub fn rerun_with(key: &str, value: &str, skip: &str) {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let out = std::process::Command::new(exe)
+        .args(["--skip", skip, "--test-threads", "2"])
+        .env(key, value)
+        .output()
+        .expect("running the test binary again");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains(" passed;") && !text.contains(" 0 passed;"),
+        "with {key}={value}:\n{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -302,23 +302,8 @@ pub(super) unsafe fn direct_amx(
     let xg = l.tile_start(t.taps, m0, t.mg, v0 * LANES, nr * LANES, t.x.len());
     let x0 = t.x[xg..].as_ptr();
     let x = [x0, if nr > 1 { x0.wrapping_add(LANES) } else { x0 }].map(|p| p as *const u8);
-    // Weight rows of the two blocks of 16 channels; a block that runs past the last channel is
-    // copied, zero-padded, so that no tile load reads past the weights.
-    let rows = t.w.len() / kk;
     let mut padded = Vec::new();
-    let mut w = [std::ptr::null::<u8>(); 2];
-    for (b, wb) in w.iter_mut().enumerate() {
-        let start = m0 + 16 * b.min((mr - 1) / 16);
-        *wb = if start + 16 <= rows {
-            t.w[start * kk..].as_ptr() as *const u8
-        } else {
-            if padded.is_empty() {
-                padded = vec![0u32; 16 * kk];
-                padded[..(rows - start) * kk].copy_from_slice(&t.w[start * kk..rows * kk]);
-            }
-            padded.as_ptr() as *const u8
-        };
-    }
+    let w = amx::weight_blocks(t.w, kk, m0, mr, &mut padded).map(|p| p as *const u8);
     let mut stage = [0i32; 1024];
     // SAFETY: the tiles are configured for `kw` and AMX-INT8 usable (the caller's contract). Per
     // tap, the weight rows as chosen above (16 rows of `kk` words from the tap's `cbg` words,

@@ -316,6 +316,32 @@ pub(crate) unsafe fn block_t(
     }
 }
 
+/// The weight rows of a direct conv's tile, two blocks of 16 output channels from channel `m0`
+/// (`mr` of them, 1 to 32; one block twice when `mr <= 16`), `kk` words a channel: pointers into
+/// `w`, or into `padded` (filled here, zero past the last channel) for a block that would run
+/// past `w`'s end, so that no tile load reads past the weights.
+pub(crate) fn weight_blocks(
+    w: &[u32],
+    kk: usize,
+    m0: usize,
+    mr: usize,
+    padded: &mut Vec<u32>,
+) -> [*const u32; 2] {
+    let rows = w.len() / kk;
+    std::array::from_fn(|b| {
+        let start = m0 + 16 * b.min((mr - 1) / 16);
+        if start + 16 <= rows {
+            w[start * kk..].as_ptr()
+        } else {
+            if padded.is_empty() {
+                padded.resize(16 * kk, 0);
+                padded[..(rows - start) * kk].copy_from_slice(&w[start * kk..rows * kk]);
+            }
+            padded.as_ptr()
+        }
+    })
+}
+
 /// Zeroes the four accumulators of [`accumulate_i8`] and [`accumulate_bf16`].
 ///
 /// # Safety
