@@ -340,7 +340,40 @@ unsafe fn finish_amx<const NR: usize>(
     stores: &[direct::Store],
     y: SharedOut,
 ) {
-    for c in 0..mr {
+    // With a residual step, whole blocks of 8 channels in one call of the out-of-line epilogue
+    // (a call per channel cost more than the sums of a 1×1 conv over 64 channels).
+    let mut c = 0;
+    if let Some((rule, r)) = &t.sum {
+        while c + 8 <= mr {
+            let values: [[__m512; NR]; 8] = std::array::from_fn(|i| {
+                let at = t.at(m0 + c + i);
+                let bias = _mm512_set1_epi32(t.packed.bias[at]);
+                let mult = _mm512_set1_ps(t.packed.multiplier[at]);
+                std::array::from_fn(|j| {
+                    let row = c + i;
+                    // SAFETY: block `2·(row / 16) + j` (< 4) row `row % 16` of `stage`: 16
+                    // i32 inside it.
+                    let acc = unsafe {
+                        _mm512_loadu_si512(
+                            stage
+                                .as_ptr()
+                                .add(256 * (2 * (row / 16) + j) + 16 * (row % 16))
+                                as *const __m512i,
+                        )
+                    };
+                    _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(acc, bias)), mult)
+                })
+            });
+            let place = Place {
+                base: (m0 + c) * t.pixels,
+                stride: t.pixels,
+            };
+            // SAFETY: forwarded from the caller.
+            unsafe { finish_sums_512::<8, NR>(t.out, t.codes, rule, r, &values, place, stores, y) };
+            c += 8;
+        }
+    }
+    for c in c..mr {
         let m = m0 + c;
         let at = t.at(m);
         let bias = _mm512_set1_epi32(t.packed.bias[at]);
