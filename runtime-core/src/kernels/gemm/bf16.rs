@@ -406,31 +406,11 @@ unsafe fn task_body(
             // `run` rejects im2col and supplies scratch whenever B is plain rows.
             _ => return,
         };
-        let finish = (p0 + kc == k2).then(|| super::Finish {
-            bias: p.bias.map_or(std::ptr::null(), |b| b.as_ptr()),
-            bias_along: g.bias_along,
-            residual: g
-                .residual
-                .map_or(std::ptr::null(), |r| r.as_ptr().wrapping_add(p.c)),
-            activation: g.activation,
-        });
+        let last = p0 + kc == k2;
         for i in panels.clone() {
             for j in tiles.clone() {
                 let (row, col) = (i * MR, j * NR);
-                let mut f = finish;
-                if let Some(f) = f.as_mut() {
-                    if !f.bias.is_null() {
-                        let off = if f.bias_along == super::BiasAlong::Rows {
-                            row
-                        } else {
-                            col
-                        };
-                        f.bias = f.bias.wrapping_add(off);
-                    }
-                    if !f.residual.is_null() {
-                        f.residual = f.residual.wrapping_add(row * g.ldc + col);
-                    }
-                }
+                let f = last.then(|| super::Finish::at(g, p, row, col));
                 let b = base.wrapping_add((j - first) * stride);
                 let t = Tile {
                     kc,
@@ -525,23 +505,7 @@ unsafe fn task_amx(
             }
         }
         let last = p0 + kc == k2;
-        let finish = |row: usize, col: usize| {
-            last.then(|| super::Finish {
-                bias: p.bias.map_or(std::ptr::null(), |b| {
-                    let off = if g.bias_along == super::BiasAlong::Rows {
-                        row
-                    } else {
-                        col
-                    };
-                    b.as_ptr().wrapping_add(off)
-                }),
-                bias_along: g.bias_along,
-                residual: g.residual.map_or(std::ptr::null(), |r| {
-                    r.as_ptr().wrapping_add(p.c + row * g.ldc + col)
-                }),
-                activation: g.activation,
-            })
-        };
+        let finish = |row: usize, col: usize| last.then(|| super::Finish::at(g, p, row, col));
         // Row chunks of whole 16-row blocks whose transposed A fills `abuf` at most; in each,
         // B tile by B tile, so that one B tile serves every block of the chunk from L1.
         let (blocks, key) = abuf.split_at_mut(AMX_A_SCRATCH - AMX_KEY);
@@ -722,21 +686,7 @@ unsafe fn task_amx_t(
                         cols: (cols - 16 * xb).min(32),
                         load_c: p0 > 0,
                         stream_a: false,
-                        finish: last.then(|| super::Finish {
-                            bias: p.bias.map_or(std::ptr::null(), |b| {
-                                let off = if g.bias_along == super::BiasAlong::Rows {
-                                    row
-                                } else {
-                                    col
-                                };
-                                b.as_ptr().wrapping_add(off)
-                            }),
-                            bias_along: g.bias_along,
-                            residual: g.residual.map_or(std::ptr::null(), |r| {
-                                r.as_ptr().wrapping_add(p.c + row * g.ldc + col)
-                            }),
-                            activation: g.activation,
-                        }),
+                        finish: last.then(|| super::Finish::at(g, p, row, col)),
                     };
                     // SAFETY: the C (and residual) rectangle of `tile` lies in its buffers and
                     // is this task's alone (the caller's contract); `stage` holds 512 floats.

@@ -200,6 +200,27 @@ pub(crate) struct Finish {
     pub activation: Activation,
 }
 
+impl Finish {
+    /// The epilogue of the tile whose C starts at row `row`, column `col` of problem `p`: the
+    /// bias entries and the residual from there.
+    pub(crate) fn at(g: &Gemm, p: &Problem, row: usize, col: usize) -> Finish {
+        let off = match g.bias_along {
+            BiasAlong::Rows => row,
+            BiasAlong::Cols => col,
+        };
+        Finish {
+            bias: p
+                .bias
+                .map_or(std::ptr::null(), |b| b.as_ptr().wrapping_add(off)),
+            bias_along: g.bias_along,
+            residual: g.residual.map_or(std::ptr::null(), |r| {
+                r.as_ptr().wrapping_add(p.c + row * g.ldc + col)
+            }),
+            activation: g.activation,
+        }
+    }
+}
+
 /// One micro-kernel call: `C[0..rows, 0..cols] (+)= A·B` over `kc`, then `finish` if given.
 #[derive(Clone, Copy)]
 pub(crate) struct Tile {
@@ -623,30 +644,10 @@ unsafe fn task_body(
             _ => 0,
         };
         let b_tile = |j: usize| b_base.wrapping_add((j - b_first) * b_stride + b_row0(j));
-        let finish = (k0 + kc == k).then(|| Finish {
-            bias: p.bias.map_or(std::ptr::null(), |b| b.as_ptr()),
-            bias_along: g.bias_along,
-            residual: g
-                .residual
-                .map_or(std::ptr::null(), |r| r.as_ptr().wrapping_add(p.c)),
-            activation: g.activation,
-        });
+        let last = k0 + kc == k;
         let tile = |i: usize, j: usize| {
             let (row, col) = (i * MR, j * NR);
-            let mut f = finish;
-            if let Some(f) = f.as_mut() {
-                if !f.bias.is_null() {
-                    let off = if f.bias_along == BiasAlong::Rows {
-                        row
-                    } else {
-                        col
-                    };
-                    f.bias = f.bias.wrapping_add(off);
-                }
-                if !f.residual.is_null() {
-                    f.residual = f.residual.wrapping_add(row * g.ldc + col);
-                }
-            }
+            let f = last.then(|| Finish::at(g, p, row, col));
             let t = Tile {
                 kc,
                 a: p.a[(i * k + k0) * MR..].as_ptr(),
