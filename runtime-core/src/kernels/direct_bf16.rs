@@ -480,16 +480,14 @@ mod x86 {
         let l = &t.layout;
         let kk = t.k_words();
         let nr = stores.len();
-        let xg = l.tile_start(t.taps, m0, t.mg, v0 * LANES, nr * LANES, t.x.len());
-        let x0 = t.x[xg..].as_ptr();
-        let x = [x0, if nr > 1 { x0.wrapping_add(LANES) } else { x0 }];
+        let x = l.amx_inputs(t.x, t.taps, (m0, t.mg), (v0, nr));
         let mut padded = Vec::new();
         let w = amx::weight_blocks(t.w, kk, m0, mr, &mut padded);
         let mut stage = [0f32; 1024];
         // SAFETY: the tiles are configured for `kw` and AMX-BF16 usable (the caller's contract).
         // Per tap, the weight rows as chosen above (16 rows of `kk` words from the tap's `cbg`
-        // words, `cbg = kw · steps`) and the input rows inside `t.x` (`tile_start`: every block's `nr`
-        // vectors at every tap's offset).
+        // words, `cbg = kw · steps`) and the input rows inside `t.x` (`Layout::amx_inputs`:
+        // every block's `nr` vectors at every tap's offset).
         unsafe {
             amx::zero_acc();
             for (ti, &off) in t.taps.iter().enumerate() {

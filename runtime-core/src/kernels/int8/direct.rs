@@ -131,6 +131,23 @@ impl Layout {
         start
     }
 
+    /// Where an AMX tile of the direct layout (`x86_64::direct_amx`, `direct_bf16`'s
+    /// `tile_amx`) reads its input: the words of vector `v0` and of the next one (or `v0` again
+    /// when `nr` is 1) in the first block of channel `m0`'s group, before any tap's offset. Every
+    /// block's `nr` vectors at every tap's offset lie within `x` ([`Layout::tile_start`]
+    /// asserts it).
+    pub fn amx_inputs(
+        &self,
+        x: &[u32],
+        taps: &[usize],
+        (m0, mg): (usize, usize),
+        (v0, nr): (usize, usize),
+    ) -> [*const u32; 2] {
+        let xg = self.tile_start(taps, m0, mg, v0 * LANES, nr * LANES, x.len());
+        let x0 = x[xg..].as_ptr();
+        [x0, if nr > 1 { x0.wrapping_add(LANES) } else { x0 }]
+    }
+
     /// Vectors of flat output positions.
     pub fn vectors(&self) -> usize {
         self.flat.div_ceil(LANES)

@@ -24,11 +24,7 @@ pub(crate) const ROWS: usize = 16;
 /// K-pairs a `tdpbf16ps` step: one tile row of 64 bytes.
 pub(crate) const PAIRS: usize = 16;
 
-/// The tile configuration (`ldtilecfg`'s 64-byte operand): palette 1, every tile 16 rows of 64
-/// bytes. [`block`]: tiles 0–2 the C accumulators (16 rows of 16 floats), tile 4 the A block
-/// (16 rows of 16 slots), tiles 5–7 the three B column tiles (16 K-pair rows of 16 slots).
-/// [`accumulate_i8`]: tiles 0–3 the i32 accumulators, 4–5 two blocks of weights, 6–7 two of
-/// codes.
+/// A tile configuration, `ldtilecfg`'s 64-byte operand.
 #[repr(C, align(64))]
 struct Config {
     palette: u8,
@@ -38,44 +34,54 @@ struct Config {
     rows: [u8; 16],
 }
 
-static CONFIG: Config = {
-    let mut colsb = [0u16; 16];
-    let mut rows = [0u8; 16];
-    let mut t = 0;
-    while t < 8 {
-        colsb[t] = 64;
-        rows[t] = 16;
-        t += 1;
+impl Config {
+    /// Palette 1 with tiles 0–7 of `(bytes a row, rows)` each, the others unused.
+    const fn new(tiles: [(u16, u8); 8]) -> Config {
+        let mut colsb = [0u16; 16];
+        let mut rows = [0u8; 16];
+        let mut t = 0;
+        while t < 8 {
+            (colsb[t], rows[t]) = tiles[t];
+            t += 1;
+        }
+        Config {
+            palette: 1,
+            start_row: 0,
+            reserved: [0; 14],
+            colsb,
+            rows,
+        }
     }
-    Config {
-        palette: 1,
-        start_row: 0,
-        reserved: [0; 14],
-        colsb,
-        rows,
+
+    /// Loads this configuration on this thread (zeroing every tile).
+    ///
+    /// # Safety
+    /// AMX is usable ([`usable`] or [`usable_int8`] returned true).
+    #[inline]
+    unsafe fn load(&self) {
+        // SAFETY: a valid palette-1 configuration of 64 bytes (`new`); AMX is usable (caller).
+        unsafe { asm!("ldtilecfg [{c}]", c = in(reg) self, options(nostack, readonly)) };
     }
-};
+}
+
+/// Every tile 16 rows of 64 bytes. [`block`]: tiles 0–2 the C accumulators (16 rows of 16
+/// floats), tile 4 the A block (16 rows of 16 slots), tiles 5–7 the three B column tiles (16
+/// K-pair rows of 16 slots).
+static CONFIG: Config = Config::new([(64, 16); 8]);
 
 /// The configuration of [`block_t`]: tiles 0–3 the C accumulators (16 pixels × 8 channels),
 /// tiles 4–5 two blocks of activations (16 pixels × 16 K-pairs), tiles 6–7 two weight panels
 /// (16 K-pairs × 8 channels, the packed A panel as it is).
-static CONFIG_T: Config = {
-    let mut colsb = [0u16; 16];
-    let mut rows = [0u8; 16];
-    let mut t = 0;
-    while t < 8 {
-        colsb[t] = if t == 4 || t == 5 { 64 } else { 32 };
-        rows[t] = 16;
-        t += 1;
-    }
-    Config {
-        palette: 1,
-        start_row: 0,
-        reserved: [0; 14],
-        colsb,
-        rows,
-    }
-};
+static CONFIG_T: Config = Config::new([
+    (32, 16),
+    (32, 16),
+    (32, 16),
+    (32, 16),
+    (64, 16),
+    (64, 16),
+    (32, 16),
+    (32, 16),
+]);
 
 /// The configuration of the direct convs' tiles ([`accumulate_i8`], [`accumulate_bf16`]) for
 /// steps of `kw` words (1 to 16): tiles 0–3 the accumulators (16 rows of 64 bytes), 4–5 two
@@ -85,22 +91,11 @@ pub(crate) struct DirectConfig(Config);
 impl DirectConfig {
     pub(crate) fn new(kw: usize) -> DirectConfig {
         assert!((1..=16).contains(&kw));
-        let mut colsb = [0u16; 16];
-        let mut rows = [0u8; 16];
-        for t in 0..8 {
-            (colsb[t], rows[t]) = match t {
-                4 | 5 => (4 * kw as u16, 16),
-                6 | 7 => (64, kw as u8),
-                _ => (64, 16),
-            };
-        }
-        DirectConfig(Config {
-            palette: 1,
-            start_row: 0,
-            reserved: [0; 14],
-            colsb,
-            rows,
-        })
+        let (weights, inputs) = ((4 * kw as u16, 16), (64, kw as u8));
+        let acc = (64, 16);
+        DirectConfig(Config::new([
+            acc, acc, acc, acc, weights, weights, inputs, inputs,
+        ]))
     }
 
     /// Loads this configuration on this thread (zeroing every tile).
@@ -109,8 +104,8 @@ impl DirectConfig {
     /// AMX is usable ([`usable`] or [`usable_int8`] returned true).
     #[inline]
     pub(crate) unsafe fn load(&self) {
-        // SAFETY: a valid palette-1 configuration of 64 bytes (`new`); AMX is usable (caller).
-        unsafe { asm!("ldtilecfg [{c}]", c = in(reg) &self.0, options(nostack, readonly)) };
+        // SAFETY: forwarded from the caller.
+        unsafe { self.0.load() };
     }
 }
 
@@ -119,7 +114,7 @@ impl DirectConfig {
 pub fn usable() -> bool {
     static USABLE: OnceLock<bool> = OnceLock::new();
     *USABLE.get_or_init(|| {
-        let ok = cpu_has_amx_bf16() && request_tile_state();
+        let ok = cpu_has_amx(22) && request_tile_state();
         if std::env::var_os("RESNEXT_LOG").is_some() {
             eprintln!(
                 "resnext-runtime: AMX-BF16 {}",
@@ -134,26 +129,28 @@ pub fn usable() -> bool {
 /// the tile state. Decided once.
 pub fn usable_int8() -> bool {
     static USABLE: OnceLock<bool> = OnceLock::new();
-    *USABLE.get_or_init(|| {
-        #[allow(unused_unsafe)]
-        // SAFETY: as in `cpu_has_amx_bf16`.
-        let leaf = unsafe { std::arch::x86_64::__cpuid_count(7, 0) };
-        leaf.edx & (1 << 24) != 0 && leaf.edx & (1 << 25) != 0 && request_tile_state()
-    })
+    *USABLE.get_or_init(|| cpu_has_amx(25) && request_tile_state())
 }
 
-/// CPUID leaf 7: EDX bit 24 AMX-TILE, bit 22 AMX-BF16.
-fn cpu_has_amx_bf16() -> bool {
+/// CPUID leaf 7: EDX bit 24 (AMX-TILE) and bit `kind` (22 AMX-BF16, 25 AMX-INT8).
+fn cpu_has_amx(kind: u32) -> bool {
     #[allow(unused_unsafe)]
     // SAFETY: CPUID exists on every x86-64 CPU; leaf 7 reads as zeros where it is not defined.
     let leaf = unsafe { std::arch::x86_64::__cpuid_count(7, 0) };
-    leaf.edx & (1 << 24) != 0 && leaf.edx & (1 << 22) != 0
+    leaf.edx & (1 << 24) != 0 && leaf.edx & (1 << kind) != 0
 }
 
 /// Asks Linux for the AMX tile data state (`arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)`,
-/// process-wide); true when granted.
+/// process-wide), once; true when granted.
 #[cfg(target_os = "linux")]
 fn request_tile_state() -> bool {
+    static GRANTED: OnceLock<bool> = OnceLock::new();
+    *GRANTED.get_or_init(ask_tile_state)
+}
+
+/// The system call behind [`request_tile_state`].
+#[cfg(target_os = "linux")]
+fn ask_tile_state() -> bool {
     const SYS_ARCH_PRCTL: i64 = 158;
     const ARCH_REQ_XCOMP_PERM: i64 = 0x1023;
     const XFEATURE_XTILEDATA: i64 = 18;
@@ -180,14 +177,14 @@ fn request_tile_state() -> bool {
     false
 }
 
-/// Loads the tile configuration on this thread (zeroing every tile).
+/// Loads [`block`]'s tile configuration on this thread (zeroing every tile).
 ///
 /// # Safety
 /// [`usable`] returned true.
 #[inline]
 pub(crate) unsafe fn configure() {
-    // SAFETY: `CONFIG` is a valid palette-1 configuration of 64 bytes; AMX is usable (caller).
-    unsafe { asm!("ldtilecfg [{c}]", c = in(reg) &CONFIG, options(nostack, readonly)) };
+    // SAFETY: forwarded from the caller.
+    unsafe { CONFIG.load() };
 }
 
 /// Loads [`block_t`]'s tile configuration on this thread (zeroing every tile).
@@ -196,8 +193,8 @@ pub(crate) unsafe fn configure() {
 /// [`usable`] returned true.
 #[inline]
 pub(crate) unsafe fn configure_t() {
-    // SAFETY: `CONFIG_T` is a valid palette-1 configuration of 64 bytes; AMX is usable (caller).
-    unsafe { asm!("ldtilecfg [{c}]", c = in(reg) &CONFIG_T, options(nostack, readonly)) };
+    // SAFETY: forwarded from the caller.
+    unsafe { CONFIG_T.load() };
 }
 
 /// Returns the tile state to its initial (unused) form, so that context switches of this thread
@@ -361,6 +358,45 @@ pub(crate) unsafe fn zero_acc() {
     };
 }
 
+/// The loop of [`accumulate_i8`] and [`accumulate_bf16`], with `$op` (`tdpbsud` or
+/// `tdpbf16ps`) as the tile product. Expands to an unsafe block's contents: use it in `unsafe`
+/// under their contract.
+macro_rules! accumulate {
+    ($op:literal, $w:expr, $ldw:expr, $x:expr, $ldx:expr, $steps:expr, $kw:expr) => {{
+        let (w, x, steps, kw, ldx) = ($w, $x, $steps, $kw, $ldx);
+        debug_assert!(steps > 0);
+        // Every tile load reads 16 rows of 64 bytes inside the extents promised; the tiles are
+        // configured (the caller's contract).
+        asm!(
+            "2:",
+            "tileloadd tmm4, [{w0} + {ldw}*1]",
+            "tileloadd tmm5, [{w1} + {ldw}*1]",
+            "tileloadd tmm6, [{x0} + {ldx}*1]",
+            "tileloadd tmm7, [{x1} + {ldx}*1]",
+            concat!($op, " tmm0, tmm4, tmm6"),
+            concat!($op, " tmm1, tmm4, tmm7"),
+            concat!($op, " tmm2, tmm5, tmm6"),
+            concat!($op, " tmm3, tmm5, tmm7"),
+            "add {w0}, {wstep}",
+            "add {w1}, {wstep}",
+            "add {x0}, {xstep}",
+            "add {x1}, {xstep}",
+            "dec {n}",
+            "jnz 2b",
+            w0 = inout(reg) w[0] => _,
+            w1 = inout(reg) w[1] => _,
+            x0 = inout(reg) x[0] => _,
+            x1 = inout(reg) x[1] => _,
+            n = inout(reg) steps => _,
+            ldw = in(reg) $ldw,
+            ldx = in(reg) ldx,
+            xstep = in(reg) kw * ldx,
+            wstep = in(reg) 4 * kw,
+            options(nostack, readonly),
+        )
+    }};
+}
+
 /// Adds to the accumulators the i32 sums of two blocks of 16 output channels × two vectors of
 /// 16 pixels over `steps` steps of `kw` words (4 input channels each), with `tdpbsud` (signed
 /// weights × unsigned codes): weight rows at `w[0]`, `w[1]` (16 rows each, `ldw` bytes apart,
@@ -381,38 +417,8 @@ pub(crate) unsafe fn accumulate_i8(
     steps: usize,
     kw: usize,
 ) {
-    debug_assert!(steps > 0);
-    // SAFETY: every tile load reads 16 rows of 64 bytes inside the extents promised; the tiles
-    // are configured (caller).
-    unsafe {
-        asm!(
-            "2:",
-            "tileloadd tmm4, [{w0} + {ldw}*1]",
-            "tileloadd tmm5, [{w1} + {ldw}*1]",
-            "tileloadd tmm6, [{x0} + {ldx}*1]",
-            "tileloadd tmm7, [{x1} + {ldx}*1]",
-            "tdpbsud tmm0, tmm4, tmm6",
-            "tdpbsud tmm1, tmm4, tmm7",
-            "tdpbsud tmm2, tmm5, tmm6",
-            "tdpbsud tmm3, tmm5, tmm7",
-            "add {w0}, {wstep}",
-            "add {w1}, {wstep}",
-            "add {x0}, {xstep}",
-            "add {x1}, {xstep}",
-            "dec {n}",
-            "jnz 2b",
-            w0 = inout(reg) w[0] => _,
-            w1 = inout(reg) w[1] => _,
-            x0 = inout(reg) x[0] => _,
-            x1 = inout(reg) x[1] => _,
-            n = inout(reg) steps => _,
-            ldw = in(reg) ldw,
-            ldx = in(reg) ldx,
-            xstep = in(reg) kw * ldx,
-            wstep = in(reg) 4 * kw,
-            options(nostack, readonly),
-        );
-    }
+    // SAFETY: forwarded from the caller.
+    unsafe { accumulate!("tdpbsud", w, ldw, x, ldx, steps, kw) }
 }
 
 /// Stores the four accumulators to `c`: accumulator `a` as a 16 × 16 block of 32-bit sums (i32
@@ -449,36 +455,6 @@ pub(crate) unsafe fn accumulate_bf16(
     steps: usize,
     kw: usize,
 ) {
-    debug_assert!(steps > 0);
-    // SAFETY: every tile load reads 16 rows of 64 bytes inside the extents promised; the tiles
-    // are configured (caller).
-    unsafe {
-        asm!(
-            "2:",
-            "tileloadd tmm4, [{w0} + {ldw}*1]",
-            "tileloadd tmm5, [{w1} + {ldw}*1]",
-            "tileloadd tmm6, [{x0} + {ldx}*1]",
-            "tileloadd tmm7, [{x1} + {ldx}*1]",
-            "tdpbf16ps tmm0, tmm4, tmm6",
-            "tdpbf16ps tmm1, tmm4, tmm7",
-            "tdpbf16ps tmm2, tmm5, tmm6",
-            "tdpbf16ps tmm3, tmm5, tmm7",
-            "add {w0}, {wstep}",
-            "add {w1}, {wstep}",
-            "add {x0}, {xstep}",
-            "add {x1}, {xstep}",
-            "dec {n}",
-            "jnz 2b",
-            w0 = inout(reg) w[0] => _,
-            w1 = inout(reg) w[1] => _,
-            x0 = inout(reg) x[0] => _,
-            x1 = inout(reg) x[1] => _,
-            n = inout(reg) steps => _,
-            ldw = in(reg) ldw,
-            ldx = in(reg) ldx,
-            xstep = in(reg) kw * ldx,
-            wstep = in(reg) 4 * kw,
-            options(nostack, readonly),
-        );
-    }
+    // SAFETY: forwarded from the caller.
+    unsafe { accumulate!("tdpbf16ps", w, ldw, x, ldx, steps, kw) }
 }
